@@ -1,0 +1,108 @@
+#include "common/reactor.hpp"
+
+#include <algorithm>
+
+namespace ipp {
+
+void Reactor::add(zmq::socket_ref socket, Handler on_readable) {
+  items_.push_back({socket.handle(), 0, ZMQ_POLLIN, 0});
+  handlers_.push_back(std::make_shared<Handler>(std::move(on_readable)));
+}
+
+void Reactor::remove(zmq::socket_ref socket) {
+  for (size_t i = 0; i < items_.size(); ++i) {
+    if (items_[i].socket == socket.handle()) {
+      items_.erase(items_.begin() + static_cast<long>(i));
+      handlers_.erase(handlers_.begin() + static_cast<long>(i));
+      return;
+    }
+  }
+}
+
+Reactor::TimerId Reactor::every(std::chrono::milliseconds period, Handler fn) {
+  TimerId id = next_timer_++;
+  timers_.emplace(id, Timer{Clock::now() + period, period, std::move(fn)});
+  return id;
+}
+
+Reactor::TimerId Reactor::after(std::chrono::milliseconds delay, Handler fn) {
+  TimerId id = next_timer_++;
+  timers_.emplace(id, Timer{Clock::now() + delay, std::chrono::milliseconds(0), std::move(fn)});
+  return id;
+}
+
+void Reactor::cancel(TimerId id) { timers_.erase(id); }
+
+void Reactor::invoke(const Handler& fn, const char* what) {
+  try {
+    fn();
+  } catch (const zmq::error_t& e) {
+    if (e.num() == ETERM) {
+      stopped_ = true;
+      return;
+    }
+    log_->error("{} handler failed: zmq: {}", what, e.what());
+  } catch (const std::exception& e) {
+    log_->error("{} handler failed: {}", what, e.what());
+  }
+}
+
+void Reactor::run_timers() {
+  auto now = Clock::now();
+  std::vector<TimerId> due;
+  for (auto& [id, t] : timers_) {
+    if (t.due <= now) due.push_back(id);
+  }
+  for (TimerId id : due) {
+    auto it = timers_.find(id);
+    if (it == timers_.end()) continue;  // cancelled by an earlier timer
+    Handler fn = it->second.fn;
+    if (it->second.period.count() > 0) {
+      it->second.due = now + it->second.period;
+    } else {
+      timers_.erase(it);
+    }
+    invoke(fn, "timer");
+  }
+}
+
+void Reactor::run_once(std::chrono::milliseconds timeout) {
+  if (!timers_.empty()) {
+    auto next = std::min_element(timers_.begin(), timers_.end(), [](auto& a, auto& b) {
+                  return a.second.due < b.second.due;
+                })->second.due;
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+    timeout = std::clamp(wait, std::chrono::milliseconds(0), timeout);
+  }
+  try {
+    zmq::poll(items_.data(), items_.size(), timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == ETERM) {
+      stopped_ = true;
+      return;
+    }
+    if (e.num() != EINTR) log_->error("poll failed: {}", e.what());
+    return;
+  }
+  // Handlers may add or remove sockets: iterate over a snapshot of what was ready.
+  std::vector<void*> ready;
+  for (auto& item : items_) {
+    if (item.revents & ZMQ_POLLIN) ready.push_back(item.socket);
+  }
+  for (void* socket : ready) {
+    for (size_t i = 0; i < items_.size(); ++i) {
+      if (items_[i].socket == socket) {
+        std::shared_ptr<Handler> fn = handlers_[i];
+        invoke(*fn, "socket");
+        break;
+      }
+    }
+  }
+  run_timers();
+}
+
+void Reactor::run() {
+  while (!stopped_) run_once(std::chrono::milliseconds(1000));
+}
+
+}  // namespace ipp

@@ -1,0 +1,59 @@
+#include "protocol/clock.hpp"
+
+#include <cstdio>
+#include <ctime>
+
+namespace ipp::protocol {
+
+std::string Iso8601(WallClock::time_point t) {
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  std::time_t seconds = static_cast<std::time_t>(micros / 1000000);
+  long fraction = static_cast<long>(micros % 1000000);
+  if (fraction < 0) {
+    fraction += 1000000;
+    --seconds;
+  }
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char text[80];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, fraction);
+  return text;
+}
+
+std::optional<WallClock::time_point> ParseIso8601(std::string_view text) {
+  std::string s(text);
+  int year, month, day, hour, minute, second, consumed = 0;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute,
+                  &second, &consumed) != 6) {
+    return std::nullopt;
+  }
+  size_t pos = static_cast<size_t>(consumed);
+  long micros = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    long scale = 100000;
+    for (++pos; pos < s.size() && s[pos] >= '0' && s[pos] <= '9'; ++pos) {
+      micros += (s[pos] - '0') * scale;
+      scale /= 10;
+    }
+  }
+  long offset_seconds = 0;
+  if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    int oh = 0, om = 0;
+    if (std::sscanf(s.c_str() + pos + 1, "%2d:%2d", &oh, &om) < 1) return std::nullopt;
+    offset_seconds = (oh * 3600L + om * 60L) * (s[pos] == '-' ? -1 : 1);
+  } else if (pos < s.size() && s[pos] != 'Z') {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  std::time_t utc = timegm(&tm) - offset_seconds;
+  return WallClock::time_point(std::chrono::seconds(utc)) + std::chrono::microseconds(micros);
+}
+
+}  // namespace ipp::protocol

@@ -1,0 +1,147 @@
+#include "protocol/connection_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace ipp::protocol {
+
+namespace {
+const char* const kCommonFields[] = {"interface", "key", "signature_scheme", "location", "ssh",
+                                     "pack", "unpack", "curve_serverkey", "task_scheme"};
+}
+
+Result<int> ConnectionInfo::port(std::string_view channel, size_t index) const {
+  auto it = channels.find(channel);
+  if (it == channels.end()) {
+    return Status::NotFound("connection info has no '" + std::string(channel) + "' channel");
+  }
+  const nlohmann::json* value = &*it;
+  if (value->is_array()) {
+    if (index >= value->size()) {
+      return Status::NotFound("connection info '" + std::string(channel) + "' has no entry " +
+                              std::to_string(index));
+    }
+    value = &(*value)[index];
+  }
+  if (!value->is_number_integer() || value->get<int>() <= 0 || value->get<int>() > 65535) {
+    return Status::InvalidArgument("connection info '" + std::string(channel) +
+                                   "' is not a port number");
+  }
+  return value->get<int>();
+}
+
+Result<std::string> ConnectionInfo::url(std::string_view channel, size_t index) const {
+  Result<int> p = port(channel, index);
+  if (!p.ok()) return p.status();
+  bool ipc = interface.rfind("ipc://", 0) == 0;
+  return interface + (ipc ? "-" : ":") + std::to_string(*p);
+}
+
+void to_json(nlohmann::json& j, const ConnectionInfo& info) {
+  j = nlohmann::json::object();
+  j["ssh"] = info.ssh;
+  j["interface"] = info.interface;
+  for (auto& [name, value] : info.channels.items()) j[name] = value;
+  if (!info.task_scheme.empty()) j["task_scheme"] = info.task_scheme;
+  j["key"] = info.key;
+  j["curve_serverkey"] = info.curve_serverkey ? nlohmann::json(*info.curve_serverkey) : nullptr;
+  j["location"] = info.location;
+  j["pack"] = info.pack;
+  j["unpack"] = info.unpack;
+  j["signature_scheme"] = info.signature_scheme;
+}
+
+void from_json(const nlohmann::json& j, ConnectionInfo& info) {
+  info.interface = j.at("interface").get<std::string>();
+  info.key = j.at("key").get<std::string>();
+  info.signature_scheme = j.value("signature_scheme", "hmac-sha256");
+  info.location = j.value("location", "");
+  info.ssh = j.contains("ssh") && j["ssh"].is_string() ? j["ssh"].get<std::string>() : "";
+  info.pack = j.value("pack", "json");
+  info.unpack = j.value("unpack", "json");
+  info.task_scheme = j.value("task_scheme", "");
+  auto curve = j.find("curve_serverkey");
+  if (curve != j.end() && curve->is_string()) info.curve_serverkey = curve->get<std::string>();
+  info.channels = nlohmann::json::object();
+  for (auto& [name, value] : j.items()) {
+    bool common = false;
+    for (const char* field : kCommonFields) common = common || name == field;
+    if (!common) info.channels[name] = value;
+  }
+  if (!info.channels.contains("registration")) {
+    throw nlohmann::json::other_error::create(501, "no 'registration' port", &j);
+  }
+}
+
+Result<ConnectionInfo> ParseConnectionInfo(std::string_view text, const std::string& origin) {
+  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::InvalidArgument(origin + " is not a JSON object");
+  }
+  try {
+    return j.get<ConnectionInfo>();
+  } catch (const nlohmann::json::exception& e) {
+    return Status::InvalidArgument(origin + " is not a valid connection file: " + e.what());
+  }
+}
+
+Result<ConnectionInfo> ReadConnectionFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return Status::NotFound("cannot read connection file " + path.string() + ": " +
+                            std::strerror(errno));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseConnectionInfo(text.str(), "connection file " + path.string());
+}
+
+Status WritePrivateFile(const std::filesystem::path& path, std::string_view contents) {
+  std::error_code ec;
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+  std::string tmp = path.string() + ".tmp." + std::to_string(getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IOError("cannot create " + tmp + ": " + std::strerror(errno));
+  ::fchmod(fd, 0600);  // the umask or an older file must not widen it
+  size_t written = 0;
+  while (written < contents.size()) {
+    ssize_t n = ::write(fd, contents.data() + written, contents.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return Status::IOError("cannot write " + tmp + ": " + std::strerror(err));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return Status::IOError("cannot flush " + tmp + ": " + std::strerror(errno));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Status::IOError("cannot rename " + tmp + " to " + path.string() + ": " +
+                           std::strerror(err));
+  }
+  return Status::OK();
+}
+
+Status WriteConnectionFile(const std::filesystem::path& path, const ConnectionInfo& info) {
+  return WritePrivateFile(path, nlohmann::json(info).dump(2));
+}
+
+std::string ConnectionFileName(std::string_view role, std::string_view cluster_id) {
+  std::string name = "ipcontroller-";
+  if (!cluster_id.empty()) name.append(cluster_id).append("-");
+  return name.append(role).append(".json");
+}
+
+}  // namespace ipp::protocol

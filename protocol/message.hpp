@@ -1,0 +1,75 @@
+// The Jupyter wire message as ipyparallel 7.1 sends it (jupyter_client session.py):
+//
+//   [routing ids..., "<IDS|MSG>", signature, header, parent_header, metadata, content, buffers...]
+//
+// RawMessage keeps the frames exactly as received, split at the delimiter and not parsed, so the
+// schedulers can route and forward them without copying payloads. Message is the parsed form.
+// No code outside protocol/ touches raw frames except through these types.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "ipp/status.hpp"
+
+namespace ipp::protocol {
+
+inline constexpr std::string_view kDelimiter = "<IDS|MSG>";
+using Frames = std::vector<zmq::message_t>;
+using json = nlohmann::json;
+
+inline std::string_view view(const zmq::message_t& frame) {
+  return {static_cast<const char*>(frame.data()), frame.size()};
+}
+
+// Parsed wire message. Buffers stay zmq messages end to end (zero copy).
+struct Message {
+  Frames identities;
+  json header = json::object();
+  json parent_header = json::object();
+  json metadata = json::object();
+  json content = json::object();
+  Frames buffers;
+
+  // Valid for any Message produced by Session::parse (the header is checked there).
+  const std::string& msg_type() const { return header["msg_type"].get_ref<const std::string&>(); }
+  const std::string& msg_id() const { return header["msg_id"].get_ref<const std::string&>(); }
+  // The parent's msg_id, or "" when there is no parent.
+  std::string parent_id() const;
+};
+
+class RawMessage {
+ public:
+  enum Part { kSignature = 0, kHeader, kParent, kMetadata, kContent };
+  static constexpr size_t kJsonParts = 4;
+
+  // Splits at the delimiter. Fails on a missing delimiter or fewer than five frames after it.
+  static Result<RawMessage> FromFrames(Frames&& frames);
+
+  size_t identity_count() const { return delimiter_; }
+  std::string_view identity(size_t i) const { return view(frames_[i]); }
+  std::string_view part(Part p) const { return view(frames_[delimiter_ + 1 + p]); }
+  size_t buffer_count() const { return frames_.size() - delimiter_ - 6; }
+  // Parses one JSON part; fails with a Status naming the part if it is not a JSON object.
+  Result<json> parse_object(Part p) const;
+
+  // Forwarding: edit routing identities in place, then take the frames back.
+  Frames& frames() { return frames_; }
+  size_t delimiter_index() const { return delimiter_; }
+  void swap_first_identities();  // ROUTER<->ROUTER relay, as zmq's MonitoredQueue does
+  void set_delimiter_index(size_t index) { delimiter_ = index; }
+  Frames release() && { return std::move(frames_); }
+
+ private:
+  RawMessage(Frames&& frames, size_t delimiter) : frames_(std::move(frames)), delimiter_(delimiter) {}
+  Frames frames_;
+  size_t delimiter_;
+};
+
+const char* PartName(RawMessage::Part p);
+
+}  // namespace ipp::protocol

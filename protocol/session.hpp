@@ -1,0 +1,66 @@
+// Session: what jupyter_client's Session does for ipyparallel — builds headers, signs and
+// serializes outgoing messages, verifies and parses incoming ones, and refuses replays.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_set>
+
+#include "protocol/message.hpp"
+#include "protocol/signer.hpp"
+
+namespace ipp::protocol {
+
+inline constexpr const char* kProtocolVersion = "5.3";
+
+// Not thread-safe: one Session per reactor thread (it owns a Signer and a replay history).
+class Session {
+ public:
+  explicit Session(std::string_view key, std::string username = "username",
+                   std::string_view signature_scheme = "hmac-sha256");
+
+  const Status& status() const { return signer_.status(); }
+  const std::string& id() const { return session_id_; }
+  const std::string& username() const { return username_; }
+  const Signer& signer() const { return signer_; }
+
+  // A header as Session.msg_header builds it; msg_id is "<session>_<pid>_<n>" like jupyter_client.
+  json make_header(std::string_view msg_type);
+  Message make(std::string_view msg_type, json content = json::object(),
+               const json& parent_header = json::object(), json metadata = json::object());
+
+  // Signs and lays out the frames: identities, delimiter, signature, four JSON parts, buffers.
+  Frames serialize(Message&& message) const;
+  // Serializes pre-dumped JSON parts; the fast path for replies built without a json tree.
+  Frames serialize_parts(Frames&& identities, std::string header, std::string parent,
+                         std::string metadata, std::string content, Frames&& buffers) const;
+
+  // Checks the signature (and that it has not been seen before) without parsing anything.
+  Status verify(const RawMessage& raw);
+  // verify() then parse all four JSON parts and check the header's types.
+  Result<Message> parse(RawMessage&& raw);
+  Result<Message> parse(Frames&& frames);
+
+  // Replay protection as in jupyter_client: remember up to this many signatures.
+  void set_digest_history_size(size_t n) { digest_history_size_ = n; }
+
+ private:
+  void remember(std::string_view signature);
+
+  Signer signer_;
+  std::string username_;
+  std::string session_id_;
+  std::string msg_id_prefix_;
+  uint64_t message_count_ = 0;
+  size_t digest_history_size_ = 1 << 16;
+  std::unordered_set<std::string> digest_history_;
+};
+
+// A random id in jupyter_client's new_id() form: 8 hex digits, '-', 24 hex digits.
+std::string NewId();
+
+// Checks that a parsed header has the fields every peer relies on, with the right types.
+Status ValidateHeader(const json& header);
+
+}  // namespace ipp::protocol

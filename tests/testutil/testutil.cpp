@@ -1,0 +1,120 @@
+#include "tests/testutil/testutil.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace ipp::testutil {
+
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "ipp-test-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) std::abort();
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+std::string BindLoopback(zmq::socket_t& socket) {
+  socket.bind("tcp://127.0.0.1:*");
+  return socket.get(zmq::sockopt::last_endpoint);
+}
+
+Process::Process(const std::vector<std::string>& argv, const fs::path& log_file,
+                 const std::vector<std::string>& extra_env) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    setpgid(0, 0);
+    if (!log_file.empty()) {
+      int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+      }
+    }
+    for (const std::string& kv : extra_env) putenv(strdup(kv.c_str()));
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  setpgid(pid_, pid_);
+}
+
+Process::~Process() { kill_group(); }
+
+bool Process::running() {
+  if (reaped_) return false;
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    reaped_ = true;
+    status_ = status;
+    return false;
+  }
+  return true;
+}
+
+int Process::wait(std::chrono::milliseconds timeout) {
+  if (!WaitFor([&] { return !running(); }, timeout)) return -1;
+  if (WIFEXITED(status_)) return WEXITSTATUS(status_);
+  if (WIFSIGNALED(status_)) return 128 + WTERMSIG(status_);
+  return -1;
+}
+
+void Process::signal(int sig) {
+  if (!reaped_) ::kill(pid_, sig);
+}
+
+void Process::kill_group() {
+  if (pid_ <= 0) return;
+  ::kill(-pid_, SIGTERM);
+  if (wait(std::chrono::seconds(5)) < 0) {
+    ::kill(-pid_, SIGKILL);
+    wait(std::chrono::seconds(5));
+  }
+  ::kill(-pid_, SIGKILL);  // stragglers in the group
+}
+
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+int RunCommand(const std::vector<std::string>& argv, std::string* output,
+               std::chrono::milliseconds timeout) {
+  TempDir dir;
+  fs::path log = dir.path() / "out";
+  int rc;
+  {
+    Process p(argv, log);
+    rc = p.wait(timeout);
+  }
+  if (output) *output = ReadFile(log);
+  return rc;
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace ipp::testutil

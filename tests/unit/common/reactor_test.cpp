@@ -1,0 +1,49 @@
+#include "common/reactor.hpp"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+namespace ipp {
+namespace {
+
+class ReactorTest : public ::testing::Test {
+ protected:
+  zmq::context_t ctx_;
+  Reactor reactor_{MakeLogger("test.reactor")};
+};
+
+TEST_F(ReactorTest, DispatchesReadableSocketAndSurvivesThrowingHandler) {
+  zmq::socket_t pull(ctx_, zmq::socket_type::pull), push(ctx_, zmq::socket_type::push);
+  pull.bind("inproc://r");
+  push.connect("inproc://r");
+  std::vector<std::string> got;
+  reactor_.add(pull, [&] {
+    zmq::message_t m;
+    while (pull.recv(m, zmq::recv_flags::dontwait)) {
+      got.emplace_back(m.to_string());
+      if (got.back() == "boom") throw std::runtime_error("handler failure");
+      if (got.back() == "stop") reactor_.stop();
+    }
+  });
+  push.send(zmq::str_buffer("boom"));
+  push.send(zmq::str_buffer("stop"));
+  for (int i = 0; i < 100 && !reactor_.stopped(); ++i) reactor_.run_once(std::chrono::milliseconds(50));
+  EXPECT_EQ(got, (std::vector<std::string>{"boom", "stop"}));
+}
+
+TEST_F(ReactorTest, TimersFireAndCanBeCancelled) {
+  int periodic = 0, once = 0, cancelled = 0;
+  reactor_.every(std::chrono::milliseconds(5), [&] { ++periodic; });
+  reactor_.after(std::chrono::milliseconds(1), [&] { ++once; });
+  auto id = reactor_.after(std::chrono::milliseconds(2), [&] { ++cancelled; });
+  reactor_.cancel(id);
+  reactor_.after(std::chrono::milliseconds(40), [&] { reactor_.stop(); });
+  reactor_.run();
+  EXPECT_EQ(once, 1);
+  EXPECT_EQ(cancelled, 0);
+  EXPECT_GE(periodic, 3);
+}
+
+}  // namespace
+}  // namespace ipp

@@ -1,0 +1,119 @@
+#include "protocol/connection_file.hpp"
+
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "protocol/profile_dir.hpp"
+#include "tests/testutil/testutil.hpp"
+
+namespace ipp::protocol {
+namespace {
+
+// Written by the stock ipcontroller of ipyparallel 7.1 (keys and ports changed).
+constexpr const char* kStockEngineFile = R"({
+  "ssh": "",
+  "interface": "tcp://127.0.0.1",
+  "registration": 51701,
+  "control": 35947,
+  "mux": 59205,
+  "task": 54485,
+  "iopub": 34707,
+  "hb_ping": 37877,
+  "hb_pong": 52135,
+  "broadcast": [47777, 52385],
+  "key": "9eaa4a31-6647388e78f8106b22c9b91a",
+  "curve_serverkey": null,
+  "location": "vm",
+  "pack": "json",
+  "unpack": "json",
+  "signature_scheme": "hmac-sha256"
+})";
+
+TEST(ConnectionFileTest, ParsesStockEngineFile) {
+  Result<ConnectionInfo> info = ParseConnectionInfo(kStockEngineFile, "test");
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->key, "9eaa4a31-6647388e78f8106b22c9b91a");
+  EXPECT_EQ(info->location, "vm");
+  EXPECT_FALSE(info->curve_serverkey.has_value());
+  EXPECT_EQ(*info->url("registration"), "tcp://127.0.0.1:51701");
+  EXPECT_EQ(*info->port("broadcast", 1), 52385);
+  EXPECT_FALSE(info->port("broadcast", 2).ok());
+  EXPECT_EQ(info->port("notification").status().code(), Status::Code::kNotFound);
+}
+
+TEST(ConnectionFileTest, WritesAtomicallyWithMode0600AndRoundTrips) {
+  testutil::TempDir dir;
+  auto path = dir.path() / "security" / ConnectionFileName("client", "");
+  ConnectionInfo info;
+  info.key = "k";
+  info.location = "host";
+  info.task_scheme = "leastload";
+  info.channels = {{"registration", 1234}, {"mux", 1235}, {"notification", 1236}};
+  ASSERT_TRUE(WriteConnectionFile(path, info).ok());
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  Result<ConnectionInfo> back = ReadConnectionFile(path);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->task_scheme, "leastload");
+  EXPECT_EQ(*back->port("notification"), 1236);
+  auto text = nlohmann::json::parse(testutil::ReadFile(path));
+  EXPECT_TRUE(text["curve_serverkey"].is_null());
+  EXPECT_EQ(text["signature_scheme"], "hmac-sha256");
+  // Overwriting a world-readable file leaves it 0600 and leaves no temporary file behind.
+  chmod(path.c_str(), 0644);
+  ASSERT_TRUE(WriteConnectionFile(path, info).ok());
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(path.parent_path()), {}), 1);
+}
+
+TEST(ConnectionFileTest, BadFilesGiveClearErrors) {
+  testutil::TempDir dir;
+  Result<ConnectionInfo> missing = ReadConnectionFile(dir.path() / "nope.json");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(missing.status().message().find("nope.json"), std::string::npos);
+
+  EXPECT_FALSE(ParseConnectionInfo("not json", "x").ok());
+  EXPECT_FALSE(ParseConnectionInfo("[]", "x").ok());
+  Result<ConnectionInfo> no_key = ParseConnectionInfo(R"({"interface": "tcp://1.2.3.4"})", "f");
+  ASSERT_FALSE(no_key.ok());
+  EXPECT_NE(no_key.status().message().find("key"), std::string::npos);
+  Result<ConnectionInfo> bad_type =
+      ParseConnectionInfo(R"({"interface": "tcp://x", "key": 5, "registration": 1})", "f");
+  EXPECT_FALSE(bad_type.ok());
+}
+
+TEST(ConnectionFileTest, NamesFollowClusterId) {
+  EXPECT_EQ(ConnectionFileName("engine", ""), "ipcontroller-engine.json");
+  EXPECT_EQ(ConnectionFileName("client", "abc"), "ipcontroller-abc-client.json");
+}
+
+TEST(ConnectionFileTest, IpcUrlsUseDash) {
+  ConnectionInfo info;
+  info.interface = "ipc:///tmp/ctl";
+  info.channels = {{"mux", 3}};
+  EXPECT_EQ(*info.url("mux"), "ipc:///tmp/ctl-3");
+}
+
+TEST(ProfileDirTest, ResolvesLikeIPython) {
+  testutil::TempDir dir;
+  setenv("IPYTHONDIR", dir.path().c_str(), 1);
+  EXPECT_EQ(ProfileDir::Resolve("", "").root(), dir.path() / "profile_default");
+  EXPECT_EQ(ProfileDir::Resolve("mpi", "").root(), dir.path() / "profile_mpi");
+  EXPECT_EQ(ProfileDir::Resolve("mpi", "/x/y").root(), "/x/y");
+  ProfileDir p = ProfileDir::Resolve("t", "");
+  ASSERT_TRUE(p.Ensure().ok());
+  struct stat st {};
+  ASSERT_EQ(stat(p.security_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700);
+  EXPECT_TRUE(std::filesystem::is_directory(p.log_dir()));
+  unsetenv("IPYTHONDIR");
+}
+
+}  // namespace
+}  // namespace ipp::protocol

@@ -1,0 +1,171 @@
+#include "protocol/session.hpp"
+
+#include <gtest/gtest.h>
+
+#include "protocol/clock.hpp"
+
+namespace ipp::protocol {
+namespace {
+
+Frames ToFrames(const std::vector<std::string>& parts) {
+  Frames f;
+  for (const auto& p : parts) f.emplace_back(p.data(), p.size());
+  return f;
+}
+
+std::vector<std::string> ToStrings(const Frames& frames) {
+  std::vector<std::string> out;
+  for (const auto& f : frames) out.emplace_back(view(f));
+  return out;
+}
+
+class SessionTest : public ::testing::Test {
+ protected:
+  // A correctly signed message as a list of strings, so tests can corrupt single frames.
+  std::vector<std::string> Signed(const std::string& header, const std::string& content = "{}") {
+    std::string_view parts[] = {header, "{}", "{}", content};
+    return {"client-id", std::string(kDelimiter), sender_.signer().sign(parts, 4), header, "{}",
+            "{}", content};
+  }
+  std::string Header() {
+    return sender_.make_header("apply_request").dump();
+  }
+  Session sender_{"secret-key"};
+  Session receiver_{"secret-key"};
+};
+
+TEST_F(SessionTest, RoundTripKeepsPartsIdentitiesAndBuffers) {
+  Message m = sender_.make("apply_request", {{"x", 1}}, {{"msg_id", "parent-1"}}, {{"retries", 2}});
+  m.identities.emplace_back(std::string_view("engine-uuid"));
+  m.buffers.emplace_back(std::string_view("\x00\x01binary", 8));
+  std::string msg_id = m.msg_id();
+
+  Result<Message> parsed = receiver_.parse(sender_.serialize(std::move(m)));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->msg_type(), "apply_request");
+  EXPECT_EQ(parsed->msg_id(), msg_id);
+  EXPECT_EQ(parsed->parent_id(), "parent-1");
+  EXPECT_EQ(parsed->content["x"], 1);
+  EXPECT_EQ(parsed->metadata["retries"], 2);
+  ASSERT_EQ(parsed->identities.size(), 1u);
+  EXPECT_EQ(view(parsed->identities[0]), "engine-uuid");
+  ASSERT_EQ(parsed->buffers.size(), 1u);
+  EXPECT_EQ(view(parsed->buffers[0]), std::string_view("\x00\x01binary", 8));
+}
+
+TEST_F(SessionTest, HeaderHasJupyterFields) {
+  json h = sender_.make_header("status");
+  EXPECT_EQ(h["version"], "5.3");
+  EXPECT_EQ(h["session"], sender_.id());
+  EXPECT_EQ(h["username"], "username");
+  EXPECT_TRUE(ParseIso8601(h["date"].get<std::string>()).has_value());
+  EXPECT_EQ(h["msg_id"].get<std::string>().rfind(sender_.id() + "_", 0), 0u);
+  EXPECT_NE(sender_.make_header("status")["msg_id"], h["msg_id"]);
+}
+
+TEST_F(SessionTest, RejectsMissingSignature) {
+  auto parts = Signed(Header());
+  parts[2] = "";
+  Result<Message> r = receiver_.parse(ToFrames(parts));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kUnauthorized);
+  EXPECT_NE(r.status().message().find("unsigned"), std::string::npos);
+}
+
+TEST_F(SessionTest, RejectsWrongSignatureAndTamperedContent) {
+  auto parts = Signed(Header());
+  parts[6] = R"({"evil": true})";
+  Result<Message> r = receiver_.parse(ToFrames(parts));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kUnauthorized);
+  Session other("another-key");
+  auto good = Signed(Header());
+  EXPECT_EQ(other.parse(ToFrames(good)).status().code(), Status::Code::kUnauthorized);
+}
+
+TEST_F(SessionTest, RejectsReplayedMessage) {
+  auto parts = Signed(Header());
+  ASSERT_TRUE(receiver_.parse(ToFrames(parts)).ok());
+  Result<Message> replay = receiver_.parse(ToFrames(parts));
+  ASSERT_FALSE(replay.ok());
+  EXPECT_NE(replay.status().message().find("replay"), std::string::npos);
+}
+
+TEST_F(SessionTest, RejectsMissingDelimiter) {
+  auto parts = Signed(Header());
+  parts[1] = "<IDS|MSX>";
+  Result<Message> r = receiver_.parse(ToFrames(parts));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kProtocolError);
+  EXPECT_NE(r.status().message().find("delimiter"), std::string::npos);
+}
+
+TEST_F(SessionTest, RejectsTruncatedFrames) {
+  auto parts = Signed(Header());
+  for (size_t keep = 0; keep < parts.size(); ++keep) {
+    std::vector<std::string> cut(parts.begin(), parts.begin() + static_cast<long>(keep));
+    Result<Message> r = receiver_.parse(ToFrames(cut));
+    ASSERT_FALSE(r.ok()) << "kept " << keep;
+    EXPECT_EQ(r.status().code(), Status::Code::kProtocolError);
+  }
+}
+
+TEST_F(SessionTest, RejectsInvalidJsonNamingThePart) {
+  auto parts = Signed(Header(), "{not json");
+  Result<Message> r = receiver_.parse(ToFrames(parts));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kProtocolError);
+  EXPECT_NE(r.status().message().find("content"), std::string::npos);
+}
+
+TEST_F(SessionTest, RejectsWrongJsonTypes) {
+  auto array_content = Signed(Header(), "[1,2]");
+  Result<Message> r = receiver_.parse(ToFrames(array_content));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("content is a JSON array"), std::string::npos);
+
+  auto number_type = Signed(R"({"msg_id": "a", "msg_type": 7})");
+  r = receiver_.parse(ToFrames(number_type));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("header.msg_type"), std::string::npos);
+
+  auto no_id = Signed(R"({"msg_type": "x"})");
+  r = receiver_.parse(ToFrames(no_id));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("msg_id"), std::string::npos);
+}
+
+TEST_F(SessionTest, SerializedLayoutMatchesJupyter) {
+  Message m = sender_.make("x");
+  m.identities.emplace_back(std::string_view("a"));
+  m.identities.emplace_back(std::string_view("b"));
+  auto strings = ToStrings(sender_.serialize(std::move(m)));
+  ASSERT_EQ(strings.size(), 8u);
+  EXPECT_EQ(strings[0], "a");
+  EXPECT_EQ(strings[1], "b");
+  EXPECT_EQ(strings[2], "<IDS|MSG>");
+  EXPECT_EQ(strings[3].size(), 64u);  // hex HMAC-SHA256
+  EXPECT_EQ(json::parse(strings[5]), json::object());
+}
+
+TEST_F(SessionTest, RawMessageForwardingSwapsRouters) {
+  auto parts = Signed(Header());
+  parts.insert(parts.begin(), "outer");
+  Result<RawMessage> raw = RawMessage::FromFrames(ToFrames(parts));
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw->identity_count(), 2u);
+  raw->swap_first_identities();
+  EXPECT_EQ(raw->identity(0), "client-id");
+  EXPECT_EQ(raw->identity(1), "outer");
+  EXPECT_TRUE(receiver_.verify(*raw).ok());  // routing changes do not touch the signature
+}
+
+TEST(NewIdTest, HasJupyterShapeAndIsUnique) {
+  std::string a = NewId(), b = NewId();
+  EXPECT_EQ(a.size(), 33u);
+  EXPECT_EQ(a[8], '-');
+  EXPECT_NE(a, b);
+}
+
+}  // namespace
+}  // namespace ipp::protocol

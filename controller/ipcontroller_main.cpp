@@ -1,14 +1,109 @@
-// ipcontroller: not implemented yet (see the README's "not done yet"); it parses options and says so.
+// ipcontroller: parses options, builds the Controller, runs it.
+#include <csignal>
 #include <iostream>
 
 #include "common/cli.hpp"
+#include "common/logging.hpp"
+#include "controller/controller.hpp"
+
+namespace {
+ipp::controller::Controller* g_controller = nullptr;
+void OnSignal(int) {
+  if (g_controller) g_controller->Stop();
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
+  ipp::controller::ControllerOptions o;
+  std::string ports, ping, log_level = "INFO";
   po::options_description options("Options");
+  options.add_options()
+      ("profile", po::value(&o.profile)->default_value("default"), "profile name: $IPYTHONDIR/profile_<name>")
+      ("profile-dir", po::value(&o.profile_dir), "explicit profile directory (overrides --profile)")
+      ("cluster-id", po::value(&o.cluster_id), "cluster id: connection files become ipcontroller-<id>-{client,engine}.json")
+      ("ip", po::value(&o.ip)->default_value("127.0.0.1"), "interface to listen on (use '*' or 0.0.0.0 for all)")
+      ("location", po::value(&o.location), "this host's address as clients and engines should see it (default: hostname)")
+      ("port", po::value(&o.registration_port), "registration port (default: random free port)")
+      ("ports", po::value(&ports), "pool of ports to use, e.g. 10101-10120 (default: random free ports)")
+      ("ping", po::value(&ping), "heartbeat period in ms (default 3000)")
+      ("hb-misses", po::value(&o.max_heartbeat_misses)->default_value(3), "missed heartbeats before an engine is dead")
+      ("dictdb", "keep task records in memory (default)")
+      ("sqlitedb", "keep task records in SQLite in the profile dir (not available yet: falls back to dictdb)")
+      ("nodb", "keep no task records")
+      ("scheme", po::value(&o.scheme)->default_value("leastload"), "load-balancing scheme: leastload, lru, weighted, twobin, plainrandom")
+      ("hwm", po::value(&o.hwm)->default_value(1), "max outstanding load-balanced tasks per engine (0: no limit)")
+      ("reuse", "reuse existing connection files (same ports and key)")
+      ("restore", "restore engines from the previous run's state (implies --reuse)")
+      ("log-level", po::value(&log_level)->default_value("INFO"), "10/20/30/40/50 or DEBUG/INFO/WARN/ERROR/CRITICAL")
+      ("log-to-file", "log to <profile>/log/ipcontroller-<pid>.log instead of stderr")
+      ("work-dir", po::value(&o.work_dir), "change to this directory first");
   po::variables_map vm;
-  int rc = ipp::cli::Parse(argc, argv, "usage: ipcontroller [options]", options, vm);
+  std::vector<std::string> traitlets;
+  int rc = ipp::cli::Parse(argc, argv,
+                           "usage: ipcontroller [options] [--Class.trait=value ...]\n\n"
+                           "Start the controller (hub and schedulers) of an IPython Parallel cluster.\n"
+                           "Clients and engines find it through the connection files it writes to\n"
+                           "<profile>/security/.",
+                           options, vm, &traitlets);
   if (rc >= 0) return rc;
-  std::cerr << "ipcontroller: not implemented yet in this build" << std::endl;
-  return 1;
+
+  auto fail = [](const std::string& message) {
+    std::cerr << "ipcontroller: " << message << std::endl;
+    return 2;
+  };
+  if (!o.work_dir.empty() && chdir(o.work_dir.c_str()) != 0) return fail("cannot change to " + o.work_dir);
+  if (!ports.empty()) {
+    auto parsed = ipp::controller::ParsePortList(ports);
+    if (!parsed.ok()) return fail(parsed.status().message());
+    o.ports = *parsed;
+  }
+  if (!ping.empty()) {
+    if (auto s = ipp::controller::ApplyTrait(o, "HeartMonitor.period", ping); !s.ok()) return fail(s.message());
+  }
+  if (vm.count("dictdb") + vm.count("sqlitedb") + vm.count("nodb") > 1) return fail("choose one of --dictdb, --sqlitedb, --nodb");
+  if (vm.count("sqlitedb")) o.db = ipp::controller::DbBackend::kSqlite;
+  if (vm.count("nodb")) o.db = ipp::controller::DbBackend::kNone;
+  o.reuse = vm.count("reuse") > 0;
+  o.restore = vm.count("restore") > 0;
+  if (auto s = ipp::controller::ApplyTrait(o, "TaskScheduler.scheme_name", o.scheme); !s.ok()) return fail(s.message());
+
+  auto level = ipp::ParseLogLevel(log_level);
+  if (!level.ok()) return fail(level.status().message());
+  ipp::SetLogLevel(*level);
+  auto profile = ipp::protocol::ProfileDir::Resolve(o.profile, o.profile_dir);
+  if (vm.count("log-to-file")) {
+    (void)profile.Ensure();
+    auto file = profile.log_dir() / ("ipcontroller-" + std::to_string(getpid()) + ".log");
+    if (auto s = ipp::SetLogFile(file.string()); !s.ok()) return fail(s.message());
+  }
+  auto log = ipp::MakeLogger("ipcontroller");
+
+  // Profile config first, then --Class.trait=value arguments (the command line wins).
+  for (const auto& w : ipp::controller::ApplyPythonConfig(o, (profile.root() / "ipcontroller_config.py").string())) {
+    log->warn("{}", w);
+  }
+  for (const std::string& arg : traitlets) {
+    size_t eq = arg.find('=');
+    std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    if (eq == std::string::npos || name.find('.') == std::string::npos) {
+      return fail("unrecognised argument '" + arg + "' (see --help)");
+    }
+    auto s = ipp::controller::ApplyTrait(o, name, arg.substr(eq + 1));
+    if (s.code() == ipp::Status::Code::kNotFound) {
+      log->warn("{}", s.message());
+    } else if (!s.ok()) {
+      return fail(s.message());
+    }
+  }
+
+  ipp::controller::Controller controller(o);
+  if (auto s = controller.Start(); !s.ok()) return fail(s.message());
+  g_controller = &controller;
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+  int code = controller.Run();
+  g_controller = nullptr;
+  return code;
 }

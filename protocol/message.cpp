@@ -54,3 +54,36 @@ void RawMessage::swap_first_identities() {
 }
 
 }  // namespace ipp::protocol
+
+namespace ipp::protocol {
+
+std::optional<Frames> TryRecv(zmq::socket_ref socket) {
+  Frames frames;
+  zmq::message_t first;
+  if (!socket.recv(first, zmq::recv_flags::dontwait)) return std::nullopt;
+  bool more = first.more();
+  frames.push_back(std::move(first));
+  while (more) {
+    zmq::message_t part;
+    (void)socket.recv(part, zmq::recv_flags::none);  // rest of an atomic multipart message
+    more = part.more();
+    frames.push_back(std::move(part));
+  }
+  return frames;
+}
+
+bool Send(zmq::socket_ref socket, Frames&& frames, bool dontwait) {
+  for (size_t i = 0; i < frames.size(); ++i) {
+    zmq::send_flags flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+    if (dontwait) flags = flags | zmq::send_flags::dontwait;
+    try {
+      if (!socket.send(frames[i], flags)) return false;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EHOSTUNREACH) return false;  // ROUTER_MANDATORY: peer unknown or gone
+      throw;
+    }
+  }
+  return true;
+}
+
+}  // namespace ipp::protocol

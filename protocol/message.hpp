@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -72,4 +73,12 @@ class RawMessage {
 
 const char* PartName(RawMessage::Part p);
 
+}  // namespace ipp::protocol
+
+namespace ipp::protocol {
+// Receives one whole multipart message without blocking; nullopt when none is waiting.
+std::optional<Frames> TryRecv(zmq::socket_ref socket);
+// Sends all frames; returns false if the socket would block (e.g. HWM reached, peer gone on
+// a ROUTER with ZMQ_ROUTER_MANDATORY) — the caller decides whether that loses anything.
+bool Send(zmq::socket_ref socket, Frames&& frames, bool dontwait = false);
 }  // namespace ipp::protocol

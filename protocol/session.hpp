@@ -64,3 +64,9 @@ std::string NewId();
 Status ValidateHeader(const json& header);
 
 }  // namespace ipp::protocol
+
+namespace ipp::protocol {
+// Parses a message that a trusted thread of this process already verified (internal inproc
+// traffic): no signature check, same structural checks as Session::parse.
+Result<Message> ParseTrusted(RawMessage&& raw);
+}  // namespace ipp::protocol

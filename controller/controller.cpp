@@ -1,0 +1,249 @@
+#include "controller/controller.hpp"
+
+#include <unistd.h>
+
+#include "common/reactor.hpp"
+#include "controller/hub.hpp"
+#include "schedulers/broadcast.hpp"
+#include "schedulers/relay.hpp"
+#include "schedulers/task_scheduler.hpp"
+
+namespace ipp::controller {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+constexpr const char* kMonitorUrl = "inproc://ipp-monitor";
+constexpr const char* kNotificationUrl = "inproc://ipp-notification";
+constexpr const char* kTaskUrl = "inproc://ipp-task";
+
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "localhost";
+  return name;
+}
+
+// Binds `socket` to `interface` on `port` (0: any free port) and returns the port bound.
+int BindPort(zmq::socket_t& socket, const std::string& interface, int port) {
+  socket.bind(interface + ":" + (port ? std::to_string(port) : std::string("*")));
+  std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
+  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+}
+}  // namespace
+
+struct Controller::Parts {
+  std::unique_ptr<Hub> hub;
+  std::unique_ptr<schedulers::RouterRelay> mux, control;
+  std::unique_ptr<schedulers::IopubRelay> iopub;
+  std::unique_ptr<schedulers::BroadcastScheduler> broadcast;
+  std::unique_ptr<schedulers::TaskScheduler> task;
+  std::unique_ptr<Reactor> hub_reactor, relay_reactor, task_reactor;
+};
+
+Controller::Controller(ControllerOptions options)
+    : options_(std::move(options)),
+      profile_(protocol::ProfileDir::Resolve(options_.profile, options_.profile_dir)),
+      log_(MakeLogger("controller")) {
+  if (options_.location.empty()) options_.location = HostName();
+}
+
+Controller::~Controller() {
+  stop_.store(true);
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  parts_.reset();
+}
+
+Status Controller::Start() {
+  if (Status s = profile_.Ensure(); !s.ok()) return s;
+  if (options_.restore) options_.reuse = true;
+  try {
+    return Build();
+  } catch (const zmq::error_t& e) {
+    return Status::Unavailable(std::string("cannot bind the controller's sockets on ") + options_.ip +
+                               ": " + e.what() + " (is another controller using these ports?)");
+  }
+}
+
+Status Controller::Build() {
+  fs::path client_file = profile_.security_dir() / protocol::ConnectionFileName("client", options_.cluster_id);
+  fs::path engine_file = profile_.security_dir() / protocol::ConnectionFileName("engine", options_.cluster_id);
+
+  // Ports: reuse the previous run's files when asked, else consume the pool in ipyparallel's
+  // order (registration, engine channels, client channels), else pick free ports.
+  std::map<std::string, int> engine_ports, client_ports;
+  if (options_.reuse && fs::exists(client_file) && fs::exists(engine_file)) {
+    Result<protocol::ConnectionInfo> c = protocol::ReadConnectionFile(client_file);
+    Result<protocol::ConnectionInfo> e = protocol::ReadConnectionFile(engine_file);
+    if (!c.ok()) return c.status();
+    if (!e.ok()) return e.status();
+    key_ = c->key;
+    for (const char* ch : {"registration", "control", "mux", "task", "iopub", "hb_ping", "hb_pong"}) {
+      engine_ports[ch] = e->port(ch).ok() ? *e->port(ch) : 0;
+    }
+    engine_ports["broadcast"] = e->port("broadcast", 0).ok() ? *e->port("broadcast", 0) : 0;
+    for (const char* ch : {"control", "mux", "task", "iopub", "notification", "broadcast"}) {
+      client_ports[ch] = c->port(ch).ok() ? *c->port(ch) : 0;
+    }
+    log_->info("reusing connection files in {}", profile_.security_dir().string());
+  } else {
+    size_t next = 0;
+    auto take = [&]() { return next < options_.ports.size() ? options_.ports[next++] : 0; };
+    engine_ports["registration"] = options_.registration_port ? options_.registration_port : take();
+    for (const char* ch : {"control", "mux", "task", "iopub", "hb_ping", "hb_pong", "broadcast"}) {
+      engine_ports[ch] = take();
+    }
+    for (const char* ch : {"control", "mux", "task", "iopub", "notification", "broadcast"}) {
+      client_ports[ch] = take();
+    }
+  }
+  if (key_.empty()) key_ = protocol::NewId();
+
+  std::string interface = "tcp://" + options_.ip;
+  auto parts = std::make_unique<Parts>();
+  parts->hub_reactor = std::make_unique<Reactor>(MakeLogger("hub"));
+  parts->relay_reactor = std::make_unique<Reactor>(MakeLogger("sched.relay"));
+  parts->task_reactor = std::make_unique<Reactor>(MakeLogger("sched.task"));
+
+  // Schedulers first: their tcp ports go into the hub's engine_info.
+  parts->mux = std::make_unique<schedulers::RouterRelay>(context_, key_, "in", "out", MakeLogger("sched.mux"));
+  parts->control = std::make_unique<schedulers::RouterRelay>(context_, key_, "", "", MakeLogger("sched.control"));
+  parts->iopub = std::make_unique<schedulers::IopubRelay>(context_, key_, MakeLogger("sched.iopub"));
+  parts->broadcast = std::make_unique<schedulers::BroadcastScheduler>(context_, key_, MakeLogger("sched.broadcast"));
+  schedulers::TaskSchedulerOptions task_options;
+  task_options.scheme = options_.scheme;
+  task_options.hwm = options_.hwm;
+  task_options.stranded_grace = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(5000), options_.ping);
+  parts->task = std::make_unique<schedulers::TaskScheduler>(context_, key_, task_options, MakeLogger("sched.task"));
+
+  json engine_channels = json::object(), client_channels = json::object();
+  engine_channels["control"] = BindPort(parts->control->engine_socket(), interface, engine_ports["control"]);
+  engine_channels["mux"] = BindPort(parts->mux->engine_socket(), interface, engine_ports["mux"]);
+  engine_channels["task"] = BindPort(parts->task->engine_socket(), interface, engine_ports["task"]);
+  engine_channels["iopub"] = BindPort(parts->iopub->engine_socket(), interface, engine_ports["iopub"]);
+  engine_channels["broadcast"] = json::array({BindPort(parts->broadcast->engine_socket(), interface, engine_ports["broadcast"])});
+  client_channels["control"] = BindPort(parts->control->client_socket(), interface, client_ports["control"]);
+  client_channels["mux"] = BindPort(parts->mux->client_socket(), interface, client_ports["mux"]);
+  client_channels["task"] = BindPort(parts->task->client_socket(), interface, client_ports["task"]);
+  parts->task->client_socket().bind(kTaskUrl);  // the hub's resubmissions
+  client_channels["iopub"] = BindPort(parts->iopub->client_socket(), interface, client_ports["iopub"]);
+  client_channels["broadcast"] = BindPort(parts->broadcast->client_socket(), interface, client_ports["broadcast"]);
+
+  // Hub ports: registration, heartbeat and notification are bound by the hub itself; reserve
+  // concrete numbers first so engine_info is complete before the hub exists.
+  auto reserve = [&](int port) {
+    if (port) return port;
+    zmq::socket_t probe(context_, zmq::socket_type::router);
+    probe.set(zmq::sockopt::linger, 0);
+    int p = BindPort(probe, interface, 0);
+    probe.unbind(interface + ":" + std::to_string(p));
+    return p;
+  };
+  int registration = reserve(engine_ports["registration"]);
+  int hb_ping = reserve(engine_ports["hb_ping"]);
+  int hb_pong = reserve(engine_ports["hb_pong"]);
+  int notification = reserve(client_ports["notification"]);
+  engine_channels["registration"] = registration;
+  engine_channels["hb_ping"] = hb_ping;
+  engine_channels["hb_pong"] = hb_pong;
+  client_channels["registration"] = registration;
+  client_channels["notification"] = notification;
+
+  auto fill = [&](protocol::ConnectionInfo& info, const json& channels) {
+    info.interface = interface;
+    info.key = key_;
+    info.location = options_.location;
+    info.channels = channels;
+  };
+  fill(engine_info_, engine_channels);
+  fill(client_info_, client_channels);
+  client_info_.task_scheme = options_.scheme;
+
+  HubOptions hub;
+  auto url = [&](int port) { return interface + ":" + std::to_string(port); };
+  hub.query_urls = {url(registration)};
+  hub.notifier_urls = {url(notification), kNotificationUrl};
+  hub.monitor_url = kMonitorUrl;
+  hub.resubmit_url = kTaskUrl;
+  hub.ping_url = url(hb_ping);
+  hub.pong_url = url(hb_pong);
+  json engine_json = engine_info_;
+  engine_json.erase("key");
+  hub.engine_info = engine_json;
+  hub.ping_period = options_.ping;
+  hub.max_heartbeat_misses = options_.max_heartbeat_misses;
+  hub.registration_timeout = options_.registration_timeout;
+  hub.engine_state_file = profile_.log_dir() / ("engines" + options_.cluster_id + ".json");
+  hub.restore = options_.restore;
+  std::unique_ptr<TaskStore> store;
+  if (options_.db == DbBackend::kNone) {
+    store = std::make_unique<NullTaskStore>();
+  } else {
+    if (options_.db == DbBackend::kSqlite) {
+      log_->warn("--sqlitedb is not available yet in this build; using the in-memory DictDB");
+    }
+    store = std::make_unique<MemoryTaskStore>(
+        MemoryStoreLimits{options_.db_record_limit, options_.db_size_limit, options_.db_cull_fraction});
+  }
+  parts->hub = std::make_unique<Hub>(context_, key_, std::move(hub), std::move(store), MakeLogger("hub"),
+                                     [this] { stop_.store(true); });
+  parts->hub->Bind();
+
+  parts->mux->ConnectMonitor(kMonitorUrl);
+  parts->iopub->ConnectMonitor(kMonitorUrl);
+  parts->broadcast->ConnectMonitor(kMonitorUrl);
+  parts->task->Connect(kNotificationUrl, kMonitorUrl);
+
+  parts->hub->Attach(*parts->hub_reactor);
+  parts->mux->Attach(*parts->relay_reactor);
+  parts->control->Attach(*parts->relay_reactor);
+  parts->iopub->Attach(*parts->relay_reactor);
+  parts->broadcast->Attach(*parts->relay_reactor);
+  parts->task->Attach(*parts->task_reactor);
+  // Engines restored by the hub are known to the task scheduler before any client asks.
+  for (const std::string& uuid : parts->hub->engine_uuids()) parts->task->AddEngine(uuid);
+  parts_ = std::move(parts);
+  return WriteConnectionFiles();
+}
+
+Status Controller::WriteConnectionFiles() {
+  fs::path dir = profile_.security_dir();
+  Status s = protocol::WriteConnectionFile(dir / protocol::ConnectionFileName("client", options_.cluster_id), client_info_);
+  if (s.ok()) s = protocol::WriteConnectionFile(dir / protocol::ConnectionFileName("engine", options_.cluster_id), engine_info_);
+  if (s.ok()) log_->info("connection files written to {}", dir.string());
+  return s;
+}
+
+void Controller::RemoveConnectionFiles() {
+  if (options_.reuse) return;
+  std::error_code ec;
+  for (const char* role : {"client", "engine"}) {
+    fs::remove(profile_.security_dir() / protocol::ConnectionFileName(role, options_.cluster_id), ec);
+  }
+}
+
+int Controller::Run() {
+  auto watch = [this](Reactor& r) {
+    r.every(std::chrono::milliseconds(50), [this, &r] {
+      if (stop_.load()) r.stop();
+    });
+  };
+  watch(*parts_->relay_reactor);
+  watch(*parts_->task_reactor);
+  watch(*parts_->hub_reactor);
+  threads_.emplace_back([this] { parts_->relay_reactor->run(); });
+  threads_.emplace_back([this] { parts_->task_reactor->run(); });
+  log_->info("controller running (pid {}): {} engines may register at {}", getpid(),
+             "any number of", *engine_info_.url("registration"));
+  parts_->hub_reactor->run();
+  stop_.store(true);
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  RemoveConnectionFiles();
+  log_->info("controller stopped");
+  return 0;
+}
+
+}  // namespace ipp::controller

@@ -1,0 +1,55 @@
+// Controller: one process, four threads — the hub (this thread), the direct/control/iopub/
+// broadcast relays, and the load-balanced task scheduler. They share only the zmq context and
+// talk over inproc sockets: schedulers report to the hub's monitor channel and learn about
+// engines from the hub's notifications.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include <zmq.hpp>
+
+#include "common/logging.hpp"
+#include "controller/controller_options.hpp"
+#include "protocol/connection_file.hpp"
+#include "protocol/profile_dir.hpp"
+
+namespace ipp::controller {
+
+class Controller {
+ public:
+  explicit Controller(ControllerOptions options);
+  ~Controller();
+
+  // Binds every socket and writes the connection files. A bind failure (port in use) or an
+  // unwritable profile is an error with a message for the user.
+  Status Start();
+  // Serves until Stop() (from a signal handler too) or a client's shutdown request; then stops
+  // the scheduler threads and removes the connection files unless --reuse.
+  int Run();
+  // Async-signal-safe.
+  void Stop() { stop_.store(true); }
+
+  const protocol::ConnectionInfo& client_info() const { return client_info_; }
+  const protocol::ConnectionInfo& engine_info() const { return engine_info_; }
+
+ private:
+  struct Parts;
+  Status Build();
+  Status WriteConnectionFiles();
+  void RemoveConnectionFiles();
+
+  ControllerOptions options_;
+  protocol::ProfileDir profile_;
+  std::string key_;
+  zmq::context_t context_;
+  Logger log_;
+  std::unique_ptr<Parts> parts_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  protocol::ConnectionInfo client_info_, engine_info_;
+  bool started_ = false;
+};
+
+}  // namespace ipp::controller

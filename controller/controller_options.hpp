@@ -1,0 +1,53 @@
+// Everything ipcontroller can be told, from the command line, `--Class.trait=value` arguments
+// and the simple `c.Class.trait = literal` lines of a profile's ipcontroller_config.py.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "ipp/status.hpp"
+
+namespace ipp::controller {
+
+enum class DbBackend { kDict, kSqlite, kNone };
+
+struct ControllerOptions {
+  std::string profile = "default";
+  std::string profile_dir;  // overrides profile
+  std::string cluster_id;
+  std::string ip = "127.0.0.1";
+  std::string location;  // default: this host's name
+  std::vector<int> ports;  // pool consumed in ipyparallel's order; empty: random free ports
+  int registration_port = 0;  // --port (deprecated in ipyparallel 7, still honoured)
+  std::chrono::milliseconds ping{3000};
+  int max_heartbeat_misses = 3;
+  std::chrono::milliseconds registration_timeout{30000};
+  DbBackend db = DbBackend::kDict;
+  size_t db_record_limit = 1024;
+  size_t db_size_limit = 1024ull << 20;
+  double db_cull_fraction = 0.1;
+  std::string scheme = "leastload";
+  int hwm = 1;
+  bool reuse = false;
+  bool restore = false;
+  std::string log_level = "INFO";
+  bool log_to_file = false;
+  std::string work_dir;
+  bool enable_curve = false;
+};
+
+// Parses ipyparallel's port-range syntax: "10101-10105,10108".
+Result<std::vector<int>> ParsePortList(const std::string& text);
+
+// Applies one traitlets setting ("HeartMonitor.period", "200"). Returns:
+//   OK                  applied;
+//   NotFound            a setting we do not support (the caller warns and goes on);
+//   InvalidArgument     a supported setting with a value we cannot use.
+Status ApplyTrait(ControllerOptions& options, const std::string& name, const std::string& value);
+
+// Reads the `c.Class.trait = literal` lines of an ipcontroller_config.py and applies them.
+// Returns one warning per line it could not honour; a missing file is not an error.
+std::vector<std::string> ApplyPythonConfig(ControllerOptions& options, const std::string& path);
+
+}  // namespace ipp::controller

@@ -1,0 +1,143 @@
+// Hub: engine registration and the client query service (ipyparallel controller/hub.py).
+//
+// Owns the registration/query ROUTER, the notification PUB (clients and our schedulers both
+// subscribe), the monitor PULL on which schedulers report traffic, the resubmit DEALER, the
+// HeartMonitor and the TaskStore. Everything runs on the thread that runs its Reactor.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/logging.hpp"
+#include "common/reactor.hpp"
+#include "controller/heart_monitor.hpp"
+#include "controller/task_store.hpp"
+#include "protocol/session.hpp"
+
+namespace ipp::controller {
+
+// Topics of the internal monitor channel (first frame), as in ipyparallel's monitored queues.
+namespace monitor {
+inline constexpr std::string_view kMuxRequest = "in";        // [in, engine, client, <msg>]
+inline constexpr std::string_view kMuxReply = "out";         // [out, client, engine, <msg>]
+inline constexpr std::string_view kTaskRequest = "intask";   // [intask, client, <msg>]
+inline constexpr std::string_view kTaskReply = "outtask";    // [outtask, engine|"", client, <msg>]
+inline constexpr std::string_view kTaskDestination = "tracktask";  // [tracktask, msg_id, engine]
+inline constexpr std::string_view kBroadcastRequest = "inbcast";   // [inbcast, client, <msg>]
+inline constexpr std::string_view kBroadcastReply = "outbcast";    // [outbcast, client, <msg>]
+inline constexpr std::string_view kIopub = "iopub";                // [iopub, topic, <msg>]
+}  // namespace monitor
+
+struct HubOptions {
+  std::vector<std::string> query_urls;     // bind: registration + client queries
+  std::vector<std::string> notifier_urls;  // bind: tcp for clients, inproc for schedulers
+  std::string monitor_url;                 // bind (inproc)
+  std::string resubmit_url;                // connect: the task scheduler's client side
+  std::string ping_url, pong_url;          // bind
+  nlohmann::json engine_info;              // connection_info handed to registering engines
+  std::chrono::milliseconds ping_period{3000};
+  int max_heartbeat_misses = 3;
+  std::chrono::milliseconds registration_timeout{30000};
+  std::filesystem::path engine_state_file;  // empty: not saved
+  bool restore = false;                     // reload engines from engine_state_file
+  std::function<void(zmq::socket_t&)> secure = [](zmq::socket_t&) {};  // CURVE server setup
+};
+
+class Hub {
+ public:
+  // Called once, on the hub thread, after a client asked the hub to shut down.
+  using ShutdownCallback = std::function<void()>;
+
+  Hub(zmq::context_t& context, const std::string& key, HubOptions options,
+      std::unique_ptr<TaskStore> store, Logger log, ShutdownCallback on_shutdown);
+  // Binds and connects every socket; throws zmq::error_t if an address is taken.
+  void Bind();
+  // "reactor" must outlive the Hub.
+  void Attach(Reactor& reactor);
+
+  size_t engine_count() const { return engines_.size(); }
+  std::vector<std::string> engine_uuids() const {
+    std::vector<std::string> out;
+    for (const auto& [id, e] : engines_) out.push_back(e.uuid);
+    return out;
+  }
+
+ private:
+  struct Engine {
+    int id;
+    std::string uuid;
+    std::deque<std::string> queue;      // pending MUX msg_ids
+    std::deque<std::string> tasks;      // pending load-balanced msg_ids
+    std::vector<std::string> completed;
+  };
+  struct Incoming {
+    int id;
+    std::string uuid;
+    Reactor::TimerId stall_timer;
+  };
+  using QueryHandler = void (Hub::*)(protocol::Message&);
+
+  // Query channel.
+  void OnQuery();
+  void Reply(protocol::Message& request, std::string_view msg_type, nlohmann::json content,
+             protocol::Frames buffers = {});
+  void ConnectionRequest(protocol::Message& m);
+  void RegistrationRequest(protocol::Message& m);
+  void UnregistrationRequest(protocol::Message& m);
+  void QueueRequest(protocol::Message& m);
+  void LoadRequest(protocol::Message& m);
+  void ResultRequest(protocol::Message& m);
+  void HistoryRequest(protocol::Message& m);
+  void DbRequest(protocol::Message& m);
+  void PurgeRequest(protocol::Message& m);
+  void ResubmitRequest(protocol::Message& m);
+  void ShutdownRequest(protocol::Message& m);
+
+  // Engines.
+  int NewEngineId(const nlohmann::json& requested);
+  void FinishRegistration(const std::string& uuid);
+  void UnregisterEngine(int id, const char* why);
+  void HandleStranded(int id, const std::string& uuid, std::vector<std::string> msg_ids);
+  Result<std::vector<int>> ValidateTargets(const nlohmann::json& targets) const;
+  void SaveEngineState() const;
+  void LoadEngineState();
+  void Notify(std::string_view msg_type, nlohmann::json content);
+
+  // Monitor channel.
+  void OnMonitor();
+  void SaveRequest(protocol::RawMessage& raw, const std::string& queue, const std::string& engine_uuid);
+  void SaveResult(protocol::RawMessage& raw, std::string_view topic, const std::string& engine_hint);
+  void SaveTaskDestination(const std::string& msg_id, const std::string& engine_uuid);
+  void SaveIopub(protocol::RawMessage& raw);
+
+  protocol::Session session_;
+  HubOptions options_;
+  std::unique_ptr<TaskStore> store_;
+  Logger log_;
+  ShutdownCallback on_shutdown_;
+  zmq::socket_t query_, notifier_, monitor_, resubmit_;
+  HeartMonitor heart_;
+  Reactor* reactor_ = nullptr;
+  Reactor::TimerId reping_timer_ = 0;
+  bool shutting_down_ = false;
+
+  std::unordered_map<std::string, QueryHandler> query_handlers_;
+  std::map<int, Engine> engines_;
+  std::unordered_map<std::string, int> by_uuid_;
+  std::unordered_map<std::string, Incoming> incoming_;  // by uuid, awaiting the first heartbeat
+  int next_id_ = 0;
+  std::unordered_set<std::string> pending_;     // submitted, no result yet
+  std::unordered_set<std::string> unassigned_;  // load-balanced, not yet on an engine
+};
+
+}  // namespace ipp::controller

@@ -1,0 +1,219 @@
+#include "controller/task_record.hpp"
+
+#include <cmath>
+
+namespace ipp::controller {
+
+namespace {
+
+std::vector<zmq::message_t> Share(const std::vector<zmq::message_t>& frames) {
+  std::vector<zmq::message_t> out;
+  out.reserve(frames.size());
+  for (const auto& f : frames) {
+    out.emplace_back();
+    out.back().copy(const_cast<zmq::message_t&>(f));  // reference-counted, no payload copy
+  }
+  return out;
+}
+
+json ParsedOrNull(const std::string& text) {
+  if (text.empty()) return nullptr;
+  json value = json::parse(text, nullptr, false);
+  return value.is_discarded() ? json(nullptr) : value;
+}
+
+json DateOrNull(const std::optional<TimePoint>& t) {
+  return t ? json(protocol::Iso8601(*t)) : json(nullptr);
+}
+
+json StringOrNull(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+
+}  // namespace
+
+TaskRecord TaskRecord::Clone() const {
+  TaskRecord r;
+  r.msg_id = msg_id;
+  r.header = header;
+  r.metadata = metadata;
+  r.content = content;
+  r.buffers = Share(buffers);
+  r.client_uuid = client_uuid;
+  r.engine_uuid = engine_uuid;
+  r.queue = queue;
+  r.submitted = submitted;
+  r.started = started;
+  r.completed = completed;
+  r.received = received;
+  r.resubmitted = resubmitted;
+  r.result_header = result_header;
+  r.result_metadata = result_metadata;
+  r.result_content = result_content;
+  r.result_buffers = Share(result_buffers);
+  r.execute_input = execute_input;
+  r.execute_result = execute_result;
+  r.error = error;
+  r.stdout_text = stdout_text;
+  r.stderr_text = stderr_text;
+  return r;
+}
+
+size_t TaskRecord::ApproximateBytes() const {
+  size_t n = sizeof(TaskRecord);
+  for (const std::string* s : {&msg_id, &header, &metadata, &content, &client_uuid, &engine_uuid,
+                               &queue, &resubmitted, &result_header, &result_metadata,
+                               &result_content, &execute_input, &execute_result, &error,
+                               &stdout_text, &stderr_text}) {
+    if (s->capacity() > 15) n += s->capacity();  // beyond the small-string buffer
+  }
+  for (const auto& b : buffers) n += b.size() + sizeof(zmq::message_t);
+  for (const auto& b : result_buffers) n += b.size() + sizeof(zmq::message_t);
+  return n;
+}
+
+const std::vector<std::string>& RecordKeys() {
+  static const std::vector<std::string> keys = {
+      "msg_id", "header", "metadata", "content", "buffers", "submitted", "client_uuid",
+      "engine_uuid", "started", "completed", "resubmitted", "received", "result_header",
+      "result_metadata", "result_content", "result_buffers", "queue", "execute_input",
+      "execute_result", "error", "stdout", "stderr"};
+  return keys;
+}
+
+bool IsBufferKey(const std::string& key) { return key == "buffers" || key == "result_buffers"; }
+
+json FieldValue(const TaskRecord& r, const std::string& key) {
+  if (key == "msg_id") return r.msg_id;
+  if (key == "header") return ParsedOrNull(r.header);
+  if (key == "metadata") return ParsedOrNull(r.metadata);
+  if (key == "content") return ParsedOrNull(r.content);
+  if (key == "submitted") return DateOrNull(r.submitted);
+  if (key == "started") return DateOrNull(r.started);
+  if (key == "completed") return DateOrNull(r.completed);
+  if (key == "received") return DateOrNull(r.received);
+  if (key == "client_uuid") return StringOrNull(r.client_uuid);
+  if (key == "engine_uuid") return StringOrNull(r.engine_uuid);
+  if (key == "queue") return StringOrNull(r.queue);
+  if (key == "resubmitted") return StringOrNull(r.resubmitted);
+  if (key == "result_header") return ParsedOrNull(r.result_header);
+  if (key == "result_metadata") return ParsedOrNull(r.result_metadata);
+  if (key == "result_content") return ParsedOrNull(r.result_content);
+  if (key == "execute_input") return StringOrNull(r.execute_input);
+  if (key == "execute_result") return ParsedOrNull(r.execute_result);
+  if (key == "error") return ParsedOrNull(r.error);
+  if (key == "stdout") return r.stdout_text;
+  if (key == "stderr") return r.stderr_text;
+  return nullptr;
+}
+
+json ToJson(const TaskRecord& record, const std::vector<std::string>* keys) {
+  json out = json::object();
+  const std::vector<std::string>& wanted = keys ? *keys : RecordKeys();
+  for (const std::string& key : wanted) {
+    if (IsBufferKey(key)) continue;
+    out[key] = FieldValue(record, key);
+  }
+  out["msg_id"] = record.msg_id;  // always included, as DictDB does
+  return out;
+}
+
+namespace {
+
+bool IsDateKey(const std::string& key) {
+  return key == "submitted" || key == "started" || key == "completed" || key == "received";
+}
+
+// Orders two JSON values the way Python would compare them for $lt/$gt: numbers numerically,
+// dates (ISO strings) as instants, strings lexicographically. Returns nullopt if incomparable.
+std::optional<int> Compare(const std::string& key, const json& a, const json& b) {
+  if (a.is_null() || b.is_null()) return std::nullopt;
+  if (a.is_number() && b.is_number()) {
+    double x = a.get<double>(), y = b.get<double>();
+    return x < y ? -1 : (x > y ? 1 : 0);
+  }
+  if (a.is_string() && b.is_string()) {
+    if (IsDateKey(key)) {
+      auto x = protocol::ParseIso8601(a.get_ref<const std::string&>());
+      auto y = protocol::ParseIso8601(b.get_ref<const std::string&>());
+      if (x && y) return *x < *y ? -1 : (*x > *y ? 1 : 0);
+    }
+    int c = a.get_ref<const std::string&>().compare(b.get_ref<const std::string&>());
+    return c < 0 ? -1 : (c > 0 ? 1 : 0);
+  }
+  return std::nullopt;
+}
+
+bool Equal(const std::string& key, const json& a, const json& b) {
+  if (IsDateKey(key) && a.is_string() && b.is_string()) {
+    auto c = Compare(key, a, b);
+    return c && *c == 0;
+  }
+  return a == b;
+}
+
+bool Contains(const std::string& key, const json& list, const json& value) {
+  if (!list.is_array()) return false;
+  for (const json& item : list) {
+    if (Equal(key, value, item)) return true;
+  }
+  return false;
+}
+
+const char* const kOperators[] = {"$lt", "$gt", "$eq", "$ne", "$lte", "$gte",
+                                  "$in", "$nin", "$all", "$mod", "$exists"};
+
+}  // namespace
+
+Result<RecordQuery> RecordQuery::Parse(const json& query) {
+  if (!query.is_object()) return Status::InvalidArgument("db query must be a JSON object");
+  RecordQuery q;
+  for (auto& [key, value] : query.items()) {
+    if (value.is_object() && !value.empty() && value.begin().key().rfind("$", 0) == 0) {
+      for (auto& [op, operand] : value.items()) {
+        bool known = false;
+        for (const char* k : kOperators) known = known || op == k;
+        if (!known) return Status::InvalidArgument("unknown query operator '" + op + "'");
+        q.tests_.push_back({key, op, operand});
+      }
+    } else {
+      q.tests_.push_back({key, "$eq", value});
+    }
+  }
+  return q;
+}
+
+bool RecordQuery::Matches(const TaskRecord& record) const {
+  for (const Test& t : tests_) {
+    json value = FieldValue(record, t.key);
+    bool ok = false;
+    if (t.op == "$eq") {
+      ok = Equal(t.key, value, t.operand);
+    } else if (t.op == "$ne") {
+      ok = !Equal(t.key, value, t.operand);
+    } else if (t.op == "$in") {
+      ok = Contains(t.key, t.operand, value);
+    } else if (t.op == "$nin") {
+      ok = !Contains(t.key, t.operand, value);
+    } else if (t.op == "$exists") {
+      ok = t.operand.is_boolean() && (t.operand.get<bool>() == !value.is_null());
+    } else if (t.op == "$all") {
+      ok = t.operand.is_array() && value.is_array();
+      for (const json& needle : t.operand) ok = ok && Contains(t.key, value, needle);
+    } else if (t.op == "$mod") {
+      ok = value.is_number_integer() && t.operand.is_array() && t.operand.size() == 2 &&
+           t.operand[0].is_number_integer() && t.operand[0].get<long>() != 0 &&
+           value.get<long>() % t.operand[0].get<long>() == t.operand[1].get<long>();
+    } else {
+      auto c = Compare(t.key, value, t.operand);
+      if (c) {
+        if (t.op == "$lt") ok = *c < 0;
+        if (t.op == "$gt") ok = *c > 0;
+        if (t.op == "$lte") ok = *c <= 0;
+        if (t.op == "$gte") ok = *c >= 0;
+      }
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace ipp::controller

@@ -1,0 +1,88 @@
+// TaskStore: the hub's task database. MemoryTaskStore is DictDB (with its record and size limits
+// and culling of the oldest completed records); NullTaskStore is NoDB.
+// Single-threaded: owned and used by the hub's thread only.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "controller/task_record.hpp"
+#include "ipp/status.hpp"
+
+namespace ipp::controller {
+
+class TaskStore {
+ public:
+  virtual ~TaskStore() = default;
+  virtual Status Add(TaskRecord&& record) = 0;
+  // Applies `change` to the stored record; NotFound if there is none.
+  virtual Status Update(const std::string& msg_id, const std::function<void(TaskRecord&)>& change) = 0;
+  virtual bool Contains(const std::string& msg_id) const = 0;
+  // Copies (buffers shared) of matching records, in submission order.
+  virtual Result<std::vector<TaskRecord>> Find(const RecordQuery& query) const = 0;
+  virtual Result<std::vector<TaskRecord>> FindIds(const std::vector<std::string>& msg_ids) const = 0;
+  virtual Status Drop(const RecordQuery& query) = 0;
+  virtual Result<std::vector<std::string>> History() const = 0;  // msg_ids by submission time
+  virtual size_t size() const = 0;
+  virtual const char* name() const = 0;
+};
+
+struct MemoryStoreLimits {
+  size_t record_limit = 1024;             // DictDB.record_limit
+  size_t size_limit = 1024ull << 20;      // DictDB.size_limit (bytes)
+  double cull_fraction = 0.1;             // DictDB.cull_fraction
+};
+
+class MemoryTaskStore : public TaskStore {
+ public:
+  explicit MemoryTaskStore(MemoryStoreLimits limits = {}) : limits_(limits) {}
+  Status Add(TaskRecord&& record) override;
+  Status Update(const std::string& msg_id, const std::function<void(TaskRecord&)>& change) override;
+  bool Contains(const std::string& msg_id) const override { return records_.count(msg_id) > 0; }
+  Result<std::vector<TaskRecord>> Find(const RecordQuery& query) const override;
+  Result<std::vector<TaskRecord>> FindIds(const std::vector<std::string>& msg_ids) const override;
+  Status Drop(const RecordQuery& query) override;
+  Result<std::vector<std::string>> History() const override;
+  size_t size() const override { return records_.size(); }
+  size_t bytes() const { return bytes_; }
+  const char* name() const override { return "DictDB"; }
+
+ private:
+  void CullIfNeeded();
+  void Erase(const std::string& msg_id);
+
+  MemoryStoreLimits limits_;
+  std::unordered_map<std::string, TaskRecord> records_;
+  std::deque<std::string> order_;  // insertion order; may hold ids already erased
+  size_t bytes_ = 0;
+};
+
+// NoDB: stores nothing; queries fail with a clear message, as ipyparallel's NoData does.
+class NullTaskStore : public TaskStore {
+ public:
+  Status Add(TaskRecord&&) override { return Status::OK(); }
+  Status Update(const std::string&, const std::function<void(TaskRecord&)>&) override {
+    return Status::OK();
+  }
+  bool Contains(const std::string&) const override { return false; }
+  Result<std::vector<TaskRecord>> Find(const RecordQuery&) const override { return NoData(); }
+  Result<std::vector<TaskRecord>> FindIds(const std::vector<std::string>&) const override {
+    return NoData();
+  }
+  Status Drop(const RecordQuery&) override { return Status::OK(); }
+  Result<std::vector<std::string>> History() const override { return NoData(); }
+  size_t size() const override { return 0; }
+  const char* name() const override { return "NoDB"; }
+
+ private:
+  static Status NoData() {
+    return Status::NotFound("NoDB backend doesn't store any data. Start the controller with "
+                            "a DB backend (--dictdb or --sqlitedb) to use the task database.");
+  }
+};
+
+}  // namespace ipp::controller

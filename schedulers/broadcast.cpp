@@ -1,0 +1,127 @@
+#include "schedulers/broadcast.hpp"
+
+#include "protocol/errors.hpp"
+#include "schedulers/relay.hpp"
+
+namespace ipp::schedulers {
+
+using nlohmann::json;
+using protocol::Frames;
+using protocol::RawMessage;
+
+BroadcastScheduler::BroadcastScheduler(zmq::context_t& context, const std::string& key, Logger log)
+    : session_(key),
+      log_(std::move(log)),
+      client_(context, zmq::socket_type::router),
+      engine_(context, zmq::socket_type::router),
+      monitor_(context, zmq::socket_type::push) {
+  for (zmq::socket_t* s : {&client_, &engine_, &monitor_}) {
+    s->set(zmq::sockopt::linger, 0);
+    s->set(zmq::sockopt::sndhwm, 0);
+    s->set(zmq::sockopt::rcvhwm, 0);
+  }
+  engine_.set(zmq::sockopt::router_mandatory, 1);
+}
+
+void BroadcastScheduler::Attach(Reactor& reactor) {
+  reactor.add(client_, [this] { OnSubmission(); });
+  reactor.add(engine_, [this] { OnReply(); });
+}
+
+void BroadcastScheduler::OnSubmission() {
+  while (auto frames = protocol::TryRecv(client_)) {
+    Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
+    if (!raw.ok() || raw->identity_count() == 0) {
+      log_->warn("dropped malformed broadcast request");
+      continue;
+    }
+    if (Status s = session_.verify(*raw); !s.ok()) {
+      log_->warn("dropped broadcast request: {}", s.ToString());
+      continue;
+    }
+    Result<json> header = raw->parse_object(RawMessage::kHeader);
+    Result<json> md = raw->parse_object(RawMessage::kMetadata);
+    if (!header.ok() || !md.ok() || !(*md)["targets"].is_array()) {
+      log_->warn("dropped broadcast request without targets");
+      continue;
+    }
+    ReportToMonitor(monitor_, "inbcast", raw->frames());
+    std::string original = (*header)["msg_id"].get<std::string>();
+    if (!md->contains("original_msg_id")) (*md)["original_msg_id"] = original;
+    bool coalescing = md->value("is_coalescing", false);
+    std::vector<std::string> client_ids;
+    for (size_t i = 0; i < raw->identity_count(); ++i) client_ids.emplace_back(raw->identity(i));
+    std::string content(raw->part(RawMessage::kContent));
+    std::string parent(raw->part(RawMessage::kParent));
+    Frames& all = raw->frames();
+    Pending pending{client_ids, (*md)["targets"], {}, {}};
+    for (const json& target : (*md)["targets"]) {
+      std::string uuid = target.is_array() && !target.empty() ? target[0].get<std::string>() : "";
+      if (uuid.empty()) continue;
+      json h = *header;
+      h["msg_id"] = original + "_" + uuid;
+      Frames ids;
+      ids.emplace_back(uuid.data(), uuid.size());
+      for (const auto& c : client_ids) ids.emplace_back(c.data(), c.size());
+      Frames buffers;
+      for (size_t i = raw->delimiter_index() + 6; i < all.size(); ++i) {
+        buffers.emplace_back();
+        buffers.back().copy(all[i]);
+      }
+      Frames out = session_.serialize_parts(std::move(ids), h.dump(), parent, md->dump(), content,
+                                            std::move(buffers));
+      if (!protocol::Send(engine_, std::move(out), true)) {
+        log_->warn("broadcast {}: engine {} not connected", original, uuid);
+        continue;
+      }
+      pending.order.push_back(uuid);
+    }
+    if (coalescing && !pending.order.empty()) coalescing_[original] = std::move(pending);
+  }
+}
+
+void BroadcastScheduler::OnReply() {
+  while (auto frames = protocol::TryRecv(engine_)) {
+    Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
+    if (!raw.ok() || raw->identity_count() < 2) continue;
+    if (Status s = session_.verify(*raw); !s.ok()) {
+      log_->warn("dropped broadcast reply: {}", s.ToString());
+      continue;
+    }
+    Result<json> md = raw->parse_object(RawMessage::kMetadata);
+    if (!md.ok()) continue;
+    std::string engine(raw->identity(0));
+    if (!md->value("is_coalescing", false)) {
+      ReportToMonitor(monitor_, "outbcast", raw->frames());
+      Frames& f = raw->frames();
+      f.erase(f.begin());  // drop the engine id: [client ids..., msg]
+      protocol::Send(client_, std::move(*raw).release(), true);
+      continue;
+    }
+    std::string original = md->value("original_msg_id", "");
+    auto it = coalescing_.find(original);
+    if (it == coalescing_.end()) continue;
+    Pending& p = it->second;
+    Frames buffers;
+    Frames& f = raw->frames();
+    for (size_t i = raw->delimiter_index() + 6; i < f.size(); ++i) buffers.push_back(std::move(f[i]));
+    p.buffers[engine] = std::move(buffers);
+    if (p.buffers.size() < p.order.size()) continue;
+    // Every engine answered: one reply with all their buffers, in target order.
+    (*md)["broadcast_targets"] = p.targets;
+    Frames ids, all_buffers;
+    for (const auto& c : p.client_ids) ids.emplace_back(c.data(), c.size());
+    for (const auto& uuid : p.order) {
+      for (auto& b : p.buffers[uuid]) all_buffers.push_back(std::move(b));
+    }
+    Frames out = session_.serialize_parts(
+        std::move(ids), std::string(raw->part(RawMessage::kHeader)),
+        std::string(raw->part(RawMessage::kParent)), md->dump(),
+        std::string(raw->part(RawMessage::kContent)), std::move(all_buffers));
+    ReportToMonitor(monitor_, "outbcast", out);
+    protocol::Send(client_, std::move(out), true);
+    coalescing_.erase(it);
+  }
+}
+
+}  // namespace ipp::schedulers

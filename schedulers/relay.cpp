@@ -1,0 +1,143 @@
+#include "schedulers/relay.hpp"
+
+#include "protocol/errors.hpp"
+
+namespace ipp::schedulers {
+
+using protocol::Frames;
+using protocol::RawMessage;
+
+Frames ShareFrames(Frames& frames) {
+  Frames copy(frames.size());
+  for (size_t i = 0; i < frames.size(); ++i) copy[i].copy(frames[i]);
+  return copy;
+}
+
+void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, Frames& frames) {
+  Frames out;
+  out.reserve(frames.size() + 1);
+  out.emplace_back(topic.data(), topic.size());
+  for (auto& f : frames) {
+    out.emplace_back();
+    out.back().copy(f);
+  }
+  protocol::Send(monitor, std::move(out));
+}
+
+namespace {
+void Configure(zmq::socket_t& s) {
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::sndhwm, 0);
+  s.set(zmq::sockopt::rcvhwm, 0);
+}
+}  // namespace
+
+RouterRelay::RouterRelay(zmq::context_t& context, const std::string& key, std::string in_topic,
+                         std::string out_topic, Logger log)
+    : session_(key),
+      in_topic_(std::move(in_topic)),
+      out_topic_(std::move(out_topic)),
+      log_(std::move(log)),
+      client_(context, zmq::socket_type::router),
+      engine_(context, zmq::socket_type::router),
+      monitor_(context, zmq::socket_type::push) {
+  for (zmq::socket_t* s : {&client_, &engine_, &monitor_}) Configure(*s);
+  // Unknown destinations fail loudly (EHOSTUNREACH) instead of vanishing, so we can answer.
+  client_.set(zmq::sockopt::router_mandatory, 1);
+  engine_.set(zmq::sockopt::router_mandatory, 1);
+}
+
+void RouterRelay::Attach(Reactor& reactor) {
+  // Bounded batches so one busy direction cannot starve the other; zmq::poll is level-triggered
+  // and comes straight back for what is left.
+  reactor.add(client_, [this] {
+    for (int i = 0; i < 256 && Forward(client_, engine_, in_topic_, true); ++i) {
+    }
+  });
+  reactor.add(engine_, [this] {
+    for (int i = 0; i < 256 && Forward(engine_, client_, out_topic_, false); ++i) {
+    }
+  });
+}
+
+bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, const std::string& topic,
+                          bool to_engine) {
+  auto frames = protocol::TryRecv(from);
+  if (!frames) return false;
+  Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
+  if (!raw.ok()) {
+    log_->warn("dropped malformed message: {}", raw.status().ToString());
+    return true;
+  }
+  if (raw->identity_count() < 2) {
+    log_->warn("dropped message without a destination id");
+    return true;
+  }
+  if (Status s = session_.verify(*raw); !s.ok()) {
+    log_->warn("dropped message from {:?}: {}", raw->identity(0), s.ToString());
+    return true;
+  }
+  raw->swap_first_identities();
+  if (!topic.empty()) ReportToMonitor(monitor_, topic, raw->frames());
+  Frames keep;
+  if (to_engine) keep = ShareFrames(raw->frames());  // to answer if the engine is unknown
+  if (!protocol::Send(to, std::move(*raw).release(), true)) {
+    if (to_engine) {
+      Result<RawMessage> again = RawMessage::FromFrames(std::move(keep));
+      if (again.ok()) ReplyUnroutable(*again);
+    } else {
+      SPDLOG_LOGGER_DEBUG(log_, "client gone; reply dropped");
+    }
+  }
+  return true;
+}
+
+void RouterRelay::ReplyUnroutable(RawMessage& raw) {
+  // raw is [engine, client, ...] after the swap: the engine is not connected.
+  std::string engine(raw.identity(0));
+  Result<nlohmann::json> header = raw.parse_object(RawMessage::kHeader);
+  if (!header.ok()) return;
+  std::string type = header->value("msg_type", "apply_request");
+  std::string reply_type = type.size() > 8 && type.substr(type.size() - 8) == "_request"
+                               ? type.substr(0, type.size() - 8) + "_reply"
+                               : "apply_reply";
+  log_->warn("no engine {:?} connected for {} {}", engine, type, header->value("msg_id", ""));
+  protocol::Message reply = session_.make(
+      reply_type, protocol::ErrorContent("EngineError", "engine '" + engine + "' is not connected"),
+      *header, {{"status", "error"}, {"engine", engine}});
+  reply.identities.emplace_back(raw.identity(1).data(), raw.identity(1).size());
+  reply.identities.emplace_back(engine.data(), engine.size());
+  protocol::Send(client_, session_.serialize(std::move(reply)), true);
+}
+
+IopubRelay::IopubRelay(zmq::context_t& context, const std::string& key, Logger log)
+    : session_(key),
+      log_(std::move(log)),
+      engine_(context, zmq::socket_type::sub),
+      client_(context, zmq::socket_type::pub),
+      monitor_(context, zmq::socket_type::push) {
+  for (zmq::socket_t* s : {&engine_, &client_, &monitor_}) Configure(*s);
+  engine_.set(zmq::sockopt::subscribe, "");
+}
+
+void IopubRelay::Attach(Reactor& reactor) {
+  reactor.add(engine_, [this] {
+    for (int i = 0; i < 256; ++i) {
+      auto frames = protocol::TryRecv(engine_);
+      if (!frames) return;
+      Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
+      if (!raw.ok()) {
+        log_->warn("dropped malformed iopub message: {}", raw.status().ToString());
+        continue;
+      }
+      if (Status s = session_.verify(*raw); !s.ok()) {
+        log_->warn("dropped iopub message: {}", s.ToString());
+        continue;
+      }
+      ReportToMonitor(monitor_, "iopub", raw->frames());
+      protocol::Send(client_, std::move(*raw).release());
+    }
+  });
+}
+
+}  // namespace ipp::schedulers

@@ -1,0 +1,61 @@
+// Relays: the direct (MUX) and control queues, ROUTER to ROUTER, and the IOPub forwarder,
+// SUB to PUB — ipyparallel's MonitoredQueue devices, with every message's signature checked
+// before it passes (the stock devices check nothing).
+//
+// Each relay reports what passes to the hub's monitor channel, prefixed with its topic. A relay
+// runs on the thread of the Reactor it is attached to and owns its sockets.
+#pragma once
+
+#include <string>
+
+#include <zmq.hpp>
+
+#include "common/logging.hpp"
+#include "common/reactor.hpp"
+#include "protocol/session.hpp"
+
+namespace ipp::schedulers {
+
+class RouterRelay {
+ public:
+  // in_topic/out_topic: monitor topics for client->engine and engine->client traffic
+  // ("in"/"out" for the MUX, "incontrol"/"outcontrol" for control; empty: not reported).
+  RouterRelay(zmq::context_t& context, const std::string& key, std::string in_topic,
+              std::string out_topic, Logger log);
+  zmq::socket_t& client_socket() { return client_; }
+  zmq::socket_t& engine_socket() { return engine_; }
+  void ConnectMonitor(const std::string& monitor_url) { monitor_.connect(monitor_url); }
+  void Attach(Reactor& reactor);
+
+ private:
+  // Moves one message from `from` to `to`, swapping the first two routing ids.
+  // Returns false when `from` had nothing to read.
+  bool Forward(zmq::socket_t& from, zmq::socket_t& to, const std::string& topic, bool to_engine);
+  void ReplyUnroutable(protocol::RawMessage& raw);
+
+  protocol::Session session_;
+  std::string in_topic_, out_topic_;
+  Logger log_;
+  zmq::socket_t client_, engine_, monitor_;
+};
+
+class IopubRelay {
+ public:
+  IopubRelay(zmq::context_t& context, const std::string& key, Logger log);
+  zmq::socket_t& engine_socket() { return engine_; }  // SUB, subscribed to everything
+  zmq::socket_t& client_socket() { return client_; }  // PUB
+  void ConnectMonitor(const std::string& monitor_url) { monitor_.connect(monitor_url); }
+  void Attach(Reactor& reactor);
+
+ private:
+  protocol::Session session_;
+  Logger log_;
+  zmq::socket_t engine_, client_, monitor_;
+};
+
+// A reference-counted copy of each frame (payloads are shared, not copied).
+protocol::Frames ShareFrames(protocol::Frames& frames);
+// Sends [topic] + a shared copy of `frames` to the monitor socket.
+void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, protocol::Frames& frames);
+
+}  // namespace ipp::schedulers

@@ -1,0 +1,499 @@
+#include "schedulers/task_scheduler.hpp"
+
+#include <algorithm>
+
+#include "protocol/clock.hpp"
+#include "protocol/errors.hpp"
+#include "schedulers/relay.hpp"
+
+namespace ipp::schedulers {
+
+using nlohmann::json;
+using protocol::Frames;
+using protocol::RawMessage;
+
+namespace {
+void Configure(zmq::socket_t& s) {
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::sndhwm, 0);
+  s.set(zmq::sockopt::rcvhwm, 0);
+}
+}  // namespace
+
+TaskScheduler::TaskScheduler(zmq::context_t& context, const std::string& key,
+                             TaskSchedulerOptions options, Logger log)
+    : session_(key),
+      options_(std::move(options)),
+      policy_(MakePolicy(options_.scheme)),
+      rng_(options_.seed),
+      log_(std::move(log)),
+      client_(context, zmq::socket_type::router),
+      engine_(context, zmq::socket_type::router),
+      notifications_(context, zmq::socket_type::sub),
+      monitor_(context, zmq::socket_type::push) {
+  if (!policy_) {
+    log_->error("unknown scheme '{}', using leastload", options_.scheme);
+    policy_ = MakePolicy("leastload");
+  }
+  for (zmq::socket_t* s : {&client_, &engine_, &notifications_, &monitor_}) Configure(*s);
+  notifications_.set(zmq::sockopt::subscribe, "");
+}
+
+void TaskScheduler::Connect(const std::string& notification_url, const std::string& monitor_url) {
+  notifications_.connect(notification_url);
+  monitor_.connect(monitor_url);
+}
+
+void TaskScheduler::AddEngine(const std::string& uuid) { RegisterEngine(uuid); }
+
+void TaskScheduler::Attach(Reactor& reactor) {
+  reactor_ = &reactor;
+  reactor.add(notifications_, [this] { OnNotification(); });
+  reactor.add(client_, [this] { OnSubmission(); });
+  reactor.add(engine_, [this] { OnResult(); });
+  log_->info("task scheduler started: scheme {}, hwm {}", options_.scheme, options_.hwm);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engines
+
+void TaskScheduler::OnNotification() {
+  while (auto frames = protocol::TryRecv(notifications_)) {
+    Result<protocol::Message> m = session_.parse(std::move(*frames));
+    if (!m.ok()) {
+      log_->warn("dropped notification: {}", m.status().ToString());
+      continue;
+    }
+    auto uuid = m->content.find("uuid");
+    if (uuid == m->content.end() || !uuid->is_string()) continue;
+    if (m->msg_type() == "registration_notification") RegisterEngine(uuid->get<std::string>());
+    if (m->msg_type() == "unregistration_notification") UnregisterEngine(uuid->get<std::string>());
+  }
+}
+
+void TaskScheduler::RegisterEngine(const std::string& uuid) {
+  if (std::find(targets_.begin(), targets_.end(), uuid) != targets_.end()) return;
+  targets_.insert(targets_.begin(), uuid);  // head of the line
+  loads_.insert(loads_.begin(), 0);
+  auto& state = engines_[uuid];
+  state.alive = true;
+  log_->info("engine {} available ({} engines)", uuid, targets_.size());
+  UpdateGraph(nullptr);
+}
+
+void TaskScheduler::UnregisterEngine(const std::string& uuid) {
+  auto it = std::find(targets_.begin(), targets_.end(), uuid);
+  if (it == targets_.end()) return;
+  size_t idx = static_cast<size_t>(it - targets_.begin());
+  targets_.erase(targets_.begin() + static_cast<long>(idx));
+  loads_.erase(loads_.begin() + static_cast<long>(idx));
+  auto state = engines_.find(uuid);
+  if (state == engines_.end()) return;
+  state->second.alive = false;
+  log_->warn("engine {} gone with {} task(s) outstanding", uuid, state->second.running.size());
+  if (state->second.running.empty()) {
+    engines_.erase(state);
+    return;
+  }
+  // Results may still be in flight: give them a moment before failing or retrying the rest.
+  reactor_->after(options_.stranded_grace, [this, uuid] { HandleStranded(uuid); });
+}
+
+void TaskScheduler::HandleStranded(const std::string& uuid) {
+  auto state = engines_.find(uuid);
+  if (state == engines_.end() || state->second.alive) return;  // it came back
+  std::vector<std::unique_ptr<Job>> lost;
+  for (auto& [id, job] : state->second.running) lost.push_back(std::move(job));
+  engines_.erase(state);
+  std::sort(lost.begin(), lost.end(), [](auto& a, auto& b) { return a->seq < b->seq; });
+  for (auto& job : lost) {
+    if (job->retries > 0) {
+      --job->retries;
+      log_->info("task {} was on dead engine {}; resubmitting ({} retries left)", job->msg_id,
+                 uuid, job->retries);
+      Retry(std::move(job), uuid);
+    } else {
+      std::string msg_id = job->msg_id;
+      Fail(std::move(job), "EngineError",
+           "Engine '" + uuid + "' died while running task '" + msg_id + "'", uuid);
+    }
+  }
+}
+
+std::vector<size_t> TaskScheduler::AvailableEngines() const {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    if (options_.hwm <= 0 || loads_[i] < options_.hwm) out.push_back(i);
+  }
+  return out;
+}
+
+bool TaskScheduler::CanRunOn(const Job& job, size_t index) const {
+  if (options_.hwm > 0 && loads_[index] >= options_.hwm) return false;
+  const std::string& target = targets_[index];
+  if (job.blacklist.count(target)) return false;
+  if (!job.targets.empty() && !job.targets.count(target)) return false;
+  if (job.follow.empty()) return true;
+  const EngineState& state = engines_.at(target);
+  return job.follow.Check(state.completed, state.failed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submission
+
+void TaskScheduler::OnSubmission() {
+  OnNotification();  // know about every engine the hub has told clients about
+  for (int batch = 0; batch < 256; ++batch) {
+    auto frames = protocol::TryRecv(client_);
+    if (!frames) return;
+    Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
+    if (!raw.ok() || raw->identity_count() == 0) {
+      log_->warn("dropped malformed task: {}", raw.ok() ? "no routing id" : raw.status().ToString());
+      continue;
+    }
+    if (Status s = session_.verify(*raw); !s.ok()) {
+      log_->warn("dropped task from {:?}: {}", raw->identity(0), s.ToString());
+      continue;
+    }
+    Result<json> header = raw->parse_object(RawMessage::kHeader);
+    Result<json> md = raw->parse_object(RawMessage::kMetadata);
+    if (!header.ok() || !md.ok() || !protocol::ValidateHeader(*header).ok()) {
+      log_->warn("dropped task with a bad header or metadata");
+      continue;
+    }
+    ReportToMonitor(monitor_, "intask", raw->frames());
+    auto job = std::make_unique<Job>();
+    job->msg_id = (*header)["msg_id"].get<std::string>();
+    job->seq = next_seq_++;
+    job->client = std::string(raw->identity(0));
+    job->header = std::move(*header);
+    job->frames = std::move(*raw).release();
+    all_ids_.insert(job->msg_id);
+    try {
+      const json targets = md->value("targets", json::array());
+      for (const auto& t : targets) {
+        if (t.is_string()) job->targets.insert(t.get<std::string>());
+      }
+      auto retries = md->find("retries");
+      if (retries != md->end() && retries->is_number_integer()) job->retries = retries->get<int>();
+      auto timeout = md->find("timeout");
+      if (timeout != md->end() && timeout->is_number() && timeout->get<double>() > 0) {
+        job->deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(timeout->get<double>()));
+      }
+      Result<Dependency> after = Dependency::FromJson(md->value("after", json()));
+      Result<Dependency> follow = Dependency::FromJson(md->value("follow", json()));
+      if (!after.ok() || !follow.ok()) {
+        Fail(std::move(job), "InvalidDependency", (!after.ok() ? after : follow).status().message(), "");
+        continue;
+      }
+      job->after = std::move(*after);
+      job->follow = std::move(*follow);
+    } catch (const json::exception& e) {
+      Fail(std::move(job), "ValueError", std::string("invalid task metadata: ") + e.what(), "");
+      continue;
+    }
+    Submit(std::move(job));
+  }
+}
+
+void TaskScheduler::Submit(std::unique_ptr<Job> job) {
+  for (const Dependency* dep : {&job->after, &job->follow}) {
+    if (dep->empty()) continue;
+    bool invalid = dep->ids.count(job->msg_id) > 0;
+    for (const auto& id : dep->ids) invalid = invalid || !all_ids_.count(id);
+    if (invalid) {
+      Fail(std::move(job), "InvalidDependency", "dependency on an unknown or own msg_id", "");
+      return;
+    }
+    if (dep->Unreachable(all_completed_, all_failed_)) {
+      Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
+      return;
+    }
+  }
+  if (job->after.Check(all_completed_, all_failed_)) {
+    if (MaybeRun(job)) return;
+    if (!job) return;  // failed as unreachable
+  }
+  Wait(std::move(job));
+}
+
+bool TaskScheduler::MaybeRun(std::unique_ptr<Job>& slot) {
+  Job& job = *slot;
+  std::vector<size_t> available = AvailableEngines();
+  if (available.empty()) return false;
+  bool filter = !job.follow.empty() || !job.targets.empty() || !job.blacklist.empty() || options_.hwm > 0;
+  if (!filter) {
+    RunOn(std::move(slot), policy_->Pick(loads_, rng_));
+    return true;
+  }
+  std::vector<size_t> indices;
+  for (size_t i : available) {
+    if (CanRunOn(job, i)) indices.push_back(i);
+  }
+  if (indices.empty()) {
+    if (job.follow.all && !job.follow.empty()) {
+      // Followed tasks ran on different engines: no single engine can satisfy `follow`.
+      IdSet dests;
+      for (const auto& id : job.follow.ids) {
+        bool relevant = (job.follow.success && all_completed_.count(id)) ||
+                        (job.follow.failure && all_failed_.count(id));
+        auto d = destinations_.find(id);
+        if (relevant && d != destinations_.end()) dests.insert(d->second);
+      }
+      if (dests.size() > 1) {
+        Fail(std::move(slot), "ImpossibleDependency", "follow dependencies ran on different engines", "");
+        return false;
+      }
+    }
+    if (!job.targets.empty()) {
+      for (const auto& b : job.blacklist) job.targets.erase(b);
+      bool any_alive = std::any_of(job.targets.begin(), job.targets.end(), [&](const std::string& t) {
+        return std::find(targets_.begin(), targets_.end(), t) != targets_.end();
+      });
+      if (job.targets.empty() || !any_alive) {
+        Fail(std::move(slot), "ImpossibleDependency", "no allowed target engine is available", "");
+        return false;
+      }
+    }
+    return false;
+  }
+  std::vector<int> loads;
+  loads.reserve(indices.size());
+  for (size_t i : indices) loads.push_back(loads_[i]);
+  RunOn(std::move(slot), indices[policy_->Pick(loads, rng_)]);
+  return true;
+}
+
+void TaskScheduler::RunOn(std::unique_ptr<Job> job, size_t index) {
+  std::string target = targets_[index];
+  Frames out;
+  out.reserve(job->frames.size() + 1);
+  out.emplace_back(target.data(), target.size());
+  for (auto& f : job->frames) {
+    out.emplace_back();
+    out.back().copy(f);  // keep the job's frames for a retry; payloads are shared
+  }
+  protocol::Send(engine_, std::move(out));
+  // Least recently used order: the engine that just got work goes to the back of the line.
+  int load = loads_[index] + 1;
+  targets_.erase(targets_.begin() + static_cast<long>(index));
+  loads_.erase(loads_.begin() + static_cast<long>(index));
+  targets_.push_back(target);
+  loads_.push_back(load);
+  Frames track;
+  track.emplace_back(std::string_view("tracktask"));
+  track.emplace_back(job->msg_id.data(), job->msg_id.size());
+  track.emplace_back(target.data(), target.size());
+  protocol::Send(monitor_, std::move(track));
+  SPDLOG_LOGGER_DEBUG(log_, "task {} -> engine {}", job->msg_id, target);
+  engines_[target].running[job->msg_id] = std::move(job);
+}
+
+void TaskScheduler::Wait(std::unique_ptr<Job> job) {
+  const std::string id = job->msg_id;
+  IdSet deps = job->after.ids;
+  deps.insert(job->follow.ids.begin(), job->follow.ids.end());
+  for (const auto& dep : deps) {
+    if (!all_completed_.count(dep) && !all_failed_.count(dep)) graph_[dep].push_back(id);
+  }
+  if (job->deadline) {
+    if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
+        *job->deadline - std::chrono::steady_clock::now());
+    job->timeout_timer = reactor_->after(std::max(remaining, std::chrono::milliseconds(0)), [this, id] {
+      auto job = TakeWaiting(id);
+      if (!job) return;  // already running or done
+      job->timeout_timer = 0;
+      log_->info("task {} timed out waiting to run", id);
+      Fail(std::move(job), "TaskTimeout", "Task timed out before it could run", "");
+    });
+  }
+  job->waiting = true;
+  queue_.emplace_back(job->seq, id);
+  waiting_[id] = std::move(job);
+  if (queue_.size() > 2 * waiting_.size() + 1024) {  // drop stale entries now and then
+    std::deque<std::pair<uint64_t, std::string>> live;
+    for (auto& entry : queue_) {
+      if (waiting_.count(entry.second)) live.push_back(std::move(entry));
+    }
+    queue_.swap(live);
+  }
+}
+
+std::unique_ptr<TaskScheduler::Job> TaskScheduler::TakeWaiting(const std::string& msg_id) {
+  auto it = waiting_.find(msg_id);
+  if (it == waiting_.end()) return nullptr;
+  auto job = std::move(it->second);
+  waiting_.erase(it);
+  job->waiting = false;
+  return job;
+}
+
+void TaskScheduler::Fail(std::unique_ptr<Job> job, const std::string& ename,
+                         const std::string& evalue, const std::string& engine) {
+  if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
+  json engine_info = engine.empty() ? json::object() : json{{"engine_uuid", engine}};
+  protocol::Message reply = session_.make(
+      "apply_reply", protocol::ErrorContent(ename, evalue, engine_info), job->header,
+      {{"status", "error"},
+       {"engine", engine},
+       {"dependencies_met", ename != "ImpossibleDependency"},
+       {"date", protocol::Iso8601Now()}});
+  log_->info("task {} failed: {}: {}", job->msg_id, ename, evalue);
+  // Monitor first ([outtask, engine, client, msg]), then the client ([client, msg]).
+  Frames to_monitor = session_.serialize(std::move(reply));
+  Frames to_client = ShareFrames(to_monitor);
+  to_monitor.insert(to_monitor.begin(), zmq::message_t(job->client.data(), job->client.size()));
+  to_monitor.insert(to_monitor.begin(), zmq::message_t(engine.data(), engine.size()));
+  to_monitor.insert(to_monitor.begin(), zmq::message_t(std::string_view("outtask")));
+  protocol::Send(monitor_, std::move(to_monitor));
+  to_client.insert(to_client.begin(), zmq::message_t(job->client.data(), job->client.size()));
+  SendToClient(std::move(to_client));
+  Finished(job->msg_id, engine, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+void TaskScheduler::OnResult() {
+  for (int batch = 0; batch < 256; ++batch) {
+    auto frames = protocol::TryRecv(engine_);
+    if (!frames) return;
+    Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
+    if (!raw.ok() || raw->identity_count() < 2) {
+      log_->warn("dropped malformed result");
+      continue;
+    }
+    if (Status s = session_.verify(*raw); !s.ok()) {
+      log_->warn("dropped result from {:?}: {}", raw->identity(0), s.ToString());
+      continue;
+    }
+    std::string engine(raw->identity(0));
+    HandleResult(std::move(*raw), engine);
+  }
+}
+
+void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
+  auto idx = std::find(targets_.begin(), targets_.end(), engine);
+  if (idx != targets_.end()) --loads_[static_cast<size_t>(idx - targets_.begin())];
+  Result<json> parent = raw.parse_object(RawMessage::kParent);
+  Result<json> md = raw.parse_object(RawMessage::kMetadata);
+  if (!parent.ok() || !md.ok()) {
+    log_->warn("dropped result from {} with bad parent or metadata", engine);
+    return;
+  }
+  std::string msg_id = parent->value("msg_id", "");
+  auto state = engines_.find(engine);
+  if (state == engines_.end() || !state->second.running.count(msg_id)) {
+    // Already answered (e.g. failed as stranded): never report a task twice.
+    log_->warn("dropped result for {} from {}: not outstanding there", msg_id, engine);
+    return;
+  }
+  std::unique_ptr<Job> job = std::move(state->second.running[msg_id]);
+  state->second.running.erase(msg_id);
+  bool freed = options_.hwm > 0;
+
+  bool dependencies_met = md->value("dependencies_met", true);
+  bool success = md->value("status", "") == "ok";
+  if (!dependencies_met || (!success && job->retries > 0)) {
+    if (dependencies_met) --job->retries;
+    Retry(std::move(job), engine);
+    if (freed) UpdateGraph(nullptr);
+    return;
+  }
+  if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
+  ReportToMonitor(monitor_, "outtask", raw.frames());
+  raw.swap_first_identities();  // [client, engine, ...] for the ROUTER<->ROUTER mirror
+  SendToClient(std::move(raw).release());
+  Finished(msg_id, engine, success);
+  if (freed) UpdateGraph(nullptr);
+}
+
+void TaskScheduler::Retry(std::unique_ptr<Job> job, const std::string& engine) {
+  job->blacklist.insert(engine);
+  if (!job->targets.empty()) {
+    bool all_blacklisted = std::all_of(job->targets.begin(), job->targets.end(),
+                                       [&](const std::string& t) { return job->blacklist.count(t) > 0; });
+    if (all_blacklisted) {
+      Fail(std::move(job), "ImpossibleDependency", "every allowed engine refused or failed the task", "");
+      return;
+    }
+  }
+  if (MaybeRun(job)) return;
+  if (job) Wait(std::move(job));
+}
+
+void TaskScheduler::Finished(const std::string& msg_id, const std::string& engine, bool success) {
+  if (!engine.empty()) {
+    destinations_[msg_id] = engine;
+    auto state = engines_.find(engine);
+    if (state != engines_.end()) (success ? state->second.completed : state->second.failed).insert(msg_id);
+  }
+  (success ? all_completed_ : all_failed_).insert(msg_id);
+  UpdateGraph(&msg_id);
+}
+
+void TaskScheduler::SendToClient(Frames&& frames) {
+  if (!protocol::Send(client_, std::move(frames), true)) {
+    log_->warn("could not deliver a reply: client gone");
+  }
+}
+
+void TaskScheduler::UpdateGraph(const std::string* finished_id) {
+  // Jobs that waited on `finished_id` first, in submission order.
+  if (finished_id) {
+    auto node = graph_.find(*finished_id);
+    if (node != graph_.end()) {
+      std::vector<std::string> ids = std::move(node->second);
+      graph_.erase(node);
+      std::vector<std::pair<uint64_t, std::string>> ordered;
+      for (auto& id : ids) {
+        auto it = waiting_.find(id);
+        if (it != waiting_.end()) ordered.emplace_back(it->second->seq, id);
+      }
+      std::sort(ordered.begin(), ordered.end());
+      for (auto& [seq, id] : ordered) {
+        auto job = TakeWaiting(id);
+        if (!job) continue;
+        if (job->after.Unreachable(all_completed_, all_failed_) ||
+            job->follow.Unreachable(all_completed_, all_failed_)) {
+          Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
+        } else if (!job->after.Check(all_completed_, all_failed_) || !MaybeRun(job)) {
+          if (job) {
+            job->waiting = true;
+            waiting_[id] = std::move(job);  // its queue_ entry is still there
+          }
+        }
+      }
+    }
+    return;
+  }
+  // An engine joined or became free: try waiting jobs in order until engines run out.
+  std::vector<std::pair<uint64_t, std::string>> kept;
+  while (!queue_.empty() && !waiting_.empty()) {
+    if (AvailableEngines().empty()) break;
+    auto entry = std::move(queue_.front());
+    queue_.pop_front();
+    auto job = TakeWaiting(entry.second);
+    if (!job || job->seq != entry.first) {
+      if (job) waiting_[entry.second] = std::move(job);
+      continue;  // stale entry
+    }
+    if (job->after.Unreachable(all_completed_, all_failed_) ||
+        job->follow.Unreachable(all_completed_, all_failed_)) {
+      Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
+      continue;
+    }
+    if (job->after.Check(all_completed_, all_failed_) && MaybeRun(job)) continue;
+    if (job) {
+      job->waiting = true;
+      waiting_[entry.second] = std::move(job);
+      kept.push_back(std::move(entry));
+    }
+  }
+  for (auto it = kept.rbegin(); it != kept.rend(); ++it) queue_.push_front(std::move(*it));
+}
+
+}  // namespace ipp::schedulers

@@ -1,0 +1,119 @@
+// TaskScheduler: the load-balanced queue (ipyparallel controller/task_scheduler.py).
+//
+// Clients submit on a ROUTER; engines are reached through another ROUTER by their uuid.
+// Jobs wait until their time dependencies (`after`) are met and an engine satisfying `targets`,
+// `follow` and the high-water mark is free; the routing policy picks among those. A failed job
+// with retries left, or one whose engine died, is resubmitted elsewhere; otherwise its client
+// gets a reply — a result or an error (EngineError, ImpossibleDependency, TaskTimeout...).
+//
+// Single-threaded: runs on the Reactor it is attached to and owns its sockets.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/logging.hpp"
+#include "common/reactor.hpp"
+#include "protocol/session.hpp"
+#include "schedulers/dependency.hpp"
+#include "schedulers/policies.hpp"
+
+namespace ipp::schedulers {
+
+struct TaskSchedulerOptions {
+  std::string scheme = "leastload";
+  int hwm = 1;  // outstanding tasks per engine; 0 = unlimited (TaskScheduler.hwm)
+  // How long to wait for results from an engine that has gone before failing or retrying its
+  // tasks (the stock scheduler waits 5 s).
+  std::chrono::milliseconds stranded_grace{5000};
+  uint32_t seed = std::random_device{}();
+};
+
+class TaskScheduler {
+ public:
+  TaskScheduler(zmq::context_t& context, const std::string& key, TaskSchedulerOptions options,
+                Logger log);
+  zmq::socket_t& client_socket() { return client_; }
+  zmq::socket_t& engine_socket() { return engine_; }
+  // The hub's notification PUB (registration/unregistration) and monitor PULL.
+  void Connect(const std::string& notification_url, const std::string& monitor_url);
+  // Engines already registered before we started (or restored).
+  void AddEngine(const std::string& uuid);
+  void Attach(Reactor& reactor);
+
+  size_t engine_count() const { return targets_.size(); }
+  size_t waiting_count() const { return waiting_.size(); }
+
+ private:
+  struct Job {
+    std::string msg_id;
+    uint64_t seq = 0;
+    protocol::Frames frames;  // [client ids..., delimiter, ...] as received
+    std::string client;       // first routing id
+    nlohmann::json header;
+    IdSet targets;            // allowed engine uuids; empty = any
+    IdSet blacklist;          // engines that refused it (unmet dependency or failure)
+    Dependency after, follow;
+    int retries = 0;
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    Reactor::TimerId timeout_timer = 0;
+    bool waiting = false;
+  };
+  struct EngineState {
+    IdSet completed, failed;
+    std::unordered_map<std::string, std::unique_ptr<Job>> running;
+    bool alive = true;
+  };
+
+  void OnSubmission();
+  void OnResult();
+  void OnNotification();
+  void Submit(std::unique_ptr<Job> job);
+  // Tries to run; true if sent. On false the job is back in *slot (it may have failed).
+  bool MaybeRun(std::unique_ptr<Job>& slot);
+  void RunOn(std::unique_ptr<Job> job, size_t index);
+  void Wait(std::unique_ptr<Job> job);
+  // Answers the client with an error reply; `engine` is the engine it ran on, or "".
+  void Fail(std::unique_ptr<Job> job, const std::string& ename, const std::string& evalue,
+            const std::string& engine);
+  void HandleResult(protocol::RawMessage&& raw, const std::string& engine);
+  void Retry(std::unique_ptr<Job> job, const std::string& engine);
+  void Finished(const std::string& msg_id, const std::string& engine, bool success);
+  void UpdateGraph(const std::string* finished_id);
+  void RegisterEngine(const std::string& uuid);
+  void UnregisterEngine(const std::string& uuid);
+  void HandleStranded(const std::string& uuid);
+  std::vector<size_t> AvailableEngines() const;
+  bool CanRunOn(const Job& job, size_t index) const;
+  std::unique_ptr<Job> TakeWaiting(const std::string& msg_id);
+  void SendToClient(protocol::Frames&& frames);
+
+  protocol::Session session_;
+  TaskSchedulerOptions options_;
+  std::unique_ptr<RoutingPolicy> policy_;
+  std::mt19937 rng_;
+  Logger log_;
+  zmq::socket_t client_, engine_, notifications_, monitor_;
+  Reactor* reactor_ = nullptr;
+
+  // Engines in least-recently-used order, with their outstanding task counts.
+  std::vector<std::string> targets_;
+  std::vector<int> loads_;
+  std::unordered_map<std::string, EngineState> engines_;
+
+  uint64_t next_seq_ = 0;
+  std::unordered_map<std::string, std::unique_ptr<Job>> waiting_;  // msg_id -> job
+  std::deque<std::pair<uint64_t, std::string>> queue_;  // waiting jobs in order (lazy deletion)
+  std::unordered_map<std::string, std::vector<std::string>> graph_;  // dep id -> waiting ids
+  std::unordered_map<std::string, std::string> destinations_;  // msg_id -> engine that ran it
+  IdSet all_ids_, all_completed_, all_failed_;
+};
+
+}  // namespace ipp::schedulers

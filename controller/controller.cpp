@@ -108,14 +108,17 @@ Status Controller::Build() {
   parts->task_reactor = std::make_unique<Reactor>(MakeLogger("sched.task"));
 
   // Schedulers first: their tcp ports go into the hub's engine_info.
-  parts->mux = std::make_unique<schedulers::RouterRelay>(context_, key_, "in", "out", MakeLogger("sched.mux"));
-  parts->control = std::make_unique<schedulers::RouterRelay>(context_, key_, "", "", MakeLogger("sched.control"));
+  // How long a message may wait for an engine that is (re)connecting its sockets.
+  auto patience = std::max<std::chrono::milliseconds>(std::chrono::seconds(2), options_.ping * (options_.max_heartbeat_misses + 1));
+  parts->mux = std::make_unique<schedulers::RouterRelay>(context_, key_, "in", "out", patience, MakeLogger("sched.mux"));
+  parts->control = std::make_unique<schedulers::RouterRelay>(context_, key_, "", "", patience, MakeLogger("sched.control"));
   parts->iopub = std::make_unique<schedulers::IopubRelay>(context_, key_, MakeLogger("sched.iopub"));
-  parts->broadcast = std::make_unique<schedulers::BroadcastScheduler>(context_, key_, MakeLogger("sched.broadcast"));
+  parts->broadcast = std::make_unique<schedulers::BroadcastScheduler>(context_, key_, patience, MakeLogger("sched.broadcast"));
   schedulers::TaskSchedulerOptions task_options;
   task_options.scheme = options_.scheme;
   task_options.hwm = options_.hwm;
   task_options.stranded_grace = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(5000), options_.ping);
+  task_options.delivery_patience = patience;
   parts->task = std::make_unique<schedulers::TaskScheduler>(context_, key_, task_options, MakeLogger("sched.task"));
 
   json engine_channels = json::object(), client_channels = json::object();
@@ -131,47 +134,17 @@ Status Controller::Build() {
   client_channels["iopub"] = BindPort(parts->iopub->client_socket(), interface, client_ports["iopub"]);
   client_channels["broadcast"] = BindPort(parts->broadcast->client_socket(), interface, client_ports["broadcast"]);
 
-  // Hub ports: registration, heartbeat and notification are bound by the hub itself; reserve
-  // concrete numbers first so engine_info is complete before the hub exists.
-  auto reserve = [&](int port) {
-    if (port) return port;
-    zmq::socket_t probe(context_, zmq::socket_type::router);
-    probe.set(zmq::sockopt::linger, 0);
-    int p = BindPort(probe, interface, 0);
-    probe.unbind(interface + ":" + std::to_string(p));
-    return p;
-  };
-  int registration = reserve(engine_ports["registration"]);
-  int hb_ping = reserve(engine_ports["hb_ping"]);
-  int hb_pong = reserve(engine_ports["hb_pong"]);
-  int notification = reserve(client_ports["notification"]);
-  engine_channels["registration"] = registration;
-  engine_channels["hb_ping"] = hb_ping;
-  engine_channels["hb_pong"] = hb_pong;
-  client_channels["registration"] = registration;
-  client_channels["notification"] = notification;
-
-  auto fill = [&](protocol::ConnectionInfo& info, const json& channels) {
-    info.interface = interface;
-    info.key = key_;
-    info.location = options_.location;
-    info.channels = channels;
-  };
-  fill(engine_info_, engine_channels);
-  fill(client_info_, client_channels);
-  client_info_.task_scheme = options_.scheme;
-
+  // The hub binds its own ports (registration, notification, heartbeat); engine_info is
+  // complete once it has.
   HubOptions hub;
-  auto url = [&](int port) { return interface + ":" + std::to_string(port); };
-  hub.query_urls = {url(registration)};
-  hub.notifier_urls = {url(notification), kNotificationUrl};
+  auto url = [&](int port) { return interface + ":" + (port ? std::to_string(port) : std::string("*")); };
+  hub.query_url = url(engine_ports["registration"]);
+  hub.notification_url = url(client_ports["notification"]);
+  hub.internal_notification_url = kNotificationUrl;
   hub.monitor_url = kMonitorUrl;
   hub.resubmit_url = kTaskUrl;
-  hub.ping_url = url(hb_ping);
-  hub.pong_url = url(hb_pong);
-  json engine_json = engine_info_;
-  engine_json.erase("key");
-  hub.engine_info = engine_json;
+  hub.ping_url = url(engine_ports["hb_ping"]);
+  hub.pong_url = url(engine_ports["hb_pong"]);
   hub.ping_period = options_.ping;
   hub.max_heartbeat_misses = options_.max_heartbeat_misses;
   hub.registration_timeout = options_.registration_timeout;
@@ -189,7 +162,25 @@ Status Controller::Build() {
   }
   parts->hub = std::make_unique<Hub>(context_, key_, std::move(hub), std::move(store), MakeLogger("hub"),
                                      [this] { stop_.store(true); });
-  parts->hub->Bind();
+  Hub::BoundPorts bound = parts->hub->Bind();
+  engine_channels["registration"] = bound.registration;
+  engine_channels["hb_ping"] = bound.hb_ping;
+  engine_channels["hb_pong"] = bound.hb_pong;
+  client_channels["registration"] = bound.registration;
+  client_channels["notification"] = bound.notification;
+
+  auto fill = [&](protocol::ConnectionInfo& info, const json& channels) {
+    info.interface = interface;
+    info.key = key_;
+    info.location = options_.location;
+    info.channels = channels;
+  };
+  fill(engine_info_, engine_channels);
+  fill(client_info_, client_channels);
+  client_info_.task_scheme = options_.scheme;
+  json engine_json = engine_info_;
+  engine_json.erase("key");
+  parts->hub->SetEngineInfo(engine_json);
 
   parts->mux->ConnectMonitor(kMonitorUrl);
   parts->iopub->ConnectMonitor(kMonitorUrl);

@@ -19,12 +19,17 @@ HeartMonitor::HeartMonitor(zmq::context_t& context, std::chrono::milliseconds pe
   pong_.set(zmq::sockopt::rcvhwm, 0);
 }
 
-void HeartMonitor::Bind(const std::string& ping_url, const std::string& pong_url,
-                        const std::function<void(zmq::socket_t&)>& secure) {
+std::pair<int, int> HeartMonitor::Bind(const std::string& ping_url, const std::string& pong_url,
+                                       const std::function<void(zmq::socket_t&)>& secure) {
   secure(ping_);
   secure(pong_);
   ping_.bind(ping_url);
   pong_.bind(pong_url);
+  auto port = [](zmq::socket_t& s) {
+    std::string endpoint = s.get(zmq::sockopt::last_endpoint);
+    return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  };
+  return {port(ping_), port(pong_)};
 }
 
 void HeartMonitor::Attach(Reactor& reactor) {

@@ -30,8 +30,9 @@ class HeartMonitor {
 
   HeartMonitor(zmq::context_t& context, std::chrono::milliseconds period, int max_misses,
                Callbacks callbacks, Logger log);
-  void Bind(const std::string& ping_url, const std::string& pong_url,
-            const std::function<void(zmq::socket_t&)>& secure);
+  // Returns the ports bound (the urls may ask for any free port with "*").
+  std::pair<int, int> Bind(const std::string& ping_url, const std::string& pong_url,
+                           const std::function<void(zmq::socket_t&)>& secure);
   void Attach(Reactor& reactor);
   // An engine left on purpose: stop tracking it without reporting it as stopped.
   void Forget(const std::string& heart);

@@ -86,13 +86,27 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
   monitor_.set(zmq::sockopt::rcvhwm, 0);
 }
 
-void Hub::Bind() {
+namespace {
+int BoundPort(zmq::socket_t& socket) {
+  std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
+  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+}
+}  // namespace
+
+Hub::BoundPorts Hub::Bind() {
   options_.secure(query_);
   options_.secure(notifier_);
-  for (const auto& url : options_.query_urls) query_.bind(url);
-  for (const auto& url : options_.notifier_urls) notifier_.bind(url);
+  BoundPorts ports{};
+  query_.bind(options_.query_url);
+  ports.registration = BoundPort(query_);
+  notifier_.bind(options_.internal_notification_url);
+  notifier_.bind(options_.notification_url);
+  ports.notification = BoundPort(notifier_);
   monitor_.bind(options_.monitor_url);
-  heart_.Bind(options_.ping_url, options_.pong_url, options_.secure);
+  auto [ping, pong] = heart_.Bind(options_.ping_url, options_.pong_url, options_.secure);
+  ports.hb_ping = ping;
+  ports.hb_pong = pong;
+  return ports;
 }
 
 void Hub::Attach(Reactor& reactor) {

@@ -39,12 +39,14 @@ inline constexpr std::string_view kIopub = "iopub";                // [iopub, to
 }  // namespace monitor
 
 struct HubOptions {
-  std::vector<std::string> query_urls;     // bind: registration + client queries
-  std::vector<std::string> notifier_urls;  // bind: tcp for clients, inproc for schedulers
-  std::string monitor_url;                 // bind (inproc)
-  std::string resubmit_url;                // connect: the task scheduler's client side
-  std::string ping_url, pong_url;          // bind
-  nlohmann::json engine_info;              // connection_info handed to registering engines
+  // tcp endpoints may use port "*": the hub binds them and reports the ports (BoundPorts).
+  std::string query_url;           // registration + client queries
+  std::string notification_url;    // for clients
+  std::string internal_notification_url;  // inproc, for our schedulers
+  std::string monitor_url;         // bind (inproc)
+  std::string resubmit_url;        // connect: the task scheduler's client side
+  std::string ping_url, pong_url;  // bind
+  nlohmann::json engine_info;  // connection_info handed to engines; set after Bind()
   std::chrono::milliseconds ping_period{3000};
   int max_heartbeat_misses = 3;
   std::chrono::milliseconds registration_timeout{30000};
@@ -60,8 +62,13 @@ class Hub {
 
   Hub(zmq::context_t& context, const std::string& key, HubOptions options,
       std::unique_ptr<TaskStore> store, Logger log, ShutdownCallback on_shutdown);
-  // Binds and connects every socket; throws zmq::error_t if an address is taken.
-  void Bind();
+  struct BoundPorts {
+    int registration, notification, hb_ping, hb_pong;
+  };
+  // Binds every socket; throws zmq::error_t if an address is taken.
+  BoundPorts Bind();
+  // What registering engines are told (channels, interface); needs the ports Bind() chose.
+  void SetEngineInfo(nlohmann::json info) { options_.engine_info = std::move(info); }
   // "reactor" must outlive the Hub.
   void Attach(Reactor& reactor);
 

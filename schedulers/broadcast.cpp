@@ -9,12 +9,14 @@ using nlohmann::json;
 using protocol::Frames;
 using protocol::RawMessage;
 
-BroadcastScheduler::BroadcastScheduler(zmq::context_t& context, const std::string& key, Logger log)
+BroadcastScheduler::BroadcastScheduler(zmq::context_t& context, const std::string& key,
+                                       std::chrono::milliseconds patience, Logger log)
     : session_(key),
       log_(std::move(log)),
       client_(context, zmq::socket_type::router),
       engine_(context, zmq::socket_type::router),
-      monitor_(context, zmq::socket_type::push) {
+      monitor_(context, zmq::socket_type::push),
+      to_engines_(engine_, patience) {
   for (zmq::socket_t* s : {&client_, &engine_, &monitor_}) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::sndhwm, 0);
@@ -26,6 +28,12 @@ BroadcastScheduler::BroadcastScheduler(zmq::context_t& context, const std::strin
 void BroadcastScheduler::Attach(Reactor& reactor) {
   reactor.add(client_, [this] { OnSubmission(); });
   reactor.add(engine_, [this] { OnReply(); });
+  reactor.every(std::chrono::milliseconds(20), [this] {
+    if (to_engines_.empty()) return;
+    to_engines_.Retry([this](Frames&& frames) {
+      log_->warn("broadcast to engine {:?} dropped: it never connected", protocol::view(frames[0]));
+    });
+  });
 }
 
 void BroadcastScheduler::OnSubmission() {
@@ -70,10 +78,7 @@ void BroadcastScheduler::OnSubmission() {
       }
       Frames out = session_.serialize_parts(std::move(ids), h.dump(), parent, md->dump(), content,
                                             std::move(buffers));
-      if (!protocol::Send(engine_, std::move(out), true)) {
-        log_->warn("broadcast {}: engine {} not connected", original, uuid);
-        continue;
-      }
+      to_engines_.Send(std::move(out));
       pending.order.push_back(uuid);
     }
     if (coalescing && !pending.order.empty()) coalescing_[original] = std::move(pending);

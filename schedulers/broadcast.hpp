@@ -16,12 +16,14 @@
 #include "common/logging.hpp"
 #include "common/reactor.hpp"
 #include "protocol/session.hpp"
+#include "schedulers/pending_delivery.hpp"
 
 namespace ipp::schedulers {
 
 class BroadcastScheduler {
  public:
-  BroadcastScheduler(zmq::context_t& context, const std::string& key, Logger log);
+  BroadcastScheduler(zmq::context_t& context, const std::string& key,
+                     std::chrono::milliseconds patience, Logger log);
   zmq::socket_t& client_socket() { return client_; }
   zmq::socket_t& engine_socket() { return engine_; }
   void ConnectMonitor(const std::string& monitor_url) { monitor_.connect(monitor_url); }
@@ -41,6 +43,7 @@ class BroadcastScheduler {
   protocol::Session session_;
   Logger log_;
   zmq::socket_t client_, engine_, monitor_;
+  PendingDelivery to_engines_;
   std::unordered_map<std::string, Pending> coalescing_;  // original msg_id -> replies so far
 };
 

@@ -33,14 +33,15 @@ void Configure(zmq::socket_t& s) {
 }  // namespace
 
 RouterRelay::RouterRelay(zmq::context_t& context, const std::string& key, std::string in_topic,
-                         std::string out_topic, Logger log)
+                         std::string out_topic, std::chrono::milliseconds patience, Logger log)
     : session_(key),
       in_topic_(std::move(in_topic)),
       out_topic_(std::move(out_topic)),
       log_(std::move(log)),
       client_(context, zmq::socket_type::router),
       engine_(context, zmq::socket_type::router),
-      monitor_(context, zmq::socket_type::push) {
+      monitor_(context, zmq::socket_type::push),
+      to_engines_(engine_, patience) {
   for (zmq::socket_t* s : {&client_, &engine_, &monitor_}) Configure(*s);
   // Unknown destinations fail loudly (EHOSTUNREACH) instead of vanishing, so we can answer.
   client_.set(zmq::sockopt::router_mandatory, 1);
@@ -57,6 +58,13 @@ void RouterRelay::Attach(Reactor& reactor) {
   reactor.add(engine_, [this] {
     for (int i = 0; i < 256 && Forward(engine_, client_, out_topic_, false); ++i) {
     }
+  });
+  reactor.every(std::chrono::milliseconds(20), [this] {
+    if (to_engines_.empty()) return;
+    to_engines_.Retry([this](Frames&& frames) {
+      Result<RawMessage> raw = RawMessage::FromFrames(std::move(frames));
+      if (raw.ok()) ReplyUnroutable(*raw);
+    });
   });
 }
 
@@ -79,15 +87,10 @@ bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, const std::str
   }
   raw->swap_first_identities();
   if (!topic.empty()) ReportToMonitor(monitor_, topic, raw->frames());
-  Frames keep;
-  if (to_engine) keep = ShareFrames(raw->frames());  // to answer if the engine is unknown
-  if (!protocol::Send(to, std::move(*raw).release(), true)) {
-    if (to_engine) {
-      Result<RawMessage> again = RawMessage::FromFrames(std::move(keep));
-      if (again.ok()) ReplyUnroutable(*again);
-    } else {
-      SPDLOG_LOGGER_DEBUG(log_, "client gone; reply dropped");
-    }
+  if (to_engine) {
+    to_engines_.Send(std::move(*raw).release());  // waits for an engine still connecting
+  } else if (!protocol::Send(to, std::move(*raw).release(), true)) {
+    SPDLOG_LOGGER_DEBUG(log_, "client gone; reply dropped");
   }
   return true;
 }

@@ -13,6 +13,7 @@
 #include "common/logging.hpp"
 #include "common/reactor.hpp"
 #include "protocol/session.hpp"
+#include "schedulers/pending_delivery.hpp"
 
 namespace ipp::schedulers {
 
@@ -20,8 +21,10 @@ class RouterRelay {
  public:
   // in_topic/out_topic: monitor topics for client->engine and engine->client traffic
   // ("in"/"out" for the MUX, "incontrol"/"outcontrol" for control; empty: not reported).
+  // `patience`: how long a message waits for its engine to connect before the client gets an
+  // EngineError reply.
   RouterRelay(zmq::context_t& context, const std::string& key, std::string in_topic,
-              std::string out_topic, Logger log);
+              std::string out_topic, std::chrono::milliseconds patience, Logger log);
   zmq::socket_t& client_socket() { return client_; }
   zmq::socket_t& engine_socket() { return engine_; }
   void ConnectMonitor(const std::string& monitor_url) { monitor_.connect(monitor_url); }
@@ -37,6 +40,7 @@ class RouterRelay {
   std::string in_topic_, out_topic_;
   Logger log_;
   zmq::socket_t client_, engine_, monitor_;
+  PendingDelivery to_engines_;
 };
 
 class IopubRelay {

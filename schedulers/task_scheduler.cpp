@@ -30,13 +30,15 @@ TaskScheduler::TaskScheduler(zmq::context_t& context, const std::string& key,
       client_(context, zmq::socket_type::router),
       engine_(context, zmq::socket_type::router),
       notifications_(context, zmq::socket_type::sub),
-      monitor_(context, zmq::socket_type::push) {
+      monitor_(context, zmq::socket_type::push),
+      to_engines_(engine_, options_.delivery_patience) {
   if (!policy_) {
     log_->error("unknown scheme '{}', using leastload", options_.scheme);
     policy_ = MakePolicy("leastload");
   }
   for (zmq::socket_t* s : {&client_, &engine_, &notifications_, &monitor_}) Configure(*s);
   notifications_.set(zmq::sockopt::subscribe, "");
+  engine_.set(zmq::sockopt::router_mandatory, 1);
 }
 
 void TaskScheduler::Connect(const std::string& notification_url, const std::string& monitor_url) {
@@ -51,6 +53,9 @@ void TaskScheduler::Attach(Reactor& reactor) {
   reactor.add(notifications_, [this] { OnNotification(); });
   reactor.add(client_, [this] { OnSubmission(); });
   reactor.add(engine_, [this] { OnResult(); });
+  reactor.every(std::chrono::milliseconds(20), [this] {
+    if (!to_engines_.empty()) to_engines_.Retry([this](Frames&& f) { Undeliverable(std::move(f)); });
+  });
   log_->info("task scheduler started: scheme {}, hwm {}", options_.scheme, options_.hwm);
 }
 
@@ -275,7 +280,7 @@ void TaskScheduler::RunOn(std::unique_ptr<Job> job, size_t index) {
     out.emplace_back();
     out.back().copy(f);  // keep the job's frames for a retry; payloads are shared
   }
-  protocol::Send(engine_, std::move(out));
+  to_engines_.Send(std::move(out));
   // Least recently used order: the engine that just got work goes to the back of the line.
   int load = loads_[index] + 1;
   targets_.erase(targets_.begin() + static_cast<long>(index));
@@ -289,6 +294,24 @@ void TaskScheduler::RunOn(std::unique_ptr<Job> job, size_t index) {
   protocol::Send(monitor_, std::move(track));
   SPDLOG_LOGGER_DEBUG(log_, "task {} -> engine {}", job->msg_id, target);
   engines_[target].running[job->msg_id] = std::move(job);
+}
+
+void TaskScheduler::Undeliverable(Frames&& frames) {
+  // [engine, client, <msg>]: the engine never connected its task socket.
+  std::string engine(protocol::view(frames[0]));
+  Result<RawMessage> raw = RawMessage::FromFrames(std::move(frames));
+  if (!raw.ok()) return;
+  Result<json> header = raw->parse_object(RawMessage::kHeader);
+  if (!header.ok()) return;
+  std::string msg_id = header->value("msg_id", "");
+  auto state = engines_.find(engine);
+  if (state == engines_.end() || !state->second.running.count(msg_id)) return;
+  std::unique_ptr<Job> job = std::move(state->second.running[msg_id]);
+  state->second.running.erase(msg_id);
+  auto idx = std::find(targets_.begin(), targets_.end(), engine);
+  if (idx != targets_.end()) --loads_[static_cast<size_t>(idx - targets_.begin())];
+  log_->warn("task {}: engine {} never connected; trying elsewhere", msg_id, engine);
+  Retry(std::move(job), engine);
 }
 
 void TaskScheduler::Wait(std::unique_ptr<Job> job) {
@@ -334,9 +357,10 @@ std::unique_ptr<TaskScheduler::Job> TaskScheduler::TakeWaiting(const std::string
 void TaskScheduler::Fail(std::unique_ptr<Job> job, const std::string& ename,
                          const std::string& evalue, const std::string& engine) {
   if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
-  json engine_info = engine.empty() ? json::object() : json{{"engine_uuid", engine}};
+  // engine_info stays empty, as the stock scheduler sends it: the client maps an engine_uuid
+  // there to an engine id and fails on one it has already seen unregister.
   protocol::Message reply = session_.make(
-      "apply_reply", protocol::ErrorContent(ename, evalue, engine_info), job->header,
+      "apply_reply", protocol::ErrorContent(ename, evalue), job->header,
       {{"status", "error"},
        {"engine", engine},
        {"dependencies_met", ename != "ImpossibleDependency"},

@@ -23,6 +23,7 @@
 #include "common/reactor.hpp"
 #include "protocol/session.hpp"
 #include "schedulers/dependency.hpp"
+#include "schedulers/pending_delivery.hpp"
 #include "schedulers/policies.hpp"
 
 namespace ipp::schedulers {
@@ -33,6 +34,9 @@ struct TaskSchedulerOptions {
   // How long to wait for results from an engine that has gone before failing or retrying its
   // tasks (the stock scheduler waits 5 s).
   std::chrono::milliseconds stranded_grace{5000};
+  // How long a task waits for its engine's socket to connect before it is retried elsewhere or
+  // fails with EngineError.
+  std::chrono::milliseconds delivery_patience{10000};
   uint32_t seed = std::random_device{}();
 };
 
@@ -94,6 +98,7 @@ class TaskScheduler {
   bool CanRunOn(const Job& job, size_t index) const;
   std::unique_ptr<Job> TakeWaiting(const std::string& msg_id);
   void SendToClient(protocol::Frames&& frames);
+  void Undeliverable(protocol::Frames&& frames);
 
   protocol::Session session_;
   TaskSchedulerOptions options_;
@@ -101,6 +106,7 @@ class TaskScheduler {
   std::mt19937 rng_;
   Logger log_;
   zmq::socket_t client_, engine_, notifications_, monitor_;
+  PendingDelivery to_engines_;
   Reactor* reactor_ = nullptr;
 
   // Engines in least-recently-used order, with their outstanding task counts.

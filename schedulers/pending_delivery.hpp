@@ -1,0 +1,49 @@
+// PendingDelivery: sends to ROUTER peers that may not be connected yet.
+//
+// An engine that registered (or was restored after a controller restart) may not have
+// (re)connected its sockets when the first message for it arrives. A ROUTER would drop that
+// message silently and its client would wait forever; with ZMQ_ROUTER_MANDATORY the send fails
+// instead, and this class keeps the message — in order per peer — and retries until a deadline,
+// after which it hands the message back as undeliverable.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <string>
+#include <unordered_map>
+
+#include <zmq.hpp>
+
+#include "protocol/message.hpp"
+
+namespace ipp::schedulers {
+
+class PendingDelivery {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using Expired = std::function<void(protocol::Frames&&)>;
+
+  // "socket" must be a ROUTER with router_mandatory set, and outlive this object.
+  PendingDelivery(zmq::socket_t& socket, std::chrono::milliseconds patience)
+      : socket_(socket), patience_(patience) {}
+
+  // Sends frames (frames[0] is the peer's routing id) now, or keeps them for Retry().
+  void Send(protocol::Frames&& frames);
+  // Retries what is kept; what has waited longer than `patience` goes to `expired`.
+  void Retry(const Expired& expired);
+  bool empty() const { return held_.empty(); }
+
+ private:
+  struct Held {
+    protocol::Frames frames;
+    Clock::time_point deadline;
+  };
+  bool TrySend(protocol::Frames& frames);
+
+  zmq::socket_t& socket_;
+  std::chrono::milliseconds patience_;
+  std::unordered_map<std::string, std::deque<Held>> held_;  // by peer id
+};
+
+}  // namespace ipp::schedulers

@@ -1,0 +1,191 @@
+"""Fixtures that start our ipcontroller and stock ipyparallel engines as real processes.
+
+Runs under /usr/bin/python3 (Debian's ipyparallel 7.1). IPP_BIN_DIR names our build's bin/.
+"""
+import atexit
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+BIN_DIR = os.environ.get("IPP_BIN_DIR") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "bin"
+)
+IPCONTROLLER = os.path.join(BIN_DIR, "ipcontroller")
+
+
+# Every process group we start, so that nothing outlives the test run even when pytest is
+# interrupted or killed by ctest's timeout (SIGTERM).
+_started_groups = set()
+
+
+def _kill_all_started():
+    for pgid in list(_started_groups):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _started_groups.clear()
+
+
+atexit.register(_kill_all_started)
+
+
+def _on_sigterm(signum, frame):
+    _kill_all_started()
+    raise SystemExit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def wait_for(condition, timeout=30, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Cluster:
+    """Our controller plus stock engines in a private profile dir; stops all it started."""
+
+    def __init__(self, workdir, controller_args=(), cluster_id=""):
+        self.workdir = workdir
+        self.profile_dir = os.path.join(workdir, "profile_test")
+        os.makedirs(self.profile_dir, exist_ok=True)
+        self.controller_args = list(controller_args)
+        self.cluster_id = cluster_id
+        self.controller = None
+        self.engines = []
+        self.clients = []
+        self._logs = []
+
+    @property
+    def security_dir(self):
+        return os.path.join(self.profile_dir, "security")
+
+    def connection_file(self, role="client"):
+        name = f"ipcontroller-{self.cluster_id}-{role}.json" if self.cluster_id else f"ipcontroller-{role}.json"
+        return os.path.join(self.security_dir, name)
+
+    def _popen(self, argv, log_name):
+        log = open(os.path.join(self.workdir, log_name), "ab")
+        self._logs.append(log)
+        # Engines unpickle functions defined in the test modules: let them import those.
+        env = dict(os.environ, IPYTHONDIR=self.workdir, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, cwd=self.workdir)
+        _started_groups.add(proc.pid)
+        return proc
+
+    def start_controller(self, extra=()):
+        cf = self.connection_file("client")
+        if os.path.exists(cf) and "--reuse" not in extra and "--restore" not in extra:
+            os.remove(cf)
+        argv = [IPCONTROLLER, f"--profile-dir={self.profile_dir}", "--ping=300", "--log-level=DEBUG"]
+        if self.cluster_id:
+            argv.append(f"--cluster-id={self.cluster_id}")
+        argv += self.controller_args + list(extra)
+        self.controller = self._popen(argv, "controller.log")
+        wait_for(lambda: os.path.exists(cf) and os.path.getsize(cf) > 0 or self._controller_died(),
+                 what="connection file")
+        if self.controller.poll() is not None:
+            raise RuntimeError("controller exited:\n" + self.log("controller.log"))
+        return self.controller
+
+    def _controller_died(self):
+        return self.controller.poll() is not None
+
+    def start_engines(self, n, wait=True, extra=()):
+        before = len(self.engines)
+        for i in range(n):
+            argv = [sys.executable, "-m", "ipyparallel.engine", f"--profile-dir={self.profile_dir}",
+                    "--log-level=DEBUG"] + list(extra)
+            if self.cluster_id:
+                argv.append(f"--cluster-id={self.cluster_id}")
+            self.engines.append(self._popen(argv, f"engine-{before + i}.log"))
+        if wait:
+            client = self.client()
+            wait_for(lambda: len(client.ids) >= before + n, timeout=60, what=f"{before + n} engines")
+        return self.engines[before:]
+
+    def client(self, **kwargs):
+        import ipyparallel as ipp
+
+        c = ipp.Client(self.connection_file("client"), timeout=20, **kwargs)
+        self.clients.append(c)
+        return c
+
+    def log(self, name):
+        with open(os.path.join(self.workdir, name), errors="replace") as f:
+            return f.read()
+
+    @staticmethod
+    def kill_group(proc, sig=signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop_controller(self, sig=signal.SIGTERM):
+        if self.controller and self.controller.poll() is None:
+            self.kill_group(self.controller, sig)
+            try:
+                self.controller.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill_group(self.controller, signal.SIGKILL)
+                self.controller.wait(10)
+
+    def stop(self):
+        for c in self.clients:
+            try:
+                c.close()
+            except Exception:
+                pass
+        for e in self.engines:
+            self.kill_group(e, signal.SIGTERM)
+        self.stop_controller()
+        for e in self.engines:
+            try:
+                e.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill_group(e, signal.SIGKILL)
+                e.wait(10)
+        for log in self._logs:
+            log.close()
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    clusters = []
+
+    def make(engines=2, controller_args=(), cluster_id=""):
+        c = Cluster(str(tmp_path / f"c{len(clusters)}"), controller_args, cluster_id)
+        os.makedirs(c.workdir, exist_ok=True)
+        clusters.append(c)
+        c.start_controller()
+        if engines:
+            c.start_engines(engines)
+        return c
+
+    yield make
+    for c in clusters:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory):
+    """Two engines shared by the tests of a module that do not disturb the cluster."""
+    c = Cluster(str(tmp_path_factory.mktemp("shared")))
+    c.start_controller()
+    c.start_engines(2)
+    yield c
+    c.stop()

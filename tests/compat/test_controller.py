@@ -1,0 +1,259 @@
+"""The real ipyparallel 7.1 Client and stock engines against our ipcontroller."""
+import os
+import signal
+import stat
+import time
+
+import pytest
+import zmq
+
+import ipyparallel as ipp
+from ipyparallel import error
+
+from conftest import wait_for
+
+
+def test_registration_and_connection_files(shared_cluster):
+    rc = shared_cluster.client()
+    assert rc.ids == [0, 1]
+    for role in ("client", "engine"):
+        path = shared_cluster.connection_file(role)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    import json
+    info = json.load(open(shared_cluster.connection_file("client")))
+    assert info["interface"] == "tcp://127.0.0.1"
+    assert info["signature_scheme"] == "hmac-sha256" and len(info["key"]) > 16
+    # the key is never written to our log
+    assert info["key"] not in shared_cluster.log("controller.log")
+
+
+def test_direct_view(shared_cluster):
+    rc = shared_cluster.client()
+    dv = rc[:]
+    pids = dv.apply_sync(os.getpid)
+    assert len(set(pids)) == 2
+    assert dv.map_sync(lambda x: x * 2, range(9)) == [x * 2 for x in range(9)]
+    dv.push({"a": 5}, block=True)
+    assert dv.pull("a", block=True) == [5, 5]
+    dv.scatter("s", list(range(10)), block=True)
+    assert dv.gather("s", block=True) == list(range(10))
+    dv.execute("b = a + 1", block=True)
+    assert dv["b"] == [6, 6]
+    assert rc[1].apply_sync(lambda: 42) == 42
+
+
+def test_remote_error_comes_back(shared_cluster):
+    rc = shared_cluster.client()
+    with pytest.raises(error.RemoteError) as info:
+        rc[0].apply_sync(lambda: 1 / 0)
+    assert info.value.ename == "ZeroDivisionError"
+
+
+def test_broadcast_view(shared_cluster):
+    rc = shared_cluster.client()
+    bv = rc.broadcast_view()
+    assert len(set(bv.apply_sync(os.getpid))) == 2
+    coalescing = rc.broadcast_view(is_coalescing=True)
+    assert sorted(coalescing.apply_sync(lambda: 7)) == [7, 7]
+
+
+def test_queue_status_and_results_from_second_client(shared_cluster):
+    rc = shared_cluster.client()
+    lv = rc.load_balanced_view()
+    ar = lv.apply_async(lambda x: x + 1, 41)
+    assert ar.get(10) == 42
+    status = rc.queue_status()
+    assert set(status) >= {0, 1, "unassigned"}
+    assert status["unassigned"] == 0
+    assert sum(status[e]["completed"] for e in (0, 1)) >= 1
+
+    other = shared_cluster.client()
+    assert other.get_result(ar.msg_ids[0]).get(10) == 42
+    records = other.db_query({"msg_id": {"$in": ar.msg_ids}}, keys=["msg_id", "completed", "engine_uuid"])
+    assert [r["msg_id"] for r in records] == ar.msg_ids
+    assert records[0]["completed"] is not None
+    assert records[0]["engine_uuid"] in rc._engines.values()
+    assert ar.msg_ids[0] in other.hub_history()
+    later = other.db_query({"submitted": {"$gt": records[0]["completed"]}}, keys=["msg_id"])
+    assert ar.msg_ids[0] not in [r["msg_id"] for r in later]
+    with pytest.raises(Exception, match="No such message"):
+        other.get_result("no-such-msg-id").get(5)
+
+
+def test_purge_and_resubmit(shared_cluster):
+    rc = shared_cluster.client()
+    lv = rc.load_balanced_view()
+    ar = lv.apply_async(lambda: 3)
+    assert ar.get(10) == 3
+    msg_id = ar.msg_ids[0]
+    re = rc.resubmit(msg_id)
+    assert re.get(10) == [3]  # AsyncHubResult is list-like, as with the stock hub
+    assert re.msg_ids[0] != msg_id
+    rc.purge_results(msg_id)
+    assert rc.db_query({"msg_id": msg_id}) == []
+    rc.purge_everything()
+    assert rc.db_query({"completed": {"$ne": None}}) == []
+
+
+def test_abort_queued_task(shared_cluster):
+    rc = shared_cluster.client()
+    e0 = rc[0]
+    blocker = e0.apply_async(time.sleep, 1.5)
+    queued = e0.apply_async(lambda: "ran")
+    e0.abort(queued.msg_ids, block=True)
+    blocker.get(10)
+    with pytest.raises(error.TaskAborted):
+        queued.get(10)
+    assert e0.apply_sync(lambda: "alive") == "alive"
+
+
+def test_forged_message_is_dropped(shared_cluster):
+    rc = shared_cluster.client()
+    from jupyter_client.session import Session
+    import json
+    info = json.load(open(shared_cluster.connection_file("client")))
+    forger = Session(key=b"wrong-key", signature_scheme="hmac-sha256")
+    ctx = zmq.Context()
+    for channel in ("registration", "mux", "task"):
+        s = ctx.socket(zmq.DEALER)
+        s.linger = 0
+        s.connect(f"{info['interface']}:{info[channel]}")
+        forger.send(s, "queue_request" if channel == "registration" else "apply_request",
+                    content={"targets": None}, ident=[list(rc._engines.values())[0].encode()] if channel == "mux" else None)
+        s.send_multipart([b"garbage", b"frames"])
+        assert not s.poll(300), f"forged message on {channel} was answered"
+        s.close()
+    ctx.term()
+    assert rc[:].apply_sync(lambda: 1) == [1, 1]
+    assert "dropped" in shared_cluster.log("controller.log")
+
+
+@pytest.mark.parametrize("scheme", ["leastload", "lru", "weighted", "twobin", "plainrandom"])
+def test_load_balanced_map_every_scheme(make_cluster, scheme):
+    cluster = make_cluster(engines=2, controller_args=[f"--scheme={scheme}"])
+    rc = cluster.client()
+    lv = rc.load_balanced_view()
+    assert lv.map_sync(lambda x: x * x, range(20)) == [x * x for x in range(20)]
+    ar = lv.map_async(lambda x: x, range(6), chunksize=2)
+    assert ar.get(10) == list(range(6))
+    # both engines are used under every scheme
+    engines = set(lv.map_async(lambda x: (time.sleep(0.05), x)[1], range(10)).get(20) and
+                  rc.db_query({"engine_uuid": {"$ne": None}}, keys=["engine_uuid"]) and
+                  [r["engine_uuid"] for r in rc.db_query({"engine_uuid": {"$ne": None}}, keys=["engine_uuid"])])
+    assert len(engines) == 2
+
+
+def test_dependencies(make_cluster):
+    cluster = make_cluster(engines=2)
+    rc = cluster.client()
+    lv = rc.load_balanced_view()
+    first = lv.apply_async(lambda: (time.sleep(0.3), time.time())[1])
+    with lv.temp_flags(after=first):
+        second = lv.apply_async(time.time)
+    assert second.get(10) >= first.get(10)
+    with lv.temp_flags(follow=first):
+        followed = lv.apply_async(os.getpid)
+    assert followed.get(10) == rc[first.engine_id].apply_sync(os.getpid)
+
+    failing = lv.apply_async(lambda: 1 / 0)
+    with pytest.raises(error.RemoteError):
+        failing.get(10)
+    with lv.temp_flags(after=failing):  # success-only dependency on a failure
+        impossible = lv.apply_async(lambda: "never")
+    with pytest.raises(error.RemoteError) as info:
+        impossible.get(10)
+    assert info.value.ename == "ImpossibleDependency"
+    dep = ipp.Dependency(failing.msg_ids, success=False, failure=True)
+    with lv.temp_flags(after=dep):
+        on_failure = lv.apply_async(lambda: "ran after failure")
+    assert on_failure.get(10) == "ran after failure"
+
+    blocker = lv.apply_async(time.sleep, 2)
+    with lv.temp_flags(after=blocker, timeout=0.3):
+        timed_out = lv.apply_async(lambda: "too late")
+    with pytest.raises(error.RemoteError) as info:
+        timed_out.get(10)
+    assert info.value.ename == "TaskTimeout"
+    blocker.get(10)
+
+
+def test_targets_restrict_load_balancing(make_cluster):
+    cluster = make_cluster(engines=2)
+    rc = cluster.client()
+    lv = rc.load_balanced_view(targets=[1])
+    pid1 = rc[1].apply_sync(os.getpid)
+    assert set(lv.map_sync(lambda x: os.getpid(), range(6))) == {pid1}
+
+
+def test_retries_after_engine_killed_mid_task(make_cluster):
+    cluster = make_cluster(engines=2)
+    rc = cluster.client()
+    lv = rc.load_balanced_view()
+    pids = rc[:].apply_sync(os.getpid)
+    with lv.temp_flags(retries=1):
+        ar = lv.apply_async(lambda: (__import__("time").sleep(1.5), __import__("os").getpid())[1])
+    wait_for(lambda: rc.queue_status()["unassigned"] == 0 and
+             any(rc.queue_status()[e]["tasks"] for e in rc.ids), what="task assignment")
+    victim = next(e for e in rc.ids if rc.queue_status()[e]["tasks"])
+    os.kill(pids[rc.ids.index(victim)], signal.SIGKILL)
+    survivor_pid = pids[1 - rc.ids.index(victim)]
+    assert ar.get(30) == survivor_pid
+
+
+def test_engine_error_when_engine_dies_without_retries(make_cluster):
+    cluster = make_cluster(engines=1)
+    rc = cluster.client()
+    pid = rc[0].apply_sync(os.getpid)
+    lv = rc.load_balanced_view()
+    task = lv.apply_async(time.sleep, 30)
+    direct = rc[0].apply_async(time.sleep, 30)
+    wait_for(lambda: rc.queue_status()[0]["tasks"] == 1, what="task assignment")
+    # kill engine and nanny together: only the heartbeat can tell
+    cluster.kill_group(cluster.engines[0])
+    # the stock client unwraps both as RemoteError named EngineError
+    for ar in (task, direct):
+        with pytest.raises(error.RemoteError) as info:
+            ar.get(30)
+        assert info.value.ename == "EngineError"
+    wait_for(lambda: rc.ids == [], what="engine removal")
+    record = rc.db_query({"msg_id": task.msg_ids[0]}, keys=["result_content", "completed"])[0]
+    assert record["result_content"]["ename"] == "EngineError"
+    assert pid  # the engine really ran before
+
+
+def test_restart_with_restore(make_cluster):
+    cluster = make_cluster(engines=2)
+    rc = cluster.client()
+    assert rc[:].apply_sync(lambda: 1) == [1, 1]
+    rc.close()
+    cluster.clients.clear()
+    cluster.stop_controller(signal.SIGKILL)
+    cluster.start_controller(extra=["--restore"])
+    rc = cluster.client()
+    wait_for(lambda: len(rc.ids) == 2, what="restored engines")
+    assert rc[:].apply_sync(lambda: 2) == [2, 2]
+    assert rc.load_balanced_view().apply_sync(lambda: 3) == 3
+
+
+def test_shutdown_hub(make_cluster):
+    cluster = make_cluster(engines=1)
+    rc = cluster.client()
+    rc.shutdown(hub=True, block=True)
+    assert cluster.controller.wait(10) == 0
+    assert not os.path.exists(cluster.connection_file("client"))
+    wait_for(lambda: all(e.poll() is not None for e in cluster.engines), timeout=20, what="engines to exit")
+
+
+def test_cluster_id_names_connection_files(make_cluster):
+    cluster = make_cluster(engines=1, cluster_id="abc")
+    assert os.path.exists(os.path.join(cluster.security_dir, "ipcontroller-abc-client.json"))
+    assert cluster.client()[:].apply_sync(lambda: "ok") == ["ok"]
+
+
+def test_unknown_query_gets_error_reply(shared_cluster):
+    rc = shared_cluster.client()
+    rc.session.send(rc._query_socket, "no_such_request", content={})
+    idents, msg = rc.session.recv(rc._query_socket, mode=0)
+    assert msg["msg_type"] == "hub_error"
+    assert "Bad Message Type" in msg["content"]["evalue"]
+    assert rc[0].apply_sync(lambda: 1) == 1

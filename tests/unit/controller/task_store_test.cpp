@@ -1,0 +1,113 @@
+#include "controller/task_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include "protocol/message.hpp"
+
+namespace ipp::controller {
+namespace {
+
+using nlohmann::json;
+
+TaskRecord Record(const std::string& id, int second, bool completed, const std::string& engine = "e0") {
+  TaskRecord r;
+  r.msg_id = id;
+  r.header = json{{"msg_id", id}, {"msg_type", "apply_request"}}.dump();
+  r.submitted = TimePoint(std::chrono::seconds(1700000000 + second));
+  if (completed) r.completed = *r.submitted + std::chrono::seconds(1);
+  r.engine_uuid = engine;
+  r.buffers.emplace_back(std::string_view("payload"));
+  return r;
+}
+
+RecordQuery Query(const json& q) {
+  auto parsed = RecordQuery::Parse(q);
+  EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+  return *parsed;
+}
+
+std::vector<std::string> Ids(const Result<std::vector<TaskRecord>>& records) {
+  std::vector<std::string> ids;
+  for (const auto& r : *records) ids.push_back(r.msg_id);
+  return ids;
+}
+
+class MemoryTaskStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(store_.Add(Record("a", 1, true, "e0")).ok());
+    ASSERT_TRUE(store_.Add(Record("b", 2, true, "e1")).ok());
+    ASSERT_TRUE(store_.Add(Record("c", 3, false, "e1")).ok());
+  }
+  MemoryTaskStore store_;
+};
+
+TEST_F(MemoryTaskStoreTest, RejectsDuplicatesAndUpdatesInPlace) {
+  EXPECT_FALSE(store_.Add(Record("a", 9, true)).ok());
+  ASSERT_TRUE(store_.Update("c", [](TaskRecord& r) { r.stdout_text = "hi"; }).ok());
+  EXPECT_EQ(store_.FindIds({"c"})->at(0).stdout_text, "hi");
+  EXPECT_EQ(store_.Update("zz", [](TaskRecord&) {}).code(), Status::Code::kNotFound);
+}
+
+TEST_F(MemoryTaskStoreTest, QueryOperatorsMatchDictDb) {
+  EXPECT_EQ(Ids(store_.Find(Query({{"msg_id", {{"$in", {"a", "c"}}}}}))), (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(Ids(store_.Find(Query({{"completed", {{"$ne", nullptr}}}}))), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(Ids(store_.Find(Query({{"engine_uuid", "e1"}}))), (std::vector<std::string>{"b", "c"}));
+  std::string t2 = protocol::Iso8601(TimePoint(std::chrono::seconds(1700000002)));
+  EXPECT_EQ(Ids(store_.Find(Query({{"submitted", {{"$gt", t2}}}}))), (std::vector<std::string>{"c"}));
+  EXPECT_EQ(Ids(store_.Find(Query({{"submitted", {{"$lte", t2}}}}))), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(Ids(store_.Find(Query({{"msg_id", {{"$nin", {"a"}}}}, {"engine_uuid", "e1"}}))),
+            (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(Ids(store_.Find(Query({{"completed", {{"$exists", false}}}}))), (std::vector<std::string>{"c"}));
+  EXPECT_FALSE(RecordQuery::Parse({{"msg_id", {{"$regex", "a"}}}}).ok());
+}
+
+TEST_F(MemoryTaskStoreTest, HistoryIsInSubmissionOrderAndDropWorks) {
+  EXPECT_EQ(*store_.History(), (std::vector<std::string>{"a", "b", "c"}));
+  ASSERT_TRUE(store_.Drop(Query({{"completed", {{"$ne", nullptr}}}})).ok());
+  EXPECT_EQ(*store_.History(), (std::vector<std::string>{"c"}));
+}
+
+TEST_F(MemoryTaskStoreTest, ToJsonRestrictsKeysAndParsesParts) {
+  auto found = store_.FindIds({"a"});
+  const TaskRecord& r = found->at(0);
+  std::vector<std::string> keys = {"header", "completed"};
+  json j = ToJson(r, &keys);
+  EXPECT_EQ(j["header"]["msg_id"], "a");
+  EXPECT_EQ(j["msg_id"], "a");
+  EXPECT_FALSE(j.contains("engine_uuid"));
+  EXPECT_TRUE(j["completed"].is_string());
+  EXPECT_EQ(protocol::view(r.buffers.at(0)), "payload");  // shared, not lost by the copy
+}
+
+TEST(MemoryTaskStoreLimitsTest, CullsOldestCompletedNeverPending) {
+  MemoryTaskStore store(MemoryStoreLimits{10, 1ull << 30, 0.1});
+  ASSERT_TRUE(store.Add(Record("pending-0", 0, false)).ok());
+  for (int i = 1; i <= 30; ++i) ASSERT_TRUE(store.Add(Record("done-" + std::to_string(i), i, true)).ok());
+  EXPECT_LE(store.size(), 11u);
+  EXPECT_TRUE(store.Contains("pending-0"));
+  EXPECT_TRUE(store.Contains("done-30"));
+  EXPECT_FALSE(store.Contains("done-1"));
+}
+
+TEST(MemoryTaskStoreLimitsTest, SizeLimitCountsBuffers) {
+  MemoryTaskStore store(MemoryStoreLimits{1000, 64 * 1024, 0.1});
+  for (int i = 0; i < 20; ++i) {
+    TaskRecord r = Record("big-" + std::to_string(i), i, true);
+    r.result_buffers.emplace_back(16 * 1024);
+    ASSERT_TRUE(store.Add(std::move(r)).ok());
+  }
+  EXPECT_LE(store.bytes(), 64u * 1024);
+  EXPECT_TRUE(store.Contains("big-19"));
+}
+
+TEST(NullTaskStoreTest, QueriesExplainThereIsNoData) {
+  NullTaskStore store;
+  EXPECT_TRUE(store.Add(Record("a", 1, true)).ok());
+  auto r = store.Find(Query(json::object()));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("NoDB"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ipp::controller

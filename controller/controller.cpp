@@ -4,6 +4,7 @@
 
 #include "common/reactor.hpp"
 #include "controller/hub.hpp"
+#include "controller/sqlite_task_store.hpp"
 #include "schedulers/broadcast.hpp"
 #include "schedulers/relay.hpp"
 #include "schedulers/task_scheduler.hpp"
@@ -153,13 +154,15 @@ Status Controller::Build() {
   std::unique_ptr<TaskStore> store;
   if (options_.db == DbBackend::kNone) {
     store = std::make_unique<NullTaskStore>();
+  } else if (options_.db == DbBackend::kSqlite) {
+    auto sqlite = SqliteTaskStore::Open(profile_.root() / "tasks.db");
+    if (!sqlite.ok()) return sqlite.status();
+    store = std::move(sqlite).value();
   } else {
-    if (options_.db == DbBackend::kSqlite) {
-      log_->warn("--sqlitedb is not available yet in this build; using the in-memory DictDB");
-    }
     store = std::make_unique<MemoryTaskStore>(
         MemoryStoreLimits{options_.db_record_limit, options_.db_size_limit, options_.db_cull_fraction});
   }
+  log_->info("task database: {}", store->name());
   parts->hub = std::make_unique<Hub>(context_, key_, std::move(hub), std::move(store), MakeLogger("hub"),
                                      [this] { stop_.store(true); });
   Hub::BoundPorts bound = parts->hub->Bind();

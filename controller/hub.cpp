@@ -119,6 +119,7 @@ void Hub::Attach(Reactor& reactor) {
     }  // replies to resubmitted tasks live in the DB; nobody waits on this socket
   });
   heart_.Attach(reactor);
+  reactor.every(std::chrono::milliseconds(20), [this] { store_->Flush(); });
   if (options_.restore) LoadEngineState();
   log_->info("hub ready, task database: {}", store_->name());
 }

@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
       ("ping", po::value(&ping), "heartbeat period in ms (default 3000)")
       ("hb-misses", po::value(&o.max_heartbeat_misses)->default_value(3), "missed heartbeats before an engine is dead")
       ("dictdb", "keep task records in memory (default)")
-      ("sqlitedb", "keep task records in SQLite in the profile dir (not available yet: falls back to dictdb)")
+      ("sqlitedb", "keep task records in SQLite: <profile>/tasks.db (survives restarts)")
       ("nodb", "keep no task records")
       ("scheme", po::value(&o.scheme)->default_value("leastload"), "load-balancing scheme: leastload, lru, weighted, twobin, plainrandom")
       ("hwm", po::value(&o.hwm)->default_value(1), "max outstanding load-balanced tasks per engine (0: no limit)")

@@ -29,6 +29,8 @@ class TaskStore {
   virtual Result<std::vector<std::string>> History() const = 0;  // msg_ids by submission time
   virtual size_t size() const = 0;
   virtual const char* name() const = 0;
+  // Makes what was written durable; the hub calls it periodically. In-memory stores: nothing.
+  virtual void Flush() {}
 };
 
 struct MemoryStoreLimits {

@@ -257,3 +257,29 @@ def test_unknown_query_gets_error_reply(shared_cluster):
     assert msg["msg_type"] == "hub_error"
     assert "Bad Message Type" in msg["content"]["evalue"]
     assert rc[0].apply_sync(lambda: 1) == 1
+
+
+def test_restore_with_sqlitedb_keeps_results(make_cluster):
+    cluster = make_cluster(engines=2, controller_args=["--sqlitedb"])
+    rc = cluster.client()
+    lv = rc.load_balanced_view()
+    done = lv.map_async(lambda x: x * 10, range(5))
+    assert done.get(20) == [0, 10, 20, 30, 40]
+    direct = rc[0].apply_async(lambda: "direct")
+    assert direct.get(10) == "direct"
+    time.sleep(0.2)  # past the store's 20 ms commit interval
+    msg_ids = done.msg_ids + direct.msg_ids
+    rc.close()
+    cluster.clients.clear()
+    cluster.stop_controller(signal.SIGKILL)
+    assert os.path.exists(os.path.join(cluster.profile_dir, "tasks.db"))
+
+    cluster.start_controller(extra=["--restore"])  # --sqlitedb comes from the cluster args
+    rc = cluster.client()
+    wait_for(lambda: len(rc.ids) == 2, what="restored engines")
+    # each map message carried a chunk of one item
+    assert rc.get_result(done.msg_ids).get(20) == [[0], [10], [20], [30], [40]]
+    assert rc.get_result(direct.msg_ids[0]).get(20) == "direct"
+    assert set(msg_ids) <= set(rc.hub_history())
+    # the engines keep working without being restarted
+    assert rc.load_balanced_view().map_sync(lambda x: -x, range(4)) == [0, -1, -2, -3]

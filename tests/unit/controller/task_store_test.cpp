@@ -1,4 +1,6 @@
 #include "controller/task_store.hpp"
+#include "controller/sqlite_task_store.hpp"
+#include "tests/testutil/testutil.hpp"
 
 #include <gtest/gtest.h>
 
@@ -32,44 +34,53 @@ std::vector<std::string> Ids(const Result<std::vector<TaskRecord>>& records) {
   return ids;
 }
 
-class MemoryTaskStoreTest : public ::testing::Test {
+// The same behaviour from every backend: DictDB in memory and SQLiteDB on disk.
+class TaskStoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(store_.Add(Record("a", 1, true, "e0")).ok());
-    ASSERT_TRUE(store_.Add(Record("b", 2, true, "e1")).ok());
-    ASSERT_TRUE(store_.Add(Record("c", 3, false, "e1")).ok());
+    if (GetParam() == "sqlite") {
+      auto opened = SqliteTaskStore::Open(dir_.path() / "tasks.db");
+      ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+      store_ = std::move(opened).value();
+    } else {
+      store_ = std::make_unique<MemoryTaskStore>();
+    }
+    ASSERT_TRUE(store_->Add(Record("a", 1, true, "e0")).ok());
+    ASSERT_TRUE(store_->Add(Record("b", 2, true, "e1")).ok());
+    ASSERT_TRUE(store_->Add(Record("c", 3, false, "e1")).ok());
   }
-  MemoryTaskStore store_;
+  testutil::TempDir dir_;
+  std::unique_ptr<TaskStore> store_;
 };
 
-TEST_F(MemoryTaskStoreTest, RejectsDuplicatesAndUpdatesInPlace) {
-  EXPECT_FALSE(store_.Add(Record("a", 9, true)).ok());
-  ASSERT_TRUE(store_.Update("c", [](TaskRecord& r) { r.stdout_text = "hi"; }).ok());
-  EXPECT_EQ(store_.FindIds({"c"})->at(0).stdout_text, "hi");
-  EXPECT_EQ(store_.Update("zz", [](TaskRecord&) {}).code(), Status::Code::kNotFound);
+TEST_P(TaskStoreTest, RejectsDuplicatesAndUpdatesInPlace) {
+  EXPECT_FALSE(store_->Add(Record("a", 9, true)).ok());
+  ASSERT_TRUE(store_->Update("c", [](TaskRecord& r) { r.stdout_text = "hi"; }).ok());
+  EXPECT_EQ(store_->FindIds({"c"})->at(0).stdout_text, "hi");
+  EXPECT_EQ(store_->Update("zz", [](TaskRecord&) {}).code(), Status::Code::kNotFound);
 }
 
-TEST_F(MemoryTaskStoreTest, QueryOperatorsMatchDictDb) {
-  EXPECT_EQ(Ids(store_.Find(Query({{"msg_id", {{"$in", {"a", "c"}}}}}))), (std::vector<std::string>{"a", "c"}));
-  EXPECT_EQ(Ids(store_.Find(Query({{"completed", {{"$ne", nullptr}}}}))), (std::vector<std::string>{"a", "b"}));
-  EXPECT_EQ(Ids(store_.Find(Query({{"engine_uuid", "e1"}}))), (std::vector<std::string>{"b", "c"}));
+TEST_P(TaskStoreTest, QueryOperatorsMatchDictDb) {
+  EXPECT_EQ(Ids(store_->Find(Query({{"msg_id", {{"$in", {"a", "c"}}}}}))), (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(Ids(store_->Find(Query({{"completed", {{"$ne", nullptr}}}}))), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(Ids(store_->Find(Query({{"engine_uuid", "e1"}}))), (std::vector<std::string>{"b", "c"}));
   std::string t2 = protocol::Iso8601(TimePoint(std::chrono::seconds(1700000002)));
-  EXPECT_EQ(Ids(store_.Find(Query({{"submitted", {{"$gt", t2}}}}))), (std::vector<std::string>{"c"}));
-  EXPECT_EQ(Ids(store_.Find(Query({{"submitted", {{"$lte", t2}}}}))), (std::vector<std::string>{"a", "b"}));
-  EXPECT_EQ(Ids(store_.Find(Query({{"msg_id", {{"$nin", {"a"}}}}, {"engine_uuid", "e1"}}))),
+  EXPECT_EQ(Ids(store_->Find(Query({{"submitted", {{"$gt", t2}}}}))), (std::vector<std::string>{"c"}));
+  EXPECT_EQ(Ids(store_->Find(Query({{"submitted", {{"$lte", t2}}}}))), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(Ids(store_->Find(Query({{"msg_id", {{"$nin", {"a"}}}}, {"engine_uuid", "e1"}}))),
             (std::vector<std::string>{"b", "c"}));
-  EXPECT_EQ(Ids(store_.Find(Query({{"completed", {{"$exists", false}}}}))), (std::vector<std::string>{"c"}));
+  EXPECT_EQ(Ids(store_->Find(Query({{"completed", {{"$exists", false}}}}))), (std::vector<std::string>{"c"}));
   EXPECT_FALSE(RecordQuery::Parse({{"msg_id", {{"$regex", "a"}}}}).ok());
 }
 
-TEST_F(MemoryTaskStoreTest, HistoryIsInSubmissionOrderAndDropWorks) {
-  EXPECT_EQ(*store_.History(), (std::vector<std::string>{"a", "b", "c"}));
-  ASSERT_TRUE(store_.Drop(Query({{"completed", {{"$ne", nullptr}}}})).ok());
-  EXPECT_EQ(*store_.History(), (std::vector<std::string>{"c"}));
+TEST_P(TaskStoreTest, HistoryIsInSubmissionOrderAndDropWorks) {
+  EXPECT_EQ(*store_->History(), (std::vector<std::string>{"a", "b", "c"}));
+  ASSERT_TRUE(store_->Drop(Query({{"completed", {{"$ne", nullptr}}}})).ok());
+  EXPECT_EQ(*store_->History(), (std::vector<std::string>{"c"}));
 }
 
-TEST_F(MemoryTaskStoreTest, ToJsonRestrictsKeysAndParsesParts) {
-  auto found = store_.FindIds({"a"});
+TEST_P(TaskStoreTest, ToJsonRestrictsKeysAndParsesParts) {
+  auto found = store_->FindIds({"a"});
   const TaskRecord& r = found->at(0);
   std::vector<std::string> keys = {"header", "completed"};
   json j = ToJson(r, &keys);
@@ -78,6 +89,41 @@ TEST_F(MemoryTaskStoreTest, ToJsonRestrictsKeysAndParsesParts) {
   EXPECT_FALSE(j.contains("engine_uuid"));
   EXPECT_TRUE(j["completed"].is_string());
   EXPECT_EQ(protocol::view(r.buffers.at(0)), "payload");  // shared, not lost by the copy
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, TaskStoreTest, ::testing::Values("memory", "sqlite"));
+
+TEST(SqliteTaskStoreTest, RecordsAndBuffersSurviveReopening) {
+  testutil::TempDir dir;
+  auto file = dir.path() / "tasks.db";
+  {
+    auto store = SqliteTaskStore::Open(file);
+    ASSERT_TRUE(store.ok());
+    TaskRecord r = Record("kept", 5, true);
+    r.result_buffers.emplace_back(std::string_view("\0result\xff", 8));
+    r.result_buffers.emplace_back();
+    r.result_content = R"({"status": "ok"})";
+    ASSERT_TRUE((*store)->Add(std::move(r)).ok());
+    (*store)->Flush();
+  }
+  auto store = SqliteTaskStore::Open(file);
+  ASSERT_TRUE(store.ok());
+  auto found = (*store)->FindIds({"kept"});
+  ASSERT_TRUE(found.ok());
+  ASSERT_EQ(found->size(), 1u);
+  const TaskRecord& r = found->front();
+  EXPECT_EQ(FieldValue(r, "result_content")["status"], "ok");
+  ASSERT_EQ(r.result_buffers.size(), 2u);
+  EXPECT_EQ(protocol::view(r.result_buffers[0]), std::string_view("\0result\xff", 8));
+  EXPECT_EQ(r.result_buffers[1].size(), 0u);
+  EXPECT_EQ(protocol::view(r.buffers.at(0)), "payload");
+  EXPECT_EQ(r.completed, TimePoint(std::chrono::seconds(1700000006)));
+}
+
+TEST(SqliteTaskStoreTest, UnwritableLocationIsAClearError) {
+  auto store = SqliteTaskStore::Open("/nonexistent-dir/tasks.db");
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.status().message().find("/nonexistent-dir/tasks.db"), std::string::npos);
 }
 
 TEST(MemoryTaskStoreLimitsTest, CullsOldestCompletedNeverPending) {

@@ -1,0 +1,277 @@
+#include "controller/sqlite_task_store.hpp"
+
+#include <sqlite3.h>
+
+#include <cstring>
+
+namespace ipp::controller {
+
+namespace {
+
+// Columns in order; buffers are stored as one blob of [u64 length][bytes]... per buffer.
+const char* const kColumns[] = {
+    "msg_id", "header", "metadata", "content", "buffers", "submitted", "client_uuid",
+    "engine_uuid", "started", "completed", "resubmitted", "received", "result_header",
+    "result_metadata", "result_content", "result_buffers", "queue", "execute_input",
+    "execute_result", "error", "stdout", "stderr"};
+constexpr int kColumnCount = sizeof(kColumns) / sizeof(kColumns[0]);
+
+std::string PackBuffers(const std::vector<zmq::message_t>& buffers) {
+  std::string blob;
+  for (const auto& b : buffers) {
+    uint64_t n = b.size();
+    blob.append(reinterpret_cast<const char*>(&n), sizeof n);
+    blob.append(static_cast<const char*>(b.data()), b.size());
+  }
+  return blob;
+}
+
+std::vector<zmq::message_t> UnpackBuffers(const void* data, int size) {
+  std::vector<zmq::message_t> out;
+  const char* p = static_cast<const char*>(data);
+  const char* end = p + size;
+  while (p + sizeof(uint64_t) <= end) {
+    uint64_t n;
+    std::memcpy(&n, p, sizeof n);
+    p += sizeof n;
+    if (n > static_cast<uint64_t>(end - p)) break;  // truncated blob: keep what is whole
+    out.emplace_back(p, n);
+    p += n;
+  }
+  return out;
+}
+
+int64_t Micros(const std::optional<TimePoint>& t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t->time_since_epoch()).count();
+}
+
+std::string Quoted(const std::string& table) { return "\"" + table + "\""; }
+
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& sql) { sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr); }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  sqlite3_stmt* get() const { return stmt_; }
+  explicit operator bool() const { return stmt_ != nullptr; }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+void BindText(sqlite3_stmt* s, int i, const std::string& v) {
+  if (v.empty()) {
+    sqlite3_bind_null(s, i);
+  } else {
+    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+}
+
+void BindTime(sqlite3_stmt* s, int i, const std::optional<TimePoint>& t) {
+  if (t) {
+    sqlite3_bind_int64(s, i, Micros(t));
+  } else {
+    sqlite3_bind_null(s, i);
+  }
+}
+
+std::string ColumnText(sqlite3_stmt* s, int i) {
+  const unsigned char* text = sqlite3_column_text(s, i);
+  return text ? std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(sqlite3_column_bytes(s, i)))
+              : std::string();
+}
+
+std::optional<TimePoint> ColumnTime(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
+  return TimePoint(std::chrono::microseconds(sqlite3_column_int64(s, i)));
+}
+
+TaskRecord FromRow(sqlite3_stmt* s) {
+  TaskRecord r;
+  int i = 0;
+  r.msg_id = ColumnText(s, i++);
+  r.header = ColumnText(s, i++);
+  r.metadata = ColumnText(s, i++);
+  r.content = ColumnText(s, i++);
+  r.buffers = UnpackBuffers(sqlite3_column_blob(s, i), sqlite3_column_bytes(s, i));
+  ++i;
+  r.submitted = ColumnTime(s, i++);
+  r.client_uuid = ColumnText(s, i++);
+  r.engine_uuid = ColumnText(s, i++);
+  r.started = ColumnTime(s, i++);
+  r.completed = ColumnTime(s, i++);
+  r.resubmitted = ColumnText(s, i++);
+  r.received = ColumnTime(s, i++);
+  r.result_header = ColumnText(s, i++);
+  r.result_metadata = ColumnText(s, i++);
+  r.result_content = ColumnText(s, i++);
+  r.result_buffers = UnpackBuffers(sqlite3_column_blob(s, i), sqlite3_column_bytes(s, i));
+  ++i;
+  r.queue = ColumnText(s, i++);
+  r.execute_input = ColumnText(s, i++);
+  r.execute_result = ColumnText(s, i++);
+  r.error = ColumnText(s, i++);
+  r.stdout_text = ColumnText(s, i++);
+  r.stderr_text = ColumnText(s, i++);
+  return r;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(const std::filesystem::path& file,
+                                                               const std::string& table) {
+  std::unique_ptr<SqliteTaskStore> store(new SqliteTaskStore());
+  store->table_ = table;
+  if (sqlite3_open(file.c_str(), &store->db_) != SQLITE_OK) {
+    return Status::IOError("cannot open task database " + file.string() + ": " +
+                           (store->db_ ? sqlite3_errmsg(store->db_) : "out of memory"));
+  }
+  std::string create = "CREATE TABLE IF NOT EXISTS " + Quoted(table) +
+                       " (msg_id TEXT PRIMARY KEY, header TEXT, metadata TEXT, content TEXT, "
+                       "buffers BLOB, submitted INTEGER, client_uuid TEXT, engine_uuid TEXT, "
+                       "started INTEGER, completed INTEGER, resubmitted TEXT, received INTEGER, "
+                       "result_header TEXT, result_metadata TEXT, result_content TEXT, "
+                       "result_buffers BLOB, queue TEXT, execute_input TEXT, execute_result TEXT, "
+                       "error TEXT, stdout TEXT, stderr TEXT)";
+  for (const std::string& sql : {std::string("PRAGMA journal_mode=WAL"),
+                                 std::string("PRAGMA synchronous=NORMAL"), create}) {
+    if (Status s = store->Exec(sql); !s.ok()) return Status::IOError("task database " + file.string() + ": " + s.message());
+  }
+  return store;
+}
+
+SqliteTaskStore::~SqliteTaskStore() {
+  Flush();
+  sqlite3_close(db_);
+}
+
+Status SqliteTaskStore::Exec(const std::string& sql) const {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+    std::string message = error ? error : "unknown error";
+    sqlite3_free(error);
+    return Status::IOError(message);
+  }
+  return Status::OK();
+}
+
+void SqliteTaskStore::BeginIfNeeded() {
+  if (!in_transaction_ && Exec("BEGIN").ok()) in_transaction_ = true;
+}
+
+void SqliteTaskStore::Flush() {
+  if (in_transaction_) {
+    (void)Exec("COMMIT");
+    in_transaction_ = false;
+  }
+}
+
+Status SqliteTaskStore::Write(const TaskRecord& r, bool insert) {
+  BeginIfNeeded();
+  std::string sql = std::string(insert ? "INSERT" : "REPLACE") + " INTO " + Quoted(table_) + " VALUES (";
+  for (int i = 0; i < kColumnCount; ++i) sql += i ? ",?" : "?";
+  sql += ")";
+  Statement stmt(db_, sql);
+  if (!stmt) return Status::IOError(sqlite3_errmsg(db_));
+  sqlite3_stmt* s = stmt.get();
+  int i = 1;
+  BindText(s, i++, r.msg_id);
+  BindText(s, i++, r.header);
+  BindText(s, i++, r.metadata);
+  BindText(s, i++, r.content);
+  std::string buffers = PackBuffers(r.buffers);
+  sqlite3_bind_blob(s, i++, buffers.data(), static_cast<int>(buffers.size()), SQLITE_TRANSIENT);
+  BindTime(s, i++, r.submitted);
+  BindText(s, i++, r.client_uuid);
+  BindText(s, i++, r.engine_uuid);
+  BindTime(s, i++, r.started);
+  BindTime(s, i++, r.completed);
+  BindText(s, i++, r.resubmitted);
+  BindTime(s, i++, r.received);
+  BindText(s, i++, r.result_header);
+  BindText(s, i++, r.result_metadata);
+  BindText(s, i++, r.result_content);
+  std::string result_buffers = PackBuffers(r.result_buffers);
+  sqlite3_bind_blob(s, i++, result_buffers.data(), static_cast<int>(result_buffers.size()), SQLITE_TRANSIENT);
+  BindText(s, i++, r.queue);
+  BindText(s, i++, r.execute_input);
+  BindText(s, i++, r.execute_result);
+  BindText(s, i++, r.error);
+  BindText(s, i++, r.stdout_text);
+  BindText(s, i++, r.stderr_text);
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_CONSTRAINT) return Status::InvalidArgument("a record for " + r.msg_id + " already exists");
+  if (rc != SQLITE_DONE) return Status::IOError(std::string("task database write failed: ") + sqlite3_errmsg(db_));
+  return Status::OK();
+}
+
+Status SqliteTaskStore::Add(TaskRecord&& record) { return Write(record, true); }
+
+Status SqliteTaskStore::Update(const std::string& msg_id, const std::function<void(TaskRecord&)>& change) {
+  Result<std::vector<TaskRecord>> found = FindIds({msg_id});
+  if (!found.ok()) return found.status();
+  if (found->empty()) return Status::NotFound("no task record " + msg_id);
+  change(found->front());
+  return Write(found->front(), false);
+}
+
+Result<std::vector<TaskRecord>> SqliteTaskStore::Select(const std::string& where,
+                                                        const std::vector<std::string>& args) const {
+  Statement stmt(db_, "SELECT * FROM " + Quoted(table_) + where + " ORDER BY submitted, rowid");
+  if (!stmt) return Status::IOError(sqlite3_errmsg(db_));
+  for (size_t i = 0; i < args.size(); ++i) BindText(stmt.get(), static_cast<int>(i + 1), args[i]);
+  std::vector<TaskRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) out.push_back(FromRow(stmt.get()));
+  if (rc != SQLITE_DONE) return Status::IOError(std::string("task database read failed: ") + sqlite3_errmsg(db_));
+  return out;
+}
+
+bool SqliteTaskStore::Contains(const std::string& msg_id) const {
+  Statement stmt(db_, "SELECT 1 FROM " + Quoted(table_) + " WHERE msg_id = ?");
+  BindText(stmt.get(), 1, msg_id);
+  return sqlite3_step(stmt.get()) == SQLITE_ROW;
+}
+
+Result<std::vector<TaskRecord>> SqliteTaskStore::Find(const RecordQuery& query) const {
+  Result<std::vector<TaskRecord>> all = Select("", {});
+  if (!all.ok()) return all;
+  std::vector<TaskRecord> out;
+  for (TaskRecord& r : *all) {
+    if (query.Matches(r)) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<std::vector<TaskRecord>> SqliteTaskStore::FindIds(const std::vector<std::string>& msg_ids) const {
+  if (msg_ids.empty()) return std::vector<TaskRecord>{};
+  std::string where = " WHERE msg_id IN (";
+  for (size_t i = 0; i < msg_ids.size(); ++i) where += i ? ",?" : "?";
+  return Select(where + ")", msg_ids);
+}
+
+Status SqliteTaskStore::Drop(const RecordQuery& query) {
+  Result<std::vector<TaskRecord>> doomed = Find(query);
+  if (!doomed.ok()) return doomed.status();
+  BeginIfNeeded();
+  Statement stmt(db_, "DELETE FROM " + Quoted(table_) + " WHERE msg_id = ?");
+  for (const TaskRecord& r : *doomed) {
+    sqlite3_reset(stmt.get());
+    BindText(stmt.get(), 1, r.msg_id);
+    if (sqlite3_step(stmt.get()) != SQLITE_DONE) return Status::IOError(sqlite3_errmsg(db_));
+  }
+  return Status::OK();
+}
+
+Result<std::vector<std::string>> SqliteTaskStore::History() const {
+  Statement stmt(db_, "SELECT msg_id FROM " + Quoted(table_) + " WHERE submitted IS NOT NULL ORDER BY submitted, rowid");
+  std::vector<std::string> ids;
+  while (sqlite3_step(stmt.get()) == SQLITE_ROW) ids.push_back(ColumnText(stmt.get(), 0));
+  return ids;
+}
+
+size_t SqliteTaskStore::size() const {
+  Statement stmt(db_, "SELECT COUNT(*) FROM " + Quoted(table_));
+  return sqlite3_step(stmt.get()) == SQLITE_ROW ? static_cast<size_t>(sqlite3_column_int64(stmt.get(), 0)) : 0;
+}
+
+}  // namespace ipp::controller

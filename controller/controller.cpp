@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "common/reactor.hpp"
 #include "controller/hub.hpp"
 #include "controller/sqlite_task_store.hpp"
@@ -57,9 +59,42 @@ Controller::~Controller() {
   parts_.reset();
 }
 
+Status Controller::SetUpCurve() {
+  if (!options_.enable_curve) return Status::OK();
+  if (!zmq_has("curve")) {
+    return Status::Unavailable("CURVE was asked for, but this libzmq was built without it");
+  }
+  const char* secret = std::getenv("IPP_CURVE_SECRETKEY");
+  const char* pub = std::getenv("IPP_CURVE_PUBLICKEY");
+  if (secret && *secret && pub && *pub) {
+    curve_secret_ = secret;
+    curve_public_ = pub;
+    if (curve_secret_.size() != 40 || curve_public_.size() != 40) {
+      return Status::InvalidArgument("IPP_CURVE_SECRETKEY/IPP_CURVE_PUBLICKEY must be 40-character Z85 keys");
+    }
+  } else {
+    char public_key[41], secret_key[41];
+    if (zmq_curve_keypair(public_key, secret_key) != 0) return Status::Internal("cannot generate CURVE keys");
+    curve_public_ = public_key;
+    curve_secret_ = secret_key;
+  }
+  log_->info("CURVE encryption enabled (server public key {})", curve_public_);
+  return Status::OK();
+}
+
+void Controller::Secure(zmq::socket_t& socket) const {
+  if (curve_secret_.empty()) return;
+  socket.set(zmq::sockopt::curve_server, 1);
+  socket.set(zmq::sockopt::curve_secretkey, curve_secret_);
+}
+
 Status Controller::Start() {
   if (Status s = profile_.Ensure(); !s.ok()) return s;
   if (options_.restore) options_.reuse = true;
+  if (const char* env = std::getenv("IPP_ENABLE_CURVE"); env && std::string(env) == "1") {
+    options_.enable_curve = true;
+  }
+  if (Status s = SetUpCurve(); !s.ok()) return s;
   try {
     return Build();
   } catch (const zmq::error_t& e) {
@@ -122,6 +157,13 @@ Status Controller::Build() {
   task_options.delivery_patience = patience;
   parts->task = std::make_unique<schedulers::TaskScheduler>(context_, key_, task_options, MakeLogger("sched.task"));
 
+  for (zmq::socket_t* socket : {&parts->control->engine_socket(), &parts->mux->engine_socket(),
+                                &parts->task->engine_socket(), &parts->iopub->engine_socket(),
+                                &parts->broadcast->engine_socket(), &parts->control->client_socket(),
+                                &parts->mux->client_socket(), &parts->task->client_socket(),
+                                &parts->iopub->client_socket(), &parts->broadcast->client_socket()}) {
+    Secure(*socket);
+  }
   json engine_channels = json::object(), client_channels = json::object();
   engine_channels["control"] = BindPort(parts->control->engine_socket(), interface, engine_ports["control"]);
   engine_channels["mux"] = BindPort(parts->mux->engine_socket(), interface, engine_ports["mux"]);
@@ -151,6 +193,8 @@ Status Controller::Build() {
   hub.registration_timeout = options_.registration_timeout;
   hub.engine_state_file = profile_.log_dir() / ("engines" + options_.cluster_id + ".json");
   hub.restore = options_.restore;
+  hub.secure = [this](zmq::socket_t& socket) { Secure(socket); };
+  hub.curve_serverkey = curve_public_;
   std::unique_ptr<TaskStore> store;
   if (options_.db == DbBackend::kNone) {
     store = std::make_unique<NullTaskStore>();
@@ -177,6 +221,7 @@ Status Controller::Build() {
     info.key = key_;
     info.location = options_.location;
     info.channels = channels;
+    if (!curve_public_.empty()) info.curve_serverkey = curve_public_;
   };
   fill(engine_info_, engine_channels);
   fill(client_info_, client_channels);

@@ -37,6 +37,9 @@ class Controller {
  private:
   struct Parts;
   Status Build();
+  Status SetUpCurve();
+  // Makes a socket a CURVE server when CURVE is enabled; a no-op otherwise.
+  void Secure(zmq::socket_t& socket) const;
   Status WriteConnectionFiles();
   void RemoveConnectionFiles();
 
@@ -49,7 +52,7 @@ class Controller {
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
   protocol::ConnectionInfo client_info_, engine_info_;
-  bool started_ = false;
+  std::string curve_public_, curve_secret_;  // Z85; empty unless CURVE is enabled
 };
 
 }  // namespace ipp::controller

@@ -111,6 +111,13 @@ Hub::BoundPorts Hub::Bind() {
 
 void Hub::Attach(Reactor& reactor) {
   reactor_ = &reactor;
+  if (!options_.curve_serverkey.empty()) {
+    char public_key[41], secret_key[41];
+    zmq_curve_keypair(public_key, secret_key);  // encryption only; we authenticate by HMAC
+    resubmit_.set(zmq::sockopt::curve_serverkey, options_.curve_serverkey);
+    resubmit_.set(zmq::sockopt::curve_publickey, std::string(public_key));
+    resubmit_.set(zmq::sockopt::curve_secretkey, std::string(secret_key));
+  }
   resubmit_.connect(options_.resubmit_url);
   reactor.add(query_, [this] { OnQuery(); });
   reactor.add(monitor_, [this] { OnMonitor(); });

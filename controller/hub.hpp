@@ -53,6 +53,7 @@ struct HubOptions {
   std::filesystem::path engine_state_file;  // empty: not saved
   bool restore = false;                     // reload engines from engine_state_file
   std::function<void(zmq::socket_t&)> secure = [](zmq::socket_t&) {};  // CURVE server setup
+  std::string curve_serverkey;  // Z85: set, the resubmit socket connects as a CURVE client
 };
 
 class Hub {

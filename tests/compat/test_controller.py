@@ -283,3 +283,31 @@ def test_restore_with_sqlitedb_keeps_results(make_cluster):
     assert set(msg_ids) <= set(rc.hub_history())
     # the engines keep working without being restarted
     assert rc.load_balanced_view().map_sync(lambda x: -x, range(4)) == [0, -1, -2, -3]
+
+
+def test_curve_encryption_with_stock_peers(make_cluster, monkeypatch):
+    # IPP_ENABLE_CURVE=1 is how ipyparallel 7.1 turns CURVE on: the controller reads it, writes
+    # curve_serverkey to the connection files, and stock engines and clients use it.
+    public, secret = zmq.curve_keypair()
+    monkeypatch.setenv("IPP_ENABLE_CURVE", "1")
+    monkeypatch.setenv("IPP_CURVE_PUBLICKEY", public.decode())
+    monkeypatch.setenv("IPP_CURVE_SECRETKEY", secret.decode())
+    cluster = make_cluster(engines=2)
+    import json
+    info = json.load(open(cluster.connection_file("client")))
+    assert info["curve_serverkey"] == public.decode()
+    rc = cluster.client()
+    assert rc[:].apply_sync(lambda: "encrypted") == ["encrypted", "encrypted"]
+    assert rc.load_balanced_view().map_sync(lambda x: x + 1, range(4)) == [1, 2, 3, 4]
+    # a peer without the server key cannot even complete the handshake
+    from jupyter_client.session import Session
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect(f"{info['interface']}:{info['registration']}")
+    Session(key=info["key"].encode(), signature_scheme="hmac-sha256").send(s, "connection_request")
+    assert not s.poll(500)
+    s.close()
+    ctx.term()
+    log = cluster.log("controller.log")
+    assert secret.decode() not in log and info["key"] not in log

@@ -311,3 +311,97 @@ def test_curve_encryption_with_stock_peers(make_cluster, monkeypatch):
     ctx.term()
     log = cluster.log("controller.log")
     assert secret.decode() not in log and info["key"] not in log
+
+
+def test_stock_cluster_api_launches_our_controller(tmp_path):
+    # ipp.Cluster passes --profile-dir/--cluster-id/... exactly as it does to the stock one
+    from traitlets.config import Config
+    from conftest import IPCONTROLLER
+    cfg = Config()
+    cfg.LocalControllerLauncher.controller_cmd = [IPCONTROLLER]
+    cluster = ipp.Cluster(n=2, profile_dir=str(tmp_path / "profile"), config=cfg)
+    try:
+        rc = cluster.start_and_connect_sync()
+        assert rc.ids == [0, 1]
+        assert len(set(rc[:].apply_sync(os.getpid))) == 2
+        assert os.path.exists(cluster.controller.connection_files["client"])
+    finally:
+        cluster.stop_cluster_sync()
+
+
+def _raw_session(cluster):
+    import json
+    from jupyter_client.session import Session
+    info = json.load(open(cluster.connection_file("engine")))
+    ctx = zmq.Context.instance()
+    return info, Session(key=info["key"].encode(), signature_scheme="hmac-sha256"), ctx
+
+
+def test_stalled_registration_is_purged(make_cluster):
+    cluster = make_cluster(engines=0, controller_args=["--IPController.registration_timeout=0.5"])
+    info, session, ctx = _raw_session(cluster)
+    reg = ctx.socket(zmq.DEALER)
+    reg.linger = 0
+    reg.connect(f"{info['interface']}:{info['registration']}")
+
+    def register():
+        session.send(reg, "registration_request", content={"uuid": "never-beats"})
+        assert reg.poll(5000)
+        return session.recv(reg, mode=0)[1]["content"]
+
+    assert register()["status"] == "ok"
+    assert register()["status"] == "error"  # uuid in use while the registration is pending
+    wait_for(lambda: "purging stalled registration" in cluster.log("controller.log"), timeout=10,
+             what="purge")
+    assert register()["status"] == "ok"  # the uuid is free again
+    reg.close()
+    assert cluster.client().ids == []
+
+
+def test_malformed_requests_get_error_replies(make_cluster):
+    cluster = make_cluster(engines=1)
+    info, session, ctx = _raw_session(cluster)
+    q = ctx.socket(zmq.DEALER)
+    q.linger = 0
+    q.connect(f"{info['interface']}:{info['registration']}")
+    for msg_type, content in [("queue_request", {"targets": [99]}),
+                              ("registration_request", {}),
+                              ("result_request", {"msg_ids": 5}),
+                              ("db_request", {"query": {"msg_id": {"$regex": "x"}}})]:
+        session.send(q, msg_type, content=content)
+        assert q.poll(5000), msg_type
+        reply = session.recv(q, mode=0)[1]
+        assert reply["content"]["status"] == "error", (msg_type, reply["content"])
+    q.close()
+    assert cluster.client()[0].apply_sync(lambda: "still serving") == "still serving"
+
+
+def test_cli_help_and_bad_arguments(tmp_path):
+    import subprocess
+    from conftest import IPCONTROLLER
+    out = subprocess.run([IPCONTROLLER, "--help"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0
+    for option in ("--profile", "--profile-dir", "--cluster-id", "--ip", "--location", "--port",
+                   "--ports", "--ping", "--dictdb", "--sqlitedb", "--nodb", "--scheme", "--hwm",
+                   "--reuse", "--restore", "--log-level", "--log-to-file", "--work-dir"):
+        assert option in out.stdout, option
+    bad = subprocess.run([IPCONTROLLER, "--scheme=pure", f"--profile-dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "unknown scheme" in bad.stderr
+    bad = subprocess.run([IPCONTROLLER, "--no-such-flag"], capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "no-such-flag" in bad.stderr
+
+
+def test_unknown_traits_warn_and_port_clash_is_clear(make_cluster, tmp_path):
+    import json
+    import subprocess
+    from conftest import IPCONTROLLER
+    cluster = make_cluster(engines=0, controller_args=["--Session.debug=True", "--log-to-file"])
+    logs = [f for f in os.listdir(os.path.join(cluster.profile_dir, "log")) if f.startswith("ipcontroller-")]
+    assert logs, "no log file in the profile's log dir"
+    text = open(os.path.join(cluster.profile_dir, "log", logs[0])).read()
+    assert "Session.debug is not supported" in text
+    port = json.load(open(cluster.connection_file("client")))["registration"]
+    clash = subprocess.run([IPCONTROLLER, f"--profile-dir={tmp_path / 'other'}", f"--port={port}"],
+                           capture_output=True, text=True, timeout=10)
+    assert clash.returncode != 0 and "in use" in clash.stderr

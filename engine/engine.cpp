@@ -1,0 +1,441 @@
+#include "engine/engine.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <zmq_addon.hpp>
+
+#include "protocol/clock.hpp"
+#include "protocol/errors.hpp"
+
+namespace ipp::engine {
+
+using nlohmann::json;
+using protocol::Frames;
+using protocol::Message;
+
+namespace {
+constexpr const char* kWorkerEndpoint = "inproc://ipp-engine-worker";
+
+// Buffers that arrived in a message, shared with it (no copy).
+std::vector<Buffer> ToBuffers(Frames& frames) {
+  std::vector<Buffer> out;
+  for (auto& f : frames) {
+    auto owner = std::make_shared<zmq::message_t>(std::move(f));
+    out.emplace_back(owner, owner->data(), owner->size());
+  }
+  return out;
+}
+
+// Buffers to send: zmq messages that keep the Buffer's owner alive until zmq is done with them.
+Frames ToFrames(std::vector<Buffer>& buffers) {
+  Frames out;
+  for (Buffer& b : buffers) {
+    auto* keep = new std::shared_ptr<const void>(b.owner());
+    out.emplace_back(const_cast<char*>(b.data()), b.size(),
+                     [](void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }, keep);
+  }
+  return out;
+}
+}  // namespace
+
+Engine::Engine(EngineOptions options, Logger log)
+    : options_(std::move(options)),
+      log_(std::move(log)),
+      uuid_(protocol::NewId()),
+      session_(options_.connection.key, "username", options_.connection.signature_scheme),
+      worker_socket_(context_, zmq::socket_type::pair),
+      registration_(context_, zmq::socket_type::dealer),
+      shell_(context_, zmq::socket_type::router),
+      control_(context_, zmq::socket_type::router),
+      iopub_(context_, zmq::socket_type::pub),
+      ping_(context_, zmq::socket_type::sub),
+      pong_(context_, zmq::socket_type::dealer),
+      reactor_(log_) {}
+
+Engine::~Engine() {
+  if (worker_) {
+    try {
+      protocol::Frames stop;
+      stop.emplace_back(std::string_view("stop"));
+      protocol::Send(worker_socket_, std::move(stop), true);
+    } catch (const zmq::error_t&) {
+    }
+    worker_->control().interrupt.store(true);
+    worker_->Join();
+  }
+}
+
+void Engine::Configure(zmq::socket_t& socket, bool identity) {
+  socket.set(zmq::sockopt::linger, 1000);
+  socket.set(zmq::sockopt::sndhwm, 0);
+  socket.set(zmq::sockopt::rcvhwm, 0);
+  if (identity) socket.set(zmq::sockopt::routing_id, uuid_);
+  if (options_.connection.curve_serverkey) {
+    char public_key[41], secret_key[41];
+    zmq_curve_keypair(public_key, secret_key);
+    socket.set(zmq::sockopt::curve_serverkey, *options_.connection.curve_serverkey);
+    socket.set(zmq::sockopt::curve_publickey, std::string(public_key));
+    socket.set(zmq::sockopt::curve_secretkey, std::string(secret_key));
+  }
+}
+
+Status Engine::Start() {
+  if (!session_.status().ok()) return session_.status();
+  if (Status s = StartWorker(); !s.ok()) return s;
+  return Register();
+}
+
+Status Engine::StartWorker() {
+  worker_socket_.set(zmq::sockopt::linger, 0);
+  worker_socket_.bind(kWorkerEndpoint);
+  worker_ = std::make_unique<Worker>(context_, kWorkerEndpoint, log_);
+  worker_->Start(WorkerInfo{-1, uuid_, options_.mpi}, options_.plugins);
+  Frames ready;
+  (void)zmq::recv_multipart(worker_socket_, std::back_inserter(ready));
+  if (ready.size() != 4 || protocol::view(ready[0]) != "ready") return Status::Internal("worker failed to start");
+  std::memcpy(&mpi_rank_, ready[1].data(), sizeof mpi_rank_);
+  std::memcpy(&mpi_size_, ready[2].data(), sizeof mpi_size_);
+  if (ready[3].size()) return Status::InvalidArgument(std::string(protocol::view(ready[3])));
+  return Status::OK();
+}
+
+Status Engine::Register() {
+  Result<std::string> url = options_.connection.url("registration");
+  if (!url.ok()) return url.status();
+  Configure(registration_, true);
+  registration_.connect(*url);
+  json content = {{"uuid", uuid_}};
+  if (options_.requested_id) content["id"] = *options_.requested_id;
+  log_->info("registering with the controller at {}", *url);
+  protocol::Send(registration_, session_.serialize(session_.make("registration_request", content)));
+  zmq::pollitem_t item{registration_.handle(), 0, ZMQ_POLLIN, 0};
+  auto deadline = std::chrono::steady_clock::now() + options_.registration_timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return Status::Timeout("no answer from the controller at " + *url + " within " +
+                             std::to_string(options_.registration_timeout.count() / 1000) +
+                             " s (is it running? does the connection file belong to it?)");
+    }
+    if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(200))) == 0) {
+      if (stop_requested_.load()) return Status::Unavailable("interrupted while registering");
+      continue;
+    }
+    auto frames = protocol::TryRecv(registration_);
+    if (!frames) continue;
+    Result<Message> reply = session_.parse(std::move(*frames));
+    if (!reply.ok()) {
+      log_->warn("ignored a bad registration reply: {}", reply.status().ToString());
+      continue;
+    }
+    if (reply->content.value("status", "") != "ok") {
+      return Status::Unavailable("registration refused: " + reply->content.value("ename", std::string("error")) +
+                                 ": " + reply->content.value("evalue", std::string("")));
+    }
+    id_ = reply->content.at("id").get<int>();
+    hb_period_ = std::chrono::milliseconds(reply->content.value("hb_period", 3000));
+    Connect(reply->content.value("connection_info", json::object()));
+    return Status::OK();
+  }
+}
+
+void Engine::Connect(const json& reply_info) {
+  // Ports from the connection file; the hub's reply carries the same (used if the file lacks one).
+  protocol::ConnectionInfo info = options_.connection;
+  for (auto& [k, v] : reply_info.items()) {
+    if (!info.channels.contains(k) && (v.is_number() || v.is_array())) info.channels[k] = v;
+  }
+  Configure(shell_, true);
+  Configure(control_, true);
+  Configure(iopub_, true);
+  Configure(ping_, false);
+  Configure(pong_, true);
+  ping_.set(zmq::sockopt::subscribe, "");
+  for (const char* channel : {"mux", "task"}) shell_.connect(*info.url(channel));
+  size_t broadcasts = info.channels.value("broadcast", json::array()).size();
+  if (broadcasts) shell_.connect(*info.url("broadcast", static_cast<size_t>(id_) % broadcasts));
+  control_.connect(*info.url("control"));
+  iopub_.connect(*info.url("iopub"));
+  ping_.connect(*info.url("hb_ping"));
+  pong_.connect(*info.url("hb_pong"));
+
+  Frames id_frame;
+  id_frame.emplace_back(std::string_view("engine_id"));
+  id_frame.emplace_back(&id_, sizeof id_);
+  protocol::Send(worker_socket_, std::move(id_frame));
+
+  reactor_.add(shell_, [this] { OnShell(shell_); });
+  reactor_.add(control_, [this] { OnControl(); });
+  reactor_.add(worker_socket_, [this] { OnWorker(); });
+  reactor_.add(ping_, [this] { OnPing(); });
+  reactor_.add(registration_, [this] {
+    while (protocol::TryRecv(registration_)) {
+    }  // late or duplicate replies: nothing to do
+  });
+  reactor_.every(hb_period_ + std::chrono::milliseconds(500), [this] { CheckHeartbeat(); });
+  reactor_.every(std::chrono::milliseconds(50), [this] {
+    if (stop_requested_.load()) {
+      log_->info("engine {} stopping on a signal", id_);
+      Unregister();
+      reactor_.stop();
+    }
+  });
+  log_->info("engine {} registered (uuid {}, pid {}{})", id_, uuid_, getpid(),
+             options_.mpi ? ", MPI rank " + std::to_string(mpi_rank_) + "/" + std::to_string(mpi_size_) : "");
+}
+
+int Engine::Run() {
+  reactor_.run();
+  return exit_code_;
+}
+
+void Engine::OnPing() {
+  while (auto frames = protocol::TryRecv(ping_)) {
+    pinged_ = true;
+    protocol::Send(pong_, std::move(*frames), true);  // echo: the DEALER adds our identity
+  }
+}
+
+void Engine::CheckHeartbeat() {
+  if (pinged_) {
+    pinged_ = false;
+    missed_checks_ = 0;
+    return;
+  }
+  if (++missed_checks_ < options_.max_heartbeat_misses) return;
+  log_->error("no heartbeat from the controller for {} ms ({} checks in a row); exiting",
+              (hb_period_.count() + 500) * missed_checks_, missed_checks_);
+  exit_code_ = 1;
+  Unregister();
+  reactor_.stop();
+}
+
+void Engine::Unregister() {
+  protocol::Send(registration_, session_.serialize(session_.make("unregistration_request", {{"id", id_}})), true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+void Engine::OnShell(zmq::socket_t& socket) {
+  while (auto frames = protocol::TryRecv(socket)) {
+    Result<Message> m = session_.parse(std::move(*frames));
+    if (!m.ok()) {
+      log_->warn("dropped shell message: {}", m.status().ToString());
+      continue;
+    }
+    queue_.push_back(Request{&socket, std::move(*m), {}});
+  }
+  Pump();
+}
+
+json Engine::Metadata(const Message& request, const std::string& started) const {
+  return {{"started", started.empty() ? protocol::Iso8601Now() : started},
+          {"dependencies_met", true},
+          {"engine", uuid_},
+          {"is_broadcast", request.metadata.value("is_broadcast", false)},
+          {"is_coalescing", request.metadata.value("is_coalescing", false)},
+          {"original_msg_id", request.metadata.value("original_msg_id", "")}};
+}
+
+void Engine::Reply(Request& request, std::string_view msg_type, json content, json metadata, Frames buffers) {
+  metadata["status"] = content.value("status", "ok");
+  if (metadata["status"] == "error") {
+    metadata["engine_info"] = {{"engine_uuid", uuid_}, {"engine_id", id_}};
+  }
+  Message reply = session_.make(msg_type, std::move(content), request.message.header, std::move(metadata));
+  reply.identities = std::move(request.message.identities);
+  reply.buffers = std::move(buffers);
+  protocol::Send(*request.socket, session_.serialize(std::move(reply)), true);
+}
+
+void Engine::ReplyError(Request& request, const std::string& ename, const std::string& evalue) {
+  json content = protocol::ErrorContent(
+      ename, evalue, {{"engine_uuid", uuid_}, {"engine_id", id_}, {"method", "apply"}});
+  Publish("error", content, request.message.header);
+  std::string type = request.message.msg_type();
+  std::string reply_type = type.size() > 8 ? type.substr(0, type.size() - 8) + "_reply" : "error";
+  Reply(request, reply_type, std::move(content), Metadata(request.message, request.started));
+}
+
+void Engine::ReplyAborted(Request& request) {
+  log_->info("aborting {}", request.message.msg_id());
+  std::string type = request.message.msg_type();
+  std::string reply_type = type.size() > 8 ? type.substr(0, type.size() - 8) + "_reply" : "error";
+  Reply(request, reply_type, {{"status", "aborted"}}, Metadata(request.message, ""));
+}
+
+void Engine::Publish(std::string_view msg_type, json content, const json& parent) {
+  Message m = session_.make(msg_type, std::move(content), parent);
+  std::string topic = "engine." + std::to_string(id_) + "." + std::string(msg_type);
+  m.identities.emplace_back(topic.data(), topic.size());
+  protocol::Send(iopub_, session_.serialize(std::move(m)), true);
+}
+
+void Engine::Pump() {
+  while (!current_ && !queue_.empty()) {
+    Request request = std::move(queue_.front());
+    queue_.pop_front();
+    if (aborted_.erase(request.message.msg_id())) {
+      ReplyAborted(request);
+      continue;
+    }
+    Dispatch(std::move(request));
+  }
+}
+
+void Engine::Dispatch(Request request) {
+  const std::string& type = request.message.msg_type();
+  request.started = protocol::Iso8601Now();
+  auto item = std::make_unique<WorkItem>();
+  item->id = next_item_++;
+  if (type == "execute_request") {
+    item->kind = WorkItem::Kind::kShell;
+    item->command = request.message.content.value("code", "");
+    ++execution_count_;
+    Publish("status", {{"execution_state", "busy"}}, request.message.header);
+    Publish("execute_input", {{"code", item->command}, {"execution_count", execution_count_}}, request.message.header);
+  } else if (type == "apply_request") {
+    auto call = request.message.content.find("ipp_call");
+    if (call == request.message.content.end() || !call->is_object()) {
+      ReplyError(request, "UnsupportedRequest",
+                 "this is a native C++ engine (ipp ipengine): it runs registered C++ functions and "
+                 "shell commands, not pickled Python functions; use the Python ipengine for Python "
+                 "work, or call a native function");
+      return;
+    }
+    item->kind = WorkItem::Kind::kCall;
+    item->function = call->value("function", "");
+    item->args = call->value("args", json());
+    item->buffers = ToBuffers(request.message.buffers);
+    Publish("status", {{"execution_state", "busy"}}, request.message.header);
+  } else if (type == "clear_request") {
+    item->kind = WorkItem::Kind::kClearNamespace;
+  } else if (type == "kernel_info_request") {
+    Reply(request, "kernel_info_reply",
+          {{"status", "ok"}, {"protocol_version", protocol::kProtocolVersion},
+           {"implementation", "ipp"}, {"implementation_version", "0.1.0"},
+           {"language_info", {{"name", "c++"}}}, {"banner", "ipp native engine"}},
+          Metadata(request.message, request.started));
+    return;
+  } else {
+    ReplyError(request, "KeyError", "unsupported request type '" + type + "'");
+    return;
+  }
+  Frames work;
+  work.emplace_back(std::string_view("work"));
+  work.push_back(Worker::PointerFrame(item.release()));
+  protocol::Send(worker_socket_, std::move(work));
+  current_ = std::move(request);
+}
+
+void Engine::OnWorker() {
+  while (auto frames = protocol::TryRecv(worker_socket_)) {
+    std::string_view kind = protocol::view((*frames)[0]);
+    if (kind == "out" && frames->size() == 4 && current_) {
+      Publish("stream", {{"name", std::string(protocol::view((*frames)[2]))}, {"text", std::string(protocol::view((*frames)[3]))}},
+              current_->message.header);
+    } else if (kind == "done" && frames->size() == 2) {
+      Finish(Worker::FromPointerFrame((*frames)[1]));
+    }
+  }
+}
+
+void Engine::Finish(WorkItem* raw_item) {
+  std::unique_ptr<WorkItem> item(raw_item);
+  if (!current_) return;
+  Request request = std::move(*current_);
+  current_.reset();
+  const std::string type = request.message.msg_type();
+  if (type == "clear_request") {
+    Reply(request, "clear_reply", {{"status", "ok"}}, Metadata(request.message, request.started));
+  } else if (!item->ok) {
+    json content = protocol::ErrorContent(item->ename, item->evalue,
+                                          {{"engine_uuid", uuid_}, {"engine_id", id_}, {"method", type == "apply_request" ? "apply" : "execute"}});
+    content["traceback"] = item->traceback;
+    if (!item->result.is_null()) content["ipp_result"] = item->result;
+    if (type == "execute_request") content["execution_count"] = execution_count_;
+    Publish("error", content, request.message.header);
+    Reply(request, type == "execute_request" ? "execute_reply" : "apply_reply", std::move(content),
+          Metadata(request.message, request.started));
+  } else if (type == "execute_request") {
+    Reply(request, "execute_reply",
+          {{"status", "ok"}, {"execution_count", execution_count_}, {"user_expressions", json::object()}, {"payload", json::array()}},
+          Metadata(request.message, request.started));
+  } else {
+    Reply(request, "apply_reply", {{"status", "ok"}, {"ipp_result", std::move(item->result)}},
+          Metadata(request.message, request.started), ToFrames(item->out_buffers));
+  }
+  if (type != "clear_request") Publish("status", {{"execution_state", "idle"}}, request.message.header);
+  Pump();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control
+
+void Engine::OnControl() {
+  while (auto frames = protocol::TryRecv(control_)) {
+    Result<Message> m = session_.parse(std::move(*frames));
+    if (!m.ok()) {
+      log_->warn("dropped control message: {}", m.status().ToString());
+      continue;
+    }
+    Request request{&control_, std::move(*m), protocol::Iso8601Now()};
+    const std::string type = request.message.msg_type();
+    const json& content = request.message.content;
+    if (type == "abort_request") {
+      json ids = content.value("msg_ids", json());
+      if (ids.is_string()) ids = json::array({ids});
+      std::deque<Request> kept;
+      for (Request& queued : queue_) {
+        bool all = ids.is_null() || ids.empty();
+        bool named = all || std::find(ids.begin(), ids.end(), queued.message.msg_id()) != ids.end();
+        if (named) {
+          ReplyAborted(queued);
+        } else {
+          kept.push_back(std::move(queued));
+        }
+      }
+      queue_.swap(kept);
+      if (ids.is_array()) {  // ones not here yet are aborted when they arrive
+        for (const auto& id : ids) {
+          if (id.is_string()) aborted_.insert(id.get<std::string>());
+        }
+      }
+      Reply(request, "abort_reply", {{"status", "ok"}}, json::object());
+    } else if (type == "clear_request") {
+      queue_.push_front(std::move(request));  // next, after what is running now
+      Pump();
+    } else if (type == "shutdown_request") {
+      json reply = {{"status", "ok"}, {"restart", content.value("restart", false)}};
+      Publish("shutdown_reply", reply, request.message.header);
+      Reply(request, "shutdown_reply", reply, json::object());
+      log_->info("engine {} shutting down at a client's request", id_);
+      worker_->control().interrupt.store(true);
+      Unregister();
+      reactor_.stop();
+      return;
+    } else if (type == "signal_request" || type == "interrupt_request") {
+      // SIGINT (or any signal asked for) interrupts the current work: a command's whole process
+      // group gets it, a native function sees CallContext::interrupted().
+      int sig = SIGINT;
+      json s = content.value("sig", json(SIGINT));
+      if (s.is_number_integer()) sig = s.get<int>();
+      if (s.is_string() && s.get<std::string>() == "SIGTERM") sig = SIGTERM;
+      if (s.is_string() && s.get<std::string>() == "SIGKILL") sig = SIGKILL;
+      worker_->control().interrupt.store(true);
+      pid_t group = worker_->control().process_group.load();
+      if (group > 0) kill(-group, sig);
+      Reply(request, type == "signal_request" ? "signal_reply" : "interrupt_reply", {{"status", "ok"}}, json::object());
+    } else if (type == "kernel_info_request") {
+      Dispatch(std::move(request));
+    } else {
+      ReplyError(request, "KeyError", "unsupported control request '" + type + "'");
+    }
+  }
+}
+
+}  // namespace ipp::engine

@@ -1,0 +1,282 @@
+#include "engine/worker.hpp"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include <zmq_addon.hpp>
+
+#include "protocol/message.hpp"
+
+#ifdef IPP_HAVE_MPI
+#include <mpi.h>
+#endif
+
+namespace ipp::engine {
+
+namespace {
+
+// The CallContext a function sees; lives for one call on the worker thread.
+class Context : public CallContext {
+ public:
+  Context(const WorkerInfo& info, int rank, int size, const void* comm, WorkItem& item,
+          Namespace& ns, zmq::socket_t& socket, CommandControl& control)
+      : info_(info), rank_(rank), size_(size), comm_(comm), item_(item), ns_(ns), socket_(socket),
+        control_(control) {}
+  int engine_id() const override { return info_.engine_id; }
+  int mpi_rank() const override { return rank_; }
+  int mpi_size() const override { return size_; }
+  const void* mpi_comm() const override { return comm_; }
+  const std::vector<Buffer>& buffers() const override { return item_.buffers; }
+  void add_buffer(Buffer buffer) override { item_.out_buffers.push_back(std::move(buffer)); }
+  Namespace& ns() override { return ns_; }
+  void print(std::string_view text) override { Emit("stdout", text); }
+  void print_error(std::string_view text) override { Emit("stderr", text); }
+  bool interrupted() const override { return control_.interrupt.load(); }
+
+  void Emit(const char* stream, std::string_view text) {
+    if (text.empty()) return;
+    protocol::Frames frames;
+    frames.emplace_back(std::string_view("out"));
+    frames.emplace_back(&item_.id, sizeof item_.id);
+    frames.emplace_back(stream, std::strlen(stream));
+    frames.emplace_back(text.data(), text.size());
+    protocol::Send(socket_, std::move(frames));
+  }
+
+ private:
+  const WorkerInfo& info_;
+  int rank_, size_;
+  const void* comm_;
+  WorkItem& item_;
+  Namespace& ns_;
+  zmq::socket_t& socket_;
+  CommandControl& control_;
+};
+
+Json CommandJson(const CommandResult& r) {
+  return {{"exit_code", r.exit_code}, {"signal", r.term_signal}, {"timed_out", r.timed_out},
+          {"interrupted", r.interrupted}, {"stdout", r.stdout_text}, {"stderr", r.stderr_text}};
+}
+
+std::string HostName() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+// Thrown by builtins for errors with a specific name.
+struct NamedError : std::runtime_error {
+  NamedError(std::string name, const std::string& what, Json detail = nullptr)
+      : std::runtime_error(what), ename(std::move(name)), detail(std::move(detail)) {}
+  std::string ename;
+  Json detail;
+};
+
+}  // namespace
+
+zmq::message_t Worker::PointerFrame(WorkItem* item) { return zmq::message_t(&item, sizeof item); }
+
+WorkItem* Worker::FromPointerFrame(const zmq::message_t& frame) {
+  WorkItem* item = nullptr;
+  if (frame.size() == sizeof item) std::memcpy(&item, frame.data(), sizeof item);
+  return item;
+}
+
+Worker::Worker(zmq::context_t& context, std::string endpoint, Logger log)
+    : context_(context), endpoint_(std::move(endpoint)), log_(std::move(log)) {}
+
+Worker::~Worker() { Join(); }
+
+void Worker::Start(WorkerInfo info, std::vector<std::string> plugins) {
+  thread_ = std::thread([this, info = std::move(info), plugins = std::move(plugins)]() mutable {
+    Run(std::move(info), std::move(plugins));
+  });
+}
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::RegisterBuiltins(const WorkerInfo& info) {
+  auto& f = functions_;
+  f.add("ipp.push", [](const Json& args, CallContext& ctx) {
+    for (auto& [name, data] : args.value("values", Json::object()).items()) ctx.ns().set(name, Value{data, {}});
+    const Json names = args.value("buffer_names", Json::array());
+    if (names.size() != ctx.buffers().size()) {
+      throw NamedError("ValueError", "push: " + std::to_string(ctx.buffers().size()) + " buffers but " +
+                                         std::to_string(names.size()) + " buffer names");
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::string name = names[i].get<std::string>();
+      const Value* old = ctx.ns().get(name);
+      Value v = old ? *old : Value{nullptr, {}};
+      v.buffers.push_back(ctx.buffers()[i]);
+      ctx.ns().set(name, std::move(v));
+    }
+    return Json(nullptr);
+  }, "store values (and buffers) in the namespace");
+  f.add("ipp.pull", [](const Json& args, CallContext& ctx) {
+    Json values = Json::object(), buffer_names = Json::array();
+    for (const auto& n : args.at("names")) {
+      std::string name = n.get<std::string>();
+      const Value* v = ctx.ns().get(name);
+      if (!v) throw NamedError("NameError", "name '" + name + "' is not defined");
+      values[name] = v->data;
+      for (const Buffer& b : v->buffers) {
+        buffer_names.push_back(name);
+        ctx.add_buffer(b);
+      }
+    }
+    return Json{{"values", values}, {"buffer_names", buffer_names}};
+  }, "read values (and buffers) from the namespace");
+  f.add("ipp.delete", [](const Json& args, CallContext& ctx) {
+    for (const auto& n : args.at("names")) ctx.ns().erase(n.get<std::string>());
+    return Json(nullptr);
+  }, "remove names from the namespace");
+  f.add("ipp.names", [](const Json&, CallContext& ctx) { return Json(ctx.ns().names()); },
+        "the names in the namespace");
+  f.add("ipp.load", [this](const Json& args, CallContext&) {
+    auto added = functions_.Load(args.at("path").get<std::string>());
+    if (!added.ok()) throw NamedError("ImportError", added.status().message());
+    return Json(*added);
+  }, "load a plugin library: {\"path\": ...}");
+  f.add("ipp.functions", [this](const Json&, CallContext&) { return functions_.List(); },
+        "the functions this engine can run");
+  f.add("ipp.shell", [this](const Json& args, CallContext& ctx) {
+    std::string command = args.at("command").get<std::string>();
+    double timeout = args.value("timeout", 0.0);
+    auto* context = static_cast<Context*>(&ctx);
+    CommandResult r = RunCommand(
+        command, std::chrono::milliseconds(static_cast<long>(timeout * 1000)),
+        [&](const char* stream, std::string_view text) { context->Emit(stream, text); }, &control_);
+    if (args.value("check", false) && !r.ok()) {
+      throw NamedError(r.timed_out ? "TimeoutError" : "CalledProcessError", r.describe(command), CommandJson(r));
+    }
+    return CommandJson(r);
+  }, "run a shell command: {\"command\", \"timeout\" (s), \"check\"}");
+  f.add("ipp.info", [info, this](const Json&, CallContext& ctx) {
+    return Json{{"id", ctx.engine_id()}, {"uuid", info.uuid}, {"hostname", HostName()},
+                {"pid", getpid()}, {"mpi_rank", mpi_rank_}, {"mpi_size", mpi_size_}};
+  }, "engine id, uuid, hostname, pid and MPI rank/size");
+  f.add("ipp.echo", [](const Json& args, CallContext& ctx) {
+    for (const Buffer& b : ctx.buffers()) ctx.add_buffer(b);
+    return args;
+  }, "return the arguments and buffers unchanged");
+  f.add("ipp.sleep", [](const Json& args, CallContext& ctx) {
+    auto end = std::chrono::steady_clock::now() +
+               std::chrono::milliseconds(static_cast<long>(args.get<double>() * 1000));
+    while (std::chrono::steady_clock::now() < end) {
+      if (ctx.interrupted()) throw NamedError("KeyboardInterrupt", "interrupted");
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return Json(nullptr);
+  }, "sleep for the given seconds (interruptible)");
+}
+
+void Worker::Run(WorkerInfo info, std::vector<std::string> plugins) {
+  zmq::socket_t socket(context_, zmq::socket_type::pair);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.connect(endpoint_);
+  std::string error;
+#ifdef IPP_HAVE_MPI
+  if (info.mpi) {
+    int provided = 0;
+    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &mpi_size_);
+    static MPI_Comm world = MPI_COMM_WORLD;
+    mpi_comm_ = &world;
+  }
+#else
+  if (info.mpi) error = "this ipengine was built without MPI";
+#endif
+  RegisterBuiltins(info);
+  for (const std::string& path : plugins) {
+    auto added = functions_.Load(path);
+    if (!added.ok()) {
+      error = added.status().message();
+      break;
+    }
+    log_->info("loaded {} function(s) from {}", added->size(), path);
+  }
+  protocol::Frames ready;
+  ready.emplace_back(std::string_view("ready"));
+  ready.emplace_back(&mpi_rank_, sizeof mpi_rank_);
+  ready.emplace_back(&mpi_size_, sizeof mpi_size_);
+  ready.emplace_back(error.data(), error.size());
+  protocol::Send(socket, std::move(ready));
+
+  while (true) {
+    protocol::Frames frames;
+    try {
+      (void)zmq::recv_multipart(socket, std::back_inserter(frames));
+    } catch (const zmq::error_t&) {
+      break;  // context terminated
+    }
+    if (frames.empty()) continue;
+    std::string_view kind = protocol::view(frames[0]);
+    if (kind == "stop") break;
+    if (kind == "engine_id" && frames.size() == 2) {
+      std::memcpy(&info.engine_id, frames[1].data(), std::min(frames[1].size(), sizeof info.engine_id));
+      continue;
+    }
+    if (kind != "work" || frames.size() != 2) continue;
+    WorkItem* item = FromPointerFrame(frames[1]);
+    if (!item) continue;
+    control_.interrupt.store(false);
+    Execute(*item, socket, info);
+    protocol::Frames done;
+    done.emplace_back(std::string_view("done"));
+    done.push_back(PointerFrame(item));
+    protocol::Send(socket, std::move(done));
+  }
+#ifdef IPP_HAVE_MPI
+  if (info.mpi) MPI_Finalize();
+#endif
+}
+
+void Worker::Execute(WorkItem& item, zmq::socket_t& socket, const WorkerInfo& info) {
+  Context context(info, mpi_rank_, mpi_size_, mpi_comm_, item, namespace_, socket, control_);
+  auto fail = [&](std::string ename, std::string evalue) {
+    item.ok = false;
+    item.ename = std::move(ename);
+    item.evalue = std::move(evalue);
+    item.traceback = {item.ename + ": " + item.evalue};
+  };
+  switch (item.kind) {
+    case WorkItem::Kind::kClearNamespace:
+      namespace_.clear();
+      return;
+    case WorkItem::Kind::kShell: {
+      CommandResult r = RunCommand(
+          item.command, item.timeout,
+          [&](const char* stream, std::string_view text) { context.Emit(stream, text); }, &control_);
+      item.result = CommandJson(r);
+      if (!r.ok()) fail(r.timed_out ? "TimeoutError" : (r.interrupted ? "KeyboardInterrupt" : "CalledProcessError"), r.describe(item.command));
+      return;
+    }
+    case WorkItem::Kind::kCall: {
+      const FunctionTable::Entry* entry = functions_.find(item.function);
+      if (!entry) {
+        fail("NameError", "no function named '" + item.function + "' on this engine (load its plugin first)");
+        return;
+      }
+      try {
+        item.result = entry->function(item.args, context);
+      } catch (const NamedError& e) {
+        fail(e.ename, e.what());
+        item.result = e.detail;
+      } catch (const Json::exception& e) {
+        fail("TypeError", std::string(item.function) + ": bad arguments: " + e.what());
+      } catch (const std::exception& e) {
+        fail("RuntimeError", std::string(item.function) + ": " + e.what());
+      } catch (...) {
+        fail("RuntimeError", std::string(item.function) + " threw an unknown exception");
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace ipp::engine

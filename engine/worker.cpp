@@ -101,7 +101,8 @@ void Worker::Join() {
 void Worker::RegisterBuiltins(const WorkerInfo& info) {
   auto& f = functions_;
   f.add("ipp.push", [](const Json& args, CallContext& ctx) {
-    for (auto& [name, data] : args.value("values", Json::object()).items()) ctx.ns().set(name, Value{data, {}});
+    const Json values = args.value("values", Json::object());  // named: .items() must not outlive it
+    for (auto& [name, data] : values.items()) ctx.ns().set(name, Value{data, {}});
     const Json names = args.value("buffer_names", Json::array());
     if (names.size() != ctx.buffers().size()) {
       throw NamedError("ValueError", "push: " + std::to_string(ctx.buffers().size()) + " buffers but " +

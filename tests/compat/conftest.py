@@ -12,11 +12,15 @@ import tempfile
 import time
 
 import pytest
+import zmq
 
 BIN_DIR = os.environ.get("IPP_BIN_DIR") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "bin"
 )
 IPCONTROLLER = os.path.join(BIN_DIR, "ipcontroller")
+IPENGINE = os.path.join(BIN_DIR, "ipengine")
+LIB_DIR = os.path.join(BIN_DIR, "..", "lib")
+STOCK_CONTROLLER = [sys.executable, "-m", "ipyparallel.controller"]
 
 
 # Every process group we start, so that nothing outlives the test run even when pytest is
@@ -57,7 +61,8 @@ def wait_for(condition, timeout=30, interval=0.05, what="condition"):
 class Cluster:
     """Our controller plus stock engines in a private profile dir; stops all it started."""
 
-    def __init__(self, workdir, controller_args=(), cluster_id=""):
+    def __init__(self, workdir, controller_args=(), cluster_id="", stock_controller=False):
+        self.stock_controller = stock_controller
         self.workdir = workdir
         self.profile_dir = os.path.join(workdir, "profile_test")
         os.makedirs(self.profile_dir, exist_ok=True)
@@ -66,6 +71,7 @@ class Cluster:
         self.controller = None
         self.engines = []
         self.clients = []
+        self._natives = []
         self._logs = []
 
     @property
@@ -90,7 +96,10 @@ class Cluster:
         cf = self.connection_file("client")
         if os.path.exists(cf) and "--reuse" not in extra and "--restore" not in extra:
             os.remove(cf)
-        argv = [IPCONTROLLER, f"--profile-dir={self.profile_dir}", "--ping=300", "--log-level=DEBUG"]
+        if self.stock_controller:
+            argv = STOCK_CONTROLLER + [f"--profile-dir={self.profile_dir}", "--ping=300", "--log-level=10"]
+        else:
+            argv = [IPCONTROLLER, f"--profile-dir={self.profile_dir}", "--ping=300", "--log-level=DEBUG"]
         if self.cluster_id:
             argv.append(f"--cluster-id={self.cluster_id}")
         argv += self.controller_args + list(extra)
@@ -116,6 +125,24 @@ class Cluster:
             client = self.client()
             wait_for(lambda: len(client.ids) >= before + n, timeout=60, what=f"{before + n} engines")
         return self.engines[before:]
+
+    def start_native_engines(self, n, wait=True, extra=()):
+        """Our C++ ipengine processes."""
+        before = len(self.engines)
+        for i in range(n):
+            argv = [IPENGINE, f"--profile-dir={self.profile_dir}", "--log-level=DEBUG"] + list(extra)
+            if self.cluster_id:
+                argv.append(f"--cluster-id={self.cluster_id}")
+            self.engines.append(self._popen(argv, f"engine-{before + i}.log"))
+        if wait:
+            client = self.client()
+            wait_for(lambda: len(client.ids) >= before + n, timeout=60, what=f"{before + n} engines")
+        return self.engines[before:]
+
+    def native(self):
+        n = Native(self.connection_file("client"))
+        self._natives.append(n)
+        return n
 
     def client(self, **kwargs):
         import ipyparallel as ipp
@@ -145,6 +172,8 @@ class Cluster:
                 self.controller.wait(10)
 
     def stop(self):
+        for n in self._natives:
+            n.close()
         for c in self.clients:
             try:
                 c.close()
@@ -163,17 +192,63 @@ class Cluster:
             log.close()
 
 
+class Native:
+    """Sends native-call apply_requests (our engines' protocol, see protocol/PROTOCOL.md) on a
+    socket of its own, signed with the cluster's key."""
+
+    def __init__(self, client_file):
+        from jupyter_client.session import Session
+        info = json.load(open(client_file))
+        self.session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256")
+        self.ctx = zmq.Context()
+        self.sockets = {}
+        for channel in ("mux", "control"):
+            s = self.ctx.socket(zmq.DEALER)
+            s.linger = 0
+            if info.get("curve_serverkey"):
+                s.curve_serverkey = info["curve_serverkey"].encode()
+                s.curve_publickey, s.curve_secretkey = zmq.curve_keypair()
+            s.connect(f"{info['interface']}:{info[channel]}")
+            self.sockets[channel] = s
+
+    def send(self, engine_uuid, msg_type, content, channel="mux", buffers=None):
+        return self.session.send(self.sockets[channel], msg_type, content=content,
+                                 ident=engine_uuid.encode(), buffers=buffers)
+
+    def recv(self, channel="mux", timeout=20):
+        s = self.sockets[channel]
+        if not s.poll(int(timeout * 1000)):
+            raise TimeoutError(f"no reply on {channel} within {timeout}s")
+        idents, msg = self.session.recv(s, mode=0)
+        return msg
+
+    def call(self, engine_uuid, function, args=None, buffers=None, timeout=20):
+        sent = self.send(engine_uuid, "apply_request", {"ipp_call": {"function": function, "args": args}},
+                         buffers=buffers)
+        reply = self.recv(timeout=timeout)
+        assert reply["parent_header"]["msg_id"] == sent["header"]["msg_id"]
+        return reply
+
+    def close(self):
+        for s in self.sockets.values():
+            s.close()
+        self.ctx.term()
+
+
 @pytest.fixture
 def make_cluster(tmp_path):
     clusters = []
 
-    def make(engines=2, controller_args=(), cluster_id=""):
-        c = Cluster(str(tmp_path / f"c{len(clusters)}"), controller_args, cluster_id)
+    def make(engines=2, controller_args=(), cluster_id="", native_engines=0, engine_args=(),
+             stock_controller=False):
+        c = Cluster(str(tmp_path / f"c{len(clusters)}"), controller_args, cluster_id, stock_controller)
         os.makedirs(c.workdir, exist_ok=True)
         clusters.append(c)
         c.start_controller()
         if engines:
             c.start_engines(engines)
+        if native_engines:
+            c.start_native_engines(native_engines, extra=engine_args)
         return c
 
     yield make

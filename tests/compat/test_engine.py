@@ -1,0 +1,216 @@
+"""Our C++ ipengine with our controller and with the stock Python controller, driven by the
+real ipyparallel Client (execute) and by raw native-call requests (see PROTOCOL.md)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import zmq
+
+import ipyparallel as ipp
+from ipyparallel import error
+
+from conftest import IPENGINE, LIB_DIR, Cluster, Native, wait_for
+
+PI_PLUGIN = os.path.abspath(os.path.join(LIB_DIR, "libipp_example_pi.so"))
+MPI_PLUGIN = os.path.abspath(os.path.join(LIB_DIR, "libipp_example_mpi.so"))
+
+
+@pytest.fixture(params=["ours", "stock"])
+def native_cluster(request, make_cluster):
+    """Two of our engines (with the pi plugin) behind our controller or the stock one."""
+    return make_cluster(engines=0, native_engines=2, engine_args=[f"--load={PI_PLUGIN}"],
+                        stock_controller=request.param == "stock")
+
+
+def uuids(cluster):
+    rc = cluster.client()
+    return [rc._engines[i] for i in rc.ids]
+
+
+def test_execute_shows_each_engines_output(native_cluster):
+    rc = native_cluster.client()
+    assert rc.ids == [0, 1]
+    ar = rc[:].execute("echo engine pid $$; echo to-stderr >&2", block=True)
+    assert all(out.startswith("engine pid ") for out in ar.stdout)
+    assert len(set(ar.stdout)) == 2
+    assert ar.stderr == ["to-stderr\n", "to-stderr\n"]
+    with pytest.raises(error.RemoteError) as info:
+        rc[0].execute("echo partial; exit 3", block=True)
+    assert info.value.ename == "CalledProcessError" and "exit status 3" in info.value.evalue
+
+
+def test_native_calls_from_a_plugin(native_cluster):
+    native = native_cluster.native()
+    e0, e1 = uuids(native_cluster)
+    reply = native.call(e0, "pi.sample", {"samples": 200000, "seed": 1})
+    assert reply["content"]["status"] == "ok"
+    r = reply["content"]["ipp_result"]
+    assert abs(4 * r["inside"] / r["samples"] - 3.1416) < 0.05
+    assert reply["metadata"]["engine"] == e0
+    values = bytes(range(256)) * 4096 + b"\x00" * 8  # doubles, 1 MiB + 8
+    import struct
+    doubles = struct.pack("4d", 1, 2, 3, 4.5)
+    reply = native.call(e1, "vec.sum_and_double", None, buffers=[doubles])
+    assert reply["content"]["ipp_result"] == 10.5
+    assert struct.unpack("4d", reply["buffers"][0]) == (2, 4, 6, 9)
+    echoed = native.call(e1, "ipp.echo", {"k": [1, 2]}, buffers=[values])
+    assert echoed["content"]["ipp_result"] == {"k": [1, 2]} and bytes(echoed["buffers"][0]) == values
+
+
+def test_errors_come_back_and_engine_keeps_serving(native_cluster):
+    native = native_cluster.native()
+    e0 = uuids(native_cluster)[0]
+    reply = native.call(e0, "fail.always")
+    c = reply["content"]
+    assert c["status"] == "error" and "always fails" in c["evalue"] and c["traceback"]
+    assert c["engine_info"]["engine_id"] == 0
+    assert native.call(e0, "no.such.function")["content"]["ename"] == "NameError"
+    assert native.call(e0, "pi.sample", "not a number")["content"]["ename"] == "TypeError"
+    assert native.call(e0, "ipp.echo", 5)["content"]["ipp_result"] == 5
+
+
+def test_python_work_gets_a_clear_error(native_cluster):
+    rc = native_cluster.client()
+    with pytest.raises(error.RemoteError) as info:
+        rc[0].apply_sync(lambda: 1)
+    assert info.value.ename == "UnsupportedRequest"
+    assert "not pickled Python" in info.value.evalue
+    assert rc[0].execute("true", block=True).successful()  # still serving
+
+
+def test_namespace_push_pull_with_buffers(native_cluster):
+    native = native_cluster.native()
+    e0 = uuids(native_cluster)[0]
+    blob = os.urandom(3 << 20)
+    r = native.call(e0, "ipp.push", {"values": {"a": [1, 2, 3], "b": None}, "buffer_names": ["b"]},
+                    buffers=[blob])
+    assert r["content"]["status"] == "ok"
+    pulled = native.call(e0, "ipp.pull", {"names": ["a", "b"]})
+    assert pulled["content"]["ipp_result"] == {"values": {"a": [1, 2, 3], "b": None}, "buffer_names": ["b"]}
+    assert bytes(pulled["buffers"][0]) == blob
+    assert sorted(native.call(e0, "ipp.names")["content"]["ipp_result"]) == ["a", "b"]
+    assert native.call(e0, "ipp.pull", {"names": ["zz"]})["content"]["ename"] == "NameError"
+    rc = native_cluster.client()
+    rc.clear(targets=[0], block=True)
+    assert native.call(e0, "ipp.names")["content"]["ipp_result"] == []
+
+
+def test_load_plugin_at_run_time_and_engine_info(make_cluster):
+    cluster = make_cluster(engines=0, native_engines=1)
+    native = cluster.native()
+    e0 = uuids(cluster)[0]
+    assert native.call(e0, "pi.sample", 10)["content"]["ename"] == "NameError"
+    loaded = native.call(e0, "ipp.load", {"path": PI_PLUGIN})["content"]
+    assert "pi.sample" in loaded["ipp_result"]
+    assert native.call(e0, "pi.sample", 10)["content"]["status"] == "ok"
+    bad = native.call(e0, "ipp.load", {"path": "/nonexistent.so"})["content"]
+    assert bad["ename"] == "ImportError" and "does not exist" in bad["evalue"]
+    info = native.call(e0, "ipp.info")["content"]["ipp_result"]
+    assert info["id"] == 0 and info["uuid"] == e0 and info["pid"] == cluster.engines[0].pid
+    assert info["mpi_size"] == 1
+
+
+def test_abort_and_interrupt(make_cluster):
+    cluster = make_cluster(engines=0, native_engines=1)
+    native = cluster.native()
+    e0 = uuids(cluster)[0]
+    # a long command, then a queued one that we abort
+    running = native.send(e0, "execute_request", {"code": "sleep 30"})
+    queued = native.send(e0, "apply_request", {"ipp_call": {"function": "ipp.echo", "args": 1}})
+    time.sleep(0.3)
+    native.send(e0, "abort_request", {"msg_ids": [queued["header"]["msg_id"]]}, channel="control")
+    assert native.recv("control")["content"]["status"] == "ok"
+    aborted = native.recv()
+    assert aborted["parent_header"]["msg_id"] == queued["header"]["msg_id"]
+    assert aborted["content"]["status"] == "aborted"
+    start = time.monotonic()
+    native.send(e0, "signal_request", {"sig": 2}, channel="control")
+    assert native.recv("control")["content"]["status"] == "ok"
+    reply = native.recv()
+    assert reply["parent_header"]["msg_id"] == running["header"]["msg_id"]
+    assert reply["content"]["status"] == "error" and time.monotonic() - start < 5
+    # a shell command with a timeout, through the builtin
+    r = native.call(e0, "ipp.shell", {"command": "echo started; sleep 20", "timeout": 0.3})["content"]
+    assert r["ipp_result"]["timed_out"] and r["ipp_result"]["stdout"] == "started\n"
+    assert native.call(e0, "ipp.echo", "alive")["content"]["ipp_result"] == "alive"
+
+
+def test_shutdown_request_and_sigterm_unregister(make_cluster):
+    cluster = make_cluster(engines=0, native_engines=2)
+    rc = cluster.client()
+    rc.shutdown(targets=[0], block=True)
+    assert cluster.engines[0].wait(10) == 0
+    wait_for(lambda: rc.ids == [1], what="engine 0 to unregister")
+    cluster.engines[1].send_signal(signal.SIGTERM)
+    assert cluster.engines[1].wait(10) == 0
+    wait_for(lambda: rc.ids == [], what="engine 1 to unregister")
+    assert "asked to leave" in cluster.log("controller.log")
+
+
+def test_engine_exits_when_the_controller_is_gone(make_cluster):
+    cluster = make_cluster(engines=0, native_engines=1, engine_args=["--hb-misses=2"])
+    cluster.stop_controller(signal.SIGKILL)
+    assert cluster.engines[0].wait(15) == 1
+    assert "no heartbeat from the controller" in cluster.log("engine-0.log")
+
+
+def test_connection_info_from_environment_and_bad_files(make_cluster, tmp_path):
+    cluster = make_cluster(engines=0)
+    env = dict(os.environ, IPP_CONNECTION_INFO=open(cluster.connection_file("engine")).read())
+    p = subprocess.Popen([IPENGINE, "--profile-dir", str(tmp_path / "empty")], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        rc = cluster.client()
+        wait_for(lambda: rc.ids == [0], what="engine from IPP_CONNECTION_INFO")
+    finally:
+        p.terminate()
+        p.wait(10)
+    missing = subprocess.run([IPENGINE, "--profile-dir", str(tmp_path / "none")], capture_output=True,
+                             text=True, timeout=10, env={k: v for k, v in os.environ.items() if k != "IPP_CONNECTION_INFO"})
+    assert missing.returncode == 2 and "ipcontroller-engine.json" in missing.stderr
+    badplugin = subprocess.run([IPENGINE, "--file", cluster.connection_file("engine"), "--load", "/nope.so"],
+                               capture_output=True, text=True, timeout=10)
+    assert badplugin.returncode == 1 and "/nope.so" in badplugin.stderr
+    out = subprocess.run([IPENGINE, "--help"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and "--load" in out.stdout and "--mpi" in out.stdout
+
+
+def test_many_engines_and_idle_memory(make_cluster):
+    n = 32
+    cluster = make_cluster(engines=0, native_engines=n)
+    rc = cluster.client()
+    ar = rc[:].execute("echo $$", block=True)
+    assert len(set(ar.stdout)) == n
+    rss_kib = []
+    for e in cluster.engines:
+        for line in open(f"/proc/{e.pid}/status"):
+            if line.startswith("VmRSS:"):
+                rss_kib.append(int(line.split()[1]))
+    print(f"idle engine RSS: median {sorted(rss_kib)[n // 2]} KiB, max {max(rss_kib)} KiB")
+    assert max(rss_kib) < 40 * 1024
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
+def test_mpi_allreduce_across_engines(make_cluster):
+    cluster = make_cluster(engines=0)
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_oob_tcp_if_include="lo",
+               OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_btl="self,vader,tcp")
+    log = open(os.path.join(cluster.workdir, "mpiexec.log"), "w")
+    mpi = subprocess.Popen(["mpiexec", "-n", "3", IPENGINE, "--mpi", f"--profile-dir={cluster.profile_dir}",
+                            f"--load={MPI_PLUGIN}"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    cluster.engines.append(mpi)
+    rc = cluster.client()
+    wait_for(lambda: len(rc.ids) == 3, timeout=60, what="3 MPI engines")
+    native = cluster.native()
+    for i, uuid in enumerate(uuids(cluster)):
+        native.send(uuid, "apply_request", {"ipp_call": {"function": "mpi.allreduce_sum", "args": i + 1}})
+    replies = [native.recv(timeout=30)["content"] for _ in range(3)]
+    assert all(r["status"] == "ok" for r in replies), replies
+    assert sorted(r["ipp_result"]["rank"] for r in replies) == [0, 1, 2]
+    assert all(r["ipp_result"]["sum"] == 6 and r["ipp_result"]["size"] == 3 for r in replies)

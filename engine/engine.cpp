@@ -366,7 +366,10 @@ void Engine::Finish(WorkItem* raw_item) {
           {{"status", "ok"}, {"execution_count", execution_count_}, {"user_expressions", json::object()}, {"payload", json::array()}},
           Metadata(request.message, request.started));
   } else {
-    Reply(request, "apply_reply", {{"status", "ok"}, {"ipp_result", std::move(item->result)}},
+    // ipp_buffers: how many buffers are this result's, so results fetched later from the hub
+    // (which concatenates the buffers of many records) can be split again.
+    Reply(request, "apply_reply",
+          {{"status", "ok"}, {"ipp_result", std::move(item->result)}, {"ipp_buffers", item->out_buffers.size()}},
           Metadata(request.message, request.started), ToFrames(item->out_buffers));
   }
   if (type != "clear_request") Publish("status", {{"execution_state", "idle"}}, request.message.header);

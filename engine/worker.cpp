@@ -160,6 +160,14 @@ void Worker::RegisterBuiltins(const WorkerInfo& info) {
     return Json{{"id", ctx.engine_id()}, {"uuid", info.uuid}, {"hostname", HostName()},
                 {"pid", getpid()}, {"mpi_rank", mpi_rank_}, {"mpi_size", mpi_size_}};
   }, "engine id, uuid, hostname, pid and MPI rank/size");
+  f.add("ipp.map", [this](const Json& args, CallContext& ctx) {
+    std::string name = args.at("function").get<std::string>();
+    const FunctionTable::Entry* entry = functions_.find(name);
+    if (!entry) throw NamedError("NameError", "no function named '" + name + "' on this engine (load its plugin first)");
+    Json out = Json::array();
+    for (const Json& item : args.at("items")) out.push_back(entry->function(item, ctx));
+    return out;
+  }, "call a function on each of a list of items: {\"function\", \"items\"}");
   f.add("ipp.echo", [](const Json& args, CallContext& ctx) {
     for (const Buffer& b : ctx.buffers()) ctx.add_buffer(b);
     return args;

@@ -53,6 +53,15 @@ json Session::make_header(std::string_view msg_type) {
               {"version", kProtocolVersion}};
 }
 
+json Session::make_header(std::string_view msg_type, std::string msg_id) const {
+  return json{{"msg_id", std::move(msg_id)},
+              {"msg_type", msg_type},
+              {"username", username_},
+              {"session", session_id_},
+              {"date", Iso8601Now()},
+              {"version", kProtocolVersion}};
+}
+
 Message Session::make(std::string_view msg_type, json content, const json& parent_header,
                       json metadata) {
   Message m;

@@ -27,6 +27,9 @@ class Session {
 
   // A header as Session.msg_header builds it; msg_id is "<session>_<pid>_<n>" like jupyter_client.
   json make_header(std::string_view msg_type);
+  // A header with a msg_id chosen by the caller (unique across the cluster, e.g. from
+  // NewMessageId()).
+  json make_header(std::string_view msg_type, std::string msg_id) const;
   Message make(std::string_view msg_type, json content = json::object(),
                const json& parent_header = json::object(), json metadata = json::object());
 

@@ -118,3 +118,35 @@ std::string ReadFile(const fs::path& path) {
 }
 
 }  // namespace ipp::testutil
+
+namespace ipp::testutil {
+
+std::string PiPlugin() { return std::string(IPP_BIN_DIR) + "/../lib/libipp_example_pi.so"; }
+
+LocalCluster::LocalCluster(int engines, std::vector<std::string> controller_args) {
+  profile_ = dir_.path() / "profile";
+  std::vector<std::string> argv = {std::string(IPP_BIN_DIR) + "/ipcontroller", "--profile-dir=" + profile_.string(),
+                                   "--ping=300", "--log-level=DEBUG"};
+  argv.insert(argv.end(), controller_args.begin(), controller_args.end());
+  controller_ = std::make_unique<Process>(argv, dir_.path() / "controller.log");
+  if (!WaitFor([&] { return fs::exists(client_file()) || !controller_->running(); }, std::chrono::seconds(20))) return;
+  if (!controller_->running()) return;
+  for (int i = 0; i < engines; ++i) AddEngine();
+  ok_ = true;
+}
+
+size_t LocalCluster::AddEngine(std::vector<std::string> extra) {
+  std::vector<std::string> argv = {std::string(IPP_BIN_DIR) + "/ipengine", "--profile-dir=" + profile_.string(),
+                                   "--load=" + PiPlugin(), "--log-level=DEBUG"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  size_t index = engines_.size();
+  engines_.push_back(std::make_unique<Process>(argv, dir_.path() / ("engine-" + std::to_string(index) + ".log")));
+  return index;
+}
+
+LocalCluster::~LocalCluster() {
+  for (auto& e : engines_) e->kill_group();
+  controller_.reset();
+}
+
+}  // namespace ipp::testutil

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,5 +62,34 @@ int RunCommand(const std::vector<std::string>& argv, std::string* output,
                std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 std::string ReadFile(const std::filesystem::path& path);
+
+}  // namespace ipp::testutil
+
+namespace ipp::testutil {
+
+// A real ipcontroller and `engines` real ipengines (with the example pi plugin loaded) in a
+// private profile dir; everything is stopped at destruction.
+class LocalCluster {
+ public:
+  explicit LocalCluster(int engines, std::vector<std::string> controller_args = {});
+  ~LocalCluster();
+  const std::filesystem::path& profile_dir() const { return profile_; }
+  std::filesystem::path client_file() const { return profile_ / "security" / "ipcontroller-client.json"; }
+  // Starts one more engine; returns its index in engines().
+  size_t AddEngine(std::vector<std::string> extra = {});
+  std::vector<std::unique_ptr<Process>>& engines() { return engines_; }
+  Process& controller() { return *controller_; }
+  std::string Log(const std::string& name) const { return ReadFile(dir_.path() / name); }
+  bool ok() const { return ok_; }
+
+ private:
+  TempDir dir_;
+  std::filesystem::path profile_;
+  std::unique_ptr<Process> controller_;
+  std::vector<std::unique_ptr<Process>> engines_;
+  bool ok_ = false;
+};
+
+std::string PiPlugin();
 
 }  // namespace ipp::testutil

@@ -1,0 +1,979 @@
+// The client's core: an I/O thread that owns every socket, fed by user threads through an
+// inproc PUSH/PULL pair carrying Command pointers (ownership travels with the pointer). Result
+// state shared with users (AsyncResult::State) is the one place with a lock: users block on it.
+#include "ipp/client.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <condition_variable>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include <zmq.hpp>
+
+#include "common/logging.hpp"
+#include "common/reactor.hpp"
+#include "protocol/connection_file.hpp"
+#include "protocol/profile_dir.hpp"
+#include "protocol/session.hpp"
+
+namespace ipp {
+
+using protocol::Frames;
+using protocol::Message;
+
+// ---------------------------------------------------------------------------------------------
+// AsyncResult
+
+struct AsyncResult::State {
+  // Written by the I/O thread, read by users: everything below is guarded by `mutex`.
+  mutable std::mutex mutex;
+  mutable std::condition_variable changed;
+  std::vector<std::string> msg_ids;
+  std::vector<TaskInfo> tasks;
+  std::vector<char> got_reply, needs_idle, got_idle, done;
+  size_t done_count = 0;
+  bool flatten = false;    // each message's result is a list of items (map)
+  bool unordered = false;  // get() in completion order
+  std::vector<size_t> completion_order;
+  std::vector<std::function<void(size_t, const TaskInfo&)>> callbacks;
+
+  explicit State(std::vector<std::string> ids) : msg_ids(std::move(ids)) {
+    size_t n = msg_ids.size();
+    tasks.resize(n);
+    got_reply.assign(n, 0);
+    needs_idle.assign(n, 0);
+    got_idle.assign(n, 0);
+    done.assign(n, 0);
+    for (size_t i = 0; i < n; ++i) {
+      tasks[i].msg_id = msg_ids[i];
+      tasks[i].status = "pending";
+    }
+  }
+
+  // Called with the lock held; runs callbacks after releasing it.
+  void MaybeComplete(size_t i, std::unique_lock<std::mutex>& lock) {
+    if (done[i] || !got_reply[i] || (needs_idle[i] && !got_idle[i])) return;
+    done[i] = 1;
+    ++done_count;
+    completion_order.push_back(i);
+    auto callbacks_now = callbacks;
+    TaskInfo snapshot = tasks[i];
+    lock.unlock();
+    changed.notify_all();
+    for (auto& cb : callbacks_now) cb(i, snapshot);
+    lock.lock();
+  }
+};
+
+const std::vector<std::string>& AsyncResult::msg_ids() const {
+  static const std::vector<std::string> kNone;
+  return state_ ? state_->msg_ids : kNone;
+}
+
+bool AsyncResult::ready() const {
+  if (!state_) return true;
+  std::lock_guard lock(state_->mutex);
+  return state_->done_count == state_->msg_ids.size();
+}
+
+bool AsyncResult::wait(Millis timeout) const {
+  if (!state_) return true;
+  std::unique_lock lock(state_->mutex);
+  auto all_done = [&] { return state_->done_count == state_->msg_ids.size(); };
+  if (timeout == kForever) {
+    state_->changed.wait(lock, all_done);
+    return true;
+  }
+  return state_->changed.wait_for(lock, timeout, all_done);
+}
+
+std::vector<Json> AsyncResult::get(Millis timeout) const {
+  if (!wait(timeout)) {
+    throw TimeoutError("result not ready within " + std::to_string(timeout.count()) + " ms (" +
+                       std::to_string(progress()) + "/" + std::to_string(size()) + " done)");
+  }
+  std::vector<Json> out;
+  if (!state_) return out;
+  std::lock_guard lock(state_->mutex);
+  std::vector<size_t> order;
+  if (state_->unordered) {
+    order = state_->completion_order;
+  } else {
+    for (size_t i = 0; i < state_->tasks.size(); ++i) order.push_back(i);
+  }
+  for (size_t i : order) {
+    const TaskInfo& t = state_->tasks[i];
+    if (t.error) throw *t.error;
+  }
+  for (size_t i : order) {
+    const TaskInfo& t = state_->tasks[i];
+    if (state_->flatten && t.result.is_array()) {
+      for (const Json& item : t.result) out.push_back(item);
+    } else {
+      out.push_back(t.result);
+    }
+  }
+  return out;
+}
+
+Json AsyncResult::get_one(Millis timeout) const {
+  std::vector<Json> all = get(timeout);
+  if (all.size() != 1) throw std::logic_error("get_one() on a result of " + std::to_string(all.size()) + " values");
+  return all.front();
+}
+
+bool AsyncResult::successful() const {
+  if (!ready()) throw std::logic_error("AsyncResult::successful() before it is ready");
+  if (!state_) return true;
+  std::lock_guard lock(state_->mutex);
+  for (const TaskInfo& t : state_->tasks) {
+    if (t.error) return false;
+  }
+  return true;
+}
+
+size_t AsyncResult::progress() const {
+  if (!state_) return 0;
+  std::lock_guard lock(state_->mutex);
+  return state_->done_count;
+}
+
+size_t AsyncResult::size() const { return state_ ? state_->msg_ids.size() : 0; }
+
+std::vector<TaskInfo> AsyncResult::info() const {
+  if (!state_) return {};
+  std::lock_guard lock(state_->mutex);
+  return state_->tasks;
+}
+
+void AsyncResult::on_each(std::function<void(size_t, const TaskInfo&)> callback) const {
+  if (!state_) return;
+  std::vector<std::pair<size_t, TaskInfo>> already;
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->callbacks.push_back(callback);
+    for (size_t i : state_->completion_order) already.emplace_back(i, state_->tasks[i]);
+  }
+  for (auto& [i, t] : already) callback(i, t);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands from user threads to the I/O thread
+
+namespace {
+
+enum class Channel { kMux, kTask, kControl, kBroadcast, kQuery };
+
+struct Outgoing {
+  Channel channel;
+  std::string msg_type;
+  std::string msg_id;
+  Json content;
+  Json metadata = Json::object();
+  std::vector<Buffer> buffers;
+  std::string engine_uuid;                 // routing id for mux/control
+  std::vector<std::string> reply_ids;      // ids replies will name (broadcast: one per engine)
+  size_t index = 0;                        // first slot in the state
+  bool needs_idle = false;
+};
+
+struct Command {
+  enum class Kind { kSend, kQuery, kStop } kind = Kind::kSend;
+  std::shared_ptr<AsyncResult::State> state;
+  std::vector<Outgoing> messages;
+  // kQuery
+  std::string query_type;
+  Json query_content;
+  std::promise<Result<Message>> query_reply;
+};
+
+std::string EngineErrorText(int id, const std::string& msg_id) {
+  return "Engine " + std::to_string(id) + " died while running task '" + msg_id + "'";
+}
+
+Frames ToFrames(std::vector<Buffer>& buffers) {
+  Frames out;
+  for (Buffer& b : buffers) {
+    auto* keep = new std::shared_ptr<const void>(b.owner());
+    out.emplace_back(const_cast<char*>(b.data()), b.size(),
+                     [](void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }, keep);
+  }
+  return out;
+}
+
+std::vector<Buffer> ToBuffers(Frames& frames, size_t begin = 0, size_t count = SIZE_MAX) {
+  std::vector<Buffer> out;
+  for (size_t i = begin; i < frames.size() && i - begin < count; ++i) {
+    auto owner = std::make_shared<zmq::message_t>(std::move(frames[i]));
+    out.emplace_back(owner, owner->data(), owner->size());
+  }
+  return out;
+}
+
+std::string StringField(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Client::Impl
+
+struct Client::Impl {
+  ClientOptions options;
+  protocol::ConnectionInfo info;
+  zmq::context_t context;
+  std::string id_prefix;
+  std::atomic<uint64_t> next_id{0};
+  Logger log = MakeLogger("client");
+
+  // User side of the command channel. Guarded by submit_mutex (several user threads may submit).
+  std::mutex submit_mutex;
+  zmq::socket_t submit{context, zmq::socket_type::push};
+
+  // Engines, written by the I/O thread, read by users. Guarded by engines_mutex.
+  mutable std::mutex engines_mutex;
+  std::condition_variable engines_changed;
+  std::map<int, std::string> engines;
+
+  // I/O thread only from here on.
+  protocol::Session session;
+  zmq::socket_t commands{context, zmq::socket_type::pull};
+  zmq::socket_t query{context, zmq::socket_type::dealer}, mux{context, zmq::socket_type::dealer},
+      task{context, zmq::socket_type::dealer}, control{context, zmq::socket_type::dealer},
+      broadcast{context, zmq::socket_type::dealer}, iopub{context, zmq::socket_type::sub},
+      notification{context, zmq::socket_type::sub};
+  struct Slot {
+    std::shared_ptr<AsyncResult::State> state;
+    size_t index;
+  };
+  std::unordered_map<std::string, Slot> pending;                        // awaiting a reply
+  std::unordered_map<std::string, std::weak_ptr<AsyncResult::State>> outputs;  // for late IOPub
+  std::unordered_map<std::string, size_t> output_index;
+  std::unordered_map<std::string, std::set<std::string>> on_engine;     // direct msgs per engine uuid
+  std::unordered_map<std::string, std::string> direct_engine;            // direct msg -> engine uuid
+  std::unordered_map<std::string, std::promise<Result<Message>>> queries;
+  Reactor reactor{MakeLogger("client.io")};
+  std::thread io;
+
+  explicit Impl(ClientOptions o, protocol::ConnectionInfo i)
+      : options(std::move(o)), info(std::move(i)), session(info.key, "username", info.signature_scheme) {
+    id_prefix = protocol::NewId() + "_" + std::to_string(getpid()) + "_";
+  }
+
+  std::string NewMessageId() { return id_prefix + std::to_string(next_id.fetch_add(1)); }
+
+  void Configure(zmq::socket_t& s) {
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::sndhwm, 0);
+    s.set(zmq::sockopt::rcvhwm, 0);
+    if (info.curve_serverkey) {
+      char pub[41], sec[41];
+      zmq_curve_keypair(pub, sec);
+      s.set(zmq::sockopt::curve_serverkey, *info.curve_serverkey);
+      s.set(zmq::sockopt::curve_publickey, std::string(pub));
+      s.set(zmq::sockopt::curve_secretkey, std::string(sec));
+    }
+  }
+
+  Status Open() {
+    for (zmq::socket_t* s : {&query, &mux, &task, &control, &broadcast, &iopub, &notification}) Configure(*s);
+    iopub.set(zmq::sockopt::subscribe, "");
+    notification.set(zmq::sockopt::subscribe, "");
+    std::string endpoint = "inproc://ipp-client-" + id_prefix;
+    commands.bind(endpoint);
+    submit.set(zmq::sockopt::sndhwm, 0);
+    submit.connect(endpoint);
+    auto url = [&](const char* ch) { return info.url(ch); };
+    for (auto [socket, channel] : std::initializer_list<std::pair<zmq::socket_t*, const char*>>{
+             {&query, "registration"}, {&mux, "mux"}, {&task, "task"}, {&control, "control"},
+             {&broadcast, "broadcast"}, {&iopub, "iopub"}, {&notification, "notification"}}) {
+      Result<std::string> u = url(channel);
+      if (!u.ok()) return Status::InvalidArgument("connection file: " + u.status().message());
+      socket->connect(*u);
+    }
+    // connection_request, synchronously, before the I/O thread takes the sockets.
+    protocol::Send(query, session.serialize(session.make("connection_request")));
+    zmq::pollitem_t item{query.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, options.timeout) == 0) {
+      return Status::Timeout("no answer from the controller at " + *url("registration") + " within " +
+                             std::to_string(options.timeout.count()) + " ms (is the cluster running?)");
+    }
+    auto frames = protocol::TryRecv(query);
+    Result<Message> reply = frames ? session.parse(std::move(*frames)) : Result<Message>(Status::ProtocolError("empty reply"));
+    if (!reply.ok()) return Status::ProtocolError("bad connection reply: " + reply.status().message());
+    if (reply->content.value("status", "") != "ok") {
+      return Status::Unavailable("the controller refused the connection: " + reply->content.dump());
+    }
+    {
+      std::lock_guard lock(engines_mutex);
+      const Json listed = reply->content.value("engines", Json::object());  // .items() needs a live object
+      for (auto& [id, uuid] : listed.items()) {
+        engines[std::stoi(id)] = uuid.get<std::string>();
+      }
+    }
+    reactor.add(commands, [this] { OnCommands(); });
+    reactor.add(mux, [this] { OnReplies(mux); });
+    reactor.add(task, [this] { OnReplies(task); });
+    reactor.add(control, [this] { OnReplies(control); });
+    reactor.add(broadcast, [this] { OnReplies(broadcast); });
+    reactor.add(query, [this] { OnQueryReply(); });
+    reactor.add(iopub, [this] { OnIopub(); });
+    reactor.add(notification, [this] { OnNotification(); });
+    io = std::thread([this] { reactor.run(); });
+    return Status::OK();
+  }
+
+  void Close() {
+    auto* cmd = new Command();
+    cmd->kind = Command::Kind::kStop;
+    Post(cmd);
+    if (io.joinable()) io.join();
+  }
+
+  void Post(Command* cmd) {
+    std::lock_guard lock(submit_mutex);
+    submit.send(zmq::message_t(&cmd, sizeof cmd), zmq::send_flags::none);
+  }
+
+  std::string UuidOf(int id) const {
+    std::lock_guard lock(engines_mutex);
+    auto it = engines.find(id);
+    return it == engines.end() ? std::string() : it->second;
+  }
+  int IdOf(const std::string& uuid) const {
+    std::lock_guard lock(engines_mutex);
+    for (auto& [id, u] : engines) {
+      if (u == uuid) return id;
+    }
+    return -1;
+  }
+
+  // --- I/O thread -------------------------------------------------------------------------
+
+  zmq::socket_t& SocketFor(Channel c) {
+    switch (c) {
+      case Channel::kMux: return mux;
+      case Channel::kTask: return task;
+      case Channel::kControl: return control;
+      case Channel::kBroadcast: return broadcast;
+      case Channel::kQuery: return query;
+    }
+    return mux;
+  }
+
+  void OnCommands() {
+    while (true) {
+      zmq::message_t frame;
+      if (!commands.recv(frame, zmq::recv_flags::dontwait)) return;
+      Command* raw = nullptr;
+      std::memcpy(&raw, frame.data(), sizeof raw);
+      std::unique_ptr<Command> cmd(raw);
+      if (cmd->kind == Command::Kind::kStop) {
+        reactor.stop();
+        return;
+      }
+      if (cmd->kind == Command::Kind::kQuery) {
+        Message m;
+        m.header = session.make_header(cmd->query_type, NewMessageId());
+        m.content = std::move(cmd->query_content);
+        queries.emplace(m.header["msg_id"].get<std::string>(), std::move(cmd->query_reply));
+        protocol::Send(query, session.serialize(std::move(m)));
+        continue;
+      }
+      for (Outgoing& out : cmd->messages) Send(cmd->state, out);
+    }
+  }
+
+  void Send(const std::shared_ptr<AsyncResult::State>& state, Outgoing& out) {
+    Message m;
+    m.header = session.make_header(out.msg_type, out.msg_id);
+    m.metadata = std::move(out.metadata);
+    m.content = std::move(out.content);
+    m.buffers = ToFrames(out.buffers);
+    if (!out.engine_uuid.empty()) m.identities.emplace_back(out.engine_uuid.data(), out.engine_uuid.size());
+    std::string date = m.header["date"];
+    {
+      std::lock_guard lock(state->mutex);
+      for (size_t k = 0; k < out.reply_ids.size(); ++k) {
+        state->tasks[out.index + k].submitted = date;
+        state->needs_idle[out.index + k] = out.needs_idle;
+      }
+    }
+    for (size_t k = 0; k < out.reply_ids.size(); ++k) {
+      pending[out.reply_ids[k]] = Slot{state, out.index + k};
+      outputs[out.reply_ids[k]] = state;
+      output_index[out.reply_ids[k]] = out.index + k;
+    }
+    if (out.channel == Channel::kMux && !out.engine_uuid.empty()) {
+      on_engine[out.engine_uuid].insert(out.msg_id);
+      direct_engine[out.msg_id] = out.engine_uuid;
+    }
+    if (outputs.size() > 4096 && outputs.size() % 4096 == 0) PruneOutputs();
+    protocol::Send(SocketFor(out.channel), session.serialize(std::move(m)));
+  }
+
+  void PruneOutputs() {
+    for (auto it = outputs.begin(); it != outputs.end();) {
+      if (it->second.expired()) {
+        output_index.erase(it->first);
+        it = outputs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void Complete(const std::string& reply_id, const std::function<void(TaskInfo&)>& fill, bool is_reply) {
+    auto it = pending.find(reply_id);
+    if (it == pending.end()) return;  // late duplicate (e.g. after an engine was declared dead)
+    Slot slot = it->second;
+    if (is_reply) pending.erase(it);
+    std::unique_lock lock(slot.state->mutex);
+    fill(slot.state->tasks[slot.index]);
+    if (is_reply) slot.state->got_reply[slot.index] = 1;
+    slot.state->MaybeComplete(slot.index, lock);
+  }
+
+  void OnReplies(zmq::socket_t& socket) {
+    for (int n = 0; n < 1024; ++n) {
+      auto frames = protocol::TryRecv(socket);
+      if (!frames) return;
+      Result<Message> m = session.parse(std::move(*frames));
+      if (!m.ok()) {
+        log->warn("dropped a reply: {}", m.status().ToString());
+        continue;
+      }
+      std::string msg_id = StringField(m->parent_header, "msg_id");
+      std::string engine_uuid = StringField(m->metadata, "engine");
+      if (auto d = direct_engine.find(msg_id); d != direct_engine.end()) {
+        on_engine[d->second].erase(msg_id);
+        direct_engine.erase(d);
+      }
+      int engine_id = IdOf(engine_uuid);
+      std::string status = StringField(m->content, "status");
+      Complete(msg_id, [&](TaskInfo& t) {
+        t.status = status;
+        t.engine_uuid = engine_uuid;
+        t.engine_id = engine_id;
+        t.started = StringField(m->metadata, "started");
+        t.completed = StringField(m->header, "date");
+        auto result = m->content.find("ipp_result");
+        if (result != m->content.end()) t.result = std::move(*result);
+        t.buffers = ToBuffers(m->buffers);
+        if (status == "error") {
+          std::vector<std::string> tb;
+          auto it = m->content.find("traceback");
+          if (it != m->content.end() && it->is_array()) {
+            for (const auto& line : *it) {
+              if (line.is_string()) tb.push_back(line.get<std::string>());
+            }
+          }
+          t.error = RemoteError(StringField(m->content, "ename"), StringField(m->content, "evalue"), tb, engine_id);
+        } else if (status == "aborted") {
+          t.error = RemoteError("TaskAborted", "Task aborted", {}, engine_id);
+        }
+      }, true);
+    }
+  }
+
+  void OnIopub() {
+    for (int n = 0; n < 1024; ++n) {
+      auto frames = protocol::TryRecv(iopub);
+      if (!frames) return;
+      Result<Message> m = session.parse(std::move(*frames));
+      if (!m.ok()) continue;
+      std::string parent = StringField(m->parent_header, "msg_id");
+      auto out = outputs.find(parent);
+      if (out == outputs.end()) continue;
+      auto state = out->second.lock();
+      if (!state) continue;
+      size_t index = output_index[parent];
+      const std::string& type = m->msg_type();
+      std::unique_lock lock(state->mutex);
+      if (type == "stream") {
+        std::string text = StringField(m->content, "text");
+        (StringField(m->content, "name") == "stderr" ? state->tasks[index].stderr_text : state->tasks[index].stdout_text) += text;
+      } else if (type == "status" && StringField(m->content, "execution_state") == "idle") {
+        state->got_idle[index] = 1;
+        state->MaybeComplete(index, lock);
+      }
+    }
+  }
+
+  void OnNotification() {
+    while (auto frames = protocol::TryRecv(notification)) {
+      Result<Message> m = session.parse(std::move(*frames));
+      if (!m.ok()) continue;
+      int id = m->content.value("id", -1);
+      std::string uuid = StringField(m->content, "uuid");
+      if (m->msg_type() == "registration_notification") {
+        std::lock_guard lock(engines_mutex);
+        engines[id] = uuid;
+      } else if (m->msg_type() == "unregistration_notification") {
+        {
+          std::lock_guard lock(engines_mutex);
+          engines.erase(id);
+        }
+        // Direct requests still on that engine will never be answered.
+        auto stranded = on_engine.find(uuid);
+        if (stranded != on_engine.end()) {
+          for (const std::string& msg_id : stranded->second) {
+            direct_engine.erase(msg_id);
+            Complete(msg_id, [&](TaskInfo& t) {
+              t.status = "error";
+              t.engine_uuid = uuid;
+              t.engine_id = id;
+              t.error = RemoteError("EngineError", EngineErrorText(id, msg_id), {}, id);
+            }, true);
+            auto state = outputs.find(msg_id);
+            if (state != outputs.end()) {
+              if (auto s = state->second.lock()) {
+                std::unique_lock lock(s->mutex);
+                s->got_idle[output_index[msg_id]] = 1;
+                s->MaybeComplete(output_index[msg_id], lock);
+              }
+            }
+          }
+          on_engine.erase(stranded);
+        }
+      }
+      engines_changed.notify_all();
+    }
+  }
+
+  void OnQueryReply() {
+    while (auto frames = protocol::TryRecv(query)) {
+      Result<Message> m = session.parse(std::move(*frames));
+      if (!m.ok()) continue;
+      auto it = queries.find(StringField(m->parent_header, "msg_id"));
+      if (it == queries.end()) continue;
+      it->second.set_value(std::move(*m));
+      queries.erase(it);
+    }
+  }
+
+  // --- user side helpers ---------------------------------------------------------------------
+
+  Result<Message> Query(const std::string& type, Json content) {
+    auto* cmd = new Command();
+    cmd->kind = Command::Kind::kQuery;
+    cmd->query_type = type;
+    cmd->query_content = std::move(content);
+    std::future<Result<Message>> reply = cmd->query_reply.get_future();
+    Post(cmd);
+    if (reply.wait_for(options.timeout) != std::future_status::ready) {
+      return Status::Timeout("the hub did not answer " + type + " within " + std::to_string(options.timeout.count()) + " ms");
+    }
+    Result<Message> m = reply.get();
+    if (m.ok() && m->content.value("status", "ok") != "ok") {
+      return Status::Unavailable(StringField(m->content, "ename") + ": " + StringField(m->content, "evalue"));
+    }
+    return m;
+  }
+
+  AsyncResult Submit(std::vector<Outgoing> messages, bool flatten = false, bool unordered = false) {
+    std::vector<std::string> ids;
+    for (Outgoing& out : messages) {
+      out.index = ids.size();
+      if (out.reply_ids.empty()) out.reply_ids = {out.msg_id};
+      ids.insert(ids.end(), out.reply_ids.begin(), out.reply_ids.end());
+    }
+    auto state = std::make_shared<AsyncResult::State>(std::move(ids));
+    state->flatten = flatten;
+    state->unordered = unordered;
+    auto* cmd = new Command();
+    cmd->state = state;
+    cmd->messages = std::move(messages);
+    Post(cmd);
+    return AsyncResult(state);
+  }
+
+  Outgoing Call(Channel channel, const std::string& function, Json args, std::vector<Buffer> buffers) {
+    Outgoing out;
+    out.channel = channel;
+    out.msg_type = "apply_request";
+    out.msg_id = NewMessageId();
+    out.content = {{"ipp_call", {{"function", function}, {"args", std::move(args)}}}};
+    out.buffers = std::move(buffers);
+    return out;
+  }
+
+  // A failed AsyncResult for requests that cannot even be sent (e.g. unknown engine id).
+  AsyncResult Failed(const std::string& ename, const std::string& evalue) {
+    auto state = std::make_shared<AsyncResult::State>(std::vector<std::string>{NewMessageId()});
+    std::unique_lock lock(state->mutex);
+    state->tasks[0].status = "error";
+    state->tasks[0].error = RemoteError(ename, evalue, {}, -1);
+    state->got_reply[0] = 1;
+    state->MaybeComplete(0, lock);
+    return AsyncResult(state);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() { impl_->Close(); }
+
+Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  std::filesystem::path file = options.connection_file;
+  if (file.empty()) {
+    auto profile = protocol::ProfileDir::Resolve(options.profile, options.profile_dir);
+    file = profile.security_dir() / protocol::ConnectionFileName("client", options.cluster_id);
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) {
+    return Status::NotFound("no cluster running: connection file " + file.string() +
+                            " not found (start one with ipcluster start, or name the file)");
+  }
+  Result<protocol::ConnectionInfo> info = protocol::ReadConnectionFile(file);
+  if (!info.ok()) return info.status();
+  auto impl = std::make_unique<Impl>(options, *info);
+  if (Status s = impl->Open(); !s.ok()) return s;
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+std::vector<int> Client::ids() const {
+  std::lock_guard lock(impl_->engines_mutex);
+  std::vector<int> out;
+  for (auto& [id, uuid] : impl_->engines) out.push_back(id);
+  return out;
+}
+
+bool Client::wait_for_engines(size_t n, Millis timeout) {
+  std::unique_lock lock(impl_->engines_mutex);
+  return impl_->engines_changed.wait_for(lock, timeout, [&] { return impl_->engines.size() >= n; });
+}
+
+DirectView Client::direct_view(std::vector<int> targets) {
+  if (targets.empty()) targets = ids();
+  return DirectView(this, std::move(targets));
+}
+
+LoadBalancedView Client::load_balanced_view(TaskOptions options) { return LoadBalancedView(this, std::move(options)); }
+
+BroadcastView Client::broadcast_view(std::vector<int> targets) {
+  if (targets.empty()) targets = ids();
+  return BroadcastView(this, std::move(targets));
+}
+
+Result<Json> Client::queue_status(std::vector<int> targets, bool verbose) {
+  Json t = targets.empty() ? Json(nullptr) : Json(targets);
+  Result<Message> m = impl_->Query("queue_request", {{"targets", t}, {"verbose", verbose}});
+  if (!m.ok()) return m.status();
+  return m->content;
+}
+
+Result<Json> Client::db_query(const Json& query, std::vector<std::string> keys) {
+  Json content = {{"query", query}, {"keys", keys.empty() ? Json(nullptr) : Json(keys)}};
+  Result<Message> m = impl_->Query("db_request", content);
+  if (!m.ok()) return m.status();
+  return m->content.value("records", Json::array());
+}
+
+Result<std::vector<std::string>> Client::hub_history() {
+  Result<Message> m = impl_->Query("history_request", Json::object());
+  if (!m.ok()) return m.status();
+  return m->content.value("history", std::vector<std::string>{});
+}
+
+Status Client::purge_results(const std::vector<std::string>& msg_ids) {
+  Json ids = msg_ids.size() == 1 && msg_ids[0] == "all" ? Json("all") : Json(msg_ids);
+  Result<Message> m = impl_->Query("purge_request", {{"msg_ids", ids}});
+  return m.ok() ? Status::OK() : m.status();
+}
+
+AsyncResult Client::get_result(const std::vector<std::string>& msg_ids) {
+  auto state = std::make_shared<AsyncResult::State>(msg_ids);
+  Result<Message> m = impl_->Query("result_request", {{"msg_ids", msg_ids}, {"status_only", false}});
+  std::unique_lock lock(state->mutex);
+  if (!m.ok()) {
+    for (size_t i = 0; i < msg_ids.size(); ++i) {
+      state->tasks[i].status = "error";
+      state->tasks[i].error = RemoteError("KeyError", m.status().message(), {}, -1);
+      state->got_reply[i] = 1;
+      state->MaybeComplete(i, lock);
+    }
+    return AsyncResult(state);
+  }
+  // The hub sends the buffers of every completed record back to back, in completed order.
+  size_t next_buffer = 0;
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < msg_ids.size(); ++i) index[msg_ids[i]] = i;
+  for (const auto& id : m->content.value("completed", Json::array())) {
+    std::string msg_id = id.get<std::string>();
+    const Json& record = m->content[msg_id];
+    const Json& rc = record.value("result_content", Json::object());
+    size_t i = index[msg_id];
+    TaskInfo& t = state->tasks[i];
+    t.status = StringField(rc, "status");
+    const Json& rmd = record.value("result_metadata", Json::object());
+    t.engine_uuid = rmd.is_object() ? StringField(rmd, "engine") : "";
+    t.engine_id = impl_->IdOf(t.engine_uuid);
+    t.started = rmd.is_object() ? StringField(rmd, "started") : "";
+    const Json& io = record.value("io", Json::object());
+    t.stdout_text = io.is_object() ? StringField(io, "stdout") : "";
+    t.stderr_text = io.is_object() ? StringField(io, "stderr") : "";
+    t.result = rc.value("ipp_result", Json());
+    size_t count = rc.value("ipp_buffers", 0);
+    t.buffers = ToBuffers(m->buffers, next_buffer, count);
+    next_buffer += count;
+    if (t.status == "error") {
+      t.error = RemoteError(StringField(rc, "ename"), StringField(rc, "evalue"), {}, t.engine_id);
+    }
+    state->got_reply[i] = 1;
+    state->MaybeComplete(i, lock);
+  }
+  for (const auto& id : m->content.value("pending", Json::array())) {
+    // Still running: wait for its result from the hub by polling is left to the caller.
+    size_t i = index[id.get<std::string>()];
+    state->tasks[i].status = "pending";
+  }
+  return AsyncResult(state);
+}
+
+Status Client::abort(const std::vector<std::string>& msg_ids, std::vector<int> targets) {
+  AsyncResult r = direct_view(std::move(targets)).abort(msg_ids);
+  if (!r.wait(impl_->options.timeout)) return Status::Timeout("abort not acknowledged in time");
+  return Status::OK();
+}
+
+Status Client::shutdown(std::vector<int> targets, bool hub) {
+  if (targets.empty()) targets = ids();
+  std::vector<Outgoing> out;
+  for (int id : targets) {
+    Outgoing o;
+    o.channel = Channel::kControl;
+    o.msg_type = "shutdown_request";
+    o.msg_id = impl_->NewMessageId();
+    o.content = {{"restart", false}};
+    o.engine_uuid = impl_->UuidOf(id);
+    if (!o.engine_uuid.empty()) out.push_back(std::move(o));
+  }
+  if (!out.empty()) impl_->Submit(std::move(out)).wait(impl_->options.timeout);
+  if (hub) {
+    Result<Message> m = impl_->Query("shutdown_request", Json::object());
+    if (!m.ok()) return m.status();
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+namespace {
+// Splits n items into k contiguous parts as even as possible (ipyparallel's Map partition).
+std::vector<std::pair<size_t, size_t>> Partition(size_t n, size_t k) {
+  std::vector<std::pair<size_t, size_t>> parts;
+  size_t start = 0;
+  for (size_t i = 0; i < k; ++i) {
+    size_t len = n / k + (i < n % k ? 1 : 0);
+    parts.emplace_back(start, start + len);
+    start += len;
+  }
+  return parts;
+}
+}  // namespace
+
+AsyncResult DirectView::apply(const std::string& function, Json args, std::vector<Buffer> buffers) {
+  auto& impl = *client_->impl_;
+  std::vector<Outgoing> out;
+  for (int id : targets_) {
+    std::string uuid = impl.UuidOf(id);
+    if (uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(id));
+    Outgoing o = impl.Call(Channel::kMux, function, args, buffers);
+    o.engine_uuid = uuid;
+    out.push_back(std::move(o));
+  }
+  return impl.Submit(std::move(out));
+}
+
+AsyncResult DirectView::map(const std::string& function, const std::vector<Json>& items) {
+  auto& impl = *client_->impl_;
+  std::vector<Outgoing> out;
+  auto parts = Partition(items.size(), targets_.size());
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    std::string uuid = impl.UuidOf(targets_[i]);
+    if (uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(targets_[i]));
+    Json chunk(std::vector<Json>(items.begin() + static_cast<long>(parts[i].first), items.begin() + static_cast<long>(parts[i].second)));
+    Outgoing o = impl.Call(Channel::kMux, "ipp.map", {{"function", function}, {"items", chunk}}, {});
+    o.engine_uuid = uuid;
+    out.push_back(std::move(o));
+  }
+  return impl.Submit(std::move(out), /*flatten=*/true);
+}
+
+AsyncResult DirectView::execute(const std::string& command) {
+  auto& impl = *client_->impl_;
+  std::vector<Outgoing> out;
+  for (int id : targets_) {
+    Outgoing o;
+    o.channel = Channel::kMux;
+    o.msg_type = "execute_request";
+    o.msg_id = impl.NewMessageId();
+    o.content = {{"code", command}, {"silent", false}, {"store_history", false},
+                 {"user_expressions", Json::object()}, {"allow_stdin", false}, {"stop_on_error", false}};
+    o.engine_uuid = impl.UuidOf(id);
+    if (o.engine_uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(id));
+    o.needs_idle = true;  // complete once all its output has arrived
+    out.push_back(std::move(o));
+  }
+  return impl.Submit(std::move(out));
+}
+
+namespace {
+Status Wait(const AsyncResult& r, Millis timeout) {
+  try {
+    r.get(timeout);
+    return Status::OK();
+  } catch (const RemoteError& e) {
+    return Status::Unavailable(e.what());
+  } catch (const TimeoutError& e) {
+    return Status::Timeout(e.what());
+  }
+}
+}  // namespace
+
+Status DirectView::push(const std::map<std::string, Json>& values, Millis timeout) {
+  Json v = Json::object();
+  for (auto& [k, val] : values) v[k] = val;
+  return Wait(apply("ipp.push", {{"values", v}}), timeout);
+}
+
+Status DirectView::push_buffer(const std::string& name, Buffer buffer, Millis timeout) {
+  return Wait(apply("ipp.push", {{"values", {{name, nullptr}}}, {"buffer_names", {name}}}, {std::move(buffer)}), timeout);
+}
+
+Result<std::vector<Json>> DirectView::pull(const std::vector<std::string>& names, Millis timeout) {
+  AsyncResult r = apply("ipp.pull", {{"names", names}});
+  try {
+    std::vector<Json> out;
+    for (Json& v : r.get(timeout)) out.push_back(v.value("values", Json::object()));
+    return out;
+  } catch (const std::exception& e) {
+    return Status::Unavailable(e.what());
+  }
+}
+
+Status DirectView::scatter(const std::string& name, const std::vector<Json>& items, Millis timeout) {
+  auto& impl = *client_->impl_;
+  std::vector<Outgoing> out;
+  auto parts = Partition(items.size(), targets_.size());
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    Json chunk(std::vector<Json>(items.begin() + static_cast<long>(parts[i].first), items.begin() + static_cast<long>(parts[i].second)));
+    Outgoing o = impl.Call(Channel::kMux, "ipp.push", {{"values", {{name, chunk}}}}, {});
+    o.engine_uuid = impl.UuidOf(targets_[i]);
+    if (o.engine_uuid.empty()) return Status::NotFound("no engine with id " + std::to_string(targets_[i]));
+    out.push_back(std::move(o));
+  }
+  return Wait(impl.Submit(std::move(out)), timeout);
+}
+
+Result<std::vector<Json>> DirectView::gather(const std::string& name, Millis timeout) {
+  Result<std::vector<Json>> parts = pull({name}, timeout);
+  if (!parts.ok()) return parts.status();
+  std::vector<Json> out;
+  for (Json& p : *parts) {
+    Json& v = p[name];
+    if (v.is_array()) {
+      for (auto& item : v) out.push_back(item);
+    } else {
+      out.push_back(v);
+    }
+  }
+  return out;
+}
+
+AsyncResult DirectView::load_plugin(const std::string& path) {
+  std::error_code ec;
+  return apply("ipp.load", {{"path", std::filesystem::absolute(path, ec).string()}});
+}
+
+AsyncResult DirectView::abort(const std::vector<std::string>& msg_ids) {
+  auto& impl = *client_->impl_;
+  std::vector<Outgoing> out;
+  for (int id : targets_) {
+    Outgoing o;
+    o.channel = Channel::kControl;
+    o.msg_type = "abort_request";
+    o.msg_id = impl.NewMessageId();
+    o.content = {{"msg_ids", msg_ids.empty() ? Json(nullptr) : Json(msg_ids)}};
+    o.engine_uuid = impl.UuidOf(id);
+    if (!o.engine_uuid.empty()) out.push_back(std::move(o));
+  }
+  return impl.Submit(std::move(out));
+}
+
+namespace {
+Json DependencyJson(const std::vector<std::string>& ids, bool all, bool success, bool failure) {
+  return {{"dependencies", ids}, {"all", all}, {"success", success}, {"failure", failure}};
+}
+}  // namespace
+
+static Json TaskMetadata(Client::Impl& impl, const TaskOptions& o) {
+  Json targets = Json::array();
+  for (int id : o.targets) targets.push_back(impl.UuidOf(id));
+  Json md = {{"targets", targets}, {"retries", o.retries}};
+  if (!o.after.empty()) md["after"] = DependencyJson(o.after, o.after_all, o.success, o.failure);
+  if (!o.follow.empty()) md["follow"] = DependencyJson(o.follow, o.follow_all, o.success, o.failure);
+  if (o.timeout > 0) md["timeout"] = o.timeout;
+  return md;
+}
+
+AsyncResult LoadBalancedView::apply(const std::string& function, Json args, std::vector<Buffer> buffers) {
+  auto& impl = *client_->impl_;
+  Outgoing o = impl.Call(Channel::kTask, function, std::move(args), std::move(buffers));
+  o.metadata = TaskMetadata(impl, options_);
+  std::vector<Outgoing> out;
+  out.push_back(std::move(o));
+  return impl.Submit(std::move(out));
+}
+
+AsyncResult LoadBalancedView::map(const std::string& function, const std::vector<Json>& items, size_t chunksize,
+                                  bool ordered) {
+  auto& impl = *client_->impl_;
+  if (chunksize == 0) chunksize = 1;
+  Json md = TaskMetadata(impl, options_);
+  std::vector<Outgoing> out;
+  out.reserve(items.size() / chunksize + 1);
+  for (size_t start = 0; start < items.size(); start += chunksize) {
+    size_t end = std::min(items.size(), start + chunksize);
+    Json chunk(std::vector<Json>(items.begin() + static_cast<long>(start), items.begin() + static_cast<long>(end)));
+    Outgoing o = impl.Call(Channel::kTask, "ipp.map", {{"function", function}, {"items", std::move(chunk)}}, {});
+    o.metadata = md;
+    out.push_back(std::move(o));
+  }
+  return impl.Submit(std::move(out), /*flatten=*/true, /*unordered=*/!ordered);
+}
+
+AsyncResult LoadBalancedView::shell(const std::string& command, double timeout, bool check) {
+  return apply("ipp.shell", {{"command", command}, {"timeout", timeout}, {"check", check}});
+}
+
+AsyncResult BroadcastView::apply(const std::string& function, Json args, std::vector<Buffer> buffers) {
+  auto& impl = *client_->impl_;
+  Outgoing o = impl.Call(Channel::kBroadcast, function, std::move(args), std::move(buffers));
+  Json targets = Json::array();
+  for (int id : targets_) {
+    std::string uuid = impl.UuidOf(id);
+    if (uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(id));
+    targets.push_back({uuid, id});
+    o.reply_ids.push_back(o.msg_id + "_" + uuid);  // each engine answers under its own id
+  }
+  o.metadata = {{"targets", targets}, {"is_broadcast", true}, {"is_coalescing", false}};
+  std::vector<Outgoing> out;
+  out.push_back(std::move(o));
+  return impl.Submit(std::move(out));
+}
+
+}  // namespace ipp

@@ -1,0 +1,226 @@
+// The C++ client of an ipp / IPython Parallel cluster, modelled on ipyparallel's Python API.
+//
+//   auto client = ipp::Client::Connect(ipp::ClientOptions::Profile("default"));  // Result<unique_ptr<Client>>
+//   (*client)->wait_for_engines(4, std::chrono::seconds(30));
+//   auto all = (*client)->direct_view();                         // every engine
+//   ipp::AsyncResult r = all.apply("pi.sample", 1000000);          // a native function
+//   for (const ipp::Json& v : r.get()) ...;                         // one result per engine
+//   auto lb = (*client)->load_balanced_view();
+//   std::vector<ipp::Json> squares = lb.map("my.square", items).get();
+//
+// Functions are the engines' native functions (plugins, see engine_plugin.hpp) and built-ins.
+// A remote failure is rethrown by get() as ipp::RemoteError with the engine id, ename, evalue
+// and traceback.
+//
+// Threads: a Client runs one I/O thread that owns all its sockets. Its methods, the views and
+// AsyncResults may be used from any thread; callbacks run on the I/O thread and must not block.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ipp/engine_plugin.hpp"
+#include "ipp/status.hpp"
+
+namespace ipp {
+
+using Millis = std::chrono::milliseconds;
+inline constexpr Millis kForever = Millis::max();
+
+class RemoteError : public std::runtime_error {
+ public:
+  RemoteError(std::string ename, std::string evalue, std::vector<std::string> traceback, int engine_id)
+      : std::runtime_error("[engine " + std::to_string(engine_id) + "] " + ename + ": " + evalue),
+        ename_(std::move(ename)), evalue_(std::move(evalue)), traceback_(std::move(traceback)),
+        engine_id_(engine_id) {}
+  const std::string& ename() const { return ename_; }
+  const std::string& evalue() const { return evalue_; }
+  const std::vector<std::string>& traceback() const { return traceback_; }
+  int engine_id() const { return engine_id_; }  // -1 when no engine ran it
+
+ private:
+  std::string ename_, evalue_;
+  std::vector<std::string> traceback_;
+  int engine_id_;
+};
+
+class TimeoutError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// What is known about one submitted message.
+struct TaskInfo {
+  std::string msg_id;
+  std::string status;  // "pending", "ok", "error", "aborted"
+  int engine_id = -1;
+  std::string engine_uuid;
+  std::string submitted, started, completed;  // ISO 8601
+  std::string stdout_text, stderr_text;       // from IOPub
+  Json result;                                 // the function's value (ipp_result)
+  std::vector<Buffer> buffers;                 // the function's buffers
+  std::optional<RemoteError> error;
+};
+
+class AsyncResult {
+ public:
+  AsyncResult() = default;
+  const std::vector<std::string>& msg_ids() const;
+  bool ready() const;
+  // Waits until every message is done or `timeout` passes; true if done.
+  bool wait(Millis timeout = kForever) const;
+  // The results in order (a map's items flattened). Throws RemoteError for the first failed
+  // message, TimeoutError if not done in time.
+  std::vector<Json> get(Millis timeout = kForever) const;
+  // The single result of a one-message request.
+  Json get_one(Millis timeout = kForever) const;
+  // Throws std::logic_error if not ready.
+  bool successful() const;
+  size_t progress() const;  // messages done
+  size_t size() const;      // messages
+  std::vector<TaskInfo> info() const;  // a snapshot, per message
+  // Called on the I/O thread for each message as it completes (at once for those done already).
+  void on_each(std::function<void(size_t index, const TaskInfo&)> callback) const;
+
+  struct State;
+  explicit AsyncResult(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+struct ClientOptions {
+  std::string profile = "default";
+  std::string profile_dir;      // overrides profile
+  std::string cluster_id;
+  std::string connection_file;  // overrides profile/cluster_id
+  Millis timeout{10000};        // for the connection and hub queries
+
+  static ClientOptions File(std::string path) {
+    ClientOptions o;
+    o.connection_file = std::move(path);
+    return o;
+  }
+  static ClientOptions Profile(std::string name, std::string cluster_id = "") {
+    ClientOptions o;
+    o.profile = std::move(name);
+    o.cluster_id = std::move(cluster_id);
+    return o;
+  }
+  static ClientOptions ProfileDir(std::string dir, std::string cluster_id = "") {
+    ClientOptions o;
+    o.profile_dir = std::move(dir);
+    o.cluster_id = std::move(cluster_id);
+    return o;
+  }
+};
+
+// Options of a load-balanced submission (LoadBalancedView::set / temp flags in Python).
+struct TaskOptions {
+  int retries = 0;
+  std::vector<std::string> after, follow;  // msg_ids
+  bool after_all = true, follow_all = true;
+  bool success = true, failure = false;
+  double timeout = 0;  // seconds a task may wait for its dependencies; 0 = none
+  std::vector<int> targets;  // engines it may run on; empty = any
+};
+
+class Client;
+
+class DirectView {
+ public:
+  // apply: one call per target engine.
+  AsyncResult apply(const std::string& function, Json args = nullptr, std::vector<Buffer> buffers = {});
+  // map with scatter semantics: items are split into one contiguous chunk per engine.
+  AsyncResult map(const std::string& function, const std::vector<Json>& items);
+  // execute: a shell command on each engine (output in TaskInfo::stdout_text).
+  AsyncResult execute(const std::string& command);
+  Status push(const std::map<std::string, Json>& values, Millis timeout = kForever);
+  Status push_buffer(const std::string& name, Buffer buffer, Millis timeout = kForever);
+  // One Json per target: {name: value, ...}.
+  Result<std::vector<Json>> pull(const std::vector<std::string>& names, Millis timeout = kForever);
+  Status scatter(const std::string& name, const std::vector<Json>& items, Millis timeout = kForever);
+  Result<std::vector<Json>> gather(const std::string& name, Millis timeout = kForever);
+  AsyncResult load_plugin(const std::string& path);
+  AsyncResult abort(const std::vector<std::string>& msg_ids = {});
+  const std::vector<int>& targets() const { return targets_; }
+
+ private:
+  friend class Client;
+  DirectView(Client* client, std::vector<int> targets) : client_(client), targets_(std::move(targets)) {}
+  Client* client_;
+  std::vector<int> targets_;
+};
+
+class LoadBalancedView {
+ public:
+  AsyncResult apply(const std::string& function, Json args = nullptr, std::vector<Buffer> buffers = {});
+  // chunksize items per task; ordered=false returns results in completion order.
+  AsyncResult map(const std::string& function, const std::vector<Json>& items, size_t chunksize = 1,
+                  bool ordered = true);
+  // A shell command as a task: its result is {exit_code, stdout, stderr, ...}; with check, a
+  // non-zero exit is a failure (and so retried when retries remain).
+  AsyncResult shell(const std::string& command, double timeout = 0, bool check = true);
+  TaskOptions& options() { return options_; }
+
+ private:
+  friend class Client;
+  LoadBalancedView(Client* client, TaskOptions options) : client_(client), options_(std::move(options)) {}
+  Client* client_;
+  TaskOptions options_;
+};
+
+class BroadcastView {
+ public:
+  AsyncResult apply(const std::string& function, Json args = nullptr, std::vector<Buffer> buffers = {});
+
+ private:
+  friend class Client;
+  BroadcastView(Client* client, std::vector<int> targets) : client_(client), targets_(std::move(targets)) {}
+  Client* client_;
+  std::vector<int> targets_;
+};
+
+class Client {
+ public:
+  // Reads the connection file, asks the hub for the engines. Errors: no cluster running,
+  // unreadable file, no answer within options.timeout.
+  static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  std::vector<int> ids() const;  // registered engines, kept current by notifications
+  bool wait_for_engines(size_t n, Millis timeout);
+
+  DirectView direct_view(std::vector<int> targets = {});  // empty: all engines now
+  LoadBalancedView load_balanced_view(TaskOptions options = {});
+  BroadcastView broadcast_view(std::vector<int> targets = {});
+
+  // Hub queries (block up to the client's timeout).
+  Result<Json> queue_status(std::vector<int> targets = {}, bool verbose = false);
+  Result<Json> db_query(const Json& query, std::vector<std::string> keys = {});
+  Result<std::vector<std::string>> hub_history();
+  Status purge_results(const std::vector<std::string>& msg_ids);  // {"all"} purges everything done
+  // Results of earlier messages, also those submitted by other clients.
+  AsyncResult get_result(const std::vector<std::string>& msg_ids);
+  Status abort(const std::vector<std::string>& msg_ids, std::vector<int> targets = {});
+  Status shutdown(std::vector<int> targets = {}, bool hub = false);
+
+  struct Impl;
+
+ private:
+  friend class DirectView;
+  friend class LoadBalancedView;
+  friend class BroadcastView;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ipp

@@ -1,0 +1,232 @@
+// The C++ client against a real ipcontroller and real ipengines.
+#include "ipp/client.hpp"
+
+#include <signal.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "tests/testutil/testutil.hpp"
+
+namespace ipp {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.ok()) << cluster_.Log("controller.log");
+    auto c = Client::Connect(ClientOptions::File(cluster_.client_file().string()));
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(c).value();
+    ASSERT_TRUE(client_->wait_for_engines(2, 30s)) << cluster_.Log("engine-0.log");
+  }
+  testutil::LocalCluster cluster_{2};
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(ClientTest, DirectApplyRunsOnEveryEngine) {
+  auto r = client_->direct_view().apply("ipp.info");
+  std::vector<Json> infos = r.get(10s);
+  ASSERT_EQ(infos.size(), 2u);
+  EXPECT_NE(infos[0]["pid"], infos[1]["pid"]);
+  auto tasks = r.info();
+  EXPECT_EQ(tasks[0].engine_id, 0);
+  EXPECT_EQ(tasks[1].engine_id, 1);
+  EXPECT_FALSE(tasks[0].started.empty());
+  EXPECT_EQ(client_->direct_view({1}).apply("ipp.echo", {{"x", 1}}).get_one(10s)["x"], 1);
+}
+
+TEST_F(ClientTest, RemoteErrorsAreRethrownWithEngineAndName) {
+  auto r = client_->direct_view({1}).apply("fail.always");
+  try {
+    r.get(10s);
+    FAIL() << "no exception";
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.engine_id(), 1);
+    EXPECT_NE(e.evalue().find("always fails"), std::string::npos);
+    EXPECT_FALSE(e.traceback().empty());
+  }
+  EXPECT_FALSE(r.successful());
+  EXPECT_THROW(client_->direct_view({0}).apply("no.such").get(10s), RemoteError);
+  EXPECT_THROW(client_->direct_view({7}).apply("ipp.echo").get(10s), RemoteError);  // no engine 7
+}
+
+TEST_F(ClientTest, DirectMapScattersInOrder) {
+  std::vector<Json> items;
+  for (int i = 0; i < 11; ++i) items.push_back({{"samples", 10}, {"seed", i}});
+  auto r = client_->direct_view().map("pi.sample", items);
+  EXPECT_EQ(r.size(), 2u);  // one message per engine
+  auto out = r.get(10s);
+  ASSERT_EQ(out.size(), 11u);
+  for (auto& v : out) EXPECT_EQ(v["samples"], 10);
+}
+
+TEST_F(ClientTest, LoadBalancedMapKeepsOrderWithChunks) {
+  auto lb = client_->load_balanced_view();
+  std::vector<Json> items;
+  for (int i = 0; i < 50; ++i) items.push_back(i);
+  auto r = lb.map("ipp.echo", items, 7);
+  EXPECT_EQ(r.size(), 8u);  // ceil(50 / 7) tasks
+  auto out = r.get(20s);
+  ASSERT_EQ(out.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(out[i], i);
+  std::set<int> engines;
+  for (auto& t : r.info()) engines.insert(t.engine_id);
+  EXPECT_EQ(engines.size(), 2u);
+  auto unordered = lb.map("ipp.echo", items, 5, false).get(20s);
+  std::multiset<int> got;
+  for (auto& v : unordered) got.insert(v.get<int>());
+  EXPECT_EQ(got.size(), 50u);
+  EXPECT_EQ(*got.begin(), 0);
+}
+
+TEST_F(ClientTest, DependenciesAndTimeouts) {
+  auto lb = client_->load_balanced_view();
+  auto first = lb.apply("ipp.sleep", 0.3);
+  TaskOptions after;
+  after.after = first.msg_ids();
+  auto second = client_->load_balanced_view(after).apply("ipp.info");
+  second.get(10s);
+  EXPECT_GE(second.info()[0].started, first.info()[0].completed);
+  TaskOptions follow;
+  follow.follow = first.msg_ids();
+  auto followed = client_->load_balanced_view(follow).apply("ipp.info");
+  EXPECT_EQ(followed.get_one(10s)["id"], first.info()[0].engine_id);
+
+  auto failing = lb.apply("fail.always");
+  EXPECT_THROW(failing.get(10s), RemoteError);
+  TaskOptions impossible;
+  impossible.after = failing.msg_ids();
+  try {
+    client_->load_balanced_view(impossible).apply("ipp.echo").get(10s);
+    FAIL();
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.ename(), "ImpossibleDependency");
+  }
+  auto blocker = lb.apply("ipp.sleep", 1.5);
+  TaskOptions timeout;
+  timeout.after = blocker.msg_ids();
+  timeout.timeout = 0.2;
+  try {
+    client_->load_balanced_view(timeout).apply("ipp.echo").get(10s);
+    FAIL();
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.ename(), "TaskTimeout");
+  }
+  EXPECT_THROW(client_->direct_view({0}).apply("ipp.sleep", 5).get(100ms), TimeoutError);
+}
+
+TEST_F(ClientTest, ExecuteCollectsOutputPerEngine) {
+  auto r = client_->direct_view().execute("echo out-$$; echo err >&2");
+  r.get(10s);
+  auto info = r.info();
+  ASSERT_EQ(info.size(), 2u);
+  EXPECT_EQ(info[0].stdout_text.rfind("out-", 0), 0u);
+  EXPECT_NE(info[0].stdout_text, info[1].stdout_text);
+  EXPECT_EQ(info[1].stderr_text, "err\n");
+  EXPECT_THROW(client_->direct_view({0}).execute("exit 2").get(10s), RemoteError);
+}
+
+TEST_F(ClientTest, PushPullScatterGatherAndBuffers) {
+  auto dv = client_->direct_view();
+  ASSERT_TRUE(dv.push({{"a", 5}, {"b", "text"}}, 10s).ok());
+  auto pulled = dv.pull({"a", "b"}, 10s);
+  ASSERT_TRUE(pulled.ok()) << pulled.status().ToString();
+  EXPECT_EQ((*pulled)[1]["a"], 5);
+  std::vector<Json> items;
+  for (int i = 0; i < 9; ++i) items.push_back(i * i);
+  ASSERT_TRUE(dv.scatter("xs", items, 10s).ok());
+  auto gathered = dv.gather("xs", 10s);
+  ASSERT_TRUE(gathered.ok());
+  EXPECT_EQ(*gathered, items);
+  std::string blob(1 << 20, 'z');
+  blob[7] = 'q';
+  ASSERT_TRUE(client_->direct_view({0}).push_buffer("blob", Buffer(blob), 10s).ok());
+  auto echo = client_->direct_view({0}).apply("ipp.pull", {{"names", {"blob"}}});
+  echo.get(10s);
+  ASSERT_EQ(echo.info()[0].buffers.size(), 1u);
+  EXPECT_EQ(echo.info()[0].buffers[0].view(), blob);
+  EXPECT_FALSE(dv.pull({"missing"}, 10s).ok());
+}
+
+TEST_F(ClientTest, BroadcastAndCallbacks) {
+  auto r = client_->broadcast_view().apply("ipp.info");
+  auto out = r.get(10s);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_NE(out[0]["id"], out[1]["id"]);
+  std::atomic<int> seen{0};
+  auto lb = client_->load_balanced_view();
+  std::vector<Json> items(20, 1);
+  auto m = lb.map("ipp.echo", items);
+  m.on_each([&](size_t, const TaskInfo& t) { seen += t.status == "ok"; });
+  m.get(10s);
+  EXPECT_TRUE(testutil::WaitFor([&] { return seen.load() == 20; }, 5s));
+}
+
+TEST_F(ClientTest, HubQueriesAndResultsFromAnotherClient) {
+  auto r = client_->load_balanced_view().apply("vec.sum_and_double", nullptr, {Buffer(std::string(16, '\0'))});
+  EXPECT_EQ(r.get_one(10s), 0.0);
+  auto other = Client::Connect(ClientOptions::File(cluster_.client_file().string()));
+  ASSERT_TRUE(other.ok());
+  auto again = (*other)->get_result(r.msg_ids());
+  EXPECT_EQ(again.get_one(10s), 0.0);
+  EXPECT_EQ(again.info()[0].buffers.size(), 1u);
+  auto records = (*other)->db_query({{"msg_id", {{"$in", r.msg_ids()}}}}, {"msg_id", "engine_uuid"});
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 1u);
+  auto status = client_->queue_status();
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ((*status)["unassigned"], 0);
+  auto history = client_->hub_history();
+  ASSERT_TRUE(history.ok());
+  EXPECT_NE(std::find(history->begin(), history->end(), r.msg_ids()[0]), history->end());
+  ASSERT_TRUE(client_->purge_results({"all"}).ok());
+  EXPECT_THROW((*other)->get_result(r.msg_ids()).get(10s), RemoteError);
+}
+
+TEST_F(ClientTest, RetriesAfterEngineKilledAndEngineErrorWithout) {
+  // Engine ids follow registration order, not start order: map ids to pids first.
+  std::map<int, int> pids;
+  for (int id : {0, 1}) pids[id] = client_->direct_view({id}).apply("ipp.info").get_one(10s)["pid"].get<int>();
+  TaskOptions retry;
+  retry.retries = 1;
+  auto task = client_->load_balanced_view(retry).apply("ipp.sleep", 2.0);
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    auto s = client_->queue_status();
+    return s.ok() && ((*s)["0"]["tasks"] == 1 || (*s)["1"]["tasks"] == 1);
+  }, 10s));
+  auto s = *client_->queue_status();
+  int victim = s["0"]["tasks"] == 1 ? 0 : 1;
+  auto direct = client_->direct_view({victim}).apply("ipp.sleep", 10);
+  for (auto& e : cluster_.engines()) {
+    if (e->pid() == pids[victim]) e->kill_group();  // heartbeats stop: the controller must notice
+  }
+  EXPECT_NO_THROW(task.get(30s));
+  EXPECT_EQ(task.info()[0].engine_id, 1 - victim);  // retried on the survivor
+  try {
+    direct.get(30s);
+    FAIL() << "direct request on a dead engine succeeded";
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.ename(), "EngineError");
+  }
+}
+
+TEST(ClientConnectTest, ClearErrorsWithoutACluster) {
+  testutil::TempDir dir;
+  auto c = Client::Connect(ClientOptions::ProfileDir(dir.path().string()));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("no cluster running"), std::string::npos);
+  auto file = dir.path() / "bad.json";
+  std::ofstream(file) << "{not json";
+  auto bad = Client::Connect(ClientOptions::File(file.string()));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bad.json"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ipp

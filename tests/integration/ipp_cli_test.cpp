@@ -1,0 +1,136 @@
+// The ipp command against a real controller and engines.
+#include <fstream>
+#include <map>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/testutil/testutil.hpp"
+
+namespace ipp {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+class IppCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.ok());
+    ASSERT_TRUE(testutil::WaitFor([&] {
+      std::string out;
+      return Ipp({"engines", "--json"}, &out) == 0 && json::parse(out, nullptr, false).size() == 2;
+    }, 30s));
+  }
+  int Ipp(std::vector<std::string> args, std::string* out, const std::string& input = "") {
+    // The profile right after the subcommand: anything after "--" belongs to px's command.
+    std::vector<std::string> argv = {std::string(IPP_BIN_DIR) + "/ipp", args[0],
+                                     "--profile-dir=" + cluster_.profile_dir().string()};
+    argv.insert(argv.end(), args.begin() + 1, args.end());
+    if (!input.empty()) {
+      auto file = dir_.path() / "stdin";
+      std::ofstream(file) << input;
+      return testutil::RunCommand({"/bin/sh", "-c", Quote(argv) + " < " + file.string()}, out);
+    }
+    return testutil::RunCommand(argv, out);
+  }
+  static std::string Quote(const std::vector<std::string>& argv) {
+    std::string s;
+    for (const auto& a : argv) s += "'" + a + "' ";
+    return s;
+  }
+  testutil::LocalCluster cluster_{2};
+  testutil::TempDir dir_;
+};
+
+TEST_F(IppCliTest, EnginesListsIdsHostsAndPids) {
+  std::string out;
+  ASSERT_EQ(Ipp({"engines", "--json"}, &out), 0) << out;
+  json rows = json::parse(out);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["id"], 0);
+  EXPECT_TRUE(rows[1]["pid"].is_number());
+  ASSERT_EQ(Ipp({"engines"}, &out), 0);
+  EXPECT_NE(out.find("host"), std::string::npos);
+}
+
+TEST_F(IppCliTest, PxPrintsEachEnginesOutput) {
+  std::string out;
+  ASSERT_EQ(Ipp({"px", "--", "echo", "hello-$$"}, &out), 0) << out;
+  EXPECT_NE(out.find("[stdout:0] hello-"), std::string::npos) << out;
+  EXPECT_NE(out.find("[stdout:1] hello-"), std::string::npos) << out;
+  EXPECT_EQ(Ipp({"px", "--targets", "1", "--", "exit 4"}, &out), 1);
+  EXPECT_NE(out.find("[error:1] CalledProcessError"), std::string::npos) << out;
+}
+
+TEST_F(IppCliTest, MapKeepsInputOrder) {
+  std::string input;
+  for (int i = 0; i < 30; ++i) input += std::to_string(i) + "\n";
+  std::string out;
+  ASSERT_EQ(Ipp({"map", "ipp.echo", "-", "--chunksize", "4"}, &out, input), 0) << out;
+  EXPECT_EQ(out, input);
+  EXPECT_EQ(Ipp({"map", "no.such.fn", "-"}, &out, "1\n"), 1);
+  EXPECT_NE(out.find("NameError"), std::string::npos);
+  EXPECT_EQ(Ipp({"map", "ipp.echo", "-"}, &out, "not json\n"), 1);
+  EXPECT_NE(out.find("line 1 is not JSON"), std::string::npos);
+}
+
+TEST_F(IppCliTest, FarmRecordsResultsAndResumes) {
+  auto commands = dir_.path() / "commands.txt";
+  auto marker = dir_.path() / "marker";
+  std::ofstream(commands) << "echo first\n"
+                             "# a comment\n"
+                             "test -e " + marker.string() + "\n"
+                             "echo third >&2\n";
+  std::string out;
+  EXPECT_EQ(Ipp({"farm", commands.string(), "--retries", "1"}, &out), 1) << out;  // the test fails
+  auto results = dir_.path() / "commands.txt.results.jsonl";
+  std::ifstream in(results);
+  std::map<int, json> by_line;
+  for (std::string line; std::getline(in, line);) {
+    json r = json::parse(line);
+    by_line[r["line"]] = r;
+  }
+  ASSERT_EQ(by_line.size(), 3u);
+  EXPECT_EQ(by_line[1]["exit_code"], 0);
+  EXPECT_EQ(by_line[1]["stdout"], "first\n");
+  EXPECT_EQ(by_line[3]["exit_code"], 1);
+  EXPECT_EQ(by_line[4]["stderr"], "third\n");
+  // Resume: only the failed command runs again, and now it succeeds.
+  std::ofstream(marker) << "x";
+  EXPECT_EQ(Ipp({"farm", commands.string()}, &out), 0) << out;
+  EXPECT_NE(out.find("skipped 2"), std::string::npos) << out;
+  size_t lines = 0;
+  std::ifstream again(results);
+  for (std::string line; std::getline(again, line);) ++lines;
+  EXPECT_EQ(lines, 4u);
+}
+
+TEST_F(IppCliTest, StatusResultAbortAndShutdown) {
+  std::string out;
+  ASSERT_EQ(Ipp({"status", "--json"}, &out), 0) << out;
+  EXPECT_EQ(json::parse(out)["status"], "ok");
+  ASSERT_EQ(Ipp({"abort"}, &out), 0) << out;
+  EXPECT_EQ(Ipp({"result", "no-such-id"}, &out), 1);
+  ASSERT_EQ(Ipp({"shutdown"}, &out), 0) << out;
+  EXPECT_GE(cluster_.controller().wait(10s), 0);
+}
+
+TEST(IppCliErrorsTest, ClearLinesAndExitCodes) {
+  testutil::TempDir dir;
+  std::string out;
+  std::string ipp = std::string(IPP_BIN_DIR) + "/ipp";
+  EXPECT_EQ(testutil::RunCommand({ipp, "engines", "--profile-dir=" + dir.path().string()}, &out), 1);
+  EXPECT_NE(out.find("no cluster running"), std::string::npos) << out;
+  EXPECT_EQ(testutil::RunCommand({ipp, "frobnicate"}, &out), 2);
+  EXPECT_NE(out.find("unknown command"), std::string::npos);
+  EXPECT_EQ(testutil::RunCommand({ipp, "--help"}, &out), 0);
+  for (const char* cmd : {"engines", "px", "map", "farm", "status", "result", "abort", "shutdown"}) {
+    EXPECT_NE(out.find(cmd), std::string::npos) << cmd;
+    std::string help;
+    EXPECT_EQ(testutil::RunCommand({ipp, cmd, "--help"}, &help), 0) << cmd;
+  }
+}
+
+}  // namespace
+}  // namespace ipp

@@ -57,18 +57,26 @@ struct AsyncResult::State {
     }
   }
 
-  // Called with the lock held; runs callbacks after releasing it.
+  // Called with the lock held. Runs the callbacks (without the lock), then counts the message
+  // as done and wakes waiters: wait() returning means every callback of every message has run.
+  // A callback added by on_each meanwhile is run here too (on_each replays only messages
+  // already counted), so none is missed and none runs twice.
   void MaybeComplete(size_t i, std::unique_lock<std::mutex>& lock) {
     if (done[i] || !got_reply[i] || (needs_idle[i] && !got_idle[i])) return;
     done[i] = 1;
+    TaskInfo snapshot = tasks[i];
+    size_t ran = 0;
+    while (ran < callbacks.size()) {
+      std::vector<std::function<void(size_t, const TaskInfo&)>> batch(callbacks.begin() + static_cast<long>(ran),
+                                                                       callbacks.end());
+      ran = callbacks.size();
+      lock.unlock();
+      for (auto& cb : batch) cb(i, snapshot);
+      lock.lock();
+    }
     ++done_count;
     completion_order.push_back(i);
-    auto callbacks_now = callbacks;
-    TaskInfo snapshot = tasks[i];
-    lock.unlock();
     changed.notify_all();
-    for (auto& cb : callbacks_now) cb(i, snapshot);
-    lock.lock();
   }
 };
 

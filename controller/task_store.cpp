@@ -10,6 +10,7 @@ Status MemoryTaskStore::Add(TaskRecord&& record) {
   }
   std::string id = record.msg_id;
   bytes_ += record.ApproximateBytes();
+  if (record.completed) completed_order_.push_back(id);
   records_.emplace(id, std::move(record));
   order_.push_back(std::move(id));
   CullIfNeeded();
@@ -21,8 +22,10 @@ Status MemoryTaskStore::Update(const std::string& msg_id,
   auto it = records_.find(msg_id);
   if (it == records_.end()) return Status::NotFound("no task record " + msg_id);
   bytes_ -= it->second.ApproximateBytes();
+  bool was_completed = it->second.completed.has_value();
   change(it->second);
   bytes_ += it->second.ApproximateBytes();
+  if (!was_completed && it->second.completed) completed_order_.push_back(msg_id);
   CullIfNeeded();
   return Status::OK();
 }
@@ -58,13 +61,14 @@ Status MemoryTaskStore::Drop(const RecordQuery& query) {
     if (query.Matches(record)) doomed.push_back(id);
   }
   for (const std::string& id : doomed) Erase(id);
-  // Compact the order list now and then so dropped ids do not accumulate.
-  if (order_.size() > 2 * records_.size() + 64) {
+  // Compact the order lists now and then so dropped ids do not accumulate.
+  if (order_.size() > 2 * records_.size() + 64) CompactOrder();
+  if (completed_order_.size() > 2 * records_.size() + 64) {
     std::deque<std::string> kept;
-    for (std::string& id : order_) {
+    for (std::string& id : completed_order_) {
       if (records_.count(id)) kept.push_back(std::move(id));
     }
-    order_.swap(kept);
+    completed_order_.swap(kept);
   }
   return Status::OK();
 }
@@ -83,6 +87,14 @@ Result<std::vector<std::string>> MemoryTaskStore::History() const {
   return ids;
 }
 
+void MemoryTaskStore::CompactOrder() {
+  std::deque<std::string> kept;
+  for (std::string& id : order_) {
+    if (records_.count(id)) kept.push_back(std::move(id));
+  }
+  order_.swap(kept);
+}
+
 void MemoryTaskStore::CullIfNeeded() {
   if (records_.size() <= limits_.record_limit && bytes_ <= limits_.size_limit) return;
   // Like DictDB: drop a fraction of the oldest *completed* records; pending ones are never lost.
@@ -91,22 +103,15 @@ void MemoryTaskStore::CullIfNeeded() {
     target = std::max(target, records_.size() - limits_.record_limit);
   }
   size_t culled = 0;
-  std::deque<std::string> kept;
-  while (!order_.empty()) {
-    std::string id = std::move(order_.front());
-    order_.pop_front();
+  while (!completed_order_.empty() && (culled < target || bytes_ > limits_.size_limit)) {
+    std::string id = std::move(completed_order_.front());
+    completed_order_.pop_front();
     auto it = records_.find(id);
-    if (it == records_.end()) continue;
-    bool over = culled < target || bytes_ > limits_.size_limit;
-    if (over && it->second.completed) {
-      Erase(id);
-      ++culled;
-    } else {
-      kept.push_back(std::move(id));
-      if (!over) break;
-    }
+    if (it == records_.end() || !it->second.completed) continue;  // already dropped
+    Erase(id);
+    ++culled;
   }
-  for (auto it = kept.rbegin(); it != kept.rend(); ++it) order_.push_front(std::move(*it));
+  if (order_.size() > 2 * records_.size() + 1024) CompactOrder();
 }
 
 }  // namespace ipp::controller

@@ -56,10 +56,14 @@ class MemoryTaskStore : public TaskStore {
  private:
   void CullIfNeeded();
   void Erase(const std::string& msg_id);
+  void CompactOrder();
 
   MemoryStoreLimits limits_;
   std::unordered_map<std::string, TaskRecord> records_;
   std::deque<std::string> order_;  // insertion order; may hold ids already erased
+  // Completed records in completion order: culling takes from the front, never scanning past
+  // pending records (which would make every update O(n) with a large backlog).
+  std::deque<std::string> completed_order_;
   size_t bytes_ = 0;
 };
 

@@ -1,20 +1,23 @@
 #include "protocol/signer.hpp"
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include <array>
 
 namespace ipp::protocol {
 
+// HMAC-SHA256 as RFC 2104 defines it, from two SHA-256 states precomputed over the padded key
+// (K ^ ipad and K ^ opad). Each signature copies those states into reusable contexts, so signing
+// allocates nothing — the message path signs every message.
 struct Signer::Impl {
-  EVP_MAC* mac = nullptr;
-  EVP_MAC_CTX* keyed = nullptr;  // initialised with the key; duplicated for each signature
+  EVP_MD_CTX* inner_keyed = EVP_MD_CTX_new();
+  EVP_MD_CTX* outer_keyed = EVP_MD_CTX_new();
+  EVP_MD_CTX* scratch = EVP_MD_CTX_new();
   ~Impl() {
-    EVP_MAC_CTX_free(keyed);
-    EVP_MAC_free(mac);
+    EVP_MD_CTX_free(inner_keyed);
+    EVP_MD_CTX_free(outer_keyed);
+    EVP_MD_CTX_free(scratch);
   }
 };
 
@@ -26,14 +29,28 @@ Signer::Signer(std::string_view key, std::string_view scheme) {
     return;
   }
   impl_ = std::make_unique<Impl>();
-  impl_->mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  if (impl_->mac) impl_->keyed = EVP_MAC_CTX_new(impl_->mac);
-  char digest_name[] = "SHA256";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
-                         OSSL_PARAM_construct_end()};
-  if (!impl_->keyed ||
-      EVP_MAC_init(impl_->keyed, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
-                   params) != 1) {
+  constexpr size_t kBlock = 64;  // SHA-256 block size
+  std::array<unsigned char, kBlock> block{};
+  unsigned int length = 0;
+  if (key.size() > kBlock) {
+    EVP_Digest(key.data(), key.size(), block.data(), &length, EVP_sha256(), nullptr);
+  } else {
+    std::copy(key.begin(), key.end(), block.begin());
+  }
+  std::array<unsigned char, kBlock> ipad, opad;
+  for (size_t i = 0; i < kBlock; ++i) {
+    ipad[i] = block[i] ^ 0x36;
+    opad[i] = block[i] ^ 0x5c;
+  }
+  bool ok = impl_->inner_keyed && impl_->outer_keyed && impl_->scratch &&
+            EVP_DigestInit_ex(impl_->inner_keyed, EVP_sha256(), nullptr) == 1 &&
+            EVP_DigestUpdate(impl_->inner_keyed, ipad.data(), kBlock) == 1 &&
+            EVP_DigestInit_ex(impl_->outer_keyed, EVP_sha256(), nullptr) == 1 &&
+            EVP_DigestUpdate(impl_->outer_keyed, opad.data(), kBlock) == 1;
+  OPENSSL_cleanse(block.data(), kBlock);
+  OPENSSL_cleanse(ipad.data(), kBlock);
+  OPENSSL_cleanse(opad.data(), kBlock);
+  if (!ok) {
     status_ = Status::Internal("OpenSSL could not initialise HMAC-SHA256");
     impl_.reset();
     return;
@@ -47,16 +64,15 @@ Signer& Signer::operator=(Signer&&) noexcept = default;
 
 std::string Signer::sign(const std::string_view* parts, size_t count) const {
   if (!enabled_) return {};
-  EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(impl_->keyed);
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  size_t length = 0;
-  bool ok = ctx != nullptr;
-  for (size_t i = 0; ok && i < count; ++i) {
-    ok = EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(parts[i].data()),
-                        parts[i].size()) == 1;
-  }
-  ok = ok && EVP_MAC_final(ctx, digest.data(), &length, digest.size()) == 1;
-  EVP_MAC_CTX_free(ctx);
+  std::array<unsigned char, EVP_MAX_MD_SIZE> inner{}, digest{};
+  unsigned int inner_length = 0, length = 0;
+  EVP_MD_CTX* ctx = impl_->scratch;
+  bool ok = EVP_MD_CTX_copy_ex(ctx, impl_->inner_keyed) == 1;
+  for (size_t i = 0; ok && i < count; ++i) ok = EVP_DigestUpdate(ctx, parts[i].data(), parts[i].size()) == 1;
+  ok = ok && EVP_DigestFinal_ex(ctx, inner.data(), &inner_length) == 1;
+  ok = ok && EVP_MD_CTX_copy_ex(ctx, impl_->outer_keyed) == 1;
+  ok = ok && EVP_DigestUpdate(ctx, inner.data(), inner_length) == 1;
+  ok = ok && EVP_DigestFinal_ex(ctx, digest.data(), &length) == 1;
   if (!ok) return {};  // cannot match any real signature, so verification fails closed
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex(length * 2, '\0');
@@ -67,8 +83,7 @@ std::string Signer::sign(const std::string_view* parts, size_t count) const {
   return hex;
 }
 
-bool Signer::verify(std::string_view signature, const std::string_view* parts,
-                    size_t count) const {
+bool Signer::verify(std::string_view signature, const std::string_view* parts, size_t count) const {
   if (!enabled_) return true;  // no key: jupyter_client checks nothing either
   std::string expected = sign(parts, count);
   return !expected.empty() && expected.size() == signature.size() &&

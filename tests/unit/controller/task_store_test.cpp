@@ -136,6 +136,18 @@ TEST(MemoryTaskStoreLimitsTest, CullsOldestCompletedNeverPending) {
   EXPECT_FALSE(store.Contains("done-1"));
 }
 
+TEST(MemoryTaskStoreLimitsTest, BacklogOfPendingRecordsIsCulledOnceTheyComplete) {
+  MemoryTaskStore store(MemoryStoreLimits{10, 1ull << 30, 0.1});
+  for (int i = 0; i < 500; ++i) ASSERT_TRUE(store.Add(Record("t" + std::to_string(i), i, false)).ok());
+  EXPECT_EQ(store.size(), 500u);  // pending records are never culled
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(store.Update("t" + std::to_string(i), [](TaskRecord& r) { r.completed = r.submitted; }).ok());
+  }
+  EXPECT_LE(store.size(), 10u);
+  EXPECT_TRUE(store.Contains("t499"));
+  EXPECT_FALSE(store.Contains("t0"));
+}
+
 TEST(MemoryTaskStoreLimitsTest, SizeLimitCountsBuffers) {
   MemoryTaskStore store(MemoryStoreLimits{1000, 64 * 1024, 0.1});
   for (int i = 0; i < 20; ++i) {

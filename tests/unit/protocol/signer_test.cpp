@@ -13,6 +13,13 @@ TEST(SignerTest, MatchesRfc4231TestCase2AcrossSplitParts) {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
+TEST(SignerTest, MatchesRfc4231TestCase6KeyLongerThanABlock) {
+  Signer signer(std::string(131, '\xaa'));
+  std::string_view parts[] = {"Test Using Larger Than Block-Size Key - Hash Key First"};
+  EXPECT_EQ(signer.sign(parts, 1), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  EXPECT_EQ(signer.sign(parts, 1), signer.sign(parts, 1));  // the keyed states are not consumed
+}
+
 TEST(SignerTest, VerifyRejectsWrongSignatureAndWrongKey) {
   Signer signer("key-a");
   Signer other("key-b");

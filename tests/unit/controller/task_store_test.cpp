@@ -136,12 +136,14 @@ TEST(MemoryTaskStoreLimitsTest, CullsOldestCompletedNeverPending) {
   EXPECT_FALSE(store.Contains("done-1"));
 }
 
+std::string TaskId(int i) { return std::string("t").append(std::to_string(i)); }
+
 TEST(MemoryTaskStoreLimitsTest, BacklogOfPendingRecordsIsCulledOnceTheyComplete) {
   MemoryTaskStore store(MemoryStoreLimits{10, 1ull << 30, 0.1});
-  for (int i = 0; i < 500; ++i) ASSERT_TRUE(store.Add(Record("t" + std::to_string(i), i, false)).ok());
+  for (int i = 0; i < 500; ++i) ASSERT_TRUE(store.Add(Record(TaskId(i), i, false)).ok());
   EXPECT_EQ(store.size(), 500u);  // pending records are never culled
   for (int i = 0; i < 500; ++i) {
-    ASSERT_TRUE(store.Update("t" + std::to_string(i), [](TaskRecord& r) { r.completed = r.submitted; }).ok());
+    ASSERT_TRUE(store.Update(TaskId(i), [](TaskRecord& r) { r.completed = r.submitted; }).ok());
   }
   EXPECT_LE(store.size(), 10u);
   EXPECT_TRUE(store.Contains("t499"));

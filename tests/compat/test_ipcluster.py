@@ -1,0 +1,168 @@
+"""ipcluster: start/stop/list/engines/clean with local and MPI engines, as a user runs them."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+import ipyparallel as ipp
+
+from conftest import BIN_DIR, LIB_DIR, _started_groups, wait_for
+
+IPCLUSTER = os.path.join(BIN_DIR, "ipcluster")
+IPP = os.path.join(BIN_DIR, "ipp")
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = dict(os.environ, IPYTHONDIR=str(tmp_path / "ipython"))
+    yield e
+    # stop whatever a test left running in its profiles
+    for profile in ("default", "other"):
+        for cid in ("", "a", "b"):
+            subprocess.run([IPCLUSTER, "stop", f"--profile={profile}", f"--cluster-id={cid}"], env=e,
+                           capture_output=True, timeout=60)
+
+
+def run(args, env, timeout=120, check=True):
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert r.returncode == 0, f"{args} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def cluster_pids(env, profile="default", cluster_id=""):
+    path = os.path.join(env["IPYTHONDIR"], f"profile_{profile}", "security", f"cluster-{cluster_id}.json")
+    data = json.load(open(path))
+    pids = [p["pid"] for p in data["controller"]["state"]["processes"]]
+    for s in data["engines"]["sets"]:
+        pids += [p["pid"] for p in s["state"].get("processes", [])]
+    return pids
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_start_list_grow_stop(env):
+    out = run([IPCLUSTER, "start", "-n", "3", "--daemonize"], env).stdout
+    assert "started with 3 engine(s)" in out
+    pids = cluster_pids(env)
+    assert len(pids) == 4 and all(alive(p) for p in pids)
+    engines = json.loads(run([IPP, "engines", "--json"], env).stdout)
+    assert [e["id"] for e in engines] == [0, 1, 2]
+    listed = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)
+    assert listed == [{"profile": "default", "cluster_id": "", "engines": 3, "running": True, "controller": "Local"}]
+    # the stock Python client uses the cluster as it would a stock one
+    os.environ["IPYTHONDIR"] = env["IPYTHONDIR"]
+    try:
+        rc = ipp.Client(timeout=10)
+        assert rc.ids == [0, 1, 2]
+        assert len(rc[:].execute("echo $$", block=True).stdout) == 3
+        rc.close()
+    finally:
+        del os.environ["IPYTHONDIR"]
+    run([IPCLUSTER, "engines", "-n", "2"], env)
+    assert len(json.loads(run([IPP, "engines", "--json"], env).stdout)) == 5
+    pids = cluster_pids(env)
+    assert len(pids) == 6
+    run([IPCLUSTER, "stop"], env)
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=15, what="every process to stop")
+    assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []
+    again = run([IPCLUSTER, "stop"], env, check=False)
+    assert again.returncode == 1 and "no cluster file" in again.stderr
+
+
+def test_foreground_start_stops_everything_on_ctrl_c(env):
+    p = subprocess.Popen([IPCLUSTER, "start", "-n", "2"], env=env, stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    _started_groups.add(p.pid)
+    line = p.stdout.readline()
+    assert "started with 2 engine(s)" in line
+    pids = cluster_pids(env)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(30) == 0
+    wait_for(lambda: not any(alive(x) for x in pids), timeout=15, what="every process to stop")
+
+
+def test_failing_engines_are_reported_with_their_log(env):
+    r = run([IPCLUSTER, "start", "-n", "2", "--daemonize", "--timeout=20", "--engine-arg=--load=/no/such/plugin.so"],
+            env, check=False)
+    assert r.returncode == 1
+    assert "only 0 of 2 engines registered (2 exited)" in r.stderr, r.stderr
+    assert "/no/such/plugin.so" in r.stderr  # the tail of a failing engine's log
+    assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []
+
+
+def test_launcher_names_are_case_insensitive_and_checked(env):
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--engines", "LOCAL", "--controller", "LocalControllerLauncher"], env)
+    run([IPCLUSTER, "stop"], env)
+    bad = run([IPCLUSTER, "start", "-n", "1", "--engines", "kubernetes"], env, check=False)
+    assert bad.returncode == 1 and "unknown engine launcher 'kubernetes'" in bad.stderr
+
+
+def test_two_clusters_in_one_profile_and_clean(env):
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--cluster-id=a"], env)
+    run([IPCLUSTER, "start", "-n", "2", "--daemonize", "--cluster-id=b"], env)
+    ids = sorted((c["cluster_id"], c["engines"]) for c in json.loads(run([IPCLUSTER, "list", "--json"], env).stdout))
+    assert ids == [("a", 1), ("b", 2)]
+    dup = run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--cluster-id=a"], env, check=False)
+    assert dup.returncode == 1 and "already running" in dup.stderr
+    assert len(json.loads(run([IPP, "engines", "--json", "--cluster-id=b"], env).stdout)) == 2
+    pids_a = cluster_pids(env, cluster_id="a")
+    for pid in pids_a:
+        os.kill(pid, signal.SIGKILL)  # cluster a dies without ipcluster stop
+    wait_for(lambda: not any(alive(p) for p in pids_a), timeout=10, what="cluster a to die")
+    out = run([IPCLUSTER, "clean"], env).stdout
+    assert "1 stopped cluster" in out
+    assert [c["cluster_id"] for c in json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)] == ["b"]
+
+
+def test_config_file_and_help(env):
+    profile = os.path.join(env["IPYTHONDIR"], "profile_other")
+    os.makedirs(profile)
+    json.dump({"n": 2, "engine_args": [f"--load={os.path.join(LIB_DIR, 'libipp_example_pi.so')}"]},
+              open(os.path.join(profile, "ipcluster_config.json"), "w"))
+    run([IPCLUSTER, "start", "--profile=other", "--daemonize"], env)
+    r = subprocess.run([IPP, "map", "pi.sample", "-", "--profile=other"], input='{"samples": 10, "seed": 1}\n',
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and json.loads(r.stdout)["samples"] == 10, r.stderr
+    run([IPCLUSTER, "stop", "--profile=other"], env)
+    h = run([IPCLUSTER, "start", "--help"], env).stdout
+    for opt in ("--engines", "--controller", "--daemonize", "--cluster-id", "--profile", "-n"):
+        assert opt in h
+
+
+def test_256_local_engines(env):
+    start = time.monotonic()
+    run([IPCLUSTER, "start", "-n", "256", "--daemonize", "--timeout=60"], env, timeout=120)
+    elapsed = time.monotonic() - start
+    print(f"256 engines registered in {elapsed:.1f} s")
+    assert len(json.loads(run([IPP, "engines", "--json", "--timeout=30"], env).stdout)) == 256
+    pids = cluster_pids(env)
+    run([IPCLUSTER, "stop"], env, timeout=120)
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="256 engines to stop")
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
+def test_mpi_engines(env):
+    env = dict(env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_oob_tcp_if_include="lo",
+               OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_btl="self,vader,tcp")
+    run([IPCLUSTER, "start", "-n", "3", "--engines", "mpi", "--daemonize"], env)
+    engines = json.loads(run([IPP, "engines", "--json"], env).stdout)
+    assert len(engines) == 3
+    pids = cluster_pids(env)
+    assert len(pids) == 2  # the controller and mpiexec
+    run([IPCLUSTER, "stop"], env)
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=15, what="mpiexec to stop")
+    for e in engines:
+        assert not alive(e["pid"])

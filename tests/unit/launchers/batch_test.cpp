@@ -1,0 +1,52 @@
+#include "launchers/batch.hpp"
+
+#include <gtest/gtest.h>
+
+namespace ipp::launchers {
+namespace {
+
+TEST(BatchTest, EverySystemIsKnownByItsUsualNames) {
+  for (const char* name : {"slurm", "Slurm", "SlurmEngineSetLauncher", "pbs", "torque", "SGE", "lsf", "htcondor", "condor"}) {
+    std::string canonical = CanonicalKind(name);
+    ASSERT_FALSE(canonical.empty()) << name;
+    EXPECT_NE(FindBatchSystem(canonical), nullptr) << name;
+  }
+  EXPECT_EQ(CanonicalKind("LocalEngineSetLauncher"), "Local");
+  EXPECT_EQ(CanonicalKind("mpiexec"), "MPI");
+  EXPECT_EQ(CanonicalKind("kubernetes"), "");
+}
+
+TEST(BatchTest, JobIdsAreFoundInWhatEachSubmitCommandPrints) {
+  EXPECT_EQ(*ParseJobId(*FindBatchSystem("Slurm"), "Submitted batch job 4242\n"), "4242");
+  EXPECT_EQ(*ParseJobId(*FindBatchSystem("Slurm"), "4243\n"), "4243");  // --parsable
+  EXPECT_EQ(*ParseJobId(*FindBatchSystem("PBS"), "123.server.example\n"), "123.server.example");
+  EXPECT_EQ(*ParseJobId(*FindBatchSystem("SGE"), "77.1-4:1\n"), "77");
+  EXPECT_EQ(*ParseJobId(*FindBatchSystem("LSF"), "Job <991> is submitted to queue <normal>.\n"), "991");
+  EXPECT_EQ(*ParseJobId(*FindBatchSystem("HTCondor"), "1 job(s) submitted to cluster 55.\n"), "55");
+  auto bad = ParseJobId(*FindBatchSystem("Slurm"), "sbatch: error: invalid partition\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("invalid partition"), std::string::npos);
+}
+
+TEST(BatchTest, TemplatesFillEveryFieldAndNameUnknownOnes) {
+  Json fields = {{"n", 4}, {"cluster_id", "c1"}, {"profile_dir", "/p"}, {"log_dir", "/p/log"},
+                 {"command", "'ipengine' '--profile-dir=/p'"}, {"extra", "#SBATCH --mem=1G\n"},
+                 {"queue", "debug"}, {"account", ""}, {"walltime", ""}, {"queue_line", "#SBATCH --partition=debug\n"},
+                 {"account_line", ""}, {"walltime_line", ""}};
+  auto script = FillTemplate(FindBatchSystem("Slurm")->engine_template, fields);
+  ASSERT_TRUE(script.ok()) << script.status().ToString();
+  EXPECT_NE(script->find("#SBATCH --ntasks=4"), std::string::npos);
+  EXPECT_NE(script->find("#SBATCH --partition=debug"), std::string::npos);
+  EXPECT_NE(script->find("srun --kill-on-bad-exit=0 'ipengine' '--profile-dir=/p'"), std::string::npos);
+  EXPECT_NE(script->find("#SBATCH --mem=1G"), std::string::npos);
+  for (const char* system : {"PBS", "SGE", "LSF", "HTCondor"}) {
+    EXPECT_TRUE(FillTemplate(FindBatchSystem(system)->engine_template, fields).ok()) << system;
+    EXPECT_TRUE(FillTemplate(FindBatchSystem(system)->controller_template, fields).ok()) << system;
+  }
+  auto unknown = FillTemplate("#!/bin/sh\n{nodes}\n", fields);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("{nodes}"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ipp::launchers

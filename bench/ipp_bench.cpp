@@ -6,6 +6,8 @@
 // (median, p99, µs), and the floor: a raw ZeroMQ DEALER->ROUTER->ROUTER->DEALER echo with the
 // same number of hops, measured in this process at the same time.
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -94,13 +96,16 @@ ipp::Json RawZmqRoundTrip(int n) {
 
 int main(int argc, char** argv) {
   std::string file;
-  int tasks = 20000, latency = 2000, items = 200000, chunk = 1000;
+  int tasks = 20000, latency = 2000, items = 200000, chunk = 1000, fanout = 0;
+  std::vector<int> data_mib;
   po::options_description o("ipp_bench options");
   o.add_options()("help,h", "help")("file,f", po::value(&file), "client connection file")
       ("tasks", po::value(&tasks)->default_value(20000), "load-balanced no-op tasks")
       ("latency", po::value(&latency)->default_value(2000), "direct round trips")
       ("items", po::value(&items)->default_value(200000), "map items")
-      ("chunk", po::value(&chunk)->default_value(1000), "map chunk size");
+      ("chunk", po::value(&chunk)->default_value(1000), "map chunk size")
+      ("data-mib", po::value(&data_mib)->multitoken(), "buffer sizes (MiB) for push/pull throughput")
+      ("fanout", po::value(&fanout)->default_value(0), "apply-to-all rounds (0: skip)");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, o), vm);
   po::notify(vm);
@@ -139,6 +144,38 @@ int main(int argc, char** argv) {
   out["direct_rtt"] = Percentiles(us);
   out["raw_zmq_rtt"] = RawZmqRoundTrip(latency);
   out["direct_rtt_ratio_to_raw"] = out["direct_rtt"]["median_us"].get<double>() / out["raw_zmq_rtt"]["median_us"].get<double>();
+
+  // Data: a buffer to one engine and back (ipp.echo), MB/s of payload moved both ways, beside
+  // a memcpy of the same size.
+  ipp::Json data = ipp::Json::array();
+  for (int mib : data_mib) {
+    size_t bytes = static_cast<size_t>(mib) << 20;
+    std::string payload(bytes, 'x');
+    ipp::Buffer buffer(payload);
+    auto t = Clock::now();
+    auto r = one.apply("ipp.echo", nullptr, {buffer});
+    r.get();
+    double secs = Seconds(Clock::now() - t);
+    std::vector<char> copy(bytes);
+    auto m = Clock::now();
+    std::memcpy(copy.data(), payload.data(), bytes);
+    double copy_secs = Seconds(Clock::now() - m);
+    data.push_back({{"mib", mib}, {"roundtrip_mb_per_s", 2.0 * bytes / 1e6 / secs},
+                    {"memcpy_mb_per_s", bytes / 1e6 / copy_secs}, {"ok", r.info()[0].buffers.at(0).size() == bytes}});
+  }
+  if (!data.empty()) out["data"] = data;
+
+  if (fanout > 0) {
+    auto all = client->direct_view();
+    std::vector<double> ms;
+    for (int i = 0; i < fanout; ++i) {
+      auto t = Clock::now();
+      all.apply("ipp.echo").get();
+      ms.push_back(Seconds(Clock::now() - t) * 1e3);
+    }
+    std::sort(ms.begin(), ms.end());
+    out["fanout"] = {{"engines", client->ids().size()}, {"median_ms", ms[ms.size() / 2]}};
+  }
   std::cout << out.dump() << std::endl;
   return 0;
 }

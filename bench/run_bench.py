@@ -1,0 +1,304 @@
+"""Benchmarks: our stack and stock ipyparallel 7.1, measured in one run on this machine.
+
+    /usr/bin/python3 bench/run_bench.py [--quick] [--out bench/results]
+
+Writes results.json, results.md (the table the README shows) and PNG plots (gnuplot) into --out.
+--quick is the CI smoke run: tiny sizes that check the harness works, numbers meaningless.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ.get("IPP_BIN_DIR", os.path.join(HERE, "..", "build", "bin"))
+PY = "/usr/bin/python3"
+
+
+def log(*a):
+    print("[bench]", *a, file=sys.stderr, flush=True)
+
+
+class Procs:
+    """Processes started by the benchmark; all stopped (by process group) at the end."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, env, logfile):
+        p = subprocess.Popen(argv, env=env, stdout=open(logfile, "ab"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        self.procs = []
+
+
+def wait_file(path, timeout=30):
+    end = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > end:
+            raise TimeoutError(path)
+        time.sleep(0.02)
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def start_cluster(procs, workdir, controller, engines, n, controller_args=()):
+    """controller: 'ours' | 'stock'; engines: 'ours' | 'stock'. Returns (env, client file, ctl proc)."""
+    env = dict(os.environ, IPYTHONDIR=workdir)
+    profile = os.path.join(workdir, "profile_default")
+    client_file = os.path.join(profile, "security", "ipcontroller-client.json")
+    if controller == "ours":
+        argv = [os.path.join(BIN, "ipcontroller"), "--log-level=WARN", *controller_args]
+    else:
+        argv = [PY, "-m", "ipyparallel.controller", "--log-level=30", *controller_args]
+    ctl = procs.start(argv, env, os.path.join(workdir, "controller.log"))
+    wait_file(client_file)
+    for i in range(n):
+        if engines == "ours":
+            argv = [os.path.join(BIN, "ipengine"), "--log-level=WARN"]
+        else:
+            argv = [PY, "-m", "ipyparallel.engine", "--log-level=30"]
+        procs.start(argv, env, os.path.join(workdir, f"engine-{i}.log"))
+    wait_engines(env, client_file, n)
+    return env, client_file, ctl
+
+
+def wait_engines(env, client_file, n, timeout=120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        r = subprocess.run([os.path.join(BIN, "ipp"), "status", "--json", "-f", client_file], env=env,
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            s = json.loads(r.stdout)
+            if len([k for k in s if k.isdigit()]) >= n:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{n} engines did not register")
+
+
+PY_CLIENT = r'''
+import json, sys, time, statistics
+import ipyparallel as ipp
+f, tasks, rtts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rc = ipp.Client(f, timeout=30)
+lv = rc.load_balanced_view()
+def noop(x=None):
+    return x
+lv.map_sync(noop, range(50))
+t = time.perf_counter()
+ars = [lv.apply_async(noop) for _ in range(tasks)]
+for ar in ars:
+    ar.get(120)
+lb = tasks / (time.perf_counter() - t)
+e0 = rc[rc.ids[0]]
+e0.apply_sync(noop)
+lat = []
+for _ in range(rtts):
+    t = time.perf_counter()
+    e0.apply_sync(noop)
+    lat.append((time.perf_counter() - t) * 1e6)
+lat.sort()
+print(json.dumps({"lb_tasks_per_s": lb, "direct_rtt": {"median_us": lat[len(lat) // 2], "p99_us": lat[int(0.99 * len(lat))]}}))
+'''
+
+
+def python_client(client_file, env, tasks, rtts):
+    r = subprocess.run([PY, "-c", PY_CLIENT, client_file, str(tasks), str(rtts)], env=env, capture_output=True,
+                       text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def ipp_bench(client_file, env, args):
+    r = subprocess.run([os.path.join(BIN, "ipp_bench"), "-f", client_file, *args], env=env, capture_output=True,
+                       text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def measure(q):
+    results = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"),
+               "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, "
+                          f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB",
+               "quick": q["quick"]}
+    procs = Procs()
+    try:
+        # (a) Python client + stock Python engines: stock controller vs ours.
+        stock_vs_ours = {}
+        for n in q["py_engines"]:
+            row = {}
+            for ctl in ("stock", "ours"):
+                with tempfile.TemporaryDirectory() as d:
+                    log(f"python client, {n} stock engines, {ctl} controller")
+                    env, cf, _ = start_cluster(procs, d, ctl, "stock", n)
+                    row[ctl] = python_client(cf, env, q["py_tasks"], q["py_rtts"])
+                    procs.stop()
+            row["throughput_ratio"] = row["ours"]["lb_tasks_per_s"] / row["stock"]["lb_tasks_per_s"]
+            stock_vs_ours[str(n)] = row
+        results["python_stack"] = stock_vs_ours
+
+        # (b) Our C++ client + C++ engines through our controller.
+        ours = {}
+        for n in q["cpp_engines"]:
+            with tempfile.TemporaryDirectory() as d:
+                log(f"C++ client, {n} C++ engines, our controller (hwm 0)")
+                env, cf, _ = start_cluster(procs, d, "ours", "ours", n, ["--hwm=0", "--nodb"])
+                args = ["--tasks", str(q["cpp_tasks"]), "--latency", str(q["cpp_rtts"]), "--items", str(q["map_items"]),
+                        "--chunk", "1000"]
+                if n == q["cpp_engines"][-1]:
+                    args += ["--data-mib", *map(str, q["data_mib"])]
+                ours[str(n)] = ipp_bench(cf, env, args)
+                procs.stop()
+        results["cpp_stack"] = ours
+
+        # Registration and fan-out: ipcluster start -n N.
+        reg = {}
+        for n in q["reg_engines"]:
+            with tempfile.TemporaryDirectory() as d:
+                env = dict(os.environ, IPYTHONDIR=d)
+                log(f"ipcluster start -n {n}")
+                t = time.monotonic()
+                r = subprocess.run([os.path.join(BIN, "ipcluster"), "start", "-n", str(n), "--daemonize"], env=env,
+                                   capture_output=True, text=True, timeout=300)
+                elapsed = time.monotonic() - t
+                ok = r.returncode == 0
+                fan = None
+                if ok:
+                    cf = os.path.join(d, "profile_default", "security", "ipcontroller-client.json")
+                    fan = ipp_bench(cf, env, ["--tasks", "10", "--latency", "10", "--items", "10", "--fanout", "20"])["fanout"]
+                subprocess.run([os.path.join(BIN, "ipcluster"), "stop"], env=env, capture_output=True, timeout=300)
+                reg[str(n)] = {"seconds": elapsed, "ok": ok, "fanout_median_ms": fan["median_ms"] if fan else None}
+        results["registration"] = reg
+
+        # Controller memory per finished task record (DictDB keeping every record), and after purge.
+        with tempfile.TemporaryDirectory() as d:
+            log(f"controller memory over {q['mem_tasks']} tasks")
+            env, cf, ctl = start_cluster(procs, d, "ours", "ours", 2,
+                                         ["--hwm=0", f"--DictDB.record_limit={q['mem_tasks'] * 2}"])
+            ipp_bench(cf, env, ["--tasks", "1000", "--latency", "10", "--items", "10"])
+            before = rss_kib(ctl.pid)
+            ipp_bench(cf, env, ["--tasks", str(q["mem_tasks"]), "--latency", "10", "--items", "10"])
+            after = rss_kib(ctl.pid)
+            subprocess.run([PY, "-c", "import ipyparallel as ipp,sys; ipp.Client(sys.argv[1]).purge_everything()", cf],
+                           env=env, capture_output=True, timeout=120)
+            time.sleep(0.5)
+            purged = rss_kib(ctl.pid)
+            results["memory"] = {"tasks": q["mem_tasks"], "bytes_per_record": (after - before) * 1024 / q["mem_tasks"],
+                                 "rss_before_kib": before, "rss_after_kib": after, "rss_after_purge_kib": purged}
+            procs.stop()
+    finally:
+        procs.stop()
+    return results
+
+
+def table(r):
+    lines = [f"Measured {r['date']} on {r['machine']}" + (" (quick smoke run: not meaningful)" if r["quick"] else ""), "",
+             "| measure | ours | stock ipyparallel 7.1 | ratio | target |", "|---|---|---|---|---|"]
+    for n, row in r["python_stack"].items():
+        lines.append(f"| LB throughput, Python client + {n} Python engines (tasks/s) | {row['ours']['lb_tasks_per_s']:.0f} | "
+                     f"{row['stock']['lb_tasks_per_s']:.0f} | {row['throughput_ratio']:.2f}x | >= 3x |")
+        lines.append(f"| direct RTT, Python client + Python engine, median (us) | {row['ours']['direct_rtt']['median_us']:.0f} | "
+                     f"{row['stock']['direct_rtt']['median_us']:.0f} | "
+                     f"{row['ours']['direct_rtt']['median_us'] / row['stock']['direct_rtt']['median_us']:.2f}x | |")
+    stock1 = next(iter(r["python_stack"].values()))["stock"]["lb_tasks_per_s"] if r["python_stack"] else None
+    for n, b in r["cpp_stack"].items():
+        ratio = f"{b['lb_tasks_per_s'] / stock1:.0f}x" if stock1 else ""
+        lines.append(f"| LB throughput, C++ client + {n} C++ engines (tasks/s) | {b['lb_tasks_per_s']:.0f} | "
+                     f"{stock1:.0f} (Python stack) | {ratio} | >= 50,000 |")
+    last = list(r["cpp_stack"].values())[-1]
+    lines.append(f"| chunked map, C++ (items/s) | {last['map_items_per_s']:.0f} | | | >= 1,000,000 |")
+    lines.append(f"| direct RTT, C++ client + C++ engine, median / p99 (us) | {last['direct_rtt']['median_us']:.0f} / "
+                 f"{last['direct_rtt']['p99_us']:.0f} | raw ZeroMQ, same hops: {last['raw_zmq_rtt']['median_us']:.0f} | "
+                 f"{last['direct_rtt_ratio_to_raw']:.1f}x raw | <= 1.5x raw |")
+    for d in last.get("data", []):
+        lines.append(f"| echo {d['mib']} MiB buffer to an engine and back (MB/s) | {d['roundtrip_mb_per_s']:.0f} | "
+                     f"memcpy {d['memcpy_mb_per_s']:.0f} | | |")
+    for n, g in r["registration"].items():
+        fan = f"; apply-to-all {g['fanout_median_ms']:.1f} ms" if g["fanout_median_ms"] else ""
+        lines.append(f"| ipcluster start -n {n}: all registered (s) | {g['seconds']:.2f}{fan} | | | < 10 s at 256 |")
+    m = r["memory"]
+    lines.append(f"| controller memory per finished task record (bytes) | {m['bytes_per_record']:.0f} | | | <= 1024 |")
+    lines.append(f"| controller RSS before / after {m['tasks']} tasks / after purge (KiB) | {m['rss_before_kib']} / "
+                 f"{m['rss_after_kib']} / {m['rss_after_purge_kib']} | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(r, out):
+    if not shutil.which("gnuplot"):
+        log("gnuplot not found: no plots")
+        return
+    data = os.path.join(out, "throughput.dat")
+    with open(data, "w") as f:
+        for n, b in r["cpp_stack"].items():
+            f.write(f"{n} {b['lb_tasks_per_s']}\n")
+    pydata = os.path.join(out, "python_stack.dat")
+    with open(pydata, "w") as f:
+        for n, row in r["python_stack"].items():
+            f.write(f"{n} {row['stock']['lb_tasks_per_s']} {row['ours']['lb_tasks_per_s']}\n")
+    script = f'''
+set terminal png size 800,500
+set output "{os.path.join(out, 'throughput.png')}"
+set title "Load-balanced no-op throughput"
+set xlabel "engines"
+set ylabel "tasks/s"
+set logscale y
+set key left top
+plot "{data}" using 1:2 with linespoints title "C++ client + C++ engines, our controller", \\
+     "{pydata}" using 1:3 with linespoints title "Python client + engines, our controller", \\
+     "{pydata}" using 1:2 with linespoints title "Python client + engines, stock controller"
+'''
+    subprocess.run(["gnuplot"], input=script, text=True, check=False)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="CI smoke run with tiny sizes")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    a = ap.parse_args()
+    if a.quick:
+        q = dict(quick=True, py_engines=[1], py_tasks=50, py_rtts=20, cpp_engines=[1, 2], cpp_tasks=500, cpp_rtts=50,
+                 map_items=2000, data_mib=[1], reg_engines=[4], mem_tasks=1000)
+    else:
+        q = dict(quick=False, py_engines=[1, 2, 4, 8], py_tasks=2000, py_rtts=300, cpp_engines=[1, 2, 4, 8],
+                 cpp_tasks=30000, cpp_rtts=2000, map_items=500000, data_mib=[1, 16, 64, 256],
+                 reg_engines=[16, 64, 256], mem_tasks=100000)
+    os.makedirs(a.out, exist_ok=True)
+    r = measure(q)
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump(r, f, indent=2)
+    md = table(r)
+    with open(os.path.join(a.out, "results.md"), "w") as f:
+        f.write(md)
+    plots(r, a.out)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

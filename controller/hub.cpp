@@ -247,7 +247,7 @@ void Hub::FinishRegistration(const std::string& uuid) {
   Incoming reg = it->second;
   incoming_.erase(it);
   if (reg.stall_timer) reactor_->cancel(reg.stall_timer);
-  engines_[reg.id] = Engine{reg.id, uuid, {}, {}, {}};
+  engines_[reg.id] = Engine{reg.id, uuid, {}, {}, 0, {}};
   by_uuid_[uuid] = reg.id;
   Notify("registration_notification", {{"id", reg.id}, {"uuid", uuid}});
   log_->info("engine {} connected ({})", reg.id, uuid);
@@ -335,10 +335,10 @@ void Hub::QueueRequest(Message& m) {
   for (int id : *targets) {
     const Engine& e = engines_.at(id);
     if (verbose) {
-      content[std::to_string(id)] = {{"queue", e.queue}, {"completed", e.completed}, {"tasks", e.tasks}};
+      content[std::to_string(id)] = {{"queue", e.queue}, {"completed", e.recent_completed}, {"tasks", e.tasks}};
     } else {
       content[std::to_string(id)] = {
-          {"queue", e.queue.size()}, {"completed", e.completed.size()}, {"tasks", e.tasks.size()}};
+          {"queue", e.queue.size()}, {"completed", e.completed_count}, {"tasks", e.tasks.size()}};
     }
   }
   if (verbose) {
@@ -593,7 +593,7 @@ void Hub::LoadEngineState() {
   for (auto& [id_text, uuid] : engines.items()) {
     int id = std::stoi(id_text);
     std::string u = uuid.get<std::string>();
-    engines_[id] = Engine{id, u, {}, {}, {}};
+    engines_[id] = Engine{id, u, {}, {}, 0, {}};
     by_uuid_[u] = id;
     heart_.Adopt(u);  // dropped after max misses if it does not beat any more
   }
@@ -708,7 +708,11 @@ void Hub::SaveResult(RawMessage& raw, std::string_view topic, const std::string&
       Engine& e = engines_[it->second];
       if (topic == monitor::kMuxReply) EraseValue(e.queue, msg_id);
       if (topic == monitor::kTaskReply) EraseValue(e.tasks, msg_id);
-      if (StringField(*md, "status") != "aborted") e.completed.push_back(msg_id);
+      if (StringField(*md, "status") != "aborted") {
+        ++e.completed_count;
+        e.recent_completed.push_back(msg_id);
+        if (e.recent_completed.size() > kRecentCompleted) e.recent_completed.pop_front();
+      }
     }
   }
   auto completed = DateField(*header, "date");

@@ -86,8 +86,12 @@ class Hub {
     std::string uuid;
     std::deque<std::string> queue;      // pending MUX msg_ids
     std::deque<std::string> tasks;      // pending load-balanced msg_ids
-    std::vector<std::string> completed;
+    // Finished msg_ids: a count, and the most recent ones for queue_status(verbose=True).
+    // (The stock hub keeps every id forever; a long-lived controller must not.)
+    size_t completed_count = 0;
+    std::deque<std::string> recent_completed;
   };
+  static constexpr size_t kRecentCompleted = 1000;
   struct Incoming {
     int id;
     std::string uuid;

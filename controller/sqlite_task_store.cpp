@@ -211,6 +211,7 @@ Status SqliteTaskStore::Update(const std::string& msg_id, const std::function<vo
   if (!found.ok()) return found.status();
   if (found->empty()) return Status::NotFound("no task record " + msg_id);
   change(found->front());
+  found->front().msg_id = msg_id;  // a record's id never changes (as in MemoryTaskStore)
   return Write(found->front(), false);
 }
 

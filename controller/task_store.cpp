@@ -5,36 +5,44 @@
 namespace ipp::controller {
 
 Status MemoryTaskStore::Add(TaskRecord&& record) {
-  if (records_.count(record.msg_id)) {
+  if (index_.count(record.msg_id)) {
     return Status::InvalidArgument("a record for " + record.msg_id + " already exists");
   }
-  std::string id = record.msg_id;
+  uint64_t seq = next_seq_++;
   bytes_ += record.ApproximateBytes();
-  if (record.completed) completed_order_.push_back(id);
-  records_.emplace(id, std::move(record));
-  order_.push_back(std::move(id));
+  bool completed = record.completed.has_value();
+  auto [it, added] = records_.emplace(seq, std::move(record));
+  index_.emplace(std::string_view(it->second.msg_id), seq);
+  if (completed) completed_order_.push_back(seq);
   CullIfNeeded();
   return Status::OK();
 }
 
 Status MemoryTaskStore::Update(const std::string& msg_id,
                                const std::function<void(TaskRecord&)>& change) {
-  auto it = records_.find(msg_id);
-  if (it == records_.end()) return Status::NotFound("no task record " + msg_id);
-  bytes_ -= it->second.ApproximateBytes();
-  bool was_completed = it->second.completed.has_value();
-  change(it->second);
-  bytes_ += it->second.ApproximateBytes();
-  if (!was_completed && it->second.completed) completed_order_.push_back(msg_id);
+  auto found = index_.find(msg_id);
+  if (found == index_.end()) return Status::NotFound("no task record " + msg_id);
+  uint64_t seq = found->second;
+  TaskRecord& r = records_.at(seq);
+  bytes_ -= r.ApproximateBytes();
+  bool was_completed = r.completed.has_value();
+  change(r);
+  if (r.msg_id != msg_id) {
+    // The index's key points into r.msg_id: a change to it must be undone and re-indexed.
+    index_.erase(msg_id);
+    r.msg_id = msg_id;
+    index_.emplace(std::string_view(r.msg_id), seq);
+  }
+  bytes_ += r.ApproximateBytes();
+  if (!was_completed && r.completed) completed_order_.push_back(seq);
   CullIfNeeded();
   return Status::OK();
 }
 
 Result<std::vector<TaskRecord>> MemoryTaskStore::Find(const RecordQuery& query) const {
   std::vector<TaskRecord> out;
-  for (const std::string& id : order_) {
-    auto it = records_.find(id);
-    if (it != records_.end() && query.Matches(it->second)) out.push_back(it->second.Clone());
+  for (const auto& [seq, record] : records_) {
+    if (query.Matches(record)) out.push_back(record.Clone());
   }
   return out;
 }
@@ -42,31 +50,30 @@ Result<std::vector<TaskRecord>> MemoryTaskStore::Find(const RecordQuery& query) 
 Result<std::vector<TaskRecord>> MemoryTaskStore::FindIds(const std::vector<std::string>& ids) const {
   std::vector<TaskRecord> out;
   for (const std::string& id : ids) {
-    auto it = records_.find(id);
-    if (it != records_.end()) out.push_back(it->second.Clone());
+    auto it = index_.find(id);
+    if (it != index_.end()) out.push_back(records_.at(it->second).Clone());
   }
   return out;
 }
 
-void MemoryTaskStore::Erase(const std::string& msg_id) {
-  auto it = records_.find(msg_id);
+void MemoryTaskStore::Erase(uint64_t seq) {
+  auto it = records_.find(seq);
   if (it == records_.end()) return;
   bytes_ -= it->second.ApproximateBytes();
+  index_.erase(std::string_view(it->second.msg_id));
   records_.erase(it);
 }
 
 Status MemoryTaskStore::Drop(const RecordQuery& query) {
-  std::vector<std::string> doomed;
-  for (auto& [id, record] : records_) {
-    if (query.Matches(record)) doomed.push_back(id);
+  std::vector<uint64_t> doomed;
+  for (const auto& [seq, record] : records_) {
+    if (query.Matches(record)) doomed.push_back(seq);
   }
-  for (const std::string& id : doomed) Erase(id);
-  // Compact the order lists now and then so dropped ids do not accumulate.
-  if (order_.size() > 2 * records_.size() + 64) CompactOrder();
-  if (completed_order_.size() > 2 * records_.size() + 64) {
-    std::deque<std::string> kept;
-    for (std::string& id : completed_order_) {
-      if (records_.count(id)) kept.push_back(std::move(id));
+  for (uint64_t seq : doomed) Erase(seq);
+  if (completed_order_.size() > 2 * records_.size() + 64) {  // drop stale entries now and then
+    std::deque<uint64_t> kept;
+    for (uint64_t seq : completed_order_) {
+      if (records_.count(seq)) kept.push_back(seq);
     }
     completed_order_.swap(kept);
   }
@@ -75,9 +82,8 @@ Status MemoryTaskStore::Drop(const RecordQuery& query) {
 
 Result<std::vector<std::string>> MemoryTaskStore::History() const {
   std::vector<const TaskRecord*> submitted;
-  for (const std::string& id : order_) {
-    auto it = records_.find(id);
-    if (it != records_.end() && it->second.submitted) submitted.push_back(&it->second);
+  for (const auto& [seq, record] : records_) {
+    if (record.submitted) submitted.push_back(&record);
   }
   std::stable_sort(submitted.begin(), submitted.end(),
                    [](const TaskRecord* a, const TaskRecord* b) { return *a->submitted < *b->submitted; });
@@ -85,14 +91,6 @@ Result<std::vector<std::string>> MemoryTaskStore::History() const {
   ids.reserve(submitted.size());
   for (const TaskRecord* r : submitted) ids.push_back(r->msg_id);
   return ids;
-}
-
-void MemoryTaskStore::CompactOrder() {
-  std::deque<std::string> kept;
-  for (std::string& id : order_) {
-    if (records_.count(id)) kept.push_back(std::move(id));
-  }
-  order_.swap(kept);
 }
 
 void MemoryTaskStore::CullIfNeeded() {
@@ -104,14 +102,13 @@ void MemoryTaskStore::CullIfNeeded() {
   }
   size_t culled = 0;
   while (!completed_order_.empty() && (culled < target || bytes_ > limits_.size_limit)) {
-    std::string id = std::move(completed_order_.front());
+    uint64_t seq = completed_order_.front();
     completed_order_.pop_front();
-    auto it = records_.find(id);
+    auto it = records_.find(seq);
     if (it == records_.end() || !it->second.completed) continue;  // already dropped
-    Erase(id);
+    Erase(seq);
     ++culled;
   }
-  if (order_.size() > 2 * records_.size() + 1024) CompactOrder();
 }
 
 }  // namespace ipp::controller

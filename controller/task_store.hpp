@@ -5,6 +5,8 @@
 
 #include <deque>
 #include <functional>
+#include <map>
+#include <string_view>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -44,7 +46,7 @@ class MemoryTaskStore : public TaskStore {
   explicit MemoryTaskStore(MemoryStoreLimits limits = {}) : limits_(limits) {}
   Status Add(TaskRecord&& record) override;
   Status Update(const std::string& msg_id, const std::function<void(TaskRecord&)>& change) override;
-  bool Contains(const std::string& msg_id) const override { return records_.count(msg_id) > 0; }
+  bool Contains(const std::string& msg_id) const override { return index_.count(msg_id) > 0; }
   Result<std::vector<TaskRecord>> Find(const RecordQuery& query) const override;
   Result<std::vector<TaskRecord>> FindIds(const std::vector<std::string>& msg_ids) const override;
   Status Drop(const RecordQuery& query) override;
@@ -55,15 +57,17 @@ class MemoryTaskStore : public TaskStore {
 
  private:
   void CullIfNeeded();
-  void Erase(const std::string& msg_id);
-  void CompactOrder();
+  void Erase(uint64_t seq);
 
   MemoryStoreLimits limits_;
-  std::unordered_map<std::string, TaskRecord> records_;
-  std::deque<std::string> order_;  // insertion order; may hold ids already erased
+  // Records in insertion order, and an index by msg_id whose keys point into the records
+  // (std::map nodes do not move): each msg_id is stored once.
+  std::map<uint64_t, TaskRecord> records_;
+  std::unordered_map<std::string_view, uint64_t> index_;
+  uint64_t next_seq_ = 0;
   // Completed records in completion order: culling takes from the front, never scanning past
   // pending records (which would make every update O(n) with a large backlog).
-  std::deque<std::string> completed_order_;
+  std::deque<uint64_t> completed_order_;
   size_t bytes_ = 0;
 };
 

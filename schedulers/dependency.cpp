@@ -32,20 +32,20 @@ Result<Dependency> Dependency::FromJson(const nlohmann::json& value) {
 
 namespace {
 // Counts how many of `ids` are in either set selected by the flags.
-size_t CountIn(const IdSet& ids, const IdSet* a, const IdSet* b) {
+size_t CountIn(const IdSet& ids, const MsgIdSet* a, const MsgIdSet* b) {
   size_t n = 0;
   for (const auto& id : ids) n += (a && a->count(id)) || (b && b->count(id));
   return n;
 }
 }  // namespace
 
-bool Dependency::Check(const IdSet& completed, const IdSet& failed) const {
+bool Dependency::Check(const MsgIdSet& completed, const MsgIdSet& failed) const {
   if (ids.empty()) return true;
   size_t hits = CountIn(ids, success ? &completed : nullptr, failure ? &failed : nullptr);
   return all ? hits == ids.size() : hits > 0;
 }
 
-bool Dependency::Unreachable(const IdSet& completed, const IdSet& failed) const {
+bool Dependency::Unreachable(const MsgIdSet& completed, const MsgIdSet& failed) const {
   if (ids.empty()) return false;
   size_t hits = CountIn(ids, success ? nullptr : &completed, failure ? nullptr : &failed);
   return all ? hits > 0 : hits == ids.size();

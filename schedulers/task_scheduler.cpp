@@ -240,11 +240,11 @@ bool TaskScheduler::MaybeRun(std::unique_ptr<Job>& slot) {
   if (indices.empty()) {
     if (job.follow.all && !job.follow.empty()) {
       // Followed tasks ran on different engines: no single engine can satisfy `follow`.
-      IdSet dests;
+      std::unordered_set<uint32_t> dests;
       for (const auto& id : job.follow.ids) {
         bool relevant = (job.follow.success && all_completed_.count(id)) ||
                         (job.follow.failure && all_failed_.count(id));
-        auto d = destinations_.find(id);
+        auto d = destinations_.find(MsgIdSet::Hash(id));
         if (relevant && d != destinations_.end()) dests.insert(d->second);
       }
       if (dests.size() > 1) {
@@ -451,7 +451,9 @@ void TaskScheduler::Retry(std::unique_ptr<Job> job, const std::string& engine) {
 
 void TaskScheduler::Finished(const std::string& msg_id, const std::string& engine, bool success) {
   if (!engine.empty()) {
-    destinations_[msg_id] = engine;
+    auto [index, added] = engine_index_.emplace(engine, static_cast<uint32_t>(engine_names_.size()));
+    if (added) engine_names_.push_back(engine);
+    destinations_[MsgIdSet::Hash(msg_id)] = index->second;
     auto state = engines_.find(engine);
     if (state != engines_.end()) (success ? state->second.completed : state->second.failed).insert(msg_id);
   }

@@ -71,7 +71,7 @@ class TaskScheduler {
     bool waiting = false;
   };
   struct EngineState {
-    IdSet completed, failed;
+    MsgIdSet completed, failed;
     std::unordered_map<std::string, std::unique_ptr<Job>> running;
     bool alive = true;
   };
@@ -118,8 +118,11 @@ class TaskScheduler {
   std::unordered_map<std::string, std::unique_ptr<Job>> waiting_;  // msg_id -> job
   std::deque<std::pair<uint64_t, std::string>> queue_;  // waiting jobs in order (lazy deletion)
   std::unordered_map<std::string, std::vector<std::string>> graph_;  // dep id -> waiting ids
-  std::unordered_map<std::string, std::string> destinations_;  // msg_id -> engine that ran it
-  IdSet all_ids_, all_completed_, all_failed_;
+  // Where each finished task ran: msg_id hash -> index into engine_names_ (ids are not kept).
+  std::unordered_map<uint64_t, uint32_t> destinations_;
+  std::vector<std::string> engine_names_;
+  std::unordered_map<std::string, uint32_t> engine_index_;
+  MsgIdSet all_ids_, all_completed_, all_failed_;
 };
 
 }  // namespace ipp::schedulers

@@ -53,6 +53,17 @@ class TaskStoreTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<TaskStore> store_;
 };
 
+TEST_P(TaskStoreTest, LongIdsStayFindableAfterManyUpdates) {
+  std::string id(60, 'x');
+  ASSERT_TRUE(store_->Add(Record(id, 9, false)).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store_->Update(id, [](TaskRecord& r) { r.stdout_text += "more"; }).ok());
+  ASSERT_TRUE(store_->Contains(id));
+  EXPECT_EQ(store_->FindIds({id})->at(0).stdout_text, "moremoremore");
+  ASSERT_TRUE(store_->Update(id, [](TaskRecord& r) { r.msg_id = "renamed"; }).ok());  // undone
+  EXPECT_TRUE(store_->Contains(id));
+  EXPECT_FALSE(store_->Contains("renamed"));
+}
+
 TEST_P(TaskStoreTest, RejectsDuplicatesAndUpdatesInPlace) {
   EXPECT_FALSE(store_->Add(Record("a", 9, true)).ok());
   ASSERT_TRUE(store_->Update("c", [](TaskRecord& r) { r.stdout_text = "hi"; }).ok());

@@ -142,11 +142,15 @@ def test_abort_and_interrupt(make_cluster):
 def test_shutdown_request_and_sigterm_unregister(make_cluster):
     cluster = make_cluster(engines=0, native_engines=2)
     rc = cluster.client()
+    # engine ids follow registration order, not start order: find engine 0's process
+    pid0 = cluster.native().call(rc._engines[0], "ipp.info")["content"]["ipp_result"]["pid"]
+    first = next(e for e in cluster.engines if e.pid == pid0)
+    second = next(e for e in cluster.engines if e.pid != pid0)
     rc.shutdown(targets=[0], block=True)
-    assert cluster.engines[0].wait(10) == 0
+    assert first.wait(10) == 0
     wait_for(lambda: rc.ids == [1], what="engine 0 to unregister")
-    cluster.engines[1].send_signal(signal.SIGTERM)
-    assert cluster.engines[1].wait(10) == 0
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(10) == 0
     wait_for(lambda: rc.ids == [], what="engine 1 to unregister")
     assert "asked to leave" in cluster.log("controller.log")
 
@@ -201,16 +205,16 @@ def test_mpi_allreduce_across_engines(make_cluster):
                OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_oob_tcp_if_include="lo",
                OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_btl="self,vader,tcp")
     log = open(os.path.join(cluster.workdir, "mpiexec.log"), "w")
-    mpi = subprocess.Popen(["mpiexec", "-n", "3", IPENGINE, "--mpi", f"--profile-dir={cluster.profile_dir}",
+    mpi = subprocess.Popen(["mpiexec", "-n", "4", IPENGINE, "--mpi", f"--profile-dir={cluster.profile_dir}",
                             f"--load={MPI_PLUGIN}"], env=env, stdout=log, stderr=subprocess.STDOUT,
                            start_new_session=True)
     cluster.engines.append(mpi)
     rc = cluster.client()
-    wait_for(lambda: len(rc.ids) == 3, timeout=60, what="3 MPI engines")
+    wait_for(lambda: len(rc.ids) == 4, timeout=60, what="4 MPI engines")
     native = cluster.native()
     for i, uuid in enumerate(uuids(cluster)):
         native.send(uuid, "apply_request", {"ipp_call": {"function": "mpi.allreduce_sum", "args": i + 1}})
-    replies = [native.recv(timeout=30)["content"] for _ in range(3)]
+    replies = [native.recv(timeout=30)["content"] for _ in range(4)]
     assert all(r["status"] == "ok" for r in replies), replies
-    assert sorted(r["ipp_result"]["rank"] for r in replies) == [0, 1, 2]
-    assert all(r["ipp_result"]["sum"] == 6 and r["ipp_result"]["size"] == 3 for r in replies)
+    assert sorted(r["ipp_result"]["rank"] for r in replies) == [0, 1, 2, 3]
+    assert all(r["ipp_result"]["sum"] == 10 and r["ipp_result"]["size"] == 4 for r in replies)

@@ -1,4 +1,7 @@
 // The ipp command against a real controller and engines.
+#include <signal.h>
+
+#include <algorithm>
 #include <fstream>
 #include <map>
 
@@ -104,6 +107,48 @@ TEST_F(IppCliTest, FarmRecordsResultsAndResumes) {
   std::ifstream again(results);
   for (std::string line; std::getline(again, line);) ++lines;
   EXPECT_EQ(lines, 4u);
+}
+
+TEST_F(IppCliTest, FarmOfHundredsInterruptedAndResumed) {
+  auto commands = dir_.path() / "many.txt";
+  {
+    std::ofstream out(commands);
+    for (int i = 1; i <= 300; ++i) out << "sleep 0.01; echo job-" << i << "\n";
+  }
+  auto results = dir_.path() / "many.txt.results.jsonl";
+  std::vector<std::string> argv = {std::string(IPP_BIN_DIR) + "/ipp", "farm",
+                                   "--profile-dir=" + cluster_.profile_dir().string(), commands.string()};
+  {
+    testutil::Process farm(argv, dir_.path() / "farm1.log");
+    // Interrupt it once some, but not all, commands are recorded.
+    ASSERT_TRUE(testutil::WaitFor([&] {
+      std::ifstream in(results);
+      return std::count(std::istreambuf_iterator<char>(in), {}, '\n') >= 20;
+    }, 60s));
+    farm.signal(SIGINT);
+    farm.wait(10s);
+  }
+  size_t first_run = 0;
+  {
+    std::ifstream in(results);
+    for (std::string line; std::getline(in, line);) first_run += json::parse(line, nullptr, false).is_object();
+  }
+  ASSERT_GT(first_run, 0u);
+  ASSERT_LT(first_run, 300u) << "the farm finished before it could be interrupted";
+  std::string out;
+  ASSERT_EQ(Ipp({"farm", commands.string()}, &out), 0) << out;
+  std::map<int, int> successes;
+  std::ifstream in(results);
+  for (std::string line; std::getline(in, line);) {
+    json r = json::parse(line, nullptr, false);
+    if (!r.is_object()) continue;  // a line cut by the interrupt
+    if (r["exit_code"] == 0) {
+      ++successes[r["line"].get<int>()];
+      EXPECT_EQ(r["stdout"], "job-" + std::to_string(r["line"].get<int>()) + "\n");
+    }
+  }
+  EXPECT_EQ(successes.size(), 300u);  // every command succeeded
+  for (auto& [line, n] : successes) EXPECT_EQ(n, 1) << "line " << line << " recorded twice";
 }
 
 TEST_F(IppCliTest, StatusResultAbortAndShutdown) {

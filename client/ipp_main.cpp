@@ -22,6 +22,8 @@ struct Common {
   std::string profile = "default", profile_dir, cluster_id, file;
   double timeout = 10;
   bool json = false;
+  std::string ssh;
+  std::vector<std::string> ssh_args;
 };
 
 void AddCommon(po::options_description& o, Common& c) {
@@ -31,7 +33,9 @@ void AddCommon(po::options_description& o, Common& c) {
       ("cluster-id", po::value(&c.cluster_id), "cluster id")
       ("file,f", po::value(&c.file), "client connection file (overrides the profile)")
       ("timeout", po::value(&c.timeout)->default_value(10), "seconds to wait for the controller")
-      ("json", po::bool_switch(&c.json), "machine-readable JSON output");
+      ("json", po::bool_switch(&c.json), "machine-readable JSON output")
+      ("ssh", po::value(&c.ssh), "reach the controller through SSH: user@host[:port]")
+      ("ssh-arg", po::value(&c.ssh_args)->composing(), "extra ssh option (repeatable), e.g. --ssh-arg=-i --ssh-arg=key");
 }
 
 int Fail(const std::string& message) {
@@ -46,6 +50,8 @@ std::unique_ptr<ipp::Client> Connect(const Common& c, std::string* error) {
   o.cluster_id = c.cluster_id;
   o.connection_file = c.file;
   o.timeout = ipp::Millis(static_cast<long>(c.timeout * 1000));
+  o.ssh_server = c.ssh;
+  o.ssh_args = c.ssh_args;
   auto client = ipp::Client::Connect(o);
   if (!client.ok()) {
     *error = client.status().message();

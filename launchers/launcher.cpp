@@ -253,7 +253,8 @@ class SshLauncher : public Launcher {
     for (auto& [host, count_json] : hosts.items()) {
       int count = count_json.get<int>();
       for (int i = 0; i < count && (n <= 0 || started < n); ++i, ++started) {
-        std::vector<std::string> argv = {ssh.value("ssh", std::string("ssh"))};
+        // -tt: the remote engine gets a terminal, so it is hung up when we end the session.
+        std::vector<std::string> argv = {ssh.value("ssh", std::string("ssh")), "-tt"};
         for (const auto& a : ssh.value("ssh_args", Json::array())) argv.push_back(a.get<std::string>());
         std::vector<std::string> engine = {remote};
         engine.insert(engine.end(), context_.engine_args.begin(), context_.engine_args.end());

@@ -101,6 +101,10 @@ struct ClientOptions {
   std::string cluster_id;
   std::string connection_file;  // overrides profile/cluster_id
   Millis timeout{10000};        // for the connection and hub queries
+  // Reach a controller on another machine through SSH, as ipyparallel's --ssh does:
+  // "user@host" or "user@host:port". One ssh process forwards every channel to local ports.
+  std::string ssh_server;
+  std::vector<std::string> ssh_args;  // extra ssh options, e.g. {"-i", "key", "-o", "..."}
 
   static ClientOptions File(std::string path) {
     ClientOptions o;

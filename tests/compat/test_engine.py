@@ -218,3 +218,20 @@ def test_mpi_allreduce_across_engines(make_cluster):
     assert all(r["status"] == "ok" for r in replies), replies
     assert sorted(r["ipp_result"]["rank"] for r in replies) == [0, 1, 2, 3]
     assert all(r["ipp_result"]["sum"] == 10 and r["ipp_result"]["size"] == 4 for r in replies)
+
+
+def test_ipp_command_with_stock_controller(make_cluster):
+    # our C++ client (the ipp command) and engines behind the stock Python controller
+    cluster = make_cluster(engines=0, native_engines=2, engine_args=[f"--load={PI_PLUGIN}"], stock_controller=True)
+    from conftest import BIN_DIR
+    ipp_bin = os.path.join(BIN_DIR, "ipp")
+    cf = cluster.connection_file("client")
+    engines = json.loads(subprocess.run([ipp_bin, "engines", "--json", "-f", cf], capture_output=True, text=True,
+                                        timeout=30, check=True).stdout)
+    assert [e["id"] for e in engines] == [0, 1]
+    px = subprocess.run([ipp_bin, "px", "-f", cf, "--", "echo", "from-$$"], capture_output=True, text=True, timeout=30)
+    assert px.returncode == 0 and px.stdout.count("[stdout:") == 2
+    m = subprocess.run([ipp_bin, "map", "pi.sample", "-", "-f", cf, "--chunksize", "2"], capture_output=True, text=True,
+                       timeout=60, input="".join(json.dumps({"samples": 100, "seed": i}) + "\n" for i in range(5)))
+    assert m.returncode == 0, m.stderr
+    assert [json.loads(line)["samples"] for line in m.stdout.splitlines()] == [100] * 5

@@ -32,7 +32,7 @@ void AddCommon(po::options_description& o, Common& c) {
       ("profile-dir", po::value(&c.profile_dir), "explicit profile directory")
       ("cluster-id", po::value(&c.cluster_id), "cluster id")
       ("file,f", po::value(&c.file), "client connection file (overrides the profile)")
-      ("timeout", po::value(&c.timeout)->default_value(10), "seconds to wait for the controller")
+      ("connect-timeout", po::value(&c.timeout)->default_value(10), "seconds to wait for the controller")
       ("json", po::bool_switch(&c.json), "machine-readable JSON output")
       ("ssh", po::value(&c.ssh), "reach the controller through SSH: user@host[:port]")
       ("ssh-arg", po::value(&c.ssh_args)->composing(), "extra ssh option (repeatable), e.g. --ssh-arg=-i --ssh-arg=key");
@@ -229,7 +229,7 @@ int Farm(int argc, char** argv) {
   o.add_options()("commands", po::value(&input), "file with one shell command per line")
       ("results,o", po::value(&results_path), "results file, JSON lines (default: COMMANDS.results.jsonl)")
       ("retries", po::value(&retries)->default_value(0), "retries of a failed command on other engines")
-      ("task-timeout", po::value(&timeout)->default_value(0), "seconds a command may run (0: no limit)");
+      ("timeout", po::value(&timeout)->default_value(0), "seconds a command may run (0: no limit)");
   po::positional_options_description pos;
   pos.add("commands", 1);
   po::variables_map vm;

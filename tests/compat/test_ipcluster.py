@@ -146,7 +146,7 @@ def test_256_local_engines(env):
     run([IPCLUSTER, "start", "-n", "256", "--daemonize", "--timeout=60"], env, timeout=120)
     elapsed = time.monotonic() - start
     print(f"256 engines registered in {elapsed:.1f} s")
-    assert len(json.loads(run([IPP, "engines", "--json", "--timeout=30"], env).stdout)) == 256
+    assert len(json.loads(run([IPP, "engines", "--json", "--connect-timeout=30"], env).stdout)) == 256
     pids = cluster_pids(env)
     run([IPCLUSTER, "stop"], env, timeout=120)
     wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="256 engines to stop")

@@ -151,6 +151,25 @@ TEST_F(IppCliTest, FarmOfHundredsInterruptedAndResumed) {
   for (auto& [line, n] : successes) EXPECT_EQ(n, 1) << "line " << line << " recorded twice";
 }
 
+TEST_F(IppCliTest, FarmTimeoutKillsSlowCommands) {
+  auto commands = dir_.path() / "slow.txt";
+  std::ofstream(commands) << "sleep 30\necho quick\n";
+  std::string out;
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Ipp({"farm", commands.string(), "--timeout", "0.5"}, &out), 1) << out;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
+  std::ifstream in(dir_.path() / "slow.txt.results.jsonl");
+  std::map<int, json> by_line;
+  for (std::string line; std::getline(in, line);) {
+    json r = json::parse(line);
+    by_line[r["line"]] = r;
+  }
+  ASSERT_EQ(by_line.size(), 2u);
+  EXPECT_TRUE(by_line[1]["timed_out"].get<bool>());
+  EXPECT_NE(by_line[1]["exit_code"], 0);
+  EXPECT_EQ(by_line[2]["exit_code"], 0);
+}
+
 TEST_F(IppCliTest, StatusResultAbortAndShutdown) {
   std::string out;
   ASSERT_EQ(Ipp({"status", "--json"}, &out), 0) << out;

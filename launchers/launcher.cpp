@@ -345,7 +345,9 @@ class BatchLauncher : public Launcher {
     std::vector<std::string> argv = system_.submit;
     for (const auto& a : cfg.value("submit_args", Json::array())) argv.push_back(a.get<std::string>());
     argv.push_back(script_.string());
-    fs::path log = context_.log_dir / (lower + "-submit-" + std::to_string(getpid()) + ".log");
+    // One output file per submission: the job id is parsed from it.
+    fs::path log = context_.log_dir / (lower + (controller_ ? "-submit-controller-" : "-submit-engines-") +
+                                       std::to_string(getpid()) + "-" + std::to_string(++submissions_) + ".log");
     Result<pid_t> pid = Spawn(argv, log);
     if (!pid.ok()) return pid.status();
     int status = 0;
@@ -386,6 +388,7 @@ class BatchLauncher : public Launcher {
   const BatchSystem& system_;
   LaunchContext context_;
   bool controller_;
+  int submissions_ = 0;
   std::string job_id_;
   fs::path script_;
 };

@@ -1,0 +1,73 @@
+"""ipcluster with batch launchers against real batch systems started by the test on localhost."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "batch"))
+import slurm_cluster  # noqa: E402
+
+from conftest import BIN_DIR, wait_for  # noqa: E402
+
+IPCLUSTER = os.path.join(BIN_DIR, "ipcluster")
+IPP = os.path.join(BIN_DIR, "ipp")
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    missing = slurm_cluster.missing()
+    if missing:
+        pytest.skip(f"Slurm not installed here: {', '.join(missing)} missing (slurmctld slurmd slurm-client munge)")
+    with slurm_cluster.SlurmCluster(str(tmp_path_factory.mktemp("slurm"))) as s:
+        yield s
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_slurm_engines(slurm, tmp_path):
+    env = dict(slurm.env(), IPYTHONDIR=str(tmp_path / "ipython"))
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipcluster_config.json").write_text(json.dumps({"slurm": {"queue": "debug", "walltime": "00:10:00"}}))
+    r = subprocess.run([IPCLUSTER, "start", "-n", "3", "--engines", "slurm", "--daemonize", "--timeout=90"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cluster = json.load(open(profile / "security" / "cluster-.json"))
+    job = cluster["engines"]["sets"][0]["state"]["job_id"]
+    assert job.isdigit()
+    script = open(cluster["engines"]["sets"][0]["state"]["script"]).read()
+    assert "#SBATCH --ntasks=3" in script and "#SBATCH --partition=debug" in script and "--time=00:10:00" in script
+    queue = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], env=env, capture_output=True, text=True).stdout
+    assert "RUNNING" in queue
+    engines = json.loads(subprocess.run([IPP, "engines", "--json"], env=env, capture_output=True, text=True,
+                                        timeout=30, check=True).stdout)
+    assert len(engines) == 3
+    pids = [e["pid"] for e in engines]
+    r = subprocess.run([IPCLUSTER, "stop"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: subprocess.run(["squeue", "-h", "-j", job], env=env, capture_output=True, text=True).stdout.strip() == "",
+             timeout=30, what="the Slurm job to end")
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="the engines to stop")
+
+
+def test_slurm_controller_and_engines(slurm, tmp_path):
+    # The controller as a job too; engines find its connection file in the shared profile dir.
+    env = dict(slurm.env(), IPYTHONDIR=str(tmp_path / "ipython"))
+    r = subprocess.run([IPCLUSTER, "start", "-n", "2", "--engines", "Slurm", "--controller", "SlurmControllerLauncher",
+                        "--daemonize", "--timeout=90"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(json.loads(subprocess.run([IPP, "engines", "--json"], env=env, capture_output=True, text=True,
+                                         timeout=30, check=True).stdout)) == 2
+    subprocess.run([IPCLUSTER, "stop"], env=env, capture_output=True, text=True, timeout=60, check=True)
+    wait_for(lambda: subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout.strip() == "",
+             timeout=30, what="all Slurm jobs to end")

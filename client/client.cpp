@@ -20,6 +20,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <zmq.hpp>
 
@@ -212,25 +213,6 @@ std::string EngineErrorText(int id, const std::string& msg_id) {
   return "Engine " + std::to_string(id) + " died while running task '" + msg_id + "'";
 }
 
-Frames ToFrames(std::vector<Buffer>& buffers) {
-  Frames out;
-  for (Buffer& b : buffers) {
-    auto* keep = new std::shared_ptr<const void>(b.owner());
-    out.emplace_back(const_cast<char*>(b.data()), b.size(),
-                     [](void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }, keep);
-  }
-  return out;
-}
-
-std::vector<Buffer> ToBuffers(Frames& frames, size_t begin = 0, size_t count = SIZE_MAX) {
-  std::vector<Buffer> out;
-  for (size_t i = begin; i < frames.size() && i - begin < count; ++i) {
-    auto owner = std::make_shared<zmq::message_t>(std::move(frames[i]));
-    out.emplace_back(owner, owner->data(), owner->size());
-  }
-  return out;
-}
-
 std::string StringField(const Json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -344,6 +326,7 @@ struct Client::Impl {
   mutable std::mutex engines_mutex;
   std::condition_variable engines_changed;
   std::map<int, std::string> engines;
+  std::set<int> gone;  // unregistered ids: the hub never reuses them, so never re-add one
 
   // I/O thread only from here on.
   protocol::Session session;
@@ -362,6 +345,7 @@ struct Client::Impl {
   std::unordered_map<std::string, std::set<std::string>> on_engine;     // direct msgs per engine uuid
   std::unordered_map<std::string, std::string> direct_engine;            // direct msg -> engine uuid
   std::unordered_map<std::string, std::promise<Result<Message>>> queries;
+  std::unordered_set<std::string> engine_syncs;  // our own connection_requests (see SyncEngines)
   Reactor reactor{MakeLogger("client.io")};
   std::thread io;
   std::unique_ptr<SshTunnel> tunnel;  // ended with the client, after Close() stopped the I/O thread
@@ -430,6 +414,10 @@ struct Client::Impl {
     reactor.add(query, [this] { OnQueryReply(); });
     reactor.add(iopub, [this] { OnIopub(); });
     reactor.add(notification, [this] { OnNotification(); });
+    // A registration published before our SUB socket was connected is lost (PUB/SUB), so the
+    // engine list is re-read from the hub soon after connecting, and then now and then.
+    reactor.after(std::chrono::milliseconds(300), [this] { SyncEngines(); });
+    reactor.every(std::chrono::seconds(2), [this] { SyncEngines(); });
     io = std::thread([this] { reactor.run(); });
     return Status::OK();
   }
@@ -500,7 +488,7 @@ struct Client::Impl {
     m.header = session.make_header(out.msg_type, out.msg_id);
     m.metadata = std::move(out.metadata);
     m.content = std::move(out.content);
-    m.buffers = ToFrames(out.buffers);
+    m.buffers = protocol::BuffersToFrames(out.buffers);
     if (!out.engine_uuid.empty()) m.identities.emplace_back(out.engine_uuid.data(), out.engine_uuid.size());
     std::string date = m.header["date"];
     {
@@ -570,7 +558,7 @@ struct Client::Impl {
         t.completed = StringField(m->header, "date");
         auto result = m->content.find("ipp_result");
         if (result != m->content.end()) t.result = std::move(*result);
-        t.buffers = ToBuffers(m->buffers);
+        t.buffers = protocol::FramesToBuffers(m->buffers);
         if (status == "error") {
           std::vector<std::string> tb;
           auto it = m->content.find("traceback");
@@ -624,6 +612,7 @@ struct Client::Impl {
         {
           std::lock_guard lock(engines_mutex);
           engines.erase(id);
+          gone.insert(id);
         }
         // Direct requests still on that engine will never be answered.
         auto stranded = on_engine.find(uuid);
@@ -652,11 +641,33 @@ struct Client::Impl {
     }
   }
 
+  void SyncEngines() {
+    Message m;
+    m.header = session.make_header("connection_request", NewMessageId());
+    engine_syncs.insert(m.header["msg_id"].get<std::string>());
+    protocol::Send(query, session.serialize(std::move(m)));
+  }
+
   void OnQueryReply() {
     while (auto frames = protocol::TryRecv(query)) {
       Result<Message> m = session.parse(std::move(*frames));
       if (!m.ok()) continue;
-      auto it = queries.find(StringField(m->parent_header, "msg_id"));
+      std::string parent = StringField(m->parent_header, "msg_id");
+      if (engine_syncs.erase(parent)) {
+        // Add what we missed; never remove on a snapshot: it may be older than an
+        // unregistration notification already applied.
+        const Json listed = m->content.value("engines", Json::object());
+        {
+          std::lock_guard lock(engines_mutex);
+          for (auto& [id, uuid] : listed.items()) {
+            int eid = std::stoi(id);
+            if (uuid.is_string() && !gone.count(eid)) engines.emplace(eid, uuid.get<std::string>());
+          }
+        }
+        engines_changed.notify_all();
+        continue;
+      }
+      auto it = queries.find(parent);
       if (it == queries.end()) continue;
       it->second.set_value(std::move(*m));
       queries.erase(it);
@@ -835,7 +846,7 @@ AsyncResult Client::get_result(const std::vector<std::string>& msg_ids) {
     t.stderr_text = io.is_object() ? StringField(io, "stderr") : "";
     t.result = rc.value("ipp_result", Json());
     size_t count = rc.value("ipp_buffers", 0);
-    t.buffers = ToBuffers(m->buffers, next_buffer, count);
+    t.buffers = protocol::FramesToBuffers(m->buffers, next_buffer, count);
     next_buffer += count;
     if (t.status == "error") {
       t.error = RemoteError(StringField(rc, "ename"), StringField(rc, "evalue"), {}, t.engine_id);

@@ -398,7 +398,7 @@ int Shutdown(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::map<std::string, std::pair<int (*)(int, char**), const char*>> commands = {
+  return ipp::cli::RunSubcommand(argc, argv, "ipp", {
       {"engines", {Engines, "list the engines"}},
       {"px", {Px, "run a shell command on engines"}},
       {"map", {Map, "map a native function over JSON lines"}},
@@ -407,24 +407,5 @@ int main(int argc, char** argv) {
       {"result", {ResultCmd, "fetch results by msg_id"}},
       {"abort", {Abort, "abort queued requests"}},
       {"shutdown", {Shutdown, "stop the engines and the controller"}},
-  };
-  auto usage = [&] {
-    std::cout << "usage: ipp COMMAND [options]   (ipp COMMAND --help for its options)\n\ncommands:\n";
-    for (auto& [name, cmd] : commands) std::printf("  %-10s %s\n", name.c_str(), cmd.second);
-  };
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    usage();
-    return argc < 2 ? 2 : 0;
-  }
-  auto it = commands.find(argv[1]);
-  if (it == commands.end()) {
-    std::cerr << "ipp: unknown command '" << argv[1] << "'\n";
-    usage();
-    return 2;
-  }
-  try {
-    return it->second.first(argc - 1, argv + 1);
-  } catch (const std::exception& e) {
-    return Fail(e.what());
-  }
+  });
 }

@@ -1,5 +1,11 @@
 #include "common/cli.hpp"
 
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "common/logging.hpp"
+
 namespace ipp::cli {
 
 int Parse(int argc, char** argv, const std::string& usage, const po::options_description& options,
@@ -30,6 +36,45 @@ int Parse(int argc, char** argv, const std::string& usage, const po::options_des
     return 2;
   }
   return -1;
+}
+
+std::string SetUpLogging(const std::string& level, bool to_file, const std::string& log_dir,
+                         const std::string& program) {
+  auto parsed = ParseLogLevel(level);
+  if (!parsed.ok()) return parsed.status().message();
+  SetLogLevel(*parsed);
+  if (!to_file) return "";
+  std::error_code ec;
+  std::filesystem::create_directories(log_dir, ec);
+  auto path = std::filesystem::path(log_dir) / (program + "-" + std::to_string(getpid()) + ".log");
+  Status s = SetLogFile(path.string());
+  return s.ok() ? "" : s.message();
+}
+
+int RunSubcommand(int argc, char** argv, const std::string& program,
+                  const std::map<std::string, Subcommand>& commands) {
+  auto usage = [&](std::ostream& out) {
+    out << "usage: " << program << " COMMAND [options]   (" << program << " COMMAND --help for its options)\n\ncommands:\n";
+    for (const auto& [name, cmd] : commands) {
+      out << "  " << name << std::string(name.size() < 10 ? 10 - name.size() : 1, ' ') << cmd.summary << "\n";
+    }
+  };
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    usage(std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  auto it = commands.find(argv[1]);
+  if (it == commands.end()) {
+    std::cerr << program << ": unknown command '" << argv[1] << "'\n";
+    usage(std::cerr);
+    return 2;
+  }
+  try {
+    return it->second.run(argc - 1, argv + 1);
+  } catch (const std::exception& e) {
+    std::cerr << program << ": " << e.what() << std::endl;
+    return 1;
+  }
 }
 
 }  // namespace ipp::cli

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,5 +18,19 @@ namespace po = boost::program_options;
 int Parse(int argc, char** argv, const std::string& usage, const po::options_description& options,
           po::variables_map& vm, std::vector<std::string>* traitlets = nullptr,
           const po::positional_options_description* positional = nullptr);
+
+// Applies --log-level (ipyparallel numbers or names) and --log-to-file
+// (<log_dir>/<program>-<pid>.log). Returns an error message, or "" when all is well.
+std::string SetUpLogging(const std::string& level, bool to_file, const std::string& log_dir,
+                         const std::string& program);
+
+// `program COMMAND [options]`: runs the named subcommand with argv shifted so its argv[0] is
+// the command name; prints the list of commands for --help or an unknown command.
+struct Subcommand {
+  int (*run)(int argc, char** argv);
+  const char* summary;
+};
+int RunSubcommand(int argc, char** argv, const std::string& program,
+                  const std::map<std::string, Subcommand>& commands);
 
 }  // namespace ipp::cli

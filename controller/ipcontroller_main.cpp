@@ -68,14 +68,11 @@ int main(int argc, char** argv) {
   o.restore = vm.count("restore") > 0;
   if (auto s = ipp::controller::ApplyTrait(o, "TaskScheduler.scheme_name", o.scheme); !s.ok()) return fail(s.message());
 
-  auto level = ipp::ParseLogLevel(log_level);
-  if (!level.ok()) return fail(level.status().message());
-  ipp::SetLogLevel(*level);
   auto profile = ipp::protocol::ProfileDir::Resolve(o.profile, o.profile_dir);
-  if (vm.count("log-to-file")) {
-    (void)profile.Ensure();
-    auto file = profile.log_dir() / ("ipcontroller-" + std::to_string(getpid()) + ".log");
-    if (auto s = ipp::SetLogFile(file.string()); !s.ok()) return fail(s.message());
+  if (vm.count("log-to-file")) (void)profile.Ensure();
+  if (auto e = ipp::cli::SetUpLogging(log_level, vm.count("log-to-file"), profile.log_dir().string(), "ipcontroller");
+      !e.empty()) {
+    return fail(e);
   }
   auto log = ipp::MakeLogger("ipcontroller");
 

@@ -19,26 +19,6 @@ using protocol::Message;
 namespace {
 constexpr const char* kWorkerEndpoint = "inproc://ipp-engine-worker";
 
-// Buffers that arrived in a message, shared with it (no copy).
-std::vector<Buffer> ToBuffers(Frames& frames) {
-  std::vector<Buffer> out;
-  for (auto& f : frames) {
-    auto owner = std::make_shared<zmq::message_t>(std::move(f));
-    out.emplace_back(owner, owner->data(), owner->size());
-  }
-  return out;
-}
-
-// Buffers to send: zmq messages that keep the Buffer's owner alive until zmq is done with them.
-Frames ToFrames(std::vector<Buffer>& buffers) {
-  Frames out;
-  for (Buffer& b : buffers) {
-    auto* keep = new std::shared_ptr<const void>(b.owner());
-    out.emplace_back(const_cast<char*>(b.data()), b.size(),
-                     [](void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }, keep);
-  }
-  return out;
-}
 }  // namespace
 
 Engine::Engine(EngineOptions options, Logger log)
@@ -312,7 +292,7 @@ void Engine::Dispatch(Request request) {
     item->kind = WorkItem::Kind::kCall;
     item->function = call->value("function", "");
     item->args = call->value("args", json());
-    item->buffers = ToBuffers(request.message.buffers);
+    item->buffers = protocol::FramesToBuffers(request.message.buffers);
     // No busy/idle IOPub status for native calls: nothing waits on it (clients wait for idle
     // only after execute_request), and it tripled the messages per task.
   } else if (type == "clear_request") {
@@ -373,7 +353,7 @@ void Engine::Finish(WorkItem* raw_item) {
     // (which concatenates the buffers of many records) can be split again.
     Reply(request, "apply_reply",
           {{"status", "ok"}, {"ipp_result", std::move(item->result)}, {"ipp_buffers", item->out_buffers.size()}},
-          Metadata(request.message, request.started), ToFrames(item->out_buffers));
+          Metadata(request.message, request.started), protocol::BuffersToFrames(item->out_buffers));
   }
   if (type == "execute_request") Publish("status", {{"execution_state", "idle"}}, request.message.header);
   Pump();

@@ -50,14 +50,10 @@ int main(int argc, char** argv) {
     return 2;
   };
   if (!work_dir.empty() && chdir(work_dir.c_str()) != 0) return fail("cannot change to " + work_dir);
-  auto level = ipp::ParseLogLevel(log_level);
-  if (!level.ok()) return fail(level.status().message());
-  ipp::SetLogLevel(*level);
   auto profile_path = ipp::protocol::ProfileDir::Resolve(profile, profile_dir);
-  if (vm.count("log-to-file")) {
-    (void)profile_path.Ensure();
-    auto path = profile_path.log_dir() / ("ipengine-" + std::to_string(getpid()) + ".log");
-    if (auto s = ipp::SetLogFile(path.string()); !s.ok()) return fail(s.message());
+  if (auto e = ipp::cli::SetUpLogging(log_level, vm.count("log-to-file"), profile_path.log_dir().string(), "ipengine");
+      !e.empty()) {
+    return fail(e);
   }
   auto log = ipp::MakeLogger("engine");
   for (const auto& t : traitlets) {

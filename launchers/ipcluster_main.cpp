@@ -405,27 +405,12 @@ int Clean(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::map<std::string, std::pair<int (*)(int, char**), const char*>> commands = {
+  std::signal(SIGPIPE, SIG_IGN);
+  return ipp::cli::RunSubcommand(argc, argv, "ipcluster", {
       {"start", {Start, "start a controller and engines"}},
       {"stop", {Stop, "stop a cluster"}},
       {"list", {List, "list clusters"}},
       {"engines", {Engines, "add engines to a running cluster"}},
       {"clean", {Clean, "remove files of stopped clusters"}},
-  };
-  auto usage = [&] {
-    std::cout << "usage: ipcluster COMMAND [options]   (ipcluster COMMAND --help for its options)\n\ncommands:\n";
-    for (auto& [name, cmd] : commands) std::printf("  %-8s %s\n", name.c_str(), cmd.second);
-  };
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    usage();
-    return argc < 2 ? 2 : 0;
-  }
-  auto it = commands.find(argv[1]);
-  if (it == commands.end()) {
-    std::cerr << "ipcluster: unknown command '" << argv[1] << "'\n";
-    usage();
-    return 2;
-  }
-  std::signal(SIGPIPE, SIG_IGN);
-  return it->second.first(argc - 1, argv + 1);
+  });
 }

@@ -87,3 +87,32 @@ bool Send(zmq::socket_ref socket, Frames&& frames, bool dontwait) {
 }
 
 }  // namespace ipp::protocol
+
+namespace ipp::protocol {
+
+std::vector<Buffer> FramesToBuffers(Frames& frames, size_t begin, size_t count) {
+  std::vector<Buffer> out;
+  for (size_t i = begin; i < frames.size() && i - begin < count; ++i) {
+    auto owner = std::make_shared<zmq::message_t>(std::move(frames[i]));
+    out.emplace_back(owner, owner->data(), owner->size());
+  }
+  return out;
+}
+
+Frames BuffersToFrames(const std::vector<Buffer>& buffers) {
+  Frames out;
+  for (const Buffer& b : buffers) {
+    auto* keep = new std::shared_ptr<const void>(b.owner());
+    out.emplace_back(const_cast<char*>(b.data()), b.size(),
+                     [](void*, void* hint) { delete static_cast<std::shared_ptr<const void>*>(hint); }, keep);
+  }
+  return out;
+}
+
+void ConfigureUnbounded(zmq::socket_t& socket) {
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::sndhwm, 0);
+  socket.set(zmq::sockopt::rcvhwm, 0);
+}
+
+}  // namespace ipp::protocol

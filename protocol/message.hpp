@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "ipp/engine_plugin.hpp"
 #include "ipp/status.hpp"
 
 namespace ipp::protocol {
@@ -81,4 +82,15 @@ std::optional<Frames> TryRecv(zmq::socket_ref socket);
 // Sends all frames; returns false if the socket would block (e.g. HWM reached, peer gone on
 // a ROUTER with ZMQ_ROUTER_MANDATORY) — the caller decides whether that loses anything.
 bool Send(zmq::socket_ref socket, Frames&& frames, bool dontwait = false);
+}  // namespace ipp::protocol
+
+namespace ipp::protocol {
+// Buffers that arrived in frames, sharing the frames' memory (no copy); the frames are consumed.
+std::vector<Buffer> FramesToBuffers(Frames& frames, size_t begin = 0, size_t count = SIZE_MAX);
+// Frames that send the buffers without copying; each keeps its Buffer's owner alive until zmq
+// is done with it.
+Frames BuffersToFrames(const std::vector<Buffer>& buffers);
+// Socket options of our relays and schedulers: no linger, no high-water marks (the controller
+// must never drop or block on a message it accepted).
+void ConfigureUnbounded(zmq::socket_t& socket);
 }  // namespace ipp::protocol

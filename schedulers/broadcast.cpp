@@ -17,11 +17,7 @@ BroadcastScheduler::BroadcastScheduler(zmq::context_t& context, const std::strin
       engine_(context, zmq::socket_type::router),
       monitor_(context, zmq::socket_type::push),
       to_engines_(engine_, patience) {
-  for (zmq::socket_t* s : {&client_, &engine_, &monitor_}) {
-    s->set(zmq::sockopt::linger, 0);
-    s->set(zmq::sockopt::sndhwm, 0);
-    s->set(zmq::sockopt::rcvhwm, 0);
-  }
+  for (zmq::socket_t* s : {&client_, &engine_, &monitor_}) protocol::ConfigureUnbounded(*s);
   engine_.set(zmq::sockopt::router_mandatory, 1);
 }
 

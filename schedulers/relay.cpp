@@ -24,13 +24,6 @@ void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, Frames& fra
   protocol::Send(monitor, std::move(out));
 }
 
-namespace {
-void Configure(zmq::socket_t& s) {
-  s.set(zmq::sockopt::linger, 0);
-  s.set(zmq::sockopt::sndhwm, 0);
-  s.set(zmq::sockopt::rcvhwm, 0);
-}
-}  // namespace
 
 RouterRelay::RouterRelay(zmq::context_t& context, const std::string& key, std::string in_topic,
                          std::string out_topic, std::chrono::milliseconds patience, Logger log)
@@ -42,7 +35,7 @@ RouterRelay::RouterRelay(zmq::context_t& context, const std::string& key, std::s
       engine_(context, zmq::socket_type::router),
       monitor_(context, zmq::socket_type::push),
       to_engines_(engine_, patience) {
-  for (zmq::socket_t* s : {&client_, &engine_, &monitor_}) Configure(*s);
+  for (zmq::socket_t* s : {&client_, &engine_, &monitor_}) protocol::ConfigureUnbounded(*s);
   // Unknown destinations fail loudly (EHOSTUNREACH) instead of vanishing, so we can answer.
   client_.set(zmq::sockopt::router_mandatory, 1);
   engine_.set(zmq::sockopt::router_mandatory, 1);
@@ -119,7 +112,7 @@ IopubRelay::IopubRelay(zmq::context_t& context, const std::string& key, Logger l
       engine_(context, zmq::socket_type::sub),
       client_(context, zmq::socket_type::pub),
       monitor_(context, zmq::socket_type::push) {
-  for (zmq::socket_t* s : {&engine_, &client_, &monitor_}) Configure(*s);
+  for (zmq::socket_t* s : {&engine_, &client_, &monitor_}) protocol::ConfigureUnbounded(*s);
   engine_.set(zmq::sockopt::subscribe, "");
 }
 

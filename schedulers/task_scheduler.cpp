@@ -12,13 +12,6 @@ using nlohmann::json;
 using protocol::Frames;
 using protocol::RawMessage;
 
-namespace {
-void Configure(zmq::socket_t& s) {
-  s.set(zmq::sockopt::linger, 0);
-  s.set(zmq::sockopt::sndhwm, 0);
-  s.set(zmq::sockopt::rcvhwm, 0);
-}
-}  // namespace
 
 TaskScheduler::TaskScheduler(zmq::context_t& context, const std::string& key,
                              TaskSchedulerOptions options, Logger log)
@@ -36,7 +29,7 @@ TaskScheduler::TaskScheduler(zmq::context_t& context, const std::string& key,
     log_->error("unknown scheme '{}', using leastload", options_.scheme);
     policy_ = MakePolicy("leastload");
   }
-  for (zmq::socket_t* s : {&client_, &engine_, &notifications_, &monitor_}) Configure(*s);
+  for (zmq::socket_t* s : {&client_, &engine_, &notifications_, &monitor_}) protocol::ConfigureUnbounded(*s);
   notifications_.set(zmq::sockopt::subscribe, "");
   engine_.set(zmq::sockopt::router_mandatory, 1);
 }

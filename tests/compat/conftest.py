@@ -122,9 +122,15 @@ class Cluster:
                 argv.append(f"--cluster-id={self.cluster_id}")
             self.engines.append(self._popen(argv, f"engine-{before + i}.log"))
         if wait:
-            client = self.client()
-            wait_for(lambda: len(client.ids) >= before + n, timeout=60, what=f"{before + n} engines")
+            self.wait_for_engines(before + n)
         return self.engines[before:]
+
+    def wait_for_engines(self, n, timeout=60):
+        # Ask the hub (queue_status), not client.ids: a client misses registration notifications
+        # published before its SUB socket was connected (PUB/SUB), with the stock controller too.
+        client = self.client()
+        wait_for(lambda: len([k for k in client.queue_status() if isinstance(k, int)]) >= n,
+                 timeout=timeout, what=f"{n} engines")
 
     def start_native_engines(self, n, wait=True, extra=()):
         """Our C++ ipengine processes."""
@@ -135,8 +141,7 @@ class Cluster:
                 argv.append(f"--cluster-id={self.cluster_id}")
             self.engines.append(self._popen(argv, f"engine-{before + i}.log"))
         if wait:
-            client = self.client()
-            wait_for(lambda: len(client.ids) >= before + n, timeout=60, what=f"{before + n} engines")
+            self.wait_for_engines(before + n)
         return self.engines[before:]
 
     def native(self):

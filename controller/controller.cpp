@@ -249,8 +249,9 @@ Status Controller::Build() {
 
 Status Controller::WriteConnectionFiles() {
   fs::path dir = profile_.security_dir();
-  Status s = protocol::WriteConnectionFile(dir / protocol::ConnectionFileName("client", options_.cluster_id), client_info_);
-  if (s.ok()) s = protocol::WriteConnectionFile(dir / protocol::ConnectionFileName("engine", options_.cluster_id), engine_info_);
+  // Engine file first: launchers start engines once the client file exists.
+  Status s = protocol::WriteConnectionFile(dir / protocol::ConnectionFileName("engine", options_.cluster_id), engine_info_);
+  if (s.ok()) s = protocol::WriteConnectionFile(dir / protocol::ConnectionFileName("client", options_.cluster_id), client_info_);
   if (s.ok()) log_->info("connection files written to {}", dir.string());
   return s;
 }

@@ -228,7 +228,8 @@ int Start(int argc, char** argv) {
   // Engines read the engine connection file: wait for the controller to write it.
   fs::path engine_file = profile.security_dir() / ipp::protocol::ConnectionFileName("engine", c.cluster_id);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long>(timeout * 1000));
-  while (!fs::exists(profile.security_dir() / ipp::protocol::ConnectionFileName("client", c.cluster_id))) {
+  fs::path client_file = profile.security_dir() / ipp::protocol::ConnectionFileName("client", c.cluster_id);
+  while (!fs::exists(client_file) || !fs::exists(engine_file)) {
     if (g_stop || std::chrono::steady_clock::now() > deadline || cluster.controller->Alive() == 0) {
       std::string why = cluster.controller->Alive() == 0 ? "the controller exited" : "timed out";
       std::string log = cluster.controller->FailureLog();
@@ -237,7 +238,6 @@ int Start(int argc, char** argv) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  (void)engine_file;
   if (n > 0) {
     auto engines = ipp::launchers::MakeEngineLauncher(engines_kind, ctx);
     if (!engines.ok()) {

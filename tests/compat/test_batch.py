@@ -8,6 +8,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "batch"))
+import sge_cluster  # noqa: E402
 import slurm_cluster  # noqa: E402
 
 from conftest import BIN_DIR, wait_for  # noqa: E402
@@ -71,3 +72,31 @@ def test_slurm_controller_and_engines(slurm, tmp_path):
     subprocess.run([IPCLUSTER, "stop"], env=env, capture_output=True, text=True, timeout=60, check=True)
     wait_for(lambda: subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout.strip() == "",
              timeout=30, what="all Slurm jobs to end")
+
+
+@pytest.fixture(scope="module")
+def sge(tmp_path_factory):
+    missing = sge_cluster.missing()
+    if missing:
+        pytest.skip(f"Grid Engine not installed here: {', '.join(missing)} missing")
+    with sge_cluster.SgeCluster(str(tmp_path_factory.mktemp("sge"))) as s:
+        yield s
+
+
+def test_sge_engines(sge, tmp_path):
+    env = dict(sge.env(), IPYTHONDIR=str(tmp_path / "ipython"))
+    r = subprocess.run([IPCLUSTER, "start", "-n", "2", "--engines", "SGE", "--daemonize", "--timeout=90"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    profile = tmp_path / "ipython" / "profile_default"
+    cluster = json.load(open(profile / "security" / "cluster-.json"))
+    job = cluster["engines"]["sets"][0]["state"]["job_id"]
+    assert job.isdigit()
+    engines = json.loads(subprocess.run([IPP, "engines", "--json"], env=env, capture_output=True, text=True,
+                                        timeout=30, check=True).stdout)
+    assert len(engines) == 2
+    pids = [e["pid"] for e in engines]
+    subprocess.run([IPCLUSTER, "stop"], env=env, capture_output=True, text=True, timeout=60, check=True)
+    wait_for(lambda: job not in subprocess.run(["qstat"], env=env, capture_output=True, text=True).stdout,
+             timeout=30, what="the SGE job to end")
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="the engines to stop")

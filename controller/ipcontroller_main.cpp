@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
   g_controller = &controller;
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  std::signal(SIGHUP, OnSignal);  // e.g. the ssh session of an SSH launcher ended
   std::signal(SIGPIPE, SIG_IGN);
   int code = controller.Run();
   g_controller = nullptr;

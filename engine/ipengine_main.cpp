@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
   g_engine = &engine;
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  std::signal(SIGHUP, OnSignal);  // e.g. the ssh session of an SSH launcher ended
   std::signal(SIGPIPE, SIG_IGN);
   if (auto s = engine.Start(); !s.ok()) {
     g_engine = nullptr;

@@ -238,9 +238,10 @@ class ProcessLauncher : public Launcher {
 
 class SshLauncher : public Launcher {
  public:
-  explicit SshLauncher(LaunchContext context) : context_(std::move(context)) {}
+  SshLauncher(LaunchContext context, bool controller) : context_(std::move(context)), controller_(controller) {}
 
   Status Start(int n) override {
+    if (controller_) return StartController();
     Json ssh = context_.config.value("ssh", Json::object());
     Json hosts = ssh.value("engines", Json::object());  // {"host": count}
     if (hosts.empty()) return Status::InvalidArgument("SSH engines need \"ssh\": {\"engines\": {\"host\": n}} in ipcluster_config.json");
@@ -295,7 +296,28 @@ class SshLauncher : public Launcher {
   }
 
  private:
+  // The controller on "ssh": {"controller": "host"}, started with the same profile directory
+  // path: its connection files appear here when that directory is shared (as on a cluster's
+  // shared filesystem), as with a controller submitted as a batch job.
+  Status StartController() {
+    Json ssh = context_.config.value("ssh", Json::object());
+    std::string host = ssh.value("controller", std::string());
+    if (host.empty()) return Status::InvalidArgument("an SSH controller needs \"ssh\": {\"controller\": \"host\"} in ipcluster_config.json");
+    std::vector<std::string> argv = {ssh.value("ssh", std::string("ssh")), "-tt"};
+    for (const auto& a : ssh.value("ssh_args", Json::array())) argv.push_back(a.get<std::string>());
+    std::vector<std::string> command = ControllerCommand(context_);
+    command[0] = ssh.value("remote_ipcontroller", std::string("ipcontroller"));
+    argv.push_back(host);
+    argv.push_back("exec " + ShellQuote(command));
+    fs::path log = context_.log_dir / ("ssh-controller-" + host + "-" + std::to_string(getpid()) + ".log");
+    Result<pid_t> pid = Spawn(argv, log);
+    if (!pid.ok()) return pid.status();
+    procs_.push_back({*pid, log});
+    return Status::OK();
+  }
+
   LaunchContext context_;
+  bool controller_;
   std::vector<std::pair<pid_t, fs::path>> procs_;
 };
 
@@ -405,7 +427,7 @@ Result<std::unique_ptr<Launcher>> MakeEngineLauncher(const std::string& kind, co
                                                      const Json& state) {
   std::string k = CanonicalKind(kind);
   if (k == "Local" || k == "MPI") return Restored(std::make_unique<ProcessLauncher>(k, context, false), state);
-  if (k == "SSH") return Restored(std::make_unique<SshLauncher>(context), state);
+  if (k == "SSH") return Restored(std::make_unique<SshLauncher>(context, false), state);
   if (const BatchSystem* b = FindBatchSystem(k)) return Restored(std::make_unique<BatchLauncher>(*b, context, false), state);
   return Status::InvalidArgument("unknown engine launcher '" + kind + "' (use Local, MPI, SSH, Slurm, PBS, SGE, LSF or HTCondor)");
 }
@@ -414,8 +436,9 @@ Result<std::unique_ptr<Launcher>> MakeControllerLauncher(const std::string& kind
                                                          const Json& state) {
   std::string k = CanonicalKind(kind);
   if (k == "Local") return Restored(std::make_unique<ProcessLauncher>(k, context, true), state);
+  if (k == "SSH") return Restored(std::make_unique<SshLauncher>(context, true), state);
   if (const BatchSystem* b = FindBatchSystem(k)) return Restored(std::make_unique<BatchLauncher>(*b, context, true), state);
-  return Status::InvalidArgument("unknown controller launcher '" + kind + "' (use Local, Slurm, PBS, SGE, LSF or HTCondor)");
+  return Status::InvalidArgument("unknown controller launcher '" + kind + "' (use Local, SSH, Slurm, PBS, SGE, LSF or HTCondor)");
 }
 
 }  // namespace ipp::launchers

@@ -94,13 +94,18 @@ TEST_F(SshTest, IpclusterStartsEnginesOverSsh) {
   fs::create_directories(profile);
   std::vector<std::string> ssh_args = {"-p", std::to_string(port_)};
   for (auto& a : SshOptions()) ssh_args.push_back(a);
-  nlohmann::json cfg = {{"ssh", {{"engines", {{"root@127.0.0.1", 2}}}, {"ssh_args", ssh_args},
-                                 {"remote_ipengine", std::string(IPP_BIN_DIR) + "/ipengine"}}}};
+  nlohmann::json cfg = {{"ssh", {{"engines", {{"root@127.0.0.1", 2}}}, {"controller", "root@127.0.0.1"},
+                                 {"ssh_args", ssh_args},
+                                 {"remote_ipengine", std::string(IPP_BIN_DIR) + "/ipengine"},
+                                 {"remote_ipcontroller", std::string(IPP_BIN_DIR) + "/ipcontroller"}}}};
   std::ofstream(profile / "ipcluster_config.json") << cfg.dump();
   std::string ipcluster = std::string(IPP_BIN_DIR) + "/ipcluster";
   std::string env = "IPYTHONDIR=" + ipython.path().string();
   std::string out;
-  ASSERT_EQ(testutil::RunCommand({"env", env, ipcluster, "start", "-n", "2", "--engines", "SSH", "--daemonize", "--timeout=60"}, &out, 90s), 0) << out;
+  ASSERT_EQ(testutil::RunCommand({"env", env, ipcluster, "start", "-n", "2", "--engines", "SSH", "--controller", "ssh",
+                                  "--daemonize", "--timeout=60"}, &out, 90s), 0) << out;
+  auto state = nlohmann::json::parse(testutil::ReadFile(profile / "security" / "cluster-.json"));
+  EXPECT_EQ(state["controller"]["class"], "SSH");
   auto client = Client::Connect(ClientOptions::ProfileDir(profile.string()));
   ASSERT_TRUE(client.ok());
   auto infos = (*client)->direct_view().apply("ipp.info").get(20s);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cctype>
 #include <deque>
 #include <fstream>
@@ -54,9 +55,15 @@ bool ProcessAlive(pid_t pid) {
   int status = 0;
   if (waitpid(pid, &status, WNOHANG) == pid) return false;  // our child, now reaped
   if (kill(pid, 0) != 0) return false;
-  // A zombie (not our child) still answers kill(0): read its state.
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  // A zombie (not our child) still answers kill(0): read its state. It may vanish while we
+  // read, which libstdc++ reports by throwing: then it is gone.
+  std::string text;
+  try {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    text.assign(std::istreambuf_iterator<char>(stat), {});
+  } catch (const std::exception&) {
+    return false;
+  }
   size_t paren = text.rfind(')');
   return !(paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'Z');
 }
@@ -67,10 +74,8 @@ bool StopGroup(pid_t pid, std::chrono::milliseconds grace) {
   kill(pid, SIGTERM);
   auto deadline = std::chrono::steady_clock::now() + grace;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (!ProcessAlive(pid)) {
-      kill(-pid, SIGKILL);  // anything left in its group
-      return true;
-    }
+    // Done when the leader and every other member of its group (e.g. MPI ranks) are gone.
+    if (!ProcessAlive(pid) && (kill(-pid, 0) != 0 && errno == ESRCH)) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   kill(-pid, SIGKILL);

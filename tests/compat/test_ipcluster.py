@@ -164,5 +164,4 @@ def test_mpi_engines(env):
     assert len(pids) == 2  # the controller and mpiexec
     run([IPCLUSTER, "stop"], env)
     wait_for(lambda: not any(alive(p) for p in pids), timeout=15, what="mpiexec to stop")
-    for e in engines:
-        assert not alive(e["pid"])
+    wait_for(lambda: not any(alive(e["pid"]) for e in engines), timeout=15, what="the MPI ranks to stop")

@@ -16,15 +16,37 @@ IPCLUSTER = os.path.join(BIN_DIR, "ipcluster")
 IPP = os.path.join(BIN_DIR, "ipp")
 
 
+def all_cluster_pids(ipython_dir):
+    pids = []
+    for root, _, files in os.walk(ipython_dir):
+        for name in files:
+            if name.startswith("cluster-") and name.endswith(".json"):
+                try:
+                    data = json.load(open(os.path.join(root, name)))
+                except ValueError:
+                    continue
+                pids += [p["pid"] for p in data["controller"]["state"].get("processes", [])]
+                for s in data["engines"]["sets"]:
+                    pids += [p["pid"] for p in s["state"].get("processes", [])]
+    return pids
+
+
 @pytest.fixture
 def env(tmp_path):
     e = dict(os.environ, IPYTHONDIR=str(tmp_path / "ipython"))
     yield e
-    # stop whatever a test left running in its profiles
+    # Stop whatever a test left running in its profiles; if ipcluster stop itself fails, kill
+    # the processes its cluster files name, so no test leaves anything behind.
+    leftovers = all_cluster_pids(e["IPYTHONDIR"])
     for profile in ("default", "other"):
         for cid in ("", "a", "b"):
             subprocess.run([IPCLUSTER, "stop", f"--profile={profile}", f"--cluster-id={cid}"], env=e,
                            capture_output=True, timeout=60)
+    for pid in leftovers:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def run(args, env, timeout=120, check=True):

@@ -710,12 +710,19 @@ struct Client::Impl {
     return AsyncResult(state);
   }
 
-  Outgoing Call(Channel channel, const std::string& function, Json args, std::vector<Buffer> buffers) {
+  // A request to one engine on the mux or control channel.
+  Outgoing Request(Channel channel, std::string msg_type, Json content, std::string engine_uuid) {
     Outgoing out;
     out.channel = channel;
-    out.msg_type = "apply_request";
+    out.msg_type = std::move(msg_type);
     out.msg_id = NewMessageId();
-    out.content = {{"ipp_call", {{"function", function}, {"args", std::move(args)}}}};
+    out.content = std::move(content);
+    out.engine_uuid = std::move(engine_uuid);
+    return out;
+  }
+
+  Outgoing Call(Channel channel, const std::string& function, Json args, std::vector<Buffer> buffers) {
+    Outgoing out = Request(channel, "apply_request", {{"ipp_call", {{"function", function}, {"args", std::move(args)}}}}, "");
     out.buffers = std::move(buffers);
     return out;
   }
@@ -872,12 +879,7 @@ Status Client::shutdown(std::vector<int> targets, bool hub) {
   if (targets.empty()) targets = ids();
   std::vector<Outgoing> out;
   for (int id : targets) {
-    Outgoing o;
-    o.channel = Channel::kControl;
-    o.msg_type = "shutdown_request";
-    o.msg_id = impl_->NewMessageId();
-    o.content = {{"restart", false}};
-    o.engine_uuid = impl_->UuidOf(id);
+    Outgoing o = impl_->Request(Channel::kControl, "shutdown_request", {{"restart", false}}, impl_->UuidOf(id));
     if (!o.engine_uuid.empty()) out.push_back(std::move(o));
   }
   if (!out.empty()) impl_->Submit(std::move(out)).wait(impl_->options.timeout);
@@ -892,6 +894,11 @@ Status Client::shutdown(std::vector<int> targets, bool hub) {
 // Views
 
 namespace {
+// items[begin, end) as a JSON array.
+Json Slice(const std::vector<Json>& items, size_t begin, size_t end) {
+  return Json(std::vector<Json>(items.begin() + static_cast<long>(begin), items.begin() + static_cast<long>(end)));
+}
+
 // Splits n items into k contiguous parts as even as possible (ipyparallel's Map partition).
 std::vector<std::pair<size_t, size_t>> Partition(size_t n, size_t k) {
   std::vector<std::pair<size_t, size_t>> parts;
@@ -925,7 +932,7 @@ AsyncResult DirectView::map(const std::string& function, const std::vector<Json>
   for (size_t i = 0; i < targets_.size(); ++i) {
     std::string uuid = impl.UuidOf(targets_[i]);
     if (uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(targets_[i]));
-    Json chunk(std::vector<Json>(items.begin() + static_cast<long>(parts[i].first), items.begin() + static_cast<long>(parts[i].second)));
+    Json chunk = Slice(items, parts[i].first, parts[i].second);
     Outgoing o = impl.Call(Channel::kMux, "ipp.map", {{"function", function}, {"items", chunk}}, {});
     o.engine_uuid = uuid;
     out.push_back(std::move(o));
@@ -937,13 +944,10 @@ AsyncResult DirectView::execute(const std::string& command) {
   auto& impl = *client_->impl_;
   std::vector<Outgoing> out;
   for (int id : targets_) {
-    Outgoing o;
-    o.channel = Channel::kMux;
-    o.msg_type = "execute_request";
-    o.msg_id = impl.NewMessageId();
-    o.content = {{"code", command}, {"silent", false}, {"store_history", false},
-                 {"user_expressions", Json::object()}, {"allow_stdin", false}, {"stop_on_error", false}};
-    o.engine_uuid = impl.UuidOf(id);
+    Outgoing o = impl.Request(Channel::kMux, "execute_request",
+                              {{"code", command}, {"silent", false}, {"store_history", false},
+                               {"user_expressions", Json::object()}, {"allow_stdin", false}, {"stop_on_error", false}},
+                              impl.UuidOf(id));
     if (o.engine_uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(id));
     o.needs_idle = true;  // complete once all its output has arrived
     out.push_back(std::move(o));
@@ -990,7 +994,7 @@ Status DirectView::scatter(const std::string& name, const std::vector<Json>& ite
   std::vector<Outgoing> out;
   auto parts = Partition(items.size(), targets_.size());
   for (size_t i = 0; i < targets_.size(); ++i) {
-    Json chunk(std::vector<Json>(items.begin() + static_cast<long>(parts[i].first), items.begin() + static_cast<long>(parts[i].second)));
+    Json chunk = Slice(items, parts[i].first, parts[i].second);
     Outgoing o = impl.Call(Channel::kMux, "ipp.push", {{"values", {{name, chunk}}}}, {});
     o.engine_uuid = impl.UuidOf(targets_[i]);
     if (o.engine_uuid.empty()) return Status::NotFound("no engine with id " + std::to_string(targets_[i]));
@@ -1023,12 +1027,8 @@ AsyncResult DirectView::abort(const std::vector<std::string>& msg_ids) {
   auto& impl = *client_->impl_;
   std::vector<Outgoing> out;
   for (int id : targets_) {
-    Outgoing o;
-    o.channel = Channel::kControl;
-    o.msg_type = "abort_request";
-    o.msg_id = impl.NewMessageId();
-    o.content = {{"msg_ids", msg_ids.empty() ? Json(nullptr) : Json(msg_ids)}};
-    o.engine_uuid = impl.UuidOf(id);
+    Outgoing o = impl.Request(Channel::kControl, "abort_request",
+                              {{"msg_ids", msg_ids.empty() ? Json(nullptr) : Json(msg_ids)}}, impl.UuidOf(id));
     if (!o.engine_uuid.empty()) out.push_back(std::move(o));
   }
   return impl.Submit(std::move(out));
@@ -1068,7 +1068,7 @@ AsyncResult LoadBalancedView::map(const std::string& function, const std::vector
   out.reserve(items.size() / chunksize + 1);
   for (size_t start = 0; start < items.size(); start += chunksize) {
     size_t end = std::min(items.size(), start + chunksize);
-    Json chunk(std::vector<Json>(items.begin() + static_cast<long>(start), items.begin() + static_cast<long>(end)));
+    Json chunk = Slice(items, start, end);
     Outgoing o = impl.Call(Channel::kTask, "ipp.map", {{"function", function}, {"items", std::move(chunk)}}, {});
     o.metadata = md;
     out.push_back(std::move(o));

@@ -326,7 +326,6 @@ void TaskScheduler::Wait(std::unique_ptr<Job> job) {
       Fail(std::move(job), "TaskTimeout", "Task timed out before it could run", "");
     });
   }
-  job->waiting = true;
   queue_.emplace_back(job->seq, id);
   waiting_[id] = std::move(job);
   if (queue_.size() > 2 * waiting_.size() + 1024) {  // drop stale entries now and then
@@ -343,7 +342,6 @@ std::unique_ptr<TaskScheduler::Job> TaskScheduler::TakeWaiting(const std::string
   if (it == waiting_.end()) return nullptr;
   auto job = std::move(it->second);
   waiting_.erase(it);
-  job->waiting = false;
   return job;
 }
 
@@ -481,8 +479,7 @@ void TaskScheduler::UpdateGraph(const std::string* finished_id) {
           Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
         } else if (!job->after.Check(all_completed_, all_failed_) || !MaybeRun(job)) {
           if (job) {
-            job->waiting = true;
-            waiting_[id] = std::move(job);  // its queue_ entry is still there
+                      waiting_[id] = std::move(job);  // its queue_ entry is still there
           }
         }
       }
@@ -507,8 +504,7 @@ void TaskScheduler::UpdateGraph(const std::string* finished_id) {
     }
     if (job->after.Check(all_completed_, all_failed_) && MaybeRun(job)) continue;
     if (job) {
-      job->waiting = true;
-      waiting_[entry.second] = std::move(job);
+          waiting_[entry.second] = std::move(job);
       kept.push_back(std::move(entry));
     }
   }

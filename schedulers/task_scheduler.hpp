@@ -68,7 +68,6 @@ class TaskScheduler {
     int retries = 0;
     std::optional<std::chrono::steady_clock::time_point> deadline;
     Reactor::TimerId timeout_timer = 0;
-    bool waiting = false;
   };
   struct EngineState {
     MsgIdSet completed, failed;

@@ -3,11 +3,12 @@
 and sge_execd run in the foreground (SGE_ND=1) and stopped by PID afterwards."""
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
+
+from daemons import stop_all
 
 SGE_ROOT = "/var/lib/gridengine"
 EDITOR = """#!/bin/sh
@@ -83,13 +84,4 @@ class SgeCluster:
         for line in jobs:
             if line.split():
                 subprocess.run(["qdel", "-f", line.split()[0]], env=self.env(), capture_output=True)
-        for p in reversed(self.procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in reversed(self.procs):
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_all(self.procs)

@@ -5,10 +5,11 @@
 """
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
+
+from daemons import stop_all
 
 BINARIES = ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo"]
 
@@ -106,14 +107,4 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         raise TimeoutError(f"waiting for {what}")
 
     def __exit__(self, *exc):
-        for p in reversed(self.procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in reversed(self.procs):
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        stop_all(self.procs)

@@ -418,7 +418,10 @@ struct Client::Impl {
     // engine list is re-read from the hub soon after connecting, and then now and then.
     reactor.after(std::chrono::milliseconds(300), [this] { SyncEngines(); });
     reactor.every(std::chrono::seconds(2), [this] { SyncEngines(); });
-    io = std::thread([this] { reactor.run(); });
+    io = std::thread([this] {
+      pthread_setname_np(pthread_self(), "ipp-client-io");
+      reactor.run();
+    });
     return Status::OK();
   }
 

@@ -273,8 +273,15 @@ int Controller::Run() {
   watch(*parts_->relay_reactor);
   watch(*parts_->task_reactor);
   watch(*parts_->hub_reactor);
-  threads_.emplace_back([this] { parts_->relay_reactor->run(); });
-  threads_.emplace_back([this] { parts_->task_reactor->run(); });
+  // Named so that top -H and perf tell the controller's threads apart.
+  threads_.emplace_back([this] {
+    pthread_setname_np(pthread_self(), "ipc-relays");
+    parts_->relay_reactor->run();
+  });
+  threads_.emplace_back([this] {
+    pthread_setname_np(pthread_self(), "ipc-tasks");
+    parts_->task_reactor->run();
+  });
   log_->info("controller running (pid {}): {} engines may register at {}", getpid(),
              "any number of", *engine_info_.url("registration"));
   parts_->hub_reactor->run();

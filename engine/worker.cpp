@@ -90,6 +90,7 @@ Worker::~Worker() { Join(); }
 
 void Worker::Start(WorkerInfo info, std::vector<std::string> plugins) {
   thread_ = std::thread([this, info = std::move(info), plugins = std::move(plugins)]() mutable {
+    pthread_setname_np(pthread_self(), "ipe-worker");
     Run(std::move(info), std::move(plugins));
   });
 }

@@ -328,6 +328,9 @@ struct Client::Impl {
   std::map<int, std::string> engines;
   std::set<int> gone;  // unregistered ids: the hub never reuses them, so never re-add one
 
+  // Written by the I/O thread, read by anyone.
+  std::atomic<uint64_t> replies{0}, unmatched_replies{0}, dropped_messages{0};
+
   // I/O thread only from here on.
   protocol::Session session;
   zmq::socket_t commands{context, zmq::socket_type::pull};
@@ -527,7 +530,11 @@ struct Client::Impl {
 
   void Complete(const std::string& reply_id, const std::function<void(TaskInfo&)>& fill, bool is_reply) {
     auto it = pending.find(reply_id);
-    if (it == pending.end()) return;  // late duplicate (e.g. after an engine was declared dead)
+    if (it == pending.end()) {  // late duplicate (e.g. after an engine was declared dead)
+      if (is_reply) unmatched_replies.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (is_reply) replies.fetch_add(1, std::memory_order_relaxed);
     Slot slot = it->second;
     if (is_reply) pending.erase(it);
     std::unique_lock lock(slot.state->mutex);
@@ -542,6 +549,7 @@ struct Client::Impl {
       if (!frames) return;
       Result<Message> m = session.parse(std::move(*frames));
       if (!m.ok()) {
+        dropped_messages.fetch_add(1, std::memory_order_relaxed);
         log->warn("dropped a reply: {}", m.status().ToString());
         continue;
       }
@@ -795,6 +803,10 @@ LoadBalancedView Client::load_balanced_view(TaskOptions options) { return LoadBa
 BroadcastView Client::broadcast_view(std::vector<int> targets) {
   if (targets.empty()) targets = ids();
   return BroadcastView(this, std::move(targets));
+}
+
+Client::Counters Client::counters() const {
+  return {impl_->replies.load(), impl_->unmatched_replies.load(), impl_->dropped_messages.load()};
 }
 
 Result<Json> Client::queue_status(std::vector<int> targets, bool verbose) {

@@ -174,14 +174,14 @@ void Worker::RegisterBuiltins(const WorkerInfo& info) {
     return args;
   }, "return the arguments and buffers unchanged");
   f.add("ipp.sleep", [](const Json& args, CallContext& ctx) {
-    auto end = std::chrono::steady_clock::now() +
-               std::chrono::milliseconds(static_cast<long>(args.get<double>() * 1000));
-    while (std::chrono::steady_clock::now() < end) {
+    double seconds = args.is_object() ? args.at("seconds").get<double>() : args.get<double>();
+    auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(static_cast<long>(seconds * 1e6));
+    for (auto now = std::chrono::steady_clock::now(); now < end; now = std::chrono::steady_clock::now()) {
       if (ctx.interrupted()) throw NamedError("KeyboardInterrupt", "interrupted");
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(end - now, std::chrono::milliseconds(5)));
     }
-    return Json(nullptr);
-  }, "sleep for the given seconds (interruptible)");
+    return args.is_object() ? args.value("result", Json(nullptr)) : Json(nullptr);
+  }, "sleep for the given seconds (or {seconds, result}: then return result); interruptible");
 }
 
 void Worker::Run(WorkerInfo info, std::vector<std::string> plugins) {

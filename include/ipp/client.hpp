@@ -217,6 +217,14 @@ class Client {
   Status abort(const std::vector<std::string>& msg_ids, std::vector<int> targets = {});
   Status shutdown(std::vector<int> targets = {}, bool hub = false);
 
+  // What the client's I/O thread has seen so far: for diagnosing lost or doubled replies.
+  struct Counters {
+    uint64_t replies = 0;          // replies that completed a pending request
+    uint64_t unmatched_replies = 0;  // replies for nothing pending (late duplicates, other clients)
+    uint64_t dropped_messages = 0;   // unsigned, forged or malformed messages
+  };
+  Counters counters() const;
+
   struct Impl;
 
  private:

@@ -167,7 +167,10 @@ void SqliteTaskStore::Flush() {
 
 Status SqliteTaskStore::Write(const TaskRecord& r, bool insert) {
   BeginIfNeeded();
-  std::string sql = std::string(insert ? "INSERT" : "REPLACE") + " INTO " + Quoted(table_) + " VALUES (";
+  // Columns named, so that the binding order below never depends on the table's column order.
+  std::string sql = std::string(insert ? "INSERT" : "REPLACE") + " INTO " + Quoted(table_) + " (";
+  for (int i = 0; i < kColumnCount; ++i) sql += std::string(i ? "," : "") + kColumns[i];
+  sql += ") VALUES (";
   for (int i = 0; i < kColumnCount; ++i) sql += i ? ",?" : "?";
   sql += ")";
   Statement stmt(db_, sql);

@@ -28,6 +28,12 @@ std::optional<WallClock::time_point> ParseIso8601(std::string_view text) {
                   &second, &consumed) != 6) {
     return std::nullopt;
   }
+  // Out-of-range fields would be normalised by timegm into dates a nanosecond time_point cannot
+  // hold (it spans 1678..2261): a forged header must not overflow it.
+  if (year < 1700 || year > 2250 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 ||
+      minute < 0 || minute > 59 || second < 0 || second > 60) {
+    return std::nullopt;
+  }
   size_t pos = static_cast<size_t>(consumed);
   long micros = 0;
   if (pos < s.size() && s[pos] == '.') {
@@ -41,6 +47,7 @@ std::optional<WallClock::time_point> ParseIso8601(std::string_view text) {
   if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
     int oh = 0, om = 0;
     if (std::sscanf(s.c_str() + pos + 1, "%2d:%2d", &oh, &om) < 1) return std::nullopt;
+    if (oh < 0 || oh > 23 || om < 0 || om > 59) return std::nullopt;
     offset_seconds = (oh * 3600L + om * 60L) * (s[pos] == '-' ? -1 : 1);
   } else if (pos < s.size() && s[pos] != 'Z') {
     return std::nullopt;

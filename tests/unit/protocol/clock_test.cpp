@@ -17,6 +17,10 @@ TEST(ClockTest, ParsesWhatItWritesAndOffsets) {
   EXPECT_EQ(ParseIso8601("2025-11-25T17:26:38"), WallClock::time_point(std::chrono::seconds(1764091598)));
   EXPECT_FALSE(ParseIso8601("yesterday").has_value());
   EXPECT_FALSE(ParseIso8601("2025-11-25T17:26:38.1Q").has_value());
+  // Found by wire_fuzzer: fields out of range overflowed the nanosecond time_point.
+  EXPECT_FALSE(ParseIso8601("4053-11-25T17:26:38Z").has_value());
+  EXPECT_FALSE(ParseIso8601("2025-99-99T99:99:99Z").has_value());
+  EXPECT_FALSE(ParseIso8601("2025-11-25T17:26:38+99:00").has_value());
 }
 
 }  // namespace

@@ -513,6 +513,13 @@ struct Client::Impl {
       on_engine[out.engine_uuid].insert(out.msg_id);
       direct_engine[out.msg_id] = out.engine_uuid;
     }
+    if (out.channel == Channel::kBroadcast) {  // reply ids are "<msg_id>_<engine uuid>"
+      for (const std::string& reply_id : out.reply_ids) {
+        std::string uuid = reply_id.substr(out.msg_id.size() + 1);
+        on_engine[uuid].insert(reply_id);
+        direct_engine[reply_id] = uuid;
+      }
+    }
     if (outputs.size() > 4096 && outputs.size() % 4096 == 0) PruneOutputs();
     protocol::Send(SocketFor(out.channel), session.serialize(std::move(m)));
   }
@@ -625,7 +632,7 @@ struct Client::Impl {
           engines.erase(id);
           gone.insert(id);
         }
-        // Direct requests still on that engine will never be answered.
+        // Direct and broadcast requests still on that engine will never be answered.
         auto stranded = on_engine.find(uuid);
         if (stranded != on_engine.end()) {
           for (const std::string& msg_id : stranded->second) {

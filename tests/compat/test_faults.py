@@ -75,3 +75,21 @@ def test_controller_killed_and_restored_mid_run(make_cluster):
     assert rc.load_balanced_view().map_sync(slow_identity, range(100)) == list(range(100))
     assert rc[:].apply_sync(slow_identity, 3) == [3, 3]
     del running  # tasks in flight at the crash may be lost; see the README's reliability section
+
+
+@pytest.mark.parametrize("coalescing", [True, False])
+def test_broadcast_to_an_engine_that_dies_ends_with_engine_error(make_cluster, coalescing):
+    cluster = make_cluster(engines=2, controller_args=FAST_HEARTBEAT)
+    rc = cluster.client()
+    bv = rc.broadcast_view(is_coalescing=coalescing)
+    ar = bv.apply_async(time.sleep, 3)
+    time.sleep(0.5)
+    cluster.kill_group(cluster.engines[0])
+    # The client fails what was outstanding on the dead engine when the hub says it is gone.
+    with pytest.raises((error.RemoteError, error.CompositeError)) as info:
+        ar.get(30)
+    names = [e[0] for e in info.value.elist] if isinstance(info.value, error.CompositeError) else [info.value.ename]
+    assert names == ["EngineError"]
+    # The survivor still serves broadcasts.
+    wait_for(lambda: len(rc.ids) == 1, what="engine removal")
+    assert rc.broadcast_view(is_coalescing=coalescing).apply_sync(lambda: 5) == [5]

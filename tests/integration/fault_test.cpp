@@ -120,5 +120,28 @@ TEST(StuckPeersTest, StoppedEngineIsDeclaredDeadAndOthersKeepServing) {
   stopped->kill_group();
 }
 
+// A broadcast to an engine that dies mid-run ends with EngineError for that engine's part and the
+// survivor's result; it does not wait forever.
+TEST(EngineFaultsTest, BroadcastToAnEngineThatDiesEnds) {
+  testutil::LocalCluster cluster(2, kFastHeartbeat);
+  ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
+  auto client = Connect(cluster, 2);
+  ASSERT_TRUE(client);
+  int pid0 = client->direct_view({0}).apply("ipp.info").get_one(10s)["pid"].get<int>();
+  auto r = client->broadcast_view().apply("ipp.sleep", {{"seconds", 2.0}, {"result", 1}});
+  std::this_thread::sleep_for(300ms);
+  for (auto& e : cluster.engines()) {
+    if (e->pid() == pid0) e->kill_group();
+  }
+  EXPECT_THROW(r.get(30s), RemoteError);
+  ASSERT_TRUE(r.ready());
+  auto info = r.info();
+  ASSERT_EQ(info.size(), 2u);
+  EXPECT_EQ(info[0].status, "error");
+  EXPECT_EQ(info[0].error->ename(), "EngineError");
+  EXPECT_EQ(info[1].status, "ok");
+  EXPECT_EQ(info[1].result, 1);
+}
+
 }  // namespace
 }  // namespace ipp

@@ -235,3 +235,36 @@ def test_ipp_command_with_stock_controller(make_cluster):
                        timeout=60, input="".join(json.dumps({"samples": 100, "seed": i}) + "\n" for i in range(5)))
     assert m.returncode == 0, m.stderr
     assert [json.loads(line)["samples"] for line in m.stdout.splitlines()] == [100] * 5
+
+
+@pytest.mark.parametrize("stock_controller", [False, True])
+def test_curve_end_to_end_with_our_client_and_engines(make_cluster, monkeypatch, stock_controller):
+    # CURVE as ipyparallel 7.1 enables it; our engines and our C++ client (the ipp command) must
+    # do the handshake with the controller's key from the connection files, against our
+    # controller and the stock one. Keys never reach a log; connection files are 0600.
+    public, secret = zmq.curve_keypair()
+    monkeypatch.setenv("IPP_ENABLE_CURVE", "1")
+    monkeypatch.setenv("IPP_CURVE_PUBLICKEY", public.decode())
+    monkeypatch.setenv("IPP_CURVE_SECRETKEY", secret.decode())
+    cluster = make_cluster(engines=0, native_engines=2, stock_controller=stock_controller)
+    from conftest import BIN_DIR
+    ipp_bin = os.path.join(BIN_DIR, "ipp")
+    cf = cluster.connection_file("client")
+    info = json.load(open(cf))
+    assert info["curve_serverkey"] == public.decode()
+    for role in ("client", "engine"):
+        assert os.stat(cluster.connection_file(role)).st_mode & 0o777 == 0o600
+    m = subprocess.run([ipp_bin, "map", "ipp.echo", "-", "-f", cf], capture_output=True, text=True, timeout=60,
+                       input="".join(f"{i}\n" for i in range(20)))
+    assert m.returncode == 0, m.stderr
+    assert [json.loads(line) for line in m.stdout.splitlines()] == list(range(20))
+    # the stock client too, against our engines
+    rc = cluster.client()
+    assert rc.queue_status()["unassigned"] == 0
+    cluster.stop()
+    logs = [cluster.log(name) for name in os.listdir(cluster.workdir) if name.endswith(".log")]
+    assert len(logs) >= 3
+    for log in logs:
+        assert secret.decode() not in log
+        if info["key"]:  # the stock controller turns signing off under CURVE: the key is ""
+            assert info["key"] not in log

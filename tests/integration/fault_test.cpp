@@ -89,6 +89,14 @@ TEST(EngineFaultsTest, TenThousandTasksWhileEnginesAreKilledAndReplaced) {
   auto done = client->db_query({{"completed", {{"$ne", nullptr}}}}, {"msg_id"});
   ASSERT_TRUE(done.ok()) << done.status().ToString();
   EXPECT_GE(done->size(), static_cast<size_t>(kTasks));
+
+  // Everything ran at DEBUG level: still, the key never reaches a log.
+  std::string key = Json::parse(testutil::ReadFile(cluster.client_file()))["key"];
+  ASSERT_FALSE(key.empty());
+  EXPECT_EQ(cluster.Log("controller.log").find(key), std::string::npos);
+  for (size_t i = 0; i < cluster.engines().size(); ++i) {
+    EXPECT_EQ(cluster.Log("engine-" + std::to_string(i) + ".log").find(key), std::string::npos);
+  }
 }
 
 // An engine that stops answering heartbeats but keeps its sockets open (SIGSTOP) is declared dead;

@@ -83,6 +83,7 @@ Status Controller::SetUpCurve() {
 }
 
 void Controller::Secure(zmq::socket_t& socket) const {
+  if (options_.max_message_size > 0) socket.set(zmq::sockopt::maxmsgsize, options_.max_message_size);
   if (curve_secret_.empty()) return;
   socket.set(zmq::sockopt::curve_server, 1);
   socket.set(zmq::sockopt::curve_secretkey, curve_secret_);

@@ -38,7 +38,8 @@ class Controller {
   struct Parts;
   Status Build();
   Status SetUpCurve();
-  // Makes a socket a CURVE server when CURVE is enabled; a no-op otherwise.
+  // Applies the limits every peer-facing socket gets: the maximum message size, and CURVE
+  // (server side) when it is enabled.
   void Secure(zmq::socket_t& socket) const;
   Status WriteConnectionFiles();
   void RemoveConnectionFiles();

@@ -35,6 +35,10 @@ struct ControllerOptions {
   bool log_to_file = false;
   std::string work_dir;
   bool enable_curve = false;
+  // ZMQ_MAXMSGSIZE on every socket peers connect to: a peer sending a bigger frame is
+  // disconnected before the frame is buffered (it is not yet authenticated then). 0: no limit,
+  // as in ipyparallel.
+  int64_t max_message_size = 0;
 };
 
 // Parses ipyparallel's port-range syntax: "10101-10105,10108".

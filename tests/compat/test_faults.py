@@ -93,3 +93,69 @@ def test_broadcast_to_an_engine_that_dies_ends_with_engine_error(make_cluster, c
     # The survivor still serves broadcasts.
     wait_for(lambda: len(rc.ids) == 1, what="engine removal")
     assert rc.broadcast_view(is_coalescing=coalescing).apply_sync(lambda: 5) == [5]
+
+
+def test_bad_input_is_dropped_or_answered_and_the_controller_keeps_serving(make_cluster):
+    import json
+    import zmq
+    from jupyter_client.session import Session
+    cluster = make_cluster(engines=1, controller_args=["--max-message-size=1048576"])
+    info = json.load(open(cluster.connection_file("client")))
+    session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256")
+    ctx = zmq.Context()
+
+    def dealer(channel):
+        s = ctx.socket(zmq.DEALER)
+        s.linger = 0
+        s.connect(f"{info['interface']}:{info[channel]}")
+        return s
+
+    q, task, mux = dealer("registration"), dealer("task"), dealer("mux")
+    # Oversize: the peer is disconnected before the frame is buffered; nothing else is affected.
+    big = dealer("task")
+    big.send_multipart([b"<IDS|MSG>", b"x" * 64, b"{}", b"{}", b"{}", b"{}", b"\0" * (2 << 20)])
+    # Unsigned, wrongly signed, truncated, not JSON: dropped (logged), no reply.
+    msg = session.msg("apply_request", content={})
+    parts = session.serialize(msg)
+    for frames in ([parts[0], b"0" * 64, *parts[2:]],          # wrong signature
+                   [parts[0], b"", *parts[2:]],                # no signature
+                   parts[:3],                                  # truncated
+                   [b"no delimiter at all"]):
+        task.send_multipart(frames)
+        mux.send_multipart(frames)
+        q.send_multipart(frames)
+    # A correctly signed query with content the hub cannot use gets an error reply, once; its
+    # replay (the same signature again) is dropped.
+    bad = session.serialize(session.msg("queue_request", content={"targets": "all of them"}))
+    q.send_multipart(bad)
+    assert q.poll(5000)
+    reply = session.deserialize(session.feed_identities(q.recv_multipart())[1])
+    assert reply["content"]["status"] == "error"
+    q.send_multipart(bad)
+    assert not q.poll(500), "a replayed message was answered"
+    # Signed, but not JSON / the wrong JSON types / an unknown type.
+    for header, content in ([b'{"msg_id": "m1", "msg_type": "queue_request"', b"{}"],
+                            [b'["not", "an", "object"]', b"{}"],
+                            [session.pack(session.msg_header("no_such_request")), b"{}"]):
+        frames = [header, b"{}", b"{}", content]
+        q.send_multipart([b"<IDS|MSG>", session.sign(frames), *frames])
+    unknown = 0
+    while q.poll(1000):
+        r = session.deserialize(session.feed_identities(q.recv_multipart())[1])
+        assert r["content"]["status"] == "error"
+        unknown += 1
+    assert unknown == 1  # only the unknown type is answerable: the others have no usable header
+    # Direct request to an engine that does not exist: an error reply, not silence.
+    session.send(mux, "apply_request", content={}, ident=b"no-such-engine")
+    assert mux.poll(5000), "no reply for an unknown engine"
+    r = session.deserialize(session.feed_identities(mux.recv_multipart())[1])
+    assert r["content"]["status"] == "error"
+    for s in (q, task, mux, big):
+        s.close()
+    ctx.term()
+    # Everyone else is still served.
+    rc = cluster.client()
+    assert rc[:].apply_sync(slow_identity, 9) == [9]
+    assert rc.load_balanced_view().map_sync(slow_identity, range(10)) == list(range(10))
+    log = cluster.log("controller.log")
+    assert "signature" in log and "replay" in log.lower()

@@ -25,6 +25,7 @@
 #include <zmq.hpp>
 
 #include "common/logging.hpp"
+#include "common/pointer_frame.hpp"
 #include "common/reactor.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/profile_dir.hpp"
@@ -437,7 +438,7 @@ struct Client::Impl {
 
   void Post(Command* cmd) {
     std::lock_guard lock(submit_mutex);
-    submit.send(zmq::message_t(&cmd, sizeof cmd), zmq::send_flags::none);
+    submit.send(PointerFrame(cmd), zmq::send_flags::none);
   }
 
   std::string UuidOf(int id) const {
@@ -470,9 +471,8 @@ struct Client::Impl {
     while (true) {
       zmq::message_t frame;
       if (!commands.recv(frame, zmq::recv_flags::dontwait)) return;
-      Command* raw = nullptr;
-      std::memcpy(&raw, frame.data(), sizeof raw);
-      std::unique_ptr<Command> cmd(raw);
+      std::unique_ptr<Command> cmd(FromPointerFrame<Command>(frame));
+      if (!cmd) continue;
       if (cmd->kind == Command::Kind::kStop) {
         reactor.stop();
         return;
@@ -551,7 +551,7 @@ struct Client::Impl {
   }
 
   void OnReplies(zmq::socket_t& socket) {
-    for (int n = 0; n < 1024; ++n) {
+    for (int n = 0; n < protocol::kBatch; ++n) {
       auto frames = protocol::TryRecv(socket);
       if (!frames) return;
       Result<Message> m = session.parse(std::move(*frames));
@@ -594,7 +594,7 @@ struct Client::Impl {
   }
 
   void OnIopub() {
-    for (int n = 0; n < 1024; ++n) {
+    for (int n = 0; n < protocol::kBatch; ++n) {
       auto frames = protocol::TryRecv(iopub);
       if (!frames) return;
       Result<Message> m = session.parse(std::move(*frames));
@@ -618,7 +618,9 @@ struct Client::Impl {
   }
 
   void OnNotification() {
-    while (auto frames = protocol::TryRecv(notification)) {
+    for (int n = 0; n < protocol::kBatch; ++n) {
+      auto frames = protocol::TryRecv(notification);
+      if (!frames) break;
       Result<Message> m = session.parse(std::move(*frames));
       if (!m.ok()) continue;
       int id = m->content.value("id", -1);
@@ -667,7 +669,9 @@ struct Client::Impl {
   }
 
   void OnQueryReply() {
-    while (auto frames = protocol::TryRecv(query)) {
+    for (int n = 0; n < protocol::kBatch; ++n) {
+      auto frames = protocol::TryRecv(query);
+      if (!frames) break;
       Result<Message> m = session.parse(std::move(*frames));
       if (!m.ok()) continue;
       std::string parent = StringField(m->parent_header, "msg_id");

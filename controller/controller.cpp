@@ -1,5 +1,6 @@
 #include "controller/controller.hpp"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -274,6 +275,11 @@ int Controller::Run() {
   watch(*parts_->relay_reactor);
   watch(*parts_->task_reactor);
   watch(*parts_->hub_reactor);
+  // Messages are allocated by one thread (libzmq's I/O thread) and freed by another, and glibc
+  // keeps what is freed in per-thread arenas: after a burst (a purge, a flood of output) the
+  // RSS would stay at its peak for good. Handing free memory back every few seconds keeps the
+  // controller's footprint what it actually holds.
+  parts_->hub_reactor->every(std::chrono::seconds(5), [] { malloc_trim(0); });
   // Named so that top -H and perf tell the controller's threads apart.
   threads_.emplace_back([this] {
     pthread_setname_np(pthread_self(), "ipc-relays");

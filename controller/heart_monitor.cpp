@@ -49,7 +49,9 @@ void HeartMonitor::HandlePongs() {
   // A heart's first answer is reported at once, not at the next beat: registration completes
   // on it, and waiting a whole period would slow every engine's start.
   std::vector<std::string> fresh;
-  while (auto frames = protocol::TryRecv(pong_)) {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(pong_);
+    if (!frames) break;
     if (frames->size() != 2) continue;  // not a heartbeat echo; ignore
     std::string heart(protocol::view((*frames)[0]));
     std::string_view beat = protocol::view((*frames)[1]);

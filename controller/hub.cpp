@@ -135,7 +135,9 @@ void Hub::Attach(Reactor& reactor) {
 // Query channel
 
 void Hub::OnQuery() {
-  while (auto frames = protocol::TryRecv(query_)) {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(query_);
+    if (!frames) break;
     Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
     if (!raw.ok()) {
       log_->warn("dropped query: {}", raw.status().ToString());
@@ -605,7 +607,9 @@ void Hub::LoadEngineState() {
 // Monitor channel (internal, from our schedulers; already verified there)
 
 void Hub::OnMonitor() {
-  while (auto frames = protocol::TryRecv(monitor_)) {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(monitor_);
+    if (!frames) break;
     if (frames->size() < 2) continue;
     std::string topic(protocol::view((*frames)[0]));
     if (topic == monitor::kTaskDestination) {

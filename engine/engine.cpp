@@ -175,7 +175,9 @@ int Engine::Run() {
 }
 
 void Engine::OnPing() {
-  while (auto frames = protocol::TryRecv(ping_)) {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(ping_);
+    if (!frames) break;
     pinged_ = true;
     protocol::Send(pong_, std::move(*frames), true);  // echo: the DEALER adds our identity
   }
@@ -203,7 +205,9 @@ void Engine::Unregister() {
 // Requests
 
 void Engine::OnShell(zmq::socket_t& socket) {
-  while (auto frames = protocol::TryRecv(socket)) {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(socket);
+    if (!frames) break;
     Result<Message> m = session_.parse(std::move(*frames));
     if (!m.ok()) {
       log_->warn("dropped shell message: {}", m.status().ToString());
@@ -310,19 +314,21 @@ void Engine::Dispatch(Request request) {
   }
   Frames work;
   work.emplace_back(std::string_view("work"));
-  work.push_back(Worker::PointerFrame(item.release()));
+  work.push_back(PointerFrame(item.release()));
   protocol::Send(worker_socket_, std::move(work));
   current_ = std::move(request);
 }
 
 void Engine::OnWorker() {
-  while (auto frames = protocol::TryRecv(worker_socket_)) {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(worker_socket_);
+    if (!frames) break;
     std::string_view kind = protocol::view((*frames)[0]);
     if (kind == "out" && frames->size() == 4 && current_) {
       Publish("stream", {{"name", std::string(protocol::view((*frames)[2]))}, {"text", std::string(protocol::view((*frames)[3]))}},
               current_->message.header);
     } else if (kind == "done" && frames->size() == 2) {
-      Finish(Worker::FromPointerFrame((*frames)[1]));
+      Finish(FromPointerFrame<WorkItem>((*frames)[1]));
     }
   }
 }
@@ -363,7 +369,9 @@ void Engine::Finish(WorkItem* raw_item) {
 // Control
 
 void Engine::OnControl() {
-  while (auto frames = protocol::TryRecv(control_)) {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(control_);
+    if (!frames) break;
     Result<Message> m = session_.parse(std::move(*frames));
     if (!m.ok()) {
       log_->warn("dropped control message: {}", m.status().ToString());

@@ -75,14 +75,6 @@ struct NamedError : std::runtime_error {
 
 }  // namespace
 
-zmq::message_t Worker::PointerFrame(WorkItem* item) { return zmq::message_t(&item, sizeof item); }
-
-WorkItem* Worker::FromPointerFrame(const zmq::message_t& frame) {
-  WorkItem* item = nullptr;
-  if (frame.size() == sizeof item) std::memcpy(&item, frame.data(), sizeof item);
-  return item;
-}
-
 Worker::Worker(zmq::context_t& context, std::string endpoint, Logger log)
     : context_(context), endpoint_(std::move(endpoint)), log_(std::move(log)) {}
 
@@ -232,7 +224,7 @@ void Worker::Run(WorkerInfo info, std::vector<std::string> plugins) {
       continue;
     }
     if (kind != "work" || frames.size() != 2) continue;
-    WorkItem* item = FromPointerFrame(frames[1]);
+    WorkItem* item = FromPointerFrame<WorkItem>(frames[1]);
     if (!item) continue;
     control_.interrupt.store(false);
     Execute(*item, socket, info);

@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 
 #include "common/logging.hpp"
+#include "common/pointer_frame.hpp"
 #include "engine/function_table.hpp"
 #include "engine/shell_command.hpp"
 #include "ipp/engine_plugin.hpp"
@@ -62,8 +63,6 @@ class Worker {
   // Events sent to the engine: ["ready", rank, size, error] once at start; ["out", id, stream,
   // text] while an item runs; ["done", pointer] when it finishes. Items: ["work", pointer];
   // ["engine_id", id] after registration; ["stop"].
-  static zmq::message_t PointerFrame(WorkItem* item);
-  static WorkItem* FromPointerFrame(const zmq::message_t& frame);
 
  private:
   void Run(WorkerInfo info, std::vector<std::string> plugins);

@@ -1,5 +1,7 @@
 #include "protocol/message.hpp"
 
+#include "common/tsan.hpp"
+
 namespace ipp::protocol {
 
 std::string Message::parent_id() const {
@@ -69,10 +71,12 @@ std::optional<Frames> TryRecv(zmq::socket_ref socket) {
     more = part.more();
     frames.push_back(std::move(part));
   }
+  for (const auto& f : frames) TsanAcquire(f.data());  // frames from another thread (inproc)
   return frames;
 }
 
 bool Send(zmq::socket_ref socket, Frames&& frames, bool dontwait) {
+  for (const auto& f : frames) TsanRelease(f.data());  // see TryRecv
   for (size_t i = 0; i < frames.size(); ++i) {
     zmq::send_flags flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
     if (dontwait) flags = flags | zmq::send_flags::dontwait;

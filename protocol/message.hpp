@@ -79,6 +79,10 @@ const char* PartName(RawMessage::Part p);
 namespace ipp::protocol {
 // Receives one whole multipart message without blocking; nullopt when none is waiting.
 std::optional<Frames> TryRecv(zmq::socket_ref socket);
+// The most messages a reactor handler takes from one socket per wake-up: one busy socket must not
+// starve the others on the same thread (a hub flooded with task notifications still answers
+// queries); the reactor calls the handler again while the socket stays readable.
+inline constexpr int kBatch = 256;
 // Sends all frames; returns false if the socket would block (e.g. HWM reached, peer gone on
 // a ROUTER with ZMQ_ROUTER_MANDATORY) — the caller decides whether that loses anything.
 bool Send(zmq::socket_ref socket, Frames&& frames, bool dontwait = false);

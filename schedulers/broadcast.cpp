@@ -33,7 +33,9 @@ void BroadcastScheduler::Attach(Reactor& reactor) {
 }
 
 void BroadcastScheduler::OnSubmission() {
-  while (auto frames = protocol::TryRecv(client_)) {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(client_);
+    if (!frames) break;
     Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
     if (!raw.ok() || raw->identity_count() == 0) {
       log_->warn("dropped malformed broadcast request");
@@ -82,7 +84,9 @@ void BroadcastScheduler::OnSubmission() {
 }
 
 void BroadcastScheduler::OnReply() {
-  while (auto frames = protocol::TryRecv(engine_)) {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(engine_);
+    if (!frames) break;
     Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
     if (!raw.ok() || raw->identity_count() < 2) continue;
     if (Status s = session_.verify(*raw); !s.ok()) {

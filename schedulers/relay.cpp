@@ -113,12 +113,16 @@ IopubRelay::IopubRelay(zmq::context_t& context, const std::string& key, Logger l
       client_(context, zmq::socket_type::pub),
       monitor_(context, zmq::socket_type::push) {
   for (zmq::socket_t* s : {&engine_, &client_, &monitor_}) protocol::ConfigureUnbounded(*s);
+  // Deliberately bounded (the stock relay is not): a subscriber that stops reading would
+  // otherwise make the controller hold every engine's output for it, without limit. Beyond this
+  // backlog a stuck subscriber misses output (PUB semantics); the hub still records it.
+  client_.set(zmq::sockopt::sndhwm, kSubscriberBacklog);
   engine_.set(zmq::sockopt::subscribe, "");
 }
 
 void IopubRelay::Attach(Reactor& reactor) {
   reactor.add(engine_, [this] {
-    for (int i = 0; i < 256; ++i) {
+    for (int i = 0; i < protocol::kBatch; ++i) {
       auto frames = protocol::TryRecv(engine_);
       if (!frames) return;
       Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));

@@ -45,6 +45,10 @@ class RouterRelay {
 
 class IopubRelay {
  public:
+  // Messages queued for one subscriber before it misses some: at most 64 MiB of stream output
+  // (an engine publishes at most 64 KiB per message).
+  static constexpr int kSubscriberBacklog = 1000;
+
   IopubRelay(zmq::context_t& context, const std::string& key, Logger log);
   zmq::socket_t& engine_socket() { return engine_; }  // SUB, subscribed to everything
   zmq::socket_t& client_socket() { return client_; }  // PUB

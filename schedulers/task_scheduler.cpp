@@ -56,7 +56,9 @@ void TaskScheduler::Attach(Reactor& reactor) {
 // Engines
 
 void TaskScheduler::OnNotification() {
-  while (auto frames = protocol::TryRecv(notifications_)) {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(notifications_);
+    if (!frames) break;
     Result<protocol::Message> m = session_.parse(std::move(*frames));
     if (!m.ok()) {
       log_->warn("dropped notification: {}", m.status().ToString());
@@ -141,7 +143,7 @@ bool TaskScheduler::CanRunOn(const Job& job, size_t index) const {
 
 void TaskScheduler::OnSubmission() {
   OnNotification();  // know about every engine the hub has told clients about
-  for (int batch = 0; batch < 256; ++batch) {
+  for (int batch = 0; batch < protocol::kBatch; ++batch) {
     auto frames = protocol::TryRecv(client_);
     if (!frames) return;
     Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
@@ -373,7 +375,7 @@ void TaskScheduler::Fail(std::unique_ptr<Job> job, const std::string& ename,
 // Results
 
 void TaskScheduler::OnResult() {
-  for (int batch = 0; batch < 256; ++batch) {
+  for (int batch = 0; batch < protocol::kBatch; ++batch) {
     auto frames = protocol::TryRecv(engine_);
     if (!frames) return;
     Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));

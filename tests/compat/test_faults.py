@@ -159,3 +159,64 @@ def test_bad_input_is_dropped_or_answered_and_the_controller_keeps_serving(make_
     assert rc.load_balanced_view().map_sync(slow_identity, range(10)) == list(range(10))
     log = cluster.log("controller.log")
     assert "signature" in log and "replay" in log.lower()
+
+
+def _rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0
+
+
+def test_stuck_subscriber_and_stuck_client_do_not_stop_service(make_cluster):
+    import json
+    import zmq
+    cluster = make_cluster(engines=0, native_engines=2, controller_args=["--nodb"])
+    info = json.load(open(cluster.connection_file("client")))
+    rc = cluster.client()
+    ctx = zmq.Context()
+    # A subscriber that never reads, while an engine prints 256 MiB.
+    stuck_sub = ctx.socket(zmq.SUB)
+    stuck_sub.linger = 0
+    stuck_sub.subscribe(b"")
+    stuck_sub.connect(f"{info['interface']}:{info['iopub']}")
+    # A client that submits work and never reads its replies.
+    from jupyter_client.session import Session
+    session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256")
+    stuck_client = ctx.socket(zmq.DEALER)
+    stuck_client.linger = 0
+    stuck_client.connect(f"{info['interface']}:{info['task']}")
+    for _ in range(200):
+        session.send(stuck_client, "apply_request", content={"ipp_call": {"function": "ipp.echo", "args": None}},
+                     buffers=[b"x" * 100_000])
+    time.sleep(1)
+    before = _rss_mib(cluster.controller.pid)
+    native = cluster.native()
+    engine = rc._engines[rc.ids[0]]
+    native.send(engine, "execute_request", {"code": "head -c 268435456 /dev/zero | tr '\\0' x", "silent": False})
+    reply = native.recv(timeout=120)
+    assert reply["content"]["status"] == "ok"
+    # Everyone else is served meanwhile and after.
+    assert rc.queue_status()["unassigned"] == 0
+    # Without the subscriber backlog bound the controller would hold all 256 MiB for the stuck
+    # subscriber; with it, at most 1000 messages (64 MiB). Transient buffers are handed back to
+    # the system within seconds (the controller trims its heap every 5 s).
+    try:
+        wait_for(lambda: _rss_mib(cluster.controller.pid) - before < 100, timeout=15, what="RSS to settle")
+    finally:
+        grown = _rss_mib(cluster.controller.pid) - before
+    ok = subprocess_ipp(cluster, ["map", "ipp.echo", "-"], "1\n2\n3\n")
+    assert ok.split() == ["1", "2", "3"]
+    for s in (stuck_sub, stuck_client):
+        s.close()
+    ctx.term()
+    print(f"controller RSS grew {grown:.0f} MiB while a subscriber was stuck behind 256 MiB of output")
+
+
+def subprocess_ipp(cluster, args, stdin):
+    import subprocess
+    from conftest import BIN_DIR
+    r = subprocess.run([os.path.join(BIN_DIR, "ipp"), *args, "-f", cluster.connection_file("client")],
+                       input=stdin, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout

@@ -174,6 +174,37 @@ def test_256_local_engines(env):
     wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="256 engines to stop")
 
 
+def test_registration_flood_does_not_stop_service(env):
+    # 254 engines registering at once while a client keeps working on the first two.
+    import threading
+    run([IPCLUSTER, "start", "-n", "2", "--daemonize"], env)
+    stop, rounds, failures = threading.Event(), [], []
+
+    def client():
+        while not stop.is_set():
+            t = time.monotonic()
+            r = subprocess.run([IPP, "map", "ipp.echo", "-", "--connect-timeout=30"], env=env, timeout=60,
+                               input="".join(f"{i}\n" for i in range(5)), capture_output=True, text=True)
+            if r.returncode != 0 or r.stdout.split() != [str(i) for i in range(5)]:
+                failures.append(r.stderr[-500:])
+            rounds.append(time.monotonic() - t)
+
+    worker = threading.Thread(target=client)
+    worker.start()
+    try:
+        run([IPCLUSTER, "engines", "-n", "254", "--timeout=90"], env, timeout=150)
+    finally:
+        stop.set()
+        worker.join(90)
+    pids = cluster_pids(env)
+    assert len(json.loads(run([IPP, "engines", "--json"], env).stdout)) == 256
+    run([IPCLUSTER, "stop"], env, timeout=120)
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="engines to stop")
+    assert not failures, failures
+    assert len(rounds) >= 2 and max(rounds) < 20, rounds
+    print(f"{len(rounds)} client rounds during the flood, slowest {max(rounds):.2f} s")
+
+
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
 def test_mpi_engines(env):
     env = dict(env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",

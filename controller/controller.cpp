@@ -150,7 +150,8 @@ Status Controller::Build() {
   auto patience = std::max<std::chrono::milliseconds>(std::chrono::seconds(2), options_.ping * (options_.max_heartbeat_misses + 1));
   parts->mux = std::make_unique<schedulers::RouterRelay>(context_, key_, "in", "out", patience, MakeLogger("sched.mux"));
   parts->control = std::make_unique<schedulers::RouterRelay>(context_, key_, "", "", patience, MakeLogger("sched.control"));
-  parts->iopub = std::make_unique<schedulers::IopubRelay>(context_, key_, MakeLogger("sched.iopub"));
+  parts->iopub = std::make_unique<schedulers::IopubRelay>(context_, key_, options_.iopub_backlog,
+                                                          MakeLogger("sched.iopub"));
   parts->broadcast = std::make_unique<schedulers::BroadcastScheduler>(context_, key_, patience, MakeLogger("sched.broadcast"));
   schedulers::TaskSchedulerOptions task_options;
   task_options.scheme = options_.scheme;

@@ -39,6 +39,9 @@ struct ControllerOptions {
   // disconnected before the frame is buffered (it is not yet authenticated then). 0: no limit,
   // as in ipyparallel.
   int64_t max_message_size = 0;
+  // Messages the IOPub relay queues for one subscriber before that subscriber misses some.
+  // 0: no limit, as in ipyparallel (clients wait for every request's "idle" status).
+  int iopub_backlog = 0;
 };
 
 // Parses ipyparallel's port-range syntax: "10101-10105,10108".

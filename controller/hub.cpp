@@ -6,6 +6,7 @@
 #include "protocol/clock.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/errors.hpp"
+#include "protocol/json_fields.hpp"
 
 namespace ipp::controller {
 
@@ -21,15 +22,19 @@ std::string Text(const RawMessage& raw, RawMessage::Part part) {
   return (v == "{}" || v == "null") && part != RawMessage::kHeader ? std::string() : std::string(v);
 }
 
-std::optional<TimePoint> DateField(const json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || !it->is_string()) return std::nullopt;
-  return protocol::ParseIso8601(it->get_ref<const std::string&>());
-}
-
 std::string StringField(const json& object, const char* key) {
   auto it = object.find(key);
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// The same for message parts read without building a tree (the monitor channel's hot path).
+std::string StringField(const protocol::PartFields& fields, const char* key) {
+  return fields.string(key).value_or("");
+}
+
+std::optional<TimePoint> DateField(const protocol::PartFields& fields, const char* key) {
+  auto text = fields.string(key);
+  return text ? protocol::ParseIso8601(*text) : std::nullopt;
 }
 
 template <typename C>
@@ -652,7 +657,7 @@ void Hub::OnMonitor() {
 }
 
 void Hub::SaveRequest(RawMessage& raw, const std::string& queue, const std::string& engine_uuid) {
-  Result<json> header = raw.parse_object(RawMessage::kHeader);
+  Result<protocol::PartFields> header = protocol::PartFields::Of(raw.part(RawMessage::kHeader));
   if (!header.ok()) return;
   TaskRecord r;
   r.msg_id = StringField(*header, "msg_id");
@@ -695,12 +700,12 @@ void Hub::SaveRequest(RawMessage& raw, const std::string& queue, const std::stri
 }
 
 void Hub::SaveResult(RawMessage& raw, std::string_view topic, const std::string& engine_hint) {
-  Result<json> parent = raw.parse_object(RawMessage::kParent);
+  Result<protocol::PartFields> parent = protocol::PartFields::Of(raw.part(RawMessage::kParent));
   if (!parent.ok()) return;
   std::string msg_id = StringField(*parent, "msg_id");
   if (msg_id.empty()) return;
-  Result<json> header = raw.parse_object(RawMessage::kHeader);
-  Result<json> md = raw.parse_object(RawMessage::kMetadata);
+  Result<protocol::PartFields> header = protocol::PartFields::Of(raw.part(RawMessage::kHeader));
+  Result<protocol::PartFields> md = protocol::PartFields::Of(raw.part(RawMessage::kMetadata));
   if (!header.ok() || !md.ok()) return;
   std::string engine_uuid = StringField(*md, "engine");
   if (engine_uuid.empty()) engine_uuid = engine_hint;

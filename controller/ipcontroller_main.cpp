@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
       ("restore", "restore engines from the previous run's state (implies --reuse)")
       ("max-message-size", po::value(&o.max_message_size)->default_value(0),
        "bytes: peers sending a bigger frame are disconnected (0: no limit)")
+      ("iopub-backlog", po::value(&o.iopub_backlog)->default_value(0),
+       "IOPub messages queued per subscriber before it misses some (0: no limit)")
       ("log-level", po::value(&log_level)->default_value("INFO"), "10/20/30/40/50 or DEBUG/INFO/WARN/ERROR/CRITICAL")
       ("log-to-file", "log to <profile>/log/ipcontroller-<pid>.log instead of stderr")
       ("work-dir", po::value(&o.work_dir), "change to this directory first");

@@ -106,17 +106,17 @@ void RouterRelay::ReplyUnroutable(RawMessage& raw) {
   protocol::Send(client_, session_.serialize(std::move(reply)), true);
 }
 
-IopubRelay::IopubRelay(zmq::context_t& context, const std::string& key, Logger log)
+IopubRelay::IopubRelay(zmq::context_t& context, const std::string& key, int subscriber_backlog, Logger log)
     : session_(key),
       log_(std::move(log)),
       engine_(context, zmq::socket_type::sub),
       client_(context, zmq::socket_type::pub),
       monitor_(context, zmq::socket_type::push) {
   for (zmq::socket_t* s : {&engine_, &client_, &monitor_}) protocol::ConfigureUnbounded(*s);
-  // Deliberately bounded (the stock relay is not): a subscriber that stops reading would
-  // otherwise make the controller hold every engine's output for it, without limit. Beyond this
-  // backlog a stuck subscriber misses output (PUB semantics); the hub still records it.
-  client_.set(zmq::sockopt::sndhwm, kSubscriberBacklog);
+  // Unbounded by default, as in the stock relay: clients wait for each request's IOPub "idle"
+  // (the stock AsyncResult does), so a slow subscriber must not miss one. A bound protects the
+  // controller from subscribers that stop reading for good; past it they miss output.
+  client_.set(zmq::sockopt::sndhwm, subscriber_backlog);
   engine_.set(zmq::sockopt::subscribe, "");
 }
 

@@ -45,11 +45,8 @@ class RouterRelay {
 
 class IopubRelay {
  public:
-  // Messages queued for one subscriber before it misses some: at most 64 MiB of stream output
-  // (an engine publishes at most 64 KiB per message).
-  static constexpr int kSubscriberBacklog = 1000;
-
-  IopubRelay(zmq::context_t& context, const std::string& key, Logger log);
+  // subscriber_backlog: messages queued for one subscriber before it misses some (0: no limit).
+  IopubRelay(zmq::context_t& context, const std::string& key, int subscriber_backlog, Logger log);
   zmq::socket_t& engine_socket() { return engine_; }  // SUB, subscribed to everything
   zmq::socket_t& client_socket() { return client_; }  // PUB
   void ConnectMonitor(const std::string& monitor_url) { monitor_.connect(monitor_url); }

@@ -4,6 +4,7 @@
 
 #include "protocol/clock.hpp"
 #include "protocol/errors.hpp"
+#include "protocol/json_fields.hpp"
 #include "schedulers/relay.hpp"
 
 namespace ipp::schedulers {
@@ -155,43 +156,56 @@ void TaskScheduler::OnSubmission() {
       log_->warn("dropped task from {:?}: {}", raw->identity(0), s.ToString());
       continue;
     }
-    Result<json> header = raw->parse_object(RawMessage::kHeader);
-    Result<json> md = raw->parse_object(RawMessage::kMetadata);
-    if (!header.ok() || !md.ok() || !protocol::ValidateHeader(*header).ok()) {
+    // Only a few fields of header and metadata matter here: read them without building trees
+    // (this was the scheduler's largest cost), before the frames move into the job.
+    Result<protocol::PartFields> header = protocol::PartFields::Of(raw->part(RawMessage::kHeader));
+    Result<protocol::PartFields> md = protocol::PartFields::Of(raw->part(RawMessage::kMetadata));
+    std::optional<std::string> msg_id = header.ok() ? header->string("msg_id") : std::nullopt;
+    if (!msg_id || !header->string("msg_type") || !md.ok()) {
       log_->warn("dropped task with a bad header or metadata");
       continue;
     }
     ReportToMonitor(monitor_, "intask", raw->frames());
     auto job = std::make_unique<Job>();
-    job->msg_id = (*header)["msg_id"].get<std::string>();
+    job->msg_id = std::move(*msg_id);
     job->seq = next_seq_++;
     job->client = std::string(raw->identity(0));
-    job->header = std::move(*header);
-    job->frames = std::move(*raw).release();
+    job->header = std::string(raw->part(RawMessage::kHeader));
     all_ids_.insert(job->msg_id);
+    std::string ename, evalue;  // set when the metadata cannot be used
     try {
-      const json targets = md->value("targets", json::array());
-      for (const auto& t : targets) {
-        if (t.is_string()) job->targets.insert(t.get<std::string>());
+      if (!md->empty_or_absent("targets")) {
+        for (const auto& t : md->value("targets").value_or(json::array())) {
+          if (t.is_string()) job->targets.insert(t.get<std::string>());
+        }
       }
-      auto retries = md->find("retries");
-      if (retries != md->end() && retries->is_number_integer()) job->retries = retries->get<int>();
-      auto timeout = md->find("timeout");
-      if (timeout != md->end() && timeout->is_number() && timeout->get<double>() > 0) {
+      if (auto retries = md->value("retries"); retries && retries->is_number_integer()) {
+        job->retries = retries->get<int>();
+      }
+      if (auto timeout = md->value("timeout"); timeout && timeout->is_number() && timeout->get<double>() > 0) {
         job->deadline = std::chrono::steady_clock::now() +
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                             std::chrono::duration<double>(timeout->get<double>()));
       }
-      Result<Dependency> after = Dependency::FromJson(md->value("after", json()));
-      Result<Dependency> follow = Dependency::FromJson(md->value("follow", json()));
+      auto dependency = [&](const char* key) {
+        return Dependency::FromJson(md->empty_or_absent(key) ? json() : md->value(key).value_or(json()));
+      };
+      Result<Dependency> after = dependency("after");
+      Result<Dependency> follow = dependency("follow");
       if (!after.ok() || !follow.ok()) {
-        Fail(std::move(job), "InvalidDependency", (!after.ok() ? after : follow).status().message(), "");
-        continue;
+        ename = "InvalidDependency";
+        evalue = (!after.ok() ? after : follow).status().message();
+      } else {
+        job->after = std::move(*after);
+        job->follow = std::move(*follow);
       }
-      job->after = std::move(*after);
-      job->follow = std::move(*follow);
     } catch (const json::exception& e) {
-      Fail(std::move(job), "ValueError", std::string("invalid task metadata: ") + e.what(), "");
+      ename = "ValueError";
+      evalue = std::string("invalid task metadata: ") + e.what();
+    }
+    job->frames = std::move(*raw).release();
+    if (!ename.empty()) {
+      Fail(std::move(job), ename, evalue, "");
       continue;
     }
     Submit(std::move(job));
@@ -353,7 +367,7 @@ void TaskScheduler::Fail(std::unique_ptr<Job> job, const std::string& ename,
   // engine_info stays empty, as the stock scheduler sends it: the client maps an engine_uuid
   // there to an engine id and fails on one it has already seen unregister.
   protocol::Message reply = session_.make(
-      "apply_reply", protocol::ErrorContent(ename, evalue), job->header,
+      "apply_reply", protocol::ErrorContent(ename, evalue), json::parse(job->header, nullptr, false),
       {{"status", "error"},
        {"engine", engine},
        {"dependencies_met", ename != "ImpossibleDependency"},
@@ -395,13 +409,13 @@ void TaskScheduler::OnResult() {
 void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
   auto idx = std::find(targets_.begin(), targets_.end(), engine);
   if (idx != targets_.end()) --loads_[static_cast<size_t>(idx - targets_.begin())];
-  Result<json> parent = raw.parse_object(RawMessage::kParent);
-  Result<json> md = raw.parse_object(RawMessage::kMetadata);
+  Result<protocol::PartFields> parent = protocol::PartFields::Of(raw.part(RawMessage::kParent));
+  Result<protocol::PartFields> md = protocol::PartFields::Of(raw.part(RawMessage::kMetadata));
   if (!parent.ok() || !md.ok()) {
     log_->warn("dropped result from {} with bad parent or metadata", engine);
     return;
   }
-  std::string msg_id = parent->value("msg_id", "");
+  std::string msg_id = parent->string("msg_id").value_or("");
   auto state = engines_.find(engine);
   if (state == engines_.end() || !state->second.running.count(msg_id)) {
     // Already answered (e.g. failed as stranded): never report a task twice.
@@ -412,8 +426,8 @@ void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
   state->second.running.erase(msg_id);
   bool freed = options_.hwm > 0;
 
-  bool dependencies_met = md->value("dependencies_met", true);
-  bool success = md->value("status", "") == "ok";
+  bool dependencies_met = md->boolean("dependencies_met").value_or(true);
+  bool success = md->string("status") == "ok";
   if (!dependencies_met || (!success && job->retries > 0)) {
     if (dependencies_met) --job->retries;
     Retry(std::move(job), engine);

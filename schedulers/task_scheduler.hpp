@@ -61,7 +61,7 @@ class TaskScheduler {
     uint64_t seq = 0;
     protocol::Frames frames;  // [client ids..., delimiter, ...] as received
     std::string client;       // first routing id
-    nlohmann::json header;
+    std::string header;  // the request's header text: the parent of a reply we make up
     IdSet targets;            // allowed engine uuids; empty = any
     IdSet blacklist;          // engines that refused it (unmet dependency or failure)
     Dependency after, follow;

@@ -48,6 +48,12 @@ def _on_sigterm(signum, frame):
 signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def _die_with_parent():
+    """In the child: SIGKILL when pytest dies, even by SIGKILL (no atexit then)."""
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def wait_for(condition, timeout=30, interval=0.05, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,7 +94,7 @@ class Cluster:
         # Engines unpickle functions defined in the test modules: let them import those.
         env = dict(os.environ, IPYTHONDIR=self.workdir, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, cwd=self.workdir)
+                                start_new_session=True, cwd=self.workdir, preexec_fn=_die_with_parent)
         _started_groups.add(proc.pid)
         return proc
 

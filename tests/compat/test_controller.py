@@ -252,8 +252,12 @@ def test_cluster_id_names_connection_files(make_cluster):
 
 def test_unknown_query_gets_error_reply(shared_cluster):
     rc = shared_cluster.client()
-    rc.session.send(rc._query_socket, "no_such_request", content={})
-    idents, msg = rc.session.recv(rc._query_socket, mode=0)
+    sent = rc.session.send(rc._query_socket, "no_such_request", content={})
+    while True:  # the client's own queries may be answered first
+        assert rc._query_socket.poll(20000), "no reply to an unknown query"
+        idents, msg = rc.session.recv(rc._query_socket, mode=0)
+        if msg["parent_header"].get("msg_id") == sent["header"]["msg_id"]:
+            break
     assert msg["msg_type"] == "hub_error"
     assert "Bad Message Type" in msg["content"]["evalue"]
     assert rc[0].apply_sync(lambda: 1) == 1

@@ -171,7 +171,7 @@ def _rss_mib(pid):
 def test_stuck_subscriber_and_stuck_client_do_not_stop_service(make_cluster):
     import json
     import zmq
-    cluster = make_cluster(engines=0, native_engines=2, controller_args=["--nodb"])
+    cluster = make_cluster(engines=0, native_engines=2, controller_args=["--nodb", "--iopub-backlog=1000"])
     info = json.load(open(cluster.connection_file("client")))
     rc = cluster.client()
     ctx = zmq.Context()
@@ -198,9 +198,9 @@ def test_stuck_subscriber_and_stuck_client_do_not_stop_service(make_cluster):
     assert reply["content"]["status"] == "ok"
     # Everyone else is served meanwhile and after.
     assert rc.queue_status()["unassigned"] == 0
-    # Without the subscriber backlog bound the controller would hold all 256 MiB for the stuck
-    # subscriber; with it, at most 1000 messages (64 MiB). Transient buffers are handed back to
-    # the system within seconds (the controller trims its heap every 5 s).
+    # Without a backlog bound (the default, as in stock) the controller would hold all 256 MiB for
+    # the stuck subscriber; with --iopub-backlog=1000, at most 1000 messages (64 MiB). Transient
+    # buffers are handed back to the system within seconds (the controller trims every 5 s).
     try:
         wait_for(lambda: _rss_mib(cluster.controller.pid) - before < 100, timeout=15, what="RSS to settle")
     finally:

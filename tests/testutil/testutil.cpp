@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,9 +33,14 @@ std::string BindLoopback(zmq::socket_t& socket) {
 
 Process::Process(const std::vector<std::string>& argv, const fs::path& log_file,
                  const std::vector<std::string>& extra_env) {
+  pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
     setpgid(0, 0);
+    // If the test process dies without running destructors (a timeout's SIGKILL), its
+    // controllers and engines must not outlive it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // it died before prctl took effect
     if (!log_file.empty()) {
       int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
       if (fd >= 0) {

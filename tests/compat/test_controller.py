@@ -251,16 +251,19 @@ def test_cluster_id_names_connection_files(make_cluster):
 
 
 def test_unknown_query_gets_error_reply(shared_cluster):
-    rc = shared_cluster.client()
-    sent = rc.session.send(rc._query_socket, "no_such_request", content={})
-    while True:  # the client's own queries may be answered first
-        assert rc._query_socket.poll(20000), "no reply to an unknown query"
-        idents, msg = rc.session.recv(rc._query_socket, mode=0)
-        if msg["parent_header"].get("msg_id") == sent["header"]["msg_id"]:
-            break
+    # A socket of our own: the stock client's I/O thread reads its query socket (a ZMQStream),
+    # so reading that one here would race with it.
+    info, session, ctx = _raw_session(shared_cluster)
+    q = ctx.socket(zmq.DEALER)
+    q.linger = 0
+    q.connect(f"{info['interface']}:{info['registration']}")
+    session.send(q, "no_such_request", content={})
+    assert q.poll(20000), "no reply to an unknown query"
+    msg = session.recv(q, mode=0)[1]
+    q.close()
     assert msg["msg_type"] == "hub_error"
     assert "Bad Message Type" in msg["content"]["evalue"]
-    assert rc[0].apply_sync(lambda: 1) == 1
+    assert shared_cluster.client()[0].apply_sync(lambda: 1) == 1
 
 
 def test_restore_with_sqlitedb_keeps_results(make_cluster):

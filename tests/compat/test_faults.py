@@ -14,7 +14,7 @@ FAST_HEARTBEAT = ["--HeartMonitor.max_heartmonitor_misses=3", "--DictDB.record_l
 
 def slow_identity(i):
     import time
-    time.sleep(0.001)
+    time.sleep(0.002)
     return i
 
 
@@ -23,17 +23,25 @@ def test_ten_thousand_tasks_while_engines_are_killed_and_replaced(make_cluster, 
     rc = cluster.client()
     lv = rc.load_balanced_view()
     tasks = 10000
+    # Kill an engine (with its nanny) every second and start a replacement, three times — while
+    # tasks are still being submitted too (the Python client submits slowly under load).
+    kills, t0, ars = 0, time.monotonic(), []
+
+    def kill_if_due():
+        nonlocal kills
+        if kills < 3 and time.monotonic() - t0 > 1.0 * (kills + 1):
+            cluster.kill_group(cluster.engines[kills])
+            cluster.start_engines(1, wait=False)
+            kills += 1
+
     with lv.temp_flags(retries=1):
-        ars = [lv.apply_async(slow_identity, i) for i in range(tasks)]
-    # Kill an engine (with its nanny) every second and start a replacement, three times.
-    kills = 0
-    for victim in range(3):
-        time.sleep(1.0)
-        if all(ar.ready() for ar in ars[-100:]) and all(ar.ready() for ar in ars[:100]):
-            break
-        cluster.kill_group(cluster.engines[victim])
-        cluster.start_engines(1, wait=False)
-        kills += 1
+        for i in range(tasks):
+            ars.append(lv.apply_async(slow_identity, i))
+            if i % 100 == 0:
+                kill_if_due()
+    while kills < 3 and sum(not ar.ready() for ar in ars) > 500:
+        time.sleep(0.1)
+        kill_if_due()
     assert kills >= 2, "the run ended before engines could be killed"
     ok = engine_errors = 0
     for i, ar in enumerate(ars):

@@ -49,7 +49,8 @@ TEST(EngineFaultsTest, TenThousandTasksWhileEnginesAreKilledAndReplaced) {
   auto view = client->load_balanced_view(retry);
   std::vector<AsyncResult> results;
   results.reserve(kTasks);
-  for (int i = 0; i < kTasks; ++i) results.push_back(view.apply("ipp.sleep", {{"seconds", 0.002}, {"result", i}}));
+  const double seconds = 0.002 * 10000 / kTasks;  // ~5 s of work on 4 engines, whatever kTasks
+  for (int i = 0; i < kTasks; ++i) results.push_back(view.apply("ipp.sleep", {{"seconds", seconds}, {"result", i}}));
 
   // Kill the oldest engine still running while work is queued, start a replacement, four times.
   // (Not by asking an engine its pid: with hwm=0 that request waits behind thousands of tasks.)

@@ -162,6 +162,26 @@ class Cluster:
         self.clients.append(c)
         return c
 
+    def iopub_client(self):
+        """A client whose IOPub subscription has reached the controller's relay. PUB/SUB: a
+        subscription arrives some time after the connect, and output published before that is
+        lost — then the stock client waits forever for an execute's "idle". On a loaded machine
+        that window is long. "#" is a no-op for Python and shell engines alike."""
+        from ipyparallel import error as ipp_error
+        c = self.client()
+        if not c.ids:
+            return c
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ar = c[:].execute("#", block=False)
+            try:
+                ar.get(5)
+            except ipp_error.TimeoutError:
+                continue
+            if ar.wait_for_output(2):
+                return c
+        raise TimeoutError("IOPub never delivered an execute's output")
+
     def log(self, name):
         with open(os.path.join(self.workdir, name), errors="replace") as f:
             return f.read()

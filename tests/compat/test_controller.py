@@ -37,7 +37,7 @@ def test_direct_view(shared_cluster):
     assert dv.pull("a", block=True) == [5, 5]
     dv.scatter("s", list(range(10)), block=True)
     assert dv.gather("s", block=True) == list(range(10))
-    dv.execute("b = a + 1", block=True)
+    dv.execute("b = a + 1", block=False).get(60)  # never blocks forever if IOPub lost "idle"
     assert dv["b"] == [6, 6]
     assert rc[1].apply_sync(lambda: 42) == 42
 

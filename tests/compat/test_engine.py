@@ -32,14 +32,16 @@ def uuids(cluster):
 
 
 def test_execute_shows_each_engines_output(native_cluster):
-    rc = native_cluster.client()
+    rc = native_cluster.iopub_client()
     assert rc.ids == [0, 1]
-    ar = rc[:].execute("echo engine pid $$; echo to-stderr >&2", block=True)
+    ar = rc[:].execute("echo engine pid $$; echo to-stderr >&2", block=False)
+    ar.get(60)
+    assert ar.wait_for_output(60)
     assert all(out.startswith("engine pid ") for out in ar.stdout)
     assert len(set(ar.stdout)) == 2
     assert ar.stderr == ["to-stderr\n", "to-stderr\n"]
     with pytest.raises(error.RemoteError) as info:
-        rc[0].execute("echo partial; exit 3", block=True)
+        rc[0].execute("echo partial; exit 3", block=False).get(60)
     assert info.value.ename == "CalledProcessError" and "exit status 3" in info.value.evalue
 
 
@@ -74,12 +76,14 @@ def test_errors_come_back_and_engine_keeps_serving(native_cluster):
 
 
 def test_python_work_gets_a_clear_error(native_cluster):
-    rc = native_cluster.client()
+    rc = native_cluster.iopub_client()
     with pytest.raises(error.RemoteError) as info:
         rc[0].apply_sync(lambda: 1)
     assert info.value.ename == "UnsupportedRequest"
     assert "not pickled Python" in info.value.evalue
-    assert rc[0].execute("true", block=True).successful()  # still serving
+    ar = rc[0].execute("true", block=False)
+    ar.get(60)
+    assert ar.successful()  # still serving
 
 
 def test_namespace_push_pull_with_buffers(native_cluster):
@@ -186,8 +190,10 @@ def test_connection_info_from_environment_and_bad_files(make_cluster, tmp_path):
 def test_many_engines_and_idle_memory(make_cluster):
     n = 32
     cluster = make_cluster(engines=0, native_engines=n)
-    rc = cluster.client()
-    ar = rc[:].execute("echo $$", block=True)
+    rc = cluster.iopub_client()
+    ar = rc[:].execute("echo $$", block=False)
+    ar.get(60)
+    assert ar.wait_for_output(60)
     assert len(set(ar.stdout)) == n
     rss_kib = []
     for e in cluster.engines:

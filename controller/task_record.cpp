@@ -6,16 +6,6 @@ namespace ipp::controller {
 
 namespace {
 
-std::vector<zmq::message_t> Share(const std::vector<zmq::message_t>& frames) {
-  std::vector<zmq::message_t> out;
-  out.reserve(frames.size());
-  for (const auto& f : frames) {
-    out.emplace_back();
-    out.back().copy(const_cast<zmq::message_t&>(f));  // reference-counted, no payload copy
-  }
-  return out;
-}
-
 json ParsedOrNull(const std::string& text) {
   if (text.empty()) return nullptr;
   json value = json::parse(text, nullptr, false);
@@ -30,13 +20,23 @@ json StringOrNull(const std::string& s) { return s.empty() ? json(nullptr) : jso
 
 }  // namespace
 
+std::vector<zmq::message_t> TaskRecord::ShareFrames(const std::vector<zmq::message_t>& frames) {
+  std::vector<zmq::message_t> out;
+  out.reserve(frames.size());
+  for (const auto& f : frames) {
+    out.emplace_back();
+    out.back().copy(const_cast<zmq::message_t&>(f));  // reference-counted, no payload copy
+  }
+  return out;
+}
+
 TaskRecord TaskRecord::Clone() const {
   TaskRecord r;
   r.msg_id = msg_id;
   r.header = header;
   r.metadata = metadata;
   r.content = content;
-  r.buffers = Share(buffers);
+  r.buffers = ShareFrames(buffers);
   r.client_uuid = client_uuid;
   r.engine_uuid = engine_uuid;
   r.queue = queue;
@@ -48,7 +48,7 @@ TaskRecord TaskRecord::Clone() const {
   r.result_header = result_header;
   r.result_metadata = result_metadata;
   r.result_content = result_content;
-  r.result_buffers = Share(result_buffers);
+  r.result_buffers = ShareFrames(result_buffers);
   r.execute_input = execute_input;
   r.execute_result = execute_result;
   r.error = error;

@@ -9,10 +9,16 @@ Status MemoryTaskStore::Add(TaskRecord&& record) {
     return Status::InvalidArgument("a record for " + record.msg_id + " already exists");
   }
   uint64_t seq = next_seq_++;
-  bytes_ += record.ApproximateBytes();
   bool completed = record.completed.has_value();
-  auto [it, added] = records_.emplace(seq, std::move(record));
-  index_.emplace(std::string_view(it->second.msg_id), seq);
+  Slot slot;
+  if (completed) {
+    slot.done = CompactRecord::From(std::move(record), pool_, &memory_);
+  } else {
+    slot.pending = std::make_unique<TaskRecord>(std::move(record));
+  }
+  auto [it, added] = records_.emplace(seq, std::move(slot));
+  bytes_ += it->second.bytes();
+  index_.emplace(std::string_view(it->second.msg_id()), seq);
   if (completed) completed_order_.push_back(seq);
   CullIfNeeded();
   return Status::OK();
@@ -23,26 +29,35 @@ Status MemoryTaskStore::Update(const std::string& msg_id,
   auto found = index_.find(msg_id);
   if (found == index_.end()) return Status::NotFound("no task record " + msg_id);
   uint64_t seq = found->second;
-  TaskRecord& r = records_.at(seq);
-  bytes_ -= r.ApproximateBytes();
-  bool was_completed = r.completed.has_value();
-  change(r);
-  if (r.msg_id != msg_id) {
-    // The index's key points into r.msg_id: a change to it must be undone and re-indexed.
-    index_.erase(msg_id);
-    r.msg_id = msg_id;
-    index_.emplace(std::string_view(r.msg_id), seq);
+  Slot& slot = records_.at(seq);
+  bytes_ -= slot.bytes();
+  // The index's key points into the record's msg_id, which changes place when the record is
+  // compacted or expanded: unindex first, index again after.
+  index_.erase(found);
+  bool was_completed = !slot.pending;
+  if (was_completed) {  // rare: output that arrives after the result
+    slot.pending = std::make_unique<TaskRecord>(slot.done.Expand());
+    slot.done.Release(pool_);
+    slot.done = CompactRecord();
   }
-  bytes_ += r.ApproximateBytes();
-  if (!was_completed && r.completed) completed_order_.push_back(seq);
+  TaskRecord& r = *slot.pending;
+  change(r);
+  r.msg_id = msg_id;  // the key cannot change
+  if (r.completed) {
+    slot.done = CompactRecord::From(std::move(r), pool_, &memory_);
+    slot.pending.reset();
+  }
+  bytes_ += slot.bytes();
+  index_.emplace(std::string_view(slot.msg_id()), seq);
+  if (!was_completed && !slot.pending) completed_order_.push_back(seq);
   CullIfNeeded();
   return Status::OK();
 }
 
 Result<std::vector<TaskRecord>> MemoryTaskStore::Find(const RecordQuery& query) const {
   std::vector<TaskRecord> out;
-  for (const auto& [seq, record] : records_) {
-    if (query.Matches(record)) out.push_back(record.Clone());
+  for (const auto& [seq, slot] : records_) {
+    if (Matches(query, slot)) out.push_back(slot.Copy());
   }
   return out;
 }
@@ -51,23 +66,33 @@ Result<std::vector<TaskRecord>> MemoryTaskStore::FindIds(const std::vector<std::
   std::vector<TaskRecord> out;
   for (const std::string& id : ids) {
     auto it = index_.find(id);
-    if (it != index_.end()) out.push_back(records_.at(it->second).Clone());
+    if (it != index_.end()) out.push_back(records_.at(it->second).Copy());
   }
   return out;
+}
+
+bool MemoryTaskStore::Matches(const RecordQuery& query, const Slot& slot) {
+  return slot.pending ? query.Matches(*slot.pending) : query.Matches(slot.done.Expand());
 }
 
 void MemoryTaskStore::Erase(uint64_t seq) {
   auto it = records_.find(seq);
   if (it == records_.end()) return;
-  bytes_ -= it->second.ApproximateBytes();
-  index_.erase(std::string_view(it->second.msg_id));
+  bytes_ -= it->second.bytes();
+  index_.erase(it->second.msg_id());
+  it->second.done.Release(pool_);
   records_.erase(it);
+  if (records_.empty()) {
+    index_ = decltype(index_)(&memory_);  // its bucket array too
+    completed_order_.clear();
+    memory_.release();
+  }
 }
 
 Status MemoryTaskStore::Drop(const RecordQuery& query) {
   std::vector<uint64_t> doomed;
-  for (const auto& [seq, record] : records_) {
-    if (query.Matches(record)) doomed.push_back(seq);
+  for (const auto& [seq, slot] : records_) {
+    if (Matches(query, slot)) doomed.push_back(seq);
   }
   for (uint64_t seq : doomed) Erase(seq);
   if (completed_order_.size() > 2 * records_.size() + 64) {  // drop stale entries now and then
@@ -81,15 +106,16 @@ Status MemoryTaskStore::Drop(const RecordQuery& query) {
 }
 
 Result<std::vector<std::string>> MemoryTaskStore::History() const {
-  std::vector<const TaskRecord*> submitted;
-  for (const auto& [seq, record] : records_) {
-    if (record.submitted) submitted.push_back(&record);
+  std::vector<std::pair<TimePoint, std::string_view>> submitted;
+  for (const auto& [seq, slot] : records_) {
+    const std::optional<TimePoint>& t = slot.pending ? slot.pending->submitted : slot.done.submitted();
+    if (t) submitted.emplace_back(*t, slot.msg_id());
   }
   std::stable_sort(submitted.begin(), submitted.end(),
-                   [](const TaskRecord* a, const TaskRecord* b) { return *a->submitted < *b->submitted; });
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<std::string> ids;
   ids.reserve(submitted.size());
-  for (const TaskRecord* r : submitted) ids.push_back(r->msg_id);
+  for (const auto& s : submitted) ids.emplace_back(s.second);
   return ids;
 }
 
@@ -105,7 +131,7 @@ void MemoryTaskStore::CullIfNeeded() {
     uint64_t seq = completed_order_.front();
     completed_order_.pop_front();
     auto it = records_.find(seq);
-    if (it == records_.end() || !it->second.completed) continue;  // already dropped
+    if (it == records_.end() || it->second.pending) continue;  // already dropped
     Erase(seq);
     ++culled;
   }

@@ -6,12 +6,14 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory_resource>
 #include <string_view>
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "controller/compact_record.hpp"
 #include "controller/task_record.hpp"
 #include "ipp/status.hpp"
 
@@ -56,14 +58,31 @@ class MemoryTaskStore : public TaskStore {
   const char* name() const override { return "DictDB"; }
 
  private:
+  // A record is kept whole while pending (the hub changes it several times) and compacted once
+  // it completes: finished records are what a long-lived DictDB holds by the hundred thousand.
+  struct Slot {
+    std::unique_ptr<TaskRecord> pending;
+    CompactRecord done;
+    std::string_view msg_id() const { return pending ? std::string_view(pending->msg_id) : done.msg_id(); }
+    size_t bytes() const { return pending ? pending->ApproximateBytes() : done.ApproximateBytes(); }
+    TaskRecord Copy() const { return pending ? pending->Clone() : done.Expand(); }
+  };
+  static bool Matches(const RecordQuery& query, const Slot& slot);
   void CullIfNeeded();
   void Erase(uint64_t seq);
 
   MemoryStoreLimits limits_;
+  TextPool pool_;  // what compacted records share
+  // What records keep for long (map and index nodes, compacted records' bytes) comes from its
+  // own pools, not from the heap where messages come and go: else each survivor pins a page of
+  // freed message memory, and a DictDB of finished records costs twice its size in RSS.
+  // Given back whole when the store empties (purge).
+  std::pmr::unsynchronized_pool_resource memory_;
   // Records in insertion order, and an index by msg_id whose keys point into the records
-  // (std::map nodes do not move): each msg_id is stored once.
-  std::map<uint64_t, TaskRecord> records_;
-  std::unordered_map<std::string_view, uint64_t> index_;
+  // (map nodes do not move; a record re-indexes when it is compacted): each msg_id is stored
+  // once.
+  std::pmr::map<uint64_t, Slot> records_{&memory_};
+  std::pmr::unordered_map<std::string_view, uint64_t> index_{&memory_};
   uint64_t next_seq_ = 0;
   // Completed records in completion order: culling takes from the front, never scanning past
   // pending records (which would make every update O(n) with a large backlog).

@@ -93,15 +93,11 @@ Frames Session::serialize_parts(Frames&& identities, std::string header, std::st
 
 void Session::remember(std::string_view signature) {
   if (digest_history_size_ == 0) return;
-  digest_history_.emplace(signature);
-  if (digest_history_.size() > digest_history_size_) {
-    // Cull a tenth, as jupyter_client does; which ones does not matter for replay protection
-    // of recent messages, so take them in table order.
-    size_t to_cull = digest_history_.size() / 10 + 1;
-    for (auto it = digest_history_.begin(); it != digest_history_.end() && to_cull > 0; --to_cull) {
-      it = digest_history_.erase(it);
-    }
+  if (digests_newer_.size() >= (digest_history_size_ + 1) / 2) {
+    digests_older_ = std::move(digests_newer_);
+    digests_newer_ = {};
   }
+  digests_newer_.insert(std::hash<std::string_view>{}(signature));
 }
 
 Status Session::verify(const RawMessage& raw) {
@@ -111,7 +107,8 @@ Status Session::verify(const RawMessage& raw) {
   std::string_view parts[] = {raw.part(RawMessage::kHeader), raw.part(RawMessage::kParent),
                               raw.part(RawMessage::kMetadata), raw.part(RawMessage::kContent)};
   if (!signer_.verify(signature, parts, 4)) return Status::Unauthorized("invalid signature");
-  if (digest_history_.count(std::string(signature))) {
+  uint64_t digest = std::hash<std::string_view>{}(signature);
+  if (digests_newer_.contains(digest) || digests_older_.contains(digest)) {
     return Status::Unauthorized("duplicate signature (replayed message)");
   }
   remember(signature);

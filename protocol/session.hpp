@@ -7,6 +7,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "common/flat_hash_map.hpp"
 #include "protocol/message.hpp"
 #include "protocol/signer.hpp"
 
@@ -56,8 +57,14 @@ class Session {
   std::string session_id_;
   std::string msg_id_prefix_;
   uint64_t message_count_ = 0;
+  // The signatures seen, as 64-bit hashes in two generations of flat tables: when the newer
+  // holds half the history size it becomes the older and the oldest half is forgotten. (The
+  // string set this replaces scattered a small allocation per message across the heap, and
+  // those kept whole pages of freed messages from going back to the system.) A false "replay"
+  // needs a 64-bit collision among the last 65536 signatures.
+  struct Empty {};
   size_t digest_history_size_ = 1 << 16;
-  std::unordered_set<std::string> digest_history_;
+  FlatHashMap64<Empty> digests_newer_, digests_older_;
 };
 
 // A random id in jupyter_client's new_id() form: 8 hex digits, '-', 24 hex digits.

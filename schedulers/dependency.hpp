@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/flat_hash_map.hpp"
 #include "ipp/status.hpp"
 
 namespace ipp::schedulers {
@@ -28,11 +29,12 @@ class MsgIdSet {
   }
   static uint64_t Hash(std::string_view id) { return std::hash<std::string_view>{}(id); }
   void insert(std::string_view id) { hashes_.insert(Hash(id)); }
-  bool count(std::string_view id) const { return hashes_.count(Hash(id)) > 0; }
+  bool count(std::string_view id) const { return hashes_.contains(Hash(id)); }
   size_t size() const { return hashes_.size(); }
 
  private:
-  std::unordered_set<uint64_t> hashes_;
+  struct Empty {};
+  FlatHashMap64<Empty> hashes_;
 };
 
 struct Dependency {

@@ -253,8 +253,8 @@ bool TaskScheduler::MaybeRun(std::unique_ptr<Job>& slot) {
       for (const auto& id : job.follow.ids) {
         bool relevant = (job.follow.success && all_completed_.count(id)) ||
                         (job.follow.failure && all_failed_.count(id));
-        auto d = destinations_.find(MsgIdSet::Hash(id));
-        if (relevant && d != destinations_.end()) dests.insert(d->second);
+        const uint32_t* d = destinations_.find(MsgIdSet::Hash(id));
+        if (relevant && d) dests.insert(*d);
       }
       if (dests.size() > 1) {
         Fail(std::move(slot), "ImpossibleDependency", "follow dependencies ran on different engines", "");

@@ -118,7 +118,7 @@ class TaskScheduler {
   std::deque<std::pair<uint64_t, std::string>> queue_;  // waiting jobs in order (lazy deletion)
   std::unordered_map<std::string, std::vector<std::string>> graph_;  // dep id -> waiting ids
   // Where each finished task ran: msg_id hash -> index into engine_names_ (ids are not kept).
-  std::unordered_map<uint64_t, uint32_t> destinations_;
+  FlatHashMap64<uint32_t> destinations_;
   std::vector<std::string> engine_names_;
   std::unordered_map<std::string, uint32_t> engine_index_;
   MsgIdSet all_ids_, all_completed_, all_failed_;

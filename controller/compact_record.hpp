@@ -1,0 +1,87 @@
+// CompactRecord: how DictDB keeps a finished task record, in a fraction of a TaskRecord's memory.
+//
+// A controller that keeps every record (the default DictDB keeps up to record_limit of them)
+// holds mostly repetition: each task's header differs from the last only in its msg_id and date,
+// its metadata and content are often identical for a whole map, and the same few client and
+// engine uuids recur. So each JSON part is split into a *skeleton* (the text with the values of
+// "msg_id", "date" and "started" cut out) shared through a reference-counted TextPool, and the
+// cut-out values ("holes"), which stay with the record. Expand() splices them back: the texts a
+// query returns are byte for byte the ones that arrived.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <memory_resource>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "controller/task_record.hpp"
+
+namespace ipp::controller {
+
+// Interned strings with reference counts: equal texts are stored once, and freed when the last
+// record holding them goes. Pointers stay valid while referenced (unordered_map nodes do not move).
+class TextPool {
+ public:
+  const std::string* Acquire(std::string_view text);
+  void Release(const std::string* text);
+  size_t size() const { return texts_.size(); }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>> texts_;
+};
+
+class CompactRecord {
+ public:
+  static constexpr size_t kParts = 6;  // header, metadata, content and the three result_ ones
+
+  CompactRecord() = default;
+  CompactRecord(CompactRecord&& other) noexcept { *this = std::move(other); }
+  CompactRecord& operator=(CompactRecord&& other) noexcept;
+  ~CompactRecord();  // frees its own bytes; pooled texts are given back only by Release()
+
+  // Takes the record apart, interning what repeats in `pool`; its own bytes (msg_id and holes,
+  // one block) come from `memory`, which must outlive it.
+  static CompactRecord From(TaskRecord&& record, TextPool& pool, std::pmr::memory_resource* memory);
+  // The record as it was given to From().
+  TaskRecord Expand() const;
+  // Gives the interned texts back to the pool and frees the record's bytes: it is empty after.
+  void Release(TextPool& pool);
+
+  std::string_view msg_id() const { return {data_, msg_id_size_}; }
+  const std::optional<TimePoint>& submitted() const { return submitted_; }
+  bool completed() const { return completed_.has_value(); }
+  // Bytes this record holds by itself (its share of pooled texts not counted).
+  size_t ApproximateBytes() const;
+
+ private:
+  // What few records have: buffers, output, resubmission. Absent for a plain finished task.
+  struct Rare {
+    std::vector<zmq::message_t> buffers, result_buffers;
+    std::string resubmitted, execute_input, execute_result, error, stdout_text, stderr_text;
+  };
+
+  std::string_view holes() const { return {data_ + msg_id_size_, data_size_ - msg_id_size_}; }
+  void FreeData();
+
+  // One block: the msg_id, then the holes of the parts in order, each ended by a marker.
+  std::pmr::memory_resource* memory_ = nullptr;
+  char* data_ = nullptr;
+  uint32_t msg_id_size_ = 0, data_size_ = 0;
+  // Per part: its skeleton (nullptr = the part is null). The interned uuids and queue name are
+  // nullptr when empty.
+  const std::string* skeletons_[kParts] = {};
+  uint8_t whole_ = 0;  // bit i: skeletons_[i] is the part's text itself, without holes
+  const std::string* client_uuid_ = nullptr;
+  const std::string* engine_uuid_ = nullptr;
+  const std::string* queue_ = nullptr;
+  std::optional<TimePoint> submitted_, started_, completed_, received_;
+  std::unique_ptr<Rare> rare_;
+};
+
+}  // namespace ipp::controller

@@ -6,9 +6,10 @@
 // survivors keep whole pages of freed messages from being returned to the system. One array
 // holds the same entries in ~16 bytes each and leaves nothing behind.
 //
-// Insert and look up only; keys are hashes (0 is stored as 1).
+// Insert and look up only. Keys are hashes: 0 is stored as 1 (the two are one key).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>

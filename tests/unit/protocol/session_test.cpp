@@ -91,6 +91,21 @@ TEST_F(SessionTest, RejectsReplayedMessage) {
   EXPECT_NE(replay.status().message().find("replay"), std::string::npos);
 }
 
+TEST_F(SessionTest, ReplayHistoryKeepsTheRecentSignaturesAndForgetsOldOnes) {
+  receiver_.set_digest_history_size(8);
+  std::vector<std::vector<std::string>> sent;
+  for (int i = 0; i < 40; ++i) {
+    json h = Header();
+    h["msg_id"] = "m" + std::to_string(i);
+    sent.push_back(Signed(h));
+    ASSERT_TRUE(receiver_.parse(ToFrames(sent.back())).ok()) << i;
+  }
+  // The last half of the history size is always remembered...
+  for (int i = 36; i < 40; ++i) EXPECT_FALSE(receiver_.parse(ToFrames(sent[i])).ok()) << i;
+  // ...and what is far older is forgotten (the history is bounded).
+  EXPECT_TRUE(receiver_.parse(ToFrames(sent[0])).ok());
+}
+
 TEST_F(SessionTest, RejectsMissingDelimiter) {
   auto parts = Signed(Header());
   parts[1] = "<IDS|MSX>";

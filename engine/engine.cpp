@@ -262,7 +262,7 @@ void Engine::Publish(std::string_view msg_type, json content, const json& parent
 }
 
 void Engine::Pump() {
-  while (!current_ && !queue_.empty()) {
+  while (running_.size() < kInFlight && !queue_.empty()) {
     Request request = std::move(queue_.front());
     queue_.pop_front();
     if (aborted_.erase(request.message.msg_id())) {
@@ -314,9 +314,9 @@ void Engine::Dispatch(Request request) {
   }
   Frames work;
   work.emplace_back(std::string_view("work"));
+  running_.push_back(Running{std::move(request), item.get()});
   work.push_back(PointerFrame(item.release()));
   protocol::Send(worker_socket_, std::move(work));
-  current_ = std::move(request);
 }
 
 void Engine::OnWorker() {
@@ -324,9 +324,9 @@ void Engine::OnWorker() {
     auto frames = protocol::TryRecv(worker_socket_);
     if (!frames) break;
     std::string_view kind = protocol::view((*frames)[0]);
-    if (kind == "out" && frames->size() == 4 && current_) {
+    if (kind == "out" && frames->size() == 4 && !running_.empty()) {
       Publish("stream", {{"name", std::string(protocol::view((*frames)[2]))}, {"text", std::string(protocol::view((*frames)[3]))}},
-              current_->message.header);
+              running_.front().request.message.header);
     } else if (kind == "done" && frames->size() == 2) {
       Finish(FromPointerFrame<WorkItem>((*frames)[1]));
     }
@@ -335,11 +335,17 @@ void Engine::OnWorker() {
 
 void Engine::Finish(WorkItem* raw_item) {
   std::unique_ptr<WorkItem> item(raw_item);
-  if (!current_) return;
-  Request request = std::move(*current_);
-  current_.reset();
+  // The worker runs items in the order it got them: this is the oldest running.
+  if (running_.empty() || running_.front().item != raw_item) {
+    log_->error("worker finished an item the engine was not waiting for; dropped");
+    return;
+  }
+  Request request = std::move(running_.front().request);
+  running_.pop_front();
   const std::string type = request.message.msg_type();
-  if (type == "clear_request") {
+  if (item->state.load() == WorkItem::kCancelled) {
+    // answered when it was aborted
+  } else if (type == "clear_request") {
     Reply(request, "clear_reply", {{"status", "ok"}}, Metadata(request.message, request.started));
   } else if (!item->ok) {
     json content = protocol::ErrorContent(item->ename, item->evalue,
@@ -383,17 +389,24 @@ void Engine::OnControl() {
     if (type == "abort_request") {
       json ids = content.value("msg_ids", json());
       if (ids.is_string()) ids = json::array({ids});
+      auto named = [&](const Request& r) {
+        return ids.is_null() || ids.empty() || std::find(ids.begin(), ids.end(), r.message.msg_id()) != ids.end();
+      };
       std::deque<Request> kept;
       for (Request& queued : queue_) {
-        bool all = ids.is_null() || ids.empty();
-        bool named = all || std::find(ids.begin(), ids.end(), queued.message.msg_id()) != ids.end();
-        if (named) {
+        if (named(queued)) {
           ReplyAborted(queued);
         } else {
           kept.push_back(std::move(queued));
         }
       }
       queue_.swap(kept);
+      for (Running& running : running_) {  // handed to the worker: aborted unless started
+        int queued = WorkItem::kQueued;
+        if (named(running.request) && running.item->state.compare_exchange_strong(queued, WorkItem::kCancelled)) {
+          ReplyAborted(running.request);
+        }
+      }
       if (ids.is_array()) {  // ones not here yet are aborted when they arrive
         for (const auto& id : ids) {
           if (id.is_string()) aborted_.insert(id.get<std::string>());
@@ -401,7 +414,7 @@ void Engine::OnControl() {
       }
       Reply(request, "abort_reply", {{"status", "ok"}}, json::object());
     } else if (type == "clear_request") {
-      queue_.push_front(std::move(request));  // next, after what is running now
+      queue_.push_front(std::move(request));  // next, after what the worker has now
       Pump();
     } else if (type == "shutdown_request") {
       json reply = {{"status", "ok"}, {"restart", content.value("restart", false)}};

@@ -226,8 +226,11 @@ void Worker::Run(WorkerInfo info, std::vector<std::string> plugins) {
     if (kind != "work" || frames.size() != 2) continue;
     WorkItem* item = FromPointerFrame<WorkItem>(frames[1]);
     if (!item) continue;
-    control_.interrupt.store(false);
-    Execute(*item, socket, info);
+    int queued = WorkItem::kQueued;
+    if (item->state.compare_exchange_strong(queued, WorkItem::kStarted)) {
+      control_.interrupt.store(false);
+      Execute(*item, socket, info);
+    }
     protocol::Frames done;
     done.emplace_back(std::string_view("done"));
     done.push_back(PointerFrame(item));

@@ -7,6 +7,7 @@
 // the atomics in `control`). Output produced while it runs comes back as "out" events.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -34,6 +35,10 @@ struct WorkItem {
   // kShell
   std::string command;
   std::chrono::milliseconds timeout{0};
+  // Who gets the item first: the worker starting it (kQueued -> kStarted) or the engine
+  // aborting it (kQueued -> kCancelled; the worker then passes it back untouched).
+  enum State : int { kQueued, kStarted, kCancelled };
+  std::atomic<int> state{kQueued};
   // Results, filled by the worker.
   bool ok = true;
   Json result;

@@ -208,14 +208,24 @@ void Engine::OnShell(zmq::socket_t& socket) {
   for (int n = 0; n < protocol::kBatch; ++n) {
     auto frames = protocol::TryRecv(socket);
     if (!frames) break;
-    Result<Message> m = session_.parse(std::move(*frames));
-    if (!m.ok()) {
-      log_->warn("dropped shell message: {}", m.status().ToString());
+    Result<Request> request = ParseRequest(&socket, std::move(*frames));
+    if (!request.ok()) {
+      log_->warn("dropped shell message: {}", request.status().ToString());
       continue;
     }
-    queue_.push_back(Request{&socket, std::move(*m), {}});
+    queue_.push_back(std::move(*request));
   }
   Pump();
+}
+
+Result<Engine::Request> Engine::ParseRequest(zmq::socket_t* socket, Frames&& frames) {
+  Result<protocol::RawMessage> raw = protocol::RawMessage::FromFrames(std::move(frames));
+  if (!raw.ok()) return raw.status();
+  if (Status s = session_.verify(*raw); !s.ok()) return s;
+  std::string header_text(raw->part(protocol::RawMessage::kHeader));
+  Result<Message> m = protocol::ParseTrusted(std::move(raw).value());
+  if (!m.ok()) return m.status();
+  return Request{socket, std::move(*m), {}, std::move(header_text)};
 }
 
 json Engine::Metadata(const Message& request, const std::string& started) const {
@@ -232,16 +242,16 @@ void Engine::Reply(Request& request, std::string_view msg_type, json content, js
   if (metadata["status"] == "error") {
     metadata["engine_info"] = {{"engine_uuid", uuid_}, {"engine_id", id_}};
   }
-  Message reply = session_.make(msg_type, std::move(content), request.message.header, std::move(metadata));
-  reply.identities = std::move(request.message.identities);
-  reply.buffers = std::move(buffers);
-  protocol::Send(*request.socket, session_.serialize(std::move(reply)), true);
+  protocol::Send(*request.socket,
+                 session_.serialize_parts(std::move(request.message.identities), session_.header_text(msg_type),
+                                          request.header_text, metadata.dump(), content.dump(), std::move(buffers)),
+                 true);
 }
 
 void Engine::ReplyError(Request& request, const std::string& ename, const std::string& evalue) {
   json content = protocol::ErrorContent(
       ename, evalue, {{"engine_uuid", uuid_}, {"engine_id", id_}, {"method", "apply"}});
-  Publish("error", content, request.message.header);
+  Publish("error", content, request.header_text);
   std::string type = request.message.msg_type();
   std::string reply_type = type.size() > 8 ? type.substr(0, type.size() - 8) + "_reply" : "error";
   Reply(request, reply_type, std::move(content), Metadata(request.message, request.started));
@@ -254,11 +264,14 @@ void Engine::ReplyAborted(Request& request) {
   Reply(request, reply_type, {{"status", "aborted"}}, Metadata(request.message, ""));
 }
 
-void Engine::Publish(std::string_view msg_type, json content, const json& parent) {
-  Message m = session_.make(msg_type, std::move(content), parent);
+void Engine::Publish(std::string_view msg_type, const json& content, const std::string& parent_text) {
   std::string topic = "engine." + std::to_string(id_) + "." + std::string(msg_type);
-  m.identities.emplace_back(topic.data(), topic.size());
-  protocol::Send(iopub_, session_.serialize(std::move(m)), true);
+  Frames identities;
+  identities.emplace_back(topic.data(), topic.size());
+  protocol::Send(iopub_,
+                 session_.serialize_parts(std::move(identities), session_.header_text(msg_type), parent_text, "{}",
+                                          content.dump(), {}),
+                 true);
 }
 
 void Engine::Pump() {
@@ -282,8 +295,8 @@ void Engine::Dispatch(Request request) {
     item->kind = WorkItem::Kind::kShell;
     item->command = request.message.content.value("code", "");
     ++execution_count_;
-    Publish("status", {{"execution_state", "busy"}}, request.message.header);
-    Publish("execute_input", {{"code", item->command}, {"execution_count", execution_count_}}, request.message.header);
+    Publish("status", {{"execution_state", "busy"}}, request.header_text);
+    Publish("execute_input", {{"code", item->command}, {"execution_count", execution_count_}}, request.header_text);
   } else if (type == "apply_request") {
     auto call = request.message.content.find("ipp_call");
     if (call == request.message.content.end() || !call->is_object()) {
@@ -326,7 +339,7 @@ void Engine::OnWorker() {
     std::string_view kind = protocol::view((*frames)[0]);
     if (kind == "out" && frames->size() == 4 && !running_.empty()) {
       Publish("stream", {{"name", std::string(protocol::view((*frames)[2]))}, {"text", std::string(protocol::view((*frames)[3]))}},
-              running_.front().request.message.header);
+              running_.front().request.header_text);
     } else if (kind == "done" && frames->size() == 2) {
       Finish(FromPointerFrame<WorkItem>((*frames)[1]));
     }
@@ -353,7 +366,7 @@ void Engine::Finish(WorkItem* raw_item) {
     content["traceback"] = item->traceback;
     if (!item->result.is_null()) content["ipp_result"] = item->result;
     if (type == "execute_request") content["execution_count"] = execution_count_;
-    Publish("error", content, request.message.header);
+    Publish("error", content, request.header_text);
     Reply(request, type == "execute_request" ? "execute_reply" : "apply_reply", std::move(content),
           Metadata(request.message, request.started));
   } else if (type == "execute_request") {
@@ -367,7 +380,7 @@ void Engine::Finish(WorkItem* raw_item) {
           {{"status", "ok"}, {"ipp_result", std::move(item->result)}, {"ipp_buffers", item->out_buffers.size()}},
           Metadata(request.message, request.started), protocol::BuffersToFrames(item->out_buffers));
   }
-  if (type == "execute_request") Publish("status", {{"execution_state", "idle"}}, request.message.header);
+  if (type == "execute_request") Publish("status", {{"execution_state", "idle"}}, request.header_text);
   Pump();
 }
 
@@ -378,12 +391,13 @@ void Engine::OnControl() {
   for (int n = 0; n < protocol::kBatch; ++n) {
     auto frames = protocol::TryRecv(control_);
     if (!frames) break;
-    Result<Message> m = session_.parse(std::move(*frames));
-    if (!m.ok()) {
-      log_->warn("dropped control message: {}", m.status().ToString());
+    Result<Request> parsed = ParseRequest(&control_, std::move(*frames));
+    if (!parsed.ok()) {
+      log_->warn("dropped control message: {}", parsed.status().ToString());
       continue;
     }
-    Request request{&control_, std::move(*m), protocol::Iso8601Now()};
+    Request request = std::move(*parsed);
+    request.started = protocol::Iso8601Now();
     const std::string type = request.message.msg_type();
     const json& content = request.message.content;
     if (type == "abort_request") {
@@ -418,7 +432,7 @@ void Engine::OnControl() {
       Pump();
     } else if (type == "shutdown_request") {
       json reply = {{"status", "ok"}, {"restart", content.value("restart", false)}};
-      Publish("shutdown_reply", reply, request.message.header);
+      Publish("shutdown_reply", reply, request.header_text);
       Reply(request, "shutdown_reply", reply, json::object());
       log_->info("engine {} shutting down at a client's request", id_);
       worker_->control().interrupt.store(true);

@@ -52,7 +52,10 @@ class Engine {
     zmq::socket_t* socket;
     protocol::Message message;
     std::string started;
+    std::string header_text;  // as it arrived: the parent of every reply and output
   };
+  // Verifies and parses a shell or control message.
+  Result<Request> ParseRequest(zmq::socket_t* socket, protocol::Frames&& frames);
 
   Status StartWorker();
   Status Register();
@@ -73,7 +76,7 @@ class Engine {
              nlohmann::json metadata, protocol::Frames buffers = {});
   void ReplyError(Request& request, const std::string& ename, const std::string& evalue);
   void ReplyAborted(Request& request);
-  void Publish(std::string_view msg_type, nlohmann::json content, const nlohmann::json& parent);
+  void Publish(std::string_view msg_type, const nlohmann::json& content, const std::string& parent_text);
   void Unregister();
 
   EngineOptions options_;

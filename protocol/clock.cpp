@@ -13,11 +13,20 @@ std::string Iso8601(WallClock::time_point t) {
     fraction += 1000000;
     --seconds;
   }
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[80];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, fraction);
+  // Every message carries a date: format the "YYYY-MM-DDTHH:MM:SS." part once a second.
+  thread_local std::time_t cached_second = -1;
+  thread_local char cached[80];
+  if (seconds != cached_second) {
+    std::tm tm{};
+    gmtime_r(&seconds, &tm);
+    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_second = seconds;
+  }
+  std::string text(cached);
+  char digits[8] = {0, 0, 0, 0, 0, 0, 'Z', 0};
+  for (int i = 5; i >= 0; --i, fraction /= 10) digits[i] = static_cast<char>('0' + fraction % 10);
+  text.append(digits, 7);
   return text;
 }
 

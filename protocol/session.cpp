@@ -26,6 +26,19 @@ std::string NewId() {
   return id;
 }
 
+// A JSON string literal for `s`.
+std::string JsonString(std::string_view s) {
+  for (char c : s) {
+    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) return json(s).dump();
+  }
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  out += s;
+  out += '"';
+  return out;
+}
+
 Status ValidateHeader(const json& header) {
   for (const char* field : {"msg_id", "msg_type"}) {
     auto it = header.find(field);
@@ -42,7 +55,25 @@ Session::Session(std::string_view key, std::string username, std::string_view si
     : signer_(key, signature_scheme),
       username_(std::move(username)),
       session_id_(NewId()),
-      msg_id_prefix_(session_id_ + "_" + std::to_string(getpid()) + "_") {}
+      msg_id_prefix_(session_id_ + "_" + std::to_string(getpid()) + "_"),
+      header_tail_(",\"session\":" + JsonString(session_id_) + ",\"username\":" + JsonString(username_) +
+                   ",\"version\":" + JsonString(kProtocolVersion) + "}") {}
+
+std::string Session::header_text(std::string_view msg_type) {
+  return header_text(msg_type, msg_id_prefix_ + std::to_string(message_count_++));
+}
+
+std::string Session::header_text(std::string_view msg_type, std::string_view msg_id) const {
+  std::string text = "{\"date\":\"";
+  text.reserve(200);
+  text += Iso8601Now();
+  text += "\",\"msg_id\":";
+  text += JsonString(msg_id);
+  text += ",\"msg_type\":";
+  text += JsonString(msg_type);
+  text += header_tail_;
+  return text;
+}
 
 json Session::make_header(std::string_view msg_type) {
   return json{{"msg_id", msg_id_prefix_ + std::to_string(message_count_++)},

@@ -31,6 +31,10 @@ class Session {
   // A header with a msg_id chosen by the caller (unique across the cluster, e.g. from
   // NewMessageId()).
   json make_header(std::string_view msg_type, std::string msg_id) const;
+  // The same headers as JSON text, written directly (the message paths' way: no tree to build
+  // and dump), keys in the order nlohmann dumps them.
+  std::string header_text(std::string_view msg_type);
+  std::string header_text(std::string_view msg_type, std::string_view msg_id) const;
   Message make(std::string_view msg_type, json content = json::object(),
                const json& parent_header = json::object(), json metadata = json::object());
 
@@ -56,6 +60,7 @@ class Session {
   std::string username_;
   std::string session_id_;
   std::string msg_id_prefix_;
+  std::string header_tail_;  // ,"session":...,"username":...,"version":...}
   uint64_t message_count_ = 0;
   // The signatures seen, as 64-bit hashes in two generations of flat tables: when the newer
   // holds half the history size it becomes the older and the oldest half is forgotten. (The

@@ -63,6 +63,18 @@ TEST_F(SessionTest, HeaderHasJupyterFields) {
   EXPECT_NE(sender_.make_header("status")["msg_id"], h["msg_id"]);
 }
 
+TEST_F(SessionTest, HeaderTextIsTheSameHeaderWrittenDirectly) {
+  Session odd("key", "a \"quoted\" user\n");
+  json tree = odd.make_header("apply_reply", "id-1");
+  json text = json::parse(odd.header_text("apply_reply", "id-1"));
+  EXPECT_TRUE(ParseIso8601(text["date"].get<std::string>()).has_value());
+  text["date"] = tree["date"];
+  EXPECT_EQ(text, tree);
+  EXPECT_EQ(text.dump(), tree.dump());  // same key order too
+  json numbered = json::parse(odd.header_text("status"));
+  EXPECT_EQ(numbered["msg_id"].get<std::string>().rfind(odd.id() + "_", 0), 0u);
+}
+
 TEST_F(SessionTest, RejectsMissingSignature) {
   auto parts = Signed(Header());
   parts[2] = "";
@@ -95,9 +107,9 @@ TEST_F(SessionTest, ReplayHistoryKeepsTheRecentSignaturesAndForgetsOldOnes) {
   receiver_.set_digest_history_size(8);
   std::vector<std::vector<std::string>> sent;
   for (int i = 0; i < 40; ++i) {
-    json h = Header();
+    json h = json::parse(Header());
     h["msg_id"] = "m" + std::to_string(i);
-    sent.push_back(Signed(h));
+    sent.push_back(Signed(h.dump()));
     ASSERT_TRUE(receiver_.parse(ToFrames(sent.back())).ok()) << i;
   }
   // The last half of the history size is always remembered...

@@ -223,7 +223,9 @@ Result<Engine::Request> Engine::ParseRequest(zmq::socket_t* socket, Frames&& fra
   if (!raw.ok()) return raw.status();
   if (Status s = session_.verify(*raw); !s.ok()) return s;
   std::string header_text(raw->part(protocol::RawMessage::kHeader));
-  Result<Message> m = protocol::ParseTrusted(std::move(raw).value());
+  // The engine reads the header's msg_id and msg_type, a few metadata fields and the content;
+  // the parent it never reads.
+  Result<Message> m = protocol::ParseTrustedPart(std::move(raw).value(), protocol::kParseMetadata | protocol::kParseContent);
   if (!m.ok()) return m.status();
   return Request{socket, std::move(*m), {}, std::move(header_text)};
 }

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "protocol/clock.hpp"
+#include "protocol/json_fields.hpp"
 
 namespace ipp::protocol {
 
@@ -151,6 +152,20 @@ Result<Message> Session::parse(RawMessage&& raw) {
   return ParseTrusted(std::move(raw));
 }
 
+namespace {
+
+// Moves the identities and buffers of `raw` into `m`.
+void TakeFrames(RawMessage&& raw, Message& m) {
+  size_t delimiter = raw.delimiter_index();
+  Frames frames = std::move(raw).release();
+  m.identities.reserve(delimiter);
+  for (size_t i = 0; i < delimiter; ++i) m.identities.push_back(std::move(frames[i]));
+  m.buffers.reserve(frames.size() - delimiter - 6);
+  for (size_t i = delimiter + 6; i < frames.size(); ++i) m.buffers.push_back(std::move(frames[i]));
+}
+
+}  // namespace
+
 Result<Message> ParseTrusted(RawMessage&& raw) {
   Message m;
   static constexpr RawMessage::Part kParts[] = {RawMessage::kHeader, RawMessage::kParent,
@@ -162,12 +177,39 @@ Result<Message> ParseTrusted(RawMessage&& raw) {
     *targets[i] = std::move(value).value();
   }
   if (Status s = ValidateHeader(m.header); !s.ok()) return s;
-  size_t delimiter = raw.delimiter_index();
-  Frames frames = std::move(raw).release();
-  m.identities.reserve(delimiter);
-  for (size_t i = 0; i < delimiter; ++i) m.identities.push_back(std::move(frames[i]));
-  m.buffers.reserve(frames.size() - delimiter - 6);
-  for (size_t i = delimiter + 6; i < frames.size(); ++i) m.buffers.push_back(std::move(frames[i]));
+  TakeFrames(std::move(raw), m);
+  return m;
+}
+
+Result<Message> ParseTrustedPart(RawMessage&& raw, unsigned parse) {
+  Message m;
+  std::optional<JsonFields> header = JsonFields::Scan(raw.part(RawMessage::kHeader));
+  std::optional<std::string_view> msg_id, msg_type;
+  if (header) {
+    msg_id = header->string("msg_id");
+    msg_type = header->string("msg_type");
+  }
+  if (msg_id && msg_type) {
+    m.header = json{{"msg_id", *msg_id}, {"msg_type", *msg_type}};
+  } else {  // escapes, odd types or no such fields: the full parse says what is wrong
+    Result<json> value = raw.parse_object(RawMessage::kHeader);
+    if (!value.ok()) return value.status();
+    if (Status s = ValidateHeader(*value); !s.ok()) return s;
+    m.header = json{{"msg_id", (*value)["msg_id"]}, {"msg_type", (*value)["msg_type"]}};
+  }
+  static constexpr std::pair<unsigned, RawMessage::Part> kParts[] = {
+      {kParseParent, RawMessage::kParent}, {kParseMetadata, RawMessage::kMetadata}, {kParseContent, RawMessage::kContent}};
+  json* targets[] = {&m.parent_header, &m.metadata, &m.content};
+  for (size_t i = 0; i < 3; ++i) {
+    if (!(parse & kParts[i].first)) {
+      *targets[i] = json::object();
+      continue;
+    }
+    Result<json> value = raw.parse_object(kParts[i].second);
+    if (!value.ok()) return value.status();
+    *targets[i] = std::move(value).value();
+  }
+  TakeFrames(std::move(raw), m);
   return m;
 }
 

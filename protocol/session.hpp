@@ -84,4 +84,15 @@ namespace ipp::protocol {
 // Parses a message that a trusted thread of this process already verified (internal inproc
 // traffic): no signature check, same structural checks as Session::parse.
 Result<Message> ParseTrusted(RawMessage&& raw);
+
+// Which parts ParseTrustedPart parses into trees.
+enum PartMask : unsigned {
+  kParseParent = 1u << 0,
+  kParseMetadata = 1u << 1,
+  kParseContent = 1u << 2,
+};
+// ParseTrusted for a reader that needs only some parts: the header yields just msg_id and
+// msg_type (found without a full parse where the scanner can), the parts in `parse` are parsed
+// and checked, the others are left empty objects, unread.
+Result<Message> ParseTrustedPart(RawMessage&& raw, unsigned parse);
 }  // namespace ipp::protocol

@@ -75,6 +75,32 @@ TEST_F(SessionTest, HeaderTextIsTheSameHeaderWrittenDirectly) {
   EXPECT_EQ(numbered["msg_id"].get<std::string>().rfind(odd.id() + "_", 0), 0u);
 }
 
+TEST_F(SessionTest, PartialParseReadsTheHeaderFieldsAndOnlyTheAskedParts) {
+  for (std::string msg_id : {"plain-id", "escaped\\\"id"}) {  // the second takes the full parse
+    Message m = sender_.make("apply_request", {{"x", 1}}, {{"msg_id", "parent-1"}}, {{"retries", 2}});
+    m.header["msg_id"] = msg_id;
+    m.identities.emplace_back(std::string_view("client"));
+    m.buffers.emplace_back(std::string_view("buffer"));
+    auto raw = RawMessage::FromFrames(sender_.serialize(std::move(m)));
+    ASSERT_TRUE(raw.ok());
+    Result<Message> parsed = ParseTrustedPart(std::move(*raw), kParseContent);
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    EXPECT_EQ(parsed->msg_id(), msg_id);
+    EXPECT_EQ(parsed->msg_type(), "apply_request");
+    EXPECT_EQ(parsed->content, (json{{"x", 1}}));
+    EXPECT_EQ(parsed->metadata, json::object());       // not asked for
+    EXPECT_EQ(parsed->parent_header, json::object());  // not asked for
+    ASSERT_EQ(parsed->identities.size(), 1u);
+    ASSERT_EQ(parsed->buffers.size(), 1u);
+    EXPECT_EQ(parsed->buffers[0].to_string(), "buffer");
+  }
+  // A header without a msg_type is an error either way.
+  auto parts = Signed(R"({"msg_id":"x"})");
+  auto raw = RawMessage::FromFrames(ToFrames(parts));
+  ASSERT_TRUE(raw.ok());
+  EXPECT_FALSE(ParseTrustedPart(std::move(*raw), kParseContent).ok());
+}
+
 TEST_F(SessionTest, RejectsMissingSignature) {
   auto parts = Signed(Header());
   parts[2] = "";

@@ -27,7 +27,9 @@
 #include "common/logging.hpp"
 #include "common/pointer_frame.hpp"
 #include "common/reactor.hpp"
+#include "protocol/clock.hpp"
 #include "protocol/connection_file.hpp"
+#include "protocol/json_fields.hpp"
 #include "protocol/profile_dir.hpp"
 #include "protocol/session.hpp"
 
@@ -192,7 +194,8 @@ struct Outgoing {
   std::string msg_type;
   std::string msg_id;
   Json content;
-  Json metadata = Json::object();
+  // JSON text, shared by the messages of one map (dumped once, not once per task).
+  std::shared_ptr<const std::string> metadata = std::make_shared<const std::string>("{}");
   std::vector<Buffer> buffers;
   std::string engine_uuid;                 // routing id for mux/control
   std::vector<std::string> reply_ids;      // ids replies will name (broadcast: one per engine)
@@ -344,8 +347,11 @@ struct Client::Impl {
     size_t index;
   };
   std::unordered_map<std::string, Slot> pending;                        // awaiting a reply
-  std::unordered_map<std::string, std::weak_ptr<AsyncResult::State>> outputs;  // for late IOPub
-  std::unordered_map<std::string, size_t> output_index;
+  struct OutputSlot {
+    std::weak_ptr<AsyncResult::State> state;
+    size_t index;
+  };
+  std::unordered_map<std::string, OutputSlot> outputs;  // for IOPub, also after the reply
   std::unordered_map<std::string, std::set<std::string>> on_engine;     // direct msgs per engine uuid
   std::unordered_map<std::string, std::string> direct_engine;            // direct msg -> engine uuid
   std::unordered_map<std::string, std::promise<Result<Message>>> queries;
@@ -490,13 +496,10 @@ struct Client::Impl {
   }
 
   void Send(const std::shared_ptr<AsyncResult::State>& state, Outgoing& out) {
-    Message m;
-    m.header = session.make_header(out.msg_type, out.msg_id);
-    m.metadata = std::move(out.metadata);
-    m.content = std::move(out.content);
-    m.buffers = protocol::BuffersToFrames(out.buffers);
-    if (!out.engine_uuid.empty()) m.identities.emplace_back(out.engine_uuid.data(), out.engine_uuid.size());
-    std::string date = m.header["date"];
+    std::string date = protocol::Iso8601Now();
+    std::string header = session.header_text(out.msg_type, out.msg_id, date);
+    Frames identities;
+    if (!out.engine_uuid.empty()) identities.emplace_back(out.engine_uuid.data(), out.engine_uuid.size());
     {
       std::lock_guard lock(state->mutex);
       for (size_t k = 0; k < out.reply_ids.size(); ++k) {
@@ -506,8 +509,7 @@ struct Client::Impl {
     }
     for (size_t k = 0; k < out.reply_ids.size(); ++k) {
       pending[out.reply_ids[k]] = Slot{state, out.index + k};
-      outputs[out.reply_ids[k]] = state;
-      output_index[out.reply_ids[k]] = out.index + k;
+      outputs[out.reply_ids[k]] = OutputSlot{state, out.index + k};
     }
     if (out.channel == Channel::kMux && !out.engine_uuid.empty()) {
       on_engine[out.engine_uuid].insert(out.msg_id);
@@ -521,13 +523,14 @@ struct Client::Impl {
       }
     }
     if (outputs.size() > 4096 && outputs.size() % 4096 == 0) PruneOutputs();
-    protocol::Send(SocketFor(out.channel), session.serialize(std::move(m)));
+    protocol::Send(SocketFor(out.channel),
+                   session.serialize_parts(std::move(identities), std::move(header), "{}", *out.metadata,
+                                           out.content.dump(), protocol::BuffersToFrames(out.buffers)));
   }
 
   void PruneOutputs() {
     for (auto it = outputs.begin(); it != outputs.end();) {
-      if (it->second.expired()) {
-        output_index.erase(it->first);
+      if (it->second.state.expired()) {
         it = outputs.erase(it);
       } else {
         ++it;
@@ -550,18 +553,39 @@ struct Client::Impl {
     slot.state->MaybeComplete(slot.index, lock);
   }
 
+  // Verifies a reply and reads the few header, parent and metadata fields a result needs with
+  // the scanner; only the content (the result itself) is parsed into a tree.
+  Result<Message> ParseReply(Frames&& frames, std::string* msg_id, std::string* engine_uuid,
+                             std::string* started, std::string* completed) {
+    Result<protocol::RawMessage> raw = protocol::RawMessage::FromFrames(std::move(frames));
+    if (!raw.ok()) return raw.status();
+    if (Status s = session.verify(*raw); !s.ok()) return s;
+    using Raw = protocol::RawMessage;
+    Result<protocol::PartFields> header = protocol::PartFields::Of(raw->part(Raw::kHeader));
+    Result<protocol::PartFields> parent = protocol::PartFields::Of(raw->part(Raw::kParent));
+    Result<protocol::PartFields> metadata = protocol::PartFields::Of(raw->part(Raw::kMetadata));
+    for (const auto* part : {&header, &parent, &metadata}) {
+      if (!part->ok()) return part->status();
+    }
+    // Copied out now: the views point into frames that move below.
+    *msg_id = parent->string("msg_id").value_or("");
+    *engine_uuid = metadata->string("engine").value_or("");
+    *started = metadata->string("started").value_or("");
+    *completed = header->string("date").value_or("");
+    return protocol::ParseTrustedPart(std::move(*raw), protocol::kParseContent);
+  }
+
   void OnReplies(zmq::socket_t& socket) {
     for (int n = 0; n < protocol::kBatch; ++n) {
       auto frames = protocol::TryRecv(socket);
       if (!frames) return;
-      Result<Message> m = session.parse(std::move(*frames));
+      std::string msg_id, engine_uuid, started, completed;
+      Result<Message> m = ParseReply(std::move(*frames), &msg_id, &engine_uuid, &started, &completed);
       if (!m.ok()) {
         dropped_messages.fetch_add(1, std::memory_order_relaxed);
         log->warn("dropped a reply: {}", m.status().ToString());
         continue;
       }
-      std::string msg_id = StringField(m->parent_header, "msg_id");
-      std::string engine_uuid = StringField(m->metadata, "engine");
       if (auto d = direct_engine.find(msg_id); d != direct_engine.end()) {
         on_engine[d->second].erase(msg_id);
         direct_engine.erase(d);
@@ -572,8 +596,8 @@ struct Client::Impl {
         t.status = status;
         t.engine_uuid = engine_uuid;
         t.engine_id = engine_id;
-        t.started = StringField(m->metadata, "started");
-        t.completed = StringField(m->header, "date");
+        t.started = std::move(started);
+        t.completed = std::move(completed);
         auto result = m->content.find("ipp_result");
         if (result != m->content.end()) t.result = std::move(*result);
         t.buffers = protocol::FramesToBuffers(m->buffers);
@@ -602,9 +626,9 @@ struct Client::Impl {
       std::string parent = StringField(m->parent_header, "msg_id");
       auto out = outputs.find(parent);
       if (out == outputs.end()) continue;
-      auto state = out->second.lock();
+      auto state = out->second.state.lock();
       if (!state) continue;
-      size_t index = output_index[parent];
+      size_t index = out->second.index;
       const std::string& type = m->msg_type();
       std::unique_lock lock(state->mutex);
       if (type == "stream") {
@@ -645,12 +669,12 @@ struct Client::Impl {
               t.engine_id = id;
               t.error = RemoteError("EngineError", EngineErrorText(id, msg_id), {}, id);
             }, true);
-            auto state = outputs.find(msg_id);
-            if (state != outputs.end()) {
-              if (auto s = state->second.lock()) {
+            auto out = outputs.find(msg_id);
+            if (out != outputs.end()) {
+              if (auto s = out->second.state.lock()) {
                 std::unique_lock lock(s->mutex);
-                s->got_idle[output_index[msg_id]] = 1;
-                s->MaybeComplete(output_index[msg_id], lock);
+                s->got_idle[out->second.index] = 1;
+                s->MaybeComplete(out->second.index, lock);
               }
             }
           }
@@ -1079,7 +1103,7 @@ static Json TaskMetadata(Client::Impl& impl, const TaskOptions& o) {
 AsyncResult LoadBalancedView::apply(const std::string& function, Json args, std::vector<Buffer> buffers) {
   auto& impl = *client_->impl_;
   Outgoing o = impl.Call(Channel::kTask, function, std::move(args), std::move(buffers));
-  o.metadata = TaskMetadata(impl, options_);
+  o.metadata = std::make_shared<const std::string>(TaskMetadata(impl, options_).dump());
   std::vector<Outgoing> out;
   out.push_back(std::move(o));
   return impl.Submit(std::move(out));
@@ -1089,7 +1113,7 @@ AsyncResult LoadBalancedView::map(const std::string& function, const std::vector
                                   bool ordered) {
   auto& impl = *client_->impl_;
   if (chunksize == 0) chunksize = 1;
-  Json md = TaskMetadata(impl, options_);
+  auto md = std::make_shared<const std::string>(TaskMetadata(impl, options_).dump());
   std::vector<Outgoing> out;
   out.reserve(items.size() / chunksize + 1);
   for (size_t start = 0; start < items.size(); start += chunksize) {
@@ -1116,7 +1140,8 @@ AsyncResult BroadcastView::apply(const std::string& function, Json args, std::ve
     targets.push_back({uuid, id});
     o.reply_ids.push_back(o.msg_id + "_" + uuid);  // each engine answers under its own id
   }
-  o.metadata = {{"targets", targets}, {"is_broadcast", true}, {"is_coalescing", false}};
+  o.metadata = std::make_shared<const std::string>(
+      Json{{"targets", targets}, {"is_broadcast", true}, {"is_coalescing", false}}.dump());
   std::vector<Outgoing> out;
   out.push_back(std::move(o));
   return impl.Submit(std::move(out));

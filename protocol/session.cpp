@@ -65,9 +65,13 @@ std::string Session::header_text(std::string_view msg_type) {
 }
 
 std::string Session::header_text(std::string_view msg_type, std::string_view msg_id) const {
+  return header_text(msg_type, msg_id, Iso8601Now());
+}
+
+std::string Session::header_text(std::string_view msg_type, std::string_view msg_id, std::string_view date) const {
   std::string text = "{\"date\":\"";
   text.reserve(200);
-  text += Iso8601Now();
+  text += date;
   text += "\",\"msg_id\":";
   text += JsonString(msg_id);
   text += ",\"msg_type\":";

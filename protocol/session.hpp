@@ -35,6 +35,8 @@ class Session {
   // and dump), keys in the order nlohmann dumps them.
   std::string header_text(std::string_view msg_type);
   std::string header_text(std::string_view msg_type, std::string_view msg_id) const;
+  // ...with the date given (ISO 8601, as Iso8601 writes it).
+  std::string header_text(std::string_view msg_type, std::string_view msg_id, std::string_view date) const;
   Message make(std::string_view msg_type, json content = json::object(),
                const json& parent_header = json::object(), json metadata = json::object());
 

@@ -33,8 +33,23 @@ std::string Iso8601(WallClock::time_point t) {
 std::optional<WallClock::time_point> ParseIso8601(std::string_view text) {
   std::string s(text);
   int year, month, day, hour, minute, second, consumed = 0;
-  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute,
-                  &second, &consumed) != 6) {
+  // Every header carries a date, nearly always in exactly this layout: read it by position
+  // (sscanf was a visible cost for the hub); anything else goes the sscanf way.
+  auto digits = [&](size_t at, size_t n, int* out) {
+    *out = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      *out = *out * 10 + (s[i] - '0');
+    }
+    return true;
+  };
+  bool fixed = s.size() >= 19 && s[4] == '-' && s[7] == '-' && s[10] == 'T' && s[13] == ':' && s[16] == ':' &&
+               digits(0, 4, &year) && digits(5, 2, &month) && digits(8, 2, &day) && digits(11, 2, &hour) &&
+               digits(14, 2, &minute) && digits(17, 2, &second);
+  if (fixed) {
+    consumed = 19;
+  } else if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute,
+                         &second, &consumed) != 6) {
     return std::nullopt;
   }
   // Out-of-range fields would be normalised by timegm into dates a nanosecond time_point cannot
@@ -61,15 +76,13 @@ std::optional<WallClock::time_point> ParseIso8601(std::string_view text) {
   } else if (pos < s.size() && s[pos] != 'Z') {
     return std::nullopt;
   }
-  std::tm tm{};
-  tm.tm_year = year - 1900;
-  tm.tm_mon = month - 1;
-  tm.tm_mday = day;
-  tm.tm_hour = hour;
-  tm.tm_min = minute;
-  tm.tm_sec = second;
-  std::time_t utc = timegm(&tm) - offset_seconds;
-  return WallClock::time_point(std::chrono::seconds(utc)) + std::chrono::microseconds(micros);
+  // Days from the calendar (arithmetic, unlike timegm); a day past the month's end rolls over
+  // into the next month as timegm does.
+  using namespace std::chrono;
+  sys_days date = sys_days(year_month_day(std::chrono::year(year), std::chrono::month(static_cast<unsigned>(month)),
+                                          std::chrono::day(1))) + days(day - 1);
+  return WallClock::time_point(date) + hours(hour) + minutes(minute) + seconds(second - offset_seconds) +
+         microseconds(micros);
 }
 
 }  // namespace ipp::protocol

@@ -9,6 +9,7 @@
 
 #include "protocol/clock.hpp"
 #include "protocol/errors.hpp"
+#include "protocol/json_fields.hpp"
 
 namespace ipp::engine {
 
@@ -225,28 +226,45 @@ Result<Engine::Request> Engine::ParseRequest(zmq::socket_t* socket, Frames&& fra
   std::string header_text(raw->part(protocol::RawMessage::kHeader));
   // The engine reads the header's msg_id and msg_type, a few metadata fields and the content;
   // the parent it never reads.
-  Result<Message> m = protocol::ParseTrustedPart(std::move(raw).value(), protocol::kParseMetadata | protocol::kParseContent);
+  Result<protocol::PartFields> metadata = protocol::PartFields::Of(raw->part(protocol::RawMessage::kMetadata));
+  if (!metadata.ok()) return metadata.status();
+  Request request;
+  request.socket = socket;
+  request.header_text = std::move(header_text);
+  request.is_broadcast = metadata->boolean("is_broadcast").value_or(false);
+  request.is_coalescing = metadata->boolean("is_coalescing").value_or(false);
+  request.original_msg_id = metadata->string("original_msg_id").value_or("");
+  Result<Message> m = protocol::ParseTrustedPart(std::move(raw).value(), protocol::kParseContent);
   if (!m.ok()) return m.status();
-  return Request{socket, std::move(*m), {}, std::move(header_text)};
+  request.message = std::move(*m);
+  return request;
 }
 
-json Engine::Metadata(const Message& request, const std::string& started) const {
-  return {{"started", started.empty() ? protocol::Iso8601Now() : started},
-          {"dependencies_met", true},
-          {"engine", uuid_},
-          {"is_broadcast", request.metadata.value("is_broadcast", false)},
-          {"is_coalescing", request.metadata.value("is_coalescing", false)},
-          {"original_msg_id", request.metadata.value("original_msg_id", "")}};
-}
-
-void Engine::Reply(Request& request, std::string_view msg_type, json content, json metadata, Frames buffers) {
-  metadata["status"] = content.value("status", "ok");
-  if (metadata["status"] == "error") {
-    metadata["engine_info"] = {{"engine_uuid", uuid_}, {"engine_id", id_}};
+std::string Engine::ReplyMetadata(const Request& request, bool task, const std::string& status) const {
+  // Written directly (keys in nlohmann's order): it is in every reply.
+  auto flag = [](bool b) { return b ? "true" : "false"; };
+  std::string m = "{";
+  if (task) {
+    m += "\"dependencies_met\":true,\"engine\":" + protocol::JsonString(uuid_) + ",";
   }
+  if (status == "error") {
+    m += "\"engine_info\":{\"engine_id\":" + std::to_string(id_) + ",\"engine_uuid\":" + protocol::JsonString(uuid_) + "},";
+  }
+  if (task) {
+    m += std::string("\"is_broadcast\":") + flag(request.is_broadcast) + ",\"is_coalescing\":" + flag(request.is_coalescing) +
+         ",\"original_msg_id\":" + protocol::JsonString(request.original_msg_id) + ",\"started\":\"" +
+         (request.started.empty() ? protocol::Iso8601Now() : request.started) + "\",";
+  }
+  return m + "\"status\":" + protocol::JsonString(status) + "}";
+}
+
+void Engine::Reply(Request& request, std::string_view msg_type, const json& content, bool task_metadata, Frames buffers) {
+  std::string status = "ok";
+  if (auto it = content.find("status"); it != content.end() && it->is_string()) status = it->get<std::string>();
   protocol::Send(*request.socket,
                  session_.serialize_parts(std::move(request.message.identities), session_.header_text(msg_type),
-                                          request.header_text, metadata.dump(), content.dump(), std::move(buffers)),
+                                          request.header_text, ReplyMetadata(request, task_metadata, status),
+                                          content.dump(), std::move(buffers)),
                  true);
 }
 
@@ -256,14 +274,14 @@ void Engine::ReplyError(Request& request, const std::string& ename, const std::s
   Publish("error", content, request.header_text);
   std::string type = request.message.msg_type();
   std::string reply_type = type.size() > 8 ? type.substr(0, type.size() - 8) + "_reply" : "error";
-  Reply(request, reply_type, std::move(content), Metadata(request.message, request.started));
+  Reply(request, reply_type, std::move(content), true);
 }
 
 void Engine::ReplyAborted(Request& request) {
   log_->info("aborting {}", request.message.msg_id());
   std::string type = request.message.msg_type();
   std::string reply_type = type.size() > 8 ? type.substr(0, type.size() - 8) + "_reply" : "error";
-  Reply(request, reply_type, {{"status", "aborted"}}, Metadata(request.message, ""));
+  Reply(request, reply_type, {{"status", "aborted"}}, true);
 }
 
 void Engine::Publish(std::string_view msg_type, const json& content, const std::string& parent_text) {
@@ -321,7 +339,7 @@ void Engine::Dispatch(Request request) {
           {{"status", "ok"}, {"protocol_version", protocol::kProtocolVersion},
            {"implementation", "ipp"}, {"implementation_version", "0.1.0"},
            {"language_info", {{"name", "c++"}}}, {"banner", "ipp native engine"}},
-          Metadata(request.message, request.started));
+          true);
     return;
   } else {
     ReplyError(request, "KeyError", "unsupported request type '" + type + "'");
@@ -361,7 +379,7 @@ void Engine::Finish(WorkItem* raw_item) {
   if (item->state.load() == WorkItem::kCancelled) {
     // answered when it was aborted
   } else if (type == "clear_request") {
-    Reply(request, "clear_reply", {{"status", "ok"}}, Metadata(request.message, request.started));
+    Reply(request, "clear_reply", {{"status", "ok"}}, true);
   } else if (!item->ok) {
     json content = protocol::ErrorContent(item->ename, item->evalue,
                                           {{"engine_uuid", uuid_}, {"engine_id", id_}, {"method", type == "apply_request" ? "apply" : "execute"}});
@@ -370,17 +388,17 @@ void Engine::Finish(WorkItem* raw_item) {
     if (type == "execute_request") content["execution_count"] = execution_count_;
     Publish("error", content, request.header_text);
     Reply(request, type == "execute_request" ? "execute_reply" : "apply_reply", std::move(content),
-          Metadata(request.message, request.started));
+          true);
   } else if (type == "execute_request") {
     Reply(request, "execute_reply",
           {{"status", "ok"}, {"execution_count", execution_count_}, {"user_expressions", json::object()}, {"payload", json::array()}},
-          Metadata(request.message, request.started));
+          true);
   } else {
     // ipp_buffers: how many buffers are this result's, so results fetched later from the hub
     // (which concatenates the buffers of many records) can be split again.
     Reply(request, "apply_reply",
           {{"status", "ok"}, {"ipp_result", std::move(item->result)}, {"ipp_buffers", item->out_buffers.size()}},
-          Metadata(request.message, request.started), protocol::BuffersToFrames(item->out_buffers));
+          true, protocol::BuffersToFrames(item->out_buffers));
   }
   if (type == "execute_request") Publish("status", {{"execution_state", "idle"}}, request.header_text);
   Pump();
@@ -428,14 +446,14 @@ void Engine::OnControl() {
           if (id.is_string()) aborted_.insert(id.get<std::string>());
         }
       }
-      Reply(request, "abort_reply", {{"status", "ok"}}, json::object());
+      Reply(request, "abort_reply", {{"status", "ok"}}, false);
     } else if (type == "clear_request") {
       queue_.push_front(std::move(request));  // next, after what the worker has now
       Pump();
     } else if (type == "shutdown_request") {
       json reply = {{"status", "ok"}, {"restart", content.value("restart", false)}};
       Publish("shutdown_reply", reply, request.header_text);
-      Reply(request, "shutdown_reply", reply, json::object());
+      Reply(request, "shutdown_reply", reply, false);
       log_->info("engine {} shutting down at a client's request", id_);
       worker_->control().interrupt.store(true);
       Unregister();
@@ -452,7 +470,7 @@ void Engine::OnControl() {
       worker_->control().interrupt.store(true);
       pid_t group = worker_->control().process_group.load();
       if (group > 0) kill(-group, sig);
-      Reply(request, type == "signal_request" ? "signal_reply" : "interrupt_reply", {{"status", "ok"}}, json::object());
+      Reply(request, type == "signal_request" ? "signal_reply" : "interrupt_reply", {{"status", "ok"}}, false);
     } else if (type == "kernel_info_request") {
       Dispatch(std::move(request));
     } else {

@@ -49,10 +49,13 @@ class Engine {
 
  private:
   struct Request {
-    zmq::socket_t* socket;
+    zmq::socket_t* socket = nullptr;
     protocol::Message message;
     std::string started;
     std::string header_text;  // as it arrived: the parent of every reply and output
+    // What the reply's metadata repeats from the request's.
+    bool is_broadcast = false, is_coalescing = false;
+    std::string original_msg_id;
   };
   // Verifies and parses a shell or control message.
   Result<Request> ParseRequest(zmq::socket_t* socket, protocol::Frames&& frames);
@@ -71,9 +74,11 @@ class Engine {
   void Dispatch(Request request);
   void Finish(WorkItem* item);
 
-  nlohmann::json Metadata(const protocol::Message& request, const std::string& started) const;
-  void Reply(Request& request, std::string_view msg_type, nlohmann::json content,
-             nlohmann::json metadata, protocol::Frames buffers = {});
+  // The reply's metadata: status (with engine_info for errors), and for a task (`task`) what
+  // ipyparallel's engines report: started, engine, dependencies_met and the broadcast fields.
+  std::string ReplyMetadata(const Request& request, bool task, const std::string& status) const;
+  void Reply(Request& request, std::string_view msg_type, const nlohmann::json& content, bool task_metadata,
+             protocol::Frames buffers = {});
   void ReplyError(Request& request, const std::string& ename, const std::string& evalue);
   void ReplyAborted(Request& request);
   void Publish(std::string_view msg_type, const nlohmann::json& content, const std::string& parent_text);

@@ -190,4 +190,16 @@ bool PartFields::empty_or_absent(std::string_view key) const {
   return !v || v->is_null() || ((v->is_array() || v->is_object()) && v->empty());
 }
 
+std::string JsonString(std::string_view s) {
+  for (char c : s) {
+    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) return nlohmann::json(s).dump();
+  }
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  out += s;
+  out += '"';
+  return out;
+}
+
 }  // namespace ipp::protocol

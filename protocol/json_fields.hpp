@@ -60,4 +60,7 @@ class PartFields {
   nlohmann::json parsed_;  // when not scanned
 };
 
+// A JSON string literal (quoted, escaped) for `s`: for JSON written without a tree.
+std::string JsonString(std::string_view s);
+
 }  // namespace ipp::protocol

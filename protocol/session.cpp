@@ -27,19 +27,6 @@ std::string NewId() {
   return id;
 }
 
-// A JSON string literal for `s`.
-std::string JsonString(std::string_view s) {
-  for (char c : s) {
-    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) return json(s).dump();
-  }
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  out += s;
-  out += '"';
-  return out;
-}
-
 Status ValidateHeader(const json& header) {
   for (const char* field : {"msg_id", "msg_type"}) {
     auto it = header.find(field);

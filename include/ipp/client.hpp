@@ -39,6 +39,18 @@ class RemoteError : public std::runtime_error {
       : std::runtime_error("[engine " + std::to_string(engine_id) + "] " + ename + ": " + evalue),
         ename_(std::move(ename)), evalue_(std::move(evalue)), traceback_(std::move(traceback)),
         engine_id_(engine_id) {}
+  // Copies own their message: std::runtime_error's copies share one reference-counted string,
+  // and a result's error is copied out to the caller's thread while the client's I/O thread may
+  // free the original (safe, but not visibly ordered to ThreadSanitizer).
+  RemoteError(const RemoteError& other)
+      : std::runtime_error(std::string(other.what())), ename_(other.ename_), evalue_(other.evalue_),
+        traceback_(other.traceback_), engine_id_(other.engine_id_) {}
+  RemoteError& operator=(const RemoteError& other) {
+    if (this != &other) *this = RemoteError(other);
+    return *this;
+  }
+  RemoteError(RemoteError&&) = default;
+  RemoteError& operator=(RemoteError&&) = default;
   const std::string& ename() const { return ename_; }
   const std::string& evalue() const { return evalue_; }
   const std::vector<std::string>& traceback() const { return traceback_; }

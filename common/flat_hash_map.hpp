@@ -64,4 +64,10 @@ class FlatHashMap64 {
   size_t size_ = 0;
 };
 
+namespace detail {
+struct NoValue {};
+}  // namespace detail
+// A set of 64-bit hashes (msg_ids, signatures): the map with nothing stored per key.
+using FlatHashSet64 = FlatHashMap64<detail::NoValue>;
+
 }  // namespace ipp

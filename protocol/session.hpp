@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <unordered_set>
 
 #include "common/flat_hash_map.hpp"
 #include "protocol/message.hpp"
@@ -69,9 +68,8 @@ class Session {
   // string set this replaces scattered a small allocation per message across the heap, and
   // those kept whole pages of freed messages from going back to the system.) A false "replay"
   // needs a 64-bit collision among the last 65536 signatures.
-  struct Empty {};
   size_t digest_history_size_ = 1 << 16;
-  FlatHashMap64<Empty> digests_newer_, digests_older_;
+  FlatHashSet64 digests_newer_, digests_older_;
 };
 
 // A random id in jupyter_client's new_id() form: 8 hex digits, '-', 24 hex digits.

@@ -33,8 +33,7 @@ class MsgIdSet {
   size_t size() const { return hashes_.size(); }
 
  private:
-  struct Empty {};
-  FlatHashMap64<Empty> hashes_;
+  FlatHashSet64 hashes_;
 };
 
 struct Dependency {

@@ -223,9 +223,9 @@ Result<Engine::Request> Engine::ParseRequest(zmq::socket_t* socket, Frames&& fra
   Result<protocol::RawMessage> raw = protocol::RawMessage::FromFrames(std::move(frames));
   if (!raw.ok()) return raw.status();
   if (Status s = session_.verify(*raw); !s.ok()) return s;
-  std::string header_text(raw->part(protocol::RawMessage::kHeader));
   // The engine reads the header's msg_id and msg_type, a few metadata fields and the content;
-  // the parent it never reads.
+  // the parent it never reads. The header text itself is the parent of every reply.
+  std::string header_text(raw->part(protocol::RawMessage::kHeader));
   Result<protocol::PartFields> metadata = protocol::PartFields::Of(raw->part(protocol::RawMessage::kMetadata));
   if (!metadata.ok()) return metadata.status();
   Request request;

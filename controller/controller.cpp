@@ -156,6 +156,7 @@ Status Controller::Build() {
   schedulers::TaskSchedulerOptions task_options;
   task_options.scheme = options_.scheme;
   task_options.hwm = options_.hwm;
+  task_options.remembered_tasks = options_.remembered_tasks;
   task_options.stranded_grace = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(5000), options_.ping);
   task_options.delivery_patience = patience;
   parts->task = std::make_unique<schedulers::TaskScheduler>(context_, key_, task_options, MakeLogger("sched.task"));

@@ -73,6 +73,7 @@ Status ApplyTrait(ControllerOptions& o, const std::string& name, const std::stri
   }
   if (name == "HeartMonitor.max_heartmonitor_misses") return ParseNumber(name, v, o.max_heartbeat_misses);
   if (name == "TaskScheduler.hwm") return ParseNumber(name, v, o.hwm);
+  if (name == "TaskScheduler.remembered_tasks") return ParseNumber(name, v, o.remembered_tasks);
   if (name == "TaskScheduler.scheme_name") {
     static const char* kSchemes[] = {"leastload", "lru", "weighted", "twobin", "plainrandom"};
     if (std::none_of(std::begin(kSchemes), std::end(kSchemes), [&](const char* s) { return v == s; })) {

@@ -29,6 +29,7 @@ struct ControllerOptions {
   double db_cull_fraction = 0.1;
   std::string scheme = "leastload";
   int hwm = 1;
+  size_t remembered_tasks = 1u << 18;  // TaskSchedulerOptions::remembered_tasks
   bool reuse = false;
   bool restore = false;
   std::string log_level = "INFO";

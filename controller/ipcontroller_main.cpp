@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
       ("nodb", "keep no task records")
       ("scheme", po::value(&o.scheme)->default_value("leastload"), "load-balancing scheme: leastload, lru, weighted, twobin, plainrandom")
       ("hwm", po::value(&o.hwm)->default_value(1), "max outstanding load-balanced tasks per engine (0: no limit)")
+      ("remembered-tasks", po::value(&o.remembered_tasks)->default_value(o.remembered_tasks),
+       "finished load-balanced tasks remembered for later after/follow dependencies: at least this "
+       "many of the latest, at most twice (0: all, forever)")
       ("reuse", "reuse existing connection files (same ports and key)")
       ("restore", "restore engines from the previous run's state (implies --reuse)")
       ("max-message-size", po::value(&o.max_message_size)->default_value(0),

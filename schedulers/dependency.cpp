@@ -31,23 +31,30 @@ Result<Dependency> Dependency::FromJson(const nlohmann::json& value) {
 }
 
 namespace {
-// Counts how many of `ids` are in either set selected by the flags.
-size_t CountIn(const IdSet& ids, const MsgIdSet* a, const MsgIdSet* b) {
+using Outcome = TaskFates::Outcome;
+// How many of `ids` ended with an outcome `wanted` accepts (on `engine`, unless any).
+template <typename Wanted>
+size_t CountEnded(const IdSet& ids, const TaskFates& fates, uint32_t engine, Wanted wanted) {
   size_t n = 0;
-  for (const auto& id : ids) n += (a && a->count(id)) || (b && b->count(id));
+  for (const auto& id : ids) {
+    TaskFates::Fate f = fates.find(id);
+    bool ended = f.outcome == Outcome::kSucceeded || f.outcome == Outcome::kFailed;
+    n += ended && wanted(f.outcome == Outcome::kSucceeded) &&
+         (engine == Dependency::kAnyEngine || f.engine == engine);
+  }
   return n;
 }
 }  // namespace
 
-bool Dependency::Check(const MsgIdSet& completed, const MsgIdSet& failed) const {
+bool Dependency::Check(const TaskFates& fates, uint32_t engine) const {
   if (ids.empty()) return true;
-  size_t hits = CountIn(ids, success ? &completed : nullptr, failure ? &failed : nullptr);
+  size_t hits = CountEnded(ids, fates, engine, [&](bool ok) { return ok ? success : failure; });
   return all ? hits == ids.size() : hits > 0;
 }
 
-bool Dependency::Unreachable(const MsgIdSet& completed, const MsgIdSet& failed) const {
+bool Dependency::Unreachable(const TaskFates& fates) const {
   if (ids.empty()) return false;
-  size_t hits = CountIn(ids, success ? nullptr : &completed, failure ? nullptr : &failed);
+  size_t hits = CountEnded(ids, fates, kAnyEngine, [&](bool ok) { return ok ? !success : !failure; });
   return all ? hits > 0 : hits == ids.size();
 }
 

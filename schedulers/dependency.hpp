@@ -4,39 +4,20 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
-#include <string_view>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
-#include "common/flat_hash_map.hpp"
 #include "ipp/status.hpp"
+#include "schedulers/task_fates.hpp"
 
 namespace ipp::schedulers {
 
 using IdSet = std::unordered_set<std::string>;
 
-// A set of msg_ids kept as 64-bit hashes. The scheduler remembers every finished task (for
-// dependencies that name it later): 8 bytes a hash where the id itself costs ~90. A collision
-// needs billions of ids to become likely.
-class MsgIdSet {
- public:
-  MsgIdSet() = default;
-  MsgIdSet(std::initializer_list<std::string> ids) {
-    for (const auto& id : ids) insert(id);
-  }
-  static uint64_t Hash(std::string_view id) { return std::hash<std::string_view>{}(id); }
-  void insert(std::string_view id) { hashes_.insert(Hash(id)); }
-  bool count(std::string_view id) const { return hashes_.contains(Hash(id)); }
-  size_t size() const { return hashes_.size(); }
-
- private:
-  FlatHashSet64 hashes_;
-};
-
 struct Dependency {
+  static constexpr uint32_t kAnyEngine = ~0u;
   IdSet ids;
   bool all = true;
   bool success = true;
@@ -45,8 +26,10 @@ struct Dependency {
   // Accepts null, a list of msg_ids, or {"dependencies": [...], "all", "success", "failure"}.
   static Result<Dependency> FromJson(const nlohmann::json& value);
   bool empty() const { return ids.empty(); }
-  bool Check(const MsgIdSet& completed, const MsgIdSet& failed) const;
-  bool Unreachable(const MsgIdSet& completed, const MsgIdSet& failed) const;
+  // Met now by the tasks' fates; with `engine`, only by tasks that ran there (`follow`).
+  bool Check(const TaskFates& fates, uint32_t engine = kAnyEngine) const;
+  // Can never be met: enough of the tasks ended the other way.
+  bool Unreachable(const TaskFates& fates) const;
 };
 
 }  // namespace ipp::schedulers

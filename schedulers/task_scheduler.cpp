@@ -25,7 +25,8 @@ TaskScheduler::TaskScheduler(zmq::context_t& context, const std::string& key,
       engine_(context, zmq::socket_type::router),
       notifications_(context, zmq::socket_type::sub),
       monitor_(context, zmq::socket_type::push),
-      to_engines_(engine_, options_.delivery_patience) {
+      to_engines_(engine_, options_.delivery_patience),
+      fates_(options_.remembered_tasks) {
   if (!policy_) {
     log_->error("unknown scheme '{}', using leastload", options_.scheme);
     policy_ = MakePolicy("leastload");
@@ -78,6 +79,7 @@ void TaskScheduler::RegisterEngine(const std::string& uuid) {
   loads_.insert(loads_.begin(), 0);
   auto& state = engines_[uuid];
   state.alive = true;
+  state.index = engine_index_.emplace(uuid, static_cast<uint32_t>(engine_index_.size())).first->second;
   log_->info("engine {} available ({} engines)", uuid, targets_.size());
   UpdateGraph(nullptr);
 }
@@ -135,8 +137,7 @@ bool TaskScheduler::CanRunOn(const Job& job, size_t index) const {
   if (job.blacklist.count(target)) return false;
   if (!job.targets.empty() && !job.targets.count(target)) return false;
   if (job.follow.empty()) return true;
-  const EngineState& state = engines_.at(target);
-  return job.follow.Check(state.completed, state.failed);
+  return job.follow.Check(fates_, engines_.at(target).index);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,7 +172,7 @@ void TaskScheduler::OnSubmission() {
     job->seq = next_seq_++;
     job->client = std::string(raw->identity(0));
     job->header = std::string(raw->part(RawMessage::kHeader));
-    all_ids_.insert(job->msg_id);
+    fates_.Submitted(job->msg_id);
     std::string ename, evalue;  // set when the metadata cannot be used
     try {
       if (!md->empty_or_absent("targets")) {
@@ -216,17 +217,18 @@ void TaskScheduler::Submit(std::unique_ptr<Job> job) {
   for (const Dependency* dep : {&job->after, &job->follow}) {
     if (dep->empty()) continue;
     bool invalid = dep->ids.count(job->msg_id) > 0;
-    for (const auto& id : dep->ids) invalid = invalid || !all_ids_.count(id);
+    for (const auto& id : dep->ids) invalid = invalid || !Known(id);
     if (invalid) {
-      Fail(std::move(job), "InvalidDependency", "dependency on an unknown or own msg_id", "");
+      Fail(std::move(job), "InvalidDependency",
+           "dependency on its own msg_id, or one never seen or long forgotten (see --remembered-tasks)", "");
       return;
     }
-    if (dep->Unreachable(all_completed_, all_failed_)) {
+    if (dep->Unreachable(fates_)) {
       Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
       return;
     }
   }
-  if (job->after.Check(all_completed_, all_failed_)) {
+  if (job->after.Check(fates_)) {
     if (MaybeRun(job)) return;
     if (!job) return;  // failed as unreachable
   }
@@ -251,10 +253,10 @@ bool TaskScheduler::MaybeRun(std::unique_ptr<Job>& slot) {
       // Followed tasks ran on different engines: no single engine can satisfy `follow`.
       std::unordered_set<uint32_t> dests;
       for (const auto& id : job.follow.ids) {
-        bool relevant = (job.follow.success && all_completed_.count(id)) ||
-                        (job.follow.failure && all_failed_.count(id));
-        const uint32_t* d = destinations_.find(MsgIdSet::Hash(id));
-        if (relevant && d) dests.insert(*d);
+        TaskFates::Fate fate = fates_.find(id);
+        bool relevant = (job.follow.success && fate.outcome == TaskFates::Outcome::kSucceeded) ||
+                        (job.follow.failure && fate.outcome == TaskFates::Outcome::kFailed);
+        if (relevant && fate.engine != TaskFates::kNoEngine) dests.insert(fate.engine);
       }
       if (dests.size() > 1) {
         Fail(std::move(slot), "ImpossibleDependency", "follow dependencies ran on different engines", "");
@@ -328,7 +330,10 @@ void TaskScheduler::Wait(std::unique_ptr<Job> job) {
   IdSet deps = job->after.ids;
   deps.insert(job->follow.ids.begin(), job->follow.ids.end());
   for (const auto& dep : deps) {
-    if (!all_completed_.count(dep) && !all_failed_.count(dep)) graph_[dep].push_back(id);
+    auto outcome = fates_.find(dep).outcome;
+    if (outcome != TaskFates::Outcome::kSucceeded && outcome != TaskFates::Outcome::kFailed) {
+      graph_[dep].push_back(id);
+    }
   }
   if (job->deadline) {
     if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
@@ -351,6 +356,14 @@ void TaskScheduler::Wait(std::unique_ptr<Job> job) {
     }
     queue_.swap(live);
   }
+}
+
+bool TaskScheduler::Known(const std::string& msg_id) const {
+  if (fates_.find(msg_id).outcome != TaskFates::Outcome::kUnknown) return true;
+  // Forgotten by fates_ but not done yet (a long wait or a long run).
+  if (waiting_.count(msg_id)) return true;
+  return std::any_of(engines_.begin(), engines_.end(),
+                     [&](const auto& e) { return e.second.running.count(msg_id) > 0; });
 }
 
 std::unique_ptr<TaskScheduler::Job> TaskScheduler::TakeWaiting(const std::string& msg_id) {
@@ -457,14 +470,8 @@ void TaskScheduler::Retry(std::unique_ptr<Job> job, const std::string& engine) {
 }
 
 void TaskScheduler::Finished(const std::string& msg_id, const std::string& engine, bool success) {
-  if (!engine.empty()) {
-    auto [index, added] = engine_index_.emplace(engine, static_cast<uint32_t>(engine_names_.size()));
-    if (added) engine_names_.push_back(engine);
-    destinations_[MsgIdSet::Hash(msg_id)] = index->second;
-    auto state = engines_.find(engine);
-    if (state != engines_.end()) (success ? state->second.completed : state->second.failed).insert(msg_id);
-  }
-  (success ? all_completed_ : all_failed_).insert(msg_id);
+  auto index = engine.empty() ? engine_index_.end() : engine_index_.find(engine);
+  fates_.Finished(msg_id, success, index == engine_index_.end() ? TaskFates::kNoEngine : index->second);
   UpdateGraph(&msg_id);
 }
 
@@ -490,13 +497,11 @@ void TaskScheduler::UpdateGraph(const std::string* finished_id) {
       for (auto& [seq, id] : ordered) {
         auto job = TakeWaiting(id);
         if (!job) continue;
-        if (job->after.Unreachable(all_completed_, all_failed_) ||
-            job->follow.Unreachable(all_completed_, all_failed_)) {
+        if (job->after.Unreachable(fates_) ||
+            job->follow.Unreachable(fates_)) {
           Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
-        } else if (!job->after.Check(all_completed_, all_failed_) || !MaybeRun(job)) {
-          if (job) {
-                      waiting_[id] = std::move(job);  // its queue_ entry is still there
-          }
+        } else if (!job->after.Check(fates_) || !MaybeRun(job)) {
+          if (job) waiting_[id] = std::move(job);  // its queue_ entry is still there
         }
       }
     }
@@ -513,14 +518,14 @@ void TaskScheduler::UpdateGraph(const std::string* finished_id) {
       if (job) waiting_[entry.second] = std::move(job);
       continue;  // stale entry
     }
-    if (job->after.Unreachable(all_completed_, all_failed_) ||
-        job->follow.Unreachable(all_completed_, all_failed_)) {
+    if (job->after.Unreachable(fates_) ||
+        job->follow.Unreachable(fates_)) {
       Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
       continue;
     }
-    if (job->after.Check(all_completed_, all_failed_) && MaybeRun(job)) continue;
+    if (job->after.Check(fates_) && MaybeRun(job)) continue;
     if (job) {
-          waiting_[entry.second] = std::move(job);
+      waiting_[entry.second] = std::move(job);
       kept.push_back(std::move(entry));
     }
   }

@@ -38,6 +38,9 @@ struct TaskSchedulerOptions {
   // fails with EngineError.
   std::chrono::milliseconds delivery_patience{10000};
   uint32_t seed = std::random_device{}();
+  // Tasks remembered for later dependencies: at least this many of the latest, at most twice
+  // (see TaskFates); 0 = all of them, forever, as the stock scheduler does.
+  size_t remembered_tasks = 1u << 18;
 };
 
 class TaskScheduler {
@@ -70,7 +73,7 @@ class TaskScheduler {
     Reactor::TimerId timeout_timer = 0;
   };
   struct EngineState {
-    MsgIdSet completed, failed;
+    uint32_t index = 0;  // names the engine in fates_ (kept for its uuid across reconnections)
     std::unordered_map<std::string, std::unique_ptr<Job>> running;
     bool alive = true;
   };
@@ -96,6 +99,7 @@ class TaskScheduler {
   std::vector<size_t> AvailableEngines() const;
   bool CanRunOn(const Job& job, size_t index) const;
   std::unique_ptr<Job> TakeWaiting(const std::string& msg_id);
+  bool Known(const std::string& msg_id) const;
   void SendToClient(protocol::Frames&& frames);
   void Undeliverable(protocol::Frames&& frames);
 
@@ -117,11 +121,8 @@ class TaskScheduler {
   std::unordered_map<std::string, std::unique_ptr<Job>> waiting_;  // msg_id -> job
   std::deque<std::pair<uint64_t, std::string>> queue_;  // waiting jobs in order (lazy deletion)
   std::unordered_map<std::string, std::vector<std::string>> graph_;  // dep id -> waiting ids
-  // Where each finished task ran: msg_id hash -> index into engine_names_ (ids are not kept).
-  FlatHashMap64<uint32_t> destinations_;
-  std::vector<std::string> engine_names_;
-  std::unordered_map<std::string, uint32_t> engine_index_;
-  MsgIdSet all_ids_, all_completed_, all_failed_;
+  TaskFates fates_;
+  std::unordered_map<std::string, uint32_t> engine_index_;  // uuid -> index, every engine seen
 };
 
 }  // namespace ipp::schedulers

@@ -216,6 +216,33 @@ TEST_F(ClientTest, RetriesAfterEngineKilledAndEngineErrorWithout) {
   }
 }
 
+TEST(ClientDependencyMemoryTest, DependenciesOnForgottenTasksFailAsInvalid) {
+  // Remember at least 4 tasks: after 10 more, the first is forgotten, the latest are not.
+  testutil::LocalCluster cluster(1, {"--remembered-tasks", "4"});
+  ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
+  auto c = Client::Connect(ClientOptions::File(cluster.client_file().string()));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_TRUE((*c)->wait_for_engines(1, 30s));
+  auto lb = (*c)->load_balanced_view();
+  auto first = lb.apply("ipp.echo", 1);
+  first.get(10s);
+  AsyncResult last = first;
+  for (int i = 0; i < 10; ++i) (last = lb.apply("ipp.echo", i)).get(10s);
+  TaskOptions recent;
+  recent.after = last.msg_ids();
+  recent.follow = last.msg_ids();
+  EXPECT_EQ((*c)->load_balanced_view(recent).apply("ipp.echo", 5).get_one(10s), 5);
+  TaskOptions old;
+  old.after = first.msg_ids();
+  try {
+    (*c)->load_balanced_view(old).apply("ipp.echo", 6).get(10s);
+    FAIL() << "a dependency on a forgotten task ran";
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.ename(), "InvalidDependency");
+    EXPECT_NE(std::string(e.what()).find("remembered-tasks"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ClientConnectTest, ClearErrorsWithoutACluster) {
   testutil::TempDir dir;
   auto c = Client::Connect(ClientOptions::ProfileDir(dir.path().string()));

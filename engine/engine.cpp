@@ -3,9 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <cstring>
-
-#include <zmq_addon.hpp>
+#include <algorithm>
 
 #include "protocol/clock.hpp"
 #include "protocol/errors.hpp"
@@ -18,34 +16,43 @@ using protocol::Frames;
 using protocol::Message;
 
 namespace {
-constexpr const char* kWorkerEndpoint = "inproc://ipp-engine-worker";
+constexpr const char* kCommandEndpoint = "inproc://ipp-engine-control";
 
+std::string ReplyType(const std::string& request_type) {
+  return request_type.size() > 8 ? request_type.substr(0, request_type.size() - 8) + "_reply" : "error";
+}
+json KernelInfo() {
+  return {{"status", "ok"}, {"protocol_version", protocol::kProtocolVersion},
+          {"implementation", "ipp"}, {"implementation_version", "0.1.0"},
+          {"language_info", {{"name", "c++"}}}, {"banner", "ipp native engine"}};
+}
 }  // namespace
 
 Engine::Engine(EngineOptions options, Logger log)
     : options_(std::move(options)),
       log_(std::move(log)),
       uuid_(protocol::NewId()),
-      session_(options_.connection.key, "username", options_.connection.signature_scheme),
-      worker_socket_(context_, zmq::socket_type::pair),
-      registration_(context_, zmq::socket_type::dealer),
+      executor_(log_),
       shell_(context_, zmq::socket_type::router),
-      control_(context_, zmq::socket_type::router),
       iopub_(context_, zmq::socket_type::pub),
+      from_control_(context_, zmq::socket_type::pair),
+      shell_out_{protocol::Session(options_.connection.key, "username", options_.connection.signature_scheme),
+                 &shell_, &iopub_},
+      registration_(context_, zmq::socket_type::dealer),
+      control_(context_, zmq::socket_type::router),
+      control_iopub_(context_, zmq::socket_type::pub),
       ping_(context_, zmq::socket_type::sub),
       pong_(context_, zmq::socket_type::dealer),
+      to_shell_(context_, zmq::socket_type::pair),
+      control_out_{protocol::Session(options_.connection.key, "username", options_.connection.signature_scheme),
+                   &control_, &control_iopub_},
       reactor_(log_) {}
 
 Engine::~Engine() {
-  if (worker_) {
-    try {
-      protocol::Frames stop;
-      stop.emplace_back(std::string_view("stop"));
-      protocol::Send(worker_socket_, std::move(stop), true);
-    } catch (const zmq::error_t&) {
-    }
-    worker_->control().interrupt.store(true);
-    worker_->Join();
+  if (control_thread_.joinable()) {
+    // Run() was not called: the control thread leaves as on a signal.
+    stop_requested_.store(true);
+    control_thread_.join();
   }
 }
 
@@ -64,23 +71,9 @@ void Engine::Configure(zmq::socket_t& socket, bool identity) {
 }
 
 Status Engine::Start() {
-  if (!session_.status().ok()) return session_.status();
-  if (Status s = StartWorker(); !s.ok()) return s;
+  if (!control_out_.session.status().ok()) return control_out_.session.status();
+  if (Status s = executor_.Start(ExecutorInfo{-1, uuid_, options_.mpi}, options_.plugins); !s.ok()) return s;
   return Register();
-}
-
-Status Engine::StartWorker() {
-  worker_socket_.set(zmq::sockopt::linger, 0);
-  worker_socket_.bind(kWorkerEndpoint);
-  worker_ = std::make_unique<Worker>(context_, kWorkerEndpoint, log_);
-  worker_->Start(WorkerInfo{-1, uuid_, options_.mpi}, options_.plugins);
-  Frames ready;
-  (void)zmq::recv_multipart(worker_socket_, std::back_inserter(ready));
-  if (ready.size() != 4 || protocol::view(ready[0]) != "ready") return Status::Internal("worker failed to start");
-  std::memcpy(&mpi_rank_, ready[1].data(), sizeof mpi_rank_);
-  std::memcpy(&mpi_size_, ready[2].data(), sizeof mpi_size_);
-  if (ready[3].size()) return Status::InvalidArgument(std::string(protocol::view(ready[3])));
-  return Status::OK();
 }
 
 Status Engine::Register() {
@@ -91,7 +84,7 @@ Status Engine::Register() {
   json content = {{"uuid", uuid_}};
   if (options_.requested_id) content["id"] = *options_.requested_id;
   log_->info("registering with the controller at {}", *url);
-  protocol::Send(registration_, session_.serialize(session_.make("registration_request", content)));
+  protocol::Send(registration_, control_out_.session.serialize(control_out_.session.make("registration_request", content)));
   zmq::pollitem_t item{registration_.handle(), 0, ZMQ_POLLIN, 0};
   auto deadline = std::chrono::steady_clock::now() + options_.registration_timeout;
   while (true) {
@@ -107,7 +100,7 @@ Status Engine::Register() {
     }
     auto frames = protocol::TryRecv(registration_);
     if (!frames) continue;
-    Result<Message> reply = session_.parse(std::move(*frames));
+    Result<Message> reply = control_out_.session.parse(std::move(*frames));
     if (!reply.ok()) {
       log_->warn("ignored a bad registration reply: {}", reply.status().ToString());
       continue;
@@ -129,28 +122,26 @@ void Engine::Connect(const json& reply_info) {
   for (auto& [k, v] : reply_info.items()) {
     if (!info.channels.contains(k) && (v.is_number() || v.is_array())) info.channels[k] = v;
   }
-  Configure(shell_, true);
-  Configure(control_, true);
-  Configure(iopub_, true);
+  executor_.set_engine_id(id_);
+  for (zmq::socket_t* s : {&shell_, &control_, &iopub_, &control_iopub_, &pong_}) Configure(*s, true);
   Configure(ping_, false);
-  Configure(pong_, true);
   ping_.set(zmq::sockopt::subscribe, "");
   for (const char* channel : {"mux", "task"}) shell_.connect(*info.url(channel));
   size_t broadcasts = info.channels.value("broadcast", json::array()).size();
   if (broadcasts) shell_.connect(*info.url("broadcast", static_cast<size_t>(id_) % broadcasts));
   control_.connect(*info.url("control"));
-  iopub_.connect(*info.url("iopub"));
+  for (zmq::socket_t* s : {&iopub_, &control_iopub_}) s->connect(*info.url("iopub"));
   ping_.connect(*info.url("hb_ping"));
   pong_.connect(*info.url("hb_pong"));
+  for (zmq::socket_t* s : {&from_control_, &to_shell_}) {
+    s->set(zmq::sockopt::linger, 0);
+    s->set(zmq::sockopt::sndhwm, 0);
+    s->set(zmq::sockopt::rcvhwm, 0);
+  }
+  from_control_.bind(kCommandEndpoint);
+  to_shell_.connect(kCommandEndpoint);
 
-  Frames id_frame;
-  id_frame.emplace_back(std::string_view("engine_id"));
-  id_frame.emplace_back(&id_, sizeof id_);
-  protocol::Send(worker_socket_, std::move(id_frame));
-
-  reactor_.add(shell_, [this] { OnShell(shell_); });
   reactor_.add(control_, [this] { OnControl(); });
-  reactor_.add(worker_socket_, [this] { OnWorker(); });
   reactor_.add(ping_, [this] { OnPing(); });
   reactor_.add(registration_, [this] {
     while (protocol::TryRecv(registration_)) {
@@ -162,18 +153,148 @@ void Engine::Connect(const json& reply_info) {
   reactor_.every(std::chrono::milliseconds(200), [this] {
     if (stop_requested_.load()) {
       log_->info("engine {} stopping on a signal", id_);
-      Unregister();
-      reactor_.stop();
+      Leave(0);
     }
   });
+  // The control sockets move to their thread here (thread creation orders the hand-over).
+  control_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "ipe-control");
+    reactor_.run();
+  });
   log_->info("engine {} registered (uuid {}, pid {}{})", id_, uuid_, getpid(),
-             options_.mpi ? ", MPI rank " + std::to_string(mpi_rank_) + "/" + std::to_string(mpi_size_) : "");
+             options_.mpi ? ", MPI rank " + std::to_string(executor_.mpi_rank()) + "/" +
+                                std::to_string(executor_.mpi_size())
+                          : "");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Shell thread
+
 int Engine::Run() {
-  reactor_.run();
-  return exit_code_;
+  if (!control_thread_.joinable()) return 1;  // not started
+  zmq::pollitem_t items[] = {{from_control_.handle(), 0, ZMQ_POLLIN, 0}, {shell_.handle(), 0, ZMQ_POLLIN, 0}};
+  while (true) {
+    // Commands first, one request at a time: an abort or clear that came while the last
+    // request ran applies to every request after it.
+    if (HandleCommands()) break;
+    auto frames = protocol::TryRecv(shell_);
+    if (!frames) {
+      try {
+        zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;  // a signal: its flag is the control thread's to act on
+      }
+      continue;
+    }
+    Result<Request> request = ParseRequest(shell_out_, std::move(*frames));
+    if (!request.ok()) {
+      log_->warn("dropped shell message: {}", request.status().ToString());
+      continue;
+    }
+    if (aborted_.erase(request->message.msg_id())) {
+      ReplyAborted(shell_out_, *request);
+      continue;
+    }
+    Serve(std::move(*request));
+  }
+  control_thread_.join();
+  return exit_code_.load();
 }
+
+bool Engine::HandleCommands() {
+  while (auto frames = protocol::TryRecv(from_control_)) {
+    if (frames->empty()) continue;
+    std::string_view kind = protocol::view((*frames)[0]);
+    if (kind == "stop") return true;
+    if (kind == "clear") {
+      WorkItem clear;
+      clear.kind = WorkItem::Kind::kClearNamespace;
+      executor_.Execute(clear, [](const char*, std::string_view) {});
+    } else if (kind == "abort" && frames->size() == 1) {
+      AbortWaiting();
+    } else if (kind == "abort") {
+      for (size_t i = 1; i < frames->size(); ++i) aborted_.insert(std::string(protocol::view((*frames)[i])));
+    }
+  }
+  return false;
+}
+
+void Engine::AbortWaiting() {
+  // abort_request without msg_ids: every request already here is answered as aborted.
+  while (auto frames = protocol::TryRecv(shell_)) {
+    Result<Request> request = ParseRequest(shell_out_, std::move(*frames));
+    if (request.ok()) ReplyAborted(shell_out_, *request);
+  }
+}
+
+void Engine::Serve(Request request) {
+  const std::string& type = request.message.msg_type();
+  request.started = protocol::Iso8601Now();
+  WorkItem item;
+  if (type == "execute_request") {
+    item.kind = WorkItem::Kind::kShell;
+    item.command = request.message.content.value("code", "");
+    ++execution_count_;
+    Publish(shell_out_, "status", {{"execution_state", "busy"}}, request.header_text);
+    Publish(shell_out_, "execute_input", {{"code", item.command}, {"execution_count", execution_count_}},
+            request.header_text);
+  } else if (type == "apply_request") {
+    auto call = request.message.content.find("ipp_call");
+    if (call == request.message.content.end() || !call->is_object()) {
+      ReplyError(shell_out_, request, "UnsupportedRequest",
+                 "this is a native C++ engine (ipp ipengine): it runs registered C++ functions and "
+                 "shell commands, not pickled Python functions; use the Python ipengine for Python "
+                 "work, or call a native function");
+      return;
+    }
+    item.kind = WorkItem::Kind::kCall;
+    item.function = call->value("function", "");
+    item.args = call->value("args", json());
+    item.buffers = protocol::FramesToBuffers(request.message.buffers);
+    // No busy/idle IOPub status for native calls: nothing waits on it (clients wait for idle
+    // only after execute_request), and it tripled the messages per task.
+  } else if (type == "clear_request") {
+    item.kind = WorkItem::Kind::kClearNamespace;
+  } else if (type == "kernel_info_request") {
+    Reply(shell_out_, request, "kernel_info_reply", KernelInfo(), true);
+    return;
+  } else {
+    ReplyError(shell_out_, request, "KeyError", "unsupported request type '" + type + "'");
+    return;
+  }
+
+  executor_.Execute(item, [&](const char* stream, std::string_view text) {
+    Publish(shell_out_, "stream", {{"name", stream}, {"text", text}}, request.header_text);
+  });
+
+  if (type == "clear_request") {
+    Reply(shell_out_, request, "clear_reply", {{"status", "ok"}}, true);
+  } else if (!item.ok) {
+    json content = protocol::ErrorContent(
+        item.ename, item.evalue,
+        {{"engine_uuid", uuid_}, {"engine_id", id_}, {"method", type == "apply_request" ? "apply" : "execute"}});
+    content["traceback"] = item.traceback;
+    if (!item.result.is_null()) content["ipp_result"] = item.result;
+    if (type == "execute_request") content["execution_count"] = execution_count_;
+    Publish(shell_out_, "error", content, request.header_text);
+    Reply(shell_out_, request, type == "execute_request" ? "execute_reply" : "apply_reply", std::move(content), true);
+  } else if (type == "execute_request") {
+    Reply(shell_out_, request, "execute_reply",
+          {{"status", "ok"}, {"execution_count", execution_count_}, {"user_expressions", json::object()},
+           {"payload", json::array()}},
+          true);
+  } else {
+    // ipp_buffers: how many buffers are this result's, so results fetched later from the hub
+    // (which concatenates the buffers of many records) can be split again.
+    Reply(shell_out_, request, "apply_reply",
+          {{"status", "ok"}, {"ipp_result", std::move(item.result)}, {"ipp_buffers", item.out_buffers.size()}},
+          true, protocol::BuffersToFrames(item.out_buffers));
+  }
+  if (type == "execute_request") Publish(shell_out_, "status", {{"execution_state", "idle"}}, request.header_text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control thread
 
 void Engine::OnPing() {
   for (int n = 0; n < protocol::kBatch; ++n) {
@@ -193,43 +314,99 @@ void Engine::CheckHeartbeat() {
   if (++missed_checks_ < options_.max_heartbeat_misses) return;
   log_->error("no heartbeat from the controller for {} ms ({} checks in a row); exiting",
               (hb_period_.count() + 500) * missed_checks_, missed_checks_);
-  exit_code_ = 1;
+  Leave(1);
+}
+
+void Engine::Leave(int exit_code) {
+  exit_code_.store(exit_code);
+  executor_.control().interrupt.store(true);  // the running work, if any, should end now
   Unregister();
+  TellShell({"stop"});
   reactor_.stop();
 }
 
+void Engine::TellShell(std::vector<std::string> frames) {
+  Frames out;
+  for (auto& f : frames) out.emplace_back(f.data(), f.size());
+  protocol::Send(to_shell_, std::move(out), true);
+}
+
 void Engine::Unregister() {
-  protocol::Send(registration_, session_.serialize(session_.make("unregistration_request", {{"id", id_}})), true);
+  protocol::Send(registration_,
+                 control_out_.session.serialize(control_out_.session.make("unregistration_request", {{"id", id_}})),
+                 true);
+}
+
+void Engine::OnControl() {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(control_);
+    if (!frames) break;
+    Result<Request> parsed = ParseRequest(control_out_, std::move(*frames));
+    if (!parsed.ok()) {
+      log_->warn("dropped control message: {}", parsed.status().ToString());
+      continue;
+    }
+    Request request = std::move(*parsed);
+    request.started = protocol::Iso8601Now();
+    const std::string type = request.message.msg_type();
+    const json& content = request.message.content;
+    if (type == "abort_request") {
+      // As ipykernel: requests named here are answered "aborted" when their turn comes (or at
+      // once if none is running); with no msg_ids, every request waiting now.
+      json ids = content.value("msg_ids", json());
+      if (ids.is_string()) ids = json::array({ids});
+      std::vector<std::string> command = {"abort"};
+      if (ids.is_array()) {
+        for (const auto& id : ids) {
+          if (id.is_string()) command.push_back(id.get<std::string>());
+        }
+      }
+      TellShell(std::move(command));
+      Reply(control_out_, request, "abort_reply", {{"status", "ok"}}, false);
+    } else if (type == "clear_request") {
+      TellShell({"clear"});  // before any request that comes after this reply
+      Reply(control_out_, request, "clear_reply", {{"status", "ok"}}, true);
+    } else if (type == "shutdown_request") {
+      json reply = {{"status", "ok"}, {"restart", content.value("restart", false)}};
+      Publish(control_out_, "shutdown_reply", reply, request.header_text);
+      Reply(control_out_, request, "shutdown_reply", reply, false);
+      log_->info("engine {} shutting down at a client's request", id_);
+      Leave(0);
+      return;
+    } else if (type == "signal_request" || type == "interrupt_request") {
+      // SIGINT (or any signal asked for) interrupts the current work: a command's whole process
+      // group gets it, a native function sees CallContext::interrupted().
+      int sig = SIGINT;
+      json s = content.value("sig", json(SIGINT));
+      if (s.is_number_integer()) sig = s.get<int>();
+      if (s.is_string() && s.get<std::string>() == "SIGTERM") sig = SIGTERM;
+      if (s.is_string() && s.get<std::string>() == "SIGKILL") sig = SIGKILL;
+      executor_.control().interrupt.store(true);
+      pid_t group = executor_.control().process_group.load();
+      if (group > 0) kill(-group, sig);
+      Reply(control_out_, request, type == "signal_request" ? "signal_reply" : "interrupt_reply", {{"status", "ok"}},
+            false);
+    } else if (type == "kernel_info_request") {
+      Reply(control_out_, request, "kernel_info_reply", KernelInfo(), true);
+    } else {
+      ReplyError(control_out_, request, "KeyError", "unsupported control request '" + type + "'");
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Requests
+// Messages (either thread, each with its own Outbox)
 
-void Engine::OnShell(zmq::socket_t& socket) {
-  for (int n = 0; n < protocol::kBatch; ++n) {
-    auto frames = protocol::TryRecv(socket);
-    if (!frames) break;
-    Result<Request> request = ParseRequest(&socket, std::move(*frames));
-    if (!request.ok()) {
-      log_->warn("dropped shell message: {}", request.status().ToString());
-      continue;
-    }
-    queue_.push_back(std::move(*request));
-  }
-  Pump();
-}
-
-Result<Engine::Request> Engine::ParseRequest(zmq::socket_t* socket, Frames&& frames) {
+Result<Engine::Request> Engine::ParseRequest(Outbox& out, Frames&& frames) {
   Result<protocol::RawMessage> raw = protocol::RawMessage::FromFrames(std::move(frames));
   if (!raw.ok()) return raw.status();
-  if (Status s = session_.verify(*raw); !s.ok()) return s;
+  if (Status s = out.session.verify(*raw); !s.ok()) return s;
   // The engine reads the header's msg_id and msg_type, a few metadata fields and the content;
   // the parent it never reads. The header text itself is the parent of every reply.
   std::string header_text(raw->part(protocol::RawMessage::kHeader));
   Result<protocol::PartFields> metadata = protocol::PartFields::Of(raw->part(protocol::RawMessage::kMetadata));
   if (!metadata.ok()) return metadata.status();
   Request request;
-  request.socket = socket;
   request.header_text = std::move(header_text);
   request.is_broadcast = metadata->boolean("is_broadcast").value_or(false);
   request.is_coalescing = metadata->boolean("is_coalescing").value_or(false);
@@ -258,225 +435,37 @@ std::string Engine::ReplyMetadata(const Request& request, bool task, const std::
   return m + "\"status\":" + protocol::JsonString(status) + "}";
 }
 
-void Engine::Reply(Request& request, std::string_view msg_type, const json& content, bool task_metadata, Frames buffers) {
+void Engine::Reply(Outbox& out, Request& request, std::string_view msg_type, const json& content,
+                   bool task_metadata, Frames buffers) {
   std::string status = "ok";
   if (auto it = content.find("status"); it != content.end() && it->is_string()) status = it->get<std::string>();
-  protocol::Send(*request.socket,
-                 session_.serialize_parts(std::move(request.message.identities), session_.header_text(msg_type),
-                                          request.header_text, ReplyMetadata(request, task_metadata, status),
-                                          content.dump(), std::move(buffers)),
+  protocol::Send(*out.replies,
+                 out.session.serialize_parts(std::move(request.message.identities), out.session.header_text(msg_type),
+                                             request.header_text, ReplyMetadata(request, task_metadata, status),
+                                             content.dump(), std::move(buffers)),
                  true);
 }
 
-void Engine::ReplyError(Request& request, const std::string& ename, const std::string& evalue) {
+void Engine::ReplyError(Outbox& out, Request& request, const std::string& ename, const std::string& evalue) {
   json content = protocol::ErrorContent(
       ename, evalue, {{"engine_uuid", uuid_}, {"engine_id", id_}, {"method", "apply"}});
-  Publish("error", content, request.header_text);
-  std::string type = request.message.msg_type();
-  std::string reply_type = type.size() > 8 ? type.substr(0, type.size() - 8) + "_reply" : "error";
-  Reply(request, reply_type, std::move(content), true);
+  Publish(out, "error", content, request.header_text);
+  Reply(out, request, ReplyType(request.message.msg_type()), std::move(content), true);
 }
 
-void Engine::ReplyAborted(Request& request) {
+void Engine::ReplyAborted(Outbox& out, Request& request) {
   log_->info("aborting {}", request.message.msg_id());
-  std::string type = request.message.msg_type();
-  std::string reply_type = type.size() > 8 ? type.substr(0, type.size() - 8) + "_reply" : "error";
-  Reply(request, reply_type, {{"status", "aborted"}}, true);
+  Reply(out, request, ReplyType(request.message.msg_type()), {{"status", "aborted"}}, true);
 }
 
-void Engine::Publish(std::string_view msg_type, const json& content, const std::string& parent_text) {
+void Engine::Publish(Outbox& out, std::string_view msg_type, const json& content, const std::string& parent_text) {
   std::string topic = "engine." + std::to_string(id_) + "." + std::string(msg_type);
   Frames identities;
   identities.emplace_back(topic.data(), topic.size());
-  protocol::Send(iopub_,
-                 session_.serialize_parts(std::move(identities), session_.header_text(msg_type), parent_text, "{}",
-                                          content.dump(), {}),
+  protocol::Send(*out.iopub,
+                 out.session.serialize_parts(std::move(identities), out.session.header_text(msg_type), parent_text,
+                                             "{}", content.dump(), {}),
                  true);
-}
-
-void Engine::Pump() {
-  while (running_.size() < kInFlight && !queue_.empty()) {
-    Request request = std::move(queue_.front());
-    queue_.pop_front();
-    if (aborted_.erase(request.message.msg_id())) {
-      ReplyAborted(request);
-      continue;
-    }
-    Dispatch(std::move(request));
-  }
-}
-
-void Engine::Dispatch(Request request) {
-  const std::string& type = request.message.msg_type();
-  request.started = protocol::Iso8601Now();
-  auto item = std::make_unique<WorkItem>();
-  item->id = next_item_++;
-  if (type == "execute_request") {
-    item->kind = WorkItem::Kind::kShell;
-    item->command = request.message.content.value("code", "");
-    ++execution_count_;
-    Publish("status", {{"execution_state", "busy"}}, request.header_text);
-    Publish("execute_input", {{"code", item->command}, {"execution_count", execution_count_}}, request.header_text);
-  } else if (type == "apply_request") {
-    auto call = request.message.content.find("ipp_call");
-    if (call == request.message.content.end() || !call->is_object()) {
-      ReplyError(request, "UnsupportedRequest",
-                 "this is a native C++ engine (ipp ipengine): it runs registered C++ functions and "
-                 "shell commands, not pickled Python functions; use the Python ipengine for Python "
-                 "work, or call a native function");
-      return;
-    }
-    item->kind = WorkItem::Kind::kCall;
-    item->function = call->value("function", "");
-    item->args = call->value("args", json());
-    item->buffers = protocol::FramesToBuffers(request.message.buffers);
-    // No busy/idle IOPub status for native calls: nothing waits on it (clients wait for idle
-    // only after execute_request), and it tripled the messages per task.
-  } else if (type == "clear_request") {
-    item->kind = WorkItem::Kind::kClearNamespace;
-  } else if (type == "kernel_info_request") {
-    Reply(request, "kernel_info_reply",
-          {{"status", "ok"}, {"protocol_version", protocol::kProtocolVersion},
-           {"implementation", "ipp"}, {"implementation_version", "0.1.0"},
-           {"language_info", {{"name", "c++"}}}, {"banner", "ipp native engine"}},
-          true);
-    return;
-  } else {
-    ReplyError(request, "KeyError", "unsupported request type '" + type + "'");
-    return;
-  }
-  Frames work;
-  work.emplace_back(std::string_view("work"));
-  running_.push_back(Running{std::move(request), item.get()});
-  work.push_back(PointerFrame(item.release()));
-  protocol::Send(worker_socket_, std::move(work));
-}
-
-void Engine::OnWorker() {
-  for (int n = 0; n < protocol::kBatch; ++n) {
-    auto frames = protocol::TryRecv(worker_socket_);
-    if (!frames) break;
-    std::string_view kind = protocol::view((*frames)[0]);
-    if (kind == "out" && frames->size() == 4 && !running_.empty()) {
-      Publish("stream", {{"name", std::string(protocol::view((*frames)[2]))}, {"text", std::string(protocol::view((*frames)[3]))}},
-              running_.front().request.header_text);
-    } else if (kind == "done" && frames->size() == 2) {
-      Finish(FromPointerFrame<WorkItem>((*frames)[1]));
-    }
-  }
-}
-
-void Engine::Finish(WorkItem* raw_item) {
-  std::unique_ptr<WorkItem> item(raw_item);
-  // The worker runs items in the order it got them: this is the oldest running.
-  if (running_.empty() || running_.front().item != raw_item) {
-    log_->error("worker finished an item the engine was not waiting for; dropped");
-    return;
-  }
-  Request request = std::move(running_.front().request);
-  running_.pop_front();
-  const std::string type = request.message.msg_type();
-  if (item->state.load() == WorkItem::kCancelled) {
-    // answered when it was aborted
-  } else if (type == "clear_request") {
-    Reply(request, "clear_reply", {{"status", "ok"}}, true);
-  } else if (!item->ok) {
-    json content = protocol::ErrorContent(item->ename, item->evalue,
-                                          {{"engine_uuid", uuid_}, {"engine_id", id_}, {"method", type == "apply_request" ? "apply" : "execute"}});
-    content["traceback"] = item->traceback;
-    if (!item->result.is_null()) content["ipp_result"] = item->result;
-    if (type == "execute_request") content["execution_count"] = execution_count_;
-    Publish("error", content, request.header_text);
-    Reply(request, type == "execute_request" ? "execute_reply" : "apply_reply", std::move(content),
-          true);
-  } else if (type == "execute_request") {
-    Reply(request, "execute_reply",
-          {{"status", "ok"}, {"execution_count", execution_count_}, {"user_expressions", json::object()}, {"payload", json::array()}},
-          true);
-  } else {
-    // ipp_buffers: how many buffers are this result's, so results fetched later from the hub
-    // (which concatenates the buffers of many records) can be split again.
-    Reply(request, "apply_reply",
-          {{"status", "ok"}, {"ipp_result", std::move(item->result)}, {"ipp_buffers", item->out_buffers.size()}},
-          true, protocol::BuffersToFrames(item->out_buffers));
-  }
-  if (type == "execute_request") Publish("status", {{"execution_state", "idle"}}, request.header_text);
-  Pump();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Control
-
-void Engine::OnControl() {
-  for (int n = 0; n < protocol::kBatch; ++n) {
-    auto frames = protocol::TryRecv(control_);
-    if (!frames) break;
-    Result<Request> parsed = ParseRequest(&control_, std::move(*frames));
-    if (!parsed.ok()) {
-      log_->warn("dropped control message: {}", parsed.status().ToString());
-      continue;
-    }
-    Request request = std::move(*parsed);
-    request.started = protocol::Iso8601Now();
-    const std::string type = request.message.msg_type();
-    const json& content = request.message.content;
-    if (type == "abort_request") {
-      json ids = content.value("msg_ids", json());
-      if (ids.is_string()) ids = json::array({ids});
-      auto named = [&](const Request& r) {
-        return ids.is_null() || ids.empty() || std::find(ids.begin(), ids.end(), r.message.msg_id()) != ids.end();
-      };
-      std::deque<Request> kept;
-      for (Request& queued : queue_) {
-        if (named(queued)) {
-          ReplyAborted(queued);
-        } else {
-          kept.push_back(std::move(queued));
-        }
-      }
-      queue_.swap(kept);
-      for (Running& running : running_) {  // handed to the worker: aborted unless started
-        int queued = WorkItem::kQueued;
-        if (named(running.request) && running.item->state.compare_exchange_strong(queued, WorkItem::kCancelled)) {
-          ReplyAborted(running.request);
-        }
-      }
-      if (ids.is_array()) {  // ones not here yet are aborted when they arrive
-        for (const auto& id : ids) {
-          if (id.is_string()) aborted_.insert(id.get<std::string>());
-        }
-      }
-      Reply(request, "abort_reply", {{"status", "ok"}}, false);
-    } else if (type == "clear_request") {
-      queue_.push_front(std::move(request));  // next, after what the worker has now
-      Pump();
-    } else if (type == "shutdown_request") {
-      json reply = {{"status", "ok"}, {"restart", content.value("restart", false)}};
-      Publish("shutdown_reply", reply, request.header_text);
-      Reply(request, "shutdown_reply", reply, false);
-      log_->info("engine {} shutting down at a client's request", id_);
-      worker_->control().interrupt.store(true);
-      Unregister();
-      reactor_.stop();
-      return;
-    } else if (type == "signal_request" || type == "interrupt_request") {
-      // SIGINT (or any signal asked for) interrupts the current work: a command's whole process
-      // group gets it, a native function sees CallContext::interrupted().
-      int sig = SIGINT;
-      json s = content.value("sig", json(SIGINT));
-      if (s.is_number_integer()) sig = s.get<int>();
-      if (s.is_string() && s.get<std::string>() == "SIGTERM") sig = SIGTERM;
-      if (s.is_string() && s.get<std::string>() == "SIGKILL") sig = SIGKILL;
-      worker_->control().interrupt.store(true);
-      pid_t group = worker_->control().process_group.load();
-      if (group > 0) kill(-group, sig);
-      Reply(request, type == "signal_request" ? "signal_reply" : "interrupt_reply", {{"status", "ok"}}, false);
-    } else if (type == "kernel_info_request") {
-      Dispatch(std::move(request));
-    } else {
-      ReplyError(request, "KeyError", "unsupported control request '" + type + "'");
-    }
-  }
 }
 
 }  // namespace ipp::engine

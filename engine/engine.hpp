@@ -2,15 +2,20 @@
 // requests from clients — apply_request (native functions), execute_request (shell commands),
 // and the control messages — in ipyparallel 7.1's protocol.
 //
-// Runs its reactor on the calling thread; user work runs on the Worker thread.
+// Two threads, as in ipykernel: the thread calling Run() serves the shell socket and runs each
+// request itself (socket -> function -> reply, no hand-off: a hand-off to another thread and
+// back cost two wake-ups per request, most of an engine's share of a round trip). The control
+// thread answers heartbeats and the control channel (abort, interrupt, clear, shutdown) while
+// work runs, and passes on what the shell thread must act on — aborted msg_ids, a cleared
+// namespace, stop — over an inproc PAIR. Each thread owns its sockets and its Session.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -18,7 +23,7 @@
 
 #include "common/logging.hpp"
 #include "common/reactor.hpp"
-#include "engine/worker.hpp"
+#include "engine/executor.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/session.hpp"
 
@@ -38,9 +43,11 @@ class Engine {
   Engine(EngineOptions options, Logger log);
   ~Engine();
 
-  // Starts the worker (MPI_Init, plugins), registers and connects. Errors explain themselves.
+  // Starts the executor (MPI_Init, plugins), registers, connects and starts the control thread.
+  // Errors explain themselves.
   Status Start();
-  // Serves until shutdown_request, a signal (Stop) or lost heartbeats. Returns the exit code.
+  // Serves shell requests on this thread until shutdown_request, a signal (Stop) or lost
+  // heartbeats. Returns the exit code.
   int Run();
   void Stop() { stop_requested_.store(true); }  // async-signal-safe
 
@@ -49,70 +56,72 @@ class Engine {
 
  private:
   struct Request {
-    zmq::socket_t* socket = nullptr;
-    protocol::Message message;
+    protocol::Message message;  // identities, header fields, content, buffers
     std::string started;
     std::string header_text;  // as it arrived: the parent of every reply and output
     // What the reply's metadata repeats from the request's.
     bool is_broadcast = false, is_coalescing = false;
     std::string original_msg_id;
   };
-  // Verifies and parses a shell or control message.
-  Result<Request> ParseRequest(zmq::socket_t* socket, protocol::Frames&& frames);
+  // One thread's way to answer: its session (signing, replay history) and its sockets.
+  struct Outbox {
+    protocol::Session session;
+    zmq::socket_t* replies;  // shell_ or control_
+    zmq::socket_t* iopub;
+  };
 
-  Status StartWorker();
   Status Register();
   void Connect(const nlohmann::json& reply);
   void Configure(zmq::socket_t& socket, bool identity);
 
-  void OnShell(zmq::socket_t& socket);
+  // Shell thread.
+  void Serve(Request request);
+  bool HandleCommands();  // true: stop
+  void AbortWaiting();
+
+  // Control thread.
   void OnControl();
-  void OnWorker();
   void OnPing();
   void CheckHeartbeat();
-  void Pump();
-  void Dispatch(Request request);
-  void Finish(WorkItem* item);
+  void Leave(int exit_code);
+  void TellShell(std::vector<std::string> frames);
 
+  // Verifies and parses a shell or control message.
+  Result<Request> ParseRequest(Outbox& out, protocol::Frames&& frames);
   // The reply's metadata: status (with engine_info for errors), and for a task (`task`) what
   // ipyparallel's engines report: started, engine, dependencies_met and the broadcast fields.
   std::string ReplyMetadata(const Request& request, bool task, const std::string& status) const;
-  void Reply(Request& request, std::string_view msg_type, const nlohmann::json& content, bool task_metadata,
-             protocol::Frames buffers = {});
-  void ReplyError(Request& request, const std::string& ename, const std::string& evalue);
-  void ReplyAborted(Request& request);
-  void Publish(std::string_view msg_type, const nlohmann::json& content, const std::string& parent_text);
+  void Reply(Outbox& out, Request& request, std::string_view msg_type, const nlohmann::json& content,
+             bool task_metadata, protocol::Frames buffers = {});
+  void ReplyError(Outbox& out, Request& request, const std::string& ename, const std::string& evalue);
+  void ReplyAborted(Outbox& out, Request& request);
+  void Publish(Outbox& out, std::string_view msg_type, const nlohmann::json& content,
+               const std::string& parent_text);
   void Unregister();
 
   EngineOptions options_;
   Logger log_;
   std::string uuid_;
   int id_ = -1;
-  int mpi_rank_ = 0, mpi_size_ = 1;
   std::chrono::milliseconds hb_period_{3000};
   zmq::context_t context_;
-  protocol::Session session_;
-  std::unique_ptr<Worker> worker_;
-  zmq::socket_t worker_socket_, registration_, shell_, control_, iopub_, ping_, pong_;
-  Reactor reactor_;
+  Executor executor_;
 
-  // Requests wait in queue_ until the worker takes them, up to kInFlight at a time: with several
-  // handed over, the worker goes from one to the next without waiting for this thread to wake
-  // (one wake-up per task each way was most of an engine's cost for short tasks). Those handed
-  // over stay abortable until they start (WorkItem::state).
-  static constexpr size_t kInFlight = 16;
-  struct Running {
-    Request request;
-    WorkItem* item;  // owned by the worker until it comes back in a "done" event
-  };
-  std::deque<Request> queue_;
-  std::deque<Running> running_;  // in the order the worker runs them
-  uint64_t next_item_ = 1;
+  // Shell thread (the caller of Run).
+  zmq::socket_t shell_, iopub_, from_control_;
+  Outbox shell_out_;
   int execution_count_ = 0;
-  std::unordered_set<std::string> aborted_;
+  std::unordered_set<std::string> aborted_;  // msg_ids to refuse when they arrive
+
+  // Control thread.
+  zmq::socket_t registration_, control_, control_iopub_, ping_, pong_, to_shell_;
+  Outbox control_out_;
+  Reactor reactor_;
+  std::thread control_thread_;
   bool pinged_ = false;
   int missed_checks_ = 0;
-  int exit_code_ = 0;
+
+  std::atomic<int> exit_code_{0};
   std::atomic<bool> stop_requested_{false};
 };
 

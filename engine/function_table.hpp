@@ -1,5 +1,5 @@
 // FunctionTable: the engine's named native functions, and the loader of plugin libraries.
-// Used only on the engine's worker thread.
+// Used only on the engine's main (shell) thread.
 #pragma once
 
 #include <map>

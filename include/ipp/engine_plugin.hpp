@@ -16,8 +16,8 @@
 // thrown by a function becomes an error reply (ename, evalue, traceback) and the engine keeps
 // serving.
 //
-// Threads: functions run one at a time on the engine's worker thread (the thread that called
-// MPI_Init in --mpi mode), never concurrently with each other.
+// Threads: functions run one at a time on the engine's main thread (the one that reads the
+// shell socket, and called MPI_Init in --mpi mode), never concurrently with each other.
 #pragma once
 
 #include <functional>

@@ -127,16 +127,27 @@ def test_abort_and_interrupt(make_cluster):
     queued = native.send(e0, "apply_request", {"ipp_call": {"function": "ipp.echo", "args": 1}})
     time.sleep(0.3)
     native.send(e0, "abort_request", {"msg_ids": [queued["header"]["msg_id"]]}, channel="control")
-    assert native.recv("control")["content"]["status"] == "ok"
-    aborted = native.recv()
-    assert aborted["parent_header"]["msg_id"] == queued["header"]["msg_id"]
-    assert aborted["content"]["status"] == "aborted"
+    assert native.recv("control")["content"]["status"] == "ok"  # answered while the command runs
     start = time.monotonic()
     native.send(e0, "signal_request", {"sig": 2}, channel="control")
     assert native.recv("control")["content"]["status"] == "ok"
     reply = native.recv()
     assert reply["parent_header"]["msg_id"] == running["header"]["msg_id"]
     assert reply["content"]["status"] == "error" and time.monotonic() - start < 5
+    # as in ipykernel, the aborted request is answered when its turn comes
+    aborted = native.recv()
+    assert aborted["parent_header"]["msg_id"] == queued["header"]["msg_id"]
+    assert aborted["content"]["status"] == "aborted"
+    # abort without msg_ids: everything waiting behind a running request
+    running = native.send(e0, "apply_request", {"ipp_call": {"function": "ipp.sleep", "args": 1.0}})
+    waiting = [native.send(e0, "apply_request", {"ipp_call": {"function": "ipp.echo", "args": i}}) for i in range(3)]
+    time.sleep(0.3)
+    native.send(e0, "abort_request", {}, channel="control")
+    assert native.recv("control")["content"]["status"] == "ok"
+    assert native.recv()["parent_header"]["msg_id"] == running["header"]["msg_id"]
+    for w in waiting:
+        r = native.recv()
+        assert r["parent_header"]["msg_id"] == w["header"]["msg_id"] and r["content"]["status"] == "aborted"
     # a shell command with a timeout, through the builtin
     r = native.call(e0, "ipp.shell", {"command": "echo started; sleep 20", "timeout": 0.3})["content"]
     assert r["ipp_result"]["timed_out"] and r["ipp_result"]["stdout"] == "started\n"

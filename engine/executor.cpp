@@ -1,12 +1,8 @@
-#include "engine/worker.hpp"
+#include "engine/executor.hpp"
 
 #include <unistd.h>
 
-#include <cstring>
-
-#include <zmq_addon.hpp>
-
-#include "protocol/message.hpp"
+#include <thread>
 
 #ifdef IPP_HAVE_MPI
 #include <mpi.h>
@@ -16,12 +12,12 @@ namespace ipp::engine {
 
 namespace {
 
-// The CallContext a function sees; lives for one call on the worker thread.
+// The CallContext a function sees; lives for one call.
 class Context : public CallContext {
  public:
-  Context(const WorkerInfo& info, int rank, int size, const void* comm, WorkItem& item,
-          Namespace& ns, zmq::socket_t& socket, CommandControl& control)
-      : info_(info), rank_(rank), size_(size), comm_(comm), item_(item), ns_(ns), socket_(socket),
+  Context(const ExecutorInfo& info, int rank, int size, const void* comm, WorkItem& item,
+          Namespace& ns, const OutputCallback& on_output, CommandControl& control)
+      : info_(info), rank_(rank), size_(size), comm_(comm), item_(item), ns_(ns), on_output_(on_output),
         control_(control) {}
   int engine_id() const override { return info_.engine_id; }
   int mpi_rank() const override { return rank_; }
@@ -35,22 +31,16 @@ class Context : public CallContext {
   bool interrupted() const override { return control_.interrupt.load(); }
 
   void Emit(const char* stream, std::string_view text) {
-    if (text.empty()) return;
-    protocol::Frames frames;
-    frames.emplace_back(std::string_view("out"));
-    frames.emplace_back(&item_.id, sizeof item_.id);
-    frames.emplace_back(stream, std::strlen(stream));
-    frames.emplace_back(text.data(), text.size());
-    protocol::Send(socket_, std::move(frames));
+    if (!text.empty()) on_output_(stream, text);
   }
 
  private:
-  const WorkerInfo& info_;
+  const ExecutorInfo& info_;
   int rank_, size_;
   const void* comm_;
   WorkItem& item_;
   Namespace& ns_;
-  zmq::socket_t& socket_;
+  const OutputCallback& on_output_;
   CommandControl& control_;
 };
 
@@ -75,23 +65,15 @@ struct NamedError : std::runtime_error {
 
 }  // namespace
 
-Worker::Worker(zmq::context_t& context, std::string endpoint, Logger log)
-    : context_(context), endpoint_(std::move(endpoint)), log_(std::move(log)) {}
+Executor::Executor(Logger log) : log_(std::move(log)) {}
 
-Worker::~Worker() { Join(); }
-
-void Worker::Start(WorkerInfo info, std::vector<std::string> plugins) {
-  thread_ = std::thread([this, info = std::move(info), plugins = std::move(plugins)]() mutable {
-    pthread_setname_np(pthread_self(), "ipe-worker");
-    Run(std::move(info), std::move(plugins));
-  });
+Executor::~Executor() {
+#ifdef IPP_HAVE_MPI
+  if (mpi_started_) MPI_Finalize();
+#endif
 }
 
-void Worker::Join() {
-  if (thread_.joinable()) thread_.join();
-}
-
-void Worker::RegisterBuiltins(const WorkerInfo& info) {
+void Executor::RegisterBuiltins() {
   auto& f = functions_;
   f.add("ipp.push", [](const Json& args, CallContext& ctx) {
     const Json values = args.value("values", Json::object());  // named: .items() must not outlive it
@@ -149,8 +131,8 @@ void Worker::RegisterBuiltins(const WorkerInfo& info) {
     }
     return CommandJson(r);
   }, "run a shell command: {\"command\", \"timeout\" (s), \"check\"}");
-  f.add("ipp.info", [info, this](const Json&, CallContext& ctx) {
-    return Json{{"id", ctx.engine_id()}, {"uuid", info.uuid}, {"hostname", HostName()},
+  f.add("ipp.info", [this](const Json&, CallContext& ctx) {
+    return Json{{"id", ctx.engine_id()}, {"uuid", info_.uuid}, {"hostname", HostName()},
                 {"pid", getpid()}, {"mpi_rank", mpi_rank_}, {"mpi_size", mpi_size_}};
   }, "engine id, uuid, hostname, pid and MPI rank/size");
   f.add("ipp.map", [this](const Json& args, CallContext& ctx) {
@@ -176,73 +158,33 @@ void Worker::RegisterBuiltins(const WorkerInfo& info) {
   }, "sleep for the given seconds (or {seconds, result}: then return result); interruptible");
 }
 
-void Worker::Run(WorkerInfo info, std::vector<std::string> plugins) {
-  zmq::socket_t socket(context_, zmq::socket_type::pair);
-  socket.set(zmq::sockopt::linger, 0);
-  socket.connect(endpoint_);
-  std::string error;
+Status Executor::Start(ExecutorInfo info, const std::vector<std::string>& plugins) {
+  info_ = std::move(info);
 #ifdef IPP_HAVE_MPI
-  if (info.mpi) {
+  if (info_.mpi) {
     int provided = 0;
     MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+    mpi_started_ = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &mpi_size_);
     static MPI_Comm world = MPI_COMM_WORLD;
     mpi_comm_ = &world;
   }
 #else
-  if (info.mpi) error = "this ipengine was built without MPI";
+  if (info_.mpi) return Status::InvalidArgument("this ipengine was built without MPI");
 #endif
-  RegisterBuiltins(info);
+  RegisterBuiltins();
   for (const std::string& path : plugins) {
     auto added = functions_.Load(path);
-    if (!added.ok()) {
-      error = added.status().message();
-      break;
-    }
+    if (!added.ok()) return Status::InvalidArgument(added.status().message());
     log_->info("loaded {} function(s) from {}", added->size(), path);
   }
-  protocol::Frames ready;
-  ready.emplace_back(std::string_view("ready"));
-  ready.emplace_back(&mpi_rank_, sizeof mpi_rank_);
-  ready.emplace_back(&mpi_size_, sizeof mpi_size_);
-  ready.emplace_back(error.data(), error.size());
-  protocol::Send(socket, std::move(ready));
-
-  while (true) {
-    protocol::Frames frames;
-    try {
-      (void)zmq::recv_multipart(socket, std::back_inserter(frames));
-    } catch (const zmq::error_t&) {
-      break;  // context terminated
-    }
-    if (frames.empty()) continue;
-    std::string_view kind = protocol::view(frames[0]);
-    if (kind == "stop") break;
-    if (kind == "engine_id" && frames.size() == 2) {
-      std::memcpy(&info.engine_id, frames[1].data(), std::min(frames[1].size(), sizeof info.engine_id));
-      continue;
-    }
-    if (kind != "work" || frames.size() != 2) continue;
-    WorkItem* item = FromPointerFrame<WorkItem>(frames[1]);
-    if (!item) continue;
-    int queued = WorkItem::kQueued;
-    if (item->state.compare_exchange_strong(queued, WorkItem::kStarted)) {
-      control_.interrupt.store(false);
-      Execute(*item, socket, info);
-    }
-    protocol::Frames done;
-    done.emplace_back(std::string_view("done"));
-    done.push_back(PointerFrame(item));
-    protocol::Send(socket, std::move(done));
-  }
-#ifdef IPP_HAVE_MPI
-  if (info.mpi) MPI_Finalize();
-#endif
+  return Status::OK();
 }
 
-void Worker::Execute(WorkItem& item, zmq::socket_t& socket, const WorkerInfo& info) {
-  Context context(info, mpi_rank_, mpi_size_, mpi_comm_, item, namespace_, socket, control_);
+void Executor::Execute(WorkItem& item, const OutputCallback& on_output) {
+  control_.interrupt.store(false);  // an interrupt is for the work running when it came
+  Context context(info_, mpi_rank_, mpi_size_, mpi_comm_, item, namespace_, on_output, control_);
   auto fail = [&](std::string ename, std::string evalue) {
     item.ok = false;
     item.ename = std::move(ename);

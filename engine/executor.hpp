@@ -1,0 +1,73 @@
+// Executor: runs the engine's user work — native functions, shell commands, namespace changes —
+// one at a time on the thread that serves the shell socket (the engine's main thread), so a
+// request goes from socket to function to reply without crossing threads. The engine's control
+// thread stays free meanwhile: it answers heartbeats and control messages and interrupts the
+// running work through `control()` (atomics: the only state the two threads share).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/logging.hpp"
+#include "engine/function_table.hpp"
+#include "engine/shell_command.hpp"
+#include "ipp/engine_plugin.hpp"
+#include "ipp/status.hpp"
+
+namespace ipp::engine {
+
+struct WorkItem {
+  enum class Kind { kCall, kShell, kClearNamespace };
+  Kind kind = Kind::kCall;
+  // kCall
+  std::string function;
+  Json args;
+  std::vector<Buffer> buffers;
+  // kShell
+  std::string command;
+  std::chrono::milliseconds timeout{0};
+  // Results.
+  bool ok = true;
+  Json result;
+  std::vector<Buffer> out_buffers;
+  std::string ename, evalue;
+  std::vector<std::string> traceback;
+};
+
+struct ExecutorInfo {
+  int engine_id = -1;
+  std::string uuid;
+  bool mpi = false;
+};
+
+class Executor {
+ public:
+  explicit Executor(Logger log);
+  ~Executor();
+
+  // With info.mpi calls MPI_Init (MPI calls then belong to this thread); loads `plugins`.
+  Status Start(ExecutorInfo info, const std::vector<std::string>& plugins);
+  void set_engine_id(int id) { info_.engine_id = id; }
+  int mpi_rank() const { return mpi_rank_; }
+  int mpi_size() const { return mpi_size_; }
+
+  // Runs `item`, filling its results; output is passed to `on_output` as it comes.
+  void Execute(WorkItem& item, const OutputCallback& on_output);
+  // Set from any thread: stops the running command or asks the function to stop.
+  CommandControl& control() { return control_; }
+
+ private:
+  void RegisterBuiltins();
+
+  Logger log_;
+  ExecutorInfo info_;
+  CommandControl control_;
+  FunctionTable functions_;
+  Namespace namespace_;
+  int mpi_rank_ = 0, mpi_size_ = 1;
+  const void* mpi_comm_ = nullptr;
+  bool mpi_started_ = false;
+};
+
+}  // namespace ipp::engine

@@ -4,7 +4,14 @@
 //
 // load-balanced no-op throughput (tasks/s), chunked map (items/s), direct round-trip latency
 // (median, p99, µs), and the floor: a raw ZeroMQ DEALER->ROUTER->ROUTER->DEALER echo with the
-// same number of hops, measured in this process at the same time.
+// same hops — client, relay and echo in three processes, as client, controller and engine are
+// (raw_zmq_rtt) — and, for reference, the same echo between threads of this process
+// (raw_zmq_rtt_threads: one ZeroMQ I/O thread serves every socket, no process boundary).
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -30,51 +37,62 @@ ipp::Json Percentiles(std::vector<double> us) {
   return {{"median_us", at(0.5)}, {"p99_us", at(0.99)}, {"samples", us.size()}};
 }
 
-// client DEALER -> relay ROUTER/ROUTER -> echo DEALER: the hops of a direct apply (client ->
-// controller MUX -> engine and back), without the protocol work.
-ipp::Json RawZmqRoundTrip(int n) {
-  zmq::context_t ctx;
-  zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
-  front.bind("tcp://127.0.0.1:*");
-  back.bind("tcp://127.0.0.1:*");
-  std::string front_ep = front.get(zmq::sockopt::last_endpoint), back_ep = back.get(zmq::sockopt::last_endpoint);
-  std::atomic<bool> stop{false};
-  std::thread relay([&] {
-    zmq::pollitem_t items[] = {{front.handle(), 0, ZMQ_POLLIN, 0}, {back.handle(), 0, ZMQ_POLLIN, 0}};
-    while (!stop) {
-      zmq::poll(items, 2, std::chrono::milliseconds(100));
-      for (int k = 0; k < 2; ++k) {
-        if (!(items[k].revents & ZMQ_POLLIN)) continue;
-        zmq::socket_t& from = k ? back : front;
-        zmq::socket_t& to = k ? front : back;
-        zmq::message_t a, b, body;
-        (void)from.recv(a);
-        (void)from.recv(b);
-        (void)from.recv(body);
-        to.send(b, zmq::send_flags::sndmore);
-        to.send(a, zmq::send_flags::sndmore);
-        to.send(body, zmq::send_flags::none);
-      }
+// zmq::poll, with a signal (SIGTERM ends the raw roles) counting as nothing ready.
+int Poll(zmq::pollitem_t* items, size_t n) {
+  try {
+    return zmq::poll(items, n, std::chrono::milliseconds(100));
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return 0;
+    throw;
+  }
+}
+
+// The relay of the raw echo (the controller's MUX without the protocol work): forwards between
+// two ROUTERs, swapping the routing ids, until `stop`.
+void RawRelay(zmq::socket_t& front, zmq::socket_t& back, const std::atomic<bool>& stop) {
+  zmq::pollitem_t items[] = {{front.handle(), 0, ZMQ_POLLIN, 0}, {back.handle(), 0, ZMQ_POLLIN, 0}};
+  while (!stop) {
+    if (!Poll(items, 2)) continue;
+    for (int k = 0; k < 2; ++k) {
+      if (!(items[k].revents & ZMQ_POLLIN)) continue;
+      zmq::socket_t& from = k ? back : front;
+      zmq::socket_t& to = k ? front : back;
+      zmq::message_t a, b, body;
+      (void)from.recv(a);
+      (void)from.recv(b);
+      (void)from.recv(body);
+      to.send(b, zmq::send_flags::sndmore);
+      to.send(a, zmq::send_flags::sndmore);
+      to.send(body, zmq::send_flags::none);
     }
-  });
+  }
+}
+
+// The engine of the raw echo: returns every message to where it came from.
+void RawEcho(zmq::socket_t& echo, const std::atomic<bool>& stop) {
+  zmq::pollitem_t item{echo.handle(), 0, ZMQ_POLLIN, 0};
+  while (!stop) {
+    if (!Poll(&item, 1)) continue;
+    zmq::message_t relay_id, client_id, body;
+    (void)echo.recv(relay_id);
+    (void)echo.recv(client_id);
+    (void)echo.recv(body);
+    echo.send(relay_id, zmq::send_flags::sndmore);
+    echo.send(client_id, zmq::send_flags::sndmore);
+    echo.send(body, zmq::send_flags::none);
+  }
+}
+
+zmq::socket_t EchoSocket(zmq::context_t& ctx, const std::string& relay_back) {
   zmq::socket_t echo(ctx, zmq::socket_type::router);
   echo.set(zmq::sockopt::routing_id, "engine");
-  echo.connect(back_ep);
-  std::thread engine([&] {
-    zmq::pollitem_t item{echo.handle(), 0, ZMQ_POLLIN, 0};
-    while (!stop) {
-      if (!zmq::poll(&item, 1, std::chrono::milliseconds(100))) continue;
-      zmq::message_t relay_id, client_id, body;
-      (void)echo.recv(relay_id);
-      (void)echo.recv(client_id);
-      (void)echo.recv(body);
-      echo.send(relay_id, zmq::send_flags::sndmore);
-      echo.send(client_id, zmq::send_flags::sndmore);
-      echo.send(body, zmq::send_flags::none);
-    }
-  });
+  echo.connect(relay_back);
+  return echo;
+}
+
+ipp::Json TimeRawRoundTrips(zmq::context_t& ctx, const std::string& relay_front, int n) {
   zmq::socket_t client(ctx, zmq::socket_type::dealer);
-  client.connect(front_ep);
+  client.connect(relay_front);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   std::vector<double> us;
   for (int i = 0; i < n + 100; ++i) {
@@ -86,15 +104,95 @@ ipp::Json RawZmqRoundTrip(int n) {
     (void)client.recv(b);
     if (i >= 100) us.push_back(Seconds(Clock::now() - t0) * 1e6);
   }
+  return Percentiles(us);
+}
+
+// Hidden roles of this program for the three-process echo: "--raw-relay" binds, prints its two
+// endpoints and relays; "--raw-echo <endpoint>" echoes. Both end with their parent.
+int RunRawRole(int argc, char** argv) {
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  static std::atomic<bool> stop{false};
+  signal(SIGTERM, [](int) { stop = true; });
+  zmq::context_t ctx;
+  if (std::string(argv[1]) == "--raw-relay") {
+    zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
+    front.bind("tcp://127.0.0.1:*");
+    back.bind("tcp://127.0.0.1:*");
+    std::cout << front.get(zmq::sockopt::last_endpoint) << " " << back.get(zmq::sockopt::last_endpoint) << std::endl;
+    RawRelay(front, back, stop);
+  } else if (argc == 3) {
+    zmq::socket_t echo = EchoSocket(ctx, argv[2]);
+    RawEcho(echo, stop);
+  }
+  return 0;
+}
+
+// Starts this program in a raw role; its stdout is returned through `out` (may be null).
+pid_t SpawnRawRole(std::vector<std::string> args, FILE** out) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    std::vector<char*> argv = {const_cast<char*>("ipp_bench")};
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv("/proc/self/exe", argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  if (out) {
+    *out = fdopen(fds[0], "r");
+  } else {
+    close(fds[0]);
+  }
+  return pid;
+}
+
+// client DEALER -> relay ROUTER/ROUTER -> echo DEALER: the hops of a direct apply (client ->
+// controller MUX -> engine and back), without the protocol work, in three processes.
+ipp::Json RawZmqRoundTrip(int n) {
+  FILE* relay_out = nullptr;
+  pid_t relay = SpawnRawRole({"--raw-relay"}, &relay_out);
+  char front[256] = {}, back[256] = {};
+  ipp::Json result;
+  if (relay > 0 && relay_out && fscanf(relay_out, "%255s %255s", front, back) == 2) {
+    pid_t echo = SpawnRawRole({"--raw-echo", back}, nullptr);
+    zmq::context_t ctx;
+    result = TimeRawRoundTrips(ctx, front, n);
+    if (echo > 0) kill(echo, SIGTERM), waitpid(echo, nullptr, 0);
+  }
+  if (relay_out) fclose(relay_out);
+  if (relay > 0) kill(relay, SIGTERM), waitpid(relay, nullptr, 0);
+  return result;
+}
+
+// The same echo between threads of this process.
+ipp::Json RawZmqRoundTripThreads(int n) {
+  zmq::context_t ctx;
+  zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
+  front.bind("tcp://127.0.0.1:*");
+  back.bind("tcp://127.0.0.1:*");
+  std::string front_ep = front.get(zmq::sockopt::last_endpoint), back_ep = back.get(zmq::sockopt::last_endpoint);
+  std::atomic<bool> stop{false};
+  std::thread relay([&] { RawRelay(front, back, stop); });
+  zmq::socket_t echo = EchoSocket(ctx, back_ep);
+  std::thread engine([&] { RawEcho(echo, stop); });
+  ipp::Json result = TimeRawRoundTrips(ctx, front_ep, n);
   stop = true;
   relay.join();
   engine.join();
-  return Percentiles(us);
+  return result;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && (std::string(argv[1]) == "--raw-relay" || std::string(argv[1]) == "--raw-echo")) {
+    return RunRawRole(argc, argv);
+  }
   std::string file;
   int tasks = 20000, latency = 2000, items = 200000, chunk = 1000, fanout = 0;
   std::vector<int> data_mib;
@@ -143,6 +241,11 @@ int main(int argc, char** argv) {
   }
   out["direct_rtt"] = Percentiles(us);
   out["raw_zmq_rtt"] = RawZmqRoundTrip(latency);
+  out["raw_zmq_rtt_threads"] = RawZmqRoundTripThreads(latency);
+  if (out["raw_zmq_rtt"].is_null()) {
+    std::cerr << "ipp_bench: could not start the raw echo processes" << std::endl;
+    return 1;
+  }
   out["direct_rtt_ratio_to_raw"] = out["direct_rtt"]["median_us"].get<double>() / out["raw_zmq_rtt"]["median_us"].get<double>();
 
   // Data: a buffer to one engine and back (ipp.echo), MB/s of payload moved both ways, beside

@@ -238,7 +238,8 @@ def table(r):
     last = list(r["cpp_stack"].values())[-1]
     lines.append(f"| chunked map, C++ (items/s) | {last['map_items_per_s']:.0f} | | | >= 1,000,000 |")
     lines.append(f"| direct RTT, C++ client + C++ engine, median / p99 (us) | {last['direct_rtt']['median_us']:.0f} / "
-                 f"{last['direct_rtt']['p99_us']:.0f} | raw ZeroMQ, same hops: {last['raw_zmq_rtt']['median_us']:.0f} | "
+                 f"{last['direct_rtt']['p99_us']:.0f} | raw ZeroMQ, same hops in 3 processes: {last['raw_zmq_rtt']['median_us']:.0f} "
+                 f"(in 3 threads of one process: {last['raw_zmq_rtt_threads']['median_us']:.0f}) | "
                  f"{last['direct_rtt_ratio_to_raw']:.1f}x raw | <= 1.5x raw |")
     for d in last.get("data", []):
         lines.append(f"| echo {d['mib']} MiB buffer to an engine and back (MB/s) | {d['roundtrip_mb_per_s']:.0f} | "

@@ -228,7 +228,7 @@ void TaskScheduler::Submit(std::unique_ptr<Job> job) {
       return;
     }
   }
-  if (job->after.Check(fates_)) {
+  if (AfterMet(*job)) {
     if (MaybeRun(job)) return;
     if (!job) return;  // failed as unreachable
   }
@@ -366,6 +366,31 @@ bool TaskScheduler::Known(const std::string& msg_id) const {
                      [&](const auto& e) { return e.second.running.count(msg_id) > 0; });
 }
 
+bool TaskScheduler::AfterMet(Job& job) const {
+  if (!job.after.Check(fates_)) return false;
+  // Met for good (an outcome never changes): forget the ids, so that a job then waiting for an
+  // engine does not depend on fates_ still remembering them.
+  job.after = Dependency();
+  return true;
+}
+
+bool TaskScheduler::LostDependency(const Job& job) const {
+  // A task finished long ago, forgotten by fates_ while this job waited for its other
+  // dependencies: its outcome can never be known again, so without this the job would wait
+  // forever.
+  for (const Dependency* dep : {&job.after, &job.follow}) {
+    for (const auto& id : dep->ids) {
+      if (fates_.find(id).outcome == TaskFates::Outcome::kUnknown && !Known(id)) return true;
+    }
+  }
+  return false;
+}
+
+void TaskScheduler::FailLost(std::unique_ptr<Job> job) {
+  Fail(std::move(job), "InvalidDependency",
+       "a dependency was forgotten while this task waited (more tasks than --remembered-tasks passed)", "");
+}
+
 std::unique_ptr<TaskScheduler::Job> TaskScheduler::TakeWaiting(const std::string& msg_id) {
   auto it = waiting_.find(msg_id);
   if (it == waiting_.end()) return nullptr;
@@ -497,10 +522,12 @@ void TaskScheduler::UpdateGraph(const std::string* finished_id) {
       for (auto& [seq, id] : ordered) {
         auto job = TakeWaiting(id);
         if (!job) continue;
-        if (job->after.Unreachable(fates_) ||
+        if (LostDependency(*job)) {
+          FailLost(std::move(job));
+        } else if (job->after.Unreachable(fates_) ||
             job->follow.Unreachable(fates_)) {
           Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
-        } else if (!job->after.Check(fates_) || !MaybeRun(job)) {
+        } else if (!AfterMet(*job) || !MaybeRun(job)) {
           if (job) waiting_[id] = std::move(job);  // its queue_ entry is still there
         }
       }
@@ -518,12 +545,16 @@ void TaskScheduler::UpdateGraph(const std::string* finished_id) {
       if (job) waiting_[entry.second] = std::move(job);
       continue;  // stale entry
     }
+    if (LostDependency(*job)) {
+      FailLost(std::move(job));
+      continue;
+    }
     if (job->after.Unreachable(fates_) ||
         job->follow.Unreachable(fates_)) {
       Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
       continue;
     }
-    if (job->after.Check(fates_) && MaybeRun(job)) continue;
+    if (AfterMet(*job) && MaybeRun(job)) continue;
     if (job) {
       waiting_[entry.second] = std::move(job);
       kept.push_back(std::move(entry));

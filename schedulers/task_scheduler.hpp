@@ -100,6 +100,11 @@ class TaskScheduler {
   bool CanRunOn(const Job& job, size_t index) const;
   std::unique_ptr<Job> TakeWaiting(const std::string& msg_id);
   bool Known(const std::string& msg_id) const;
+  // Whether the job's `after` is met now; once met it is cleared.
+  bool AfterMet(Job& job) const;
+  // A dependency of `job` finished and was then forgotten: it can never be met nor refused.
+  bool LostDependency(const Job& job) const;
+  void FailLost(std::unique_ptr<Job> job);
   void SendToClient(protocol::Frames&& frames);
   void Undeliverable(protocol::Frames&& frames);
 

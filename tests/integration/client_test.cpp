@@ -241,6 +241,38 @@ TEST(ClientDependencyMemoryTest, DependenciesOnForgottenTasksFailAsInvalid) {
     EXPECT_EQ(e.ename(), "InvalidDependency");
     EXPECT_NE(std::string(e.what()).find("remembered-tasks"), std::string::npos) << e.what();
   }
+
+  auto flood = [&] {
+    std::vector<AsyncResult> tasks;
+    for (int i = 0; i < 10; ++i) tasks.push_back(lb.apply("ipp.echo", i));
+    return tasks;
+  };
+  // Waiting on a running task and on a finished one that is forgotten meanwhile: fails, never
+  // waits forever.
+  auto done = lb.apply("ipp.echo", 0);
+  done.get(10s);
+  auto running = lb.apply("ipp.sleep", 1.0);
+  TaskOptions both;
+  both.after = {done.msg_ids()[0], running.msg_ids()[0]};
+  auto waiting = (*c)->load_balanced_view(both).apply("ipp.echo", 7);
+  auto tasks = flood();
+  try {
+    waiting.get(10s);
+    FAIL() << "a task whose dependency was forgotten ran";
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.ename(), "InvalidDependency") << e.what();
+  }
+  for (auto& t : tasks) t.get(10s);
+  // A dependency met at submission stays met while the task waits for a free engine.
+  auto met_first = lb.apply("ipp.echo", 0);
+  met_first.get(10s);
+  auto busy = lb.apply("ipp.sleep", 1.0);
+  TaskOptions met;
+  met.after = met_first.msg_ids();
+  auto queued = (*c)->load_balanced_view(met).apply("ipp.echo", 8);
+  tasks = flood();
+  EXPECT_EQ(queued.get_one(10s), 8);
+  for (auto& t : tasks) t.get(10s);
 }
 
 TEST(ClientConnectTest, ClearErrorsWithoutACluster) {

@@ -196,9 +196,9 @@ struct Outgoing {
   Channel channel;
   std::string msg_type;
   std::string msg_id;
-  Json content;
-  // JSON text, shared by the messages of one map (dumped once, not once per task).
-  std::shared_ptr<const std::string> metadata = std::make_shared<const std::string>("{}");
+  std::string content;  // JSON text, written on the caller's thread
+  // JSON text, shared by the messages of one map (dumped once, not once per task); null: {}.
+  std::shared_ptr<const std::string> metadata;
   std::vector<Buffer> buffers;
   std::string engine_uuid;                 // routing id for mux/control
   std::vector<std::string> reply_ids;      // ids replies will name (broadcast: one per engine)
@@ -527,8 +527,9 @@ struct Client::Impl {
     }
     if (outputs.size() > 4096 && outputs.size() % 4096 == 0) PruneOutputs();
     protocol::Send(SocketFor(out.channel),
-                   session.serialize_parts(std::move(identities), std::move(header), "{}", *out.metadata,
-                                           out.content.dump(), protocol::BuffersToFrames(out.buffers)));
+                   session.serialize_parts(std::move(identities), std::move(header), "{}",
+                                           out.metadata ? *out.metadata : std::string("{}"), std::move(out.content),
+                                           protocol::BuffersToFrames(out.buffers)));
   }
 
   void PruneOutputs() {
@@ -556,10 +557,15 @@ struct Client::Impl {
     slot.state->MaybeComplete(slot.index, lock);
   }
 
+  // What a reply carries for its result: the content, as a tree, and the buffers.
+  struct ReplyBody {
+    Json content;
+    Frames buffers;
+  };
   // Verifies a reply and reads the few header, parent and metadata fields a result needs with
   // the scanner; only the content (the result itself) is parsed into a tree.
-  Result<Message> ParseReply(Frames&& frames, std::string* msg_id, std::string* engine_uuid,
-                             std::string* started, std::string* completed) {
+  Result<ReplyBody> ParseReply(Frames&& frames, std::string* msg_id, std::string* engine_uuid,
+                               std::string* started, std::string* completed) {
     Result<protocol::RawMessage> raw = protocol::RawMessage::FromFrames(std::move(frames));
     if (!raw.ok()) return raw.status();
     if (Status s = session.verify(*raw); !s.ok()) return s;
@@ -575,7 +581,9 @@ struct Client::Impl {
     *engine_uuid = metadata->string("engine").value_or("");
     *started = metadata->string("started").value_or("");
     *completed = header->string("date").value_or("");
-    return protocol::ParseTrustedPart(std::move(*raw), protocol::kParseContent);
+    Result<Json> content = raw->parse_object(Raw::kContent);
+    if (!content.ok()) return content.status();
+    return ReplyBody{std::move(content).value(), raw->take_buffers()};
   }
 
   void OnReplies(zmq::socket_t& socket) {
@@ -583,7 +591,7 @@ struct Client::Impl {
       auto frames = protocol::TryRecv(socket);
       if (!frames) return;
       std::string msg_id, engine_uuid, started, completed;
-      Result<Message> m = ParseReply(std::move(*frames), &msg_id, &engine_uuid, &started, &completed);
+      Result<ReplyBody> m = ParseReply(std::move(*frames), &msg_id, &engine_uuid, &started, &completed);
       if (!m.ok()) {
         dropped_messages.fetch_add(1, std::memory_order_relaxed);
         log->warn("dropped a reply: {}", m.status().ToString());
@@ -760,20 +768,30 @@ struct Client::Impl {
   }
 
   // A request to one engine on the mux or control channel.
-  Outgoing Request(Channel channel, std::string msg_type, Json content, std::string engine_uuid) {
+  Outgoing Request(Channel channel, std::string msg_type, const Json& content, std::string engine_uuid) {
     Outgoing out;
     out.channel = channel;
     out.msg_type = std::move(msg_type);
     out.msg_id = NewMessageId();
-    out.content = std::move(content);
+    out.content = content.dump();
     out.engine_uuid = std::move(engine_uuid);
     return out;
   }
 
-  Outgoing Call(Channel channel, const std::string& function, Json args, std::vector<Buffer> buffers) {
-    Outgoing out = Request(channel, "apply_request", {{"ipp_call", {{"function", function}, {"args", std::move(args)}}}}, "");
+  // A native call; `args_text` is the arguments' JSON text. The content is written directly
+  // (keys in the order nlohmann writes them): it is in every task.
+  Outgoing CallText(Channel channel, const std::string& function, const std::string& args_text,
+                    std::vector<Buffer> buffers) {
+    Outgoing out;
+    out.channel = channel;
+    out.msg_type = "apply_request";
+    out.msg_id = NewMessageId();
+    out.content = "{\"ipp_call\":{\"args\":" + args_text + ",\"function\":" + protocol::JsonString(function) + "}}";
     out.buffers = std::move(buffers);
     return out;
+  }
+  Outgoing Call(Channel channel, const std::string& function, const Json& args, std::vector<Buffer> buffers) {
+    return CallText(channel, function, args.dump(), std::move(buffers));
   }
 
   // A failed AsyncResult for requests that cannot even be sent (e.g. unknown engine id).
@@ -952,6 +970,16 @@ Json Slice(const std::vector<Json>& items, size_t begin, size_t end) {
   return Json(std::vector<Json>(items.begin() + static_cast<long>(begin), items.begin() + static_cast<long>(end)));
 }
 
+// The arguments of ipp.map for items[begin, end), as JSON text (no tree copy of the items).
+std::string MapArgs(const std::string& function, const std::vector<Json>& items, size_t begin, size_t end) {
+  std::string text = "{\"function\":" + protocol::JsonString(function) + ",\"items\":[";
+  for (size_t i = begin; i < end; ++i) {
+    if (i > begin) text += ',';
+    text += items[i].dump();
+  }
+  return text + "]}";
+}
+
 // Splits n items into k contiguous parts as even as possible (ipyparallel's Map partition).
 std::vector<std::pair<size_t, size_t>> Partition(size_t n, size_t k) {
   std::vector<std::pair<size_t, size_t>> parts;
@@ -985,8 +1013,7 @@ AsyncResult DirectView::map(const std::string& function, const std::vector<Json>
   for (size_t i = 0; i < targets_.size(); ++i) {
     std::string uuid = impl.UuidOf(targets_[i]);
     if (uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(targets_[i]));
-    Json chunk = Slice(items, parts[i].first, parts[i].second);
-    Outgoing o = impl.Call(Channel::kMux, "ipp.map", {{"function", function}, {"items", chunk}}, {});
+    Outgoing o = impl.CallText(Channel::kMux, "ipp.map", MapArgs(function, items, parts[i].first, parts[i].second), {});
     o.engine_uuid = uuid;
     out.push_back(std::move(o));
   }
@@ -1121,8 +1148,7 @@ AsyncResult LoadBalancedView::map(const std::string& function, const std::vector
   out.reserve(items.size() / chunksize + 1);
   for (size_t start = 0; start < items.size(); start += chunksize) {
     size_t end = std::min(items.size(), start + chunksize);
-    Json chunk = Slice(items, start, end);
-    Outgoing o = impl.Call(Channel::kTask, "ipp.map", {{"function", function}, {"items", std::move(chunk)}}, {});
+    Outgoing o = impl.CallText(Channel::kTask, "ipp.map", MapArgs(function, items, start, end), {});
     o.metadata = md;
     out.push_back(std::move(o));
   }

@@ -51,6 +51,13 @@ Result<json> RawMessage::parse_object(Part p) const {
   return value;
 }
 
+Frames RawMessage::take_buffers() {
+  Frames buffers;
+  buffers.reserve(buffer_count());
+  for (size_t i = delimiter_ + 6; i < frames_.size(); ++i) buffers.push_back(std::move(frames_[i]));
+  return buffers;
+}
+
 void RawMessage::swap_first_identities() {
   if (delimiter_ >= 2) std::swap(frames_[0], frames_[1]);
 }

@@ -56,6 +56,8 @@ class RawMessage {
   std::string_view identity(size_t i) const { return view(frames_[i]); }
   std::string_view part(Part p) const { return view(frames_[delimiter_ + 1 + p]); }
   size_t buffer_count() const { return frames_.size() - delimiter_ - 6; }
+  // Moves the buffer frames (those after the JSON parts) out; they are left empty here.
+  Frames take_buffers();
   // Parses one JSON part; fails with a Status naming the part if it is not a JSON object.
   Result<json> parse_object(Part p) const;
 

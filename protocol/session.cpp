@@ -147,12 +147,11 @@ namespace {
 
 // Moves the identities and buffers of `raw` into `m`.
 void TakeFrames(RawMessage&& raw, Message& m) {
+  m.buffers = raw.take_buffers();
   size_t delimiter = raw.delimiter_index();
   Frames frames = std::move(raw).release();
   m.identities.reserve(delimiter);
   for (size_t i = 0; i < delimiter; ++i) m.identities.push_back(std::move(frames[i]));
-  m.buffers.reserve(frames.size() - delimiter - 6);
-  for (size_t i = delimiter + 6; i < frames.size(); ++i) m.buffers.push_back(std::move(frames[i]));
 }
 
 }  // namespace

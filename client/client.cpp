@@ -557,8 +557,12 @@ struct Client::Impl {
     slot.state->MaybeComplete(slot.index, lock);
   }
 
-  // What a reply carries for its result: the content, as a tree, and the buffers.
+  // What a reply carries for its result. A successful reply's content is only scanned for its
+  // status and result (a full parse of the small content cost more than the rest of the
+  // reply's handling); any other is parsed whole, into `content`.
   struct ReplyBody {
+    std::string status;
+    Json result;
     Json content;
     Frames buffers;
   };
@@ -581,9 +585,21 @@ struct Client::Impl {
     *engine_uuid = metadata->string("engine").value_or("");
     *started = metadata->string("started").value_or("");
     *completed = header->string("date").value_or("");
-    Result<Json> content = raw->parse_object(Raw::kContent);
-    if (!content.ok()) return content.status();
-    return ReplyBody{std::move(content).value(), raw->take_buffers()};
+    ReplyBody body;
+    Result<protocol::PartFields> fields = protocol::PartFields::Of(raw->part(Raw::kContent));
+    if (!fields.ok()) return fields.status();
+    if (fields->string("status") == "ok") {
+      body.status = "ok";
+      body.result = fields->value("ipp_result").value_or(Json());
+    } else {
+      Result<Json> content = raw->parse_object(Raw::kContent);
+      if (!content.ok()) return content.status();
+      body.content = std::move(content).value();
+      body.status = StringField(body.content, "status");
+      if (auto it = body.content.find("ipp_result"); it != body.content.end()) body.result = std::move(*it);
+    }
+    body.buffers = raw->take_buffers();
+    return body;
   }
 
   void OnReplies(zmq::socket_t& socket) {
@@ -602,15 +618,14 @@ struct Client::Impl {
         direct_engine.erase(d);
       }
       int engine_id = IdOf(engine_uuid);
-      std::string status = StringField(m->content, "status");
+      const std::string& status = m->status;
       Complete(msg_id, [&](TaskInfo& t) {
         t.status = status;
         t.engine_uuid = engine_uuid;
         t.engine_id = engine_id;
         t.started = std::move(started);
         t.completed = std::move(completed);
-        auto result = m->content.find("ipp_result");
-        if (result != m->content.end()) t.result = std::move(*result);
+        t.result = std::move(m->result);
         t.buffers = protocol::FramesToBuffers(m->buffers);
         if (status == "error") {
           std::vector<std::string> tb;

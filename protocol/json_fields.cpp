@@ -175,6 +175,7 @@ std::optional<nlohmann::json> PartFields::value(std::string_view key) const {
   if (scanned_) {
     auto raw = scanned_->raw(key);
     if (!raw) return std::nullopt;
+    if (*raw == "null") return nlohmann::json();  // common (a no-op's result): no parser set-up
     nlohmann::json v = nlohmann::json::parse(*raw, nullptr, false);
     if (v.is_discarded()) return std::nullopt;
     return v;

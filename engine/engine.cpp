@@ -286,9 +286,11 @@ void Engine::Serve(Request request) {
   } else {
     // ipp_buffers: how many buffers are this result's, so results fetched later from the hub
     // (which concatenates the buffers of many records) can be split again.
-    Reply(shell_out_, request, "apply_reply",
-          {{"status", "ok"}, {"ipp_result", std::move(item.result)}, {"ipp_buffers", item.out_buffers.size()}},
-          true, protocol::BuffersToFrames(item.out_buffers));
+    // Written directly (keys in nlohmann's order): it is every task's reply.
+    ReplyText(shell_out_, request, "apply_reply", "ok",
+              "{\"ipp_buffers\":" + std::to_string(item.out_buffers.size()) + ",\"ipp_result\":" + item.result.dump() +
+                  ",\"status\":\"ok\"}",
+              true, protocol::BuffersToFrames(item.out_buffers));
   }
   if (type == "execute_request") Publish(shell_out_, "status", {{"execution_state", "idle"}}, request.header_text);
 }
@@ -439,10 +441,15 @@ void Engine::Reply(Outbox& out, Request& request, std::string_view msg_type, con
                    bool task_metadata, Frames buffers) {
   std::string status = "ok";
   if (auto it = content.find("status"); it != content.end() && it->is_string()) status = it->get<std::string>();
+  ReplyText(out, request, msg_type, status, content.dump(), task_metadata, std::move(buffers));
+}
+
+void Engine::ReplyText(Outbox& out, Request& request, std::string_view msg_type, const std::string& status,
+                       std::string content, bool task_metadata, Frames buffers) {
   protocol::Send(*out.replies,
                  out.session.serialize_parts(std::move(request.message.identities), out.session.header_text(msg_type),
                                              request.header_text, ReplyMetadata(request, task_metadata, status),
-                                             content.dump(), std::move(buffers)),
+                                             std::move(content), std::move(buffers)),
                  true);
 }
 

@@ -93,6 +93,9 @@ class Engine {
   std::string ReplyMetadata(const Request& request, bool task, const std::string& status) const;
   void Reply(Outbox& out, Request& request, std::string_view msg_type, const nlohmann::json& content,
              bool task_metadata, protocol::Frames buffers = {});
+  // The same with the content as JSON text and its status.
+  void ReplyText(Outbox& out, Request& request, std::string_view msg_type, const std::string& status,
+                 std::string content, bool task_metadata, protocol::Frames buffers);
   void ReplyError(Outbox& out, Request& request, const std::string& ename, const std::string& evalue);
   void ReplyAborted(Outbox& out, Request& request);
   void Publish(Outbox& out, std::string_view msg_type, const nlohmann::json& content,

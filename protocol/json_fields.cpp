@@ -1,5 +1,6 @@
 #include "protocol/json_fields.hpp"
 
+
 namespace ipp::protocol {
 
 namespace {

@@ -66,5 +66,31 @@ TEST(JsonFieldsTest, AgreesWithNlohmannOnRealHeaders) {
   }
 }
 
+TEST(JsonFieldsTest, StringsOfEveryLengthWithASpecialCharacterAnywhere) {
+  // Strings are skipped 8 bytes at a time: a quote, backslash, control character or non-ASCII
+  // byte at any offset of strings 0..40 long must be handled as a parser would.
+  const std::string specials[] = {"\\\"", "\\\\", "\\n", "\x01", "\x1f", "\xc3\xa9", " ", "~"};
+  for (size_t length = 0; length <= 40; ++length) {
+    for (size_t at = 0; at <= length; ++at) {
+      for (const std::string& special : specials) {
+        std::string body = std::string(at, 'a') + (at < length ? special : "") + std::string(length - at, 'b');
+        std::string text = "{\"k\":\"" + body + "\",\"n\":1}";
+        nlohmann::json parsed = nlohmann::json::parse(text, nullptr, false);
+        std::optional<JsonFields> f = JsonFields::Scan(text);
+        if (parsed.is_discarded()) {
+          EXPECT_FALSE(f) << text;  // control characters are not JSON
+          continue;
+        }
+        ASSERT_TRUE(f) << text;
+        EXPECT_EQ(f->raw("n"), "1") << text;
+        EXPECT_EQ(f->raw("k"), "\"" + body + "\"") << text;
+        if (auto k = f->string("k")) {
+          EXPECT_EQ(*k, parsed["k"].get<std::string>()) << text;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ipp::protocol

@@ -1,6 +1,5 @@
 #include "protocol/json_fields.hpp"
 
-
 namespace ipp::protocol {
 
 namespace {

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <boost/program_options.hpp>
@@ -152,21 +153,83 @@ pid_t SpawnRawRole(std::vector<std::string> args, FILE** out) {
 }
 
 // client DEALER -> relay ROUTER/ROUTER -> echo DEALER: the hops of a direct apply (client ->
-// controller MUX -> engine and back), without the protocol work, in three processes.
-ipp::Json RawZmqRoundTrip(int n) {
-  FILE* relay_out = nullptr;
-  pid_t relay = SpawnRawRole({"--raw-relay"}, &relay_out);
-  char front[256] = {}, back[256] = {};
-  ipp::Json result;
-  if (relay > 0 && relay_out && fscanf(relay_out, "%255s %255s", front, back) == 2) {
-    pid_t echo = SpawnRawRole({"--raw-echo", back}, nullptr);
-    zmq::context_t ctx;
-    result = TimeRawRoundTrips(ctx, front, n);
-    if (echo > 0) kill(echo, SIGTERM), waitpid(echo, nullptr, 0);
+// controller MUX -> engine and back), without the protocol work, in three processes: the relay
+// and the echo are this program in its hidden roles, stopped when this goes.
+class RawEchoPath {
+ public:
+  RawEchoPath() {
+    FILE* relay_out = nullptr;
+    relay_ = SpawnRawRole({"--raw-relay"}, &relay_out);
+    char front[256] = {}, back[256] = {};
+    if (relay_ > 0 && relay_out && fscanf(relay_out, "%255s %255s", front, back) == 2) {
+      echo_ = SpawnRawRole({"--raw-echo", back}, nullptr);
+      if (echo_ > 0) front_ = front;
+    }
+    if (relay_out) fclose(relay_out);
+    if (!front_.empty() && !Ready()) front_.clear();
   }
-  if (relay_out) fclose(relay_out);
-  if (relay > 0) kill(relay, SIGTERM), waitpid(relay, nullptr, 0);
-  return result;
+  ~RawEchoPath() {
+    for (pid_t pid : {echo_, relay_}) {
+      if (pid > 0) kill(pid, SIGTERM), waitpid(pid, nullptr, 0);
+    }
+  }
+  RawEchoPath(const RawEchoPath&) = delete;
+  RawEchoPath& operator=(const RawEchoPath&) = delete;
+  bool ok() const { return !front_.empty(); }
+  const std::string& front() const { return front_; }
+
+  // Sends `body` through the path and waits up to `timeout` for it to come back (the relay
+  // drops what it cannot route yet: nothing hangs on that). The echoed body, or nullopt.
+  static std::optional<zmq::message_t> Echo(zmq::socket_t& client, zmq::message_t& body,
+                                            std::chrono::milliseconds timeout) {
+    client.send(zmq::str_buffer("engine"), zmq::send_flags::sndmore);
+    client.send(body, zmq::send_flags::none);
+    zmq::pollitem_t item{client.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+    zmq::message_t id, echoed;
+    (void)client.recv(id);
+    (void)client.recv(echoed);
+    return echoed;
+  }
+
+ private:
+  // The echo process connects a moment after it starts, and until then the relay drops what
+  // it cannot route: ping until one comes back (up to 10 s).
+  bool Ready() {
+    zmq::context_t ctx;
+    zmq::socket_t client(ctx, zmq::socket_type::dealer);
+    client.set(zmq::sockopt::linger, 0);
+    client.connect(front_);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      zmq::message_t ping(std::string_view("ping"));
+      if (Echo(client, ping, std::chrono::milliseconds(100))) return true;
+    }
+    return false;
+  }
+
+  pid_t relay_ = -1, echo_ = -1;
+  std::string front_;
+};
+
+ipp::Json RawZmqRoundTrip(int n) {
+  RawEchoPath path;
+  if (!path.ok()) return nullptr;
+  zmq::context_t ctx;
+  return TimeRawRoundTrips(ctx, path.front(), n);
+}
+
+// MB/s of a `bytes` payload sent through the raw echo path and back (both ways counted).
+double RawZmqTransfer(const RawEchoPath& path, size_t bytes) {
+  zmq::context_t ctx;
+  zmq::socket_t client(ctx, zmq::socket_type::dealer);
+  client.set(zmq::sockopt::linger, 0);
+  client.connect(path.front());
+  std::string payload(bytes, 'x');
+  zmq::message_t body(payload.data(), payload.size());
+  auto t0 = Clock::now();
+  std::optional<zmq::message_t> echoed = RawEchoPath::Echo(client, body, std::chrono::seconds(60));
+  double secs = Seconds(Clock::now() - t0);
+  return echoed && echoed->size() == bytes ? 2.0 * bytes / 1e6 / secs : 0.0;
 }
 
 // The same echo between threads of this process.
@@ -249,8 +312,10 @@ int main(int argc, char** argv) {
   out["direct_rtt_ratio_to_raw"] = out["direct_rtt"]["median_us"].get<double>() / out["raw_zmq_rtt"]["median_us"].get<double>();
 
   // Data: a buffer to one engine and back (ipp.echo), MB/s of payload moved both ways, beside
-  // a memcpy of the same size.
+  // a memcpy of the same size and the same payload through the raw ZeroMQ echo path.
   ipp::Json data = ipp::Json::array();
+  std::optional<RawEchoPath> raw_path;
+  if (!data_mib.empty()) raw_path.emplace();
   for (int mib : data_mib) {
     size_t bytes = static_cast<size_t>(mib) << 20;
     std::string payload(bytes, 'x');
@@ -263,8 +328,10 @@ int main(int argc, char** argv) {
     auto m = Clock::now();
     std::memcpy(copy.data(), payload.data(), bytes);
     double copy_secs = Seconds(Clock::now() - m);
+    double raw = raw_path->ok() ? RawZmqTransfer(*raw_path, bytes) : 0.0;
     data.push_back({{"mib", mib}, {"roundtrip_mb_per_s", 2.0 * bytes / 1e6 / secs},
-                    {"memcpy_mb_per_s", bytes / 1e6 / copy_secs}, {"ok", r.info()[0].buffers.at(0).size() == bytes}});
+                    {"memcpy_mb_per_s", bytes / 1e6 / copy_secs}, {"raw_zmq_mb_per_s", raw},
+                    {"ok", r.info()[0].buffers.at(0).size() == bytes}});
   }
   if (!data.empty()) out["data"] = data;
 

@@ -242,8 +242,10 @@ def table(r):
                  f"(in 3 threads of one process: {last['raw_zmq_rtt_threads']['median_us']:.0f}) | "
                  f"{last['direct_rtt_ratio_to_raw']:.1f}x raw | <= 1.5x raw |")
     for d in last.get("data", []):
+        raw = d.get("raw_zmq_mb_per_s") or 0
         lines.append(f"| echo {d['mib']} MiB buffer to an engine and back (MB/s) | {d['roundtrip_mb_per_s']:.0f} | "
-                     f"memcpy {d['memcpy_mb_per_s']:.0f} | | |")
+                     f"raw ZeroMQ, same hops: {raw:.0f}; memcpy {d['memcpy_mb_per_s']:.0f} | "
+                     f"{(d['roundtrip_mb_per_s'] / raw if raw else 0):.2f}x raw | |")
     for n, g in r["registration"].items():
         fan = f"; apply-to-all {g['fanout_median_ms']:.1f} ms" if g["fanout_median_ms"] else ""
         lines.append(f"| ipcluster start -n {n}: all registered (s) | {g['seconds']:.2f}{fan} | | | < 10 s at 256 |")

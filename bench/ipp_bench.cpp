@@ -48,6 +48,17 @@ int Poll(zmq::pollitem_t* items, size_t n) {
   }
 }
 
+// Moves one [id, id, body] message from `from` to `to`, with the two ids swapped or not.
+void ForwardThree(zmq::socket_t& from, zmq::socket_t& to, bool swap_ids) {
+  zmq::message_t a, b, body;
+  (void)from.recv(a);
+  (void)from.recv(b);
+  (void)from.recv(body);
+  to.send(swap_ids ? b : a, zmq::send_flags::sndmore);
+  to.send(swap_ids ? a : b, zmq::send_flags::sndmore);
+  to.send(body, zmq::send_flags::none);
+}
+
 // The relay of the raw echo (the controller's MUX without the protocol work): forwards between
 // two ROUTERs, swapping the routing ids, until `stop`.
 void RawRelay(zmq::socket_t& front, zmq::socket_t& back, const std::atomic<bool>& stop) {
@@ -55,16 +66,7 @@ void RawRelay(zmq::socket_t& front, zmq::socket_t& back, const std::atomic<bool>
   while (!stop) {
     if (!Poll(items, 2)) continue;
     for (int k = 0; k < 2; ++k) {
-      if (!(items[k].revents & ZMQ_POLLIN)) continue;
-      zmq::socket_t& from = k ? back : front;
-      zmq::socket_t& to = k ? front : back;
-      zmq::message_t a, b, body;
-      (void)from.recv(a);
-      (void)from.recv(b);
-      (void)from.recv(body);
-      to.send(b, zmq::send_flags::sndmore);
-      to.send(a, zmq::send_flags::sndmore);
-      to.send(body, zmq::send_flags::none);
+      if (items[k].revents & ZMQ_POLLIN) ForwardThree(k ? back : front, k ? front : back, true);
     }
   }
 }
@@ -73,14 +75,7 @@ void RawRelay(zmq::socket_t& front, zmq::socket_t& back, const std::atomic<bool>
 void RawEcho(zmq::socket_t& echo, const std::atomic<bool>& stop) {
   zmq::pollitem_t item{echo.handle(), 0, ZMQ_POLLIN, 0};
   while (!stop) {
-    if (!Poll(&item, 1)) continue;
-    zmq::message_t relay_id, client_id, body;
-    (void)echo.recv(relay_id);
-    (void)echo.recv(client_id);
-    (void)echo.recv(body);
-    echo.send(relay_id, zmq::send_flags::sndmore);
-    echo.send(client_id, zmq::send_flags::sndmore);
-    echo.send(body, zmq::send_flags::none);
+    if (Poll(&item, 1)) ForwardThree(echo, echo, false);
   }
 }
 

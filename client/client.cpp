@@ -782,26 +782,27 @@ struct Client::Impl {
     return AsyncResult(state);
   }
 
-  // A request to one engine on the mux or control channel.
-  Outgoing Request(Channel channel, std::string msg_type, const Json& content, std::string engine_uuid) {
+  // A request to one engine on the mux or control channel; `content` is JSON text.
+  Outgoing RequestText(Channel channel, std::string msg_type, std::string content, std::string engine_uuid) {
     Outgoing out;
     out.channel = channel;
     out.msg_type = std::move(msg_type);
     out.msg_id = NewMessageId();
-    out.content = content.dump();
+    out.content = std::move(content);
     out.engine_uuid = std::move(engine_uuid);
     return out;
+  }
+  Outgoing Request(Channel channel, std::string msg_type, const Json& content, std::string engine_uuid) {
+    return RequestText(channel, std::move(msg_type), content.dump(), std::move(engine_uuid));
   }
 
   // A native call; `args_text` is the arguments' JSON text. The content is written directly
   // (keys in the order nlohmann writes them): it is in every task.
   Outgoing CallText(Channel channel, const std::string& function, const std::string& args_text,
                     std::vector<Buffer> buffers) {
-    Outgoing out;
-    out.channel = channel;
-    out.msg_type = "apply_request";
-    out.msg_id = NewMessageId();
-    out.content = "{\"ipp_call\":{\"args\":" + args_text + ",\"function\":" + protocol::JsonString(function) + "}}";
+    Outgoing out = RequestText(
+        channel, "apply_request",
+        "{\"ipp_call\":{\"args\":" + args_text + ",\"function\":" + protocol::JsonString(function) + "}}", "");
     out.buffers = std::move(buffers);
     return out;
   }

@@ -31,30 +31,26 @@ Result<Dependency> Dependency::FromJson(const nlohmann::json& value) {
 }
 
 namespace {
-using Outcome = TaskFates::Outcome;
-// How many of `ids` ended with an outcome `wanted` accepts (on `engine`, unless any).
-template <typename Wanted>
-size_t CountEnded(const IdSet& ids, const TaskFates& fates, uint32_t engine, Wanted wanted) {
+// How many of `ids` have a fate that `counts`.
+template <typename Counts>
+size_t CountFates(const IdSet& ids, const TaskFates& fates, Counts counts) {
   size_t n = 0;
-  for (const auto& id : ids) {
-    TaskFates::Fate f = fates.find(id);
-    bool ended = f.outcome == Outcome::kSucceeded || f.outcome == Outcome::kFailed;
-    n += ended && wanted(f.outcome == Outcome::kSucceeded) &&
-         (engine == Dependency::kAnyEngine || f.engine == engine);
-  }
+  for (const auto& id : ids) n += counts(fates.find(id));
   return n;
 }
 }  // namespace
 
 bool Dependency::Check(const TaskFates& fates, uint32_t engine) const {
   if (ids.empty()) return true;
-  size_t hits = CountEnded(ids, fates, engine, [&](bool ok) { return ok ? success : failure; });
+  size_t hits = CountFates(ids, fates, [&](const TaskFates::Fate& f) {
+    return MetBy(f) && (engine == kAnyEngine || f.engine == engine);
+  });
   return all ? hits == ids.size() : hits > 0;
 }
 
 bool Dependency::Unreachable(const TaskFates& fates) const {
   if (ids.empty()) return false;
-  size_t hits = CountEnded(ids, fates, kAnyEngine, [&](bool ok) { return ok ? !success : !failure; });
+  size_t hits = CountFates(ids, fates, [&](const TaskFates::Fate& f) { return RefusedBy(f); });
   return all ? hits > 0 : hits == ids.size();
 }
 

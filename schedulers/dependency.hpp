@@ -26,6 +26,11 @@ struct Dependency {
   // Accepts null, a list of msg_ids, or {"dependencies": [...], "all", "success", "failure"}.
   static Result<Dependency> FromJson(const nlohmann::json& value);
   bool empty() const { return ids.empty(); }
+  // Whether a task that ended so counts towards this dependency (met by it) or against it.
+  bool MetBy(const TaskFates::Fate& fate) const {
+    return fate.ended() && (fate.outcome == TaskFates::Outcome::kSucceeded ? success : failure);
+  }
+  bool RefusedBy(const TaskFates::Fate& fate) const { return fate.ended() && !MetBy(fate); }
   // Met now by the tasks' fates; with `engine`, only by tasks that ran there (`follow`).
   bool Check(const TaskFates& fates, uint32_t engine = kAnyEngine) const;
   // Can never be met: enough of the tasks ended the other way.

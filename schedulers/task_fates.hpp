@@ -25,6 +25,7 @@ class TaskFates {
   struct Fate {
     Outcome outcome = Outcome::kUnknown;
     uint32_t engine = kNoEngine;  // index the scheduler gave the engine; kNoEngine if none
+    bool ended() const { return outcome == Outcome::kSucceeded || outcome == Outcome::kFailed; }
   };
 
   explicit TaskFates(size_t generation = 0) : generation_(generation) {}
@@ -37,9 +38,8 @@ class TaskFates {
   // Tasks remembered now (an id recorded in both generations counts twice).
   size_t size() const { return current_.size() + previous_.size(); }
 
-  static uint64_t Hash(std::string_view msg_id);
-
  private:
+  static uint64_t Hash(std::string_view msg_id);
   void Record(std::string_view msg_id, Fate fate);
 
   size_t generation_;

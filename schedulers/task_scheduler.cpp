@@ -254,9 +254,7 @@ bool TaskScheduler::MaybeRun(std::unique_ptr<Job>& slot) {
       std::unordered_set<uint32_t> dests;
       for (const auto& id : job.follow.ids) {
         TaskFates::Fate fate = fates_.find(id);
-        bool relevant = (job.follow.success && fate.outcome == TaskFates::Outcome::kSucceeded) ||
-                        (job.follow.failure && fate.outcome == TaskFates::Outcome::kFailed);
-        if (relevant && fate.engine != TaskFates::kNoEngine) dests.insert(fate.engine);
+        if (job.follow.MetBy(fate) && fate.engine != TaskFates::kNoEngine) dests.insert(fate.engine);
       }
       if (dests.size() > 1) {
         Fail(std::move(slot), "ImpossibleDependency", "follow dependencies ran on different engines", "");
@@ -330,10 +328,7 @@ void TaskScheduler::Wait(std::unique_ptr<Job> job) {
   IdSet deps = job->after.ids;
   deps.insert(job->follow.ids.begin(), job->follow.ids.end());
   for (const auto& dep : deps) {
-    auto outcome = fates_.find(dep).outcome;
-    if (outcome != TaskFates::Outcome::kSucceeded && outcome != TaskFates::Outcome::kFailed) {
-      graph_[dep].push_back(id);
-    }
+    if (!fates_.find(dep).ended()) graph_[dep].push_back(id);
   }
   if (job->deadline) {
     if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
@@ -380,15 +375,21 @@ bool TaskScheduler::LostDependency(const Job& job) const {
   // forever.
   for (const Dependency* dep : {&job.after, &job.follow}) {
     for (const auto& id : dep->ids) {
-      if (fates_.find(id).outcome == TaskFates::Outcome::kUnknown && !Known(id)) return true;
+      if (!Known(id)) return true;
     }
   }
   return false;
 }
 
-void TaskScheduler::FailLost(std::unique_ptr<Job> job) {
-  Fail(std::move(job), "InvalidDependency",
-       "a dependency was forgotten while this task waited (more tasks than --remembered-tasks passed)", "");
+void TaskScheduler::Advance(std::unique_ptr<Job>& job) {
+  if (LostDependency(*job)) {
+    Fail(std::move(job), "InvalidDependency",
+         "a dependency was forgotten while this task waited (more tasks than --remembered-tasks passed)", "");
+  } else if (job->after.Unreachable(fates_) || job->follow.Unreachable(fates_)) {
+    Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
+  } else if (AfterMet(*job)) {
+    MaybeRun(job);  // sent (or failed) leaves `job` empty
+  }
 }
 
 std::unique_ptr<TaskScheduler::Job> TaskScheduler::TakeWaiting(const std::string& msg_id) {
@@ -522,14 +523,8 @@ void TaskScheduler::UpdateGraph(const std::string* finished_id) {
       for (auto& [seq, id] : ordered) {
         auto job = TakeWaiting(id);
         if (!job) continue;
-        if (LostDependency(*job)) {
-          FailLost(std::move(job));
-        } else if (job->after.Unreachable(fates_) ||
-            job->follow.Unreachable(fates_)) {
-          Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
-        } else if (!AfterMet(*job) || !MaybeRun(job)) {
-          if (job) waiting_[id] = std::move(job);  // its queue_ entry is still there
-        }
+        Advance(job);
+        if (job) waiting_[id] = std::move(job);  // its queue_ entry is still there
       }
     }
     return;
@@ -545,16 +540,7 @@ void TaskScheduler::UpdateGraph(const std::string* finished_id) {
       if (job) waiting_[entry.second] = std::move(job);
       continue;  // stale entry
     }
-    if (LostDependency(*job)) {
-      FailLost(std::move(job));
-      continue;
-    }
-    if (job->after.Unreachable(fates_) ||
-        job->follow.Unreachable(fates_)) {
-      Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
-      continue;
-    }
-    if (AfterMet(*job) && MaybeRun(job)) continue;
+    Advance(job);
     if (job) {
       waiting_[entry.second] = std::move(job);
       kept.push_back(std::move(entry));

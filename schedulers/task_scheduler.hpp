@@ -104,7 +104,9 @@ class TaskScheduler {
   bool AfterMet(Job& job) const;
   // A dependency of `job` finished and was then forgotten: it can never be met nor refused.
   bool LostDependency(const Job& job) const;
-  void FailLost(std::unique_ptr<Job> job);
+  // A waiting job's turn: fails it (a dependency lost or never to be met) or, with its `after`
+  // met and an engine free, sends it. `job` is left empty unless it waits on.
+  void Advance(std::unique_ptr<Job>& job);
   void SendToClient(protocol::Frames&& frames);
   void Undeliverable(protocol::Frames&& frames);
 

@@ -45,5 +45,17 @@ TEST_F(ReactorTest, TimersFireAndCanBeCancelled) {
   EXPECT_GE(periodic, 3);
 }
 
+TEST_F(ReactorTest, WaitsForATimerWithoutSpinning) {
+  // Each wait must last until the timer is due: a wait rounded down to 0 ms polls again and
+  // again for the last fraction of a millisecond (hundreds of wake-ups per firing).
+  int fired = 0, waits = 0;
+  reactor_.every(std::chrono::milliseconds(7), [&] { ++fired; });
+  while (fired < 5) {
+    reactor_.run_once(std::chrono::milliseconds(1000));
+    ++waits;
+  }
+  EXPECT_LE(waits, 10) << "the reactor woke " << waits << " times for 5 timer firings";
+}
+
 }  // namespace
 }  // namespace ipp

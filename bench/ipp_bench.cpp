@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <chrono>
 #include <iostream>
 #include <optional>
@@ -86,21 +87,31 @@ zmq::socket_t EchoSocket(zmq::context_t& ctx, const std::string& relay_back) {
   return echo;
 }
 
-ipp::Json TimeRawRoundTrips(zmq::context_t& ctx, const std::string& relay_front, int n) {
-  zmq::socket_t client(ctx, zmq::socket_type::dealer);
-  client.connect(relay_front);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  std::vector<double> us;
-  for (int i = 0; i < n + 100; ++i) {
-    auto t0 = Clock::now();
-    client.send(zmq::str_buffer("engine"), zmq::send_flags::sndmore);
-    client.send(zmq::str_buffer("ping"), zmq::send_flags::none);
-    zmq::message_t a, b;
-    (void)client.recv(a);
-    (void)client.recv(b);
-    if (i >= 100) us.push_back(Seconds(Clock::now() - t0) * 1e6);
+// One raw round trip: `client` (a DEALER connected to a relay) -> relay -> echo -> back.
+void RawRoundTrip(zmq::socket_t& client) {
+  client.send(zmq::str_buffer("engine"), zmq::send_flags::sndmore);
+  client.send(zmq::str_buffer("ping"), zmq::send_flags::none);
+  zmq::message_t a, b;
+  (void)client.recv(a);
+  (void)client.recv(b);
+}
+
+// Times `n` round trips of each kind (after 100 of each to warm up) in alternating blocks of 50:
+// on this shared machine the floor itself drifts by a fifth within a minute, and two kinds
+// timed one after the other would carry that drift into their ratio.
+std::vector<std::vector<double>> TimeAlternating(int n, const std::vector<std::function<void()>>& kinds) {
+  constexpr int kBlock = 50, kWarmUp = 100;
+  std::vector<std::vector<double>> us(kinds.size());
+  for (int done = -kWarmUp; done < n; done += kBlock) {
+    for (size_t k = 0; k < kinds.size(); ++k) {
+      for (int i = 0; i < kBlock; ++i) {
+        auto t0 = Clock::now();
+        kinds[k]();
+        if (done >= 0) us[k].push_back(Seconds(Clock::now() - t0) * 1e6);
+      }
+    }
   }
-  return Percentiles(us);
+  return us;
 }
 
 // Hidden roles of this program for the three-process echo: "--raw-relay" binds, prints its two
@@ -206,13 +217,6 @@ class RawEchoPath {
   std::string front_;
 };
 
-ipp::Json RawZmqRoundTrip(int n) {
-  RawEchoPath path;
-  if (!path.ok()) return nullptr;
-  zmq::context_t ctx;
-  return TimeRawRoundTrips(ctx, path.front(), n);
-}
-
 // MB/s of a `bytes` payload sent through the raw echo path and back (both ways counted).
 double RawZmqTransfer(const RawEchoPath& path, size_t bytes) {
   zmq::context_t ctx;
@@ -238,7 +242,10 @@ ipp::Json RawZmqRoundTripThreads(int n) {
   std::thread relay([&] { RawRelay(front, back, stop); });
   zmq::socket_t echo = EchoSocket(ctx, back_ep);
   std::thread engine([&] { RawEcho(echo, stop); });
-  ipp::Json result = TimeRawRoundTrips(ctx, front_ep, n);
+  zmq::socket_t client(ctx, zmq::socket_type::dealer);
+  client.connect(front_ep);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ipp::Json result = Percentiles(TimeAlternating(n, {[&] { RawRoundTrip(client); }})[0]);
   stop = true;
   relay.join();
   engine.join();
@@ -290,27 +297,29 @@ int main(int argc, char** argv) {
   lb.map("ipp.echo", many, chunk).get();
   out["map_items_per_s"] = items / Seconds(Clock::now() - t0);
 
-  auto one = client->direct_view({client->ids().front()});
-  std::vector<double> us;
-  for (int i = 0; i < latency + 100; ++i) {
-    auto t = Clock::now();
-    one.apply("ipp.echo").get();
-    if (i >= 100) us.push_back(Seconds(Clock::now() - t) * 1e6);
-  }
-  out["direct_rtt"] = Percentiles(us);
-  out["raw_zmq_rtt"] = RawZmqRoundTrip(latency);
-  out["raw_zmq_rtt_threads"] = RawZmqRoundTripThreads(latency);
-  if (out["raw_zmq_rtt"].is_null()) {
+  // The direct round trip and its floor, timed in alternating blocks (see TimeAlternating).
+  RawEchoPath raw_path;
+  if (!raw_path.ok()) {
     std::cerr << "ipp_bench: could not start the raw echo processes" << std::endl;
     return 1;
   }
+  auto one = client->direct_view({client->ids().front()});
+  {
+    zmq::context_t ctx;
+    zmq::socket_t raw_client(ctx, zmq::socket_type::dealer);
+    raw_client.set(zmq::sockopt::linger, 0);
+    raw_client.connect(raw_path.front());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto us = TimeAlternating(latency, {[&] { one.apply("ipp.echo").get(); }, [&] { RawRoundTrip(raw_client); }});
+    out["direct_rtt"] = Percentiles(us[0]);
+    out["raw_zmq_rtt"] = Percentiles(us[1]);
+  }
+  out["raw_zmq_rtt_threads"] = RawZmqRoundTripThreads(latency);
   out["direct_rtt_ratio_to_raw"] = out["direct_rtt"]["median_us"].get<double>() / out["raw_zmq_rtt"]["median_us"].get<double>();
 
   // Data: a buffer to one engine and back (ipp.echo), MB/s of payload moved both ways, beside
   // a memcpy of the same size and the same payload through the raw ZeroMQ echo path.
   ipp::Json data = ipp::Json::array();
-  std::optional<RawEchoPath> raw_path;
-  if (!data_mib.empty()) raw_path.emplace();
   for (int mib : data_mib) {
     size_t bytes = static_cast<size_t>(mib) << 20;
     std::string payload(bytes, 'x');
@@ -323,7 +332,7 @@ int main(int argc, char** argv) {
     auto m = Clock::now();
     std::memcpy(copy.data(), payload.data(), bytes);
     double copy_secs = Seconds(Clock::now() - m);
-    double raw = raw_path->ok() ? RawZmqTransfer(*raw_path, bytes) : 0.0;
+    double raw = RawZmqTransfer(raw_path, bytes);
     data.push_back({{"mib", mib}, {"roundtrip_mb_per_s", 2.0 * bytes / 1e6 / secs},
                     {"memcpy_mb_per_s", bytes / 1e6 / copy_secs}, {"raw_zmq_mb_per_s", raw},
                     {"ok", r.info()[0].buffers.at(0).size() == bytes}});

@@ -13,7 +13,7 @@ Frames ShareFrames(Frames& frames) {
   return copy;
 }
 
-void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, Frames& frames) {
+Frames MonitorReport(std::string_view topic, Frames& frames) {
   Frames out;
   out.reserve(frames.size() + 1);
   out.emplace_back(topic.data(), topic.size());
@@ -21,7 +21,11 @@ void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, Frames& fra
     out.emplace_back();
     out.back().copy(f);
   }
-  protocol::Send(monitor, std::move(out));
+  return out;
+}
+
+void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, Frames& frames) {
+  protocol::Send(monitor, MonitorReport(topic, frames));
 }
 
 
@@ -79,12 +83,13 @@ bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, const std::str
     return true;
   }
   raw->swap_first_identities();
-  if (!topic.empty()) ReportToMonitor(monitor_, topic, raw->frames());
+  Frames report = topic.empty() ? Frames{} : MonitorReport(topic, raw->frames());
   if (to_engine) {
     to_engines_.Send(std::move(*raw).release());  // waits for an engine still connecting
   } else if (!protocol::Send(to, std::move(*raw).release(), true)) {
     SPDLOG_LOGGER_DEBUG(log_, "client gone; reply dropped");
   }
+  if (!report.empty()) protocol::Send(monitor_, std::move(report));
   return true;
 }
 
@@ -134,8 +139,9 @@ void IopubRelay::Attach(Reactor& reactor) {
         log_->warn("dropped iopub message: {}", s.ToString());
         continue;
       }
-      ReportToMonitor(monitor_, "iopub", raw->frames());
+      Frames report = MonitorReport("iopub", raw->frames());
       protocol::Send(client_, std::move(*raw).release());
+      protocol::Send(monitor_, std::move(report));
     }
   });
 }

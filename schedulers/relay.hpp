@@ -60,7 +60,12 @@ class IopubRelay {
 
 // A reference-counted copy of each frame (payloads are shared, not copied).
 protocol::Frames ShareFrames(protocol::Frames& frames);
-// Sends [topic] + a shared copy of `frames` to the monitor socket.
+// [topic] + a shared copy of `frames`: what the hub is told of a message. Where the order
+// allows, made before the message moves on and sent after it, as pyzmq's MonitoredQueue does:
+// the hub's wake-up then does not stand in the message's way (a direct round trip was 1.85x
+// raw ZeroMQ with the report first, 1.6x with it after).
+protocol::Frames MonitorReport(std::string_view topic, protocol::Frames& frames);
+// Sends MonitorReport(topic, frames) to the monitor socket now.
 void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, protocol::Frames& frames);
 
 }  // namespace ipp::schedulers

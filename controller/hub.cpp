@@ -140,6 +140,7 @@ void Hub::Attach(Reactor& reactor) {
 // Query channel
 
 void Hub::OnQuery() {
+  CatchUpMonitor();
   for (int n = 0; n < protocol::kBatch; ++n) {
     auto frames = protocol::TryRecv(query_);
     if (!frames) break;
@@ -271,6 +272,7 @@ void Hub::UnregistrationRequest(Message& m) {
 }
 
 void Hub::UnregisterEngine(int id, const char* why) {
+  CatchUpMonitor();  // the engine's queue must list what was last sent to it
   auto it = engines_.find(id);
   if (it == engines_.end()) return;
   Engine engine = std::move(it->second);
@@ -612,7 +614,21 @@ void Hub::LoadEngineState() {
 // Monitor channel (internal, from our schedulers; already verified there)
 
 void Hub::OnMonitor() {
-  for (int n = 0; n < protocol::kBatch; ++n) {
+  // A full batch means the channel may hold more: no pause while the hub is behind.
+  if (ReadMonitor(protocol::kBatch) == protocol::kBatch) return;
+  reactor_->remove(monitor_);
+  reactor_->after(kMonitorPause, [this] { reactor_->add(monitor_, [this] { OnMonitor(); }); });
+}
+
+void Hub::CatchUpMonitor() {
+  // Bounded: producers faster than the hub must not keep a query waiting for ever.
+  for (int n = 0; n < 16 && ReadMonitor(protocol::kBatch) == protocol::kBatch; ++n) {
+  }
+}
+
+size_t Hub::ReadMonitor(size_t max) {
+  size_t n = 0;
+  for (; n < max; ++n) {
     auto frames = protocol::TryRecv(monitor_);
     if (!frames) break;
     if (frames->size() < 2) continue;
@@ -654,6 +670,7 @@ void Hub::OnMonitor() {
       log_->error("monitor {} message not understood: {}", topic, e.what());
     }
   }
+  return n;
 }
 
 void Hub::SaveRequest(RawMessage& raw, const std::string& queue, const std::string& engine_uuid) {

@@ -189,6 +189,28 @@ TEST_F(ClientTest, HubQueriesAndResultsFromAnotherClient) {
   EXPECT_THROW((*other)->get_result(r.msg_ids()).get(10s), RemoteError);
 }
 
+TEST_F(ClientTest, HubAnswersReflectEveryResultAlreadyReceived) {
+  // The hub reads its copies of forwarded messages in paced batches; a query must still see
+  // every result its client already holds.
+  auto view = client_->direct_view({client_->ids().front()});
+  std::string key = std::to_string(client_->ids().front());
+  for (int round = 0; round < 20; ++round) {
+    auto before = client_->queue_status();
+    ASSERT_TRUE(before.ok());
+    int completed = (*before)[key]["completed"].get<int>();
+    auto r = view.apply("ipp.echo", Json::array({round}));
+    ASSERT_EQ(r.get_one(10s), Json::array({round}));
+    auto after = client_->queue_status();
+    ASSERT_TRUE(after.ok());
+    EXPECT_EQ((*after)[key]["completed"].get<int>(), completed + 1) << "round " << round;
+    EXPECT_EQ((*after)[key]["queue"].get<int>(), 0) << "round " << round;
+    auto records = client_->db_query({{"msg_id", {{"$in", r.msg_ids()}}}}, {"msg_id", "completed"});
+    ASSERT_TRUE(records.ok());
+    ASSERT_EQ(records->size(), 1u);
+    EXPECT_FALSE((*records)[0]["completed"].is_null()) << "round " << round;
+  }
+}
+
 TEST_F(ClientTest, RetriesAfterEngineKilledAndEngineErrorWithout) {
   // Engine ids follow registration order, not start order: map ids to pids first.
   std::map<int, int> pids;

@@ -267,6 +267,12 @@ void Engine::Serve(Request request) {
     Publish(shell_out_, "stream", {{"name", stream}, {"text", text}}, request.header_text);
   });
 
+  if (!item.ok && item.ename == "KeyboardInterrupt" && leaving_.load()) {
+    // The same error the hub gives for work stranded on an engine that went away: whether
+    // this reply or the hub's comes first, the client sees one outcome.
+    item.ename = "EngineError";
+    item.evalue = "Engine " + std::to_string(id_) + " stopped while running this task";
+  }
   if (type == "clear_request") {
     Reply(shell_out_, request, "clear_reply", {{"status", "ok"}}, true);
   } else if (!item.ok) {
@@ -321,6 +327,7 @@ void Engine::CheckHeartbeat() {
 
 void Engine::Leave(int exit_code) {
   exit_code_.store(exit_code);
+  leaving_.store(true);
   executor_.control().interrupt.store(true);  // the running work, if any, should end now
   Unregister();
   TellShell({"stop"});

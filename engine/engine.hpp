@@ -125,6 +125,9 @@ class Engine {
   int missed_checks_ = 0;
 
   std::atomic<int> exit_code_{0};
+  // Set when the engine starts to leave (a signal, a shutdown request): what that interrupts
+  // ends as EngineError, as when an engine dies, not as a user's KeyboardInterrupt.
+  std::atomic<bool> leaving_{false};
   std::atomic<bool> stop_requested_{false};
 };
 

@@ -147,6 +147,26 @@ TEST(StuckPeersTest, StoppedEngineIsDeclaredDeadAndOthersKeepServing) {
   stopped->kill_group();
 }
 
+// An engine stopped by SIGTERM mid-task answers that task itself, as the hub would for an engine
+// that died (EngineError), not as if a user had interrupted it (KeyboardInterrupt).
+TEST(EngineFaultsTest, WorkOfAnEngineStoppedBySigtermEndsAsEngineError) {
+  testutil::LocalCluster cluster(1, kFastHeartbeat);
+  ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
+  auto client = Connect(cluster, 1);
+  ASSERT_TRUE(client);
+  testutil::Process* victim = EngineProcess(cluster, *client, 0);
+  ASSERT_NE(victim, nullptr);
+  auto r = client->direct_view({client->ids().front()}).apply("ipp.sleep", {{"seconds", 20.0}});
+  std::this_thread::sleep_for(300ms);
+  victim->signal(SIGTERM);
+  try {
+    r.get(30s);
+    FAIL() << "a task on a stopped engine succeeded";
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.ename(), "EngineError") << e.what();
+  }
+}
+
 // A broadcast to an engine that dies mid-run ends with EngineError for that engine's part and the
 // survivor's result; it does not wait forever.
 TEST(EngineFaultsTest, BroadcastToAnEngineThatDiesEnds) {

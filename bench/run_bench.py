@@ -60,6 +60,22 @@ def wait_file(path, timeout=30):
         time.sleep(0.02)
 
 
+def group_cpu_seconds(pgid):
+    """User + system CPU seconds of every live process in process group `pgid` (the stock
+    controller runs its schedulers as processes of its own group)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -157,8 +173,12 @@ def measure(q):
             for ctl in ("stock", "ours"):
                 with tempfile.TemporaryDirectory() as d:
                     log(f"python client, {n} stock engines, {ctl} controller")
-                    env, cf, _ = start_cluster(procs, d, ctl, "stock", n)
+                    env, cf, ctl_proc = start_cluster(procs, d, ctl, "stock", n)
+                    cpu0 = group_cpu_seconds(ctl_proc.pid)
                     row[ctl] = python_client(cf, env, q["py_tasks"], q["py_rtts"])
+                    # Requests the client makes: its tasks, 50 + 1 warm-up, its round trips.
+                    requests = q["py_tasks"] + 51 + q["py_rtts"]
+                    row[ctl]["controller_cpu_us_per_request"] = (group_cpu_seconds(ctl_proc.pid) - cpu0) * 1e6 / requests
                     procs.stop()
             row["throughput_ratio"] = row["ours"]["lb_tasks_per_s"] / row["stock"]["lb_tasks_per_s"]
             stock_vs_ours[str(n)] = row
@@ -230,6 +250,10 @@ def table(r):
         lines.append(f"| direct RTT, Python client + Python engine, median (us) | {row['ours']['direct_rtt']['median_us']:.0f} | "
                      f"{row['stock']['direct_rtt']['median_us']:.0f} | "
                      f"{row['ours']['direct_rtt']['median_us'] / row['stock']['direct_rtt']['median_us']:.2f}x | |")
+        cpu = [row[c].get("controller_cpu_us_per_request") for c in ("ours", "stock")]
+        if all(cpu):
+            lines.append(f"| controller CPU per request, Python client + {n} Python engines (us) | {cpu[0]:.0f} | "
+                         f"{cpu[1]:.0f} | {cpu[0] / cpu[1]:.2f}x | |")
     stock1 = next(iter(r["python_stack"].values()))["stock"]["lb_tasks_per_s"] if r["python_stack"] else None
     for n, b in r["cpp_stack"].items():
         ratio = f"{b['lb_tasks_per_s'] / stock1:.0f}x" if stock1 else ""

@@ -293,6 +293,7 @@ void Hub::UnregisterEngine(int id, const char* why) {
 }
 
 void Hub::HandleStranded(int id, const std::string& uuid, std::vector<std::string> msg_ids) {
+  CatchUpMonitor();  // a result that came in the meantime must count
   for (const std::string& msg_id : msg_ids) {
     if (!pending_.erase(msg_id)) continue;  // its result arrived after all
     json content = protocol::ErrorContent(

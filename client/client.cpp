@@ -355,6 +355,8 @@ struct Client::Impl {
     size_t index;
   };
   std::unordered_map<std::string, OutputSlot> outputs;  // for IOPub, also after the reply
+  static constexpr size_t kPruneOutputsAt = 4096;
+  size_t prune_outputs_at = kPruneOutputsAt;  // size at which expired entries are next dropped
   std::unordered_map<std::string, std::set<std::string>> on_engine;     // direct msgs per engine uuid
   std::unordered_map<std::string, std::string> direct_engine;            // direct msg -> engine uuid
   std::unordered_map<std::string, std::promise<Result<Message>>> queries;
@@ -525,7 +527,13 @@ struct Client::Impl {
         direct_engine[reply_id] = uuid;
       }
     }
-    if (outputs.size() > 4096 && outputs.size() % 4096 == 0) PruneOutputs();
+    if (outputs.size() >= prune_outputs_at) {
+      PruneOutputs();
+      // Next time at twice what is left: pruning costs a walk over the whole table, and while
+      // one big map's results are all still alive nothing goes (every 4096 inserts, as before,
+      // walked a 60,000-task map 15 times: 6% of the client's CPU).
+      prune_outputs_at = std::max<size_t>(kPruneOutputsAt, 2 * outputs.size());
+    }
     protocol::Send(SocketFor(out.channel),
                    session.serialize_parts(std::move(identities), std::move(header), "{}",
                                            out.metadata ? *out.metadata : std::string("{}"), std::move(out.content),

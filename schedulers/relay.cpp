@@ -85,11 +85,16 @@ bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, const std::str
   raw->swap_first_identities();
   Frames report = topic.empty() ? Frames{} : MonitorReport(topic, raw->frames());
   if (to_engine) {
+    // A request: on its way before the hub hears of it (see MonitorReport).
     to_engines_.Send(std::move(*raw).release());  // waits for an engine still connecting
-  } else if (!protocol::Send(to, std::move(*raw).release(), true)) {
+    if (!report.empty()) protocol::Send(monitor_, std::move(report));
+    return true;
+  }
+  // A reply: the hub hears of it first, so that a client holding it finds it in any query.
+  if (!report.empty()) protocol::Send(monitor_, std::move(report));
+  if (!protocol::Send(to, std::move(*raw).release(), true)) {
     SPDLOG_LOGGER_DEBUG(log_, "client gone; reply dropped");
   }
-  if (!report.empty()) protocol::Send(monitor_, std::move(report));
   return true;
 }
 
@@ -139,9 +144,8 @@ void IopubRelay::Attach(Reactor& reactor) {
         log_->warn("dropped iopub message: {}", s.ToString());
         continue;
       }
-      Frames report = MonitorReport("iopub", raw->frames());
+      ReportToMonitor(monitor_, "iopub", raw->frames());  // first, as for replies
       protocol::Send(client_, std::move(*raw).release());
-      protocol::Send(monitor_, std::move(report));
     }
   });
 }

@@ -60,10 +60,10 @@ class IopubRelay {
 
 // A reference-counted copy of each frame (payloads are shared, not copied).
 protocol::Frames ShareFrames(protocol::Frames& frames);
-// [topic] + a shared copy of `frames`: what the hub is told of a message. Where the order
-// allows, made before the message moves on and sent after it, as pyzmq's MonitoredQueue does:
-// the hub's wake-up then does not stand in the message's way (a direct round trip was 1.85x
-// raw ZeroMQ with the report first, 1.6x with it after).
+// [topic] + a shared copy of `frames`: what the hub is told of a message. A request is
+// reported after it has been forwarded, so that the hub's work does not stand in its way; a
+// reply or output before, so that a client that holds it finds it in any query to the hub
+// (which reads the channel to the end before it answers).
 protocol::Frames MonitorReport(std::string_view topic, protocol::Frames& frames);
 // Sends MonitorReport(topic, frames) to the monitor socket now.
 void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, protocol::Frames& frames);

@@ -474,10 +474,10 @@ void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
     return;
   }
   if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
-  protocol::Frames report = MonitorReport("outtask", raw.frames());
+  // The hub hears of a result before its client does: a client holding it finds it in any query.
+  ReportToMonitor(monitor_, "outtask", raw.frames());
   raw.swap_first_identities();  // [client, engine, ...] for the ROUTER<->ROUTER mirror
   SendToClient(std::move(raw).release());
-  protocol::Send(monitor_, std::move(report));
   Finished(msg_id, engine, success);
   if (freed) UpdateGraph(nullptr);
 }

@@ -83,15 +83,15 @@ bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, const std::str
     return true;
   }
   raw->swap_first_identities();
-  Frames report = topic.empty() ? Frames{} : MonitorReport(topic, raw->frames());
   if (to_engine) {
     // A request: on its way before the hub hears of it (see MonitorReport).
+    Frames report = topic.empty() ? Frames{} : MonitorReport(topic, raw->frames());
     to_engines_.Send(std::move(*raw).release());  // waits for an engine still connecting
     if (!report.empty()) protocol::Send(monitor_, std::move(report));
     return true;
   }
   // A reply: the hub hears of it first, so that a client holding it finds it in any query.
-  if (!report.empty()) protocol::Send(monitor_, std::move(report));
+  if (!topic.empty()) ReportToMonitor(monitor_, topic, raw->frames());
   if (!protocol::Send(to, std::move(*raw).release(), true)) {
     SPDLOG_LOGGER_DEBUG(log_, "client gone; reply dropped");
   }

@@ -39,6 +39,38 @@ testutil::Process* EngineProcess(testutil::LocalCluster& cluster, Client& client
   return nullptr;
 }
 
+// A cluster of `n` engines with fast heartbeats, a client that sees them all, and the process
+// of engine 0: the set-up of the tests that stop or kill one engine. Start() reports what did
+// not come up.
+struct OneVictimCluster {
+  explicit OneVictimCluster(size_t n) : cluster(n, kFastHeartbeat), n(n) {}
+  bool Start() {
+    if (!cluster.ok()) {
+      ADD_FAILURE() << cluster.Log("controller.log");
+      return false;
+    }
+    client = Connect(cluster, n);
+    if (!client) return false;
+    victim = EngineProcess(cluster, *client, 0);
+    if (!victim) ADD_FAILURE() << "no process for engine 0";
+    return victim != nullptr;
+  }
+  testutil::LocalCluster cluster;
+  size_t n;
+  std::unique_ptr<Client> client;
+  testutil::Process* victim = nullptr;
+};
+
+// Waits for `r`, which must fail with EngineError.
+void ExpectEngineError(AsyncResult& r, std::chrono::seconds timeout) {
+  try {
+    r.get(timeout);
+    FAIL() << "a request to a stopped engine succeeded";
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.ename(), "EngineError") << e.what();
+  }
+}
+
 // Every task ends exactly once at the client — its result, or EngineError once its one retry is
 // spent — while engines are killed one at a time and replaced. hwm=0 queues thousands of tasks
 // on each engine, so every kill strands a large batch at once.
@@ -125,60 +157,38 @@ TEST(EngineFaultsTest, TenThousandTasksWhileEnginesAreKilledAndReplaced) {
 // An engine that stops answering heartbeats but keeps its sockets open (SIGSTOP) is declared dead;
 // a request waiting on it ends with EngineError and the rest of the cluster keeps serving.
 TEST(StuckPeersTest, StoppedEngineIsDeclaredDeadAndOthersKeepServing) {
-  testutil::LocalCluster cluster(2, kFastHeartbeat);
-  ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
-  auto client = Connect(cluster, 2);
-  ASSERT_TRUE(client);
-  testutil::Process* stopped = EngineProcess(cluster, *client, 0);
-  ASSERT_NE(stopped, nullptr);
-  stopped->signal(SIGSTOP);
-  auto direct = client->direct_view({0}).apply("ipp.echo", 2);
-  ASSERT_TRUE(testutil::WaitFor([&] { return client->ids() == std::vector<int>{1}; }, 20s))
+  OneVictimCluster c(2);
+  ASSERT_TRUE(c.Start());
+  c.victim->signal(SIGSTOP);
+  auto direct = c.client->direct_view({0}).apply("ipp.echo", 2);
+  ASSERT_TRUE(testutil::WaitFor([&] { return c.client->ids() == std::vector<int>{1}; }, 20s))
       << "the stopped engine was never declared dead";
-  try {
-    direct.get(20s);
-    FAIL() << "a request to a stopped engine succeeded";
-  } catch (const RemoteError& e) {
-    EXPECT_EQ(e.ename(), "EngineError");
-  }
-  auto lb = client->load_balanced_view().map("ipp.echo", std::vector<Json>(200, 7));
+  ExpectEngineError(direct, 20s);
+  auto lb = c.client->load_balanced_view().map("ipp.echo", std::vector<Json>(200, 7));
   EXPECT_EQ(lb.get(30s), std::vector<Json>(200, 7));
-  stopped->signal(SIGCONT);
-  stopped->kill_group();
+  c.victim->signal(SIGCONT);
+  c.victim->kill_group();
 }
 
 // An engine stopped by SIGTERM mid-task answers that task itself, as the hub would for an engine
 // that died (EngineError), not as if a user had interrupted it (KeyboardInterrupt).
 TEST(EngineFaultsTest, WorkOfAnEngineStoppedBySigtermEndsAsEngineError) {
-  testutil::LocalCluster cluster(1, kFastHeartbeat);
-  ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
-  auto client = Connect(cluster, 1);
-  ASSERT_TRUE(client);
-  testutil::Process* victim = EngineProcess(cluster, *client, 0);
-  ASSERT_NE(victim, nullptr);
-  auto r = client->direct_view({client->ids().front()}).apply("ipp.sleep", {{"seconds", 20.0}});
+  OneVictimCluster c(1);
+  ASSERT_TRUE(c.Start());
+  auto r = c.client->direct_view({0}).apply("ipp.sleep", {{"seconds", 20.0}});
   std::this_thread::sleep_for(300ms);
-  victim->signal(SIGTERM);
-  try {
-    r.get(30s);
-    FAIL() << "a task on a stopped engine succeeded";
-  } catch (const RemoteError& e) {
-    EXPECT_EQ(e.ename(), "EngineError") << e.what();
-  }
+  c.victim->signal(SIGTERM);
+  ExpectEngineError(r, 30s);
 }
 
 // A broadcast to an engine that dies mid-run ends with EngineError for that engine's part and the
 // survivor's result; it does not wait forever.
 TEST(EngineFaultsTest, BroadcastToAnEngineThatDiesEnds) {
-  testutil::LocalCluster cluster(2, kFastHeartbeat);
-  ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
-  auto client = Connect(cluster, 2);
-  ASSERT_TRUE(client);
-  testutil::Process* victim = EngineProcess(cluster, *client, 0);
-  ASSERT_NE(victim, nullptr);
-  auto r = client->broadcast_view().apply("ipp.sleep", {{"seconds", 2.0}, {"result", 1}});
+  OneVictimCluster c(2);
+  ASSERT_TRUE(c.Start());
+  auto r = c.client->broadcast_view().apply("ipp.sleep", {{"seconds", 2.0}, {"result", 1}});
   std::this_thread::sleep_for(300ms);
-  victim->kill_group();
+  c.victim->kill_group();
   EXPECT_THROW(r.get(30s), RemoteError);
   ASSERT_TRUE(r.ready());
   auto info = r.info();

@@ -87,6 +87,14 @@ zmq::socket_t EchoSocket(zmq::context_t& ctx, const std::string& relay_back) {
   return echo;
 }
 
+// The client end of a raw echo path: a DEALER connected to the relay's front.
+zmq::socket_t RawClient(zmq::context_t& ctx, const std::string& relay_front) {
+  zmq::socket_t client(ctx, zmq::socket_type::dealer);
+  client.set(zmq::sockopt::linger, 0);
+  client.connect(relay_front);
+  return client;
+}
+
 // One raw round trip: `client` (a DEALER connected to a relay) -> relay -> echo -> back.
 void RawRoundTrip(zmq::socket_t& client) {
   client.send(zmq::str_buffer("engine"), zmq::send_flags::sndmore);
@@ -203,9 +211,7 @@ class RawEchoPath {
   // it cannot route: ping until one comes back (up to 10 s).
   bool Ready() {
     zmq::context_t ctx;
-    zmq::socket_t client(ctx, zmq::socket_type::dealer);
-    client.set(zmq::sockopt::linger, 0);
-    client.connect(front_);
+    zmq::socket_t client = RawClient(ctx, front_);
     for (int attempt = 0; attempt < 100; ++attempt) {
       zmq::message_t ping(std::string_view("ping"));
       if (Echo(client, ping, std::chrono::milliseconds(100))) return true;
@@ -220,9 +226,7 @@ class RawEchoPath {
 // MB/s of a `bytes` payload sent through the raw echo path and back (both ways counted).
 double RawZmqTransfer(const RawEchoPath& path, size_t bytes) {
   zmq::context_t ctx;
-  zmq::socket_t client(ctx, zmq::socket_type::dealer);
-  client.set(zmq::sockopt::linger, 0);
-  client.connect(path.front());
+  zmq::socket_t client = RawClient(ctx, path.front());
   std::string payload(bytes, 'x');
   zmq::message_t body(payload.data(), payload.size());
   auto t0 = Clock::now();
@@ -242,8 +246,7 @@ ipp::Json RawZmqRoundTripThreads(int n) {
   std::thread relay([&] { RawRelay(front, back, stop); });
   zmq::socket_t echo = EchoSocket(ctx, back_ep);
   std::thread engine([&] { RawEcho(echo, stop); });
-  zmq::socket_t client(ctx, zmq::socket_type::dealer);
-  client.connect(front_ep);
+  zmq::socket_t client = RawClient(ctx, front_ep);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   ipp::Json result = Percentiles(TimeAlternating(n, {[&] { RawRoundTrip(client); }})[0]);
   stop = true;
@@ -306,9 +309,7 @@ int main(int argc, char** argv) {
   auto one = client->direct_view({client->ids().front()});
   {
     zmq::context_t ctx;
-    zmq::socket_t raw_client(ctx, zmq::socket_type::dealer);
-    raw_client.set(zmq::sockopt::linger, 0);
-    raw_client.connect(raw_path.front());
+    zmq::socket_t raw_client = RawClient(ctx, raw_path.front());
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     auto us = TimeAlternating(latency, {[&] { one.apply("ipp.echo").get(); }, [&] { RawRoundTrip(raw_client); }});
     out["direct_rtt"] = Percentiles(us[0]);

@@ -161,7 +161,7 @@ std::string DescribeExits(const std::vector<ipp::launchers::ProcessExit>& exits)
   for (size_t i = 0; i < exits.size() && i < shown; ++i) {
     const auto& e = exits[i];
     out += "\n  pid " + std::to_string(e.pid) + " " + e.how + "; the end of its log " + e.log.string() + ":\n" +
-           ipp::launchers::Tail(e.log, 10);
+           ipp::launchers::Tail(e.log, exits.size() == 1 ? 25 : 10);  // mpiexec explains itself at length
   }
   if (exits.size() > shown) out += "  (and " + std::to_string(exits.size() - shown) + " more)\n";
   return out;
@@ -416,6 +416,7 @@ int Start(int argc, char** argv) {
   auto started = std::chrono::steady_clock::now();
   if (auto s = WaitForEngines(profile, c.cluster_id, cluster, static_cast<size_t>(n), timeout); !s.ok()) {
     StopCluster(cluster, cluster_file, ctx);
+    description.erase("ipcluster_log");  // the daemon never got to write it
     return Fail(s.message() + "\n" + LogLine(LogsOf(description)));
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -591,7 +592,7 @@ int Engines(int argc, char** argv) {
   Cluster only_new;
   only_new.engine_sets.push_back(std::move(cluster->engine_sets.back()));
   if (auto s = WaitForEngines(profile, c.cluster_id, only_new, before + static_cast<size_t>(n), timeout); !s.ok()) return Fail(s.message());
-  std::cout << "ipcluster: added " << n << " engine(s)" << std::endl;
+  std::cout << "ipcluster: added " << n << " engine(s); logs: " << only_new.engine_sets.back()->LogLocation() << std::endl;
   return 0;
 }
 

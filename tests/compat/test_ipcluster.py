@@ -261,6 +261,15 @@ def test_dead_engine_is_logged_and_listed(env):
     assert "logs: controller " in text, text
     own_log = open(row["logs"]["ipcluster"]).read()
     assert f"engine process pid {victim} killed by SIGKILL" in own_log, own_log
+    controller = data["controller"]["state"]["processes"][0]["pid"]
+    os.kill(controller, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        text = run([IPCLUSTER, "list"], env).stdout
+        assert "? registered (controller not answering) / 3 launched" in text, text
+        assert time.monotonic() - start < 5
+    finally:
+        os.kill(controller, signal.SIGCONT)
     run([IPCLUSTER, "stop"], env)
     assert processes_using(env["IPYTHONDIR"]) == []
 
@@ -320,3 +329,15 @@ def test_mpi_engines(env):
     run([IPCLUSTER, "stop"], env)
     wait_for(lambda: not any(alive(p) for p in pids), timeout=15, what="mpiexec to stop")
     wait_for(lambda: not any(alive(e["pid"]) for e in engines), timeout=15, what="the MPI ranks to stop")
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
+def test_mpiexec_refusing_its_ranks_fails_the_start_at_once(env):
+    env = dict(env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_oob_tcp_if_include="lo")
+    env.pop("OMPI_MCA_rmaps_base_oversubscribe", None)
+    ranks = os.cpu_count() + 1  # more than the slots Open MPI allows without --oversubscribe
+    start = time.monotonic()
+    r = run([IPCLUSTER, "start", "-n", str(ranks), "--engines", "mpi", "--daemonize", "--timeout=60"], env, check=False)
+    assert r.returncode == 1 and time.monotonic() - start < 10, r.stderr
+    assert "every engine launcher process has ended" in r.stderr and "slots" in r.stderr, r.stderr
+    wait_for(lambda: processes_using(env["IPYTHONDIR"]) == [], timeout=5, what="the controller to be gone")

@@ -5,11 +5,11 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <map>
-#include <set>
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "common/cli.hpp"
@@ -245,7 +245,8 @@ void Supervise(Cluster& cluster, const fs::path& cluster_file) {
       }
     }
     if (!ended.empty()) {
-      // Re-read: `ipcluster engines` may have added sets since we wrote the file.
+      // Re-read: `ipcluster engines` may have added sets since we wrote the file (a write of
+      // its own in the few microseconds between our read and our rename would be lost).
       std::ifstream in(cluster_file);
       Json file = Json::parse(in, nullptr, false);
       if (file.is_object()) {

@@ -1,15 +1,21 @@
 // ipcluster: start, stop, list, grow and clean clusters (controller + engines).
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "common/cli.hpp"
+#include "common/logging.hpp"
 #include "ipp/client.hpp"
+#include "launchers/config.hpp"
 #include "launchers/launcher.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/profile_dir.hpp"
@@ -49,15 +55,10 @@ fs::path BinDir() {
 }
 
 Json LoadConfig(const ipp::protocol::ProfileDir& p, std::string* error) {
-  fs::path file = p.root() / "ipcluster_config.json";
-  std::ifstream in(file);
-  if (!in) return Json::object();
-  Json cfg = Json::parse(in, nullptr, false);
-  if (cfg.is_discarded() || !cfg.is_object()) {
-    *error = file.string() + " is not a JSON object";
-    return Json::object();
-  }
-  return cfg;
+  auto config = ipp::launchers::LoadClusterConfig(p.root() / "ipcluster_config.json");
+  if (config.ok()) return *config;
+  *error = config.status().message();
+  return Json::object();
 }
 
 ipp::launchers::LaunchContext Context(const ipp::protocol::ProfileDir& p, const std::string& cluster_id, const Json& cfg) {
@@ -80,11 +81,36 @@ struct Cluster {
 
 Json Describe(const Cluster& c, const ipp::launchers::LaunchContext& ctx, int n) {
   Json sets = Json::array();
-  for (const auto& s : c.engine_sets) sets.push_back({{"class", s->kind()}, {"state", s->State()}});
+  for (const auto& s : c.engine_sets) {
+    sets.push_back({{"class", s->kind()}, {"state", s->State()}, {"logs", s->LogLocation()}});
+  }
+  Json controller = {{"class", c.controller ? c.controller->kind() : ""}, {"state", c.controller ? c.controller->State() : Json()}};
+  if (c.controller) controller["logs"] = c.controller->LogLocation();
   return {{"cluster", {{"profile_dir", ctx.profile_dir.string()}, {"cluster_id", ctx.cluster_id}, {"n", n}}},
-          {"controller", {{"class", c.controller ? c.controller->kind() : ""}, {"state", c.controller ? c.controller->State() : Json()}}},
+          {"controller", controller},
           {"engines", {{"sets", sets}}},
           {"ipcluster_pid", getpid()}};
+}
+
+// Where a daemonized ipcluster (the process that supervises the cluster) logs.
+fs::path OwnLog(const ipp::protocol::ProfileDir& p, const std::string& cluster_id) {
+  return p.log_dir() / ("ipcluster-" + (cluster_id.empty() ? "" : cluster_id + "-") + std::to_string(getpid()) + ".log");
+}
+
+// Where a cluster's processes log, from its cluster file.
+Json LogsOf(const Json& file) {
+  Json logs = {{"controller", file["controller"].value("logs", "")}, {"engines", Json::array()}};
+  for (const auto& set : file["engines"].value("sets", Json::array())) logs["engines"].push_back(set.value("logs", ""));
+  if (file.contains("ipcluster_log")) logs["ipcluster"] = file["ipcluster_log"];
+  return logs;
+}
+
+// "logs: controller X; engines Y; ipcluster Z", as start and list print them.
+std::string LogLine(const Json& logs) {
+  std::string out = "logs: controller " + logs["controller"].get<std::string>();
+  for (const auto& e : logs["engines"]) out += "; engines " + e.get<std::string>();
+  if (logs.contains("ipcluster")) out += "; ipcluster " + logs["ipcluster"].get<std::string>();
+  return out;
 }
 
 ipp::Status Save(const fs::path& path, const Json& j) { return ipp::protocol::WritePrivateFile(path, j.dump(2)); }
@@ -119,7 +145,31 @@ void StopAll(Cluster& c) {
   }
 }
 
-// Waits for `total` engines; fails early when local engine processes die.
+// Whether `pid` is an ipcluster other than us (a recorded pid may have been reused since).
+bool IsOtherIpcluster(pid_t pid) {
+  if (pid <= 0 || pid == getpid() || !ipp::launchers::ProcessAlive(pid)) return false;
+  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  return name == "ipcluster";
+}
+
+// How launched processes ended, with the end of each one's log (the first few).
+std::string DescribeExits(const std::vector<ipp::launchers::ProcessExit>& exits) {
+  std::string out;
+  const size_t shown = 3;
+  for (size_t i = 0; i < exits.size() && i < shown; ++i) {
+    const auto& e = exits[i];
+    out += "\n  pid " + std::to_string(e.pid) + " " + e.how + "; the end of its log " + e.log.string() + ":\n" +
+           ipp::launchers::Tail(e.log, exits.size() == 1 ? 25 : 10);  // mpiexec explains itself at length
+  }
+  if (exits.size() > shown) out += "  (and " + std::to_string(exits.size() - shown) + " more)\n";
+  return out;
+}
+
+// Waits for `total` engines. Fails as soon as no more can come: every launcher process has
+// exited (an mpiexec refusing its ranks exits at once), or each one still running has
+// registered and the rest have exited. Batch jobs cannot be watched: then only the timeout ends it.
 ipp::Status WaitForEngines(const ipp::protocol::ProfileDir& p, const std::string& cluster_id, Cluster& c, size_t total,
                            double timeout) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long>(timeout * 1000));
@@ -130,7 +180,7 @@ ipp::Status WaitForEngines(const ipp::protocol::ProfileDir& p, const std::string
     auto connected = ipp::Client::Connect(o);
     if (connected.ok()) {
       client = std::move(connected).value();
-    } else if (std::chrono::steady_clock::now() > deadline || g_stop) {
+    } else if (std::chrono::steady_clock::now() > deadline || g_stop || (c.controller && c.controller->Alive() == 0)) {
       return ipp::Status::Timeout("the controller did not come up: " + connected.status().message() +
                                   (c.controller ? "\n" + c.controller->FailureLog() : ""));
     } else {
@@ -138,29 +188,126 @@ ipp::Status WaitForEngines(const ipp::protocol::ProfileDir& p, const std::string
     }
   }
   while (client->ids().size() < total) {
-    int dead = 0, started = 0;
-    for (auto& s : c.engine_sets) {
-      int alive = s->Alive();
-      if (alive < 0) continue;  // batch jobs: cannot tell
-      started += static_cast<int>(s->State().value("processes", Json::array()).size());
-      dead += static_cast<int>(s->State().value("processes", Json::array()).size()) - alive;
-    }
     if (g_stop) return ipp::Status::Unavailable("interrupted");
-    bool local_all_dead = started > 0 && dead > 0 && dead >= started - static_cast<int>(client->ids().size());
-    if (std::chrono::steady_clock::now() > deadline || (local_all_dead && dead > 0 &&
-                                                          client->ids().size() + dead >= total)) {
+    int alive = 0;
+    bool watched = !c.engine_sets.empty();
+    std::vector<ipp::launchers::ProcessExit> exits;
+    for (auto& s : c.engine_sets) {
+      int a = s->Alive();
+      if (a < 0) watched = false;  // batch jobs: cannot tell
+      alive += std::max(a, 0);
+      auto e = s->Exits();
+      exits.insert(exits.end(), e.begin(), e.end());
+    }
+    size_t registered = client->ids().size();
+    bool no_more = watched && !exits.empty() && static_cast<size_t>(alive) <= registered &&
+                   (alive == 0 || registered + exits.size() >= total);
+    if (no_more) {
+      return ipp::Status::Unavailable("only " + std::to_string(registered) + " of " + std::to_string(total) +
+                                      " engines registered (" + std::to_string(exits.size()) + " exited" +
+                                      (alive == 0 ? ": every engine launcher process has ended" : "") + "):" +
+                                      DescribeExits(exits));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
       std::string log;
       for (auto& s : c.engine_sets) {
         log = s->FailureLog();
         if (!log.empty()) break;
       }
-      return ipp::Status::Unavailable("only " + std::to_string(client->ids().size()) + " of " + std::to_string(total) +
-                                      " engines registered" + (dead ? " (" + std::to_string(dead) + " exited)" : "") +
-                                      "; a failing engine's log: " + log);
+      return ipp::Status::Timeout("only " + std::to_string(registered) + " of " + std::to_string(total) +
+                                  " engines registered in " + std::to_string(static_cast<int>(timeout)) +
+                                  " s (--timeout); an engine's log: " + log);
     }
-    client->wait_for_engines(total, std::chrono::milliseconds(200));
+    client->wait_for_engines(total, std::chrono::milliseconds(100));
   }
   return ipp::Status::OK();
+}
+
+// Until a signal or the controller's end: reaps the engines, logs how each that ends did and
+// records it in the cluster file for `ipcluster list`. Engines `ipcluster engines` added later
+// are not our children: the file only tells list which of them are gone.
+void Supervise(Cluster& cluster, const fs::path& cluster_file) {
+  auto log = ipp::MakeLogger("ipcluster");
+  std::set<pid_t> reported;
+  while (!g_stop) {
+    if (cluster.controller->Alive() == 0) {
+      auto exits = cluster.controller->Exits();
+      log->error("the controller {}; stopping the engines{}", exits.empty() ? "ended" : "(pid " + std::to_string(exits[0].pid) + ") " + exits[0].how,
+                 exits.empty() ? "" : "; the end of its log " + exits[0].log.string() + ":\n" + ipp::launchers::Tail(exits[0].log, 10));
+      return;
+    }
+    std::map<pid_t, std::string> ended;
+    for (auto& s : cluster.engine_sets) {
+      for (const auto& e : s->Exits()) {
+        if (!reported.insert(e.pid).second) continue;
+        ended[e.pid] = e.how;
+        log->warn("{} engine process pid {} {}; its log: {}", s->kind(), e.pid, e.how, e.log.string());
+      }
+    }
+    if (!ended.empty()) {
+      // Re-read: `ipcluster engines` may have added sets since we wrote the file (a write of
+      // its own in the few microseconds between our read and our rename would be lost).
+      std::ifstream in(cluster_file);
+      Json file = Json::parse(in, nullptr, false);
+      if (file.is_object()) {
+        for (auto& set : file["engines"]["sets"]) {
+          for (auto& proc : set["state"]["processes"]) {
+            auto it = ended.find(proc.value("pid", 0));
+            if (it != ended.end()) proc["exit"] = it->second;
+          }
+        }
+        if (auto st = Save(cluster_file, file); !st.ok()) log->error("{}", st.message());
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// Stops our cluster and whatever the cluster file adds to it (engines `ipcluster engines` added).
+void StopCluster(Cluster& cluster, const fs::path& cluster_file, const ipp::launchers::LaunchContext& ctx) {
+  StopAll(cluster);
+  auto recorded = Load(cluster_file, ctx);
+  if (recorded.ok()) {
+    recorded->controller.reset();
+    StopAll(*recorded);
+  }
+  std::error_code ec;
+  fs::remove(cluster_file, ec);
+}
+
+// --daemonize: the cluster runs under a daemon, our child, which reaps its processes and so
+// knows how any of them ends. We relay its start-up: it writes to our stdout and stderr until
+// the cluster is up, then one byte on `ready`, and detaches. Its exit status is ours otherwise.
+int AwaitDaemon(pid_t daemon, int ready) {
+  std::signal(SIGINT, SIG_IGN);  // Ctrl-C reaches the daemon too (same group): it cleans up and tells us
+  char byte = 0;
+  ssize_t n;
+  do n = read(ready, &byte, 1); while (n < 0 && errno == EINTR);
+  if (n == 1) return 0;
+  int status = 0;
+  while (waitpid(daemon, &status, 0) < 0 && errno == EINTR) {}
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+// In the daemon once the cluster is up: leave the terminal's session, log to `own_log`, release
+// the waiting `ipcluster start`.
+void Detach(const fs::path& own_log, int ready) {
+  setsid();
+  int fd = ::open(own_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) dup2(devnull, 0);
+  if (fd >= 0) {
+    dup2(fd, 1);
+    dup2(fd, 2);
+    ::close(fd);
+  } else if (devnull >= 0) {
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+  }
+  if (devnull >= 0) ::close(devnull);
+  char byte = 1;
+  if (write(ready, &byte, 1) != 1) {}  // the front may be gone: nothing to tell then
+  ::close(ready);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -218,6 +365,19 @@ int Start(int argc, char** argv) {
   std::error_code ec;
   fs::remove(profile.security_dir() / ipp::protocol::ConnectionFileName("client", c.cluster_id), ec);
 
+  bool daemonize = vm.count("daemonize") > 0;
+  int ready[2] = {-1, -1};
+  if (daemonize) {
+    if (pipe2(ready, O_CLOEXEC) != 0) return Fail("cannot create a pipe");
+    pid_t daemon = fork();
+    if (daemon < 0) return Fail("cannot fork");
+    if (daemon > 0) {
+      ::close(ready[1]);
+      return AwaitDaemon(daemon, ready[0]);
+    }
+    ::close(ready[0]);
+  }
+
   Cluster cluster;
   auto controller = ipp::launchers::MakeControllerLauncher(controller_kind, ctx);
   if (!controller.ok()) return Fail(controller.status().message());
@@ -250,24 +410,28 @@ int Start(int argc, char** argv) {
       return Fail("engines: " + s.message());
     }
   }
-  if (auto s = Save(cluster_file, Describe(cluster, ctx, n)); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
+  Json description = Describe(cluster, ctx, n);
+  fs::path own_log = OwnLog(profile, c.cluster_id);
+  if (daemonize) description["ipcluster_log"] = own_log.string();
+  if (auto s = Save(cluster_file, description); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
   auto started = std::chrono::steady_clock::now();
   if (auto s = WaitForEngines(profile, c.cluster_id, cluster, static_cast<size_t>(n), timeout); !s.ok()) {
-    StopAll(cluster);
-    fs::remove(cluster_file, ec);
-    return Fail(s.message());
+    StopCluster(cluster, cluster_file, ctx);
+    description.erase("ipcluster_log");  // the daemon never got to write it
+    return Fail(s.message() + "\n" + LogLine(LogsOf(description)));
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::cout << "ipcluster: cluster" << (c.cluster_id.empty() ? "" : " " + c.cluster_id) << " started with " << n
             << " engine(s) (" << cluster.engine_sets.size() << " " << engines_kind << " set) in " << secs
-            << " s; profile " << profile.root().string() << std::endl;
-  if (vm.count("daemonize")) return 0;
-
-  std::cout << "ipcluster: running in the foreground; Ctrl-C stops the cluster" << std::endl;
-  while (!g_stop && cluster.controller->Alive() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            << " s; profile " << profile.root().string() << "\nipcluster: " << LogLine(LogsOf(description)) << std::endl;
+  if (daemonize) {
+    Detach(own_log, ready[1]);
+  } else {
+    std::cout << "ipcluster: running in the foreground; Ctrl-C stops the cluster" << std::endl;
+  }
+  Supervise(cluster, cluster_file);
   std::cout << "ipcluster: stopping the cluster" << std::endl;
-  StopAll(cluster);
-  fs::remove(cluster_file, ec);
+  StopCluster(cluster, cluster_file, ctx);
   return 0;
 }
 
@@ -283,14 +447,53 @@ int Stop(int argc, char** argv) {
   fs::path file = ClusterFile(profile, c.cluster_id);
   auto cluster = Load(file, ctx);
   if (!cluster.ok()) return Fail(cluster.status().message());
+  // The ipcluster that started the cluster (the daemon, or one in the foreground) stops it
+  // fastest: the processes are its children, reaped the moment they end.
+  pid_t owner = cluster->file.value("ipcluster_pid", 0);
+  if (IsOtherIpcluster(owner)) {
+    kill(owner, SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (ipp::launchers::ProcessAlive(owner) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  // Whatever it left, or all of it when it is gone.
   StopAll(*cluster);
   std::error_code ec;
   fs::remove(file, ec);
-  // A foreground ipcluster start waiting for the cluster should end too.
-  pid_t owner = cluster->file.value("ipcluster_pid", 0);
-  if (owner > 0 && owner != getpid() && ipp::launchers::ProcessAlive(owner)) kill(owner, SIGTERM);
   std::cout << "ipcluster: stopped" << (c.cluster_id.empty() ? "" : " cluster " + c.cluster_id) << std::endl;
   return 0;
+}
+
+// What `ipcluster list` says about one cluster file: the controller's state, the engines the
+// controller has registered (asked with a short timeout), the engine processes launched and
+// how those that ended did.
+Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
+  auto processes = j["controller"]["state"].value("processes", Json::array());
+  bool running = !processes.empty() && ipp::launchers::ProcessAlive(processes[0].value("pid", 0));
+  std::string cluster_id = j["cluster"].value("cluster_id", "");
+  Json exited = Json::array();
+  for (const auto& set : j["engines"].value("sets", Json::array())) {
+    for (const auto& proc : set["state"].value("processes", Json::array())) {
+      pid_t pid = proc.value("pid", 0);
+      if (proc.contains("exit")) {
+        exited.push_back({{"pid", pid}, {"how", proc["exit"]}});
+      } else if (!ipp::launchers::ProcessAlive(pid)) {
+        exited.push_back({{"pid", pid}, {"how", "exited"}});
+      }
+    }
+  }
+  Json registered = nullptr;
+  if (running) {
+    ipp::ClientOptions o = ipp::ClientOptions::ProfileDir(profile_dir.string(), cluster_id);
+    o.timeout = std::chrono::milliseconds(1500);
+    auto client = ipp::Client::Connect(o);
+    if (client.ok()) registered = (*client)->ids().size();
+  }
+  return {{"profile", profile_dir.filename().string().substr(8)}, {"cluster_id", cluster_id},
+          {"engines", j["cluster"].value("n", 0)}, {"running", running},
+          {"controller", j["controller"].value("class", "")}, {"registered", registered}, {"exited", exited},
+          {"logs", LogsOf(j)}};
 }
 
 int List(int argc, char** argv) {
@@ -298,7 +501,14 @@ int List(int argc, char** argv) {
   bool json = false;
   o.add_options()("json", po::bool_switch(&json), "JSON output");
   po::variables_map vm;
-  if (int rc = ipp::cli::Parse(argc, argv, "usage: ipcluster list\n\nList the clusters of every profile in $IPYTHONDIR.", o, vm); rc >= 0) return rc;
+  if (int rc = ipp::cli::Parse(argc, argv,
+                               "usage: ipcluster list\n\nList the clusters of every profile in $IPYTHONDIR: for each, the engines\n"
+                               "its controller has registered beside those launched, how any engine process\n"
+                               "ended, and where the logs are.",
+                               o, vm);
+      rc >= 0) {
+    return rc;
+  }
   Json rows = Json::array();
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(ipp::protocol::IpythonDir(), ec)) {
@@ -308,23 +518,35 @@ int List(int argc, char** argv) {
       if (name.rfind("cluster-", 0) != 0 || f.path().extension() != ".json") continue;
       std::ifstream in(f.path());
       Json j = Json::parse(in, nullptr, false);
-      if (j.is_discarded()) continue;
-      auto processes = j["controller"]["state"].value("processes", Json::array());
-      bool running = !processes.empty() && ipp::launchers::ProcessAlive(processes[0].value("pid", 0));
-      rows.push_back({{"profile", entry.path().filename().string().substr(8)},
-                      {"cluster_id", j["cluster"].value("cluster_id", "")},
-                      {"engines", j["cluster"].value("n", 0)}, {"running", running},
-                      {"controller", j["controller"].value("class", "")}});
+      if (j.is_discarded() || !j.is_object()) continue;
+      rows.push_back(DescribeCluster(entry.path(), j));
     }
   }
   if (json) {
     std::cout << rows.dump() << std::endl;
     return 0;
   }
-  std::printf("%-16s %-16s %8s  %s\n", "PROFILE", "CLUSTER ID", "ENGINES", "STATE");
+  std::printf("%-16s %-16s %-8s  %s\n", "PROFILE", "CLUSTER ID", "STATE", "ENGINES");
   for (const auto& r : rows) {
-    std::printf("%-16s %-16s %8d  %s\n", r["profile"].get<std::string>().c_str(), r["cluster_id"].get<std::string>().c_str(),
-                r["engines"].get<int>(), r["running"].get<bool>() ? "running" : "stopped");
+    std::string engines;
+    if (!r["running"].get<bool>()) {
+      engines = std::to_string(r["engines"].get<int>()) + " launched";
+    } else if (r["registered"].is_null()) {
+      engines = "? registered (controller not answering) / " + std::to_string(r["engines"].get<int>()) + " launched";
+    } else {
+      engines = std::to_string(r["registered"].get<size_t>()) + " registered / " + std::to_string(r["engines"].get<int>()) + " launched";
+    }
+    if (!r["exited"].empty()) {
+      engines += " (" + std::to_string(r["exited"].size()) + " exited:";
+      for (size_t i = 0; i < r["exited"].size(); ++i) {
+        const auto& e = r["exited"][i];
+        engines += std::string(i ? "," : "") + " pid " + std::to_string(e["pid"].get<pid_t>()) + " " + e["how"].get<std::string>();
+      }
+      engines += ")";
+    }
+    std::printf("%-16s %-16s %-8s  %s\n", r["profile"].get<std::string>().c_str(), r["cluster_id"].get<std::string>().c_str(),
+                r["running"].get<bool>() ? "running" : "stopped", engines.c_str());
+    std::printf("  %s\n", LogLine(r["logs"]).c_str());
   }
   return 0;
 }
@@ -366,11 +588,12 @@ int Engines(int argc, char** argv) {
   int total = cluster->file["cluster"].value("n", 0) + n;
   Json saved = Describe(*cluster, ctx, total);
   saved["ipcluster_pid"] = cluster->file.value("ipcluster_pid", 0);
+  if (cluster->file.contains("ipcluster_log")) saved["ipcluster_log"] = cluster->file["ipcluster_log"];
   if (auto s = Save(file, saved); !s.ok()) return Fail(s.message());
   Cluster only_new;
   only_new.engine_sets.push_back(std::move(cluster->engine_sets.back()));
   if (auto s = WaitForEngines(profile, c.cluster_id, only_new, before + static_cast<size_t>(n), timeout); !s.ok()) return Fail(s.message());
-  std::cout << "ipcluster: added " << n << " engine(s)" << std::endl;
+  std::cout << "ipcluster: added " << n << " engine(s); logs: " << only_new.engine_sets.back()->LogLocation() << std::endl;
   return 0;
 }
 

@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <cctype>
 #include <deque>
 #include <fstream>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "launchers/batch.hpp"
@@ -68,20 +71,67 @@ bool ProcessAlive(pid_t pid) {
   return !(paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'Z');
 }
 
-bool StopGroup(pid_t pid, std::chrono::milliseconds grace) {
-  if (pid <= 0) return true;
-  kill(-pid, SIGTERM);
-  kill(pid, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() + grace;
-  while (std::chrono::steady_clock::now() < deadline) {
-    // Done when the leader and every other member of its group (e.g. MPI ranks) are gone.
-    if (!ProcessAlive(pid) && (kill(-pid, 0) != 0 && errno == ESRCH)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+namespace {
+// Those of `groups` that still have a member that is not a zombie. A group of zombies is done:
+// they wait only for whoever reaps them (init may take seconds), and they hold nothing.
+std::set<pid_t> LiveGroups(const std::vector<pid_t>& groups) {
+  std::set<pid_t> candidates;
+  for (pid_t g : groups) {
+    if (g > 0 && (kill(-g, 0) == 0 || errno == EPERM)) candidates.insert(g);
   }
-  kill(-pid, SIGKILL);
-  kill(pid, SIGKILL);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  return !ProcessAlive(pid);
+  std::set<pid_t> live;
+  if (candidates.empty()) return live;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::ifstream in(entry.path() / "stat");
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    size_t paren = text.rfind(')');
+    if (paren == std::string::npos) continue;  // gone while we read
+    std::istringstream fields(text.substr(paren + 1));
+    char state = 0;
+    pid_t parent = 0, group = 0;
+    if (fields >> state >> parent >> group && state != 'Z' && candidates.count(group)) live.insert(group);
+  }
+  return live;
+}
+}  // namespace
+
+bool StopGroups(const std::vector<pid_t>& groups, std::chrono::milliseconds grace) {
+  for (pid_t g : groups) {
+    if (g <= 0) continue;
+    kill(-g, SIGTERM);
+    kill(g, SIGTERM);
+  }
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  for (bool killed = false;;) {
+    for (pid_t g : groups) {
+      if (g > 0) waitpid(g, nullptr, WNOHANG);  // our own children: reap them, stopping on purpose
+    }
+    std::set<pid_t> live = LiveGroups(groups);
+    if (live.empty()) return true;
+    if (std::chrono::steady_clock::now() > deadline) {
+      if (killed) return false;
+      for (pid_t g : live) {
+        kill(-g, SIGKILL);
+        kill(g, SIGKILL);
+      }
+      killed = true;
+      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const char* name = sigabbrev_np(WTERMSIG(status));
+    return std::string("killed by ") + (name ? "SIG" + std::string(name) : "signal " + std::to_string(WTERMSIG(status))) +
+           (WCOREDUMP(status) ? " (core dumped)" : "");
+  }
+  return "ended (wait status " + std::to_string(status) + ")";
 }
 
 std::string Tail(const fs::path& file, size_t lines) {
@@ -160,10 +210,116 @@ std::string CanonicalKind(const std::string& kind) {
 
 namespace {
 
-class ProcessLauncher : public Launcher {
+// What the Local, MPI and SSH launchers share: a set of spawned process groups, each with its
+// log, and how each ended once it has.
+class ProcessSetLauncher : public Launcher {
+ public:
+  Status Stop() override {
+    // Ended leaders too: an MPI rank may outlive its mpiexec in the group.
+    std::vector<pid_t> groups;
+    for (const auto& p : procs_) groups.push_back(p.pid);
+    return StopGroups(groups) ? Status::OK() : Status::Unavailable("some " + kind() + " processes did not stop");
+  }
+
+  int Alive() override {
+    int n = 0;
+    for (auto& p : procs_) n += Poll(p);
+    return n;
+  }
+
+  std::vector<ProcessExit> Exits() override {
+    std::vector<ProcessExit> exits;
+    for (auto& p : procs_) {
+      if (!Poll(p)) exits.push_back({p.pid, p.how, p.log});
+    }
+    return exits;
+  }
+
+  std::string FailureLog() override {
+    for (auto& p : procs_) {
+      if (!Poll(p)) return p.log.string() + ":\n" + Tail(p.log);
+    }
+    return procs_.empty() ? "" : procs_.front().log.string() + ":\n" + Tail(procs_.front().log);
+  }
+
+  std::string LogLocation() const override {
+    if (procs_.empty()) return context_.log_dir.string();
+    // One pattern for many engines' logs: their common prefix and suffix around a *.
+    std::string prefix = procs_.front().log.string(), suffix = prefix;
+    for (const auto& p : procs_) {
+      std::string log = p.log.string();
+      size_t i = 0;
+      while (i < prefix.size() && i < log.size() && prefix[i] == log[i]) ++i;
+      prefix.resize(i);
+      size_t j = 0;
+      while (j < suffix.size() && j < log.size() && suffix[suffix.size() - 1 - j] == log[log.size() - 1 - j]) ++j;
+      suffix.erase(0, suffix.size() - j);
+    }
+    if (procs_.size() == 1) return prefix;
+    return prefix + "*" + suffix + " (" + std::to_string(procs_.size()) + " files)";
+  }
+
+  Json State() const override {
+    Json procs = Json::array();
+    for (const auto& p : procs_) {
+      Json j = {{"pid", p.pid}, {"log", p.log.string()}};
+      if (p.ended) j["exit"] = p.how;
+      procs.push_back(std::move(j));
+    }
+    return {{"processes", procs}};
+  }
+
+  void Restore(const Json& state) {
+    for (const auto& p : state.value("processes", Json::array())) {
+      Proc proc{p.at("pid").get<pid_t>(), p.value("log", std::string()), p.contains("exit"), p.value("exit", std::string())};
+      procs_.push_back(std::move(proc));
+    }
+  }
+
+ protected:
+  explicit ProcessSetLauncher(LaunchContext context) : context_(std::move(context)) {}
+
+  Status Launch(const std::vector<std::string>& argv, const fs::path& log) {
+    Result<pid_t> pid = Spawn(argv, log);
+    if (!pid.ok()) return pid.status();
+    procs_.push_back({*pid, log, false, ""});
+    return Status::OK();
+  }
+
+  LaunchContext context_;
+
+ private:
+  struct Proc {
+    pid_t pid;
+    fs::path log;
+    bool ended = false;
+    std::string how;
+  };
+  // Alive? Reaps our own children, recording how they ended; a process another ipcluster
+  // started (restored from a cluster file) can only be seen to be gone.
+  static bool Poll(Proc& p) {
+    if (p.ended) return false;
+    int status = 0;
+    pid_t r = waitpid(p.pid, &status, WNOHANG);
+    if (r == p.pid) {
+      p.ended = true;
+      p.how = DescribeWaitStatus(status);
+      return false;
+    }
+    if (r == 0 || ProcessAlive(p.pid)) return true;
+    p.ended = true;
+    p.how = "exited";
+    return false;
+  }
+
+  std::vector<Proc> procs_;
+};
+
+// Local engines and the local controller, or engines under mpiexec.
+class ProcessLauncher : public ProcessSetLauncher {
  public:
   ProcessLauncher(std::string kind, LaunchContext context, bool controller)
-      : kind_(std::move(kind)), context_(std::move(context)), controller_(controller) {}
+      : ProcessSetLauncher(std::move(context)), kind_(std::move(kind)), controller_(controller) {}
 
   Status Start(int n) override {
     if (controller_) return StartOne(ControllerCommand(context_), "ipcontroller");
@@ -180,70 +336,24 @@ class ProcessLauncher : public Launcher {
     }
     return Status::OK();
   }
-
-  Status Stop() override {
-    // Signal every group first, then wait: stopping 256 engines one by one would take long.
-    for (const auto& p : procs_) {
-      kill(-p.pid, SIGTERM);
-      kill(p.pid, SIGTERM);
-    }
-    bool all = true;
-    for (const auto& p : procs_) all = StopGroup(p.pid) && all;
-    return all ? Status::OK() : Status::Unavailable("some processes did not stop");
-  }
-
-  int Alive() const override {
-    int n = 0;
-    for (const auto& p : procs_) n += ProcessAlive(p.pid);
-    return n;
-  }
-
-  std::string FailureLog() const override {
-    for (const auto& p : procs_) {
-      if (!ProcessAlive(p.pid)) return p.log.string() + ":\n" + Tail(p.log);
-    }
-    return procs_.empty() ? "" : procs_.front().log.string() + ":\n" + Tail(procs_.front().log);
-  }
-
-  Json State() const override {
-    Json procs = Json::array();
-    for (const auto& p : procs_) procs.push_back({{"pid", p.pid}, {"log", p.log.string()}});
-    return {{"processes", procs}};
-  }
   std::string kind() const override { return kind_; }
 
-  void Restore(const Json& state) {
-    for (const auto& p : state.value("processes", Json::array())) {
-      procs_.push_back({p.at("pid").get<pid_t>(), p.value("log", std::string())});
-    }
-  }
-
  private:
-  struct Proc {
-    pid_t pid;
-    fs::path log;
-  };
   Status StartOne(const std::vector<std::string>& argv, const std::string& name) {
     static int counter = 0;
-    fs::path log = context_.log_dir / (name + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log");
-    Result<pid_t> pid = Spawn(argv, log);
-    if (!pid.ok()) return pid.status();
-    procs_.push_back({*pid, log});
-    return Status::OK();
+    return Launch(argv, context_.log_dir / (name + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log"));
   }
 
   std::string kind_;
-  LaunchContext context_;
   bool controller_;
-  std::vector<Proc> procs_;
 };
 
 // ---------------------------------------------------------------------------------------------
 // SSH: engines on other hosts; the connection info travels in IPP_CONNECTION_INFO.
 
-class SshLauncher : public Launcher {
+class SshLauncher : public ProcessSetLauncher {
  public:
-  SshLauncher(LaunchContext context, bool controller) : context_(std::move(context)), controller_(controller) {}
+  SshLauncher(LaunchContext context, bool controller) : ProcessSetLauncher(std::move(context)), controller_(controller) {}
 
   Status Start(int n) override {
     if (controller_) return StartController();
@@ -267,38 +377,12 @@ class SshLauncher : public Launcher {
         argv.push_back(host);
         argv.push_back("IPP_CONNECTION_INFO=" + ShellQuote({info}) + " exec " + ShellQuote(engine));
         fs::path log = context_.log_dir / ("ssh-engine-" + host + "-" + std::to_string(getpid()) + "-" + std::to_string(started) + ".log");
-        Result<pid_t> pid = Spawn(argv, log);
-        if (!pid.ok()) return pid.status();
-        procs_.push_back({*pid, log});
+        if (Status s = Launch(argv, log); !s.ok()) return s;  // ssh ends the remote engine when stopped
       }
     }
     return Status::OK();
   }
-  Status Stop() override {
-    bool all = true;
-    for (const auto& p : procs_) all = StopGroup(p.first) && all;  // ssh ends the remote engine
-    return all ? Status::OK() : Status::Unavailable("some ssh sessions did not stop");
-  }
-  int Alive() const override {
-    int n = 0;
-    for (const auto& p : procs_) n += ProcessAlive(p.first);
-    return n;
-  }
-  std::string FailureLog() const override {
-    for (const auto& p : procs_) {
-      if (!ProcessAlive(p.first)) return p.second.string() + ":\n" + Tail(p.second);
-    }
-    return "";
-  }
-  Json State() const override {
-    Json procs = Json::array();
-    for (const auto& p : procs_) procs.push_back({{"pid", p.first}, {"log", p.second.string()}});
-    return {{"processes", procs}};
-  }
   std::string kind() const override { return "SSH"; }
-  void Restore(const Json& state) {
-    for (const auto& p : state.value("processes", Json::array())) procs_.emplace_back(p.at("pid").get<pid_t>(), p.value("log", ""));
-  }
 
  private:
   // The controller on "ssh": {"controller": "host"}, started with the same profile directory
@@ -314,16 +398,10 @@ class SshLauncher : public Launcher {
     command[0] = ssh.value("remote_ipcontroller", std::string("ipcontroller"));
     argv.push_back(host);
     argv.push_back("exec " + ShellQuote(command));
-    fs::path log = context_.log_dir / ("ssh-controller-" + host + "-" + std::to_string(getpid()) + ".log");
-    Result<pid_t> pid = Spawn(argv, log);
-    if (!pid.ok()) return pid.status();
-    procs_.push_back({*pid, log});
-    return Status::OK();
+    return Launch(argv, context_.log_dir / ("ssh-controller-" + host + "-" + std::to_string(getpid()) + ".log"));
   }
 
-  LaunchContext context_;
   bool controller_;
-  std::vector<std::pair<pid_t, fs::path>> procs_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -402,8 +480,10 @@ class BatchLauncher : public Launcher {
                ? Status::OK()
                : Status::Unavailable(system_.name + " could not cancel job " + job_id_);
   }
-  int Alive() const override { return -1; }
-  std::string FailureLog() const override { return "job " + job_id_ + " (script " + script_.string() + ")"; }
+  int Alive() override { return -1; }
+  std::string FailureLog() override { return "job " + job_id_ + " (script " + script_.string() + ")"; }
+  std::vector<ProcessExit> Exits() override { return {}; }
+  std::string LogLocation() const override { return context_.log_dir.string() + " (the job's output)"; }
   Json State() const override { return {{"job_id", job_id_}, {"script", script_.string()}}; }
   std::string kind() const override { return system_.name; }
   void Restore(const Json& state) {

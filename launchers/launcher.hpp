@@ -31,6 +31,13 @@ struct LaunchContext {
   Json config = Json::object();              // ipcluster_config.json, with CLI overrides
 };
 
+// A launched process that has ended, and how.
+struct ProcessExit {
+  pid_t pid = 0;
+  std::string how;  // "exited with status 1", "killed by SIGKILL"; "exited" if not our child
+  std::filesystem::path log;
+};
+
 class Launcher {
  public:
   virtual ~Launcher() = default;
@@ -39,9 +46,14 @@ class Launcher {
   // Stops everything it started: process groups, or cancels its jobs.
   virtual Status Stop() = 0;
   // How many of its processes are still alive; -1 when it cannot tell (batch jobs).
-  virtual int Alive() const = 0;
+  virtual int Alive() = 0;
   // The end of a failing process's log, for error messages ("" if none).
-  virtual std::string FailureLog() const = 0;
+  virtual std::string FailureLog() = 0;
+  // Its processes that have ended (none for batch jobs). Our own children are reaped here, which
+  // is how their exit status or signal is known; the caller thread owns the launcher.
+  virtual std::vector<ProcessExit> Exits() = 0;
+  // Where its processes log: a file, a pattern such as /log/ipengine-12-*.log, or a directory.
+  virtual std::string LogLocation() const = 0;
   virtual Json State() const = 0;
   virtual std::string kind() const = 0;
 };
@@ -62,9 +74,12 @@ std::vector<std::string> EngineCommand(const LaunchContext& context, bool mpi = 
 // Spawns argv in a new session (so it outlives us and can be stopped as a group), output
 // appended to `log`. Returns the pid.
 Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::filesystem::path& log);
-// SIGTERM to the group, then SIGKILL after `grace`; true once it is gone.
-bool StopGroup(pid_t pid, std::chrono::milliseconds grace = std::chrono::seconds(5));
+// SIGTERM to each process group, then SIGKILL to those left after `grace`; true once every
+// member of every group is gone (or a zombie). Our own children among the leaders are reaped.
+bool StopGroups(const std::vector<pid_t>& groups, std::chrono::milliseconds grace = std::chrono::seconds(5));
 bool ProcessAlive(pid_t pid);
+// "exited with status 1", "killed by SIGKILL (core dumped)": a waitpid status in words.
+std::string DescribeWaitStatus(int status);
 std::string Tail(const std::filesystem::path& file, size_t lines = 15);
 
 }  // namespace ipp::launchers

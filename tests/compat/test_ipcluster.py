@@ -28,7 +28,25 @@ def all_cluster_pids(ipython_dir):
                 pids += [p["pid"] for p in data["controller"]["state"].get("processes", [])]
                 for s in data["engines"]["sets"]:
                     pids += [p["pid"] for p in s["state"].get("processes", [])]
+                if data.get("ipcluster_pid"):
+                    pids.append(data["ipcluster_pid"])
     return pids
+
+
+def processes_using(ipython_dir):
+    """Live processes whose command line names ipython_dir (our controllers and engines)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            if ipython_dir in cmdline and alive(int(entry)):
+                found.append((int(entry), cmdline))
+        except OSError:
+            continue
+    return found
 
 
 @pytest.fixture
@@ -43,10 +61,11 @@ def env(tmp_path):
             subprocess.run([IPCLUSTER, "stop", f"--profile={profile}", f"--cluster-id={cid}"], env=e,
                            capture_output=True, timeout=60)
     for pid in leftovers:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def run(args, env, timeout=120, check=True):
@@ -68,10 +87,15 @@ def cluster_pids(env, profile="default", cluster_id=""):
 def alive(pid):
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def owner_pid(env, profile="default", cluster_id=""):
+    path = os.path.join(env["IPYTHONDIR"], f"profile_{profile}", "security", f"cluster-{cluster_id}.json")
+    return json.load(open(path))["ipcluster_pid"]
 
 
 def test_start_list_grow_stop(env):
@@ -82,7 +106,10 @@ def test_start_list_grow_stop(env):
     engines = json.loads(run([IPP, "engines", "--json"], env).stdout)
     assert [e["id"] for e in engines] == [0, 1, 2]
     listed = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)
-    assert listed == [{"profile": "default", "cluster_id": "", "engines": 3, "running": True, "controller": "Local"}]
+    logs = listed[0].pop("logs")
+    assert listed == [{"profile": "default", "cluster_id": "", "engines": 3, "running": True, "controller": "Local",
+                       "registered": 3, "exited": []}]
+    assert os.path.isfile(logs["controller"]) and os.path.isfile(logs["ipcluster"]), logs
     # the stock Python client uses the cluster as it would a stock one
     os.environ["IPYTHONDIR"] = env["IPYTHONDIR"]
     try:
@@ -123,7 +150,8 @@ def test_failing_engines_are_reported_with_their_log(env):
     r = run([IPCLUSTER, "start", "-n", "2", "--daemonize", "--timeout=20", "--engine-arg=--load=/no/such/plugin.so"],
             env, check=False)
     assert r.returncode == 1
-    assert "only 0 of 2 engines registered (2 exited)" in r.stderr, r.stderr
+    assert "only 0 of 2 engines registered (2 exited" in r.stderr, r.stderr
+    assert "exited with status" in r.stderr, r.stderr
     assert "/no/such/plugin.so" in r.stderr  # the tail of a failing engine's log
     assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []
 
@@ -143,9 +171,9 @@ def test_two_clusters_in_one_profile_and_clean(env):
     dup = run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--cluster-id=a"], env, check=False)
     assert dup.returncode == 1 and "already running" in dup.stderr
     assert len(json.loads(run([IPP, "engines", "--json", "--cluster-id=b"], env).stdout)) == 2
-    pids_a = cluster_pids(env, cluster_id="a")
-    for pid in pids_a:
-        os.kill(pid, signal.SIGKILL)  # cluster a dies without ipcluster stop
+    pids_a = cluster_pids(env, cluster_id="a") + [owner_pid(env, cluster_id="a")]
+    for pid in reversed(pids_a):
+        os.kill(pid, signal.SIGKILL)  # cluster a dies without ipcluster stop (its ipcluster first)
     wait_for(lambda: not any(alive(p) for p in pids_a), timeout=10, what="cluster a to die")
     out = run([IPCLUSTER, "clean"], env).stdout
     assert "1 stopped cluster" in out
@@ -165,6 +193,85 @@ def test_config_file_and_help(env):
     h = run([IPCLUSTER, "start", "--help"], env).stdout
     for opt in ("--engines", "--controller", "--daemonize", "--cluster-id", "--profile", "-n"):
         assert opt in h
+
+
+def test_stop_is_quick_and_leaves_nothing(env):
+    run([IPCLUSTER, "start", "-n", "2", "--daemonize"], env)
+    pids = cluster_pids(env) + [owner_pid(env)]
+    assert len(pids) == 4 and all(alive(p) for p in pids)
+    start = time.monotonic()
+    run([IPCLUSTER, "stop"], env)
+    elapsed = time.monotonic() - start
+    print(f"ipcluster stop of 2 engines took {elapsed:.2f} s")
+    assert [p for p in pids if alive(p)] == []
+    assert processes_using(env["IPYTHONDIR"]) == []
+    assert elapsed < 1.5
+
+
+def test_launcher_exiting_at_once_fails_the_start_at_once(env, tmp_path):
+    # An mpiexec that refuses its ranks, as Open MPI does for 3 ranks on 2 slots.
+    mpiexec = tmp_path / "mpiexec"
+    mpiexec.write_text("#!/bin/sh\necho 'There are not enough slots available in the system' >&2\nexit 1\n")
+    mpiexec.chmod(0o755)
+    profile = os.path.join(env["IPYTHONDIR"], "profile_default")
+    os.makedirs(profile)
+    json.dump({"engines": "MPI", "mpi": {"mpiexec": str(mpiexec)}}, open(os.path.join(profile, "ipcluster_config.json"), "w"))
+    start = time.monotonic()
+    r = run([IPCLUSTER, "start", "-n", "3", "--daemonize", "--timeout=60"], env, check=False)
+    elapsed = time.monotonic() - start
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert elapsed < 5, elapsed
+    assert "only 0 of 3 engines registered (1 exited: every engine launcher process has ended)" in r.stderr, r.stderr
+    assert "exited with status 1" in r.stderr and "not enough slots" in r.stderr, r.stderr
+    assert "logs: controller " in r.stderr, r.stderr
+    assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []
+    wait_for(lambda: processes_using(env["IPYTHONDIR"]) == [], timeout=5, what="the controller to be gone")
+
+
+def test_config_errors_name_the_place_and_the_nearest_key(env):
+    profile = os.path.join(env["IPYTHONDIR"], "profile_default")
+    os.makedirs(profile)
+    config = os.path.join(profile, "ipcluster_config.json")
+    open(config, "w").write('{"enignes": "MPI"}')
+    r = run([IPCLUSTER, "start", "-n", "1"], env, check=False)
+    assert r.returncode == 1
+    assert f'unknown key "enignes" in {config}; did you mean "engines"?' in r.stderr, r.stderr
+    open(config, "w").write('{\n  "n": 2,\n}\n')
+    r = run([IPCLUSTER, "start", "-n", "1"], env, check=False)
+    assert r.returncode == 1 and f"{config}:3:1: " in r.stderr, r.stderr
+    assert processes_using(env["IPYTHONDIR"]) == []
+
+
+def test_dead_engine_is_logged_and_listed(env):
+    out = run([IPCLUSTER, "start", "-n", "3", "--daemonize"], env).stdout
+    assert "logs: controller " in out and "; engines " in out, out
+    data = json.load(open(os.path.join(env["IPYTHONDIR"], "profile_default", "security", "cluster-.json")))
+    victim = data["engines"]["sets"][0]["state"]["processes"][1]["pid"]
+    os.kill(victim, signal.SIGKILL)
+
+    def listed():
+        rows = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)
+        return rows if rows[0]["exited"] and rows[0]["exited"][0]["how"] != "exited" else None
+
+    row = wait_for(listed, timeout=10, what="the engine's death to be recorded")[0]
+    assert row["exited"] == [{"pid": victim, "how": "killed by SIGKILL"}]
+    assert row["running"] and row["registered"] in (2, 3)
+    text = run([IPCLUSTER, "list"], env).stdout
+    assert f"/ 3 launched (1 exited: pid {victim} killed by SIGKILL)" in text, text
+    assert "logs: controller " in text, text
+    own_log = open(row["logs"]["ipcluster"]).read()
+    assert f"engine process pid {victim} killed by SIGKILL" in own_log, own_log
+    controller = data["controller"]["state"]["processes"][0]["pid"]
+    os.kill(controller, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        text = run([IPCLUSTER, "list"], env).stdout
+        assert "? registered (controller not answering) / 3 launched" in text, text
+        assert time.monotonic() - start < 5
+    finally:
+        os.kill(controller, signal.SIGCONT)
+    run([IPCLUSTER, "stop"], env)
+    assert processes_using(env["IPYTHONDIR"]) == []
 
 
 def test_256_local_engines(env):
@@ -222,3 +329,15 @@ def test_mpi_engines(env):
     run([IPCLUSTER, "stop"], env)
     wait_for(lambda: not any(alive(p) for p in pids), timeout=15, what="mpiexec to stop")
     wait_for(lambda: not any(alive(e["pid"]) for e in engines), timeout=15, what="the MPI ranks to stop")
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
+def test_mpiexec_refusing_its_ranks_fails_the_start_at_once(env):
+    env = dict(env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_oob_tcp_if_include="lo")
+    env.pop("OMPI_MCA_rmaps_base_oversubscribe", None)
+    ranks = os.cpu_count() + 1  # more than the slots Open MPI allows without --oversubscribe
+    start = time.monotonic()
+    r = run([IPCLUSTER, "start", "-n", str(ranks), "--engines", "mpi", "--daemonize", "--timeout=60"], env, check=False)
+    assert r.returncode == 1 and time.monotonic() - start < 10, r.stderr
+    assert "every engine launcher process has ended" in r.stderr and "slots" in r.stderr, r.stderr
+    wait_for(lambda: processes_using(env["IPYTHONDIR"]) == [], timeout=5, what="the controller to be gone")

@@ -103,8 +103,8 @@ std::string NoAnswerMessage(const std::string& url, std::chrono::milliseconds wa
     message += "it is reachable but did not answer: the key or signature_scheme in " + file +
                " may not match the running controller's (the controller then logs \"invalid signature\")";
   } else if (watch.connected()) {
-    message += "something accepts connections there but did not complete a ZeroMQ handshake: " + file +
-               " may name the wrong address, or CURVE keys do not match";
+    message += "something accepts connections there but did not complete a ZeroMQ handshake (" + file +
+               " may name the wrong address, its curve_serverkey may not match, or an ssh tunnel's far end is closed)";
   } else {
     message += "nothing is listening there: the controller is not running (is " + file + " stale?)";
   }

@@ -29,7 +29,9 @@
 #include "common/reactor.hpp"
 #include "protocol/clock.hpp"
 #include "protocol/connection_file.hpp"
+#include "protocol/errors.hpp"
 #include "protocol/json_fields.hpp"
+#include "protocol/no_answer.hpp"
 #include "protocol/profile_dir.hpp"
 #include "protocol/session.hpp"
 
@@ -216,10 +218,6 @@ struct Command {
   std::promise<Result<Message>> query_reply;
 };
 
-std::string EngineErrorText(int id, const std::string& msg_id) {
-  return "Engine " + std::to_string(id) + " died while running task '" + msg_id + "'";
-}
-
 std::string StringField(const Json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -333,7 +331,9 @@ struct Client::Impl {
   mutable std::mutex engines_mutex;
   std::condition_variable engines_changed;
   std::map<int, std::string> engines;
-  std::set<int> gone;  // unregistered ids: the hub never reuses them, so never re-add one
+  // Unregistered ids and their uuids: the hub never reuses an id, so never re-add one; a failure
+  // reported after the unregistration still names its engine by id.
+  std::map<int, std::string> gone;
 
   // Written by the I/O thread, read by anyone.
   std::atomic<uint64_t> replies{0}, unmatched_replies{0}, dropped_messages{0};
@@ -364,6 +364,7 @@ struct Client::Impl {
   Reactor reactor{MakeLogger("client.io")};
   std::thread io;
   std::unique_ptr<SshTunnel> tunnel;  // ended with the client, after Close() stopped the I/O thread
+  std::filesystem::path connection_file;  // for error messages
 
   explicit Impl(ClientOptions o, protocol::ConnectionInfo i)
       : options(std::move(o)), info(std::move(i)), session(info.key, "username", info.signature_scheme) {
@@ -386,6 +387,7 @@ struct Client::Impl {
   }
 
   Status Open() {
+    if (!session.status().ok()) return session.status();
     for (zmq::socket_t* s : {&query, &mux, &task, &control, &broadcast, &iopub, &notification}) Configure(*s);
     iopub.set(zmq::sockopt::subscribe, "");
     notification.set(zmq::sockopt::subscribe, "");
@@ -394,6 +396,7 @@ struct Client::Impl {
     submit.set(zmq::sockopt::sndhwm, 0);
     submit.connect(endpoint);
     auto url = [&](const char* ch) { return info.url(ch); };
+    protocol::ConnectionWatch watch(context, query);  // says why, if the controller does not answer
     for (auto [socket, channel] : std::initializer_list<std::pair<zmq::socket_t*, const char*>>{
              {&query, "registration"}, {&mux, "mux"}, {&task, "task"}, {&control, "control"},
              {&broadcast, "broadcast"}, {&iopub, "iopub"}, {&notification, "notification"}}) {
@@ -405,8 +408,7 @@ struct Client::Impl {
     protocol::Send(query, session.serialize(session.make("connection_request")));
     zmq::pollitem_t item{query.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, options.timeout) == 0) {
-      return Status::Timeout("no answer from the controller at " + *url("registration") + " within " +
-                             std::to_string(options.timeout.count()) + " ms (is the cluster running?)");
+      return Status::Timeout(protocol::NoAnswerMessage(*url("registration"), options.timeout, watch, connection_file));
     }
     auto frames = protocol::TryRecv(query);
     Result<Message> reply = frames ? session.parse(std::move(*frames)) : Result<Message>(Status::ProtocolError("empty reply"));
@@ -459,8 +461,10 @@ struct Client::Impl {
   }
   int IdOf(const std::string& uuid) const {
     std::lock_guard lock(engines_mutex);
-    for (auto& [id, u] : engines) {
-      if (u == uuid) return id;
+    for (const auto* known : {&engines, &gone}) {
+      for (auto& [id, u] : *known) {
+        if (u == uuid) return id;
+      }
     }
     return -1;
   }
@@ -690,7 +694,7 @@ struct Client::Impl {
         {
           std::lock_guard lock(engines_mutex);
           engines.erase(id);
-          gone.insert(id);
+          gone[id] = uuid;
         }
         // Direct and broadcast requests still on that engine will never be answered.
         auto stranded = on_engine.find(uuid);
@@ -701,7 +705,8 @@ struct Client::Impl {
               t.status = "error";
               t.engine_uuid = uuid;
               t.engine_id = id;
-              t.error = RemoteError("EngineError", EngineErrorText(id, msg_id), {}, id);
+              t.error = RemoteError("EngineError",
+                                    protocol::EngineDiedText(id, uuid, msg_id, StringField(m->content, "reason")), {}, id);
             }, true);
             auto out = outputs.find(msg_id);
             if (out != outputs.end()) {
@@ -857,6 +862,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   }
   auto impl = std::make_unique<Impl>(options, connection);
   impl->tunnel = std::move(tunnel);
+  impl->connection_file = file;
   if (Status s = impl->Open(); !s.ok()) return s;
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }

@@ -117,6 +117,12 @@ Status Controller::Build() {
     Result<protocol::ConnectionInfo> e = protocol::ReadConnectionFile(engine_file);
     if (!c.ok()) return c.status();
     if (!e.ok()) return e.status();
+    for (const auto& [file, scheme] : {std::pair{client_file, c->signature_scheme}, std::pair{engine_file, e->signature_scheme}}) {
+      if (scheme != "hmac-sha256") {
+        return Status::InvalidArgument("cannot reuse " + file.string() + ": it names signature_scheme '" + scheme +
+                                       "', and this controller signs with hmac-sha256 only");
+      }
+    }
     key_ = c->key;
     for (const char* ch : {"registration", "control", "mux", "task", "iopub", "hb_ping", "hb_pong"}) {
       engine_ports[ch] = e->port(ch).ok() ? *e->port(ch) : 0;

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <regex>
 
+#include "protocol/signer.hpp"
+
 namespace ipp::controller {
 
 Result<std::vector<int>> ParsePortList(const std::string& text) {
@@ -119,6 +121,13 @@ Status ApplyTrait(ControllerOptions& o, const std::string& name, const std::stri
     else if (lower.find("nodb") != std::string::npos) o.db = DbBackend::kNone;
     else if (lower.find("dictdb") != std::string::npos) o.db = DbBackend::kDict;
     else return Status::InvalidArgument("unsupported db_class '" + v + "'");
+    return Status::OK();
+  }
+  if (name == "Session.signature_scheme") {
+    if (Status s = protocol::CheckSignatureScheme(v); !s.ok()) return Status::InvalidArgument(name + ": " + s.message());
+    if (v != "hmac-sha256") {
+      return Status::InvalidArgument(name + ": this controller signs with hmac-sha256 only, not '" + v + "'");
+    }
     return Status::OK();
   }
   return Status::NotFound(name + " is not supported by this controller; ignored");

@@ -65,7 +65,11 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
               [this](const std::vector<std::string>& hearts) {
                 for (const auto& h : hearts) {
                   auto it = by_uuid_.find(h);
-                  if (it != by_uuid_.end()) UnregisterEngine(it->second, "its heart stopped");
+                  if (it != by_uuid_.end()) {
+                    UnregisterEngine(it->second, "it stopped answering heartbeats (" +
+                                                     std::to_string(options_.max_heartbeat_misses) + " missed, every " +
+                                                     std::to_string(options_.ping_period.count()) + " ms)");
+                  }
                 }
               }},
              log_) {
@@ -157,21 +161,21 @@ void Hub::OnQuery() {
     Result<Message> parsed = session_.parse(std::move(raw).value());
     if (!parsed.ok()) {
       // Unsigned or forged: log and drop. Answering would let anyone probe the hub.
-      log_->warn("dropped query from {:?}: {}", client, parsed.status().ToString());
+      log_->warn("dropped query from {}: {}", protocol::PeerName(client), parsed.status().ToString());
       continue;
     }
     Message& m = *parsed;
     auto handler = query_handlers_.find(m.msg_type());
-    SPDLOG_LOGGER_DEBUG(log_, "client {:?} requested {} ({})", client, m.msg_type(), m.msg_id());
+    SPDLOG_LOGGER_DEBUG(log_, "client {} requested {} ({})", protocol::PeerName(client), m.msg_type(), m.msg_id());
     if (handler == query_handlers_.end()) {
-      log_->error("unknown query type {:?} from {:?}", m.msg_type(), client);
+      log_->error("unknown query type {:?} from {}", m.msg_type(), protocol::PeerName(client));
       Reply(m, "hub_error", protocol::ErrorContent("KeyError", "Bad Message Type: '" + m.msg_type() + "'"));
       continue;
     }
     try {
       (this->*(handler->second))(m);
     } catch (const json::exception& e) {
-      log_->error("malformed {} from {:?}: {}", m.msg_type(), client, e.what());
+      log_->error("malformed {} from {}: {}", m.msg_type(), protocol::PeerName(client), e.what());
       Reply(m, "hub_error", protocol::ErrorContent("ValueError", std::string("malformed ") + m.msg_type() + ": " + e.what()));
     }
   }
@@ -191,8 +195,24 @@ void Hub::Notify(std::string_view msg_type, json content) {
 void Hub::ConnectionRequest(Message& m) {
   json engines = json::object();
   for (const auto& [id, e] : engines_) engines[std::to_string(id)] = e.uuid;
-  log_->info("client {:?} connected", protocol::view(m.identities[0]));
+  std::string client(protocol::view(m.identities[0]));
+  if (FirstConnection(client)) {
+    log_->info("client {} connected", protocol::PeerName(client));
+  } else {
+    SPDLOG_LOGGER_DEBUG(log_, "client {} connected again", protocol::PeerName(client));
+  }
   Reply(m, "connection_reply", {{"status", "ok"}, {"engines", engines}});
+}
+
+bool Hub::FirstConnection(const std::string& client) {
+  if (clients_newer_.count(client)) return false;
+  bool known = clients_older_.erase(client) > 0;
+  if (clients_newer_.size() >= kKnownClients / 2) {
+    clients_older_ = std::move(clients_newer_);
+    clients_newer_ = {};
+  }
+  clients_newer_.insert(client);
+  return !known;
 }
 
 int Hub::NewEngineId(const json& requested) {
@@ -268,10 +288,10 @@ void Hub::UnregistrationRequest(Message& m) {
     log_->info("unregistration of engine {}: already gone", id);
     return;
   }
-  UnregisterEngine(id, "it asked to leave");
+  UnregisterEngine(id, "it asked to leave (unregistration_request)");
 }
 
-void Hub::UnregisterEngine(int id, const char* why) {
+void Hub::UnregisterEngine(int id, const std::string& why) {
   CatchUpMonitor();  // the engine's queue must list what was last sent to it
   auto it = engines_.find(id);
   if (it == engines_.end()) return;
@@ -279,25 +299,24 @@ void Hub::UnregisterEngine(int id, const char* why) {
   engines_.erase(it);
   by_uuid_.erase(engine.uuid);
   heart_.Forget(engine.uuid);
-  log_->warn("engine {} unregistered: {}", id, why);
-  Notify("unregistration_notification", {{"id", id}, {"uuid", engine.uuid}});
+  log_->warn("engine {} (uuid {}) unregistered: {}", id, engine.uuid, why);
+  Notify("unregistration_notification", {{"id", id}, {"uuid", engine.uuid}, {"reason", why}});
   SaveEngineState();
   // MUX requests still on the engine fail with EngineError; the schedulers answer clients for
   // load-balanced ones. Wait a moment: a result may still be on its way.
   std::vector<std::string> stranded(engine.queue.begin(), engine.queue.end());
   if (!stranded.empty()) {
-    reactor_->after(options_.ping_period, [this, id, uuid = engine.uuid, stranded] {
-      HandleStranded(id, uuid, stranded);
+    reactor_->after(options_.ping_period, [this, id, uuid = engine.uuid, why, stranded] {
+      HandleStranded(id, uuid, why, stranded);
     });
   }
 }
 
-void Hub::HandleStranded(int id, const std::string& uuid, std::vector<std::string> msg_ids) {
+void Hub::HandleStranded(int id, const std::string& uuid, const std::string& why, std::vector<std::string> msg_ids) {
   CatchUpMonitor();  // a result that came in the meantime must count
   for (const std::string& msg_id : msg_ids) {
     if (!pending_.erase(msg_id)) continue;  // its result arrived after all
-    json content = protocol::ErrorContent(
-        "EngineError", "Engine " + std::to_string(id) + " died while running task '" + msg_id + "'");
+    json content = protocol::ErrorContent("EngineError", protocol::EngineDiedText(id, uuid, msg_id, why));
     auto now = protocol::WallClock::now();
     json header = {{"engine", uuid}, {"date", protocol::Iso8601(now)}};
     (void)store_->Update(msg_id, [&](TaskRecord& r) {
@@ -567,7 +586,7 @@ void Hub::ResubmitRequest(Message& m) {
 }
 
 void Hub::ShutdownRequest(Message& m) {
-  log_->info("shutdown requested by client {:?}", protocol::view(m.identities[0]));
+  log_->info("shutdown requested by client {}", protocol::PeerName(protocol::view(m.identities[0])));
   json parent = m.header;
   Reply(m, "shutdown_reply", {{"status", "ok"}});
   protocol::Send(notifier_, session_.serialize(session_.make("shutdown_notification", {{"status", "ok"}}, parent)));

@@ -118,8 +118,11 @@ class Hub {
   // Engines.
   int NewEngineId(const nlohmann::json& requested);
   void FinishRegistration(const std::string& uuid);
-  void UnregisterEngine(int id, const char* why);
-  void HandleStranded(int id, const std::string& uuid, std::vector<std::string> msg_ids);
+  // `why` completes "engine N (uuid U) unregistered: "; it goes to the log, to the
+  // unregistration_notification ("reason", which stock clients ignore) and into the EngineError
+  // of each task stranded on the engine.
+  void UnregisterEngine(int id, const std::string& why);
+  void HandleStranded(int id, const std::string& uuid, const std::string& why, std::vector<std::string> msg_ids);
   Result<std::vector<int>> ValidateTargets(const nlohmann::json& targets) const;
   void SaveEngineState() const;
   void LoadEngineState();
@@ -157,6 +160,13 @@ class Hub {
   int next_id_ = 0;
   std::unordered_set<std::string> pending_;     // submitted, no result yet
   std::unordered_set<std::string> unassigned_;  // load-balanced, not yet on an engine
+  // Clients whose connection was logged at info level: our client repeats connection_request every
+  // 2 s to re-read the engine list, and those repeats log at debug. Two generations bound the
+  // memory: when the newer holds kKnownClients / 2 ids it becomes the older, so a client not heard
+  // from for a whole generation is forgotten (and logged again if it comes back).
+  static constexpr size_t kKnownClients = 4096;
+  std::unordered_set<std::string> clients_newer_, clients_older_;
+  bool FirstConnection(const std::string& client);
 };
 
 }  // namespace ipp::controller

@@ -8,6 +8,7 @@
 #include "protocol/clock.hpp"
 #include "protocol/errors.hpp"
 #include "protocol/json_fields.hpp"
+#include "protocol/no_answer.hpp"
 
 namespace ipp::engine {
 
@@ -80,6 +81,7 @@ Status Engine::Register() {
   Result<std::string> url = options_.connection.url("registration");
   if (!url.ok()) return url.status();
   Configure(registration_, true);
+  protocol::ConnectionWatch watch(context_, registration_);  // says why, if the controller does not answer
   registration_.connect(*url);
   json content = {{"uuid", uuid_}};
   if (options_.requested_id) content["id"] = *options_.requested_id;
@@ -90,9 +92,8 @@ Status Engine::Register() {
   while (true) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      return Status::Timeout("no answer from the controller at " + *url + " within " +
-                             std::to_string(options_.registration_timeout.count() / 1000) +
-                             " s (is it running? does the connection file belong to it?)");
+      return Status::Timeout(
+          protocol::NoAnswerMessage(*url, options_.registration_timeout, watch, options_.connection_file));
     }
     if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(200))) == 0) {
       if (stop_requested_.load()) return Status::Unavailable("interrupted while registering");

@@ -31,6 +31,7 @@ namespace ipp::engine {
 
 struct EngineOptions {
   protocol::ConnectionInfo connection;
+  std::filesystem::path connection_file;  // where `connection` came from (empty: elsewhere), for errors
   std::optional<int> requested_id;
   bool mpi = false;
   std::vector<std::string> plugins;

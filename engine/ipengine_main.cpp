@@ -75,8 +75,12 @@ int main(int argc, char** argv) {
       file = (profile_path.security_dir() / ipp::protocol::ConnectionFileName("engine", cluster_id)).string();
     }
     auto info = ipp::protocol::ReadConnectionFile(file);
-    if (!info.ok()) return fail(info.status().message() + " (is the controller running with this profile?)");
+    if (!info.ok()) {
+      bool missing = info.status().code() == ipp::Status::Code::kNotFound;
+      return fail(info.status().message() + (missing ? " (is the controller running with this profile?)" : ""));
+    }
     o.connection = *info;
+    o.connection_file = file;
   }
   if (id >= 0) o.requested_id = id;
   o.mpi = vm.count("mpi") > 0;

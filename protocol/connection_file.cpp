@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "protocol/signer.hpp"
+
 namespace ipp::protocol {
 
 namespace {
@@ -57,15 +59,50 @@ void to_json(nlohmann::json& j, const ConnectionInfo& info) {
   j["signature_scheme"] = info.signature_scheme;
 }
 
+namespace {
+
+// A string field that may be absent or null (then `fallback`).
+std::string OptionalString(const nlohmann::json& j, const char* name, const char* fallback) {
+  auto it = j.find(name);
+  return it == j.end() || it->is_null() ? fallback : it->get<std::string>();
+}
+
+// What from_json would otherwise report as a bare nlohmann exception, said with the field's name.
+Status CheckFields(const nlohmann::json& j) {
+  for (const char* name : {"interface", "key"}) {
+    auto it = j.find(name);
+    if (it == j.end()) return Status::InvalidArgument(std::string("has no '") + name + "' field");
+    if (!it->is_string()) {
+      return Status::InvalidArgument(std::string("'") + name + "' is a " + it->type_name() + ", not a string");
+    }
+  }
+  for (const char* name : {"signature_scheme", "location", "pack", "unpack", "task_scheme"}) {
+    auto it = j.find(name);
+    if (it != j.end() && !it->is_null() && !it->is_string()) {
+      return Status::InvalidArgument(std::string("'") + name + "' is a " + it->type_name() + ", not a string");
+    }
+  }
+  auto registration = j.find("registration");
+  if (registration == j.end()) return Status::InvalidArgument("has no 'registration' port");
+  if (!registration->is_number_integer() || registration->get<int64_t>() <= 0 ||
+      registration->get<int64_t>() > 65535) {
+    return Status::InvalidArgument("'registration' is " + registration->dump() + ", not a port number");
+  }
+  // Refused even with an empty key, as jupyter_client refuses an unknown scheme whatever the key.
+  return CheckSignatureScheme(OptionalString(j, "signature_scheme", "hmac-sha256"));
+}
+
+}  // namespace
+
 void from_json(const nlohmann::json& j, ConnectionInfo& info) {
   info.interface = j.at("interface").get<std::string>();
   info.key = j.at("key").get<std::string>();
-  info.signature_scheme = j.value("signature_scheme", "hmac-sha256");
-  info.location = j.value("location", "");
+  info.signature_scheme = OptionalString(j, "signature_scheme", "hmac-sha256");
+  info.location = OptionalString(j, "location", "");
   info.ssh = j.contains("ssh") && j["ssh"].is_string() ? j["ssh"].get<std::string>() : "";
-  info.pack = j.value("pack", "json");
-  info.unpack = j.value("unpack", "json");
-  info.task_scheme = j.value("task_scheme", "");
+  info.pack = OptionalString(j, "pack", "json");
+  info.unpack = OptionalString(j, "unpack", "json");
+  info.task_scheme = OptionalString(j, "task_scheme", "");
   auto curve = j.find("curve_serverkey");
   if (curve != j.end() && curve->is_string()) info.curve_serverkey = curve->get<std::string>();
   info.channels = nlohmann::json::object();
@@ -80,9 +117,19 @@ void from_json(const nlohmann::json& j, ConnectionInfo& info) {
 }
 
 Result<ConnectionInfo> ParseConnectionInfo(std::string_view text, const std::string& origin) {
-  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Status::InvalidArgument(origin + " is not a JSON object");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::parse_error& e) {
+    std::string what = e.what();
+    size_t detail = what.find("] ");  // drop nlohmann's "[json.exception.parse_error.101] "
+    return Status::InvalidArgument(origin + " is not valid JSON: " +
+                                   (detail == std::string::npos ? what : what.substr(detail + 2)));
+  }
+  if (!j.is_object()) return Status::InvalidArgument(origin + " is a JSON " + j.type_name() + ", not an object");
+  if (Status s = CheckFields(j); !s.ok()) {
+    std::string message = s.message();
+    return Status::InvalidArgument(origin + (message.rfind("has ", 0) == 0 ? " " : ": ") + message);
   }
   try {
     return j.get<ConnectionInfo>();

@@ -1,5 +1,7 @@
 #include "protocol/message.hpp"
 
+#include <algorithm>
+
 #include "common/tsan.hpp"
 
 namespace ipp::protocol {
@@ -7,6 +9,19 @@ namespace ipp::protocol {
 std::string Message::parent_id() const {
   auto it = parent_header.find("msg_id");
   return it != parent_header.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::string PeerName(std::string_view identity) {
+  bool printable = !identity.empty() &&
+                   std::all_of(identity.begin(), identity.end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
+  if (printable) return std::string(identity);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex = "0x";
+  for (unsigned char c : identity) {
+    hex += kHex[c >> 4];
+    hex += kHex[c & 0xf];
+  }
+  return hex;
 }
 
 const char* PartName(RawMessage::Part p) {

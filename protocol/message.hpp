@@ -28,6 +28,10 @@ inline std::string_view view(const zmq::message_t& frame) {
   return {static_cast<const char*>(frame.data()), frame.size()};
 }
 
+// A routing id for logs: as it is when printable ASCII (the stock client's session id), else
+// "0x" and hex (ZeroMQ's generated ids start with a zero byte).
+std::string PeerName(std::string_view identity);
+
 // Parsed wire message. Buffers stay zmq messages end to end (zero copy).
 struct Message {
   Frames identities;

@@ -7,7 +7,39 @@
 
 namespace ipp::protocol {
 
-// HMAC-SHA256 as RFC 2104 defines it, from two SHA-256 states precomputed over the padded key
+namespace {
+
+// The schemes jupyter_client accepts ("hmac-" + a hashlib constructor name) that are HMAC-able:
+// fixed-size digests (hashlib's shake_* have none).
+struct Scheme {
+  const char* name;
+  const EVP_MD* (*digest)();
+};
+constexpr Scheme kSchemes[] = {
+    {"hmac-sha256", EVP_sha256},     {"hmac-sha1", EVP_sha1},         {"hmac-sha224", EVP_sha224},
+    {"hmac-sha384", EVP_sha384},     {"hmac-sha512", EVP_sha512},     {"hmac-md5", EVP_md5},
+    {"hmac-sha3_224", EVP_sha3_224}, {"hmac-sha3_256", EVP_sha3_256}, {"hmac-sha3_384", EVP_sha3_384},
+    {"hmac-sha3_512", EVP_sha3_512}, {"hmac-blake2b", EVP_blake2b512}, {"hmac-blake2s", EVP_blake2s256},
+};
+
+const EVP_MD* DigestOf(std::string_view scheme) {
+  for (const Scheme& s : kSchemes) {
+    if (scheme == s.name) return s.digest();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Status CheckSignatureScheme(std::string_view scheme) {
+  if (DigestOf(scheme)) return Status::OK();
+  std::string known;
+  for (const Scheme& s : kSchemes) known += (known.empty() ? "" : ", ") + std::string(s.name);
+  return Status::InvalidArgument("unsupported signature_scheme '" + std::string(scheme) + "' (supported: " + known +
+                                 ")");
+}
+
+// HMAC as RFC 2104 defines it, from two digest states precomputed over the padded key
 // (K ^ ipad and K ^ opad). Each signature copies those states into reusable contexts, so signing
 // allocates nothing — the message path signs every message.
 struct Signer::Impl {
@@ -21,41 +53,39 @@ struct Signer::Impl {
   }
 };
 
-Signer::Signer(std::string_view key, std::string_view scheme) {
+Signer::Signer(std::string_view key, std::string_view scheme) : keyed_(!key.empty()) {
   if (key.empty()) return;
-  if (scheme != "hmac-sha256") {
-    status_ = Status::InvalidArgument("unsupported signature_scheme '" + std::string(scheme) +
-                                      "' (only hmac-sha256 is supported)");
-    return;
-  }
+  status_ = CheckSignatureScheme(scheme);
+  if (!status_.ok()) return;
+  const EVP_MD* md = DigestOf(scheme);
   impl_ = std::make_unique<Impl>();
-  constexpr size_t kBlock = 64;  // SHA-256 block size
-  std::array<unsigned char, kBlock> block{};
+  constexpr size_t kMaxBlock = 256;  // SHA3-224 has the largest block of the schemes: 144 bytes
+  size_t block_size = static_cast<size_t>(EVP_MD_block_size(md));
+  std::array<unsigned char, kMaxBlock> block{};
   unsigned int length = 0;
-  if (key.size() > kBlock) {
-    EVP_Digest(key.data(), key.size(), block.data(), &length, EVP_sha256(), nullptr);
-  } else {
+  bool ok = block_size > 0 && block_size <= kMaxBlock;
+  if (ok && key.size() > block_size) {
+    ok = EVP_Digest(key.data(), key.size(), block.data(), &length, md, nullptr) == 1;
+  } else if (ok) {
     std::copy(key.begin(), key.end(), block.begin());
   }
-  std::array<unsigned char, kBlock> ipad, opad;
-  for (size_t i = 0; i < kBlock; ++i) {
+  std::array<unsigned char, kMaxBlock> ipad{}, opad{};
+  for (size_t i = 0; i < block_size && i < kMaxBlock; ++i) {
     ipad[i] = block[i] ^ 0x36;
     opad[i] = block[i] ^ 0x5c;
   }
-  bool ok = impl_->inner_keyed && impl_->outer_keyed && impl_->scratch &&
-            EVP_DigestInit_ex(impl_->inner_keyed, EVP_sha256(), nullptr) == 1 &&
-            EVP_DigestUpdate(impl_->inner_keyed, ipad.data(), kBlock) == 1 &&
-            EVP_DigestInit_ex(impl_->outer_keyed, EVP_sha256(), nullptr) == 1 &&
-            EVP_DigestUpdate(impl_->outer_keyed, opad.data(), kBlock) == 1;
-  OPENSSL_cleanse(block.data(), kBlock);
-  OPENSSL_cleanse(ipad.data(), kBlock);
-  OPENSSL_cleanse(opad.data(), kBlock);
+  ok = ok && impl_->inner_keyed && impl_->outer_keyed && impl_->scratch &&
+       EVP_DigestInit_ex(impl_->inner_keyed, md, nullptr) == 1 &&
+       EVP_DigestUpdate(impl_->inner_keyed, ipad.data(), block_size) == 1 &&
+       EVP_DigestInit_ex(impl_->outer_keyed, md, nullptr) == 1 &&
+       EVP_DigestUpdate(impl_->outer_keyed, opad.data(), block_size) == 1;
+  OPENSSL_cleanse(block.data(), kMaxBlock);
+  OPENSSL_cleanse(ipad.data(), kMaxBlock);
+  OPENSSL_cleanse(opad.data(), kMaxBlock);
   if (!ok) {
-    status_ = Status::Internal("OpenSSL could not initialise HMAC-SHA256");
+    status_ = Status::Internal("OpenSSL could not initialise " + std::string(scheme));
     impl_.reset();
-    return;
   }
-  enabled_ = true;
 }
 
 Signer::~Signer() = default;
@@ -63,7 +93,7 @@ Signer::Signer(Signer&&) noexcept = default;
 Signer& Signer::operator=(Signer&&) noexcept = default;
 
 std::string Signer::sign(const std::string_view* parts, size_t count) const {
-  if (!enabled_) return {};
+  if (!impl_) return {};  // no key, or a key we cannot use: verify() then refuses everything
   std::array<unsigned char, EVP_MAX_MD_SIZE> inner{}, digest{};
   unsigned int inner_length = 0, length = 0;
   EVP_MD_CTX* ctx = impl_->scratch;
@@ -84,7 +114,7 @@ std::string Signer::sign(const std::string_view* parts, size_t count) const {
 }
 
 bool Signer::verify(std::string_view signature, const std::string_view* parts, size_t count) const {
-  if (!enabled_) return true;  // no key: jupyter_client checks nothing either
+  if (!keyed_) return true;  // explicitly no key: jupyter_client checks nothing either
   std::string expected = sign(parts, count);
   return !expected.empty() && expected.size() == signature.size() &&
          CRYPTO_memcmp(expected.data(), signature.data(), expected.size()) == 0;

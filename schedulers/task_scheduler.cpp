@@ -68,8 +68,16 @@ void TaskScheduler::OnNotification() {
     }
     auto uuid = m->content.find("uuid");
     if (uuid == m->content.end() || !uuid->is_string()) continue;
-    if (m->msg_type() == "registration_notification") RegisterEngine(uuid->get<std::string>());
-    if (m->msg_type() == "unregistration_notification") UnregisterEngine(uuid->get<std::string>());
+    const std::string& engine = uuid->get_ref<const std::string&>();
+    if (m->msg_type() == "registration_notification") {
+      RegisterEngine(engine);
+      engines_[engine].id = m->content.value("id", -1);
+    }
+    if (m->msg_type() == "unregistration_notification") {
+      auto state = engines_.find(engine);
+      if (state != engines_.end()) state->second.gone_reason = m->content.value("reason", "");
+      UnregisterEngine(engine);
+    }
   }
 }
 
@@ -107,6 +115,8 @@ void TaskScheduler::HandleStranded(const std::string& uuid) {
   if (state == engines_.end() || state->second.alive) return;  // it came back
   std::vector<std::unique_ptr<Job>> lost;
   for (auto& [id, job] : state->second.running) lost.push_back(std::move(job));
+  int engine_id = state->second.id;
+  std::string why = std::move(state->second.gone_reason);
   engines_.erase(state);
   std::sort(lost.begin(), lost.end(), [](auto& a, auto& b) { return a->seq < b->seq; });
   for (auto& job : lost) {
@@ -116,9 +126,8 @@ void TaskScheduler::HandleStranded(const std::string& uuid) {
                  uuid, job->retries);
       Retry(std::move(job), uuid);
     } else {
-      std::string msg_id = job->msg_id;
-      Fail(std::move(job), "EngineError",
-           "Engine '" + uuid + "' died while running task '" + msg_id + "'", uuid);
+      std::string evalue = protocol::EngineDiedText(engine_id, uuid, job->msg_id, why);
+      Fail(std::move(job), "EngineError", evalue, uuid);
     }
   }
 }

@@ -76,6 +76,10 @@ class TaskScheduler {
     uint32_t index = 0;  // names the engine in fates_ (kept for its uuid across reconnections)
     std::unordered_map<std::string, std::unique_ptr<Job>> running;
     bool alive = true;
+    // From the hub's notifications, for the EngineError of tasks stranded on it: its integer id
+    // (-1 for an engine restored before any notification) and why the hub let it go.
+    int id = -1;
+    std::string gone_reason;
   };
 
   void OnSubmission();

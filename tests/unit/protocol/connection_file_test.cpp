@@ -88,6 +88,44 @@ TEST(ConnectionFileTest, BadFilesGiveClearErrors) {
   EXPECT_FALSE(bad_type.ok());
 }
 
+// Each message names the origin (the file) and the field, never a bare nlohmann exception.
+TEST(ConnectionFileTest, ErrorsNameTheFileAndTheField) {
+  auto error = [](std::string_view text) {
+    Result<ConnectionInfo> info = ParseConnectionInfo(text, "connection file /s/c.json");
+    EXPECT_FALSE(info.ok()) << text;
+    return info.ok() ? std::string() : info.status().message();
+  };
+  EXPECT_EQ(error("{}"), "connection file /s/c.json has no 'interface' field");
+  EXPECT_EQ(error(R"({"interface": "tcp://x"})"), "connection file /s/c.json has no 'key' field");
+  EXPECT_EQ(error(R"({"interface": "tcp://x", "key": "k"})"), "connection file /s/c.json has no 'registration' port");
+  EXPECT_EQ(error(R"({"interface": "tcp://x", "key": 5, "registration": 1})"),
+            "connection file /s/c.json: 'key' is a number, not a string");
+  EXPECT_EQ(error(R"({"interface": "tcp://x", "key": "k", "registration": "1"})"),
+            "connection file /s/c.json: 'registration' is \"1\", not a port number");
+  EXPECT_EQ(error(R"({"interface": "tcp://x", "key": "k", "registration": 1, "location": 3})"),
+            "connection file /s/c.json: 'location' is a number, not a string");
+  EXPECT_EQ(error("[]"), "connection file /s/c.json is a JSON array, not an object");
+  std::string syntax = error("{\n\"key\": \"k\",\n}");
+  EXPECT_EQ(syntax.rfind("connection file /s/c.json is not valid JSON: parse error at line 3, column 1", 0), 0u) << syntax;
+  EXPECT_EQ(syntax.find("json.exception"), std::string::npos) << syntax;
+}
+
+TEST(ConnectionFileTest, RefusesUnknownSignatureSchemes) {
+  Result<ConnectionInfo> bad = ParseConnectionInfo(
+      R"({"interface": "tcp://x", "key": "k", "registration": 1, "signature_scheme": "hmac-md999"})",
+      "connection file /s/c.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().rfind("connection file /s/c.json: unsupported signature_scheme 'hmac-md999'", 0), 0u)
+      << bad.status().message();
+  Result<ConnectionInfo> sha512 = ParseConnectionInfo(
+      R"({"interface": "tcp://x", "key": "k", "registration": 1, "signature_scheme": "hmac-sha512"})", "f");
+  ASSERT_TRUE(sha512.ok()) << sha512.status().message();
+  EXPECT_EQ(sha512->signature_scheme, "hmac-sha512");
+  Result<ConnectionInfo> absent = ParseConnectionInfo(R"({"interface": "tcp://x", "key": "k", "registration": 1})", "f");
+  ASSERT_TRUE(absent.ok());
+  EXPECT_EQ(absent->signature_scheme, "hmac-sha256");
+}
+
 TEST(ConnectionFileTest, NamesFollowClusterId) {
   EXPECT_EQ(ConnectionFileName("engine", ""), "ipcontroller-engine.json");
   EXPECT_EQ(ConnectionFileName("client", "abc"), "ipcontroller-abc-client.json");

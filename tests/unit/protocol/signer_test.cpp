@@ -41,10 +41,46 @@ TEST(SignerTest, EmptyKeyDisablesSigning) {
   EXPECT_EQ(signer.sign(parts, 1), "");
 }
 
-TEST(SignerTest, UnsupportedSchemeIsAnError) {
-  Signer signer("k", "hmac-md5");
+TEST(SignerTest, UnknownSchemeIsAnErrorNamingIt) {
+  Signer signer("k", "hmac-md999");
   EXPECT_FALSE(signer.status().ok());
-  EXPECT_NE(signer.status().message().find("hmac-md5"), std::string::npos);
+  EXPECT_NE(signer.status().message().find("'hmac-md999'"), std::string::npos);
+  EXPECT_NE(signer.status().message().find("hmac-sha256"), std::string::npos);  // lists what works
+  EXPECT_FALSE(Signer("k", "sha256").status().ok());
+  EXPECT_FALSE(Signer("k", "hmac-shake_128").status().ok());  // no fixed digest size: no HMAC
+}
+
+TEST(SignerTest, UnknownSchemeWithAKeyNeverAcceptsAMessage) {
+  Signer signer("k", "hmac-md999");
+  std::string_view parts[] = {"{}", "{}", "{}", "{}"};
+  EXPECT_TRUE(signer.enabled());
+  EXPECT_FALSE(signer.verify("", parts, 4));
+  EXPECT_FALSE(signer.verify(Signer("k").sign(parts, 4), parts, 4));
+}
+
+// Expected digests from Python's hmac + hashlib, which jupyter_client uses for "hmac-<name>".
+TEST(SignerTest, OtherHashlibSchemesMatchPython) {
+  std::string_view parts[] = {"what do ya ", "want for nothing?"};
+  EXPECT_EQ(Signer("Jefe", "hmac-sha1").sign(parts, 2), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+  EXPECT_EQ(Signer("Jefe", "hmac-sha512").sign(parts, 2),
+            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b"
+            "636e070a38bce737");
+  EXPECT_EQ(Signer("Jefe", "hmac-sha3_256").sign(parts, 2),
+            "c7d4072e788877ae3596bbb0da73b887c9171f93095b294ae857fbe2645e1ba5");
+  EXPECT_EQ(Signer("Jefe", "hmac-blake2b").sign(parts, 2),
+            "6ff884f8ddc2a6586b3c98a4cd6ebdf14ec10204b6710073eb5865ade37a2643b8807c1335d107ecdb9ffeaeb6828c4625ba172c66379efcd222c2"
+            "de11727ab4");
+  EXPECT_EQ(Signer("Jefe", "hmac-md5").sign(parts, 2), "750c783e6ab0b503eaa86e310a5db738");
+}
+
+TEST(SignerTest, KeysLongerThanTheBlockAreHashedForEveryScheme) {
+  std::string_view test[] = {"Test"};
+  EXPECT_EQ(Signer(std::string(200, '\xaa'), "hmac-sha3_224").sign(test, 1),
+            "e9dac368eb2ed940989fefd3b379dd49db0414a511989a15b0b1812a");
+  std::string_view rfc[] = {"Test Using Larger Than Block-Size Key - Hash Key First"};
+  EXPECT_EQ(Signer(std::string(131, '\xaa'), "hmac-sha512").sign(rfc, 1),
+            "80b24263c7c1a3ebb71493c1dd7be8b49b46d1f41b4aeec1121b013783f8f3526b56d037e05f2598bd0fd2215d6a1e5295e64f73f63f0aec8b"
+            "915a985d786598");
 }
 
 }  // namespace

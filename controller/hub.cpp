@@ -192,7 +192,9 @@ void Hub::ConnectionRequest(Message& m) {
   json engines = json::object();
   for (const auto& [id, e] : engines_) engines[std::to_string(id)] = e.uuid;
   log_->info("client {:?} connected", protocol::view(m.identities[0]));
-  Reply(m, "connection_reply", {{"status", "ok"}, {"engines", engines}});
+  // iopub_welcome: our IOPub relay greets each subscriber (see IopubRelay), so a client can wait
+  // until its subscription is in place. Stock clients ignore the extra field.
+  Reply(m, "connection_reply", {{"status", "ok"}, {"engines", engines}, {"iopub_welcome", true}});
 }
 
 int Hub::NewEngineId(const json& requested) {

@@ -623,9 +623,10 @@ struct Client::Impl {
     if (!awaiting_idle.empty()) ArmIdleCheck();
   }
 
-  // What a reply carries for its result. A successful reply's content is only scanned for its
-  // status and result (a full parse of the small content cost more than the rest of the
-  // reply's handling); any other is parsed whole, into `content`.
+  // What a reply carries for its result. A native call's successful reply's content is only
+  // scanned for its status and result (a full parse of the small content cost more than the
+  // rest of the reply's handling); another successful reply's content is parsed whole, as its
+  // result; a failed one's whole, into `content`.
   struct ReplyBody {
     std::string status;
     Json result;

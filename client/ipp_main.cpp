@@ -137,6 +137,14 @@ bool NativeTargets(ipp::Client& client, const std::string& spec, double timeout,
   return true;
 }
 
+// Connects and picks the targets of a native command (see NativeTargets); null on error.
+std::unique_ptr<ipp::Client> ConnectForNative(const Common& c, const std::string& spec, std::vector<int>* targets,
+                                              std::string* error) {
+  auto client = Connect(c, error);
+  if (client && !NativeTargets(*client, spec, c.timeout, targets, error)) client.reset();
+  return client;
+}
+
 // Waits for `r`, whose messages go one to each of `targets`. Once that takes a while, shows on
 // stderr which engines it still waits for: a live line on a terminal, a line every 30 s
 // otherwise. `timeout` > 0 bounds the wait (seconds); false if it passed.
@@ -267,10 +275,9 @@ int Px(int argc, char** argv) {
   std::string cmd;
   for (const auto& w : command) cmd += (cmd.empty() ? "" : " ") + w;
   std::string error;
-  auto client = Connect(c, &error);
-  if (!client) return Fail(error);
   std::vector<int> targets;
-  if (!NativeTargets(*client, targets_spec, c.timeout, &targets, &error)) return Fail(error);
+  auto client = ConnectForNative(c, targets_spec, &targets, &error);
+  if (!client) return Fail(error);
   auto r = client->direct_view(targets).execute(cmd);
   bool finished = WaitShowingProgress(r, targets, timeout);
   auto tasks = r.info();
@@ -309,10 +316,9 @@ int Functions(int argc, char** argv) {
   po::variables_map vm;
   if (int rc = ParseSub(argc, argv, Usage("functions [--targets SPEC]", "List the native functions on the engines: name, engines that have it, doc, origin."), o, vm); rc >= 0) return rc;
   std::string error;
-  auto client = Connect(c, &error);
-  if (!client) return Fail(error);
   std::vector<int> targets;
-  if (!NativeTargets(*client, targets_spec, c.timeout, &targets, &error)) return Fail(error);
+  auto client = ConnectForNative(c, targets_spec, &targets, &error);
+  if (!client) return Fail(error);
   auto r = client->direct_view(targets).apply("ipp.functions");
   bool finished = WaitShowingProgress(r, targets, c.timeout);
   auto tasks = r.info();
@@ -369,10 +375,9 @@ int Load(int argc, char** argv) {
   if (int rc = ParseSub(argc, argv, Usage("load PATH [--targets SPEC]", "Load a plugin library on the engines; print the functions each engine added."), o, vm, &pos); rc >= 0) return rc;
   if (path.empty()) return Fail("load needs the path of a plugin library: ipp load ./libmyfuncs.so");
   std::string error;
-  auto client = Connect(c, &error);
-  if (!client) return Fail(error);
   std::vector<int> targets;
-  if (!NativeTargets(*client, targets_spec, c.timeout, &targets, &error)) return Fail(error);
+  auto client = ConnectForNative(c, targets_spec, &targets, &error);
+  if (!client) return Fail(error);
   // No bound: a busy engine loads the plugin when its current work ends (it is queued there).
   auto r = client->direct_view(targets).load_plugin(path);
   WaitShowingProgress(r, targets, 0);

@@ -168,8 +168,10 @@ bool WaitShowingProgress(const ipp::AsyncResult& r, const std::vector<int>& targ
     for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
       if (tasks[i].status == "pending") pending.push_back(targets[i]);
     }
-    std::fprintf(stderr, "%swaiting for engine%s %s: %.0f s%s", tty ? "\r" : "", pending.size() == 1 ? "" : "s",
-                 FormatIds(pending).c_str(), waited, tty ? "\033[K" : "\n");
+    // (none pending: every reply is in, the end of some output is not yet)
+    std::string what = pending.empty() ? "the rest of the output"
+                                       : (pending.size() == 1 ? "engine " : "engines ") + FormatIds(pending);
+    std::fprintf(stderr, "%swaiting for %s: %.0f s%s", tty ? "\r" : "", what.c_str(), waited, tty ? "\033[K" : "\n");
     shown = true;
     next_line = now + std::chrono::seconds(tty ? 1 : 30);
   }

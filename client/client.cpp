@@ -334,6 +334,7 @@ struct Client::Impl {
   // Unregistered ids and their uuids: the hub never reuses an id, so never re-add one; a failure
   // reported after the unregistration still names its engine by id.
   std::map<int, std::string> gone;
+  std::unordered_map<std::string, EngineKind> kinds;  // by uuid, as learnt by engine_kinds()
 
   // Written by the I/O thread, read by anyone.
   std::atomic<uint64_t> replies{0}, unmatched_replies{0}, dropped_messages{0};
@@ -361,6 +362,15 @@ struct Client::Impl {
   std::unordered_map<std::string, std::string> direct_engine;            // direct msg -> engine uuid
   std::unordered_map<std::string, std::promise<Result<Message>>> queries;
   std::unordered_set<std::string> engine_syncs;  // our own connection_requests (see SyncEngines)
+  // Requests whose reply has come but not their IOPub idle (see ClientOptions::output_grace).
+  struct AwaitingIdle {
+    std::weak_ptr<AsyncResult::State> state;
+    size_t index;
+    Reactor::Clock::time_point replied;
+  };
+  std::vector<AwaitingIdle> awaiting_idle;
+  Reactor::Clock::time_point last_iopub;  // when an IOPub message last arrived
+  bool idle_check_armed = false;
   Reactor reactor{MakeLogger("client.io")};
   std::thread io;
   std::unique_ptr<SshTunnel> tunnel;  // ended with the client, after Close() stopped the I/O thread
@@ -405,6 +415,7 @@ struct Client::Impl {
       socket->connect(*u);
     }
     // connection_request, synchronously, before the I/O thread takes the sockets.
+    auto deadline = std::chrono::steady_clock::now() + options.timeout;
     protocol::Send(query, session.serialize(session.make("connection_request")));
     zmq::pollitem_t item{query.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, options.timeout) == 0) {
@@ -421,6 +432,17 @@ struct Client::Impl {
       const Json listed = reply->content.value("engines", Json::object());  // .items() needs a live object
       for (auto& [id, uuid] : listed.items()) {
         engines[std::stoi(id)] = uuid.get<std::string>();
+      }
+    }
+    if (auto welcome = reply->content.find("iopub_welcome"); welcome != reply->content.end() && *welcome == true) {
+      // Our controller greets each IOPub subscriber: once anything has arrived, our subscription
+      // is in place and no output of our requests can be dropped for want of it. (The message
+      // stays queued; the I/O thread reads it and ignores it.)
+      auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+      zmq::pollitem_t sub{iopub.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&sub, 1, std::max(left, Millis(0))) == 0) {
+        log->warn("the controller's IOPub welcome did not arrive within {} ms; output of the first requests may "
+                  "be incomplete", options.timeout.count());
       }
     }
     reactor.add(commands, [this] { OnCommands(); });
@@ -520,7 +542,7 @@ struct Client::Impl {
       pending[out.reply_ids[k]] = Slot{state, out.index + k};
       outputs[out.reply_ids[k]] = OutputSlot{state, out.index + k};
     }
-    if (out.channel == Channel::kMux && !out.engine_uuid.empty()) {
+    if ((out.channel == Channel::kMux || out.channel == Channel::kControl) && !out.engine_uuid.empty()) {
       on_engine[out.engine_uuid].insert(out.msg_id);
       direct_engine[out.msg_id] = out.engine_uuid;
     }
@@ -565,13 +587,50 @@ struct Client::Impl {
     if (is_reply) pending.erase(it);
     std::unique_lock lock(slot.state->mutex);
     fill(slot.state->tasks[slot.index]);
-    if (is_reply) slot.state->got_reply[slot.index] = 1;
+    if (is_reply) {
+      slot.state->got_reply[slot.index] = 1;
+      if (slot.state->needs_idle[slot.index] && !slot.state->got_idle[slot.index]) {
+        awaiting_idle.push_back({slot.state, slot.index, Reactor::Clock::now()});
+        ArmIdleCheck();
+      }
+    }
     slot.state->MaybeComplete(slot.index, lock);
   }
 
-  // What a reply carries for its result. A successful reply's content is only scanned for its
-  // status and result (a full parse of the small content cost more than the rest of the
-  // reply's handling); any other is parsed whole, into `content`.
+  void ArmIdleCheck() {
+    if (idle_check_armed) return;
+    idle_check_armed = true;
+    reactor.after(std::max(Millis(10), options.output_grace / 4), [this] { CheckAwaitingIdle(); });
+  }
+
+  // Completes the requests whose idle is overdue: none has come for output_grace since their
+  // reply and since the last IOPub message (output still flowing may be a backlog that holds
+  // it), or for 10 x output_grace in any case.
+  void CheckAwaitingIdle() {
+    idle_check_armed = false;
+    auto now = Reactor::Clock::now();
+    std::erase_if(awaiting_idle, [&](const AwaitingIdle& a) {
+      auto state = a.state.lock();
+      if (!state) return true;
+      std::unique_lock lock(state->mutex);
+      if (state->got_idle[a.index]) return true;
+      if (now - std::max(a.replied, last_iopub) < options.output_grace && now - a.replied < 10 * options.output_grace) {
+        return false;
+      }
+      log->warn("no end of output (IOPub idle) for {} within {} ms of its reply: its output may be incomplete",
+                state->msg_ids[a.index], options.output_grace.count());
+      state->tasks[a.index].output_incomplete = true;
+      state->got_idle[a.index] = 1;
+      state->MaybeComplete(a.index, lock);
+      return true;
+    });
+    if (!awaiting_idle.empty()) ArmIdleCheck();
+  }
+
+  // What a reply carries for its result. A native call's successful reply's content is only
+  // scanned for its status and result (a full parse of the small content cost more than the
+  // rest of the reply's handling); another successful reply's content is parsed whole, as its
+  // result; a failed one's whole, into `content`.
   struct ReplyBody {
     std::string status;
     Json result;
@@ -602,7 +661,14 @@ struct Client::Impl {
     if (!fields.ok()) return fields.status();
     if (fields->string("status") == "ok") {
       body.status = "ok";
-      body.result = fields->value("ipp_result").value_or(Json());
+      std::optional<Json> result = fields->value("ipp_result");
+      if (result) {
+        body.result = std::move(*result);
+      } else {  // not a native call: the content is the result
+        Result<Json> content = raw->parse_object(Raw::kContent);
+        if (!content.ok()) return content.status();
+        body.result = std::move(content).value();
+      }
     } else {
       Result<Json> content = raw->parse_object(Raw::kContent);
       if (!content.ok()) return content.status();
@@ -656,6 +722,7 @@ struct Client::Impl {
   }
 
   void OnIopub() {
+    last_iopub = Reactor::Clock::now();
     for (int n = 0; n < protocol::kBatch; ++n) {
       auto frames = protocol::TryRecv(iopub);
       if (!frames) return;
@@ -879,6 +946,64 @@ bool Client::wait_for_engines(size_t n, Millis timeout) {
   return impl_->engines_changed.wait_for(lock, timeout, [&] { return impl_->engines.size() >= n; });
 }
 
+const char* EngineKindName(EngineKind kind) {
+  switch (kind) {
+    case EngineKind::kNative: return "native";
+    case EngineKind::kPython: return "python";
+    case EngineKind::kUnknown: break;
+  }
+  return "unknown";
+}
+
+namespace {
+// Our engine answers kernel_info with implementation "ipp"; ipykernel (the stock engine's
+// kernel) with "ipython" and language_info.name "python".
+EngineKind KindOf(const TaskInfo& t) {
+  if (t.status != "ok" || !t.result.is_object()) return EngineKind::kUnknown;
+  std::string implementation = StringField(t.result, "implementation");
+  if (implementation == "ipp") return EngineKind::kNative;
+  auto language = t.result.find("language_info");
+  if (implementation == "ipython" || (language != t.result.end() && language->is_object() &&
+                                      StringField(*language, "name") == "python")) {
+    return EngineKind::kPython;
+  }
+  return EngineKind::kUnknown;
+}
+}  // namespace
+
+std::map<int, EngineKind> Client::engine_kinds(std::vector<int> targets, Millis timeout) {
+  if (targets.empty()) targets = ids();
+  std::map<int, EngineKind> out;
+  std::vector<int> ask;
+  std::vector<std::string> uuids;
+  {
+    std::lock_guard lock(impl_->engines_mutex);
+    for (int id : targets) {
+      out[id] = EngineKind::kUnknown;
+      auto engine = impl_->engines.find(id);
+      if (engine == impl_->engines.end()) continue;
+      if (auto known = impl_->kinds.find(engine->second); known != impl_->kinds.end()) {
+        out[id] = known->second;
+      } else {
+        ask.push_back(id);
+        uuids.push_back(engine->second);
+      }
+    }
+  }
+  if (ask.empty()) return out;
+  AsyncResult r = direct_view(ask).kernel_info();
+  r.wait(timeout);
+  std::vector<TaskInfo> replies = r.info();
+  if (replies.size() != ask.size()) return out;  // an engine went away meanwhile
+  std::lock_guard lock(impl_->engines_mutex);
+  for (size_t i = 0; i < ask.size(); ++i) {
+    EngineKind kind = KindOf(replies[i]);
+    out[ask[i]] = kind;
+    if (kind != EngineKind::kUnknown) impl_->kinds[uuids[i]] = kind;
+  }
+  return out;
+}
+
 DirectView Client::direct_view(std::vector<int> targets) {
   if (targets.empty()) targets = ids();
   return DirectView(this, std::move(targets));
@@ -1047,13 +1172,13 @@ AsyncResult DirectView::map(const std::string& function, const std::vector<Json>
   return impl.Submit(std::move(out), /*flatten=*/true);
 }
 
-AsyncResult DirectView::execute(const std::string& command) {
+AsyncResult DirectView::execute(const std::string& command, const Json& user_expressions, bool silent) {
   auto& impl = *client_->impl_;
   std::vector<Outgoing> out;
   for (int id : targets_) {
     Outgoing o = impl.Request(Channel::kMux, "execute_request",
-                              {{"code", command}, {"silent", false}, {"store_history", false},
-                               {"user_expressions", Json::object()}, {"allow_stdin", false}, {"stop_on_error", false}},
+                              {{"code", command}, {"silent", silent}, {"store_history", false},
+                               {"user_expressions", user_expressions}, {"allow_stdin", false}, {"stop_on_error", false}},
                               impl.UuidOf(id));
     if (o.engine_uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(id));
     o.needs_idle = true;  // complete once all its output has arrived
@@ -1128,6 +1253,17 @@ Result<std::vector<Json>> DirectView::gather(const std::string& name, Millis tim
 AsyncResult DirectView::load_plugin(const std::string& path) {
   std::error_code ec;
   return apply("ipp.load", {{"path", std::filesystem::absolute(path, ec).string()}});
+}
+
+AsyncResult DirectView::kernel_info() {
+  auto& impl = *client_->impl_;
+  std::vector<Outgoing> out;
+  for (int id : targets_) {
+    Outgoing o = impl.Request(Channel::kControl, "kernel_info_request", Json::object(), impl.UuidOf(id));
+    if (o.engine_uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(id));
+    out.push_back(std::move(o));
+  }
+  return impl.Submit(std::move(out));
 }
 
 AsyncResult DirectView::abort(const std::vector<std::string>& msg_ids) {

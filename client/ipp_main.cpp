@@ -1,6 +1,7 @@
 // ipp: use a running cluster from the shell. One subcommand per job; --help on each.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -91,6 +92,93 @@ int ParseSub(int argc, char** argv, const std::string& usage, po::options_descri
   return ipp::cli::Parse(argc, argv, usage, options, vm, nullptr, positional);
 }
 
+ipp::Millis Seconds(double s) { return ipp::Millis(static_cast<long>(s * 1000)); }
+
+// "0-3,5"
+std::string FormatIds(std::vector<int> ids) {
+  std::sort(ids.begin(), ids.end());
+  std::string out;
+  for (size_t i = 0; i < ids.size();) {
+    size_t j = i;
+    while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1) ++j;
+    out += (out.empty() ? "" : ",") + std::to_string(ids[i]) + (j > i ? "-" + std::to_string(ids[j]) : "");
+    i = j + 1;
+  }
+  return out;
+}
+
+// The engines a native command (px, functions, load) runs on. With "all", Python engines are
+// left out, with a note: they run Python, not shell commands or native functions (named
+// explicitly, they get the request).
+bool NativeTargets(ipp::Client& client, const std::string& spec, double timeout, std::vector<int>* out,
+                   std::string* error) {
+  std::vector<int> all = client.ids();
+  if (!ParseTargets(spec, all, out)) {
+    *error = "bad --targets '" + spec + "'";
+    return false;
+  }
+  if (out->empty()) {
+    *error = "no engines registered yet";
+    return false;
+  }
+  if (!spec.empty() && spec != "all") return true;
+  std::vector<int> python;
+  for (auto [id, kind] : client.engine_kinds(*out, Seconds(timeout))) {
+    if (kind == ipp::EngineKind::kPython) python.push_back(id);
+  }
+  if (python.empty()) return true;
+  std::erase_if(*out, [&](int id) { return std::count(python.begin(), python.end(), id) > 0; });
+  std::cerr << "ipp: note: skipping Python engine" << (python.size() > 1 ? "s " : " ") << FormatIds(python)
+            << " (Python engines run Python code, not native functions or shell commands)" << std::endl;
+  if (out->empty()) {
+    *error = "no native engines (only Python ones)";
+    return false;
+  }
+  return true;
+}
+
+// Connects and picks the targets of a native command (see NativeTargets); null on error.
+std::unique_ptr<ipp::Client> ConnectForNative(const Common& c, const std::string& spec, std::vector<int>* targets,
+                                              std::string* error) {
+  auto client = Connect(c, error);
+  if (client && !NativeTargets(*client, spec, c.timeout, targets, error)) client.reset();
+  return client;
+}
+
+// Waits for `r`, whose messages go one to each of `targets`. Once that takes a while, shows on
+// stderr which engines it still waits for: a live line on a terminal, a line every 30 s
+// otherwise. `timeout` > 0 bounds the wait (seconds); false if it passed.
+bool WaitShowingProgress(const ipp::AsyncResult& r, const std::vector<int>& targets, double timeout) {
+  using Clock = std::chrono::steady_clock;
+  bool tty = isatty(2);
+  auto start = Clock::now();
+  auto next_line = start + std::chrono::seconds(tty ? 2 : 30);
+  bool shown = false;
+  bool done = true;
+  while (!r.wait(ipp::Millis(200))) {
+    auto now = Clock::now();
+    double waited = std::chrono::duration<double>(now - start).count();
+    if (timeout > 0 && waited >= timeout) {
+      done = false;
+      break;
+    }
+    if (now < next_line) continue;
+    std::vector<int> pending;
+    auto tasks = r.info();
+    for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
+      if (tasks[i].status == "pending") pending.push_back(targets[i]);
+    }
+    // (none pending: every reply is in, the end of some output is not yet)
+    std::string what = pending.empty() ? "the rest of the output"
+                                       : (pending.size() == 1 ? "engine " : "engines ") + FormatIds(pending);
+    std::fprintf(stderr, "%swaiting for %s: %.0f s%s", tty ? "\r" : "", what.c_str(), waited, tty ? "\033[K" : "\n");
+    shown = true;
+    next_line = now + std::chrono::seconds(tty ? 1 : 30);
+  }
+  if (shown && tty) std::fprintf(stderr, "\r\033[K");
+  return done;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 int Engines(int argc, char** argv) {
@@ -98,27 +186,60 @@ int Engines(int argc, char** argv) {
   po::options_description o("Options");
   AddCommon(o, c);
   po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("engines [options]", "List the engines: id, host, pid, queue length, tasks done."), o, vm); rc >= 0) return rc;
+  if (int rc = ParseSub(argc, argv, Usage("engines [options]", "List the engines: id, kind (native or python), host, pid, queue length, tasks done."), o, vm); rc >= 0) return rc;
   std::string error;
   auto client = Connect(c, &error);
   if (!client) return Fail(error);
+  auto deadline = std::chrono::steady_clock::now() + Seconds(c.timeout);
   std::vector<int> ids = client->ids();
   auto status = client->queue_status();
   if (!status.ok()) return Fail(status.status().message());
   Json rows = Json::array();
   if (!ids.empty()) {
-    auto infos = client->direct_view(ids).apply("ipp.info");
-    infos.wait(ipp::Millis(static_cast<long>(c.timeout * 1000)));
-    auto tasks = infos.info();
-    for (size_t i = 0; i < ids.size(); ++i) {
-      Json q = (*status)[std::to_string(ids[i])];
-      Json row = {{"id", ids[i]}, {"queue", q.value("queue", 0) + q.value("tasks", 0)}, {"done", q.value("completed", 0)}};
-      if (i < tasks.size() && tasks[i].status == "ok") {
-        row["host"] = tasks[i].result["hostname"];
-        row["pid"] = tasks[i].result["pid"];
-      } else {
-        row["host"] = nullptr;  // e.g. a Python engine: no native info
-        row["pid"] = nullptr;
+    std::map<int, ipp::EngineKind> kinds = client->engine_kinds(ids, Seconds(c.timeout));
+    // Host and pid: ipp.info from a native engine; a Python engine evaluates two expressions
+    // (never a native call: a Python engine cannot unpack one and logs a traceback).
+    std::vector<int> native, python;
+    for (int id : ids) {
+      if (kinds[id] == ipp::EngineKind::kNative) native.push_back(id);
+      if (kinds[id] == ipp::EngineKind::kPython) python.push_back(id);
+    }
+    std::map<int, std::pair<Json, Json>> where;  // id -> (host, pid)
+    ipp::AsyncResult native_info, python_info;
+    if (!native.empty()) native_info = client->direct_view(native).apply("ipp.info");
+    if (!python.empty()) {
+      python_info = client->direct_view(python).execute(
+          "", {{"host", "__import__('socket').gethostname()"}, {"pid", "__import__('os').getpid()"}}, /*silent=*/true);
+    }
+    for (const ipp::AsyncResult* r : {&native_info, &python_info}) {
+      r->wait(std::max(ipp::Millis(0), std::chrono::duration_cast<ipp::Millis>(deadline - std::chrono::steady_clock::now())));
+    }
+    auto native_tasks = native_info.info();
+    for (size_t i = 0; i < native_tasks.size() && i < native.size(); ++i) {
+      const ipp::TaskInfo& t = native_tasks[i];
+      if (t.status == "ok" && t.result.is_object()) where[native[i]] = {t.result.value("hostname", Json()), t.result.value("pid", Json())};
+    }
+    auto python_tasks = python_info.info();
+    for (size_t i = 0; i < python_tasks.size() && i < python.size(); ++i) {
+      const ipp::TaskInfo& t = python_tasks[i];
+      if (t.status != "ok" || !t.result.is_object()) continue;
+      // {"host": {"status": "ok", "data": {"text/plain": "'name'"}}, "pid": {... "1234"}}
+      auto text = [&](const char* name) {
+        Json e = t.result.value("user_expressions", Json::object()).value(name, Json::object());
+        return e.is_object() && e.value("status", "") == "ok" ? e.value("data", Json::object()).value("text/plain", "") : "";
+      };
+      std::string host = text("host"), pid = text("pid");
+      if (host.size() >= 2 && (host.front() == '\'' || host.front() == '"')) host = host.substr(1, host.size() - 2);
+      Json pid_json = Json::parse(pid, nullptr, false);
+      where[python[i]] = {host.empty() ? Json() : Json(host), pid_json.is_number_integer() ? pid_json : Json()};
+    }
+    for (int id : ids) {
+      Json q = (*status)[std::to_string(id)];
+      Json row = {{"id", id}, {"kind", ipp::EngineKindName(kinds[id])}, {"queue", q.value("queue", 0) + q.value("tasks", 0)},
+                  {"done", q.value("completed", 0)}, {"host", nullptr}, {"pid", nullptr}};
+      if (auto w = where.find(id); w != where.end()) {
+        row["host"] = w->second.first;
+        row["pid"] = w->second.second;
       }
       rows.push_back(row);
     }
@@ -127,9 +248,10 @@ int Engines(int argc, char** argv) {
     std::cout << rows.dump() << std::endl;
     return 0;
   }
-  std::printf("%4s  %-24s %8s %6s %8s\n", "id", "host", "pid", "queue", "done");
+  std::printf("%4s  %-7s %-24s %8s %6s %8s\n", "id", "kind", "host", "pid", "queue", "done");
   for (const Json& r : rows) {
-    std::printf("%4d  %-24s %8s %6d %8d\n", r["id"].get<int>(), r["host"].is_string() ? r["host"].get<std::string>().c_str() : "?",
+    std::printf("%4d  %-7s %-24s %8s %6d %8d\n", r["id"].get<int>(), r["kind"].get<std::string>().c_str(),
+                r["host"].is_string() ? r["host"].get<std::string>().c_str() : "?",
                 r["pid"].is_number() ? std::to_string(r["pid"].get<int>()).c_str() : "?", r["queue"].get<int>(), r["done"].get<int>());
   }
   if (rows.empty()) std::printf("(no engines registered yet)\n");
@@ -139,43 +261,152 @@ int Engines(int argc, char** argv) {
 int Px(int argc, char** argv) {
   Common c;
   std::string targets_spec;
+  double timeout = 0;
   std::vector<std::string> command;
   po::options_description o("Options");
   AddCommon(o, c);
-  o.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all, 0,2 or 1-3")
+  o.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
+      ("timeout", po::value(&timeout)->default_value(0), "seconds to wait for the command (0: as long as it runs)")
       ("command", po::value(&command)->multitoken(), "the command (after --)");
   po::positional_options_description pos;
   pos.add("command", -1);
   po::variables_map vm;
   if (int rc = ParseSub(argc, argv, Usage("px [--targets SPEC] -- CMD ...", "Run a shell command on engines; print each engine's output under its id."), o, vm, &pos); rc >= 0) return rc;
   if (command.empty()) return Fail("px needs a command: ipp px -- hostname");
+  if (timeout < 0) return Fail("--timeout must be >= 0");
   std::string cmd;
   for (const auto& w : command) cmd += (cmd.empty() ? "" : " ") + w;
   std::string error;
-  auto client = Connect(c, &error);
-  if (!client) return Fail(error);
   std::vector<int> targets;
-  if (!ParseTargets(targets_spec, client->ids(), &targets)) return Fail("bad --targets '" + targets_spec + "'");
-  if (targets.empty()) return Fail("no engines registered yet");
+  auto client = ConnectForNative(c, targets_spec, &targets, &error);
+  if (!client) return Fail(error);
   auto r = client->direct_view(targets).execute(cmd);
-  r.wait();
+  bool finished = WaitShowingProgress(r, targets, timeout);
   auto tasks = r.info();
-  bool failed = false;
+  bool failed = !finished;
   Json out = Json::array();
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& t = tasks[i];
+    bool pending = t.status == "pending";
     failed = failed || t.error.has_value();
+    if (t.output_incomplete) {
+      std::cerr << "ipp: warning: engine " << targets[i]
+                << ": output may be incomplete (its end-of-output message did not arrive)" << std::endl;
+    }
     if (c.json) {
+      Json error_json = t.error ? Json(t.error->what()) : pending ? Json("TimeoutError: still running") : Json(nullptr);
       out.push_back({{"engine", targets[i]}, {"stdout", t.stdout_text}, {"stderr", t.stderr_text},
-                     {"status", t.status}, {"error", t.error ? Json(t.error->what()) : Json(nullptr)}});
+                     {"status", t.status}, {"error", error_json}, {"output_incomplete", t.output_incomplete}});
       continue;
     }
     if (!t.stdout_text.empty()) std::cout << "[stdout:" << targets[i] << "] " << t.stdout_text << (t.stdout_text.back() == '\n' ? "" : "\n");
     if (!t.stderr_text.empty()) std::cout << "[stderr:" << targets[i] << "] " << t.stderr_text << (t.stderr_text.back() == '\n' ? "" : "\n");
     if (t.error) std::cout << "[error:" << targets[i] << "] " << t.error->ename() << ": " << t.error->evalue() << "\n";
+    if (pending) std::cout << "[error:" << targets[i] << "] TimeoutError: still running after " << timeout << " s\n";
   }
   if (c.json) std::cout << out.dump() << std::endl;
   return failed ? 1 : 0;
+}
+
+// Every function the engines can run, with its doc and the engines that have it.
+int Functions(int argc, char** argv) {
+  Common c;
+  std::string targets_spec;
+  po::options_description o("Options");
+  AddCommon(o, c);
+  o.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3");
+  po::variables_map vm;
+  if (int rc = ParseSub(argc, argv, Usage("functions [--targets SPEC]", "List the native functions on the engines: name, engines that have it, doc, origin."), o, vm); rc >= 0) return rc;
+  std::string error;
+  std::vector<int> targets;
+  auto client = ConnectForNative(c, targets_spec, &targets, &error);
+  if (!client) return Fail(error);
+  auto r = client->direct_view(targets).apply("ipp.functions");
+  bool finished = WaitShowingProgress(r, targets, c.timeout);
+  auto tasks = r.info();
+  int rc = finished ? 0 : 1;
+  std::map<std::string, Json> functions;  // by name, in name order
+  for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
+    const ipp::TaskInfo& t = tasks[i];
+    if (t.status != "ok" || !t.result.is_array()) {
+      std::cerr << "ipp: engine " << targets[i] << ": "
+                << (t.error ? t.error->ename() + ": " + t.error->evalue()
+                            : "no answer within " + std::to_string(static_cast<int>(c.timeout)) + " s (busy?)")
+                << std::endl;
+      rc = 1;
+      continue;
+    }
+    for (const Json& f : t.result) {
+      if (!f.is_object() || !f.contains("name")) continue;
+      Json& entry = functions[f.value("name", "")];
+      if (entry.is_null()) entry = {{"name", f["name"]}, {"doc", f.value("doc", "")}, {"origin", f.value("origin", "")}, {"engines", Json::array()}};
+      entry["engines"].push_back(targets[i]);
+    }
+  }
+  if (c.json) {
+    Json out = Json::array();
+    for (auto& [name, f] : functions) out.push_back(f);
+    std::cout << out.dump() << std::endl;
+    return rc;
+  }
+  size_t width = 8;
+  for (auto& [name, f] : functions) width = std::max(width, name.size());
+  std::printf("%-*s  %-10s %s\n", static_cast<int>(width), "function", "engines", "doc [origin]");
+  for (auto& [name, f] : functions) {
+    std::vector<int> on = f["engines"].get<std::vector<int>>();
+    std::string engines = on.size() == targets.size() ? "all" : FormatIds(on);
+    std::string origin = f["origin"].get<std::string>();
+    origin = origin.substr(origin.rfind('/') + 1);  // a plugin's file name; "builtin"
+    std::printf("%-*s  %-10s %s [%s]\n", static_cast<int>(width), name.c_str(), engines.c_str(),
+                f["doc"].get<std::string>().c_str(), origin.c_str());
+  }
+  return rc;
+}
+
+// Loads a plugin library on the engines (ipp.load) and says what each added.
+int Load(int argc, char** argv) {
+  Common c;
+  std::string targets_spec, path;
+  po::options_description o("Options");
+  AddCommon(o, c);
+  o.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
+      ("path", po::value(&path), "the plugin library (.so), as the engines' hosts see it");
+  po::positional_options_description pos;
+  pos.add("path", 1);
+  po::variables_map vm;
+  if (int rc = ParseSub(argc, argv, Usage("load PATH [--targets SPEC]", "Load a plugin library on the engines; print the functions each engine added."), o, vm, &pos); rc >= 0) return rc;
+  if (path.empty()) return Fail("load needs the path of a plugin library: ipp load ./libmyfuncs.so");
+  std::string error;
+  std::vector<int> targets;
+  auto client = ConnectForNative(c, targets_spec, &targets, &error);
+  if (!client) return Fail(error);
+  // No bound: a busy engine loads the plugin when its current work ends (it is queued there).
+  auto r = client->direct_view(targets).load_plugin(path);
+  WaitShowingProgress(r, targets, 0);
+  auto tasks = r.info();
+  int rc = 0;
+  Json out = Json::array();
+  for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
+    const ipp::TaskInfo& t = tasks[i];
+    Json row = {{"engine", targets[i]}, {"status", t.status}};
+    if (t.status == "ok") {
+      row["added"] = t.result;
+    } else {
+      row["error"] = t.error ? t.error->ename() + ": " + t.error->evalue() : std::string("no answer");
+      rc = 1;
+    }
+    if (c.json) {
+      out.push_back(row);
+    } else if (t.status == "ok") {
+      std::string names;
+      for (const Json& n : t.result) names += (names.empty() ? "" : ", ") + (n.is_string() ? n.get<std::string>() : n.dump());
+      std::cout << "[engine " << targets[i] << "] added " << t.result.size() << ": " << names << "\n";
+    } else {
+      std::cout << "[error:" << targets[i] << "] " << row["error"].get<std::string>() << "\n";
+    }
+  }
+  if (c.json) std::cout << out.dump() << std::endl;
+  return rc;
 }
 
 int Map(int argc, char** argv) {
@@ -401,6 +632,8 @@ int main(int argc, char** argv) {
   return ipp::cli::RunSubcommand(argc, argv, "ipp", {
       {"engines", {Engines, "list the engines"}},
       {"px", {Px, "run a shell command on engines"}},
+      {"functions", {Functions, "list the native functions on the engines"}},
+      {"load", {Load, "load a plugin library on the engines"}},
       {"map", {Map, "map a native function over JSON lines"}},
       {"farm", {Farm, "a resumable, load-balanced shell task farm"}},
       {"status", {Status, "queue status"}},

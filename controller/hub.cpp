@@ -201,7 +201,9 @@ void Hub::ConnectionRequest(Message& m) {
   } else {
     SPDLOG_LOGGER_DEBUG(log_, "client {} connected again", protocol::PeerName(client));
   }
-  Reply(m, "connection_reply", {{"status", "ok"}, {"engines", engines}});
+  // iopub_welcome: our IOPub relay greets each subscriber (see IopubRelay), so a client can wait
+  // until its subscription is in place. Stock clients ignore the extra field.
+  Reply(m, "connection_reply", {{"status", "ok"}, {"engines", engines}, {"iopub_welcome", true}});
 }
 
 bool Hub::FirstConnection(const std::string& client) {

@@ -120,9 +120,11 @@ IopubRelay::IopubRelay(zmq::context_t& context, const std::string& key, int subs
     : session_(key),
       log_(std::move(log)),
       engine_(context, zmq::socket_type::sub),
-      client_(context, zmq::socket_type::pub),
+      client_(context, zmq::socket_type::xpub),
       monitor_(context, zmq::socket_type::push) {
   for (zmq::socket_t* s : {&engine_, &client_, &monitor_}) protocol::ConfigureUnbounded(*s);
+  // Every subscription, also a repeated one (each new client subscribes to ""), is passed up.
+  client_.set(zmq::sockopt::xpub_verbose, 1);
   // Unbounded by default, as in the stock relay: clients wait for each request's IOPub "idle"
   // (the stock AsyncResult does), so a slow subscriber must not miss one. A bound protects the
   // controller from subscribers that stop reading for good; past it they miss output.
@@ -148,6 +150,22 @@ void IopubRelay::Attach(Reactor& reactor) {
       protocol::Send(client_, std::move(*raw).release());
     }
   });
+  reactor.add(client_, [this] { OnSubscriptions(); });
+}
+
+void IopubRelay::OnSubscriptions() {
+  for (int i = 0; i < protocol::kBatch; ++i) {
+    zmq::message_t frame;
+    if (!client_.recv(frame, zmq::recv_flags::dontwait)) return;
+    // 1 + topic subscribes, 0 + topic unsubscribes; nothing else comes up an XPUB.
+    if (frame.size() == 0 || frame.data<char>()[0] != 1) continue;
+    std::string topic(frame.data<char>() + 1, frame.size() - 1);
+    protocol::Message welcome = session_.make("iopub_welcome", {{"subscription", topic}});
+    // The topic as the first frame, so that a prefix subscription matches it too.
+    if (!topic.empty()) welcome.identities.emplace_back(topic.data(), topic.size());
+    SPDLOG_LOGGER_DEBUG(log_, "welcomed an IOPub subscriber");
+    protocol::Send(client_, session_.serialize(std::move(welcome)));
+  }
 }
 
 }  // namespace ipp::schedulers

@@ -43,16 +43,23 @@ class RouterRelay {
   PendingDelivery to_engines_;
 };
 
+// The client side is an XPUB: on every subscription it publishes a signed `iopub_welcome`
+// (empty parent header, content {"subscription": topic}; Jupyter's JEP 65). PUB/SUB drops what
+// is published before a subscription has reached the publisher, so a client that sent a request
+// right after connecting could miss its output and its `idle`; a client that has seen any
+// message on its SUB socket knows its subscription is in place.
 class IopubRelay {
  public:
   // subscriber_backlog: messages queued for one subscriber before it misses some (0: no limit).
   IopubRelay(zmq::context_t& context, const std::string& key, int subscriber_backlog, Logger log);
   zmq::socket_t& engine_socket() { return engine_; }  // SUB, subscribed to everything
-  zmq::socket_t& client_socket() { return client_; }  // PUB
+  zmq::socket_t& client_socket() { return client_; }  // XPUB
   void ConnectMonitor(const std::string& monitor_url) { monitor_.connect(monitor_url); }
   void Attach(Reactor& reactor);
 
  private:
+  void OnSubscriptions();
+
   protocol::Session session_;
   Logger log_;
   zmq::socket_t engine_, client_, monitor_;

@@ -75,7 +75,12 @@ struct TaskInfo {
   std::string engine_uuid;
   std::string submitted, started, completed;  // ISO 8601
   std::string stdout_text, stderr_text;       // from IOPub
-  Json result;                                 // the function's value (ipp_result)
+  // The reply came but the end of its output (IOPub `idle`) did not, within
+  // ClientOptions::output_grace: stdout_text/stderr_text may lack some output.
+  bool output_incomplete = false;
+  // The function's value (ipp_result); for a request that is not a native call (execute,
+  // kernel_info, ...) the reply's whole content.
+  Json result;
   std::vector<Buffer> buffers;                 // the function's buffers
   std::optional<RemoteError> error;
 };
@@ -113,6 +118,10 @@ struct ClientOptions {
   std::string cluster_id;
   std::string connection_file;  // overrides profile/cluster_id
   Millis timeout{10000};        // for the connection and hub queries
+  // How long a request whose reply has arrived waits for the end of its output (the IOPub
+  // `idle` after an execute) while no IOPub message arrives; then it completes with
+  // TaskInfo::output_incomplete (an `idle` can be lost: PUB/SUB drops what it cannot deliver).
+  Millis output_grace{2000};
   // Reach a controller on another machine through SSH, as ipyparallel's --ssh does:
   // "user@host" or "user@host:port". One ssh process forwards every channel to local ports.
   std::string ssh_server;
@@ -149,14 +158,21 @@ struct TaskOptions {
 
 class Client;
 
+// What an engine is: our C++ ipengine (native functions and shell commands) or a Python kernel
+// (the stock ipyparallel engine: pickled Python functions and Python code).
+enum class EngineKind { kUnknown, kNative, kPython };
+const char* EngineKindName(EngineKind kind);  // "unknown", "native", "python"
+
 class DirectView {
  public:
   // apply: one call per target engine.
   AsyncResult apply(const std::string& function, Json args = nullptr, std::vector<Buffer> buffers = {});
   // map with scatter semantics: items are split into one contiguous chunk per engine.
   AsyncResult map(const std::string& function, const std::vector<Json>& items);
-  // execute: a shell command on each engine (output in TaskInfo::stdout_text).
-  AsyncResult execute(const std::string& command);
+  // execute: a shell command on each engine (output in TaskInfo::stdout_text); on a Python
+  // engine, Python code. user_expressions and silent as in Jupyter's execute_request (Python
+  // engines evaluate the expressions after the code; the reply, each TaskInfo::result, has them).
+  AsyncResult execute(const std::string& command, const Json& user_expressions = Json::object(), bool silent = false);
   Status push(const std::map<std::string, Json>& values, Millis timeout = kForever);
   Status push_buffer(const std::string& name, Buffer buffer, Millis timeout = kForever);
   // One Json per target: {name: value, ...}.
@@ -164,11 +180,19 @@ class DirectView {
   Status scatter(const std::string& name, const std::vector<Json>& items, Millis timeout = kForever);
   Result<std::vector<Json>> gather(const std::string& name, Millis timeout = kForever);
   AsyncResult load_plugin(const std::string& path);
+  // Each engine's kernel_info_reply content (implementation, language_info...), asked on the
+  // control channel: answered at once, also by a busy engine, and by every kind of engine.
+  AsyncResult kernel_info();
   AsyncResult abort(const std::vector<std::string>& msg_ids = {});
   const std::vector<int>& targets() const { return targets_; }
 
  private:
   friend class Client;
+
+// What an engine is: our C++ ipengine (native functions and shell commands) or a Python kernel
+// (the stock ipyparallel engine: pickled Python functions and Python code).
+enum class EngineKind { kUnknown, kNative, kPython };
+const char* EngineKindName(EngineKind kind);  // "unknown", "native", "python"
   DirectView(Client* client, std::vector<int> targets) : client_(client), targets_(std::move(targets)) {}
   Client* client_;
   std::vector<int> targets_;
@@ -187,6 +211,11 @@ class LoadBalancedView {
 
  private:
   friend class Client;
+
+// What an engine is: our C++ ipengine (native functions and shell commands) or a Python kernel
+// (the stock ipyparallel engine: pickled Python functions and Python code).
+enum class EngineKind { kUnknown, kNative, kPython };
+const char* EngineKindName(EngineKind kind);  // "unknown", "native", "python"
   LoadBalancedView(Client* client, TaskOptions options) : client_(client), options_(std::move(options)) {}
   Client* client_;
   TaskOptions options_;
@@ -198,6 +227,11 @@ class BroadcastView {
 
  private:
   friend class Client;
+
+// What an engine is: our C++ ipengine (native functions and shell commands) or a Python kernel
+// (the stock ipyparallel engine: pickled Python functions and Python code).
+enum class EngineKind { kUnknown, kNative, kPython };
+const char* EngineKindName(EngineKind kind);  // "unknown", "native", "python"
   BroadcastView(Client* client, std::vector<int> targets) : client_(client), targets_(std::move(targets)) {}
   Client* client_;
   std::vector<int> targets_;
@@ -214,6 +248,9 @@ class Client {
 
   std::vector<int> ids() const;  // registered engines, kept current by notifications
   bool wait_for_engines(size_t n, Millis timeout);
+  // The kind of each engine in `targets` (empty: all), from its kernel_info (asked once per
+  // engine; kUnknown for one that did not answer within `timeout`).
+  std::map<int, EngineKind> engine_kinds(std::vector<int> targets = {}, Millis timeout = Millis(5000));
 
   DirectView direct_view(std::vector<int> targets = {});  // empty: all engines now
   LoadBalancedView load_balanced_view(TaskOptions options = {});

@@ -4,11 +4,13 @@
 #include <signal.h>
 
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 
 #include <gtest/gtest.h>
 
+#include "protocol/session.hpp"
 #include "tests/testutil/testutil.hpp"
 
 namespace ipp {
@@ -129,7 +131,52 @@ TEST_F(ClientTest, ExecuteCollectsOutputPerEngine) {
   EXPECT_EQ(info[0].stdout_text.rfind("out-", 0), 0u);
   EXPECT_NE(info[0].stdout_text, info[1].stdout_text);
   EXPECT_EQ(info[1].stderr_text, "err\n");
+  EXPECT_FALSE(info[0].output_incomplete);
+  EXPECT_EQ(info[0].result["status"], "ok");  // not a native call: the reply's content
   EXPECT_THROW(client_->direct_view({0}).execute("exit 2").get(10s), RemoteError);
+}
+
+// An execute whose IOPub "idle" never comes (PUB/SUB drops what it cannot deliver) completes
+// soon after its reply, marked as possibly missing output, instead of waiting forever. Here the
+// client's IOPub port leads to a publisher that only welcomes it, as our controller does.
+TEST_F(ClientTest, ExecuteCompletesWhenItsIdleIsLost) {
+  zmq::context_t context;
+  zmq::socket_t silent(context, zmq::socket_type::xpub);
+  silent.set(zmq::sockopt::linger, 0);
+  silent.set(zmq::sockopt::rcvtimeo, 20000);
+  std::string endpoint = testutil::BindLoopback(silent);
+  Json info = Json::parse(testutil::ReadFile(cluster_.client_file()));
+  info["iopub"] = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  testutil::TempDir dir;
+  auto file = dir.path() / "client.json";
+  std::ofstream(file) << info.dump();
+  ClientOptions options = ClientOptions::File(file.string());
+  options.output_grace = 300ms;
+  auto connecting = std::async(std::launch::async, [&] { return Client::Connect(options); });
+  zmq::message_t subscription;
+  ASSERT_TRUE(silent.recv(subscription));  // Connect waits for a welcome: give it one
+  protocol::Session session(info["key"].get<std::string>());
+  protocol::Send(silent, session.serialize(session.make("iopub_welcome", {{"subscription", ""}})));
+  auto client = connecting.get();
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+
+  auto r = (*client)->direct_view({0}).execute("echo lost");
+  ASSERT_TRUE(r.wait(20s)) << "waited for an idle that cannot come";
+  TaskInfo t = r.info()[0];
+  EXPECT_EQ(t.status, "ok");
+  EXPECT_TRUE(t.output_incomplete);
+  EXPECT_EQ(t.stdout_text, "");
+}
+
+TEST_F(ClientTest, EngineKindsFromKernelInfo) {
+  auto kinds = client_->engine_kinds();
+  ASSERT_EQ(kinds.size(), 2u);
+  EXPECT_EQ(kinds[0], EngineKind::kNative);
+  EXPECT_EQ(kinds[1], EngineKind::kNative);
+  EXPECT_STREQ(EngineKindName(kinds[0]), "native");
+  auto info = client_->direct_view({1}).kernel_info().get_one(10s);
+  EXPECT_EQ(info["implementation"], "ipp");
+  EXPECT_EQ(client_->engine_kinds({7})[7], EngineKind::kUnknown);  // no such engine
 }
 
 TEST_F(ClientTest, PushPullScatterGatherAndBuffers) {

@@ -2,6 +2,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 
@@ -53,6 +54,8 @@ TEST_F(IppCliTest, EnginesListsIdsHostsAndPids) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0]["id"], 0);
   EXPECT_TRUE(rows[1]["pid"].is_number());
+  EXPECT_EQ(rows[0]["kind"], "native");
+  EXPECT_EQ(rows[1]["kind"], "native");
   ASSERT_EQ(Ipp({"engines"}, &out), 0);
   EXPECT_NE(out.find("host"), std::string::npos);
 }
@@ -64,6 +67,70 @@ TEST_F(IppCliTest, PxPrintsEachEnginesOutput) {
   EXPECT_NE(out.find("[stdout:1] hello-"), std::string::npos) << out;
   EXPECT_EQ(Ipp({"px", "--targets", "1", "--", "exit 4"}, &out), 1);
   EXPECT_NE(out.find("[error:1] CalledProcessError"), std::string::npos) << out;
+}
+
+// Back-to-back px runs, each a new client whose first request goes out right after it
+// connected: each gets all its output (the client's IOPub subscription is in place before
+// Connect returns), and none waits forever for an IOPub "idle" lost before it was subscribed.
+// bench/px_stress is the long version.
+TEST_F(IppCliTest, BackToBackPxRunsGetAllTheirOutputAndNeverHang) {
+  // Sanitizer builds run fewer (scripts/test-sanitizers): every process there is slower.
+  const int runs = std::getenv("IPP_PX_RUNS") ? std::atoi(std::getenv("IPP_PX_RUNS")) : 100;
+  for (int i = 0; i < runs; ++i) {
+    std::vector<std::string> argv = {std::string(IPP_BIN_DIR) + "/ipp", "px",
+                                     "--profile-dir=" + cluster_.profile_dir().string(), "-t", "0", "--",
+                                     "echo", "run-" + std::to_string(i)};
+    std::string out;
+    ASSERT_EQ(testutil::RunCommand(argv, &out, 15s), 0) << "run " << i << " failed or hung: " << out;
+    ASSERT_EQ(out, "[stdout:0] run-" + std::to_string(i) + "\n") << "run " << i;
+  }
+}
+
+TEST_F(IppCliTest, PxTimeoutBoundsTheWait) {
+  std::string out;
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Ipp({"px", "--timeout", "0.5", "-t", "1", "--", "sleep 20"}, &out), 1) << out;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_NE(out.find("[error:1] TimeoutError: still running after 0.5 s"), std::string::npos) << out;
+}
+
+TEST_F(IppCliTest, FunctionsListsEveryFunctionWithItsEngines) {
+  std::string out;
+  ASSERT_EQ(Ipp({"functions", "--json"}, &out), 0) << out;
+  std::map<std::string, json> by_name;
+  for (const json& f : json::parse(out)) by_name[f["name"]] = f;
+  ASSERT_TRUE(by_name.count("pi.sample")) << out;
+  EXPECT_EQ(by_name["pi.sample"]["engines"], json::array({0, 1}));
+  EXPECT_NE(by_name["pi.sample"]["origin"].get<std::string>().find("libipp_example_pi.so"), std::string::npos);
+  ASSERT_TRUE(by_name.count("ipp.echo"));
+  EXPECT_EQ(by_name["ipp.echo"]["origin"], "builtin");
+  EXPECT_FALSE(by_name["ipp.echo"]["doc"].get<std::string>().empty());
+  ASSERT_EQ(Ipp({"functions", "-t", "1"}, &out), 0) << out;
+  EXPECT_NE(out.find("pi.sample"), std::string::npos) << out;
+  EXPECT_NE(out.find("libipp_example_pi.so"), std::string::npos) << out;
+}
+
+TEST_F(IppCliTest, LoadReportsWhatEachEngineAddedOrWhyItFailed) {
+  std::string out;
+  ASSERT_EQ(Ipp({"load", testutil::PiPlugin(), "-t", "1"}, &out), 0) << out;
+  EXPECT_NE(out.find("[engine 1] added"), std::string::npos) << out;
+  EXPECT_NE(out.find("pi.sample"), std::string::npos) << out;
+  EXPECT_EQ(out.find("[engine 0]"), std::string::npos) << out;
+  ASSERT_EQ(Ipp({"load", "--json", testutil::PiPlugin()}, &out), 0) << out;
+  json rows = json::parse(out);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["status"], "ok");
+  EXPECT_TRUE(rows[1]["added"].is_array());
+  auto missing = (dir_.path() / "libnothere.so").string();
+  EXPECT_EQ(Ipp({"load", missing}, &out), 1);
+  EXPECT_NE(out.find("[error:0] ImportError: plugin library " + missing + " does not exist"), std::string::npos) << out;
+  EXPECT_NE(out.find("[error:1] ImportError"), std::string::npos) << out;
+  auto not_a_plugin = dir_.path() / "libjunk.so";
+  std::ofstream(not_a_plugin) << "junk";
+  EXPECT_EQ(Ipp({"load", not_a_plugin.string(), "-t", "0"}, &out), 1);
+  EXPECT_NE(out.find("[error:0] ImportError: cannot load plugin"), std::string::npos) << out;
+  EXPECT_EQ(Ipp({"load"}, &out), 1);
+  EXPECT_NE(out.find("load needs the path"), std::string::npos) << out;
 }
 
 TEST_F(IppCliTest, MapKeepsInputOrder) {
@@ -189,7 +256,7 @@ TEST(IppCliErrorsTest, ClearLinesAndExitCodes) {
   EXPECT_EQ(testutil::RunCommand({ipp, "frobnicate"}, &out), 2);
   EXPECT_NE(out.find("unknown command"), std::string::npos);
   EXPECT_EQ(testutil::RunCommand({ipp, "--help"}, &out), 0);
-  for (const char* cmd : {"engines", "px", "map", "farm", "status", "result", "abort", "shutdown"}) {
+  for (const char* cmd : {"engines", "px", "functions", "load", "map", "farm", "status", "result", "abort", "shutdown"}) {
     EXPECT_NE(out.find(cmd), std::string::npos) << cmd;
     std::string help;
     EXPECT_EQ(testutil::RunCommand({ipp, cmd, "--help"}, &help), 0) << cmd;

@@ -372,12 +372,26 @@ int Abort(int argc, char** argv) {
   po::positional_options_description pos;
   pos.add("msg-id", -1);
   po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("abort [MSG_ID ...]", "Abort queued requests on the engines."), o, vm, &pos); rc >= 0) return rc;
+  if (int rc = ParseSub(argc, argv, Usage("abort [MSG_ID ...]",
+                        "Abort requests that have not started: those named, or with no ids every request of\n"
+                        "any client still queued, on the engines and in the load-balanced scheduler. They\n"
+                        "are answered 'aborted' and never run; running work goes on (interrupt it with\n"
+                        "Ctrl-C in its client). --json: {\"msg_ids\": [...], \"engines\": [...]}."), o, vm, &pos); rc >= 0) return rc;
   std::string error;
   auto client = Connect(c, &error);
   if (!client) return Fail(error);
+  std::vector<int> engines = client->ids();
+  // The abort travels to the scheduler beside the engines' copies: with no engine, nothing carries it.
+  if (engines.empty()) return Fail("no engines registered: nothing to send the abort to");
   auto s = client->abort(ids);
-  return s.ok() ? 0 : Fail(s.message());
+  if (!s.ok()) return Fail(s.message());
+  if (c.json) {
+    std::cout << Json{{"msg_ids", ids}, {"engines", engines}}.dump() << std::endl;
+  } else {
+    std::cout << "aborted " << (ids.empty() ? std::string("everything queued") : std::to_string(ids.size()) + " request(s)")
+              << " (" << engines.size() << " engine(s) and the task scheduler)" << std::endl;
+  }
+  return 0;
 }
 
 int Shutdown(int argc, char** argv) {

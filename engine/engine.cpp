@@ -191,7 +191,7 @@ int Engine::Run() {
       log_->warn("dropped shell message: {}", request.status().ToString());
       continue;
     }
-    if (aborted_.erase(request->message.msg_id())) {
+    if (aborted_.take(request->message.msg_id())) {
       ReplyAborted(shell_out_, *request);
       continue;
     }

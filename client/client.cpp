@@ -573,6 +573,8 @@ struct Client::Impl {
     Json result;
     Json content;
     Frames buffers;
+    // What a native function printed, when its reply carries it (then IOPub's copy is not needed).
+    std::optional<std::string> printed_stdout, printed_stderr;
   };
   // Verifies a reply and reads the few header, parent and metadata fields a result needs with
   // the scanner; only the content (the result itself) is parsed into a tree.
@@ -599,12 +601,17 @@ struct Client::Impl {
     if (fields->string("status") == "ok") {
       body.status = "ok";
       body.result = fields->value("ipp_result").value_or(Json());
+      body.printed_stdout = fields->string("ipp_stdout");
+      body.printed_stderr = fields->string("ipp_stderr");
     } else {
       Result<Json> content = raw->parse_object(Raw::kContent);
       if (!content.ok()) return content.status();
       body.content = std::move(content).value();
       body.status = StringField(body.content, "status");
       if (auto it = body.content.find("ipp_result"); it != body.content.end()) body.result = std::move(*it);
+      for (auto [key, printed] : {std::pair{"ipp_stdout", &body.printed_stdout}, std::pair{"ipp_stderr", &body.printed_stderr}}) {
+        if (auto it = body.content.find(key); it != body.content.end() && it->is_string()) *printed = it->get<std::string>();
+      }
     }
     body.buffers = raw->take_buffers();
     return body;
@@ -627,7 +634,13 @@ struct Client::Impl {
       }
       int engine_id = IdOf(engine_uuid);
       const std::string& status = m->status;
+      bool printed = m->printed_stdout || m->printed_stderr;
+      if (printed) outputs.erase(msg_id);  // the reply has it all: a late IOPub copy would double it
       Complete(msg_id, [&](TaskInfo& t) {
+        if (printed) {
+          t.stdout_text = m->printed_stdout.value_or("");
+          t.stderr_text = m->printed_stderr.value_or("");
+        }
         t.status = status;
         t.engine_uuid = engine_uuid;
         t.engine_id = engine_id;

@@ -983,6 +983,18 @@ Status Client::abort(const std::vector<std::string>& msg_ids, std::vector<int> t
   return Status::OK();
 }
 
+Status Client::send_signal(int sig, std::vector<int> targets) {
+  if (targets.empty()) targets = ids();
+  std::vector<Outgoing> out;
+  for (int id : targets) {
+    Outgoing o = impl_->Request(Channel::kControl, "signal_request", {{"sig", sig}}, impl_->UuidOf(id));
+    if (!o.engine_uuid.empty()) out.push_back(std::move(o));
+  }
+  if (out.empty()) return Status::OK();
+  if (!impl_->Submit(std::move(out)).wait(impl_->options.timeout)) return Status::Timeout("signal not acknowledged in time");
+  return Status::OK();
+}
+
 Status Client::shutdown(std::vector<int> targets, bool hub) {
   if (targets.empty()) targets = ids();
   std::vector<Outgoing> out;

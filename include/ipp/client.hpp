@@ -226,7 +226,13 @@ class Client {
   Status purge_results(const std::vector<std::string>& msg_ids);  // {"all"} purges everything done
   // Results of earlier messages, also those submitted by other clients.
   AsyncResult get_result(const std::vector<std::string>& msg_ids);
+  // Requests named (none: every request waiting) are answered "aborted" and never run, whether
+  // they wait on `targets` (empty: every engine) or in the load-balanced scheduler.
   Status abort(const std::vector<std::string>& msg_ids, std::vector<int> targets = {});
+  // Sends signal `sig` to the work running on `targets` (empty: every engine), as ipyparallel's
+  // Client.send_signal: a shell command's process group gets it, a native function sees
+  // CallContext::interrupted().
+  Status send_signal(int sig, std::vector<int> targets = {});
   Status shutdown(std::vector<int> targets = {}, bool hub = false);
 
   // What the client's I/O thread has seen so far: for diagnosing lost or doubled replies.

@@ -107,7 +107,9 @@ std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::As
     if (!r.ready()) pending.insert(r.msg_ids().begin(), r.msg_ids().end());
   }
   if (pending.empty()) return {};
-  (void)client.abort({pending.begin(), pending.end()});
+  // Not waiting for the engines' acknowledgements: a stock engine gives them only once its
+  // running task is done.
+  client.direct_view().abort({pending.begin(), pending.end()});
   if (WaitAll(results, std::chrono::steady_clock::now() + grace)) return {};
   // The engines running what is left, from the hub's view of their queues.
   std::vector<int> busy;

@@ -134,6 +134,36 @@ TEST_F(IppCliTest, MapRefusesBadChunksizesAndUnknownFunctions) {
   EXPECT_EQ(out, "");
 }
 
+// Ctrl-C on map: queued items are aborted, running ones interrupted; it exits 130 in bounded
+// time and leaves nothing in the cluster.
+TEST_F(IppCliTest, MapCtrlCAbortsQueuedAndInterruptsRunningItems) {
+  auto input = dir_.path() / "slow.jsonl";
+  {
+    std::ofstream out(input);
+    for (int i = 0; i < 6; ++i) out << R"({"seconds": 60})" << "\n";
+  }
+  testutil::Process map({std::string(IPP_BIN_DIR) + "/ipp", "map", "--profile-dir=" + cluster_.profile_dir().string(),
+                         "ipp.sleep", input.string()},
+                        dir_.path() / "map.log");
+  std::string out;
+  ASSERT_TRUE(testutil::WaitFor([&] {  // both engines busy, the rest queued in the scheduler
+    if (Ipp({"status", "--json"}, &out) != 0) return false;
+    json s = json::parse(out, nullptr, false);
+    return s["0"]["tasks"] == 1 && s["1"]["tasks"] == 1 && s["unassigned"] == 4;
+  }, 30s)) << out;
+  auto start = std::chrono::steady_clock::now();
+  map.signal(SIGINT);
+  EXPECT_EQ(map.wait(20s), 130) << testutil::ReadFile(dir_.path() / "map.log");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 12s);
+  EXPECT_NE(testutil::ReadFile(dir_.path() / "map.log").find("interrupted: 4 of 6 item(s) not done"), std::string::npos)
+      << testutil::ReadFile(dir_.path() / "map.log");
+  ASSERT_EQ(Ipp({"status", "--json"}, &out), 0) << out;
+  json s = json::parse(out);
+  EXPECT_EQ(s["unassigned"], 0) << out;
+  EXPECT_EQ(s["0"]["tasks"], 0) << out;
+  EXPECT_EQ(s["1"]["tasks"], 0) << out;
+}
+
 TEST_F(IppCliTest, FarmRecordsResultsAndResumes) {
   auto commands = dir_.path() / "commands.txt";
   auto marker = dir_.path() / "marker";

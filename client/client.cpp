@@ -636,6 +636,8 @@ struct Client::Impl {
     Json result;
     Json content;
     Frames buffers;
+    // What a native function printed, when its reply carries it (then IOPub's copy is not needed).
+    std::optional<std::string> printed_stdout, printed_stderr;
   };
   // Verifies a reply and reads the few header, parent and metadata fields a result needs with
   // the scanner; only the content (the result itself) is parsed into a tree.
@@ -669,12 +671,17 @@ struct Client::Impl {
         if (!content.ok()) return content.status();
         body.result = std::move(content).value();
       }
+      body.printed_stdout = fields->string("ipp_stdout");
+      body.printed_stderr = fields->string("ipp_stderr");
     } else {
       Result<Json> content = raw->parse_object(Raw::kContent);
       if (!content.ok()) return content.status();
       body.content = std::move(content).value();
       body.status = StringField(body.content, "status");
       if (auto it = body.content.find("ipp_result"); it != body.content.end()) body.result = std::move(*it);
+      for (auto [key, printed] : {std::pair{"ipp_stdout", &body.printed_stdout}, std::pair{"ipp_stderr", &body.printed_stderr}}) {
+        if (auto it = body.content.find(key); it != body.content.end() && it->is_string()) *printed = it->get<std::string>();
+      }
     }
     body.buffers = raw->take_buffers();
     return body;
@@ -697,7 +704,13 @@ struct Client::Impl {
       }
       int engine_id = IdOf(engine_uuid);
       const std::string& status = m->status;
+      bool printed = m->printed_stdout || m->printed_stderr;
+      if (printed) outputs.erase(msg_id);  // the reply has it all: a late IOPub copy would double it
       Complete(msg_id, [&](TaskInfo& t) {
+        if (printed) {
+          t.stdout_text = m->printed_stdout.value_or("");
+          t.stderr_text = m->printed_stderr.value_or("");
+        }
         t.status = status;
         t.engine_uuid = engine_uuid;
         t.engine_id = engine_id;
@@ -1098,6 +1111,18 @@ AsyncResult Client::get_result(const std::vector<std::string>& msg_ids) {
 Status Client::abort(const std::vector<std::string>& msg_ids, std::vector<int> targets) {
   AsyncResult r = direct_view(std::move(targets)).abort(msg_ids);
   if (!r.wait(impl_->options.timeout)) return Status::Timeout("abort not acknowledged in time");
+  return Status::OK();
+}
+
+Status Client::send_signal(int sig, std::vector<int> targets) {
+  if (targets.empty()) targets = ids();
+  std::vector<Outgoing> out;
+  for (int id : targets) {
+    Outgoing o = impl_->Request(Channel::kControl, "signal_request", {{"sig", sig}}, impl_->UuidOf(id));
+    if (!o.engine_uuid.empty()) out.push_back(std::move(o));
+  }
+  if (out.empty()) return Status::OK();
+  if (!impl_->Submit(std::move(out)).wait(impl_->options.timeout)) return Status::Timeout("signal not acknowledged in time");
   return Status::OK();
 }
 

@@ -1,9 +1,12 @@
 // ipp: use a running cluster from the shell. One subcommand per job; --help on each.
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -60,6 +63,80 @@ std::unique_ptr<ipp::Client> Connect(const Common& c, std::string* error) {
   }
   return std::move(client).value();
 }
+
+// Ctrl-C in map and farm: the first asks the command to wind down (it polls Interrupted()),
+// the second exits at once.
+std::atomic<int> g_interrupts{0};
+
+extern "C" void OnInterrupt(int) {
+  if (g_interrupts.fetch_add(1) >= 1) _exit(130);
+}
+
+bool Interrupted() { return g_interrupts.load() > 0; }
+
+// Connect() with SIGINT caught: the client's I/O thread starts with SIGINT blocked, so the
+// signal always reaches this (the main) thread, whose waits poll Interrupted().
+std::unique_ptr<ipp::Client> ConnectInterruptible(const Common& c, std::string* error) {
+  sigset_t sigint;
+  sigemptyset(&sigint);
+  sigaddset(&sigint, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigint, nullptr);
+  auto client = Connect(c, error);
+  struct sigaction action {};
+  action.sa_handler = OnInterrupt;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  pthread_sigmask(SIG_UNBLOCK, &sigint, nullptr);
+  return client;
+}
+
+// Waits for every result until `deadline`; false if some are still out.
+bool WaitAll(const std::vector<ipp::AsyncResult>& results, std::chrono::steady_clock::time_point deadline) {
+  for (const auto& r : results) {
+    auto left = std::chrono::duration_cast<ipp::Millis>(deadline - std::chrono::steady_clock::now());
+    if (!r.wait(std::max(left, ipp::Millis(0)))) return false;
+  }
+  return true;
+}
+
+// After a first Ctrl-C: every request of `results` still queued (in the scheduler or on an
+// engine) is aborted; what runs gets `grace` to end, then the engines running it get SIGINT
+// and as long again. Returns the msg_ids still unanswered after that.
+std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::AsyncResult>& results, ipp::Millis grace) {
+  std::set<std::string> pending;
+  for (const auto& r : results) {
+    if (!r.ready()) pending.insert(r.msg_ids().begin(), r.msg_ids().end());
+  }
+  if (pending.empty()) return {};
+  // Not waiting for the engines' acknowledgements: a stock engine gives them only once its
+  // running task is done.
+  client.direct_view().abort({pending.begin(), pending.end()});
+  if (WaitAll(results, std::chrono::steady_clock::now() + grace)) return {};
+  // The engines running what is left, from the hub's view of their queues.
+  std::vector<int> busy;
+  if (auto status = client.queue_status({}, /*verbose=*/true); status.ok()) {
+    for (int id : client.ids()) {
+      const ipp::Json& q = (*status)[std::to_string(id)];
+      if (!q.is_object()) continue;
+      bool runs_ours = false;
+      for (const char* list : {"queue", "tasks"}) {
+        for (const auto& msg_id : q.value(list, ipp::Json::array())) {
+          runs_ours = runs_ours || (msg_id.is_string() && pending.count(msg_id.get<std::string>()));
+        }
+      }
+      if (runs_ours) busy.push_back(id);
+    }
+  }
+  if (!busy.empty()) (void)client.send_signal(SIGINT, busy);
+  WaitAll(results, std::chrono::steady_clock::now() + grace);
+  std::vector<std::string> left;
+  for (const auto& r : results) {
+    if (!r.ready()) left.insert(left.end(), r.msg_ids().begin(), r.msg_ids().end());
+  }
+  return left;
+}
+
+constexpr ipp::Millis kWindDownGrace{3000};
 
 // "all", "0,2,5", "1-3", "0,4-6"
 bool ParseTargets(const std::string& spec, const std::vector<int>& all, std::vector<int>* out) {
@@ -409,20 +486,46 @@ int Load(int argc, char** argv) {
   return rc;
 }
 
+// Whether some native engine has `function` (ipp.functions); Python engines are not asked.
+bool EnginesHave(ipp::Client& client, const std::string& function, ipp::Millis timeout) {
+  std::vector<int> native;
+  for (auto [id, kind] : client.engine_kinds(client.ids(), timeout)) {
+    if (kind == ipp::EngineKind::kNative) native.push_back(id);
+  }
+  if (native.empty()) return false;
+  auto lists = client.direct_view(native).apply("ipp.functions");
+  lists.wait(timeout);
+  for (const auto& t : lists.info()) {
+    if (t.status != "ok" || !t.result.is_array()) continue;
+    for (const auto& f : t.result) {
+      if (f.is_object() && f.value("name", "") == function) return true;
+    }
+  }
+  return false;
+}
+
 int Map(int argc, char** argv) {
   Common c;
   std::string function, input = "-";
-  size_t chunksize = 1;
+  long long chunksize = 1;
   po::options_description o("Options");
   AddCommon(o, c);
   o.add_options()("function", po::value(&function), "native function to call on each item")
       ("input", po::value(&input)->default_value("-"), "file with one JSON value per line, or - for stdin")
-      ("chunksize", po::value(&chunksize)->default_value(1), "items per task");
+      ("chunksize", po::value(&chunksize)->default_value(1), "items per task (1 or more)");
   po::positional_options_description pos;
   pos.add("function", 1).add("input", 1);
   po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("map FUNCTION [FILE|-]", "One JSON value per line in, one result per line out, in order, load-balanced."), o, vm, &pos); rc >= 0) return rc;
+  if (int rc = ParseSub(argc, argv, Usage("map FUNCTION [FILE|-]",
+                        "One JSON value per line in, load-balanced. Each good result is printed on stdout, in\n"
+                        "input order; each failed item on stderr with its input line number (exit 1 if any\n"
+                        "failed). What the function printed goes to stderr. --json: one object per item on\n"
+                        "stdout, in order: {\"line\", \"ok\", \"result\" | \"ename\", \"evalue\", \"engine\"},\n"
+                        "the first item of each task also with its \"stdout\"/\"stderr\" when not empty.\n"
+                        "Ctrl-C aborts what has not started and exits 130 after printing what finished."),
+                        o, vm, &pos); rc >= 0) return rc;
   if (function.empty()) return Fail("map needs a function name");
+  if (chunksize < 1) return Fail("--chunksize must be 1 or more (got " + std::to_string(chunksize) + ")");
   std::ifstream file;
   if (input != "-") {
     file.open(input);
@@ -430,24 +533,149 @@ int Map(int argc, char** argv) {
   }
   std::istream& in = input == "-" ? std::cin : file;
   std::vector<Json> items;
+  std::vector<int> lines;  // input line of each item
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     Json v = Json::parse(line, nullptr, false);
     if (v.is_discarded()) return Fail("line " + std::to_string(n) + " is not JSON: " + line);
     items.push_back(std::move(v));
+    lines.push_back(n);
   }
   std::string error;
-  auto client = Connect(c, &error);
+  auto client = ConnectInterruptible(c, &error);
   if (!client) return Fail(error);
   if (client->ids().empty()) return Fail("no engines registered yet");
-  try {
-    for (const Json& r : client->load_balanced_view().map(function, items, chunksize).get()) std::cout << r.dump() << "\n";
-  } catch (const ipp::RemoteError& e) {
-    return Fail(e.what());
+  ipp::Millis timeout(static_cast<long>(c.timeout * 1000));
+  // With no items no task would name the function: check it on the engines instead.
+  if (items.empty() && !EnginesHave(*client, function, timeout)) {
+    return Fail("no function '" + function + "' on the engines (ipp functions lists them)");
   }
-  return 0;
+  // One ipp.map task per chunk, each item tried (keep_going): a bad item costs only its result.
+  auto view = client->load_balanced_view();
+  size_t chunk = static_cast<size_t>(chunksize);
+  std::vector<ipp::AsyncResult> tasks;
+  for (size_t begin = 0; begin < items.size() && !Interrupted(); begin += chunk) {
+    size_t end = std::min(items.size(), begin + chunk);
+    Json slice(std::vector<Json>(items.begin() + static_cast<long>(begin), items.begin() + static_cast<long>(end)));
+    tasks.push_back(view.apply("ipp.map", {{"function", function}, {"items", std::move(slice)}, {"keep_going", true}}));
+  }
+  for (auto& t : tasks) {
+    while (!Interrupted() && !t.wait(ipp::Millis(200))) {
+    }
+  }
+  if (Interrupted()) WindDown(*client, tasks, kWindDownGrace);
+  size_t failed = 0, unfinished = items.size() - std::min(items.size(), tasks.size() * chunk);
+  for (size_t k = 0; k < tasks.size(); ++k) {
+    ipp::TaskInfo t = tasks[k].info()[0];
+    size_t begin = k * chunk, end = std::min(items.size(), begin + chunk);
+    if (!tasks[k].ready() || t.status == "aborted") {
+      unfinished += end - begin;
+      continue;
+    }
+    // Per item: a result, an item's own error, or the task's error for all of its items.
+    const Json* results = t.status == "ok" ? &t.result : nullptr;
+    std::map<size_t, std::pair<std::string, std::string>> errors;
+    if (t.status != "ok" && t.result.is_object() && t.result.contains("results")) {
+      results = &t.result["results"];
+      for (const auto& e : t.result.value("errors", Json::array())) {
+        errors[e.value("index", size_t{0})] = {e.value("ename", ""), e.value("evalue", "")};
+      }
+    }
+    if (!c.json) {
+      if (!t.stdout_text.empty()) std::cerr << t.stdout_text << (t.stdout_text.back() == '\n' ? "" : "\n");
+      if (!t.stderr_text.empty()) std::cerr << t.stderr_text << (t.stderr_text.back() == '\n' ? "" : "\n");
+    }
+    for (size_t i = begin; i < end; ++i) {
+      bool ok = results && results->is_array() && i - begin < results->size() && !errors.count(i - begin);
+      std::string ename, evalue;
+      if (!ok) {
+        ++failed;
+        auto e = errors.find(i - begin);
+        ename = e != errors.end() ? e->second.first : (t.error ? t.error->ename() : "Error");
+        evalue = e != errors.end() ? e->second.second : (t.error ? t.error->evalue() : "no result");
+      }
+      if (c.json) {
+        Json j = {{"line", lines[i]}, {"ok", ok}, {"engine", t.engine_id}};
+        if (ok) {
+          j["result"] = (*results)[i - begin];
+        } else {
+          j["ename"] = ename;
+          j["evalue"] = evalue;
+        }
+        if (i == begin && !t.stdout_text.empty()) j["stdout"] = t.stdout_text;
+        if (i == begin && !t.stderr_text.empty()) j["stderr"] = t.stderr_text;
+        std::cout << j.dump() << "\n";
+      } else if (ok) {
+        std::cout << (*results)[i - begin].dump() << "\n";
+      } else {
+        std::cout.flush();  // keep stdout and stderr in input order on a terminal
+        std::cerr << "ipp: line " << lines[i] << ": [engine " << t.engine_id << "] " << ename << ": " << evalue << std::endl;
+      }
+    }
+  }
+  std::cout.flush();
+  if (Interrupted()) {
+    std::cerr << "ipp: interrupted: " << unfinished << " of " << items.size() << " item(s) not done" << std::endl;
+    return 130;
+  }
+  if (failed) std::cerr << "ipp: " << failed << " of " << items.size() << " item(s) failed" << std::endl;
+  return failed ? 1 : 0;
 }
+
+// The farm's results file: one JSON record per command, keyed by its line and text. Records
+// are appended as commands finish (nothing is lost to a kill), and the file is rewritten with
+// the latest record of each command at the end of a run (so a rerun's records replace, not
+// add to, an earlier run's).
+class FarmResults {
+ public:
+  using Key = std::pair<int, std::string>;
+  explicit FarmResults(std::string path) : path_(std::move(path)) {}
+
+  // Reads what earlier runs recorded; the last record of a command wins. A line cut by a kill
+  // is skipped.
+  void Load() {
+    std::ifstream in(path_);
+    for (std::string line; std::getline(in, line);) {
+      Json r = Json::parse(line, nullptr, false);
+      if (!r.is_object()) continue;
+      Key key{r.value("line", 0), r.value("command", "")};
+      records_[key] = std::move(r);
+    }
+  }
+  bool Succeeded(const Key& key) const {
+    auto it = records_.find(key);
+    return it != records_.end() && it->second.value("exit_code", -1) == 0;
+  }
+  bool OpenForAppend() {
+    out_.open(path_, std::ios::app);
+    return static_cast<bool>(out_);
+  }
+  void Add(Json record) {
+    out_ << record.dump() << "\n";
+    out_.flush();
+    Key key{record.value("line", 0), record.value("command", "")};
+    records_[key] = std::move(record);
+  }
+  // One line per command, in line order, replacing the file in one rename.
+  bool Rewrite() {
+    out_.close();
+    std::string tmp = path_ + ".tmp" + std::to_string(getpid());
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      for (const auto& [key, record] : records_) out << record.dump() << "\n";
+      if (!out.flush()) return false;
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path_, ec);
+    return !ec;
+  }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+  std::map<Key, Json> records_;
+};
 
 // A task farm: one shell command per line, load-balanced, resumable via the results file.
 int Farm(int argc, char** argv) {
@@ -465,10 +693,14 @@ int Farm(int argc, char** argv) {
   pos.add("commands", 1);
   po::variables_map vm;
   if (int rc = ParseSub(argc, argv, Usage("farm FILE [options]",
-                        "Run every command of FILE (one per line) on the engines. Each finished command is\n"
-                        "appended to the results file; a rerun skips commands that already succeeded.\n"
-                        "Exits non-zero if any command failed."), o, vm, &pos); rc >= 0) return rc;
+                        "Run every command of FILE (one per line) on the engines. The results file holds\n"
+                        "the latest result of each command; a rerun skips commands that already succeeded.\n"
+                        "Ctrl-C aborts what has not started, gives running commands a few seconds (then\n"
+                        "interrupts them), records what finished and exits 130; a second Ctrl-C exits at once.\n"
+                        "Exits non-zero if any command failed. --json: a summary object on stdout."), o, vm, &pos); rc >= 0) return rc;
   if (input.empty()) return Fail("farm needs a file of commands");
+  if (retries < 0) return Fail("--retries must be 0 or more");
+  if (timeout < 0) return Fail("--timeout must be 0 (no limit) or more");
   std::ifstream in(input);
   if (!in) return Fail("cannot read " + input);
   if (results_path.empty()) results_path = input + ".results.jsonl";
@@ -479,36 +711,37 @@ int Farm(int argc, char** argv) {
     commands.emplace_back(n, line);
   }
   // Resume: a command already recorded with exit code 0 (same line, same text) is done.
-  std::set<std::pair<int, std::string>> done;
-  {
-    std::ifstream previous(results_path);
-    while (std::getline(previous, line)) {
-      Json r = Json::parse(line, nullptr, false);
-      if (r.is_object() && r.value("exit_code", -1) == 0) done.insert({r.value("line", 0), r.value("command", "")});
-    }
-  }
+  FarmResults file(results_path);
+  file.Load();
   std::vector<std::pair<int, std::string>> todo;
   for (auto& cmd : commands) {
-    if (!done.count(cmd)) todo.push_back(cmd);
+    if (!file.Succeeded(cmd)) todo.push_back(cmd);
   }
+  // Declared before the client: its I/O thread runs the callbacks that use them until it ends.
+  size_t finished = 0, failures = 0, aborted = 0, skipped = commands.size() - todo.size();
+  bool closed = false;  // set once the file is rewritten: results after that are not recorded
+  std::mutex mutex;     // the results file and counters, written from the client's I/O thread
   std::string error;
-  auto client = Connect(c, &error);
+  auto client = ConnectInterruptible(c, &error);
   if (!client) return Fail(error);
   if (client->ids().empty()) return Fail("no engines registered yet");
-  std::ofstream out(results_path, std::ios::app);
-  if (!out) return Fail("cannot write " + results_path);
+  bool tty = isatty(2) && !c.json;
+  auto start = std::chrono::steady_clock::now();
+  if (!file.OpenForAppend()) return Fail("cannot write " + results_path);
   ipp::TaskOptions options;
   options.retries = retries;
   auto view = client->load_balanced_view(options);
   std::vector<ipp::AsyncResult> results;
   results.reserve(todo.size());
-  for (auto& [n, cmd] : todo) results.push_back(view.shell(cmd, timeout, /*check=*/true));
-  bool tty = isatty(2);
-  auto start = std::chrono::steady_clock::now();
-  size_t finished = 0, failures = 0, skipped = commands.size() - todo.size();
-  std::mutex mutex;  // the results file and counters, written from the client's I/O thread
-  for (size_t i = 0; i < todo.size(); ++i) {
-    results[i].on_each([&, i](size_t, const ipp::TaskInfo& t) {
+  for (size_t i = 0; i < todo.size() && !Interrupted(); ++i) {
+    results.push_back(view.shell(todo[i].second, timeout, /*check=*/true));
+    results.back().on_each([&, i](size_t, const ipp::TaskInfo& t) {
+      std::lock_guard lock(mutex);
+      if (closed) return;
+      if (t.status == "aborted") {  // never ran: nothing to record
+        ++aborted;
+        return;
+      }
       Json r = t.result.is_object() ? t.result : Json::object();
       Json record = {{"line", todo[i].first}, {"command", todo[i].second}, {"engine", t.engine_id},
                      {"exit_code", r.value("exit_code", t.status == "ok" ? 0 : -1)},
@@ -516,11 +749,9 @@ int Farm(int argc, char** argv) {
                      {"timed_out", r.value("timed_out", false)}, {"msg_id", t.msg_id},
                      {"started", t.started}, {"completed", t.completed}};
       if (t.error) record["error"] = std::string(t.error->ename()) + ": " + t.error->evalue();
-      std::lock_guard lock(mutex);
-      out << record.dump() << "\n";
-      out.flush();
       ++finished;
       failures += record["exit_code"] != 0;
+      file.Add(std::move(record));
     });
   }
   auto progress = [&](bool final) {
@@ -532,11 +763,35 @@ int Farm(int argc, char** argv) {
                  failures, skipped ? (" skipped " + std::to_string(skipped)).c_str() : "", final || !tty ? "\n" : "");
   };
   for (auto& r : results) {
-    while (!r.wait(ipp::Millis(200))) {
+    while (!Interrupted() && !r.wait(ipp::Millis(200))) {
       if (tty) progress(false);
     }
   }
-  progress(true);
+  std::vector<std::string> unanswered;
+  if (Interrupted()) unanswered = WindDown(*client, results, kWindDownGrace);
+  bool rewritten;
+  {
+    std::lock_guard lock(mutex);
+    closed = true;
+    rewritten = file.Rewrite();
+  }
+  bool interrupted = Interrupted();
+  size_t not_started = todo.size() - results.size();
+  if (c.json) {
+    std::cout << Json{{"commands", commands.size()}, {"skipped", skipped}, {"finished", finished}, {"failures", failures},
+                      {"aborted", aborted + not_started}, {"unanswered", unanswered}, {"interrupted", interrupted},
+                      {"results", results_path}}.dump()
+              << std::endl;
+  } else {
+    progress(true);
+    if (interrupted) {
+      std::fprintf(stderr, "ipp: interrupted: %zu finished, %zu aborted before they started%s; rerun to finish\n",
+                   finished, aborted + not_started,
+                   unanswered.empty() ? "" : (", " + std::to_string(unanswered.size()) + " still running (not recorded)").c_str());
+    }
+  }
+  if (!rewritten) return Fail("cannot rewrite " + results_path + " (its records are appended, not compacted)");
+  if (interrupted) return 130;
   return failures ? 1 : 0;
 }
 
@@ -603,12 +858,26 @@ int Abort(int argc, char** argv) {
   po::positional_options_description pos;
   pos.add("msg-id", -1);
   po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("abort [MSG_ID ...]", "Abort queued requests on the engines."), o, vm, &pos); rc >= 0) return rc;
+  if (int rc = ParseSub(argc, argv, Usage("abort [MSG_ID ...]",
+                        "Abort requests that have not started: those named, or with no ids every request of\n"
+                        "any client still queued, on the engines and in the load-balanced scheduler. They\n"
+                        "are answered 'aborted' and never run; running work goes on (interrupt it with\n"
+                        "Ctrl-C in its client). --json: {\"msg_ids\": [...], \"engines\": [...]}."), o, vm, &pos); rc >= 0) return rc;
   std::string error;
   auto client = Connect(c, &error);
   if (!client) return Fail(error);
+  std::vector<int> engines = client->ids();
+  // The abort travels to the scheduler beside the engines' copies: with no engine, nothing carries it.
+  if (engines.empty()) return Fail("no engines registered: nothing to send the abort to");
   auto s = client->abort(ids);
-  return s.ok() ? 0 : Fail(s.message());
+  if (!s.ok()) return Fail(s.message());
+  if (c.json) {
+    std::cout << Json{{"msg_ids", ids}, {"engines", engines}}.dump() << std::endl;
+  } else {
+    std::cout << "aborted " << (ids.empty() ? std::string("everything queued") : std::to_string(ids.size()) + " request(s)")
+              << " (" << engines.size() << " engine(s) and the task scheduler)" << std::endl;
+  }
+  return 0;
 }
 
 int Shutdown(int argc, char** argv) {
@@ -618,12 +887,20 @@ int Shutdown(int argc, char** argv) {
   AddCommon(o, c);
   o.add_options()("engines-only", po::bool_switch(&engines_only), "stop the engines, keep the controller");
   po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("shutdown [--engines-only]", "Stop the engines and the controller."), o, vm); rc >= 0) return rc;
+  if (int rc = ParseSub(argc, argv, Usage("shutdown [--engines-only]",
+                        "Stop the engines and the controller. --json: {\"engines\": [...], \"controller\": bool}."), o, vm); rc >= 0) return rc;
   std::string error;
   auto client = Connect(c, &error);
   if (!client) return Fail(error);
+  std::vector<int> engines = client->ids();
   auto s = client->shutdown({}, !engines_only);
-  return s.ok() ? 0 : Fail(s.message());
+  if (!s.ok()) return Fail(s.message());
+  if (c.json) {
+    std::cout << Json{{"engines", engines}, {"controller", !engines_only}}.dump() << std::endl;
+  } else {
+    std::cout << "stopped " << engines.size() << " engine(s)" << (engines_only ? "" : " and the controller") << std::endl;
+  }
+  return 0;
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ namespace {
 constexpr const char* kMonitorUrl = "inproc://ipp-monitor";
 constexpr const char* kNotificationUrl = "inproc://ipp-notification";
 constexpr const char* kTaskUrl = "inproc://ipp-task";
+constexpr const char* kAbortUrl = "inproc://ipp-task-aborts";
 
 std::string HostName() {
   char name[256] = {};
@@ -244,6 +245,8 @@ Status Controller::Build() {
   parts->iopub->ConnectMonitor(kMonitorUrl);
   parts->broadcast->ConnectMonitor(kMonitorUrl);
   parts->task->Connect(kNotificationUrl, kMonitorUrl);
+  parts->task->ListenForAborts(kAbortUrl);
+  parts->control->TapAborts(kAbortUrl);
 
   parts->hub->Attach(*parts->hub_reactor);
   parts->mux->Attach(*parts->relay_reactor);

@@ -22,6 +22,10 @@ constexpr const char* kCommandEndpoint = "inproc://ipp-engine-control";
 std::string ReplyType(const std::string& request_type) {
   return request_type.size() > 8 ? request_type.substr(0, request_type.size() - 8) + "_reply" : "error";
 }
+// ,"key":"text" when there is text: what a function printed, in its reply.
+std::string Printed(const char* key, const std::string& text) {
+  return text.empty() ? std::string() : std::string(",\"") + key + "\":" + protocol::JsonString(text);
+}
 json KernelInfo() {
   return {{"status", "ok"}, {"protocol_version", protocol::kProtocolVersion},
           {"implementation", "ipp"}, {"implementation_version", "0.1.0"},
@@ -192,7 +196,7 @@ int Engine::Run() {
       log_->warn("dropped shell message: {}", request.status().ToString());
       continue;
     }
-    if (aborted_.erase(request->message.msg_id())) {
+    if (aborted_.take(request->message.msg_id())) {
       ReplyAborted(shell_out_, *request);
       continue;
     }
@@ -282,6 +286,8 @@ void Engine::Serve(Request request) {
         {{"engine_uuid", uuid_}, {"engine_id", id_}, {"method", type == "apply_request" ? "apply" : "execute"}});
     content["traceback"] = item.traceback;
     if (!item.result.is_null()) content["ipp_result"] = item.result;
+    if (!item.printed_stdout.empty()) content["ipp_stdout"] = item.printed_stdout;
+    if (!item.printed_stderr.empty()) content["ipp_stderr"] = item.printed_stderr;
     if (type == "execute_request") content["execution_count"] = execution_count_;
     Publish(shell_out_, "error", content, request.header_text);
     Reply(shell_out_, request, type == "execute_request" ? "execute_reply" : "apply_reply", std::move(content), true);
@@ -296,6 +302,7 @@ void Engine::Serve(Request request) {
     // Written directly (keys in nlohmann's order): it is every task's reply.
     ReplyText(shell_out_, request, "apply_reply", "ok",
               "{\"ipp_buffers\":" + std::to_string(item.out_buffers.size()) + ",\"ipp_result\":" + item.result.dump() +
+                  Printed("ipp_stderr", item.printed_stderr) + Printed("ipp_stdout", item.printed_stdout) +
                   ",\"status\":\"ok\"}",
               true, protocol::BuffersToFrames(item.out_buffers));
   }

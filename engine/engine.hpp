@@ -16,12 +16,12 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
 #include <zmq.hpp>
 
 #include "common/logging.hpp"
+#include "common/recent_ids.hpp"
 #include "common/reactor.hpp"
 #include "engine/executor.hpp"
 #include "protocol/connection_file.hpp"
@@ -115,7 +115,9 @@ class Engine {
   zmq::socket_t shell_, iopub_, from_control_;
   Outbox shell_out_;
   int execution_count_ = 0;
-  std::unordered_set<std::string> aborted_;  // msg_ids to refuse when they arrive
+  // msg_ids to refuse when they arrive. Bounded: most named ids never come here (the scheduler
+  // dropped them, or they went to another engine).
+  RecentIds aborted_{1u << 16};
 
   // Control thread.
   zmq::socket_t registration_, control_, control_iopub_, ping_, pong_, to_shell_;

@@ -1,8 +1,12 @@
 #include "engine/executor.hpp"
 
+#include <cxxabi.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <memory>
 #include <thread>
+#include <typeinfo>
 
 #ifdef IPP_HAVE_MPI
 #include <mpi.h>
@@ -26,8 +30,14 @@ class Context : public CallContext {
   const std::vector<Buffer>& buffers() const override { return item_.buffers; }
   void add_buffer(Buffer buffer) override { item_.out_buffers.push_back(std::move(buffer)); }
   Namespace& ns() override { return ns_; }
-  void print(std::string_view text) override { Emit("stdout", text); }
-  void print_error(std::string_view text) override { Emit("stderr", text); }
+  void print(std::string_view text) override {
+    item_.printed_stdout += text;
+    Emit("stdout", text);
+  }
+  void print_error(std::string_view text) override {
+    item_.printed_stderr += text;
+    Emit("stderr", text);
+  }
   bool interrupted() const override { return control_.interrupt.load(); }
 
   void Emit(const char* stream, std::string_view text) {
@@ -62,6 +72,35 @@ struct NamedError : std::runtime_error {
   std::string ename;
   Json detail;
 };
+
+// A type's name as written in C++ ("std::domain_error"), for the ename of what a function threw.
+std::string Demangle(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(mangled);
+}
+
+struct CallError {
+  std::string ename, evalue;
+  Json detail;
+};
+
+// Inside a catch block: what the exception being handled says about the call of `function`.
+// A C++ exception keeps its own class as the ename and its what() as the evalue.
+CallError CurrentError(const std::string& function) {
+  try {
+    throw;
+  } catch (const NamedError& e) {
+    return {e.ename, e.what(), e.detail};
+  } catch (const Json::exception& e) {
+    return {"TypeError", "bad arguments for " + function + ": " + e.what(), nullptr};
+  } catch (const std::exception& e) {
+    return {Demangle(typeid(e).name()), e.what(), nullptr};
+  } catch (...) {
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    return {type ? Demangle(type->name()) : "UnknownException", function + " threw a non-standard exception", nullptr};
+  }
+}
 
 }  // namespace
 
@@ -139,10 +178,29 @@ void Executor::RegisterBuiltins() {
     std::string name = args.at("function").get<std::string>();
     const FunctionTable::Entry* entry = functions_.find(name);
     if (!entry) throw NamedError("NameError", "no function named '" + name + "' on this engine (load its plugin first)");
-    Json out = Json::array();
-    for (const Json& item : args.at("items")) out.push_back(entry->function(item, ctx));
+    // keep_going: every item is tried; if any failed, the task fails with
+    // {"results": [...], "errors": [{"index", "ename", "evalue"}...]} (null results for those).
+    bool keep_going = args.value("keep_going", false);
+    Json out = Json::array(), errors = Json::array();
+    for (const Json& item : args.at("items")) {
+      try {
+        out.push_back(entry->function(item, ctx));
+      } catch (...) {
+        CallError e = CurrentError(name);
+        if (!keep_going) throw NamedError(e.ename, e.evalue, e.detail);
+        errors.push_back({{"index", out.size()}, {"ename", e.ename}, {"evalue", e.evalue}});
+        out.push_back(nullptr);
+      }
+    }
+    if (!errors.empty()) {
+      std::string first = errors[0]["evalue"].get<std::string>();
+      std::string more = errors.size() > 1 ? " (and " + std::to_string(errors.size() - 1) + " more)" : "";
+      throw NamedError(errors[0]["ename"].get<std::string>(),
+                       "item " + std::to_string(errors[0]["index"].get<size_t>()) + ": " + first + more,
+                       {{"results", out}, {"errors", errors}});
+    }
     return out;
-  }, "call a function on each of a list of items: {\"function\", \"items\"}");
+  }, "call a function on each of a list of items: {\"function\", \"items\", \"keep_going\"}");
   f.add("ipp.echo", [](const Json& args, CallContext& ctx) {
     for (const Buffer& b : ctx.buffers()) ctx.add_buffer(b);
     return args;
@@ -211,15 +269,10 @@ void Executor::Execute(WorkItem& item, const OutputCallback& on_output) {
       }
       try {
         item.result = entry->function(item.args, context);
-      } catch (const NamedError& e) {
-        fail(e.ename, e.what());
-        item.result = e.detail;
-      } catch (const Json::exception& e) {
-        fail("TypeError", std::string(item.function) + ": bad arguments: " + e.what());
-      } catch (const std::exception& e) {
-        fail("RuntimeError", std::string(item.function) + ": " + e.what());
       } catch (...) {
-        fail("RuntimeError", std::string(item.function) + " threw an unknown exception");
+        CallError e = CurrentError(item.function);
+        fail(std::move(e.ename), std::move(e.evalue));
+        item.result = std::move(e.detail);
       }
       return;
     }

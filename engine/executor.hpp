@@ -33,6 +33,9 @@ struct WorkItem {
   std::vector<Buffer> out_buffers;
   std::string ename, evalue;
   std::vector<std::string> traceback;
+  // What a function wrote with ctx.print / print_error: it goes out on IOPub as it is written,
+  // and again in the reply, which (unlike IOPub) a client cannot receive before the result.
+  std::string printed_stdout, printed_stderr;
 };
 
 struct ExecutorInfo {

@@ -3,6 +3,8 @@
 //   ipengine --load build/lib/libipp_example_pi.so
 //   ipp map pi.sample - <<< '1000000'        (or from C++: view.call("pi.sample", 1000000))
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <random>
 
 #include <ipp/engine_plugin.hpp>
@@ -41,6 +43,15 @@ IPP_PLUGIN(registry) {
     ctx.add_buffer(ipp::Buffer(std::move(out)));
     return ipp::Json(sum);
   }, "sum a buffer of doubles; return the sum and the buffer doubled");
+
+  // Sums a JSON array of numbers, saying how many it summed (ctx.print: the client shows it).
+  registry.add("demo.total", [](const ipp::Json& args, ipp::CallContext& ctx) {
+    if (!args.is_array()) throw std::domain_error("demo.total wants an array of numbers, not " + args.dump());
+    double total = 0;
+    for (const auto& x : args) total += x.get<double>();
+    ctx.print("summed " + std::to_string(args.size()) + " numbers\n");
+    return ipp::Json(total);
+  }, "sum an array of numbers (prints how many)");
 
   registry.add("fail.always", [](const ipp::Json&, ipp::CallContext&) -> ipp::Json {
     throw std::domain_error("this function always fails");

@@ -1,6 +1,7 @@
 #include "schedulers/relay.hpp"
 
 #include "protocol/errors.hpp"
+#include "protocol/json_fields.hpp"
 
 namespace ipp::schedulers {
 
@@ -38,11 +39,26 @@ RouterRelay::RouterRelay(zmq::context_t& context, const std::string& key, std::s
       client_(context, zmq::socket_type::router),
       engine_(context, zmq::socket_type::router),
       monitor_(context, zmq::socket_type::push),
+      abort_tap_(context, zmq::socket_type::push),
       to_engines_(engine_, patience) {
-  for (zmq::socket_t* s : {&client_, &engine_, &monitor_}) protocol::ConfigureUnbounded(*s);
+  for (zmq::socket_t* s : {&client_, &engine_, &monitor_, &abort_tap_}) protocol::ConfigureUnbounded(*s);
   // Unknown destinations fail loudly (EHOSTUNREACH) instead of vanishing, so we can answer.
   client_.set(zmq::sockopt::router_mandatory, 1);
   engine_.set(zmq::sockopt::router_mandatory, 1);
+}
+
+void RouterRelay::TapAborts(const std::string& url) {
+  abort_tap_.connect(url);
+  tap_aborts_ = true;
+}
+
+void RouterRelay::TapAbort(const RawMessage& raw) {
+  Result<protocol::PartFields> header = protocol::PartFields::Of(raw.part(RawMessage::kHeader));
+  if (!header.ok() || header->string("msg_type") != "abort_request") return;
+  std::string_view content = raw.part(RawMessage::kContent);
+  Frames tap;
+  tap.emplace_back(content.data(), content.size());
+  protocol::Send(abort_tap_, std::move(tap));
 }
 
 void RouterRelay::Attach(Reactor& reactor) {
@@ -86,6 +102,7 @@ bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, const std::str
   if (to_engine) {
     // A request: on its way before the hub hears of it (see MonitorReport).
     Frames report = topic.empty() ? Frames{} : MonitorReport(topic, raw->frames());
+    if (tap_aborts_) TapAbort(*raw);
     to_engines_.Send(std::move(*raw).release());  // waits for an engine still connecting
     if (!report.empty()) protocol::Send(monitor_, std::move(report));
     return true;

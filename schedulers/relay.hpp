@@ -28,9 +28,13 @@ class RouterRelay {
   zmq::socket_t& client_socket() { return client_; }
   zmq::socket_t& engine_socket() { return engine_; }
   void ConnectMonitor(const std::string& monitor_url) { monitor_.connect(monitor_url); }
+  // Passes the content of each abort_request on its way to an engine to `url` (a PULL the task
+  // scheduler binds): the tasks it still holds are aborted there, not only on the engines.
+  void TapAborts(const std::string& url);
   void Attach(Reactor& reactor);
 
  private:
+  void TapAbort(const protocol::RawMessage& raw);
   // Moves one message from `from` to `to`, swapping the first two routing ids.
   // Returns false when `from` had nothing to read.
   bool Forward(zmq::socket_t& from, zmq::socket_t& to, const std::string& topic, bool to_engine);
@@ -39,7 +43,8 @@ class RouterRelay {
   protocol::Session session_;
   std::string in_topic_, out_topic_;
   Logger log_;
-  zmq::socket_t client_, engine_, monitor_;
+  zmq::socket_t client_, engine_, monitor_, abort_tap_;
+  bool tap_aborts_ = false;
   PendingDelivery to_engines_;
 };
 

@@ -25,13 +25,14 @@ TaskScheduler::TaskScheduler(zmq::context_t& context, const std::string& key,
       engine_(context, zmq::socket_type::router),
       notifications_(context, zmq::socket_type::sub),
       monitor_(context, zmq::socket_type::push),
+      aborts_(context, zmq::socket_type::pull),
       to_engines_(engine_, options_.delivery_patience),
       fates_(options_.remembered_tasks) {
   if (!policy_) {
     log_->error("unknown scheme '{}', using leastload", options_.scheme);
     policy_ = MakePolicy("leastload");
   }
-  for (zmq::socket_t* s : {&client_, &engine_, &notifications_, &monitor_}) protocol::ConfigureUnbounded(*s);
+  for (zmq::socket_t* s : {&client_, &engine_, &notifications_, &monitor_, &aborts_}) protocol::ConfigureUnbounded(*s);
   notifications_.set(zmq::sockopt::subscribe, "");
   engine_.set(zmq::sockopt::router_mandatory, 1);
 }
@@ -41,6 +42,8 @@ void TaskScheduler::Connect(const std::string& notification_url, const std::stri
   monitor_.connect(monitor_url);
 }
 
+void TaskScheduler::ListenForAborts(const std::string& url) { aborts_.bind(url); }
+
 void TaskScheduler::AddEngine(const std::string& uuid) { RegisterEngine(uuid); }
 
 void TaskScheduler::Attach(Reactor& reactor) {
@@ -48,6 +51,7 @@ void TaskScheduler::Attach(Reactor& reactor) {
   reactor.add(notifications_, [this] { OnNotification(); });
   reactor.add(client_, [this] { OnSubmission(); });
   reactor.add(engine_, [this] { OnResult(); });
+  reactor.add(aborts_, [this] { OnAbort(); });
   reactor.every(std::chrono::milliseconds(20), [this] {
     if (!to_engines_.empty()) to_engines_.Retry([this](Frames&& f) { Undeliverable(std::move(f)); });
   });
@@ -214,6 +218,10 @@ void TaskScheduler::OnSubmission() {
       evalue = std::string("invalid task metadata: ") + e.what();
     }
     job->frames = std::move(*raw).release();
+    if (aborted_.take(job->msg_id)) {
+      Abort(std::move(job));
+      continue;
+    }
     if (!ename.empty()) {
       Fail(std::move(job), ename, evalue, "");
       continue;
@@ -421,16 +429,74 @@ void TaskScheduler::Fail(std::unique_ptr<Job> job, const std::string& ename,
        {"dependencies_met", ename != "ImpossibleDependency"},
        {"date", protocol::Iso8601Now()}});
   log_->info("task {} failed: {}: {}", job->msg_id, ename, evalue);
+  Answer(*job, std::move(reply), engine);
+  Finished(job->msg_id, engine, false);
+}
+
+void TaskScheduler::Answer(const Job& job, protocol::Message reply, const std::string& engine) {
   // Monitor first ([outtask, engine, client, msg]), then the client ([client, msg]).
   Frames to_monitor = session_.serialize(std::move(reply));
   Frames to_client = ShareFrames(to_monitor);
-  to_monitor.insert(to_monitor.begin(), zmq::message_t(job->client.data(), job->client.size()));
+  to_monitor.insert(to_monitor.begin(), zmq::message_t(job.client.data(), job.client.size()));
   to_monitor.insert(to_monitor.begin(), zmq::message_t(engine.data(), engine.size()));
   to_monitor.insert(to_monitor.begin(), zmq::message_t(std::string_view("outtask")));
   protocol::Send(monitor_, std::move(to_monitor));
-  to_client.insert(to_client.begin(), zmq::message_t(job->client.data(), job->client.size()));
+  to_client.insert(to_client.begin(), zmq::message_t(job.client.data(), job.client.size()));
   SendToClient(std::move(to_client));
-  Finished(job->msg_id, engine, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aborts
+
+void TaskScheduler::OnAbort() {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    auto frames = protocol::TryRecv(aborts_);
+    if (!frames) return;
+    if (frames->empty()) continue;
+    json content = json::parse(protocol::view((*frames)[0]), nullptr, false);
+    json ids = content.is_object() ? content.value("msg_ids", json()) : json();
+    if (ids.is_string()) ids = json::array({ids});
+    std::vector<std::string> named;
+    if (ids.is_array()) {
+      for (const auto& id : ids) {
+        if (id.is_string()) named.push_back(id.get<std::string>());
+      }
+    }
+    if (named.empty()) {
+      // No ids: everything still waiting here, in submission order (as an engine answers
+      // what waits in its queue).
+      std::vector<std::pair<uint64_t, std::string>> all;
+      for (const auto& [id, job] : waiting_) all.emplace_back(job->seq, id);
+      std::sort(all.begin(), all.end());
+      for (const auto& entry : all) named.push_back(entry.second);
+    }
+    for (const auto& id : named) {
+      if (auto job = TakeWaiting(id)) {
+        Abort(std::move(job));
+      } else if (!Known(id)) {
+        aborted_.insert(id);
+      }
+      // Otherwise it is on an engine (which got the same abort) or done.
+    }
+  }
+}
+
+void TaskScheduler::Abort(std::unique_ptr<Job> job) {
+  if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
+  json header = json::parse(job->header, nullptr, false);
+  std::string type = header.is_object() ? header.value("msg_type", "") : "";
+  const std::string suffix = "_request";
+  std::string reply_type = type.size() > suffix.size() && type.compare(type.size() - suffix.size(), suffix.size(), suffix) == 0
+                               ? type.substr(0, type.size() - suffix.size()) + "_reply"
+                               : "apply_reply";
+  // What the stock engine answers for an aborted request (ipykernel's _send_abort_reply).
+  protocol::Message reply = session_.make(reply_type, {{"status", "aborted"}}, header,
+                                          {{"status", "aborted"}, {"engine", ""}, {"dependencies_met", true},
+                                           {"is_broadcast", false}, {"is_coalescing", false},
+                                           {"original_msg_id", ""}});
+  log_->info("task {} aborted before it ran", job->msg_id);
+  Answer(*job, std::move(reply), "");
+  Finished(job->msg_id, "", false);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,7 +542,8 @@ void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
 
   bool dependencies_met = md->boolean("dependencies_met").value_or(true);
   bool success = md->string("status") == "ok";
-  if (!dependencies_met || (!success && job->retries > 0)) {
+  bool aborted = md->string("status") == "aborted";  // by the client: not a failure to retry
+  if (!dependencies_met || (!success && !aborted && job->retries > 0)) {
     if (dependencies_met) --job->retries;
     Retry(std::move(job), engine);
     if (freed) UpdateGraph(nullptr);

@@ -20,6 +20,7 @@
 #include <zmq.hpp>
 
 #include "common/logging.hpp"
+#include "common/recent_ids.hpp"
 #include "common/reactor.hpp"
 #include "protocol/session.hpp"
 #include "schedulers/dependency.hpp"
@@ -51,6 +52,8 @@ class TaskScheduler {
   zmq::socket_t& engine_socket() { return engine_; }
   // The hub's notification PUB (registration/unregistration) and monitor PULL.
   void Connect(const std::string& notification_url, const std::string& monitor_url);
+  // Binds the PULL the control relay passes abort_request contents to (RouterRelay::TapAborts).
+  void ListenForAborts(const std::string& url);
   // Engines already registered before we started (or restored).
   void AddEngine(const std::string& uuid);
   void Attach(Reactor& reactor);
@@ -93,6 +96,13 @@ class TaskScheduler {
   // Answers the client with an error reply; `engine` is the engine it ran on, or "".
   void Fail(std::unique_ptr<Job> job, const std::string& ename, const std::string& evalue,
             const std::string& engine);
+  // Sends `reply`, made for `job`, to the hub and then to the job's client; `engine` as in Fail.
+  void Answer(const Job& job, protocol::Message reply, const std::string& engine);
+  // abort_request contents from the control relay: the jobs named (or, with no ids, every job)
+  // still waiting here are answered as aborted; ids not seen yet are refused when they come.
+  void OnAbort();
+  // Answers a job as an engine answers an aborted request (status "aborted"); it never runs.
+  void Abort(std::unique_ptr<Job> job);
   void HandleResult(protocol::RawMessage&& raw, const std::string& engine);
   void Retry(std::unique_ptr<Job> job, const std::string& engine);
   void Finished(const std::string& msg_id, const std::string& engine, bool success);
@@ -119,7 +129,7 @@ class TaskScheduler {
   std::unique_ptr<RoutingPolicy> policy_;
   std::mt19937 rng_;
   Logger log_;
-  zmq::socket_t client_, engine_, notifications_, monitor_;
+  zmq::socket_t client_, engine_, notifications_, monitor_, aborts_;
   PendingDelivery to_engines_;
   Reactor* reactor_ = nullptr;
 
@@ -134,6 +144,7 @@ class TaskScheduler {
   std::unordered_map<std::string, std::vector<std::string>> graph_;  // dep id -> waiting ids
   TaskFates fates_;
   std::unordered_map<std::string, uint32_t> engine_index_;  // uuid -> index, every engine seen
+  RecentIds aborted_{1u << 16};  // aborted before they arrived here (the abort overtook them)
 };
 
 }  // namespace ipp::schedulers

@@ -189,10 +189,6 @@ class DirectView {
  private:
   friend class Client;
 
-// What an engine is: our C++ ipengine (native functions and shell commands) or a Python kernel
-// (the stock ipyparallel engine: pickled Python functions and Python code).
-enum class EngineKind { kUnknown, kNative, kPython };
-const char* EngineKindName(EngineKind kind);  // "unknown", "native", "python"
   DirectView(Client* client, std::vector<int> targets) : client_(client), targets_(std::move(targets)) {}
   Client* client_;
   std::vector<int> targets_;
@@ -212,10 +208,6 @@ class LoadBalancedView {
  private:
   friend class Client;
 
-// What an engine is: our C++ ipengine (native functions and shell commands) or a Python kernel
-// (the stock ipyparallel engine: pickled Python functions and Python code).
-enum class EngineKind { kUnknown, kNative, kPython };
-const char* EngineKindName(EngineKind kind);  // "unknown", "native", "python"
   LoadBalancedView(Client* client, TaskOptions options) : client_(client), options_(std::move(options)) {}
   Client* client_;
   TaskOptions options_;
@@ -228,10 +220,6 @@ class BroadcastView {
  private:
   friend class Client;
 
-// What an engine is: our C++ ipengine (native functions and shell commands) or a Python kernel
-// (the stock ipyparallel engine: pickled Python functions and Python code).
-enum class EngineKind { kUnknown, kNative, kPython };
-const char* EngineKindName(EngineKind kind);  // "unknown", "native", "python"
   BroadcastView(Client* client, std::vector<int> targets) : client_(client), targets_(std::move(targets)) {}
   Client* client_;
   std::vector<int> targets_;
@@ -263,7 +251,13 @@ class Client {
   Status purge_results(const std::vector<std::string>& msg_ids);  // {"all"} purges everything done
   // Results of earlier messages, also those submitted by other clients.
   AsyncResult get_result(const std::vector<std::string>& msg_ids);
+  // Requests named (none: every request waiting) are answered "aborted" and never run, whether
+  // they wait on `targets` (empty: every engine) or in the load-balanced scheduler.
   Status abort(const std::vector<std::string>& msg_ids, std::vector<int> targets = {});
+  // Sends signal `sig` to the work running on `targets` (empty: every engine), as ipyparallel's
+  // Client.send_signal: a shell command's process group gets it, a native function sees
+  // CallContext::interrupted().
+  Status send_signal(int sig, std::vector<int> targets = {});
   Status shutdown(std::vector<int> targets = {}, bool hub = false);
 
   // What the client's I/O thread has seen so far: for diagnosing lost or doubled replies.

@@ -107,6 +107,28 @@ def test_abort_queued_task(shared_cluster):
     assert e0.apply_sync(lambda: "alive") == "alive"
 
 
+def test_abort_load_balanced_tasks_held_by_the_scheduler(make_cluster, tmp_path):
+    """Tasks waiting in our scheduler (one engine, busy) are aborted there and never run."""
+    cluster = make_cluster(engines=1)
+    rc = cluster.client()
+    lview = rc.load_balanced_view()
+    go = tmp_path / "go"
+    blocker = lview.apply_async(wait_for, go.exists, 30)
+    wait_for(lambda: rc.queue_status()[0]["tasks"] == 1, what="the blocker to start")
+    markers = [tmp_path / f"ran-{i}" for i in range(4)]
+    queued = [lview.apply_async(lambda p: open(p, "w").close(), str(m)) for m in markers]
+    # Not blocking: the stock engine answers the abort only once the blocker is done.
+    rc.abort(queued, block=False)
+    for ar in queued:  # answered while the engine is still busy
+        with pytest.raises(error.TaskAborted):
+            ar.get(10)
+    go.touch()
+    blocker.get(30)
+    assert lview.apply_sync(lambda: "alive") == "alive"
+    assert not any(m.exists() for m in markers)
+    assert rc.queue_status()["unassigned"] == 0
+
+
 def test_forged_message_is_dropped(shared_cluster):
     rc = shared_cluster.client()
     from jupyter_client.session import Session

@@ -50,12 +50,27 @@ TEST_F(ClientTest, RemoteErrorsAreRethrownWithEngineAndName) {
     FAIL() << "no exception";
   } catch (const RemoteError& e) {
     EXPECT_EQ(e.engine_id(), 1);
-    EXPECT_NE(e.evalue().find("always fails"), std::string::npos);
+    EXPECT_EQ(e.ename(), "std::domain_error");  // the C++ exception's own class
+    EXPECT_EQ(e.evalue(), "this function always fails");
     EXPECT_FALSE(e.traceback().empty());
   }
   EXPECT_FALSE(r.successful());
   EXPECT_THROW(client_->direct_view({0}).apply("no.such").get(10s), RemoteError);
   EXPECT_THROW(client_->direct_view({7}).apply("ipp.echo").get(10s), RemoteError);  // no engine 7
+}
+
+// What a function printed is in its TaskInfo as soon as the result is: it comes in the reply
+// (its IOPub copy may arrive later, and is then not added a second time).
+TEST_F(ClientTest, PrintedOutputComesWithTheResult) {
+  auto lb = client_->load_balanced_view();
+  for (int i = 0; i < 20; ++i) {
+    auto r = lb.apply("demo.total", Json::array({1, 2}));
+    EXPECT_EQ(r.get_one(10s), 3.0);
+    EXPECT_EQ(r.info()[0].stdout_text, "summed 2 numbers\n");
+  }
+  auto failed = lb.apply("demo.total", "x");
+  ASSERT_TRUE(failed.wait(10s));
+  EXPECT_EQ(failed.info()[0].error->ename(), "std::domain_error");
 }
 
 TEST_F(ClientTest, DirectMapScattersInOrder) {

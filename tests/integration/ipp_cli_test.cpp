@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -145,6 +146,91 @@ TEST_F(IppCliTest, MapKeepsInputOrder) {
   EXPECT_NE(out.find("line 1 is not JSON"), std::string::npos);
 }
 
+// A bad item costs only its own result: every good result is printed in order, every error
+// with its input line, the C++ exception's class and no internal prefix; what the function
+// printed is shown.
+TEST_F(IppCliTest, MapKeepsGoingPastBadItems) {
+  const std::string input = "[1,2,3]\n\"notarray\"\n[4]\n";
+  for (const char* chunksize : {"1", "3"}) {
+    std::string out;
+    EXPECT_EQ(Ipp({"map", "demo.total", "-", "--chunksize", chunksize}, &out, input), 1) << out;
+    size_t first = out.find("6.0\n"), error = out.find("ipp: line 2: [engine "), last = out.find("4.0\n");
+    ASSERT_NE(first, std::string::npos) << out;
+    ASSERT_NE(error, std::string::npos) << out;
+    ASSERT_NE(last, std::string::npos) << out;
+    EXPECT_LT(first, error) << out;
+    EXPECT_LT(error, last) << out;
+    EXPECT_NE(out.find("std::domain_error: demo.total wants an array of numbers, not \"notarray\""), std::string::npos) << out;
+    EXPECT_EQ(out.find("ipp.map"), std::string::npos) << out;
+    EXPECT_EQ(out.find("RuntimeError"), std::string::npos) << out;
+    EXPECT_NE(out.find("summed 3 numbers"), std::string::npos) << out;
+    EXPECT_NE(out.find("1 of 3 item(s) failed"), std::string::npos) << out;
+
+    ASSERT_EQ(Ipp({"map", "demo.total", "-", "--json", "--chunksize", chunksize}, &out, input), 1) << out;
+    std::vector<json> rows;
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);) {
+      json j = json::parse(line, nullptr, false);
+      if (j.is_object()) rows.push_back(j);
+    }
+    ASSERT_EQ(rows.size(), 3u) << out;
+    EXPECT_EQ(rows[0]["line"], 1);
+    EXPECT_EQ(rows[0]["result"], 6.0);
+    EXPECT_TRUE(rows[0]["ok"].get<bool>());
+    EXPECT_EQ(rows[0]["stdout"].get<std::string>().find("summed 3 numbers"), 0u) << out;
+    EXPECT_EQ(rows[1]["line"], 2);
+    EXPECT_FALSE(rows[1]["ok"].get<bool>());
+    EXPECT_EQ(rows[1]["ename"], "std::domain_error");
+    EXPECT_EQ(rows[1]["evalue"], "demo.total wants an array of numbers, not \"notarray\"");
+    EXPECT_EQ(rows[2]["result"], 4.0);
+  }
+}
+
+TEST_F(IppCliTest, MapRefusesBadChunksizesAndUnknownFunctions) {
+  std::string out;
+  for (const char* bad : {"-1", "0"}) {
+    EXPECT_EQ(Ipp({"map", "ipp.echo", "-", "--chunksize", bad}, &out, "1\n"), 1) << out;
+    EXPECT_NE(out.find("--chunksize must be 1 or more"), std::string::npos) << out;
+  }
+  // No items: the name is still checked on the engines.
+  auto empty = dir_.path() / "empty";
+  std::ofstream(empty).flush();
+  EXPECT_EQ(Ipp({"map", "unknown.fn", empty.string()}, &out), 1) << out;
+  EXPECT_NE(out.find("no function 'unknown.fn' on the engines"), std::string::npos) << out;
+  EXPECT_EQ(Ipp({"map", "ipp.echo", empty.string()}, &out), 0) << out;
+  EXPECT_EQ(out, "");
+}
+
+// Ctrl-C on map: queued items are aborted, running ones interrupted; it exits 130 in bounded
+// time and leaves nothing in the cluster.
+TEST_F(IppCliTest, MapCtrlCAbortsQueuedAndInterruptsRunningItems) {
+  auto input = dir_.path() / "slow.jsonl";
+  {
+    std::ofstream out(input);
+    for (int i = 0; i < 6; ++i) out << R"({"seconds": 60})" << "\n";
+  }
+  testutil::Process map({std::string(IPP_BIN_DIR) + "/ipp", "map", "--profile-dir=" + cluster_.profile_dir().string(),
+                         "ipp.sleep", input.string()},
+                        dir_.path() / "map.log");
+  std::string out;
+  ASSERT_TRUE(testutil::WaitFor([&] {  // both engines busy, the rest queued in the scheduler
+    if (Ipp({"status", "--json"}, &out) != 0) return false;
+    json s = json::parse(out, nullptr, false);
+    return s["0"]["tasks"] == 1 && s["1"]["tasks"] == 1 && s["unassigned"] == 4;
+  }, 30s)) << out;
+  auto start = std::chrono::steady_clock::now();
+  map.signal(SIGINT);
+  EXPECT_EQ(map.wait(20s), 130) << testutil::ReadFile(dir_.path() / "map.log");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 12s);
+  EXPECT_NE(testutil::ReadFile(dir_.path() / "map.log").find("interrupted: 4 of 6 item(s) not done"), std::string::npos)
+      << testutil::ReadFile(dir_.path() / "map.log");
+  ASSERT_EQ(Ipp({"status", "--json"}, &out), 0) << out;
+  json s = json::parse(out);
+  EXPECT_EQ(s["unassigned"], 0) << out;
+  EXPECT_EQ(s["0"]["tasks"], 0) << out;
+  EXPECT_EQ(s["1"]["tasks"], 0) << out;
+}
+
 TEST_F(IppCliTest, FarmRecordsResultsAndResumes) {
   auto commands = dir_.path() / "commands.txt";
   auto marker = dir_.path() / "marker";
@@ -166,21 +252,36 @@ TEST_F(IppCliTest, FarmRecordsResultsAndResumes) {
   EXPECT_EQ(by_line[1]["stdout"], "first\n");
   EXPECT_EQ(by_line[3]["exit_code"], 1);
   EXPECT_EQ(by_line[4]["stderr"], "third\n");
-  // Resume: only the failed command runs again, and now it succeeds.
+  // Resume: only the failed command runs again, and now it succeeds; its new result replaces
+  // the old one (one line per command).
   std::ofstream(marker) << "x";
   EXPECT_EQ(Ipp({"farm", commands.string()}, &out), 0) << out;
   EXPECT_NE(out.find("skipped 2"), std::string::npos) << out;
   size_t lines = 0;
   std::ifstream again(results);
-  for (std::string line; std::getline(again, line);) ++lines;
-  EXPECT_EQ(lines, 4u);
+  for (std::string line; std::getline(again, line);) {
+    ++lines;
+    EXPECT_EQ(json::parse(line)["exit_code"], 0) << line;
+  }
+  EXPECT_EQ(lines, 3u);
+  ASSERT_EQ(Ipp({"farm", commands.string(), "--json"}, &out), 0) << out;
+  json summary = json::parse(out);
+  EXPECT_EQ(summary["commands"], 3);
+  EXPECT_EQ(summary["skipped"], 3);
+  EXPECT_EQ(summary["finished"], 0);
+  EXPECT_EQ(summary["interrupted"], false);
 }
 
-TEST_F(IppCliTest, FarmOfHundredsInterruptedAndResumed) {
+// Ctrl-C stops the farm: what had not started is aborted (in the scheduler and on the
+// engines), what ran is recorded; the rerun runs the rest. Each command appends to its own
+// marker file: every command must have run exactly once in all.
+TEST_F(IppCliTest, FarmInterruptedAndRerunRunsEachCommandOnce) {
+  const int n = 200;
   auto commands = dir_.path() / "many.txt";
+  auto marker = [&](int i) { return dir_.path() / ("ran-" + std::to_string(i)); };
   {
     std::ofstream out(commands);
-    for (int i = 1; i <= 300; ++i) out << "sleep 0.01; echo job-" << i << "\n";
+    for (int i = 1; i <= n; ++i) out << "echo x >> " << marker(i).string() << "; sleep 0.02; echo job-" << i << "\n";
   }
   auto results = dir_.path() / "many.txt.results.jsonl";
   std::vector<std::string> argv = {std::string(IPP_BIN_DIR) + "/ipp", "farm",
@@ -193,29 +294,92 @@ TEST_F(IppCliTest, FarmOfHundredsInterruptedAndResumed) {
       return std::count(std::istreambuf_iterator<char>(in), {}, '\n') >= 20;
     }, 60s));
     farm.signal(SIGINT);
-    farm.wait(10s);
+    EXPECT_EQ(farm.wait(20s), 130) << testutil::ReadFile(dir_.path() / "farm1.log");
   }
-  size_t first_run = 0;
-  {
-    std::ifstream in(results);
-    for (std::string line; std::getline(in, line);) first_run += json::parse(line, nullptr, false).is_object();
-  }
+  EXPECT_NE(testutil::ReadFile(dir_.path() / "farm1.log").find("interrupted"), std::string::npos);
+  auto count_lines = [](const std::filesystem::path& p) {
+    std::ifstream in(p);
+    return std::count(std::istreambuf_iterator<char>(in), {}, '\n');
+  };
+  size_t first_run = static_cast<size_t>(count_lines(results));
   ASSERT_GT(first_run, 0u);
-  ASSERT_LT(first_run, 300u) << "the farm finished before it could be interrupted";
+  ASSERT_LT(first_run, static_cast<size_t>(n)) << "the farm finished before it could be interrupted";
+  // Nothing of the farm is left in the cluster.
   std::string out;
+  ASSERT_EQ(Ipp({"status", "--json"}, &out), 0) << out;
+  json status = json::parse(out);
+  EXPECT_EQ(status["unassigned"], 0) << out;
+  for (const char* id : {"0", "1"}) {
+    EXPECT_EQ(status[id]["queue"], 0) << out;
+    EXPECT_EQ(status[id]["tasks"], 0) << out;
+  }
+  // Only commands that ran are recorded: their side effects happened, the others' did not.
+  size_t ran = 0;
+  for (int i = 1; i <= n; ++i) ran += std::filesystem::exists(marker(i));
+  EXPECT_EQ(ran, first_run);
+
   ASSERT_EQ(Ipp({"farm", commands.string()}, &out), 0) << out;
-  std::map<int, int> successes;
+  std::map<int, int> records;
   std::ifstream in(results);
   for (std::string line; std::getline(in, line);) {
-    json r = json::parse(line, nullptr, false);
-    if (!r.is_object()) continue;  // a line cut by the interrupt
-    if (r["exit_code"] == 0) {
-      ++successes[r["line"].get<int>()];
-      EXPECT_EQ(r["stdout"], "job-" + std::to_string(r["line"].get<int>()) + "\n");
-    }
+    json r = json::parse(line);
+    ++records[r["line"].get<int>()];
+    EXPECT_EQ(r["exit_code"], 0) << line;
+    EXPECT_EQ(r["stdout"], "job-" + std::to_string(r["line"].get<int>()) + "\n");
   }
-  EXPECT_EQ(successes.size(), 300u);  // every command succeeded
-  for (auto& [line, n] : successes) EXPECT_EQ(n, 1) << "line " << line << " recorded twice";
+  EXPECT_EQ(records.size(), static_cast<size_t>(n));  // one line per command
+  for (auto& [line, count] : records) EXPECT_EQ(count, 1) << "line " << line << " recorded twice";
+  for (int i = 1; i <= n; ++i) EXPECT_EQ(count_lines(marker(i)), 1) << "command " << i << " ran other than once";
+}
+
+// Running commands that do not end within the grace period are interrupted (the farm ends in
+// bounded time and records them as failed); a second Ctrl-C exits at once.
+TEST_F(IppCliTest, FarmCtrlCInterruptsLongCommandsAndASecondExitsAtOnce) {
+  auto commands = dir_.path() / "long.txt";
+  auto path = [&](const std::string& name) { return (dir_.path() / name).string(); };
+  std::ofstream(commands) << "touch " << path("started-1") << "; sleep 60\n"
+                          << "touch " << path("started-2") << "; sleep 60\n"
+                          << "touch " << path("queued-3") << "\n"
+                          << "touch " << path("queued-4") << "\n";
+  std::vector<std::string> argv = {std::string(IPP_BIN_DIR) + "/ipp", "farm",
+                                   "--profile-dir=" + cluster_.profile_dir().string(), commands.string()};
+  auto both_started = [&] {
+    return testutil::WaitFor([&] {
+      return std::filesystem::exists(path("started-1")) && std::filesystem::exists(path("started-2"));
+    }, 30s);
+  };
+  {
+    testutil::Process farm(argv, dir_.path() / "farm.log");
+    ASSERT_TRUE(both_started());
+    auto start = std::chrono::steady_clock::now();
+    farm.signal(SIGINT);
+    EXPECT_EQ(farm.wait(20s), 130) << testutil::ReadFile(dir_.path() / "farm.log");
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 12s);
+  }
+  EXPECT_FALSE(std::filesystem::exists(path("queued-3")));
+  EXPECT_FALSE(std::filesystem::exists(path("queued-4")));
+  std::ifstream in(dir_.path() / "long.txt.results.jsonl");
+  size_t recorded = 0;
+  for (std::string line; std::getline(in, line); ++recorded) EXPECT_NE(json::parse(line)["exit_code"], 0) << line;
+  EXPECT_EQ(recorded, 2u);
+  std::string out;
+  ASSERT_EQ(Ipp({"status", "--json"}, &out), 0) << out;
+  EXPECT_EQ(json::parse(out)["unassigned"], 0) << out;
+
+  // Again, with a second Ctrl-C once the first has aborted the queued commands: it does not
+  // wait for the grace period.
+  for (const char* name : {"started-1", "started-2"}) std::filesystem::remove(path(name));
+  testutil::Process farm(argv, dir_.path() / "farm2.log");
+  ASSERT_TRUE(both_started());
+  farm.signal(SIGINT);
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    return Ipp({"status", "--json"}, &out) == 0 && json::parse(out, nullptr, false).value("unassigned", -1) == 0;
+  }, 10s));
+  auto start = std::chrono::steady_clock::now();
+  farm.signal(SIGINT);
+  EXPECT_EQ(farm.wait(20s), 130);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  EXPECT_EQ(testutil::ReadFile(dir_.path() / "farm2.log").find("interrupted:"), std::string::npos);  // no wind-down
 }
 
 TEST_F(IppCliTest, FarmTimeoutKillsSlowCommands) {
@@ -242,8 +406,12 @@ TEST_F(IppCliTest, StatusResultAbortAndShutdown) {
   ASSERT_EQ(Ipp({"status", "--json"}, &out), 0) << out;
   EXPECT_EQ(json::parse(out)["status"], "ok");
   ASSERT_EQ(Ipp({"abort"}, &out), 0) << out;
+  EXPECT_NE(out.find("aborted everything queued"), std::string::npos) << out;
+  ASSERT_EQ(Ipp({"abort", "--json", "some-id"}, &out), 0) << out;
+  EXPECT_EQ(json::parse(out), json({{"msg_ids", {"some-id"}}, {"engines", {0, 1}}})) << out;
   EXPECT_EQ(Ipp({"result", "no-such-id"}, &out), 1);
-  ASSERT_EQ(Ipp({"shutdown"}, &out), 0) << out;
+  ASSERT_EQ(Ipp({"shutdown", "--json"}, &out), 0) << out;
+  EXPECT_EQ(json::parse(out), json({{"engines", {0, 1}}, {"controller", true}})) << out;
   EXPECT_GE(cluster_.controller().wait(10s), 0);
 }
 

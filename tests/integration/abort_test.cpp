@@ -1,0 +1,184 @@
+// Aborted requests never run, wherever they wait: in the load-balanced scheduler, queued on an
+// engine, or not yet arrived. Each queued request would touch a marker file if it ran.
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "ipp/client.hpp"
+#include "protocol/connection_file.hpp"
+#include "protocol/session.hpp"
+#include "tests/testutil/testutil.hpp"
+
+namespace ipp {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+class AbortTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cluster_.ok()) << cluster_.Log("controller.log");
+    auto c = Client::Connect(ClientOptions::File(cluster_.client_file().string()));
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(c).value();
+    ASSERT_TRUE(client_->wait_for_engines(1, 30s));
+  }
+  // A command that occupies its engine until Release(): the requests after it must wait.
+  std::string Blocker() const {
+    return "touch " + (dir_.path() / "started").string() + "; while [ ! -e " + (dir_.path() / "go").string() +
+           " ]; do sleep 0.02; done";
+  }
+  bool BlockerStarted() const {
+    return testutil::WaitFor([&] { return fs::exists(dir_.path() / "started"); }, 30s);
+  }
+  void Release() const { std::ofstream(dir_.path() / "go") << "go"; }
+  std::string Touch(int i) const { return "touch " + Marker(i).string(); }
+  // Runs Blocker() with `submit`, then queues 8 Touch commands behind it (ids in ids_).
+  AsyncResult QueueBehindBlocker(const std::function<AsyncResult(const std::string&)>& submit) {
+    AsyncResult blocker = submit(Blocker());
+    EXPECT_TRUE(BlockerStarted());
+    for (int i = 0; i < 8; ++i) {
+      queued_.push_back(submit(Touch(i)));
+      ids_.push_back(queued_.back().msg_ids()[0]);
+    }
+    return blocker;
+  }
+  fs::path Marker(int i) const { return dir_.path() / ("ran-" + std::to_string(i)); }
+  // Every queued request was answered "aborted" (to this client and in the hub's database),
+  // and none ran: checked after a later request has run on the same engine.
+  void ExpectAbortedAndNeverRun() { ExpectAbortedAndNeverRun(queued_, ids_); }
+  void ExpectAbortedAndNeverRun(std::vector<AsyncResult>& queued, const std::vector<std::string>& ids) {
+    for (auto& r : queued) {
+      ASSERT_TRUE(r.wait(10s));
+      EXPECT_EQ(r.info()[0].status, "aborted");
+      ASSERT_TRUE(r.info()[0].error.has_value());
+      EXPECT_EQ(r.info()[0].error->ename(), "TaskAborted");
+    }
+    EXPECT_EQ(client_->load_balanced_view().shell("true").get(10s).size(), 1u);
+    for (size_t i = 0; i < queued.size(); ++i) EXPECT_FALSE(fs::exists(Marker(static_cast<int>(i)))) << i;
+    auto stored = client_->get_result(ids);
+    ASSERT_TRUE(stored.wait(10s));
+    for (const auto& t : stored.info()) EXPECT_EQ(t.status, "aborted") << t.msg_id;
+    auto status = client_->queue_status();
+    ASSERT_TRUE(status.ok());
+    EXPECT_EQ(status->value("unassigned", -1), 0) << status->dump();
+  }
+
+  testutil::LocalCluster cluster_{1};
+  testutil::TempDir dir_;
+  std::unique_ptr<Client> client_;
+  std::vector<AsyncResult> queued_;
+  std::vector<std::string> ids_;
+};
+
+TEST_F(AbortTest, LoadBalancedTasksWaitingInTheSchedulerNeverRun) {
+  auto lb = client_->load_balanced_view();
+  AsyncResult blocker = QueueBehindBlocker([&](const std::string& command) { return lb.shell(command); });
+  ASSERT_TRUE(client_->abort(ids_).ok());
+  // Answered while the engine is still busy: the scheduler dropped them itself.
+  for (auto& r : queued_) EXPECT_TRUE(r.wait(10s));
+  Release();
+  ASSERT_TRUE(blocker.wait(30s));
+  EXPECT_EQ(blocker.info()[0].status, "ok");
+  ExpectAbortedAndNeverRun();
+}
+
+TEST_F(AbortTest, RetriesDoNotRunAnAbortedTask) {
+  TaskOptions options;
+  options.retries = 3;
+  auto lb = client_->load_balanced_view(options);
+  AsyncResult blocker = lb.shell(Blocker());
+  ASSERT_TRUE(BlockerStarted());
+  std::vector<AsyncResult> queued = {lb.shell(Touch(0))};
+  std::vector<std::string> ids = {queued[0].msg_ids()[0]};
+  ASSERT_TRUE(client_->abort(ids).ok());
+  Release();
+  ASSERT_TRUE(blocker.wait(30s));
+  ExpectAbortedAndNeverRun(queued, ids);
+}
+
+TEST_F(AbortTest, IppAbortWithoutIdsAbortsEverythingQueued) {
+  auto lb = client_->load_balanced_view();
+  AsyncResult blocker = QueueBehindBlocker([&](const std::string& command) { return lb.shell(command); });
+  // Another process, as a user would: it knows none of the ids.
+  std::string out;
+  ASSERT_EQ(testutil::RunCommand({std::string(IPP_BIN_DIR) + "/ipp", "abort",
+                                  "--profile-dir=" + cluster_.profile_dir().string(), "--json"},
+                                 &out),
+            0)
+      << out;
+  EXPECT_EQ(nlohmann::json::parse(out, nullptr, false).value("engines", nlohmann::json()).size(), 1u) << out;
+  for (auto& r : queued_) EXPECT_TRUE(r.wait(10s));
+  Release();
+  ASSERT_TRUE(blocker.wait(30s));
+  EXPECT_EQ(blocker.info()[0].status, "ok");  // running work is not aborted
+  ExpectAbortedAndNeverRun();
+}
+
+TEST_F(AbortTest, DirectRequestsQueuedOnTheEngineNeverRun) {
+  auto engine = client_->direct_view({0});
+  AsyncResult blocker =
+      QueueBehindBlocker([&](const std::string& command) { return engine.apply("ipp.shell", {{"command", command}}); });
+  ASSERT_TRUE(client_->abort(ids_, {0}).ok());
+  Release();
+  ASSERT_TRUE(blocker.wait(30s));
+  EXPECT_EQ(blocker.info()[0].status, "ok");
+  ExpectAbortedAndNeverRun();
+}
+
+// The abort comes first; the request it names arrives later, on the task and on the MUX
+// channel. Raw messages: only they can name a msg_id before it is sent.
+TEST_F(AbortTest, RequestsArrivingAfterTheirAbortNeverRun) {
+  auto info = client_->direct_view({0}).apply("ipp.info").get_one(10s);
+  std::string engine = info["uuid"].get<std::string>();
+  auto connection = protocol::ReadConnectionFile(cluster_.client_file());
+  ASSERT_TRUE(connection.ok());
+  protocol::Session session(connection->key, "username", connection->signature_scheme);
+  zmq::context_t context;
+  auto dealer = [&](const char* channel) {
+    zmq::socket_t s(context, zmq::socket_type::dealer);
+    s.set(zmq::sockopt::linger, 0);
+    s.connect(*connection->url(channel));
+    return s;
+  };
+  zmq::socket_t control = dealer("control"), task = dealer("task"), mux = dealer("mux");
+  auto receive = [&](zmq::socket_t& s) -> protocol::Message {
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::chrono::milliseconds(10000)) == 0) return {};
+    auto frames = protocol::TryRecv(s);
+    if (!frames) return {};
+    auto m = session.parse(std::move(*frames));
+    return m.ok() ? std::move(*m) : protocol::Message{};
+  };
+  auto send = [&](zmq::socket_t& s, protocol::Message m, const std::string& to) {
+    if (!to.empty()) m.identities.emplace_back(to.data(), to.size());
+    protocol::Send(s, session.serialize(std::move(m)));
+  };
+
+  send(control, session.make("abort_request", {{"msg_ids", {"early-task", "early-direct"}}}), engine);
+  protocol::Message ack = receive(control);
+  ASSERT_EQ(ack.content.value("status", ""), "ok") << ack.content.dump();
+  auto request = [&](const std::string& msg_id, int marker) {
+    protocol::Message m = session.make(
+        "apply_request", {{"ipp_call", {{"function", "ipp.shell"}, {"args", {{"command", Touch(marker)}}}}}});
+    m.header["msg_id"] = msg_id;
+    return m;
+  };
+  send(task, request("early-task", 0), "");
+  protocol::Message task_reply = receive(task);
+  EXPECT_EQ(task_reply.content.value("status", ""), "aborted") << task_reply.content.dump();
+  EXPECT_EQ(task_reply.parent_header.value("msg_id", ""), "early-task");
+  send(mux, request("early-direct", 1), engine);
+  protocol::Message direct_reply = receive(mux);
+  EXPECT_EQ(direct_reply.content.value("status", ""), "aborted") << direct_reply.content.dump();
+  EXPECT_EQ(client_->load_balanced_view().shell("true").get(10s).size(), 1u);
+  EXPECT_FALSE(fs::exists(Marker(0)));
+  EXPECT_FALSE(fs::exists(Marker(1)));
+}
+
+}  // namespace
+}  // namespace ipp

@@ -572,7 +572,7 @@ struct Client::Impl {
     std::string status;
     Json result;
     Json content;
-    Frames buffers;
+    Frames buffers;  // the function's own: the pickle for stock clients is left out
   };
   // Verifies a reply and reads the few header, parent and metadata fields a result needs with
   // the scanner; only the content (the result itself) is parsed into a tree.
@@ -594,11 +594,13 @@ struct Client::Impl {
     *started = metadata->string("started").value_or("");
     *completed = header->string("date").value_or("");
     ReplyBody body;
+    bool pickled = false;
     Result<protocol::PartFields> fields = protocol::PartFields::Of(raw->part(Raw::kContent));
     if (!fields.ok()) return fields.status();
     if (fields->string("status") == "ok") {
       body.status = "ok";
       body.result = fields->value("ipp_result").value_or(Json());
+      pickled = fields->boolean("ipp_pickled").value_or(false);
     } else {
       Result<Json> content = raw->parse_object(Raw::kContent);
       if (!content.ok()) return content.status();
@@ -607,6 +609,7 @@ struct Client::Impl {
       if (auto it = body.content.find("ipp_result"); it != body.content.end()) body.result = std::move(*it);
     }
     body.buffers = raw->take_buffers();
+    if (pickled && !body.buffers.empty()) body.buffers.erase(body.buffers.begin());
     return body;
   }
 
@@ -948,6 +951,7 @@ AsyncResult Client::get_result(const std::vector<std::string>& msg_ids) {
     t.stderr_text = io.is_object() ? StringField(io, "stderr") : "";
     t.result = rc.value("ipp_result", Json());
     size_t count = rc.value("ipp_buffers", 0);
+    if (rc.value("ipp_pickled", false)) ++next_buffer;  // the pickle for stock clients
     t.buffers = protocol::FramesToBuffers(m->buffers, next_buffer, count);
     next_buffer += count;
     if (t.status == "error") {

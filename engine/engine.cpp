@@ -8,6 +8,7 @@
 #include "protocol/clock.hpp"
 #include "protocol/errors.hpp"
 #include "protocol/json_fields.hpp"
+#include "protocol/pickle.hpp"
 
 namespace ipp::engine {
 
@@ -290,13 +291,20 @@ void Engine::Serve(Request request) {
            {"payload", json::array()}},
           true);
   } else {
-    // ipp_buffers: how many buffers are this result's, so results fetched later from the hub
-    // (which concatenates the buffers of many records) can be split again.
+    // ipp_buffers: how many buffers the function added, so results fetched later from the hub
+    // (which concatenates the buffers of many records) can be split again. ipp_pickled: a
+    // pickle of the result comes before them, the buffer a stock client unpickles (it fails on
+    // a reply without one); our client skips it.
     // Written directly (keys in nlohmann's order): it is every task's reply.
+    std::string pickled = protocol::PickleNativeResult(item.result, item.out_buffers.size());
+    Frames buffers;
+    buffers.reserve(item.out_buffers.size() + 1);
+    buffers.emplace_back(pickled.data(), pickled.size());
+    for (auto& frame : protocol::BuffersToFrames(item.out_buffers)) buffers.push_back(std::move(frame));
     ReplyText(shell_out_, request, "apply_reply", "ok",
-              "{\"ipp_buffers\":" + std::to_string(item.out_buffers.size()) + ",\"ipp_result\":" + item.result.dump() +
-                  ",\"status\":\"ok\"}",
-              true, protocol::BuffersToFrames(item.out_buffers));
+              "{\"ipp_buffers\":" + std::to_string(item.out_buffers.size()) +
+                  ",\"ipp_pickled\":true,\"ipp_result\":" + item.result.dump() + ",\"status\":\"ok\"}",
+              true, std::move(buffers));
   }
   if (type == "execute_request") Publish(shell_out_, "status", {{"execution_state", "idle"}}, request.header_text);
 }

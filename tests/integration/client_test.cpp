@@ -169,13 +169,20 @@ TEST_F(ClientTest, BroadcastAndCallbacks) {
 }
 
 TEST_F(ClientTest, HubQueriesAndResultsFromAnotherClient) {
-  auto r = client_->load_balanced_view().apply("vec.sum_and_double", nullptr, {Buffer(std::string(16, '\0'))});
-  EXPECT_EQ(r.get_one(10s), 0.0);
+  const double in[] = {1.5, 2.5}, doubled[] = {3.0, 5.0};
+  std::string expected(reinterpret_cast<const char*>(doubled), sizeof doubled);
+  auto r = client_->load_balanced_view().apply("vec.sum_and_double", nullptr,
+                                               {Buffer(std::string(reinterpret_cast<const char*>(in), sizeof in))});
+  EXPECT_EQ(r.get_one(10s), 4.0);
+  // The function's own buffer, not the pickle for stock clients that comes before it.
+  ASSERT_EQ(r.info()[0].buffers.size(), 1u);
+  EXPECT_EQ(r.info()[0].buffers[0].view(), expected);
   auto other = Client::Connect(ClientOptions::File(cluster_.client_file().string()));
   ASSERT_TRUE(other.ok());
   auto again = (*other)->get_result(r.msg_ids());
-  EXPECT_EQ(again.get_one(10s), 0.0);
-  EXPECT_EQ(again.info()[0].buffers.size(), 1u);
+  EXPECT_EQ(again.get_one(10s), 4.0);
+  ASSERT_EQ(again.info()[0].buffers.size(), 1u);
+  EXPECT_EQ(again.info()[0].buffers[0].view(), expected);
   auto records = (*other)->db_query({{"msg_id", {{"$in", r.msg_ids()}}}}, {"msg_id", "engine_uuid"});
   ASSERT_TRUE(records.ok());
   ASSERT_EQ(records->size(), 1u);

@@ -192,6 +192,10 @@ int Engine::Run() {
       log_->warn("dropped shell message: {}", request.status().ToString());
       continue;
     }
+    if (!request->invalid.empty()) {
+      ReplyError(shell_out_, *request, "InvalidRequest", "malformed " + request->message.msg_type() + ": " + request->invalid);
+      continue;
+    }
     if (aborted_.erase(request->message.msg_id())) {
       ReplyAborted(shell_out_, *request);
       continue;
@@ -359,8 +363,8 @@ void Engine::OnControl() {
     auto frames = protocol::TryRecv(control_);
     if (!frames) break;
     Result<Request> parsed = ParseRequest(control_out_, std::move(*frames));
-    if (!parsed.ok()) {
-      log_->warn("dropped control message: {}", parsed.status().ToString());
+    if (!parsed.ok() || !parsed->invalid.empty()) {
+      log_->warn("dropped control message: {}", parsed.ok() ? parsed->invalid : parsed.status().ToString());
       continue;
     }
     Request request = std::move(*parsed);
@@ -422,15 +426,25 @@ Result<Engine::Request> Engine::ParseRequest(Outbox& out, Frames&& frames) {
   // the parent it never reads. The header text itself is the parent of every reply.
   std::string header_text(raw->part(protocol::RawMessage::kHeader));
   Result<protocol::PartFields> metadata = protocol::PartFields::Of(raw->part(protocol::RawMessage::kMetadata));
-  if (!metadata.ok()) return metadata.status();
   Request request;
   request.header_text = std::move(header_text);
-  request.is_broadcast = metadata->boolean("is_broadcast").value_or(false);
-  request.is_coalescing = metadata->boolean("is_coalescing").value_or(false);
-  request.original_msg_id = metadata->string("original_msg_id").value_or("");
-  Result<Message> m = protocol::ParseTrustedPart(std::move(raw).value(), protocol::kParseContent);
-  if (!m.ok()) return m.status();
-  request.message = std::move(*m);
+  if (metadata.ok()) {
+    request.is_broadcast = metadata->boolean("is_broadcast").value_or(false);
+    request.is_coalescing = metadata->boolean("is_coalescing").value_or(false);
+    request.original_msg_id = metadata->string("original_msg_id").value_or("");
+  } else {
+    request.invalid = "metadata: " + metadata.status().message();
+  }
+  Result<Message> m = protocol::ParseTrustedPart(std::move(raw).value(), request.invalid.empty() ? unsigned{protocol::kParseContent} : 0u);
+  if (m.ok()) {
+    request.message = std::move(*m);
+    return request;
+  }
+  // ParseTrustedPart left `raw` whole: read just its header, to answer it.
+  request.invalid = "content: " + m.status().message();
+  Result<Message> bare = protocol::ParseTrustedPart(std::move(raw).value(), 0);
+  if (!bare.ok()) return bare.status();
+  request.message = std::move(*bare);
   return request;
 }
 

@@ -13,13 +13,16 @@ rc.wait_for_engines(2, timeout=30)
 e0, e1 = (rc._engines[i] for i in rc.ids[:2])
 
 
-def call(socket, function, args=None, ident=None, buffers=None, metadata=None):
-    """A native call sent the way send_apply_request sends pickled ones; returns the result
-    the client's own reply handler made (a RemoteError for an error reply)."""
-    future = rc._send(socket, "apply_request", content={"ipp_call": {"function": function, "args": args}},
-                      ident=ident.encode() if ident else None, buffers=buffers, metadata=metadata,
-                      track_outstanding=True)
-    return future.result(timeout=30)
+def send(socket, function, args=None, ident=None, buffers=None, metadata=None):
+    """A native call sent the way send_apply_request sends pickled ones; returns its future."""
+    return rc._send(socket, "apply_request", content={"ipp_call": {"function": function, "args": args}},
+                    ident=ident.encode() if ident else None, buffers=buffers, metadata=metadata,
+                    track_outstanding=True)
+
+
+def call(*args, **kwargs):
+    """The result the client's own reply handler made (a RemoteError for an error reply)."""
+    return send(*args, **kwargs).result(timeout=30)
 
 
 # Plain results, through the MUX and the load-balanced scheduler.
@@ -47,6 +50,16 @@ targets = [(e0, rc.ids[0]), (e1, rc.ids[1])]
 results = call(rc._broadcast_socket, "ipp.echo", [3], buffers=[b"blob"],
                metadata={"targets": targets, "is_broadcast": True, "is_coalescing": True})
 assert results == [([3], b"blob"), ([3], b"blob")], results
+
+# Results fetched from the hub by another client: the hub concatenates the records' buffers
+# and the client splits them by unpickling, in msg_id order.
+f1 = send(rc._mux_socket, "ipp.echo", "a", e0, buffers=[b"1"])
+f2 = send(rc._mux_socket, "ipp.echo", {"b": 2}, e1, buffers=[b"2", b"3"])
+f3 = send(rc._task_socket, "ipp.echo", [4])
+assert [f.result(timeout=30) for f in (f1, f2, f3)] == [("a", b"1"), ({"b": 2}, b"2", b"3"), [4]]
+rc2 = ipp.Client(sys.argv[1], timeout=30)
+assert rc2.get_result([f1.msg_id, f2.msg_id, f3.msg_id]).get(30) == [("a", b"1"), ({"b": 2}, b"2", b"3"), [4]]
+rc2.close()
 
 # The client's I/O thread survived all of it: normal work and queries still go through.
 assert rc._io_thread.is_alive()

@@ -635,7 +635,7 @@ struct Client::Impl {
     std::string status;
     Json result;
     Json content;
-    Frames buffers;
+    Frames buffers;  // the function's own: the pickle for stock clients is left out
     // What a native function printed, when its reply carries it (then IOPub's copy is not needed).
     std::optional<std::string> printed_stdout, printed_stderr;
   };
@@ -659,6 +659,7 @@ struct Client::Impl {
     *started = metadata->string("started").value_or("");
     *completed = header->string("date").value_or("");
     ReplyBody body;
+    bool pickled = false;
     Result<protocol::PartFields> fields = protocol::PartFields::Of(raw->part(Raw::kContent));
     if (!fields.ok()) return fields.status();
     if (fields->string("status") == "ok") {
@@ -673,6 +674,7 @@ struct Client::Impl {
       }
       body.printed_stdout = fields->string("ipp_stdout");
       body.printed_stderr = fields->string("ipp_stderr");
+      pickled = fields->boolean("ipp_pickled").value_or(false);
     } else {
       Result<Json> content = raw->parse_object(Raw::kContent);
       if (!content.ok()) return content.status();
@@ -684,6 +686,7 @@ struct Client::Impl {
       }
     }
     body.buffers = raw->take_buffers();
+    if (pickled && !body.buffers.empty()) body.buffers.erase(body.buffers.begin());
     return body;
   }
 
@@ -1092,6 +1095,7 @@ AsyncResult Client::get_result(const std::vector<std::string>& msg_ids) {
     t.stderr_text = io.is_object() ? StringField(io, "stderr") : "";
     t.result = rc.value("ipp_result", Json());
     size_t count = rc.value("ipp_buffers", 0);
+    if (rc.value("ipp_pickled", false)) ++next_buffer;  // the pickle for stock clients
     t.buffers = protocol::FramesToBuffers(m->buffers, next_buffer, count);
     next_buffer += count;
     if (t.status == "error") {

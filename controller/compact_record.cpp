@@ -16,6 +16,8 @@ namespace {
 constexpr char kHole = '\x01';
 // The values that differ from one message to the next while everything around them repeats.
 constexpr std::array<std::string_view, 3> kVaryingKeys = {"msg_id", "date", "started"};
+// A record's one result buffer up to this size is kept in its own block, not in a Rare.
+constexpr size_t kMaxSmallResult = 256;
 
 // Appends the holes of `text` to `holes` and returns its skeleton; *whole: the text is kept as
 // it is (no holes: it holds the marker, or it is not a JSON object the scanner reads).
@@ -95,6 +97,7 @@ CompactRecord& CompactRecord::operator=(CompactRecord&& other) noexcept {
   msg_id_size_ = std::exchange(other.msg_id_size_, 0);
   data_size_ = std::exchange(other.data_size_, 0);
   whole_ = other.whole_;
+  small_result_ = std::exchange(other.small_result_, 0);
   for (size_t i = 0; i < kParts; ++i) skeletons_[i] = std::exchange(other.skeletons_[i], nullptr);
   client_uuid_ = std::exchange(other.client_uuid_, nullptr);
   engine_uuid_ = std::exchange(other.engine_uuid_, nullptr);
@@ -126,6 +129,15 @@ CompactRecord CompactRecord::From(TaskRecord&& r, TextPool& pool, std::pmr::memo
     bool whole = false;
     c.skeletons_[i] = pool.Acquire(Split(*parts[i], data, &whole));
     if (whole) c.whole_ |= 1u << i;
+  }
+  bool only_rare_is_one_result_buffer =
+      r.result_buffers.size() == 1 && r.buffers.empty() && r.resubmitted.empty() && r.execute_input.empty() &&
+      r.execute_result.empty() && r.error.empty() && r.stdout_text.empty() && r.stderr_text.empty();
+  if (only_rare_is_one_result_buffer && r.result_buffers[0].size() <= kMaxSmallResult) {
+    // Every apply_reply carries one (the pickled result): a Rare for it would double the record.
+    data.append(static_cast<const char*>(r.result_buffers[0].data()), r.result_buffers[0].size());
+    c.small_result_ = static_cast<uint16_t>(1 + r.result_buffers[0].size());
+    r.result_buffers.clear();
   }
   c.memory_ = memory;
   c.data_size_ = static_cast<uint32_t>(data.size());
@@ -177,6 +189,7 @@ TaskRecord CompactRecord::Expand() const {
     r.stdout_text = rare_->stdout_text;
     r.stderr_text = rare_->stderr_text;
   }
+  if (small_result_) r.result_buffers.emplace_back(data_ + data_size_ - SmallResultSize(), SmallResultSize());
   return r;
 }
 

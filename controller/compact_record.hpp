@@ -66,7 +66,8 @@ class CompactRecord {
     std::string resubmitted, execute_input, execute_result, error, stdout_text, stderr_text;
   };
 
-  std::string_view holes() const { return {data_ + msg_id_size_, data_size_ - msg_id_size_}; }
+  std::string_view holes() const { return {data_ + msg_id_size_, data_size_ - msg_id_size_ - SmallResultSize()}; }
+  size_t SmallResultSize() const { return small_result_ ? small_result_ - 1u : 0u; }
   void FreeData();
 
   // One block: the msg_id, then the holes of the parts in order, each ended by a marker.
@@ -77,6 +78,9 @@ class CompactRecord {
   // nullptr when empty.
   const std::string* skeletons_[kParts] = {};
   uint8_t whole_ = 0;  // bit i: skeletons_[i] is the part's text itself, without holes
+  // 1 + the size of the record's one result buffer, kept at the end of data_ when it is its
+  // only rare field and small (the pickled result most apply_replies carry); 0: none there.
+  uint16_t small_result_ = 0;
   const std::string* client_uuid_ = nullptr;
   const std::string* engine_uuid_ = nullptr;
   const std::string* queue_ = nullptr;

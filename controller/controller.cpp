@@ -155,7 +155,8 @@ Status Controller::Build() {
   // Schedulers first: their tcp ports go into the hub's engine_info.
   // How long a message may wait for an engine that is (re)connecting its sockets.
   auto patience = std::max<std::chrono::milliseconds>(std::chrono::seconds(2), options_.ping * (options_.max_heartbeat_misses + 1));
-  parts->mux = std::make_unique<schedulers::RouterRelay>(context_, key_, "in", "out", patience, MakeLogger("sched.mux"));
+  parts->mux = std::make_unique<schedulers::RouterRelay>(context_, key_, "in", "out", patience, MakeLogger("sched.mux"),
+                                                       schedulers::RequestChannel::kMux);
   parts->control = std::make_unique<schedulers::RouterRelay>(context_, key_, "", "", patience, MakeLogger("sched.control"));
   parts->iopub = std::make_unique<schedulers::IopubRelay>(context_, key_, options_.iopub_backlog,
                                                           MakeLogger("sched.iopub"));

@@ -9,6 +9,7 @@
 #include "protocol/errors.hpp"
 #include "protocol/json_fields.hpp"
 #include "protocol/no_answer.hpp"
+#include "protocol/pickle.hpp"
 
 namespace ipp::engine {
 
@@ -196,6 +197,10 @@ int Engine::Run() {
       log_->warn("dropped shell message: {}", request.status().ToString());
       continue;
     }
+    if (!request->invalid.empty()) {
+      ReplyError(shell_out_, *request, "InvalidRequest", "malformed " + request->message.msg_type() + ": " + request->invalid);
+      continue;
+    }
     if (aborted_.take(request->message.msg_id())) {
       ReplyAborted(shell_out_, *request);
       continue;
@@ -297,14 +302,22 @@ void Engine::Serve(Request request) {
            {"payload", json::array()}},
           true);
   } else {
-    // ipp_buffers: how many buffers are this result's, so results fetched later from the hub
-    // (which concatenates the buffers of many records) can be split again.
+    // ipp_buffers: how many buffers the function added, so results fetched later from the hub
+    // (which concatenates the buffers of many records) can be split again. ipp_pickled: a
+    // pickle of the result comes before them, the buffer a stock client unpickles (it fails on
+    // a reply without one); our client skips it.
     // Written directly (keys in nlohmann's order): it is every task's reply.
+    std::string pickled = protocol::PickleNativeResult(item.result, item.out_buffers.size());
+    Frames buffers;
+    buffers.reserve(item.out_buffers.size() + 1);
+    buffers.emplace_back(pickled.data(), pickled.size());
+    for (auto& frame : protocol::BuffersToFrames(item.out_buffers)) buffers.push_back(std::move(frame));
     ReplyText(shell_out_, request, "apply_reply", "ok",
-              "{\"ipp_buffers\":" + std::to_string(item.out_buffers.size()) + ",\"ipp_result\":" + item.result.dump() +
+              "{\"ipp_buffers\":" + std::to_string(item.out_buffers.size()) +
+                  ",\"ipp_pickled\":true,\"ipp_result\":" + item.result.dump() +
                   Printed("ipp_stderr", item.printed_stderr) + Printed("ipp_stdout", item.printed_stdout) +
                   ",\"status\":\"ok\"}",
-              true, protocol::BuffersToFrames(item.out_buffers));
+              true, std::move(buffers));
   }
   if (type == "execute_request") Publish(shell_out_, "status", {{"execution_state", "idle"}}, request.header_text);
 }
@@ -359,8 +372,8 @@ void Engine::OnControl() {
     auto frames = protocol::TryRecv(control_);
     if (!frames) break;
     Result<Request> parsed = ParseRequest(control_out_, std::move(*frames));
-    if (!parsed.ok()) {
-      log_->warn("dropped control message: {}", parsed.status().ToString());
+    if (!parsed.ok() || !parsed->invalid.empty()) {
+      log_->warn("dropped control message: {}", parsed.ok() ? parsed->invalid : parsed.status().ToString());
       continue;
     }
     Request request = std::move(*parsed);
@@ -422,15 +435,25 @@ Result<Engine::Request> Engine::ParseRequest(Outbox& out, Frames&& frames) {
   // the parent it never reads. The header text itself is the parent of every reply.
   std::string header_text(raw->part(protocol::RawMessage::kHeader));
   Result<protocol::PartFields> metadata = protocol::PartFields::Of(raw->part(protocol::RawMessage::kMetadata));
-  if (!metadata.ok()) return metadata.status();
   Request request;
   request.header_text = std::move(header_text);
-  request.is_broadcast = metadata->boolean("is_broadcast").value_or(false);
-  request.is_coalescing = metadata->boolean("is_coalescing").value_or(false);
-  request.original_msg_id = metadata->string("original_msg_id").value_or("");
-  Result<Message> m = protocol::ParseTrustedPart(std::move(raw).value(), protocol::kParseContent);
-  if (!m.ok()) return m.status();
-  request.message = std::move(*m);
+  if (metadata.ok()) {
+    request.is_broadcast = metadata->boolean("is_broadcast").value_or(false);
+    request.is_coalescing = metadata->boolean("is_coalescing").value_or(false);
+    request.original_msg_id = metadata->string("original_msg_id").value_or("");
+  } else {
+    request.invalid = "metadata: " + metadata.status().message();
+  }
+  Result<Message> m = protocol::ParseTrustedPart(std::move(raw).value(), request.invalid.empty() ? unsigned{protocol::kParseContent} : 0u);
+  if (m.ok()) {
+    request.message = std::move(*m);
+    return request;
+  }
+  // ParseTrustedPart left `raw` whole: read just its header, to answer it.
+  request.invalid = "content: " + m.status().message();
+  Result<Message> bare = protocol::ParseTrustedPart(std::move(raw).value(), 0);
+  if (!bare.ok()) return bare.status();
+  request.message = std::move(*bare);
   return request;
 }
 

@@ -63,6 +63,10 @@ class Engine {
     // What the reply's metadata repeats from the request's.
     bool is_broadcast = false, is_coalescing = false;
     std::string original_msg_id;
+    // Non-empty: its metadata or content is not a JSON object (the header is fine), and this
+    // says why. Such a request is answered with an error, not dropped: a load-balanced task
+    // holds its engine's slot in the scheduler until its reply.
+    std::string invalid;
   };
   // One thread's way to answer: its session (signing, replay history) and its sockets.
   struct Outbox {

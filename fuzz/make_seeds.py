@@ -49,6 +49,10 @@ seeds = {
     "execute": mode2("mux", header("execute_request"), {}, {}, {"code": "echo hi", "silent": False}),
     "bcast": mode2("broadcast", header("apply_request"), {},
                    {"targets": [[ENGINE, 0]], "is_coalescing": True}, {}),
+    # Signed but not what the channel carries: refused with an InvalidRequest reply.
+    "refused_task": mode1("task", "db_request", {"query": {}, "keys": ["msg_id"]}),
+    "refused_mux": mode2("mux", header("no_such_request"), {}, {}, {}),
+    "bad_content_task": mode2("task", header("apply_request"), {}, {}, "not an object"),
     "raw": bytes([0]) + SEP.join([b"<IDS|MSG>", b"0" * 64, b"{}", b"{}", b"{}", b"{}"]),
 }
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds")

@@ -2,6 +2,7 @@
 
 #include "protocol/errors.hpp"
 #include "schedulers/relay.hpp"
+#include "schedulers/request_types.hpp"
 
 namespace ipp::schedulers {
 
@@ -49,6 +50,13 @@ void BroadcastScheduler::OnSubmission() {
     Result<json> md = raw->parse_object(RawMessage::kMetadata);
     if (!header.ok() || !md.ok() || !(*md)["targets"].is_array()) {
       log_->warn("dropped broadcast request without targets");
+      continue;
+    }
+    auto type = header->find("msg_type");
+    if (type == header->end() || !type->is_string() || !Carries(RequestChannel::kBroadcast, type->get<std::string>())) {
+      std::string name = type != header->end() && type->is_string() ? type->get<std::string>() : "";
+      log_->warn("refused a {} from {:?} on the broadcast channel", name, raw->identity(0));
+      protocol::Send(client_, Refusal(session_, RequestChannel::kBroadcast, *raw, name), true);
       continue;
     }
     ReportToMonitor(monitor_, "inbcast", raw->frames());

@@ -31,11 +31,13 @@ void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, Frames& fra
 
 
 RouterRelay::RouterRelay(zmq::context_t& context, const std::string& key, std::string in_topic,
-                         std::string out_topic, std::chrono::milliseconds patience, Logger log)
+                         std::string out_topic, std::chrono::milliseconds patience, Logger log,
+                         std::optional<RequestChannel> carries)
     : session_(key),
       in_topic_(std::move(in_topic)),
       out_topic_(std::move(out_topic)),
       log_(std::move(log)),
+      carries_(carries),
       client_(context, zmq::socket_type::router),
       engine_(context, zmq::socket_type::router),
       monitor_(context, zmq::socket_type::push),
@@ -98,6 +100,7 @@ bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, const std::str
     log_->warn("dropped message from {:?}: {}", raw->identity(0), s.ToString());
     return true;
   }
+  if (to_engine && carries_ && !Carried(*raw)) return true;
   raw->swap_first_identities();
   if (to_engine) {
     // A request: on its way before the hub hears of it (see MonitorReport).
@@ -113,6 +116,19 @@ bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, const std::str
     SPDLOG_LOGGER_DEBUG(log_, "client gone; reply dropped");
   }
   return true;
+}
+
+bool RouterRelay::Carried(RawMessage& raw) {
+  Result<protocol::PartFields> header = protocol::PartFields::Of(raw.part(RawMessage::kHeader));
+  std::optional<std::string> type = header.ok() ? header->string("msg_type") : std::nullopt;
+  if (!type) {
+    log_->warn("dropped message from {:?} without a msg_type", raw.identity(0));
+    return false;
+  }
+  if (Carries(*carries_, *type)) return true;
+  log_->warn("refused a {} from {:?}: not a request this channel carries", *type, raw.identity(0));
+  protocol::Send(client_, Refusal(session_, *carries_, raw, *type), true);
+  return false;
 }
 
 void RouterRelay::ReplyUnroutable(RawMessage& raw) {

@@ -6,6 +6,7 @@
 // runs on the thread of the Reactor it is attached to and owns its sockets.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include <zmq.hpp>
@@ -14,6 +15,7 @@
 #include "common/reactor.hpp"
 #include "protocol/session.hpp"
 #include "schedulers/pending_delivery.hpp"
+#include "schedulers/request_types.hpp"
 
 namespace ipp::schedulers {
 
@@ -22,9 +24,11 @@ class RouterRelay {
   // in_topic/out_topic: monitor topics for client->engine and engine->client traffic
   // ("in"/"out" for the MUX, "incontrol"/"outcontrol" for control; empty: not reported).
   // `patience`: how long a message waits for its engine to connect before the client gets an
-  // EngineError reply.
+  // EngineError reply. `carries`: the requests it forwards (others get an InvalidRequest
+  // reply); nullopt: every request.
   RouterRelay(zmq::context_t& context, const std::string& key, std::string in_topic,
-              std::string out_topic, std::chrono::milliseconds patience, Logger log);
+              std::string out_topic, std::chrono::milliseconds patience, Logger log,
+              std::optional<RequestChannel> carries = std::nullopt);
   zmq::socket_t& client_socket() { return client_; }
   zmq::socket_t& engine_socket() { return engine_; }
   void ConnectMonitor(const std::string& monitor_url) { monitor_.connect(monitor_url); }
@@ -39,10 +43,13 @@ class RouterRelay {
   // Returns false when `from` had nothing to read.
   bool Forward(zmq::socket_t& from, zmq::socket_t& to, const std::string& topic, bool to_engine);
   void ReplyUnroutable(protocol::RawMessage& raw);
+  // Whether `raw` (from a client) is a request this relay carries; answers it if not.
+  bool Carried(protocol::RawMessage& raw);
 
   protocol::Session session_;
   std::string in_topic_, out_topic_;
   Logger log_;
+  std::optional<RequestChannel> carries_;
   zmq::socket_t client_, engine_, monitor_, abort_tap_;
   bool tap_aborts_ = false;
   PendingDelivery to_engines_;

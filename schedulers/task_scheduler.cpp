@@ -6,6 +6,7 @@
 #include "protocol/errors.hpp"
 #include "protocol/json_fields.hpp"
 #include "schedulers/relay.hpp"
+#include "schedulers/request_types.hpp"
 
 namespace ipp::schedulers {
 
@@ -179,6 +180,10 @@ void TaskScheduler::OnSubmission() {
       log_->warn("dropped task with a bad header or metadata");
       continue;
     }
+    if (std::string type = *header->string("msg_type"); !Carries(RequestChannel::kTask, type)) {
+      Refuse(*raw, type);
+      continue;
+    }
     ReportToMonitor(monitor_, "intask", raw->frames());
     auto job = std::make_unique<Job>();
     job->msg_id = std::move(*msg_id);
@@ -228,6 +233,12 @@ void TaskScheduler::OnSubmission() {
     }
     Submit(std::move(job));
   }
+}
+
+void TaskScheduler::Refuse(RawMessage& raw, const std::string& msg_type) {
+  // Not a task: no engine would answer it, and its slot would never come back.
+  log_->warn("refused a {} from {:?} on the task channel", msg_type, raw.identity(0));
+  SendToClient(Refusal(session_, RequestChannel::kTask, raw, msg_type));
 }
 
 void TaskScheduler::Submit(std::unique_ptr<Job> job) {

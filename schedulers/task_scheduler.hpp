@@ -88,6 +88,8 @@ class TaskScheduler {
   void OnSubmission();
   void OnResult();
   void OnNotification();
+  // Answers a request the task channel does not carry (see request_types.hpp) with an error.
+  void Refuse(protocol::RawMessage& raw, const std::string& msg_type);
   void Submit(std::unique_ptr<Job> job);
   // Tries to run; true if sent. On false the job is back in *slot (it may have failed).
   bool MaybeRun(std::unique_ptr<Job>& slot);

@@ -58,9 +58,10 @@ def test_native_calls_from_a_plugin(native_cluster):
     doubles = struct.pack("4d", 1, 2, 3, 4.5)
     reply = native.call(e1, "vec.sum_and_double", None, buffers=[doubles])
     assert reply["content"]["ipp_result"] == 10.5
-    assert struct.unpack("4d", reply["buffers"][0]) == (2, 4, 6, 9)
+    # buffers[0] is the result pickled for stock clients; the function's own buffers follow.
+    assert struct.unpack("4d", reply["buffers"][1]) == (2, 4, 6, 9)
     echoed = native.call(e1, "ipp.echo", {"k": [1, 2]}, buffers=[values])
-    assert echoed["content"]["ipp_result"] == {"k": [1, 2]} and bytes(echoed["buffers"][0]) == values
+    assert echoed["content"]["ipp_result"] == {"k": [1, 2]} and bytes(echoed["buffers"][1]) == values
 
 
 def test_errors_come_back_and_engine_keeps_serving(native_cluster):
@@ -95,7 +96,7 @@ def test_namespace_push_pull_with_buffers(native_cluster):
     assert r["content"]["status"] == "ok"
     pulled = native.call(e0, "ipp.pull", {"names": ["a", "b"]})
     assert pulled["content"]["ipp_result"] == {"values": {"a": [1, 2, 3], "b": None}, "buffer_names": ["b"]}
-    assert bytes(pulled["buffers"][0]) == blob
+    assert bytes(pulled["buffers"][1]) == blob
     assert sorted(native.call(e0, "ipp.names")["content"]["ipp_result"]) == ["a", "b"]
     assert native.call(e0, "ipp.pull", {"names": ["zz"]})["content"]["ename"] == "NameError"
     rc = native_cluster.client()
@@ -285,3 +286,22 @@ def test_curve_end_to_end_with_our_client_and_engines(make_cluster, monkeypatch,
         assert secret.decode() not in log
         if info["key"]:  # the stock controller turns signing off under CURVE: the key is ""
             assert info["key"] not in log
+
+
+STOCK_91 = os.environ.get("IPP_IPYPARALLEL_91", "/work/shared/compat/ipyparallel-9.1.0")
+
+
+@pytest.mark.parametrize("package", ["7.1", "9.1"])
+def test_stock_client_calls_native_functions(native_cluster, package):
+    """A native reply must never break a stock client (issue 15, item 4): its first buffer is
+    the result pickled as plain Python objects, so the client's own reply handling works."""
+    env = dict(os.environ, IPYTHONDIR=native_cluster.workdir)
+    if package == "9.1":
+        if not os.path.isdir(STOCK_91):
+            pytest.skip(f"{STOCK_91} not found")
+        env["PYTHONPATH"] = STOCK_91
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_from_stock_client.py")
+    p = subprocess.run(["/usr/bin/python3", script, native_cluster.connection_file()], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stdout + p.stderr
+    assert "Traceback" not in p.stderr and "Unhandled" not in p.stderr, p.stderr

@@ -46,6 +46,37 @@ void ExpectSame(const TaskRecord& a, const TaskRecord& b) {
   EXPECT_EQ(a.error, b.error);
   ASSERT_EQ(a.buffers.size(), b.buffers.size());
   for (size_t i = 0; i < a.buffers.size(); ++i) EXPECT_EQ(a.buffers[i].to_string(), b.buffers[i].to_string());
+  ASSERT_EQ(a.result_buffers.size(), b.result_buffers.size());
+  for (size_t i = 0; i < a.result_buffers.size(); ++i) {
+    EXPECT_EQ(a.result_buffers[i].to_string(), b.result_buffers[i].to_string());
+  }
+}
+
+TEST(CompactRecordTest, OneSmallResultBufferIsKeptInTheRecordsOwnBlock) {
+  TextPool pool;
+  TaskRecord plain = Finished(1);
+  size_t plain_bytes = CompactRecord::From(plain.Clone(), pool, std::pmr::get_default_resource()).ApproximateBytes();
+  std::string pickle("\x80\x03X\x01\x00\x00\x00\x01.", 10);  // holds the hole marker
+  for (std::string buffer : {pickle, std::string(), std::string(256, 'x')}) {
+    TaskRecord r = Finished(1);
+    r.result_buffers.emplace_back(buffer.data(), buffer.size());
+    CompactRecord c = CompactRecord::From(r.Clone(), pool, std::pmr::get_default_resource());
+    ExpectSame(c.Expand(), r);
+    EXPECT_EQ(c.ApproximateBytes(), plain_bytes + buffer.size());  // no Rare for it
+  }
+  // Bigger, more than one, or beside other rare fields: kept as before.
+  TaskRecord big = Finished(2);
+  big.result_buffers.emplace_back(std::string(257, 'y'));
+  TaskRecord two = Finished(3);
+  two.result_buffers.emplace_back(pickle.data(), pickle.size());
+  two.result_buffers.emplace_back(std::string_view("raw"));
+  TaskRecord with_output = Finished(4);
+  with_output.result_buffers.emplace_back(pickle.data(), pickle.size());
+  with_output.stdout_text = "out\n";
+  for (TaskRecord* r : {&big, &two, &with_output}) {
+    CompactRecord c = CompactRecord::From(r->Clone(), pool, std::pmr::get_default_resource());
+    ExpectSame(c.Expand(), *r);
+  }
 }
 
 TEST(CompactRecordTest, ExpandGivesBackEveryTextByteForByte) {

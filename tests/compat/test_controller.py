@@ -324,20 +324,52 @@ def test_curve_encryption_with_stock_peers(make_cluster, monkeypatch):
     assert secret.decode() not in log and info["key"] not in log
 
 
-def test_stock_cluster_api_launches_our_controller(tmp_path):
-    # ipp.Cluster passes --profile-dir/--cluster-id/... exactly as it does to the stock one
+@pytest.mark.parametrize("engines", ["stock", "ours"])
+def test_stock_cluster_api_launches_our_controller(tmp_path, engines):
+    # ipp.Cluster passes the profile dir, cluster id and (8.0+) session key as it does to the
+    # stock controller: 7.1 as arguments, 8.0+ in $IPP_PROFILE_DIR/$IPP_CLUSTER_ID/$IPP_SESSION_KEY,
+    # and to 8.0+ engines the engine connection file's content in $IPP_CONNECTION_INFO.
     from traitlets.config import Config
-    from conftest import IPCONTROLLER
+    from conftest import IPCONTROLLER, IPENGINE
     cfg = Config()
     cfg.LocalControllerLauncher.controller_cmd = [IPCONTROLLER]
-    cluster = ipp.Cluster(n=2, profile_dir=str(tmp_path / "profile"), config=cfg)
+    if engines == "ours":
+        cfg.LocalEngineSetLauncher.engine_cmd = [IPENGINE]
+    cluster = ipp.Cluster(n=2, profile_dir=str(tmp_path / "profile"), cluster_id="c1", config=cfg)
     try:
         rc = cluster.start_and_connect_sync()
-        assert rc.ids == [0, 1]
-        assert len(set(rc[:].apply_sync(os.getpid))) == 2
-        assert os.path.exists(cluster.controller.connection_files["client"])
+        assert sorted(rc.ids) == [0, 1]
+        assert os.path.exists(os.path.join(str(tmp_path / "profile"), "security", "ipcontroller-c1-client.json"))
+        if engines == "stock":
+            assert len(set(rc[:].apply_sync(os.getpid))) == 2
+        else:
+            rc[:].execute("true", block=False).get(60)
+            assert {rc.queue_status()[e]["completed"] for e in (0, 1)} == {1}
     finally:
         cluster.stop_cluster_sync()
+
+
+def test_cluster_settings_from_environment_and_arguments_win(tmp_path):
+    # The environment ipp.Cluster (8.0+) gives the controller; arguments still win.
+    import json
+    import subprocess
+    from conftest import IPCONTROLLER, wait_for
+    env_dir, arg_dir = tmp_path / "env_profile", tmp_path / "arg_profile"
+    env = dict(os.environ, IPP_PROFILE_DIR=str(env_dir), IPP_CLUSTER_ID="fromenv",
+               IPP_SESSION_KEY="0123456789abcdef-from-env", IPYTHONDIR=str(tmp_path))
+    for argv, path in [([], env_dir / "security" / "ipcontroller-fromenv-client.json"),
+                       ([f"--profile-dir={arg_dir}", "--cluster-id=fromarg"],
+                        arg_dir / "security" / "ipcontroller-fromarg-client.json")]:
+        p = subprocess.Popen([IPCONTROLLER, "--ping=300"] + argv, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_for(lambda: path.exists() and path.stat().st_size > 0 or p.poll() is not None,
+                     what=str(path))
+            assert p.poll() is None
+            assert json.loads(path.read_text())["key"] == "0123456789abcdef-from-env"
+        finally:
+            p.terminate()
+            p.wait(10)
 
 
 def _raw_session(cluster):

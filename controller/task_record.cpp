@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "protocol/json_fields.hpp"
+
 namespace ipp::controller {
 
 namespace {
@@ -17,6 +19,17 @@ json DateOrNull(const std::optional<TimePoint>& t) {
 }
 
 json StringOrNull(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+
+// ipyparallel 9.1's hub copies the request metadata's "label" into a record field of its own;
+// ours reads it from the stored metadata, so every store keeps it (DictDB's compact records keep
+// the metadata byte for byte) and a resubmitted task keeps its label, as in 9.1.
+json LabelOf(const std::string& metadata) {
+  if (metadata.empty()) return nullptr;
+  Result<protocol::PartFields> fields = protocol::PartFields::Of(metadata);
+  if (!fields.ok()) return nullptr;
+  std::optional<json> label = fields->value("label");
+  return label ? std::move(*label) : json(nullptr);
+}
 
 }  // namespace
 
@@ -75,7 +88,7 @@ const std::vector<std::string>& RecordKeys() {
       "msg_id", "header", "metadata", "content", "buffers", "submitted", "client_uuid",
       "engine_uuid", "started", "completed", "resubmitted", "received", "result_header",
       "result_metadata", "result_content", "result_buffers", "queue", "execute_input",
-      "execute_result", "error", "stdout", "stderr"};
+      "execute_result", "error", "stdout", "stderr", "label"};
   return keys;
 }
 
@@ -102,6 +115,7 @@ json FieldValue(const TaskRecord& r, const std::string& key) {
   if (key == "error") return ParsedOrNull(r.error);
   if (key == "stdout") return r.stdout_text;
   if (key == "stderr") return r.stderr_text;
+  if (key == "label") return LabelOf(r.metadata);
   return nullptr;
 }
 

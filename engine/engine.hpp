@@ -62,6 +62,7 @@ class Engine {
     // What the reply's metadata repeats from the request's.
     bool is_broadcast = false, is_coalescing = false;
     std::string original_msg_id;
+    std::string label = "null";  // JSON text: ipyparallel 9.1 clients read it back from replies
   };
   // One thread's way to answer: its session (signing, replay history) and its sockets.
   struct Outbox {

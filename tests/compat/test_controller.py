@@ -10,7 +10,9 @@ import zmq
 import ipyparallel as ipp
 from ipyparallel import error
 
-from conftest import wait_for
+from conftest import ipyparallel_at_least, wait_for
+
+needs_labels = pytest.mark.skipif(not ipyparallel_at_least(9, 1), reason="task labels are new in ipyparallel 9.1")
 
 
 def test_registration_and_connection_files(shared_cluster):
@@ -78,6 +80,32 @@ def test_queue_status_and_results_from_second_client(shared_cluster):
     assert ar.msg_ids[0] not in [r["msg_id"] for r in later]
     with pytest.raises(Exception, match="No such message"):
         other.get_result("no-such-msg-id").get(5)
+
+
+@needs_labels
+def test_task_labels_round_trip(shared_cluster):
+    rc = shared_cluster.client()
+    labelled_view = rc.load_balanced_view()
+    labelled_view.label = "sweep-1"  # 9.1's map() sends no label, its apply() does
+    swept = [labelled_view.apply_async(lambda x: x, i) for i in range(3)]
+    assert [ar.get(30) for ar in swept] == [0, 1, 2]
+    swept_ids = [ar.msg_ids[0] for ar in swept]
+    executed = rc[:].execute("x = 1", label="setup", block=False)
+    executed.get(30)
+    plain = rc.load_balanced_view().apply_async(lambda: 0)
+    plain.get(30)
+    ids = swept_ids + executed.msg_ids + plain.msg_ids
+    other = shared_cluster.client()
+    records = other.db_query({"msg_id": {"$in": ids}, "label": "sweep-1"}, keys=["msg_id", "label"])
+    assert sorted(r["msg_id"] for r in records) == sorted(swept_ids)
+    assert {r["label"] for r in records} == {"sweep-1"}
+    labelled = other.db_query({"msg_id": {"$in": ids}, "label": {"$ne": None}}, keys=["label"])
+    assert sorted(r["label"] for r in labelled) == ["setup", "setup", "sweep-1", "sweep-1", "sweep-1"]
+    (record,) = other.db_query({"msg_id": plain.msg_ids[0]})
+    assert record["label"] is None
+    assert other.get_result(swept_ids[1]).get(10) == 1
+    (record,) = other.db_query({"msg_id": swept_ids[1]}, keys=["result_metadata"])
+    assert record["result_metadata"]["label"] == "sweep-1"  # the engine's reply repeats it
 
 
 def test_purge_and_resubmit(shared_cluster):

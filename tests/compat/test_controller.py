@@ -103,9 +103,25 @@ def test_task_labels_round_trip(shared_cluster):
     assert sorted(r["label"] for r in labelled) == ["setup", "setup", "sweep-1", "sweep-1", "sweep-1"]
     (record,) = other.db_query({"msg_id": plain.msg_ids[0]})
     assert record["label"] is None
+    globbed = other.db_query({"msg_id": {"$in": ids}, "label": {"$glob": "sw*-?"}}, keys=["msg_id"])
+    assert sorted(r["msg_id"] for r in globbed) == sorted(swept_ids)
+    assert len(other.db_query({"msg_id": {"$in": ids}, "label": {"$glob": "*"}}, keys=[])) == 5
     assert other.get_result(swept_ids[1]).get(10) == 1
     (record,) = other.db_query({"msg_id": swept_ids[1]}, keys=["result_metadata"])
     assert record["result_metadata"]["label"] == "sweep-1"  # the engine's reply repeats it
+
+
+def test_glob_query(shared_cluster):
+    rc = shared_cluster.client()
+    ar = rc.load_balanced_view().apply_async(lambda: 5)
+    ar.get(30)
+    session_prefix = ar.msg_ids[0][:12]
+    found = rc.db_query({"msg_id": {"$glob": session_prefix + "*"}, "engine_uuid": {"$glob": "?*"}},
+                        keys=["msg_id"])
+    assert ar.msg_ids[0] in [r["msg_id"] for r in found]
+    assert rc.db_query({"msg_id": ar.msg_ids[0], "resubmitted": {"$glob": "*"}}) == []
+    with pytest.raises(Exception, match="glob"):
+        rc.db_query({"msg_id": {"$glob": 5}})
 
 
 def test_purge_and_resubmit(shared_cluster):

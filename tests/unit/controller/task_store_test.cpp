@@ -119,7 +119,33 @@ TEST_P(TaskStoreTest, LabelsAreKeptQueriedAndReturned) {
   EXPECT_TRUE(ToJson(store_->FindIds({"a"})->at(0), nullptr)["label"].is_null());  // no metadata at all
 }
 
+TEST_P(TaskStoreTest, GlobQueriesMatchAndMissingValuesNever) {
+  EXPECT_EQ(Ids(store_->Find(Query({{"msg_id", {{"$glob", "[ab]"}}}}))), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(Ids(store_->Find(Query({{"engine_uuid", {{"$glob", "e*"}}}, {"msg_id", {{"$glob", "?"}}}}))),
+            (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_TRUE(store_->Find(Query({{"resubmitted", {{"$glob", "*"}}}}))->empty());  // null everywhere
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, TaskStoreTest, ::testing::Values("memory", "sqlite"));
+
+TEST(RecordQueryTest, GlobIsPythonsFnmatchcase) {
+  // Expectations from Python 3.11's fnmatch.fnmatchcase, which 9.1's DictDB uses.
+  const std::tuple<const char*, const char*, bool> cases[] = {
+      {"run-7", "run-*", true},   {"run-7", "run-?", true},   {"run-17", "run-?", false},
+      {"abc", "[a-c]bc", true},   {"dbc", "[!a-c]bc", true},  {"]x", "[]]x", true},
+      {"[x", "[x", true},         {"a-", "a[a-]", true},      {"a^", "a[^]", true},
+      {"", "*", true},            {"x", "[]", false},         {"\xe6\x97\xa5\xe6\x9c\xac", "\xe6\x97\xa5?", true},
+      {"abc", "*c*", true},       {"ab", "a*b*c", false},     {"a/b", "a*b", true},
+      {"abc", "ABC", false},      {"aXb", "a[!]]b", true},    {"a]b", "a[!]]b", false}};
+  for (const auto& [name, pattern, expected] : cases) {
+    TaskRecord r;
+    r.metadata = json{{"label", name}}.dump();
+    EXPECT_EQ(Query({{"label", {{"$glob", pattern}}}}).Matches(r), expected) << name << " ~ " << pattern;
+  }
+  TaskRecord unlabelled;
+  EXPECT_FALSE(Query({{"label", {{"$glob", "*"}}}}).Matches(unlabelled));
+  EXPECT_FALSE(RecordQuery::Parse({{"label", {{"$glob", 5}}}}).ok());
+}
 
 TEST(SqliteTaskStoreTest, RecordsAndBuffersSurviveReopening) {
   testutil::TempDir dir;

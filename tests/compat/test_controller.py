@@ -59,6 +59,19 @@ def test_broadcast_view(shared_cluster):
     assert sorted(coalescing.apply_sync(lambda: 7)) == [7, 7]
 
 
+@pytest.mark.skipif(not ipyparallel_at_least(8, 8), reason="BroadcastView.map and imap are new in ipyparallel 8")
+def test_broadcast_map_and_cancelled_imap(shared_cluster):
+    import itertools
+    rc = shared_cluster.client()
+    assert rc.broadcast_view().map_sync(lambda x: x * 2, range(6)) == [0, 2, 4, 6, 8, 10]
+    lv = rc.load_balanced_view()
+    it = lv.imap(lambda x: x * 3, itertools.count(), max_outstanding=2)
+    assert [next(it) for _ in range(5)] == [0, 3, 6, 9, 12]
+    it.cancel()
+    assert rc.wait(timeout=30)  # what was still outstanding finishes
+    assert lv.apply_sync(lambda: "after") == "after"
+
+
 def test_queue_status_and_results_from_second_client(shared_cluster):
     rc = shared_cluster.client()
     lv = rc.load_balanced_view()
@@ -443,6 +456,26 @@ def test_stalled_registration_is_purged(make_cluster):
     assert register()["status"] == "ok"  # the uuid is free again
     reg.close()
     assert cluster.client().ids == []
+
+
+def test_unregistration_cancels_a_pending_registration(shared_cluster):
+    # As 9.1's hub: an engine leaving before its first heartbeat frees its registration at once.
+    info, session, ctx = _raw_session(shared_cluster)
+    reg = ctx.socket(zmq.DEALER)
+    reg.linger = 0
+    reg.connect(f"{info['interface']}:{info['registration']}")
+
+    def send(msg_type, content):
+        session.send(reg, msg_type, content=content)
+        assert reg.poll(5000)
+        return session.recv(reg, mode=0)[1]["content"]
+
+    first = send("registration_request", {"uuid": "leaves-early"})
+    assert first["status"] == "ok"
+    session.send(reg, "unregistration_request", content={"id": first["id"]})  # no reply
+    wait_for(lambda: send("registration_request", {"uuid": "leaves-early"})["status"] == "ok",
+             timeout=10, what="the uuid to be free again")
+    reg.close()
 
 
 def test_malformed_requests_get_error_replies(make_cluster):

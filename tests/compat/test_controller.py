@@ -74,6 +74,23 @@ def test_broadcast_map_and_cancelled_imap(shared_cluster):
     assert rc.queue_status()["unassigned"] == 0
 
 
+@pytest.mark.skipif(not ipyparallel_at_least(8), reason="engines answer signal_request (their nanny) since 8.0")
+def test_send_signal_reaches_the_engine(shared_cluster):
+    rc = shared_cluster.client()
+    ar = rc[0].apply_async(time.sleep, 60)
+    wait_for(lambda: rc.queue_status(0)["queue"] == 1, what="the sleep to reach the engine")
+
+    def interrupted():
+        # Until the engine is inside the sleep, SIGINT finds it idle, where it is ignored.
+        rc.send_signal("SIGINT", targets=[0], block=True)
+        return ar.wait(0.5) or ar.ready()
+
+    wait_for(interrupted, timeout=20, what="the interrupted sleep to return")
+    with pytest.raises(error.RemoteError) as info:
+        ar.get(20)
+    assert info.value.ename == "KeyboardInterrupt"
+
+
 def test_queue_status_and_results_from_second_client(shared_cluster):
     rc = shared_cluster.client()
     lv = rc.load_balanced_view()

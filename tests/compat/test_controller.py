@@ -411,6 +411,9 @@ def test_stock_cluster_api_launches_our_controller(tmp_path, engines):
     cfg.LocalControllerLauncher.controller_cmd = [IPCONTROLLER]
     if engines == "ours":
         cfg.LocalEngineSetLauncher.engine_cmd = [IPENGINE]
+        # Ours then find the engine connection file from $IPP_PROFILE_DIR and $IPP_CLUSTER_ID
+        # (8.0+; 7.1 passes them as arguments); stock ones get $IPP_CONNECTION_INFO.
+        cfg.Cluster.send_engines_connection_env = False
     cluster = ipp.Cluster(n=2, profile_dir=str(tmp_path / "profile"), cluster_id="c1", config=cfg)
     try:
         rc = cluster.start_and_connect_sync()

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "common/logging.hpp"
@@ -36,6 +37,16 @@ int Parse(int argc, char** argv, const std::string& usage, const po::options_des
     return 2;
   }
   return -1;
+}
+
+void DefaultsFromEnvironment(std::string* profile_dir, std::string* cluster_id, std::string* session_key) {
+  auto take = [](const char* name, std::string* out) {
+    const char* value = std::getenv(name);
+    if (out && value) *out = value;
+  };
+  take("IPP_PROFILE_DIR", profile_dir);
+  take("IPP_CLUSTER_ID", cluster_id);
+  take("IPP_SESSION_KEY", session_key);
 }
 
 std::string SetUpLogging(const std::string& level, bool to_file, const std::string& log_dir,

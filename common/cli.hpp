@@ -19,6 +19,12 @@ int Parse(int argc, char** argv, const std::string& usage, const po::options_des
           po::variables_map& vm, std::vector<std::string>* traitlets = nullptr,
           const po::positional_options_description* positional = nullptr);
 
+// ipyparallel 8+ launchers (ipp.Cluster, ipcluster) pass the profile directory, cluster id and
+// session key through the environment ($IPP_PROFILE_DIR, $IPP_CLUSTER_ID, $IPP_SESSION_KEY)
+// instead of arguments. Copies each one that is set into the given default (a null pointer skips
+// it); call before Parse so that arguments still win, as in ipyparallel.
+void DefaultsFromEnvironment(std::string* profile_dir, std::string* cluster_id, std::string* session_key);
+
 // Applies --log-level (ipyparallel numbers or names) and --log-to-file
 // (<log_dir>/<program>-<pid>.log). Returns an error message, or "" when all is well.
 std::string SetUpLogging(const std::string& level, bool to_file, const std::string& log_dir,

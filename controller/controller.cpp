@@ -144,7 +144,7 @@ Status Controller::Build() {
       client_ports[ch] = take();
     }
   }
-  if (key_.empty()) key_ = protocol::NewId();
+  if (key_.empty()) key_ = options_.session_key.empty() ? protocol::NewId() : options_.session_key;
 
   std::string interface = "tcp://" + options_.ip;
   auto parts = std::make_unique<Parts>();

@@ -93,6 +93,11 @@ Status ApplyTrait(ControllerOptions& o, const std::string& name, const std::stri
   if (name == "IPController.cluster_id" || name == "BaseParallelApplication.cluster_id") {
     return (o.cluster_id = v, Status::OK());
   }
+  if (name == "Session.key") {
+    // ipyparallel writes bytes (b'...'); the key is ASCII either way.
+    if (v.size() >= 3 && v[0] == 'b' && (v[1] == '\'' || v[1] == '"')) v = Unquote(v.substr(1));
+    return (o.session_key = v, Status::OK());
+  }
   if (name == "IPController.registration_timeout") {
     double seconds = 0;
     if (Status s = ParseNumber(name, v, seconds); !s.ok()) return s;

@@ -16,6 +16,7 @@ struct ControllerOptions {
   std::string profile = "default";
   std::string profile_dir;  // overrides profile
   std::string cluster_id;
+  std::string session_key;  // empty: a new random key (a reused connection file's key wins)
   std::string ip = "127.0.0.1";
   std::string location;  // default: this host's name
   std::vector<int> ports;  // pool consumed in ipyparallel's order; empty: random free ports

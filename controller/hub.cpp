@@ -287,6 +287,15 @@ void Hub::FinishRegistration(const std::string& uuid) {
 void Hub::UnregistrationRequest(Message& m) {
   int id = m.content.at("id").get<int>();
   if (!engines_.count(id)) {
+    // An engine that leaves before its first heartbeat: cancel its registration (as 9.1's hub
+    // does), so that a heartbeat still in flight cannot complete it.
+    auto pending = std::find_if(incoming_.begin(), incoming_.end(), [id](const auto& kv) { return kv.second.id == id; });
+    if (pending != incoming_.end()) {
+      if (pending->second.stall_timer) reactor_->cancel(pending->second.stall_timer);
+      log_->info("registration of engine {} cancelled: it asked to leave", id);
+      incoming_.erase(pending);
+      return;
+    }
     log_->info("unregistration of engine {}: already gone", id);
     return;
   }

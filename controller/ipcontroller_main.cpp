@@ -16,12 +16,13 @@ void OnSignal(int) {
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
   ipp::controller::ControllerOptions o;
+  ipp::cli::DefaultsFromEnvironment(&o.profile_dir, &o.cluster_id, &o.session_key);
   std::string ports, ping, log_level = "INFO";
   po::options_description options("Options");
   options.add_options()
       ("profile", po::value(&o.profile)->default_value("default"), "profile name: $IPYTHONDIR/profile_<name>")
-      ("profile-dir", po::value(&o.profile_dir), "explicit profile directory (overrides --profile)")
-      ("cluster-id", po::value(&o.cluster_id), "cluster id: connection files become ipcontroller-<id>-{client,engine}.json")
+      ("profile-dir", po::value(&o.profile_dir), "explicit profile directory (overrides --profile; default: $IPP_PROFILE_DIR)")
+      ("cluster-id", po::value(&o.cluster_id), "cluster id: connection files become ipcontroller-<id>-{client,engine}.json (default: $IPP_CLUSTER_ID)")
       ("ip", po::value(&o.ip)->default_value("127.0.0.1"), "interface to listen on (use '*' or 0.0.0.0 for all)")
       ("location", po::value(&o.location), "this host's address as clients and engines should see it (default: hostname)")
       ("port", po::value(&o.registration_port), "registration port (default: random free port)")

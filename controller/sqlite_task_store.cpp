@@ -13,7 +13,7 @@ const char* const kColumns[] = {
     "msg_id", "header", "metadata", "content", "buffers", "submitted", "client_uuid",
     "engine_uuid", "started", "completed", "resubmitted", "received", "result_header",
     "result_metadata", "result_content", "result_buffers", "queue", "execute_input",
-    "execute_result", "error", "stdout", "stderr"};
+    "execute_result", "error", "stdout", "stderr", "label"};
 constexpr int kColumnCount = sizeof(kColumns) / sizeof(kColumns[0]);
 
 std::string PackBuffers(const std::vector<zmq::message_t>& buffers) {
@@ -131,12 +131,26 @@ Result<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(const std::filesy
                        "started INTEGER, completed INTEGER, resubmitted TEXT, received INTEGER, "
                        "result_header TEXT, result_metadata TEXT, result_content TEXT, "
                        "result_buffers BLOB, queue TEXT, execute_input TEXT, execute_result TEXT, "
-                       "error TEXT, stdout TEXT, stderr TEXT)";
+                       "error TEXT, stdout TEXT, stderr TEXT, label TEXT)";
   for (const std::string& sql : {std::string("PRAGMA journal_mode=WAL"),
                                  std::string("PRAGMA synchronous=NORMAL"), create}) {
     if (Status s = store->Exec(sql); !s.ok()) return Status::IOError("task database " + file.string() + ": " + s.message());
   }
+  if (Status s = store->AddLabelColumnIfMissing(); !s.ok()) {
+    return Status::IOError("task database " + file.string() + ": " + s.message());
+  }
   return store;
+}
+
+Status SqliteTaskStore::AddLabelColumnIfMissing() {
+  Statement columns(db_, "PRAGMA table_info(" + Quoted(table_) + ")");
+  while (sqlite3_step(columns.get()) == SQLITE_ROW) {
+    if (ColumnText(columns.get(), 1) == "label") return Status::OK();
+  }
+  // A file of a version before labels (ipyparallel 9.1). The column goes last, where FromRow
+  // does not read it: a record's label is read from its metadata (see FieldValue).
+  if (Status s = Exec("ALTER TABLE " + Quoted(table_) + " ADD COLUMN label TEXT"); !s.ok()) return s;
+  return Exec("UPDATE " + Quoted(table_) + " SET label = json_extract(metadata, '$.label') WHERE json_valid(metadata)");
 }
 
 SqliteTaskStore::~SqliteTaskStore() {
@@ -201,6 +215,8 @@ Status SqliteTaskStore::Write(const TaskRecord& r, bool insert) {
   BindText(s, i++, r.error);
   BindText(s, i++, r.stdout_text);
   BindText(s, i++, r.stderr_text);
+  json label = FieldValue(r, "label");
+  BindText(s, i++, label.is_null() ? std::string() : label.is_string() ? label.get<std::string>() : label.dump());
   int rc = sqlite3_step(s);
   if (rc == SQLITE_CONSTRAINT) return Status::InvalidArgument("a record for " + r.msg_id + " already exists");
   if (rc != SQLITE_DONE) return Status::IOError(std::string("task database write failed: ") + sqlite3_errmsg(db_));

@@ -37,6 +37,8 @@ class SqliteTaskStore : public TaskStore {
  private:
   SqliteTaskStore() = default;
   Status Exec(const std::string& sql) const;
+  // Files written before task labels lack the column: adds it, filled from the metadata.
+  Status AddLabelColumnIfMissing();
   Status Write(const TaskRecord& record, bool insert);
   void BeginIfNeeded();
   Result<std::vector<TaskRecord>> Select(const std::string& where,

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "protocol/json_fields.hpp"
+
 namespace ipp::controller {
 
 namespace {
@@ -17,6 +19,17 @@ json DateOrNull(const std::optional<TimePoint>& t) {
 }
 
 json StringOrNull(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+
+// ipyparallel 9.1's hub copies the request metadata's "label" into a record field of its own;
+// ours reads it from the stored metadata, so every store keeps it (DictDB's compact records keep
+// the metadata byte for byte) and a resubmitted task keeps its label, as in 9.1.
+json LabelOf(const std::string& metadata) {
+  if (metadata.empty()) return nullptr;
+  Result<protocol::PartFields> fields = protocol::PartFields::Of(metadata);
+  if (!fields.ok()) return nullptr;
+  std::optional<json> label = fields->value("label");
+  return label ? std::move(*label) : json(nullptr);
+}
 
 }  // namespace
 
@@ -75,7 +88,7 @@ const std::vector<std::string>& RecordKeys() {
       "msg_id", "header", "metadata", "content", "buffers", "submitted", "client_uuid",
       "engine_uuid", "started", "completed", "resubmitted", "received", "result_header",
       "result_metadata", "result_content", "result_buffers", "queue", "execute_input",
-      "execute_result", "error", "stdout", "stderr"};
+      "execute_result", "error", "stdout", "stderr", "label"};
   return keys;
 }
 
@@ -102,6 +115,7 @@ json FieldValue(const TaskRecord& r, const std::string& key) {
   if (key == "error") return ParsedOrNull(r.error);
   if (key == "stdout") return r.stdout_text;
   if (key == "stderr") return r.stderr_text;
+  if (key == "label") return LabelOf(r.metadata);
   return nullptr;
 }
 
@@ -159,7 +173,85 @@ bool Contains(const std::string& key, const json& list, const json& value) {
 }
 
 const char* const kOperators[] = {"$lt", "$gt", "$eq", "$ne", "$lte", "$gte",
-                                  "$in", "$nin", "$all", "$mod", "$exists"};
+                                  "$in", "$nin", "$all", "$mod", "$exists", "$glob"};
+
+std::u32string CodePoints(const std::string& utf8) {
+  std::u32string out;
+  for (size_t i = 0; i < utf8.size();) {
+    unsigned char c = static_cast<unsigned char>(utf8[i]);
+    int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
+    char32_t cp = extra ? c & (0x3F >> extra) : c;
+    ++i;
+    for (int k = 0; k < extra && i < utf8.size(); ++k, ++i) cp = (cp << 6) | (static_cast<unsigned char>(utf8[i]) & 0x3F);
+    out.push_back(cp);
+  }
+  return out;
+}
+
+// Python's fnmatch.fnmatchcase (what 9.1's DictDB uses for $glob; case-sensitive on POSIX):
+// '*' any run of characters, '?' one character, '[seq]' / '[!seq]' a set with ranges, where a
+// ']' right after '[' or '[!' is a member and a '[' without its ']' is literal; nothing escapes.
+bool GlobMatch(const std::u32string& name, const std::u32string& pattern) {
+  // Where the set at pattern[p] ('[') ends (one past ']'), or npos when '[' is literal.
+  auto set_end = [&](size_t p) {
+    size_t j = p + 1;
+    if (j < pattern.size() && pattern[j] == U'!') ++j;
+    if (j < pattern.size() && pattern[j] == U']') ++j;
+    while (j < pattern.size() && pattern[j] != U']') ++j;
+    return j < pattern.size() ? j + 1 : std::u32string::npos;
+  };
+  auto in_set = [&](size_t p, size_t end, char32_t c) {
+    size_t i = p + 1, last = end - 1;  // pattern[last] == ']'
+    bool negate = i < last && pattern[i] == U'!';
+    if (negate) ++i;
+    bool found = false;
+    while (i < last) {
+      char32_t lo = pattern[i];
+      if (i + 2 < last && pattern[i + 1] == U'-') {
+        found = found || (lo <= c && c <= pattern[i + 2]);
+        i += 3;
+      } else {
+        found = found || lo == c;
+        ++i;
+      }
+    }
+    return found != negate;
+  };
+  size_t n = 0, p = 0, star_p = std::u32string::npos, star_n = 0;
+  while (n < name.size()) {
+    if (p < pattern.size() && pattern[p] == U'*') {
+      star_p = ++p;
+      star_n = n;
+      continue;
+    }
+    if (p < pattern.size()) {
+      if (pattern[p] == U'?') {
+        ++p, ++n;
+        continue;
+      }
+      if (pattern[p] == U'[') {
+        size_t end = set_end(p);
+        if (end != std::u32string::npos) {
+          if (in_set(p, end, name[n])) {
+            p = end, ++n;
+            continue;
+          }
+        } else if (name[n] == U'[') {
+          ++p, ++n;
+          continue;
+        }
+      } else if (pattern[p] == name[n]) {
+        ++p, ++n;
+        continue;
+      }
+    }
+    if (star_p == std::u32string::npos) return false;
+    p = star_p;  // let the last '*' take one more character
+    n = ++star_n;
+  }
+  while (p < pattern.size() && pattern[p] == U'*') ++p;
+  return p == pattern.size();
+}
 
 }  // namespace
 
@@ -172,6 +264,9 @@ Result<RecordQuery> RecordQuery::Parse(const json& query) {
         bool known = false;
         for (const char* k : kOperators) known = known || op == k;
         if (!known) return Status::InvalidArgument("unknown query operator '" + op + "'");
+        if (op == "$glob" && !operand.is_string()) {
+          return Status::InvalidArgument("$glob needs a string pattern, not " + operand.dump());
+        }
         q.tests_.push_back({key, op, operand});
       }
     } else {
@@ -193,6 +288,10 @@ bool RecordQuery::Matches(const TaskRecord& record) const {
       ok = Contains(t.key, t.operand, value);
     } else if (t.op == "$nin") {
       ok = !Contains(t.key, t.operand, value);
+    } else if (t.op == "$glob") {
+      // A missing (null) or non-string value never matches, as in 9.1.
+      ok = value.is_string() && GlobMatch(CodePoints(value.get_ref<const std::string&>()),
+                                          CodePoints(t.operand.get_ref<const std::string&>()));
     } else if (t.op == "$exists") {
       ok = t.operand.is_boolean() && (t.operand.get<bool>() == !value.is_null());
     } else if (t.op == "$all") {

@@ -441,6 +441,7 @@ Result<Engine::Request> Engine::ParseRequest(Outbox& out, Frames&& frames) {
     request.is_broadcast = metadata->boolean("is_broadcast").value_or(false);
     request.is_coalescing = metadata->boolean("is_coalescing").value_or(false);
     request.original_msg_id = metadata->string("original_msg_id").value_or("");
+    if (std::optional<json> label = metadata->value("label")) request.label = label->dump();
   } else {
     request.invalid = "metadata: " + metadata.status().message();
   }
@@ -469,7 +470,7 @@ std::string Engine::ReplyMetadata(const Request& request, bool task, const std::
   }
   if (task) {
     m += std::string("\"is_broadcast\":") + flag(request.is_broadcast) + ",\"is_coalescing\":" + flag(request.is_coalescing) +
-         ",\"original_msg_id\":" + protocol::JsonString(request.original_msg_id) + ",\"started\":\"" +
+         ",\"label\":" + request.label + ",\"original_msg_id\":" + protocol::JsonString(request.original_msg_id) + ",\"started\":\"" +
          (request.started.empty() ? protocol::Iso8601Now() : request.started) + "\",";
   }
   return m + "\"status\":" + protocol::JsonString(status) + "}";

@@ -67,6 +67,7 @@ class Engine {
     // says why. Such a request is answered with an error, not dropped: a load-balanced task
     // holds its engine's slot in the scheduler until its reply.
     std::string invalid;
+    std::string label = "null";  // JSON text: ipyparallel 9.1 clients read it back from replies
   };
   // One thread's way to answer: its session (signing, replay history) and its sockets.
   struct Outbox {

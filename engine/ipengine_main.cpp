@@ -21,11 +21,12 @@ int main(int argc, char** argv) {
   std::vector<std::string> plugins;
   int id = -1, hb_misses = 10;
   double timeout = 30;
+  ipp::cli::DefaultsFromEnvironment(&profile_dir, &cluster_id, nullptr);
   po::options_description options("Options");
   options.add_options()
       ("profile", po::value(&profile)->default_value("default"), "profile name: $IPYTHONDIR/profile_<name>")
-      ("profile-dir", po::value(&profile_dir), "explicit profile directory (overrides --profile)")
-      ("cluster-id", po::value(&cluster_id), "read ipcontroller-<id>-engine.json")
+      ("profile-dir", po::value(&profile_dir), "explicit profile directory (overrides --profile; default: $IPP_PROFILE_DIR)")
+      ("cluster-id", po::value(&cluster_id), "read ipcontroller-<id>-engine.json (default: $IPP_CLUSTER_ID)")
       ("file,f", po::value(&file), "the engine connection file (default: <profile>/security/ipcontroller[-<id>]-engine.json;"
                                    " or the JSON in $IPP_CONNECTION_INFO)")
       ("load,l", po::value(&plugins)->composing(), "a plugin library of native functions to load (repeatable)")

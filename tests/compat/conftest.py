@@ -1,6 +1,8 @@
 """Fixtures that start our ipcontroller and stock ipyparallel engines as real processes.
 
 Runs under /usr/bin/python3 (Debian's ipyparallel 7.1). IPP_BIN_DIR names our build's bin/.
+IPP_COMPAT_IPYPARALLEL names the folder of another ipyparallel (e.g. the 9.1 copy) whose client,
+engines and ipp.Cluster the tests then use instead; where it is absent, every test is skipped.
 """
 import atexit
 import json
@@ -21,6 +23,35 @@ IPCONTROLLER = os.path.join(BIN_DIR, "ipcontroller")
 IPENGINE = os.path.join(BIN_DIR, "ipengine")
 LIB_DIR = os.path.join(BIN_DIR, "..", "lib")
 STOCK_CONTROLLER = [sys.executable, "-m", "ipyparallel.controller"]
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+OTHER_IPYPARALLEL = os.environ.get("IPP_COMPAT_IPYPARALLEL", "")
+OTHER_IPYPARALLEL_ABSENT = bool(OTHER_IPYPARALLEL) and not os.path.isdir(
+    os.path.join(OTHER_IPYPARALLEL, "ipyparallel"))
+if OTHER_IPYPARALLEL and not OTHER_IPYPARALLEL_ABSENT:
+    # Before any test module imports ipyparallel; the PYTHONPATH is for the processes we start
+    # and those ipp.Cluster starts.
+    sys.path.insert(0, OTHER_IPYPARALLEL)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [OTHER_IPYPARALLEL, os.environ.get("PYTHONPATH")]))
+
+
+def pytest_report_header(config):
+    if OTHER_IPYPARALLEL_ABSENT:
+        return f"ipyparallel: {OTHER_IPYPARALLEL} is absent, all tests skipped"
+    import ipyparallel
+    return f"ipyparallel {ipyparallel.__version__} from {os.path.dirname(ipyparallel.__file__)}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if OTHER_IPYPARALLEL_ABSENT:
+        skip = pytest.mark.skip(reason=f"IPP_COMPAT_IPYPARALLEL={OTHER_IPYPARALLEL} is absent")
+        for item in items:
+            item.add_marker(skip)
+
+
+def ipyparallel_at_least(*version):
+    import ipyparallel
+    return ipyparallel.version_info[:len(version)] >= version
 
 
 # Every process group we start, so that nothing outlives the test run even when pytest is
@@ -92,7 +123,8 @@ class Cluster:
         log = open(os.path.join(self.workdir, log_name), "ab")
         self._logs.append(log)
         # Engines unpickle functions defined in the test modules: let them import those.
-        env = dict(os.environ, IPYTHONDIR=self.workdir, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, IPYTHONDIR=self.workdir,
+                   PYTHONPATH=os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")])))
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, cwd=self.workdir, preexec_fn=_die_with_parent)
         _started_groups.add(proc.pid)

@@ -10,7 +10,9 @@ import zmq
 import ipyparallel as ipp
 from ipyparallel import error
 
-from conftest import wait_for
+from conftest import ipyparallel_at_least, wait_for
+
+needs_labels = pytest.mark.skipif(not ipyparallel_at_least(9, 1), reason="task labels are new in ipyparallel 9.1")
 
 
 def test_registration_and_connection_files(shared_cluster):
@@ -57,6 +59,38 @@ def test_broadcast_view(shared_cluster):
     assert sorted(coalescing.apply_sync(lambda: 7)) == [7, 7]
 
 
+@pytest.mark.skipif(not ipyparallel_at_least(8, 8), reason="BroadcastView.map and imap are new in ipyparallel 8")
+def test_broadcast_map_and_cancelled_imap(shared_cluster):
+    import itertools
+    rc = shared_cluster.client()
+    assert rc.broadcast_view().map_sync(lambda x: x * 2, range(6)) == [0, 2, 4, 6, 8, 10]
+    lv = rc.load_balanced_view()
+    it = lv.imap(lambda x: x * 3, itertools.count(), max_outstanding=2)
+    assert [next(it) for _ in range(5)] == [0, 3, 6, 9, 12]
+    it.cancel()
+    # (rc.wait() is no use here: after BroadcastView.map the 9.1 client keeps three msg_ids
+    # outstanding for ever, with its own controller too.)
+    assert lv.apply_sync(lambda: "after") == "after"
+    assert rc.queue_status()["unassigned"] == 0
+
+
+@pytest.mark.skipif(not ipyparallel_at_least(8), reason="engines answer signal_request (their nanny) since 8.0")
+def test_send_signal_reaches_the_engine(shared_cluster):
+    rc = shared_cluster.client()
+    ar = rc[0].apply_async(time.sleep, 60)
+    wait_for(lambda: rc.queue_status(0)["queue"] == 1, what="the sleep to reach the engine")
+
+    def interrupted():
+        # Until the engine is inside the sleep, SIGINT finds it idle, where it is ignored.
+        rc.send_signal("SIGINT", targets=[0], block=True)
+        return ar.wait(0.5) or ar.ready()
+
+    wait_for(interrupted, timeout=20, what="the interrupted sleep to return")
+    with pytest.raises(error.RemoteError) as info:
+        ar.get(20)
+    assert info.value.ename == "KeyboardInterrupt"
+
+
 def test_queue_status_and_results_from_second_client(shared_cluster):
     rc = shared_cluster.client()
     lv = rc.load_balanced_view()
@@ -78,6 +112,48 @@ def test_queue_status_and_results_from_second_client(shared_cluster):
     assert ar.msg_ids[0] not in [r["msg_id"] for r in later]
     with pytest.raises(Exception, match="No such message"):
         other.get_result("no-such-msg-id").get(5)
+
+
+@needs_labels
+def test_task_labels_round_trip(shared_cluster):
+    rc = shared_cluster.client()
+    labelled_view = rc.load_balanced_view()
+    labelled_view.label = "sweep-1"  # 9.1's map() sends no label, its apply() does
+    swept = [labelled_view.apply_async(lambda x: x, i) for i in range(3)]
+    assert [ar.get(30) for ar in swept] == [0, 1, 2]
+    swept_ids = [ar.msg_ids[0] for ar in swept]
+    executed = rc[:].execute("x = 1", label="setup", block=False)
+    executed.get(30)
+    plain = rc.load_balanced_view().apply_async(lambda: 0)
+    plain.get(30)
+    ids = swept_ids + executed.msg_ids + plain.msg_ids
+    other = shared_cluster.client()
+    records = other.db_query({"msg_id": {"$in": ids}, "label": "sweep-1"}, keys=["msg_id", "label"])
+    assert sorted(r["msg_id"] for r in records) == sorted(swept_ids)
+    assert {r["label"] for r in records} == {"sweep-1"}
+    labelled = other.db_query({"msg_id": {"$in": ids}, "label": {"$ne": None}}, keys=["label"])
+    assert sorted(r["label"] for r in labelled) == ["setup", "setup", "sweep-1", "sweep-1", "sweep-1"]
+    (record,) = other.db_query({"msg_id": plain.msg_ids[0]})
+    assert record["label"] is None
+    globbed = other.db_query({"msg_id": {"$in": ids}, "label": {"$glob": "sw*-?"}}, keys=["msg_id"])
+    assert sorted(r["msg_id"] for r in globbed) == sorted(swept_ids)
+    assert len(other.db_query({"msg_id": {"$in": ids}, "label": {"$glob": "*"}}, keys=[])) == 5
+    assert other.get_result(swept_ids[1]).get(10) == 1
+    (record,) = other.db_query({"msg_id": swept_ids[1]}, keys=["result_metadata"])
+    assert record["result_metadata"]["label"] == "sweep-1"  # the engine's reply repeats it
+
+
+def test_glob_query(shared_cluster):
+    rc = shared_cluster.client()
+    ar = rc.load_balanced_view().apply_async(lambda: 5)
+    ar.get(30)
+    session_prefix = ar.msg_ids[0][:12]
+    found = rc.db_query({"msg_id": {"$glob": session_prefix + "*"}, "engine_uuid": {"$glob": "?*"}},
+                        keys=["msg_id"])
+    assert ar.msg_ids[0] in [r["msg_id"] for r in found]
+    assert rc.db_query({"msg_id": ar.msg_ids[0], "resubmitted": {"$glob": "*"}}) == []
+    with pytest.raises(Exception, match="glob"):
+        rc.db_query({"msg_id": {"$glob": 5}})
 
 
 def test_purge_and_resubmit(shared_cluster):
@@ -346,20 +422,55 @@ def test_curve_encryption_with_stock_peers(make_cluster, monkeypatch):
     assert secret.decode() not in log and info["key"] not in log
 
 
-def test_stock_cluster_api_launches_our_controller(tmp_path):
-    # ipp.Cluster passes --profile-dir/--cluster-id/... exactly as it does to the stock one
+@pytest.mark.parametrize("engines", ["stock", "ours"])
+def test_stock_cluster_api_launches_our_controller(tmp_path, engines):
+    # ipp.Cluster passes the profile dir, cluster id and (8.0+) session key as it does to the
+    # stock controller: 7.1 as arguments, 8.0+ in $IPP_PROFILE_DIR/$IPP_CLUSTER_ID/$IPP_SESSION_KEY,
+    # and to 8.0+ engines the engine connection file's content in $IPP_CONNECTION_INFO.
     from traitlets.config import Config
-    from conftest import IPCONTROLLER
+    from conftest import IPCONTROLLER, IPENGINE
     cfg = Config()
     cfg.LocalControllerLauncher.controller_cmd = [IPCONTROLLER]
-    cluster = ipp.Cluster(n=2, profile_dir=str(tmp_path / "profile"), config=cfg)
+    if engines == "ours":
+        cfg.LocalEngineSetLauncher.engine_cmd = [IPENGINE]
+        # Ours then find the engine connection file from $IPP_PROFILE_DIR and $IPP_CLUSTER_ID
+        # (8.0+; 7.1 passes them as arguments); stock ones get $IPP_CONNECTION_INFO.
+        cfg.Cluster.send_engines_connection_env = False
+    cluster = ipp.Cluster(n=2, profile_dir=str(tmp_path / "profile"), cluster_id="c1", config=cfg)
     try:
         rc = cluster.start_and_connect_sync()
-        assert rc.ids == [0, 1]
-        assert len(set(rc[:].apply_sync(os.getpid))) == 2
-        assert os.path.exists(cluster.controller.connection_files["client"])
+        assert sorted(rc.ids) == [0, 1]
+        assert os.path.exists(os.path.join(str(tmp_path / "profile"), "security", "ipcontroller-c1-client.json"))
+        if engines == "stock":
+            assert len(set(rc[:].apply_sync(os.getpid))) == 2
+        else:
+            rc[:].execute("true", block=False).get(60)
+            assert {rc.queue_status()[e]["completed"] for e in (0, 1)} == {1}
     finally:
         cluster.stop_cluster_sync()
+
+
+def test_cluster_settings_from_environment_and_arguments_win(tmp_path):
+    # The environment ipp.Cluster (8.0+) gives the controller; arguments still win.
+    import json
+    import subprocess
+    from conftest import IPCONTROLLER, wait_for
+    env_dir, arg_dir = tmp_path / "env_profile", tmp_path / "arg_profile"
+    env = dict(os.environ, IPP_PROFILE_DIR=str(env_dir), IPP_CLUSTER_ID="fromenv",
+               IPP_SESSION_KEY="0123456789abcdef-from-env", IPYTHONDIR=str(tmp_path))
+    for argv, path in [([], env_dir / "security" / "ipcontroller-fromenv-client.json"),
+                       ([f"--profile-dir={arg_dir}", "--cluster-id=fromarg"],
+                        arg_dir / "security" / "ipcontroller-fromarg-client.json")]:
+        p = subprocess.Popen([IPCONTROLLER, "--ping=300"] + argv, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_for(lambda: path.exists() and path.stat().st_size > 0 or p.poll() is not None,
+                     what=str(path))
+            assert p.poll() is None
+            assert json.loads(path.read_text())["key"] == "0123456789abcdef-from-env"
+        finally:
+            p.terminate()
+            p.wait(10)
 
 
 def _raw_session(cluster):
@@ -389,6 +500,26 @@ def test_stalled_registration_is_purged(make_cluster):
     assert register()["status"] == "ok"  # the uuid is free again
     reg.close()
     assert cluster.client().ids == []
+
+
+def test_unregistration_cancels_a_pending_registration(shared_cluster):
+    # As 9.1's hub: an engine leaving before its first heartbeat frees its registration at once.
+    info, session, ctx = _raw_session(shared_cluster)
+    reg = ctx.socket(zmq.DEALER)
+    reg.linger = 0
+    reg.connect(f"{info['interface']}:{info['registration']}")
+
+    def send(msg_type, content):
+        session.send(reg, msg_type, content=content)
+        assert reg.poll(5000)
+        return session.recv(reg, mode=0)[1]["content"]
+
+    first = send("registration_request", {"uuid": "leaves-early"})
+    assert first["status"] == "ok"
+    session.send(reg, "unregistration_request", content={"id": first["id"]})  # no reply
+    wait_for(lambda: send("registration_request", {"uuid": "leaves-early"})["status"] == "ok",
+             timeout=10, what="the uuid to be free again")
+    reg.close()
 
 
 def test_malformed_requests_get_error_replies(make_cluster):

@@ -13,7 +13,7 @@ import zmq
 import ipyparallel as ipp
 from ipyparallel import error
 
-from conftest import IPENGINE, LIB_DIR, Cluster, Native, wait_for
+from conftest import IPENGINE, LIB_DIR, Cluster, Native, ipyparallel_at_least, wait_for
 
 PI_PLUGIN = os.path.abspath(os.path.join(LIB_DIR, "libipp_example_pi.so"))
 MPI_PLUGIN = os.path.abspath(os.path.join(LIB_DIR, "libipp_example_mpi.so"))
@@ -43,6 +43,17 @@ def test_execute_shows_each_engines_output(native_cluster):
     with pytest.raises(error.RemoteError) as info:
         rc[0].execute("echo partial; exit 3", block=False).get(60)
     assert info.value.ename == "CalledProcessError" and "exit status 3" in info.value.evalue
+
+
+@pytest.mark.skipif(not ipyparallel_at_least(9, 1), reason="task labels are new in ipyparallel 9.1")
+def test_reply_repeats_the_task_label(make_cluster):
+    cluster = make_cluster(engines=0, native_engines=1)
+    rc = cluster.client()
+    ar = rc[:].execute("true", label="shell-step", block=False)
+    ar.get(60)
+    (record,) = rc.db_query({"msg_id": ar.msg_ids[0]}, keys=["label", "result_metadata"])
+    assert record["label"] == "shell-step"
+    assert record["result_metadata"]["label"] == "shell-step"
 
 
 def test_native_calls_from_a_plugin(native_cluster):

@@ -26,6 +26,8 @@ TEST(ControllerOptionsTest, AppliesKnownTraitsAndReportsOthers) {
   EXPECT_EQ(o.hwm, 0);
   EXPECT_TRUE(ApplyTrait(o, "IPController.restore_engines", "True").ok());
   EXPECT_TRUE(o.restore && o.reuse);
+  EXPECT_TRUE(ApplyTrait(o, "Session.key", "b'0123-abcd'").ok());
+  EXPECT_EQ(o.session_key, "0123-abcd");
   EXPECT_EQ(ApplyTrait(o, "Session.debug", "True").code(), Status::Code::kNotFound);
   EXPECT_EQ(ApplyTrait(o, "TaskScheduler.scheme_name", "pure").code(), Status::Code::kInvalidArgument);
   EXPECT_EQ(ApplyTrait(o, "HeartMonitor.period", "soon").code(), Status::Code::kInvalidArgument);

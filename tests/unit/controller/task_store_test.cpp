@@ -3,6 +3,7 @@
 #include "tests/testutil/testutil.hpp"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "protocol/message.hpp"
 
@@ -102,7 +103,49 @@ TEST_P(TaskStoreTest, ToJsonRestrictsKeysAndParsesParts) {
   EXPECT_EQ(protocol::view(r.buffers.at(0)), "payload");  // shared, not lost by the copy
 }
 
+TEST_P(TaskStoreTest, LabelsAreKeptQueriedAndReturned) {
+  TaskRecord labelled = Record("l1", 4, false);
+  labelled.metadata = R"({"after": [], "label": "run-7"})";
+  ASSERT_TRUE(store_->Add(std::move(labelled)).ok());
+  // Completing it makes DictDB compact the record: the label must survive that.
+  ASSERT_TRUE(store_->Update("l1", [](TaskRecord& r) { r.completed = r.submitted; }).ok());
+  TaskRecord unlabelled = Record("l2", 5, true);
+  unlabelled.metadata = R"({"label": null})";
+  ASSERT_TRUE(store_->Add(std::move(unlabelled)).ok());
+  EXPECT_EQ(Ids(store_->Find(Query({{"label", "run-7"}}))), (std::vector<std::string>{"l1"}));
+  EXPECT_EQ(Ids(store_->Find(Query({{"label", {{"$ne", nullptr}}}}))), (std::vector<std::string>{"l1"}));
+  json all = ToJson(store_->FindIds({"l1"})->at(0), nullptr);
+  EXPECT_EQ(all["label"], "run-7");
+  EXPECT_TRUE(ToJson(store_->FindIds({"a"})->at(0), nullptr)["label"].is_null());  // no metadata at all
+}
+
+TEST_P(TaskStoreTest, GlobQueriesMatchAndMissingValuesNever) {
+  EXPECT_EQ(Ids(store_->Find(Query({{"msg_id", {{"$glob", "[ab]"}}}}))), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(Ids(store_->Find(Query({{"engine_uuid", {{"$glob", "e*"}}}, {"msg_id", {{"$glob", "?"}}}}))),
+            (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_TRUE(store_->Find(Query({{"resubmitted", {{"$glob", "*"}}}}))->empty());  // null everywhere
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, TaskStoreTest, ::testing::Values("memory", "sqlite"));
+
+TEST(RecordQueryTest, GlobIsPythonsFnmatchcase) {
+  // Expectations from Python 3.11's fnmatch.fnmatchcase, which 9.1's DictDB uses.
+  const std::tuple<const char*, const char*, bool> cases[] = {
+      {"run-7", "run-*", true},   {"run-7", "run-?", true},   {"run-17", "run-?", false},
+      {"abc", "[a-c]bc", true},   {"dbc", "[!a-c]bc", true},  {"]x", "[]]x", true},
+      {"[x", "[x", true},         {"a-", "a[a-]", true},      {"a^", "a[^]", true},
+      {"", "*", true},            {"x", "[]", false},         {"\xe6\x97\xa5\xe6\x9c\xac", "\xe6\x97\xa5?", true},
+      {"abc", "*c*", true},       {"ab", "a*b*c", false},     {"a/b", "a*b", true},
+      {"abc", "ABC", false},      {"aXb", "a[!]]b", true},    {"a]b", "a[!]]b", false}};
+  for (const auto& [name, pattern, expected] : cases) {
+    TaskRecord r;
+    r.metadata = json{{"label", name}}.dump();
+    EXPECT_EQ(Query({{"label", {{"$glob", pattern}}}}).Matches(r), expected) << name << " ~ " << pattern;
+  }
+  TaskRecord unlabelled;
+  EXPECT_FALSE(Query({{"label", {{"$glob", "*"}}}}).Matches(unlabelled));
+  EXPECT_FALSE(RecordQuery::Parse({{"label", {{"$glob", 5}}}}).ok());
+}
 
 TEST(SqliteTaskStoreTest, RecordsAndBuffersSurviveReopening) {
   testutil::TempDir dir;
@@ -129,6 +172,43 @@ TEST(SqliteTaskStoreTest, RecordsAndBuffersSurviveReopening) {
   EXPECT_EQ(r.result_buffers[1].size(), 0u);
   EXPECT_EQ(protocol::view(r.buffers.at(0)), "payload");
   EXPECT_EQ(r.completed, TimePoint(std::chrono::seconds(1700000006)));
+}
+
+TEST(SqliteTaskStoreTest, FileWithoutLabelColumnIsMigrated) {
+  testutil::TempDir dir;
+  auto file = dir.path() / "tasks.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  // The table as versions before task labels created it.
+  const char* old_schema =
+      "CREATE TABLE tasks (msg_id TEXT PRIMARY KEY, header TEXT, metadata TEXT, content TEXT, "
+      "buffers BLOB, submitted INTEGER, client_uuid TEXT, engine_uuid TEXT, started INTEGER, "
+      "completed INTEGER, resubmitted TEXT, received INTEGER, result_header TEXT, "
+      "result_metadata TEXT, result_content TEXT, result_buffers BLOB, queue TEXT, "
+      "execute_input TEXT, execute_result TEXT, error TEXT, stdout TEXT, stderr TEXT);"
+      "INSERT INTO tasks (msg_id, metadata, submitted) VALUES ('old', '{\"label\": \"L\"}', 1)";
+  ASSERT_EQ(sqlite3_exec(db, old_schema, nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+
+  auto store = SqliteTaskStore::Open(file, "tasks");
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ(Ids((*store)->Find(Query({{"label", "L"}}))), (std::vector<std::string>{"old"}));
+  TaskRecord added = Record("new", 2, true);
+  added.metadata = R"({"label": "M"})";
+  ASSERT_TRUE((*store)->Add(std::move(added)).ok());
+  (*store)->Flush();
+
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT label FROM tasks ORDER BY submitted", -1, &stmt, nullptr), SQLITE_OK);
+  std::vector<std::string> labels;
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    const unsigned char* text = sqlite3_column_text(stmt, 0);
+    labels.emplace_back(text ? reinterpret_cast<const char*>(text) : "NULL");
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  EXPECT_EQ(labels, (std::vector<std::string>{"L", "M"}));
 }
 
 TEST(SqliteTaskStoreTest, UnwritableLocationIsAClearError) {

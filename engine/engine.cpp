@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "protocol/clock.hpp"
 #include "protocol/errors.hpp"
@@ -26,6 +27,23 @@ std::string ReplyType(const std::string& request_type) {
 // ,"key":"text" when there is text: what a function printed, in its reply.
 std::string Printed(const char* key, const std::string& text) {
   return text.empty() ? std::string() : std::string(",\"") + key + "\":" + protocol::JsonString(text);
+}
+// A signal_request's "sig": a number, or a name as Python's signal module spells it (9.1's
+// engine looks the name up there). nullopt: not a signal.
+std::optional<int> SignalNumber(const json& sig) {
+  static const std::pair<const char*, int> kNames[] = {
+      {"SIGHUP", SIGHUP},   {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT}, {"SIGKILL", SIGKILL},
+      {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
+      {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP}, {"SIGTSTP", SIGTSTP}};
+  if (sig.is_number_integer()) {
+    int n = sig.get<int>();
+    return n > 0 && n < NSIG ? std::optional<int>(n) : std::nullopt;
+  }
+  if (!sig.is_string()) return std::nullopt;
+  for (auto [name, number] : kNames) {
+    if (sig.get<std::string>() == name) return number;
+  }
+  return std::nullopt;
 }
 json KernelInfo() {
   return {{"status", "ok"}, {"protocol_version", protocol::kProtocolVersion},
@@ -406,14 +424,14 @@ void Engine::OnControl() {
     } else if (type == "signal_request" || type == "interrupt_request") {
       // SIGINT (or any signal asked for) interrupts the current work: a command's whole process
       // group gets it, a native function sees CallContext::interrupted().
-      int sig = SIGINT;
-      json s = content.value("sig", json(SIGINT));
-      if (s.is_number_integer()) sig = s.get<int>();
-      if (s.is_string() && s.get<std::string>() == "SIGTERM") sig = SIGTERM;
-      if (s.is_string() && s.get<std::string>() == "SIGKILL") sig = SIGKILL;
+      std::optional<int> sig = SignalNumber(content.value("sig", json(SIGINT)));
+      if (!sig) {
+        ReplyError(control_out_, request, "ValueError", "unknown signal " + content.value("sig", json()).dump());
+        continue;
+      }
       executor_.control().interrupt.store(true);
       pid_t group = executor_.control().process_group.load();
-      if (group > 0) kill(-group, sig);
+      if (group > 0) kill(-group, *sig);
       Reply(control_out_, request, type == "signal_request" ? "signal_reply" : "interrupt_reply", {{"status", "ok"}},
             false);
     } else if (type == "kernel_info_request") {

@@ -166,6 +166,27 @@ def test_abort_and_interrupt(make_cluster):
     assert native.call(e0, "ipp.echo", "alive")["content"]["ipp_result"] == "alive"
 
 
+def test_signals_by_name_as_python_spells_them(make_cluster, tmp_path):
+    # 9.1's Client.send_signal sends names ("SIGUSR1"); the engine looks them up like Python's
+    # signal module and refuses a name that is not a signal.
+    cluster = make_cluster(engines=0, native_engines=1)
+    native = cluster.native()
+    e0 = uuids(cluster)[0]
+    mark, ready = tmp_path / "usr1", tmp_path / "ready"
+    running = native.send(e0, "execute_request", {
+        "code": f"trap 'echo got > {mark}; exit 3' USR1; touch {ready}; while :; do sleep 0.05; done"})
+    wait_for(ready.exists, what="the command to start")
+    native.send(e0, "signal_request", {"sig": "SIGFOO"}, channel="control")
+    refused = native.recv("control")["content"]
+    assert refused["status"] == "error" and refused["ename"] == "ValueError" and "SIGFOO" in refused["evalue"]
+    native.send(e0, "signal_request", {"sig": "SIGUSR1"}, channel="control")
+    assert native.recv("control")["content"]["status"] == "ok"
+    reply = native.recv()
+    assert reply["parent_header"]["msg_id"] == running["header"]["msg_id"]
+    assert reply["content"]["status"] == "error"
+    assert mark.read_text() == "got\n"
+
+
 def test_shutdown_request_and_sigterm_unregister(make_cluster):
     cluster = make_cluster(engines=0, native_engines=2)
     rc = cluster.client()

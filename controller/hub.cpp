@@ -53,7 +53,7 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
       log_(std::move(log)),
       on_shutdown_(std::move(on_shutdown)),
       query_(context, zmq::socket_type::router),
-      notifier_(context, zmq::socket_type::pub),
+      notifier_(context, zmq::socket_type::xpub),
       monitor_(context, zmq::socket_type::pull),
       resubmit_(context, zmq::socket_type::dealer),
       heart_(context, options_.ping_period, options_.max_heartbeat_misses,
@@ -92,6 +92,7 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
   query_.set(zmq::sockopt::sndhwm, 0);
   query_.set(zmq::sockopt::rcvhwm, 0);
   notifier_.set(zmq::sockopt::sndhwm, 0);
+  notifier_.set(zmq::sockopt::xpub_verbose, 1);  // every subscription, also a repeated one
   monitor_.set(zmq::sockopt::rcvhwm, 0);
 }
 
@@ -129,6 +130,7 @@ void Hub::Attach(Reactor& reactor) {
   }
   resubmit_.connect(options_.resubmit_url);
   reactor.add(query_, [this] { OnQuery(); });
+  reactor.add(notifier_, [this] { OnNotificationSubscriptions(); });
   reactor.add(monitor_, [this] { OnMonitor(); });
   reactor.add(resubmit_, [this] {
     while (protocol::TryRecv(resubmit_)) {
@@ -190,6 +192,20 @@ void Hub::Reply(Message& request, std::string_view msg_type, json content, Frame
 
 void Hub::Notify(std::string_view msg_type, json content) {
   protocol::Send(notifier_, session_.serialize(session_.make(msg_type, std::move(content))));
+}
+
+void Hub::OnNotificationSubscriptions() {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    zmq::message_t frame;
+    if (!notifier_.recv(frame, zmq::recv_flags::dontwait)) return;
+    // 1 + topic subscribes; 0 + topic unsubscribes.
+    if (frame.size() == 0 || frame.data<char>()[0] != 1) continue;
+    // Clients subscribe after their connection_reply listed the engines: an engine registered
+    // in between would be announced before the subscription took effect, and never be known.
+    // So every live engine is announced again to each new subscriber (clients take a repeated
+    // registration_notification as the same engine).
+    for (const auto& [id, e] : engines_) Notify("registration_notification", {{"id", id}, {"uuid", e.uuid}});
+  }
 }
 
 void Hub::ConnectionRequest(Message& m) {

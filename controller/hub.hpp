@@ -127,6 +127,7 @@ class Hub {
   void SaveEngineState() const;
   void LoadEngineState();
   void Notify(std::string_view msg_type, nlohmann::json content);
+  void OnNotificationSubscriptions();
 
   // Monitor channel. Read in paced batches: after a batch that emptied the channel, the hub
   // stops watching it for kMonitorPause. Every hub wake-up lands on a core some message needs

@@ -473,6 +473,34 @@ def test_cluster_settings_from_environment_and_arguments_win(tmp_path):
             p.wait(10)
 
 
+def test_each_new_notification_subscriber_hears_of_every_live_engine(shared_cluster):
+    # The stock client subscribes to notifications only after its connection_reply listed the
+    # engines: one registered in between was never known to it (ipp.Cluster's
+    # start_and_connect then waited for it until its timeout). Our hub announces every live
+    # engine again to each new subscriber.
+    import json
+    from jupyter_client.session import Session
+    info = json.load(open(shared_cluster.connection_file("client")))
+    session = Session(key=info["key"].encode(), signature_scheme="hmac-sha256")
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"{info['interface']}:{info['notification']}")
+    rc = shared_cluster.client()
+    expected = {int(k): v for k, v in rc._engines.items()}
+    assert len(expected) == 2
+    heard = {}
+    deadline = time.monotonic() + 10
+    while heard != expected and time.monotonic() < deadline:
+        if sub.poll(200):
+            _, msg = session.recv(sub, mode=zmq.NOBLOCK)
+            if msg and msg["header"]["msg_type"] == "registration_notification":
+                heard[msg["content"]["id"]] = msg["content"]["uuid"]
+    sub.close()
+    assert heard == expected
+
+
 def _raw_session(cluster):
     import json
     from jupyter_client.session import Session

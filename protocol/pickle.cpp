@@ -27,7 +27,6 @@ constexpr char kEmptyList = ']';
 constexpr char kAppend = 'a';
 constexpr char kAppends = 'e';
 constexpr char kEmptyDict = '}';
-constexpr char kSetItem = 's';
 constexpr char kSetItems = 'u';
 constexpr char kEmptyTuple = ')';
 constexpr char kTuple = 't';

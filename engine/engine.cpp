@@ -422,14 +422,15 @@ void Engine::OnControl() {
       Leave(0);
       return;
     } else if (type == "signal_request" || type == "interrupt_request") {
-      // SIGINT (or any signal asked for) interrupts the current work: a command's whole process
-      // group gets it, a native function sees CallContext::interrupted().
+      // A command's whole process group gets the signal asked for, as Python's kernel gets it.
+      // Only SIGINT also interrupts: a native function sees CallContext::interrupted() and a
+      // command that ignores it is ended. Any other signal is the command's to handle (a trap).
       std::optional<int> sig = SignalNumber(content.value("sig", json(SIGINT)));
       if (!sig) {
         ReplyError(control_out_, request, "ValueError", "unknown signal " + content.value("sig", json()).dump());
         continue;
       }
-      executor_.control().interrupt.store(true);
+      if (*sig == SIGINT) executor_.control().interrupt.store(true);
       pid_t group = executor_.control().process_group.load();
       if (group > 0) kill(-group, *sig);
       Reply(control_out_, request, type == "signal_request" ? "signal_reply" : "interrupt_reply", {{"status", "ok"}},

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/spawn.hpp"
+
 namespace ipp::engine {
 
 std::string CommandResult::describe(const std::string& command) const {
@@ -32,27 +34,22 @@ CommandResult RunCommand(const std::string& command, std::chrono::milliseconds t
     result.stderr_text = std::string("pipe: ") + std::strerror(errno);
     return result;
   }
-  pid_t pid = fork();
-  if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
-    setpgid(0, 0);
-    dup2(out_pipe[1], 1);
-    dup2(err_pipe[1], 2);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
-    signal(SIGPIPE, SIG_DFL);
-    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  SpawnOptions options;
+  options.group = SpawnOptions::Group::kNewGroup;
+  options.stdout_fd = out_pipe[1];
+  options.stderr_fd = err_pipe[1];
+  options.default_signals = {SIGPIPE};
+  options.program = "/bin/sh";
+  Result<pid_t> spawned = Spawn({"sh", "-c", command}, options);
   close(out_pipe[1]);
   close(err_pipe[1]);
-  if (pid < 0) {
+  if (!spawned.ok()) {
     close(out_pipe[0]);
     close(err_pipe[0]);
-    result.stderr_text = std::string("fork: ") + std::strerror(errno);
+    result.stderr_text = spawned.status().message();
     return result;
   }
-  setpgid(pid, pid);  // also here: no race with the child's own call
+  const pid_t pid = *spawned;
   if (control) control->process_group.store(pid);
 
   auto start = std::chrono::steady_clock::now();

@@ -7,23 +7,23 @@ namespace ipp::launchers {
 namespace {
 const std::vector<BatchSystem>& Systems() {
   static const std::vector<BatchSystem> systems = {
-      {"Slurm", {"sbatch"}, {"scancel"}, R"((?:Submitted batch job\s+)?(\d+))",
+      {"Slurm", "#SBATCH ", "--partition=", "--account=", "--time=", {"sbatch"}, {"scancel"}, R"((?:Submitted batch job\s+)?(\d+))",
        "#!/bin/sh\n#SBATCH --job-name=ipp-engine-{cluster_id}\n#SBATCH --ntasks={n}\n"
        "#SBATCH --output={log_dir}/slurm-engine-%j.log\n{queue_line}{account_line}{walltime_line}{extra}\n"
        "srun --kill-on-bad-exit=0 {command}\n",
        "#!/bin/sh\n#SBATCH --job-name=ipp-controller-{cluster_id}\n#SBATCH --ntasks=1\n"
        "#SBATCH --output={log_dir}/slurm-controller-%j.log\n{queue_line}{account_line}{walltime_line}{extra}\n"
        "{command}\n"},
-      {"PBS", {"qsub"}, {"qdel"}, R"(^(\d+[\w.\-]*))",
+      {"PBS", "#PBS ", "-q ", "-A ", "-l walltime=", {"qsub"}, {"qdel"}, R"(^(\d+[\w.\-]*))",
        "#!/bin/sh\n#PBS -V\n#PBS -N ipp-engine\n#PBS -t 1-{n}\n{queue_line}{account_line}{walltime_line}{extra}\n{command}\n",
        "#!/bin/sh\n#PBS -V\n#PBS -N ipp-controller\n{queue_line}{account_line}{walltime_line}{extra}\n{command}\n"},
-      {"SGE", {"qsub", "-terse"}, {"qdel"}, R"(^(\d+))",
+      {"SGE", "#$ ", "-q ", "-A ", "-l walltime=", {"qsub", "-terse"}, {"qdel"}, R"(^(\d+))",
        "#$ -V\n#$ -S /bin/sh\n#$ -N ipp-engine\n#$ -t 1-{n}\n#$ -j y\n#$ -o {log_dir}\n{queue_line}{account_line}{walltime_line}{extra}\n{command}\n",
        "#$ -V\n#$ -S /bin/sh\n#$ -N ipp-controller\n#$ -j y\n#$ -o {log_dir}\n{queue_line}{account_line}{walltime_line}{extra}\n{command}\n"},
-      {"LSF", {"bsub"}, {"bkill"}, R"(Job <(\d+)>)",
+      {"LSF", "#BSUB ", "-q ", "-P ", "-W ", {"bsub"}, {"bkill"}, R"(Job <(\d+)>)",
        "#!/bin/sh\n#BSUB -J ipp-engine[1-{n}]\n#BSUB -o {log_dir}/lsf-engine-%J.log\n{queue_line}{account_line}{walltime_line}{extra}\n{command}\n",
        "#!/bin/sh\n#BSUB -J ipp-controller\n#BSUB -o {log_dir}/lsf-controller-%J.log\n{queue_line}{account_line}{walltime_line}{extra}\n{command}\n"},
-      {"HTCondor", {"condor_submit"}, {"condor_rm"}, R"(submitted to cluster (\d+))",
+      {"HTCondor", "", "", "", "", {"condor_submit"}, {"condor_rm"}, R"(submitted to cluster (\d+))",
        "universe = vanilla\nexecutable = /bin/sh\narguments = \"-c '{command}'\"\n"
        "log = {log_dir}/condor-engine.log\noutput = {log_dir}/condor-engine-$(Process).out\n"
        "error = {log_dir}/condor-engine-$(Process).err\ngetenv = true\n{extra}\nqueue {n}\n",
@@ -61,6 +61,16 @@ Result<std::string> FillTemplate(const std::string& text, const Json& fields) {
     i = close + 1;
   }
   return out;
+}
+
+Json DirectiveLines(const BatchSystem& system, const Json& section) {
+  auto line = [&](const char* key, const std::string& flag) {
+    std::string value = section.value(key, std::string());
+    return system.directive.empty() || value.empty() ? std::string() : system.directive + flag + value + "\n";
+  };
+  return {{"queue_line", line("queue", system.queue_flag)},
+          {"account_line", line("account", system.account_flag)},
+          {"walltime_line", line("walltime", system.walltime_flag)}};
 }
 
 Result<std::string> ParseJobId(const BatchSystem& system, const std::string& output) {

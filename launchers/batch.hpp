@@ -1,7 +1,9 @@
 // Batch launchers are data: submit and cancel commands, how to find the job id in the submit
 // command's output, and a job-script template (replaceable per system in the profile's
 // ipcluster_config.json). The template fields are {n}, {queue}, {account}, {walltime},
-// {extra}, {cluster_id}, {profile_dir}, {command} (the ipengine or ipcontroller command line).
+// {queue_line}, {account_line}, {walltime_line} (those three as directives, empty when not
+// set), {extra}, {cluster_id}, {profile_dir}, {log_dir}, {command} (the ipengine or
+// ipcontroller command line). Everything one system does differently is in its row.
 #pragma once
 
 #include <string>
@@ -13,6 +15,9 @@ namespace ipp::launchers {
 
 struct BatchSystem {
   std::string name;                     // Slurm, PBS, SGE, LSF, HTCondor
+  // How a job script states the queue, account and walltime: the directive prefix ("#SBATCH ";
+  // empty for HTCondor, whose submit file has no such lines) and each one's flag.
+  std::string directive, queue_flag, account_flag, walltime_flag;
   std::vector<std::string> submit;      // the script path is appended (HTCondor: submit file)
   std::vector<std::string> cancel;      // the job id is appended
   std::string job_id_regex;             // first capture group is the job id
@@ -22,6 +27,9 @@ struct BatchSystem {
 const BatchSystem* FindBatchSystem(const std::string& canonical_name);
 // Fills a template's {fields}; unknown fields are an error naming them.
 Result<std::string> FillTemplate(const std::string& text, const Json& fields);
+// {queue_line}, {account_line}, {walltime_line} for the "queue", "account" and "walltime" of
+// `section` (the system's part of ipcluster_config.json), e.g. "#SBATCH --partition=debug\n".
+Json DirectiveLines(const BatchSystem& system, const Json& section);
 Result<std::string> ParseJobId(const BatchSystem& system, const std::string& submit_output);
 
 }  // namespace ipp::launchers

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/spawn.hpp"
 #include "launchers/batch.hpp"
 #include "protocol/connection_file.hpp"
 
@@ -26,29 +27,13 @@ namespace fs = std::filesystem;
 // Processes
 
 Result<pid_t> Spawn(const std::vector<std::string>& argv, const fs::path& log) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
   int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return Status::IOError("cannot open log file " + log.string());
-  pid_t pid = fork();
-  if (pid < 0) {
-    ::close(fd);
-    return Status::Unavailable("fork failed");
-  }
-  if (pid == 0) {
-    setsid();
-    dup2(fd, 1);
-    dup2(fd, 2);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGPIPE, SIG_DFL);
-    execvp(args[0], args.data());
-    dprintf(2, "cannot run %s: %s\n", args[0], strerror(errno));
-    _exit(127);
-  }
+  SpawnOptions options;
+  options.group = SpawnOptions::Group::kNewSession;
+  options.stdout_fd = options.stderr_fd = fd;
+  options.default_signals = {SIGINT, SIGTERM, SIGPIPE};
+  Result<pid_t> pid = ipp::Spawn(argv, options);
   ::close(fd);
   return pid;
 }
@@ -369,13 +354,9 @@ class SshLauncher : public ProcessSetLauncher {
     for (auto& [host, count_json] : hosts.items()) {
       int count = count_json.get<int>();
       for (int i = 0; i < count && (n <= 0 || started < n); ++i, ++started) {
-        // -tt: the remote engine gets a terminal, so it is hung up when we end the session.
-        std::vector<std::string> argv = {ssh.value("ssh", std::string("ssh")), "-tt"};
-        for (const auto& a : ssh.value("ssh_args", Json::array())) argv.push_back(a.get<std::string>());
         std::vector<std::string> engine = {remote};
         engine.insert(engine.end(), context_.engine_args.begin(), context_.engine_args.end());
-        argv.push_back(host);
-        argv.push_back("IPP_CONNECTION_INFO=" + ShellQuote({info}) + " exec " + ShellQuote(engine));
+        auto argv = SshCommand(ssh, host, "IPP_CONNECTION_INFO=" + ShellQuote({info}) + " exec " + ShellQuote(engine));
         fs::path log = context_.log_dir / ("ssh-engine-" + host + "-" + std::to_string(getpid()) + "-" + std::to_string(started) + ".log");
         if (Status s = Launch(argv, log); !s.ok()) return s;  // ssh ends the remote engine when stopped
       }
@@ -392,13 +373,19 @@ class SshLauncher : public ProcessSetLauncher {
     Json ssh = context_.config.value("ssh", Json::object());
     std::string host = ssh.value("controller", std::string());
     if (host.empty()) return Status::InvalidArgument("an SSH controller needs \"ssh\": {\"controller\": \"host\"} in ipcluster_config.json");
-    std::vector<std::string> argv = {ssh.value("ssh", std::string("ssh")), "-tt"};
-    for (const auto& a : ssh.value("ssh_args", Json::array())) argv.push_back(a.get<std::string>());
     std::vector<std::string> command = ControllerCommand(context_);
     command[0] = ssh.value("remote_ipcontroller", std::string("ipcontroller"));
+    return Launch(SshCommand(ssh, host, "exec " + ShellQuote(command)), context_.log_dir / ("ssh-controller-" + host + "-" + std::to_string(getpid()) + ".log"));
+  }
+
+  // ssh to `host` running `remote` (a shell command line) there, as the "ssh" section says.
+  // -tt: the remote process gets a terminal, so it is hung up when we end the session.
+  static std::vector<std::string> SshCommand(const Json& ssh, const std::string& host, const std::string& remote) {
+    std::vector<std::string> argv = {ssh.value("ssh", std::string("ssh")), "-tt"};
+    for (const auto& a : ssh.value("ssh_args", Json::array())) argv.push_back(a.get<std::string>());
     argv.push_back(host);
-    argv.push_back("exec " + ShellQuote(command));
-    return Launch(argv, context_.log_dir / ("ssh-controller-" + host + "-" + std::to_string(getpid()) + ".log"));
+    argv.push_back(remote);
+    return argv;
   }
 
   bool controller_;
@@ -406,6 +393,17 @@ class SshLauncher : public ProcessSetLauncher {
 
 // ---------------------------------------------------------------------------------------------
 // Batch systems
+
+// Runs a submit or cancel command, its output appended to `log`; its exit status (-1 if a
+// signal ended it).
+Result<int> RunToEnd(const std::vector<std::string>& argv, const fs::path& log) {
+  Result<pid_t> pid = Spawn(argv, log);
+  if (!pid.ok()) return pid.status();
+  int status = 0;
+  while (waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 class BatchLauncher : public Launcher {
  public:
@@ -423,22 +421,14 @@ class BatchLauncher : public Launcher {
       if (!in) return Status::NotFound("cannot read job template " + custom);
       tmpl.assign((std::istreambuf_iterator<char>(in)), {});
     }
-    auto line = [&](const char* key, const char* directive) {
-      std::string v = cfg.value(key, std::string());
-      return v.empty() ? std::string() : std::string(directive) + v + "\n";
-    };
-    std::string prefix = system_.name == "Slurm" ? "#SBATCH " : system_.name == "PBS" ? "#PBS " :
-                         system_.name == "SGE" ? "#$ " : system_.name == "LSF" ? "#BSUB " : "";
     std::string extra;
     for (const auto& d : cfg.value("extra_directives", Json::array())) extra += d.get<std::string>() + "\n";
     std::vector<std::string> command = controller_ ? ControllerCommand(context_) : EngineCommand(context_);
     Json fields = {{"n", n}, {"cluster_id", context_.cluster_id}, {"profile_dir", context_.profile_dir.string()},
                    {"log_dir", context_.log_dir.string()}, {"command", ShellQuote(command)}, {"extra", extra},
                    {"queue", cfg.value("queue", "")}, {"account", cfg.value("account", "")},
-                   {"walltime", cfg.value("walltime", "")},
-                   {"queue_line", prefix.empty() ? "" : line("queue", (prefix + (system_.name == "Slurm" ? "--partition=" : system_.name == "LSF" ? "-q " : "-q ")).c_str())},
-                   {"account_line", prefix.empty() ? "" : line("account", (prefix + (system_.name == "Slurm" ? "--account=" : system_.name == "LSF" ? "-P " : "-A ")).c_str())},
-                   {"walltime_line", prefix.empty() ? "" : line("walltime", (prefix + (system_.name == "Slurm" ? "--time=" : system_.name == "LSF" ? "-W " : "-l walltime=")).c_str())}};
+                   {"walltime", cfg.value("walltime", "")}};
+    fields.update(DirectiveLines(system_, cfg));
     Result<std::string> script = FillTemplate(tmpl, fields);
     if (!script.ok()) return script.status();
     script_ = context_.profile_dir / ((controller_ ? "ipcontroller-" : "ipengine-") + lower + "-" + std::to_string(getpid()) + ".job");
@@ -453,13 +443,11 @@ class BatchLauncher : public Launcher {
     // One output file per submission: the job id is parsed from it.
     fs::path log = context_.log_dir / (lower + (controller_ ? "-submit-controller-" : "-submit-engines-") +
                                        std::to_string(getpid()) + "-" + std::to_string(++submissions_) + ".log");
-    Result<pid_t> pid = Spawn(argv, log);
-    if (!pid.ok()) return pid.status();
-    int status = 0;
-    waitpid(*pid, &status, 0);
+    Result<int> status = RunToEnd(argv, log);
+    if (!status.ok()) return status.status();
     std::ifstream in(log);
     std::string output((std::istreambuf_iterator<char>(in)), {});
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (*status != 0) {
       return Status::Unavailable(system_.name + " submission failed (" + argv[0] + "): " + output);
     }
     Result<std::string> job = ParseJobId(system_, output);
@@ -472,13 +460,9 @@ class BatchLauncher : public Launcher {
     if (job_id_.empty()) return Status::OK();
     std::vector<std::string> argv = system_.cancel;
     argv.push_back(job_id_);
-    Result<pid_t> pid = Spawn(argv, context_.log_dir / "batch-cancel.log");
-    if (!pid.ok()) return pid.status();
-    int status = 0;
-    waitpid(*pid, &status, 0);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0
-               ? Status::OK()
-               : Status::Unavailable(system_.name + " could not cancel job " + job_id_);
+    Result<int> status = RunToEnd(argv, context_.log_dir / "batch-cancel.log");
+    if (!status.ok()) return status.status();
+    return *status == 0 ? Status::OK() : Status::Unavailable(system_.name + " could not cancel job " + job_id_);
   }
   int Alive() override { return -1; }
   std::string FailureLog() override { return "job " + job_id_ + " (script " + script_.string() + ")"; }

@@ -48,5 +48,24 @@ TEST(BatchTest, TemplatesFillEveryFieldAndNameUnknownOnes) {
   EXPECT_NE(unknown.status().message().find("{nodes}"), std::string::npos);
 }
 
+TEST(BatchTest, EachSystemsRowSaysHowItsScriptsNameQueueAccountAndWalltime) {
+  Json section = {{"queue", "debug"}, {"account", "proj"}, {"walltime", "01:00:00"}};
+  EXPECT_EQ(DirectiveLines(*FindBatchSystem("Slurm"), section),
+            (Json{{"queue_line", "#SBATCH --partition=debug\n"}, {"account_line", "#SBATCH --account=proj\n"},
+                  {"walltime_line", "#SBATCH --time=01:00:00\n"}}));
+  EXPECT_EQ(DirectiveLines(*FindBatchSystem("PBS"), section),
+            (Json{{"queue_line", "#PBS -q debug\n"}, {"account_line", "#PBS -A proj\n"},
+                  {"walltime_line", "#PBS -l walltime=01:00:00\n"}}));
+  EXPECT_EQ(DirectiveLines(*FindBatchSystem("SGE"), section)["walltime_line"], "#$ -l walltime=01:00:00\n");
+  EXPECT_EQ(DirectiveLines(*FindBatchSystem("LSF"), section),
+            (Json{{"queue_line", "#BSUB -q debug\n"}, {"account_line", "#BSUB -P proj\n"},
+                  {"walltime_line", "#BSUB -W 01:00:00\n"}}));
+  // HTCondor's submit file has no directives; unset settings give no line.
+  EXPECT_EQ(DirectiveLines(*FindBatchSystem("HTCondor"), section),
+            (Json{{"queue_line", ""}, {"account_line", ""}, {"walltime_line", ""}}));
+  EXPECT_EQ(DirectiveLines(*FindBatchSystem("Slurm"), Json{{"queue", "debug"}}),
+            (Json{{"queue_line", "#SBATCH --partition=debug\n"}, {"account_line", ""}, {"walltime_line", ""}}));
+}
+
 }  // namespace
 }  // namespace ipp::launchers

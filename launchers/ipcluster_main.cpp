@@ -15,6 +15,7 @@
 #include "common/cli.hpp"
 #include "common/logging.hpp"
 #include "ipp/client.hpp"
+#include "launchers/cluster.hpp"
 #include "launchers/config.hpp"
 #include "launchers/launcher.hpp"
 #include "protocol/connection_file.hpp"
@@ -34,25 +35,23 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// What every command parses: the profile and cluster id, beside its own options.
 struct Common {
   std::string profile = "default", profile_dir, cluster_id;
+  po::options_description options{"Options"};
+  po::variables_map vm;
+
+  Common() {
+    options.add_options()("profile", po::value(&profile)->default_value("default"), "profile name")
+        ("profile-dir", po::value(&profile_dir), "explicit profile directory")
+        ("cluster-id", po::value(&cluster_id)->default_value(""), "cluster id (several clusters per profile)");
+  }
+  // As ipp::cli::Parse: -1 to go on, else the exit code.
+  int Parse(int argc, char** argv, const std::string& usage, std::vector<std::string>* traitlets = nullptr) {
+    return ipp::cli::Parse(argc, argv, usage, options, vm, traitlets);
+  }
+  ipp::protocol::ProfileDir Profile() const { return ipp::protocol::ProfileDir::Resolve(profile, profile_dir); }
 };
-
-void AddCommon(po::options_description& o, Common& c) {
-  o.add_options()("profile", po::value(&c.profile)->default_value("default"), "profile name")
-      ("profile-dir", po::value(&c.profile_dir), "explicit profile directory")
-      ("cluster-id", po::value(&c.cluster_id)->default_value(""), "cluster id (several clusters per profile)");
-}
-
-fs::path ClusterFile(const ipp::protocol::ProfileDir& p, const std::string& id) {
-  return p.security_dir() / ("cluster-" + id + ".json");
-}
-
-fs::path BinDir() {
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::path() : self.parent_path();
-}
 
 Json LoadConfig(const ipp::protocol::ProfileDir& p, std::string* error) {
   auto config = ipp::launchers::LoadClusterConfig(p.root() / "ipcluster_config.json");
@@ -61,219 +60,12 @@ Json LoadConfig(const ipp::protocol::ProfileDir& p, std::string* error) {
   return Json::object();
 }
 
-ipp::launchers::LaunchContext Context(const ipp::protocol::ProfileDir& p, const std::string& cluster_id, const Json& cfg) {
-  ipp::launchers::LaunchContext c;
-  c.profile_dir = p.root();
-  c.cluster_id = cluster_id;
-  c.bin_dir = BinDir();
-  c.log_dir = p.log_dir();
-  c.config = cfg;
-  for (const auto& a : cfg.value("controller_args", Json::array())) c.controller_args.push_back(a.get<std::string>());
-  for (const auto& a : cfg.value("engine_args", Json::array())) c.engine_args.push_back(a.get<std::string>());
-  return c;
-}
-
-struct Cluster {
-  Json file;  // as saved
-  std::unique_ptr<ipp::launchers::Launcher> controller;
-  std::vector<std::unique_ptr<ipp::launchers::Launcher>> engine_sets;
-};
-
-Json Describe(const Cluster& c, const ipp::launchers::LaunchContext& ctx, int n) {
-  Json sets = Json::array();
-  for (const auto& s : c.engine_sets) {
-    sets.push_back({{"class", s->kind()}, {"state", s->State()}, {"logs", s->LogLocation()}});
-  }
-  Json controller = {{"class", c.controller ? c.controller->kind() : ""}, {"state", c.controller ? c.controller->State() : Json()}};
-  if (c.controller) controller["logs"] = c.controller->LogLocation();
-  return {{"cluster", {{"profile_dir", ctx.profile_dir.string()}, {"cluster_id", ctx.cluster_id}, {"n", n}}},
-          {"controller", controller},
-          {"engines", {{"sets", sets}}},
-          {"ipcluster_pid", getpid()}};
-}
-
 // Where a daemonized ipcluster (the process that supervises the cluster) logs.
 fs::path OwnLog(const ipp::protocol::ProfileDir& p, const std::string& cluster_id) {
   return p.log_dir() / ("ipcluster-" + (cluster_id.empty() ? "" : cluster_id + "-") + std::to_string(getpid()) + ".log");
 }
 
-// Where a cluster's processes log, from its cluster file.
-Json LogsOf(const Json& file) {
-  Json logs = {{"controller", file["controller"].value("logs", "")}, {"engines", Json::array()}};
-  for (const auto& set : file["engines"].value("sets", Json::array())) logs["engines"].push_back(set.value("logs", ""));
-  if (file.contains("ipcluster_log")) logs["ipcluster"] = file["ipcluster_log"];
-  return logs;
-}
-
-// "logs: controller X; engines Y; ipcluster Z", as start and list print them.
-std::string LogLine(const Json& logs) {
-  std::string out = "logs: controller " + logs["controller"].get<std::string>();
-  for (const auto& e : logs["engines"]) out += "; engines " + e.get<std::string>();
-  if (logs.contains("ipcluster")) out += "; ipcluster " + logs["ipcluster"].get<std::string>();
-  return out;
-}
-
-ipp::Status Save(const fs::path& path, const Json& j) { return ipp::protocol::WritePrivateFile(path, j.dump(2)); }
-
-ipp::Result<Cluster> Load(const fs::path& path, const ipp::launchers::LaunchContext& ctx) {
-  std::ifstream in(path);
-  if (!in) return ipp::Status::NotFound("no cluster file " + path.string() + " (is a cluster running with this profile and cluster id?)");
-  Json j = Json::parse(in, nullptr, false);
-  if (j.is_discarded()) return ipp::Status::InvalidArgument(path.string() + " is not valid JSON");
-  Cluster c;
-  c.file = j;
-  Json controller = j.value("controller", Json::object());
-  if (!controller.value("class", std::string()).empty()) {
-    auto l = ipp::launchers::MakeControllerLauncher(controller["class"], ctx, controller["state"]);
-    if (!l.ok()) return l.status();
-    c.controller = std::move(l).value();
-  }
-  for (const auto& s : j["engines"].value("sets", Json::array())) {
-    auto l = ipp::launchers::MakeEngineLauncher(s["class"], ctx, s["state"]);
-    if (!l.ok()) return l.status();
-    c.engine_sets.push_back(std::move(l).value());
-  }
-  return c;
-}
-
-void StopAll(Cluster& c) {
-  for (auto& s : c.engine_sets) {
-    if (auto st = s->Stop(); !st.ok()) std::cerr << "ipcluster: " << st.message() << std::endl;
-  }
-  if (c.controller) {
-    if (auto st = c.controller->Stop(); !st.ok()) std::cerr << "ipcluster: " << st.message() << std::endl;
-  }
-}
-
-// Whether `pid` is an ipcluster other than us (a recorded pid may have been reused since).
-bool IsOtherIpcluster(pid_t pid) {
-  if (pid <= 0 || pid == getpid() || !ipp::launchers::ProcessAlive(pid)) return false;
-  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-  std::string name;
-  std::getline(comm, name);
-  return name == "ipcluster";
-}
-
-// How launched processes ended, with the end of each one's log (the first few).
-std::string DescribeExits(const std::vector<ipp::launchers::ProcessExit>& exits) {
-  std::string out;
-  const size_t shown = 3;
-  for (size_t i = 0; i < exits.size() && i < shown; ++i) {
-    const auto& e = exits[i];
-    out += "\n  pid " + std::to_string(e.pid) + " " + e.how + "; the end of its log " + e.log.string() + ":\n" +
-           ipp::launchers::Tail(e.log, exits.size() == 1 ? 25 : 10);  // mpiexec explains itself at length
-  }
-  if (exits.size() > shown) out += "  (and " + std::to_string(exits.size() - shown) + " more)\n";
-  return out;
-}
-
-// Waits for `total` engines. Fails as soon as no more can come: every launcher process has
-// exited (an mpiexec refusing its ranks exits at once), or each one still running has
-// registered and the rest have exited. Batch jobs cannot be watched: then only the timeout ends it.
-ipp::Status WaitForEngines(const ipp::protocol::ProfileDir& p, const std::string& cluster_id, Cluster& c, size_t total,
-                           double timeout) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long>(timeout * 1000));
-  ipp::ClientOptions o = ipp::ClientOptions::ProfileDir(p.root().string(), cluster_id);
-  o.timeout = std::chrono::seconds(10);
-  std::unique_ptr<ipp::Client> client;
-  while (!client) {
-    auto connected = ipp::Client::Connect(o);
-    if (connected.ok()) {
-      client = std::move(connected).value();
-    } else if (std::chrono::steady_clock::now() > deadline || g_stop || (c.controller && c.controller->Alive() == 0)) {
-      return ipp::Status::Timeout("the controller did not come up: " + connected.status().message() +
-                                  (c.controller ? "\n" + c.controller->FailureLog() : ""));
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  while (client->ids().size() < total) {
-    if (g_stop) return ipp::Status::Unavailable("interrupted");
-    int alive = 0;
-    bool watched = !c.engine_sets.empty();
-    std::vector<ipp::launchers::ProcessExit> exits;
-    for (auto& s : c.engine_sets) {
-      int a = s->Alive();
-      if (a < 0) watched = false;  // batch jobs: cannot tell
-      alive += std::max(a, 0);
-      auto e = s->Exits();
-      exits.insert(exits.end(), e.begin(), e.end());
-    }
-    size_t registered = client->ids().size();
-    bool no_more = watched && !exits.empty() && static_cast<size_t>(alive) <= registered &&
-                   (alive == 0 || registered + exits.size() >= total);
-    if (no_more) {
-      return ipp::Status::Unavailable("only " + std::to_string(registered) + " of " + std::to_string(total) +
-                                      " engines registered (" + std::to_string(exits.size()) + " exited" +
-                                      (alive == 0 ? ": every engine launcher process has ended" : "") + "):" +
-                                      DescribeExits(exits));
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      std::string log;
-      for (auto& s : c.engine_sets) {
-        log = s->FailureLog();
-        if (!log.empty()) break;
-      }
-      return ipp::Status::Timeout("only " + std::to_string(registered) + " of " + std::to_string(total) +
-                                  " engines registered in " + std::to_string(static_cast<int>(timeout)) +
-                                  " s (--timeout); an engine's log: " + log);
-    }
-    client->wait_for_engines(total, std::chrono::milliseconds(100));
-  }
-  return ipp::Status::OK();
-}
-
-// Until a signal or the controller's end: reaps the engines, logs how each that ends did and
-// records it in the cluster file for `ipcluster list`. Engines `ipcluster engines` added later
-// are not our children: the file only tells list which of them are gone.
-void Supervise(Cluster& cluster, const fs::path& cluster_file) {
-  auto log = ipp::MakeLogger("ipcluster");
-  std::set<pid_t> reported;
-  while (!g_stop) {
-    if (cluster.controller->Alive() == 0) {
-      auto exits = cluster.controller->Exits();
-      log->error("the controller {}; stopping the engines{}", exits.empty() ? "ended" : "(pid " + std::to_string(exits[0].pid) + ") " + exits[0].how,
-                 exits.empty() ? "" : "; the end of its log " + exits[0].log.string() + ":\n" + ipp::launchers::Tail(exits[0].log, 10));
-      return;
-    }
-    std::map<pid_t, std::string> ended;
-    for (auto& s : cluster.engine_sets) {
-      for (const auto& e : s->Exits()) {
-        if (!reported.insert(e.pid).second) continue;
-        ended[e.pid] = e.how;
-        log->warn("{} engine process pid {} {}; its log: {}", s->kind(), e.pid, e.how, e.log.string());
-      }
-    }
-    if (!ended.empty()) {
-      // Re-read: `ipcluster engines` may have added sets since we wrote the file (a write of
-      // its own in the few microseconds between our read and our rename would be lost).
-      std::ifstream in(cluster_file);
-      Json file = Json::parse(in, nullptr, false);
-      if (file.is_object()) {
-        for (auto& set : file["engines"]["sets"]) {
-          for (auto& proc : set["state"]["processes"]) {
-            auto it = ended.find(proc.value("pid", 0));
-            if (it != ended.end()) proc["exit"] = it->second;
-          }
-        }
-        if (auto st = Save(cluster_file, file); !st.ok()) log->error("{}", st.message());
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
-
-// Stops our cluster and whatever the cluster file adds to it (engines `ipcluster engines` added).
-void StopCluster(Cluster& cluster, const fs::path& cluster_file, const ipp::launchers::LaunchContext& ctx) {
-  StopAll(cluster);
-  auto recorded = Load(cluster_file, ctx);
-  if (recorded.ok()) {
-    recorded->controller.reset();
-    StopAll(*recorded);
-  }
-  std::error_code ec;
-  fs::remove(cluster_file, ec);
-}
+std::chrono::milliseconds Seconds(double seconds) { return std::chrono::milliseconds(static_cast<long>(seconds * 1000)); }
 
 // --daemonize: the cluster runs under a daemon, our child, which reaps its processes and so
 // knows how any of them ends. We relay its start-up: it writes to our stdout and stderr until
@@ -318,9 +110,7 @@ int Start(int argc, char** argv) {
   double timeout = 60;
   std::string engines_kind, controller_kind, ip;
   std::vector<std::string> engine_args, controller_args;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  o.add_options()("n,n", po::value(&n), "number of engines (default: the number of CPUs)")
+  c.options.add_options()("n,n", po::value(&n), "number of engines (default: the number of CPUs)")
       ("engines", po::value(&engines_kind), "engine launcher: Local (default), MPI, SSH, Slurm, PBS, SGE, LSF, HTCondor")
       ("controller", po::value(&controller_kind), "controller launcher: Local (default), Slurm, PBS, SGE, LSF, HTCondor")
       ("ip", po::value(&ip), "interface the controller listens on (default 127.0.0.1)")
@@ -328,44 +118,34 @@ int Start(int argc, char** argv) {
       ("timeout", po::value(&timeout)->default_value(60), "seconds to wait for the engines to register")
       ("engine-arg", po::value(&engine_args)->composing(), "extra ipengine argument (repeatable), e.g. --engine-arg=--load=/x.so")
       ("controller-arg", po::value(&controller_args)->composing(), "extra ipcontroller argument (repeatable)");
-  po::variables_map vm;
   std::vector<std::string> traitlets;
-  int rc = ipp::cli::Parse(argc, argv,
-                           "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize]\n\n"
-                           "Start a controller and N engines; return (--daemonize) or stay in the foreground\n"
-                           "once all N engines have registered. Ctrl-C in the foreground stops the cluster.\n"
-                           "Launcher settings (mpiexec, SSH hosts, batch queue/account/walltime, job templates)\n"
-                           "come from <profile>/ipcluster_config.json; options here override it.",
-                           o, vm, &traitlets);
+  int rc = c.Parse(argc, argv,
+                   "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize]\n\n"
+                   "Start a controller and N engines; return (--daemonize) or stay in the foreground\n"
+                   "once all N engines have registered. Ctrl-C in the foreground stops the cluster.\n"
+                   "Launcher settings (mpiexec, SSH hosts, batch queue/account/walltime, job templates)\n"
+                   "come from <profile>/ipcluster_config.json; options here override it.",
+                   &traitlets);
   if (rc >= 0) return rc;
-  auto profile = ipp::protocol::ProfileDir::Resolve(c.profile, c.profile_dir);
+  auto profile = c.Profile();
   if (auto s = profile.Ensure(); !s.ok()) return Fail(s.message());
   std::string error;
   Json cfg = LoadConfig(profile, &error);
   if (!error.empty()) return Fail(error);
   for (const auto& t : traitlets) std::cerr << "ipcluster: " << t << " is not supported; ignored" << std::endl;
-  if (!vm.count("n")) n = cfg.value("n", static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  if (!c.vm.count("n")) n = cfg.value("n", static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   if (n < 0) return Fail("-n must be at least 0");
   if (engines_kind.empty()) engines_kind = cfg.value("engines", std::string("Local"));
   if (controller_kind.empty()) controller_kind = cfg.value("controller", std::string("Local"));
-  auto ctx = Context(profile, c.cluster_id, cfg);
+  auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
   if (!ip.empty()) ctx.controller_args.push_back("--ip=" + ip);
   ctx.controller_args.insert(ctx.controller_args.end(), controller_args.begin(), controller_args.end());
   ctx.engine_args.insert(ctx.engine_args.end(), engine_args.begin(), engine_args.end());
 
-  fs::path cluster_file = ClusterFile(profile, c.cluster_id);
-  if (fs::exists(cluster_file)) {
-    auto existing = Load(cluster_file, ctx);
-    if (existing.ok() && existing->controller && existing->controller->Alive() != 0) {
-      return Fail("a cluster is already running for profile " + profile.root().string() +
-                  (c.cluster_id.empty() ? "" : " with cluster id " + c.cluster_id) + " (ipcluster stop first)");
-    }
-    fs::remove(cluster_file);
-  }
-  std::error_code ec;
-  fs::remove(profile.security_dir() / ipp::protocol::ConnectionFileName("client", c.cluster_id), ec);
+  ipp::launchers::Cluster cluster(ctx, g_stop);
+  if (auto s = cluster.ClaimFiles(); !s.ok()) return Fail(s.message());
 
-  bool daemonize = vm.count("daemonize") > 0;
+  bool daemonize = c.vm.count("daemonize") > 0;
   int ready[2] = {-1, -1};
   if (daemonize) {
     if (pipe2(ready, O_CLOEXEC) != 0) return Fail("cannot create a pipe");
@@ -378,89 +158,53 @@ int Start(int argc, char** argv) {
     ::close(ready[0]);
   }
 
-  Cluster cluster;
-  auto controller = ipp::launchers::MakeControllerLauncher(controller_kind, ctx);
-  if (!controller.ok()) return Fail(controller.status().message());
-  cluster.controller = std::move(controller).value();
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  if (auto s = cluster.controller->Start(1); !s.ok()) return Fail("controller: " + s.message());
-  // Engines read the engine connection file: wait for the controller to write it.
-  fs::path engine_file = profile.security_dir() / ipp::protocol::ConnectionFileName("engine", c.cluster_id);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long>(timeout * 1000));
-  fs::path client_file = profile.security_dir() / ipp::protocol::ConnectionFileName("client", c.cluster_id);
-  while (!fs::exists(client_file) || !fs::exists(engine_file)) {
-    if (g_stop || std::chrono::steady_clock::now() > deadline || cluster.controller->Alive() == 0) {
-      std::string why = cluster.controller->Alive() == 0 ? "the controller exited" : "timed out";
-      std::string log = cluster.controller->FailureLog();
-      StopAll(cluster);
-      return Fail(why + " before writing its connection files:\n" + log);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  if (auto s = cluster.StartController(controller_kind, Seconds(timeout)); !s.ok()) return Fail(s.message());
   if (n > 0) {
-    auto engines = ipp::launchers::MakeEngineLauncher(engines_kind, ctx);
-    if (!engines.ok()) {
-      StopAll(cluster);
-      return Fail(engines.status().message());
-    }
-    cluster.engine_sets.push_back(std::move(engines).value());
-    if (auto s = cluster.engine_sets.back()->Start(n); !s.ok()) {
-      StopAll(cluster);
-      return Fail("engines: " + s.message());
+    if (auto s = cluster.StartEngines(engines_kind, n); !s.ok()) {
+      cluster.Stop();
+      return Fail(s.message());
     }
   }
-  Json description = Describe(cluster, ctx, n);
+  Json description = cluster.Describe(n);
   fs::path own_log = OwnLog(profile, c.cluster_id);
   if (daemonize) description["ipcluster_log"] = own_log.string();
-  if (auto s = Save(cluster_file, description); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
+  if (auto s = cluster.Save(description); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
   auto started = std::chrono::steady_clock::now();
-  if (auto s = WaitForEngines(profile, c.cluster_id, cluster, static_cast<size_t>(n), timeout); !s.ok()) {
-    StopCluster(cluster, cluster_file, ctx);
+  if (auto s = cluster.WaitForEngines(static_cast<size_t>(n), Seconds(timeout)); !s.ok()) {
+    cluster.StopAll();
     description.erase("ipcluster_log");  // the daemon never got to write it
-    return Fail(s.message() + "\n" + LogLine(LogsOf(description)));
+    return Fail(s.message() + "\n" + ipp::launchers::LogLine(ipp::launchers::LogsOf(description)));
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::cout << "ipcluster: cluster" << (c.cluster_id.empty() ? "" : " " + c.cluster_id) << " started with " << n
-            << " engine(s) (" << cluster.engine_sets.size() << " " << engines_kind << " set) in " << secs
-            << " s; profile " << profile.root().string() << "\nipcluster: " << LogLine(LogsOf(description)) << std::endl;
+            << " engine(s) (" << cluster.engine_sets() << " " << engines_kind << " set) in " << secs
+            << " s; profile " << profile.root().string() << "\nipcluster: "
+            << ipp::launchers::LogLine(ipp::launchers::LogsOf(description)) << std::endl;
   if (daemonize) {
     Detach(own_log, ready[1]);
   } else {
     std::cout << "ipcluster: running in the foreground; Ctrl-C stops the cluster" << std::endl;
   }
-  Supervise(cluster, cluster_file);
+  cluster.Supervise(ipp::MakeLogger("ipcluster"));
   std::cout << "ipcluster: stopping the cluster" << std::endl;
-  StopCluster(cluster, cluster_file, ctx);
+  cluster.StopAll();
   return 0;
 }
 
 int Stop(int argc, char** argv) {
   Common c;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  po::variables_map vm;
-  if (int rc = ipp::cli::Parse(argc, argv, "usage: ipcluster stop [--profile NAME] [--cluster-id ID]\n\nStop everything the cluster's ipcluster start launched.", o, vm); rc >= 0) return rc;
-  auto profile = ipp::protocol::ProfileDir::Resolve(c.profile, c.profile_dir);
+  if (int rc = c.Parse(argc, argv, "usage: ipcluster stop [--profile NAME] [--cluster-id ID]\n\nStop everything the cluster's ipcluster start launched."); rc >= 0) return rc;
+  auto profile = c.Profile();
   std::string error;
-  auto ctx = Context(profile, c.cluster_id, LoadConfig(profile, &error));
-  fs::path file = ClusterFile(profile, c.cluster_id);
-  auto cluster = Load(file, ctx);
-  if (!cluster.ok()) return Fail(cluster.status().message());
-  // The ipcluster that started the cluster (the daemon, or one in the foreground) stops it
-  // fastest: the processes are its children, reaped the moment they end.
-  pid_t owner = cluster->file.value("ipcluster_pid", 0);
-  if (IsOtherIpcluster(owner)) {
-    kill(owner, SIGTERM);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-    while (ipp::launchers::ProcessAlive(owner) && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
+  ipp::launchers::Cluster cluster(ipp::launchers::ContextFor(profile, c.cluster_id, LoadConfig(profile, &error)), g_stop);
+  if (auto s = cluster.Load(); !s.ok()) return Fail(s.message());
+  cluster.StopOwner(std::chrono::seconds(15));
   // Whatever it left, or all of it when it is gone.
-  StopAll(*cluster);
+  cluster.Stop();
   std::error_code ec;
-  fs::remove(file, ec);
+  fs::remove(cluster.file(), ec);
   std::cout << "ipcluster: stopped" << (c.cluster_id.empty() ? "" : " cluster " + c.cluster_id) << std::endl;
   return 0;
 }
@@ -493,7 +237,7 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
   return {{"profile", profile_dir.filename().string().substr(8)}, {"cluster_id", cluster_id},
           {"engines", j["cluster"].value("n", 0)}, {"running", running},
           {"controller", j["controller"].value("class", "")}, {"registered", registered}, {"exited", exited},
-          {"logs", LogsOf(j)}};
+          {"logs", ipp::launchers::LogsOf(j)}};
 }
 
 int List(int argc, char** argv) {
@@ -546,7 +290,7 @@ int List(int argc, char** argv) {
     }
     std::printf("%-16s %-16s %-8s  %s\n", r["profile"].get<std::string>().c_str(), r["cluster_id"].get<std::string>().c_str(),
                 r["running"].get<bool>() ? "running" : "stopped", engines.c_str());
-    std::printf("  %s\n", LogLine(r["logs"]).c_str());
+    std::printf("  %s\n", ipp::launchers::LogLine(r["logs"]).c_str());
   }
   return 0;
 }
@@ -557,53 +301,41 @@ int Engines(int argc, char** argv) {
   double timeout = 60;
   std::string kind;
   std::vector<std::string> engine_args;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  o.add_options()("n,n", po::value(&n)->default_value(1), "engines to add")
+  c.options.add_options()("n,n", po::value(&n)->default_value(1), "engines to add")
       ("engines", po::value(&kind), "engine launcher (default: as configured, else Local)")
       ("timeout", po::value(&timeout)->default_value(60), "seconds to wait for them to register")
       ("engine-arg", po::value(&engine_args)->composing(), "extra ipengine argument (repeatable)");
-  po::variables_map vm;
-  if (int rc = ipp::cli::Parse(argc, argv, "usage: ipcluster engines -n N\n\nAdd engines to a running cluster.", o, vm); rc >= 0) return rc;
-  auto profile = ipp::protocol::ProfileDir::Resolve(c.profile, c.profile_dir);
+  if (int rc = c.Parse(argc, argv, "usage: ipcluster engines -n N\n\nAdd engines to a running cluster."); rc >= 0) return rc;
+  auto profile = c.Profile();
   std::string error;
   Json cfg = LoadConfig(profile, &error);
   if (!error.empty()) return Fail(error);
-  auto ctx = Context(profile, c.cluster_id, cfg);
+  auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
   ctx.engine_args.insert(ctx.engine_args.end(), engine_args.begin(), engine_args.end());
-  fs::path file = ClusterFile(profile, c.cluster_id);
-  auto cluster = Load(file, ctx);
-  if (!cluster.ok()) return Fail(cluster.status().message());
+  ipp::launchers::Cluster cluster(ctx, g_stop);
+  if (auto s = cluster.Load(); !s.ok()) return Fail(s.message());
   if (kind.empty()) kind = cfg.value("engines", std::string("Local"));
-  auto engines = ipp::launchers::MakeEngineLauncher(kind, ctx);
-  if (!engines.ok()) return Fail(engines.status().message());
   size_t before = 0;
   {
     auto client = ipp::Client::Connect(ipp::ClientOptions::ProfileDir(profile.root().string(), c.cluster_id));
     if (!client.ok()) return Fail(client.status().message());
     before = (*client)->ids().size();
   }
-  if (auto s = (*engines)->Start(n); !s.ok()) return Fail(s.message());
-  cluster->engine_sets.push_back(std::move(engines).value());
-  int total = cluster->file["cluster"].value("n", 0) + n;
-  Json saved = Describe(*cluster, ctx, total);
-  saved["ipcluster_pid"] = cluster->file.value("ipcluster_pid", 0);
-  if (cluster->file.contains("ipcluster_log")) saved["ipcluster_log"] = cluster->file["ipcluster_log"];
-  if (auto s = Save(file, saved); !s.ok()) return Fail(s.message());
-  Cluster only_new;
-  only_new.engine_sets.push_back(std::move(cluster->engine_sets.back()));
-  if (auto s = WaitForEngines(profile, c.cluster_id, only_new, before + static_cast<size_t>(n), timeout); !s.ok()) return Fail(s.message());
-  std::cout << "ipcluster: added " << n << " engine(s); logs: " << only_new.engine_sets.back()->LogLocation() << std::endl;
+  const size_t new_set = cluster.engine_sets();
+  if (auto s = cluster.StartEngines(kind, n); !s.ok()) return Fail(s.message());
+  Json saved = cluster.Describe(cluster.recorded()["cluster"].value("n", 0) + n);
+  saved["ipcluster_pid"] = cluster.recorded().value("ipcluster_pid", 0);
+  if (cluster.recorded().contains("ipcluster_log")) saved["ipcluster_log"] = cluster.recorded()["ipcluster_log"];
+  if (auto s = cluster.Save(saved); !s.ok()) return Fail(s.message());
+  if (auto s = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set); !s.ok()) return Fail(s.message());
+  std::cout << "ipcluster: added " << n << " engine(s); logs: " << cluster.engine_set(new_set).LogLocation() << std::endl;
   return 0;
 }
 
 int Clean(int argc, char** argv) {
   Common c;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  po::variables_map vm;
-  if (int rc = ipp::cli::Parse(argc, argv, "usage: ipcluster clean\n\nRemove the files of stopped clusters (cluster and connection files) and old logs.", o, vm); rc >= 0) return rc;
-  auto profile = ipp::protocol::ProfileDir::Resolve(c.profile, c.profile_dir);
+  if (int rc = c.Parse(argc, argv, "usage: ipcluster clean\n\nRemove the files of stopped clusters (cluster and connection files) and old logs."); rc >= 0) return rc;
+  auto profile = c.Profile();
   std::error_code ec;
   int removed = 0;
   for (const auto& f : fs::directory_iterator(profile.security_dir(), ec)) {

@@ -1,0 +1,90 @@
+// A cluster as ipcluster runs it: a controller launcher, engine sets, and the cluster file
+// (<profile>/security/cluster-<id>.json) through which a later `ipcluster stop`, `list` or
+// `engines` finds what an earlier `ipcluster start` launched, even from another shell.
+//
+// One thread owns a Cluster (the launchers reap their children on it).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/logging.hpp"
+#include "launchers/launcher.hpp"
+#include "protocol/profile_dir.hpp"
+
+namespace ipp::launchers {
+
+class Cluster {
+ public:
+  // `*stop` (set by a signal handler, say) ends the waits and Supervise early; it must outlive
+  // the Cluster.
+  Cluster(LaunchContext context, const std::atomic<bool>& stop);
+
+  const LaunchContext& context() const { return context_; }
+  std::filesystem::path file() const;
+  // The cluster file as Load read it (null before).
+  const Json& recorded() const { return recorded_; }
+
+  // Restores the launchers the cluster file records (their processes or jobs are not ours).
+  Status Load();
+  // Before a start: fails if the cluster file names a controller still running, else removes
+  // the cluster file and the old client connection file.
+  Status ClaimFiles();
+
+  // Starts the controller and waits up to `timeout` for its connection files (the engines read
+  // them). On failure, what it started is stopped.
+  Status StartController(const std::string& kind, std::chrono::milliseconds timeout);
+  // Starts `n` engines as a new engine set.
+  Status StartEngines(const std::string& kind, int n);
+
+  // The cluster file's content: its launchers' classes, states and logs, `n` engines, our pid.
+  Json Describe(int n) const;
+  Status Save(const Json& description) const;
+
+  // Waits for `total` engines to register, watching the engine sets from `first_set` on. Fails
+  // as soon as no more can come: every launcher process has exited (an mpiexec refusing its
+  // ranks exits at once), or each one still running has registered and the rest have exited.
+  // Batch jobs cannot be watched: then only the timeout ends it.
+  Status WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set = 0);
+
+  // Until `stop` or the controller's end: reaps the engines, logs how each that ends did and
+  // records it in the cluster file for `ipcluster list`.
+  void Supervise(const Logger& log);
+
+  // The ipcluster that started the cluster (the daemon, or one in the foreground) stops it
+  // fastest: the processes are its children, reaped the moment they end. Asks it to (SIGTERM)
+  // and waits for it to end, up to `timeout`. Call after Load.
+  void StopOwner(std::chrono::milliseconds timeout);
+  // Stops our launchers (errors are printed: stopping goes on).
+  void Stop();
+  // Stops ours and whatever the cluster file adds (engines `ipcluster engines` added), and
+  // removes the cluster file.
+  void StopAll();
+
+  size_t engine_sets() const { return engine_sets_.size(); }
+  const Launcher& engine_set(size_t i) const { return *engine_sets_[i]; }
+
+ private:
+  LaunchContext context_;
+  const std::atomic<bool>& stop_;
+  Json recorded_;
+  std::unique_ptr<Launcher> controller_;
+  std::vector<std::unique_ptr<Launcher>> engine_sets_;
+};
+
+// What launches in `profile` need: the profile's ipcluster_config.json (`config`) with its
+// controller_args and engine_args, and the directory of the running executable (ipcontroller and
+// ipengine are beside ipcluster).
+LaunchContext ContextFor(const protocol::ProfileDir& profile, const std::string& cluster_id, const Json& config);
+
+// Where a cluster file says the cluster's processes log: {"controller", "engines": [...],
+// "ipcluster" (when daemonized)}.
+Json LogsOf(const Json& cluster_file);
+// "logs: controller X; engines Y; ipcluster Z", as start and list print them.
+std::string LogLine(const Json& logs);
+
+}  // namespace ipp::launchers

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 
@@ -60,6 +61,35 @@ std::string SetUpLogging(const std::string& level, bool to_file, const std::stri
   auto path = std::filesystem::path(log_dir) / (program + "-" + std::to_string(getpid()) + ".log");
   Status s = SetLogFile(path.string());
   return s.ok() ? "" : s.message();
+}
+
+void ProcessOptions::AddProfile(po::options_description& options, const std::string& cluster_id_help) {
+  options.add_options()
+      ("profile", po::value(&profile)->default_value("default"), "profile name: $IPYTHONDIR/profile_<name>")
+      ("profile-dir", po::value(&profile_dir), "explicit profile directory (overrides --profile; default: $IPP_PROFILE_DIR)")
+      ("cluster-id", po::value(&cluster_id), (cluster_id_help + " (default: $IPP_CLUSTER_ID)").c_str());
+}
+
+void ProcessOptions::AddProcess(po::options_description& options, const std::string& program) {
+  options.add_options()
+      ("log-level", po::value(&log_level)->default_value("INFO"), "10/20/30/40/50 or DEBUG/INFO/WARN/ERROR/CRITICAL")
+      ("log-to-file", po::bool_switch(&log_to_file), ("log to <profile>/log/" + program + "-<pid>.log instead of stderr").c_str())
+      ("work-dir", po::value(&work_dir), "change to this directory first");
+}
+
+std::string ProcessOptions::EnterWorkDir() const {
+  return work_dir.empty() || chdir(work_dir.c_str()) == 0 ? "" : "cannot change to " + work_dir;
+}
+
+std::string ProcessOptions::SetUpLogging(const std::string& log_dir, const std::string& program) const {
+  return cli::SetUpLogging(log_level, log_to_file, log_dir, program);
+}
+
+void HandleStopSignals(void (*stop)(int)) {
+  std::signal(SIGINT, stop);
+  std::signal(SIGTERM, stop);
+  std::signal(SIGHUP, stop);
+  std::signal(SIGPIPE, SIG_IGN);
 }
 
 int RunSubcommand(int argc, char** argv, const std::string& program,

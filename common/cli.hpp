@@ -30,6 +30,27 @@ void DefaultsFromEnvironment(std::string* profile_dir, std::string* cluster_id, 
 std::string SetUpLogging(const std::string& level, bool to_file, const std::string& log_dir,
                          const std::string& program);
 
+// What the long-running processes (ipcontroller, ipengine) share on their command line:
+// --profile, --profile-dir, --cluster-id (AddProfile), --log-level, --log-to-file, --work-dir
+// (AddProcess), and what they do with them first.
+struct ProcessOptions {
+  std::string profile = "default", profile_dir, cluster_id, log_level = "INFO", work_dir;
+  bool log_to_file = false;
+
+  // `cluster_id_help` says what the cluster id names for this program.
+  void AddProfile(po::options_description& options, const std::string& cluster_id_help);
+  void AddProcess(po::options_description& options, const std::string& program);
+  // After Parse, before resolving the profile (a relative --profile-dir is taken from the
+  // work dir): changes to --work-dir. Returns an error message, or "".
+  std::string EnterWorkDir() const;
+  // SetUpLogging as --log-level and --log-to-file say.
+  std::string SetUpLogging(const std::string& log_dir, const std::string& program) const;
+};
+
+// SIGINT, SIGTERM and SIGHUP (e.g. the ssh session of an SSH launcher ended) call `stop`;
+// SIGPIPE is ignored (a peer that went away is an error value, not our end).
+void HandleStopSignals(void (*stop)(int));
+
 // `program COMMAND [options]`: runs the named subcommand with argv shifted so its argv[0] is
 // the command name; prints the list of commands for --help or an unknown command.
 struct Subcommand {

@@ -16,13 +16,12 @@ void OnSignal(int) {
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
   ipp::controller::ControllerOptions o;
-  ipp::cli::DefaultsFromEnvironment(&o.profile_dir, &o.cluster_id, &o.session_key);
-  std::string ports, ping, log_level = "INFO";
+  ipp::cli::ProcessOptions process;
+  ipp::cli::DefaultsFromEnvironment(&process.profile_dir, &process.cluster_id, &o.session_key);
+  std::string ports, ping;
   po::options_description options("Options");
+  process.AddProfile(options, "cluster id: connection files become ipcontroller-<id>-{client,engine}.json");
   options.add_options()
-      ("profile", po::value(&o.profile)->default_value("default"), "profile name: $IPYTHONDIR/profile_<name>")
-      ("profile-dir", po::value(&o.profile_dir), "explicit profile directory (overrides --profile; default: $IPP_PROFILE_DIR)")
-      ("cluster-id", po::value(&o.cluster_id), "cluster id: connection files become ipcontroller-<id>-{client,engine}.json (default: $IPP_CLUSTER_ID)")
       ("ip", po::value(&o.ip)->default_value("127.0.0.1"), "interface to listen on (use '*' or 0.0.0.0 for all)")
       ("location", po::value(&o.location), "this host's address as clients and engines should see it (default: hostname)")
       ("port", po::value(&o.registration_port), "registration port (default: random free port)")
@@ -42,10 +41,8 @@ int main(int argc, char** argv) {
       ("max-message-size", po::value(&o.max_message_size)->default_value(0),
        "bytes: peers sending a bigger frame are disconnected (0: no limit)")
       ("iopub-backlog", po::value(&o.iopub_backlog)->default_value(0),
-       "IOPub messages queued per subscriber before it misses some (0: no limit)")
-      ("log-level", po::value(&log_level)->default_value("INFO"), "10/20/30/40/50 or DEBUG/INFO/WARN/ERROR/CRITICAL")
-      ("log-to-file", "log to <profile>/log/ipcontroller-<pid>.log instead of stderr")
-      ("work-dir", po::value(&o.work_dir), "change to this directory first");
+       "IOPub messages queued per subscriber before it misses some (0: no limit)");
+  process.AddProcess(options, "ipcontroller");
   po::variables_map vm;
   std::vector<std::string> traitlets;
   int rc = ipp::cli::Parse(argc, argv,
@@ -60,7 +57,11 @@ int main(int argc, char** argv) {
     std::cerr << "ipcontroller: " << message << std::endl;
     return 2;
   };
-  if (!o.work_dir.empty() && chdir(o.work_dir.c_str()) != 0) return fail("cannot change to " + o.work_dir);
+  if (auto e = process.EnterWorkDir(); !e.empty()) return fail(e);
+  o.profile = process.profile;
+  o.profile_dir = process.profile_dir;
+  o.cluster_id = process.cluster_id;
+  o.work_dir = process.work_dir;
   if (!ports.empty()) {
     auto parsed = ipp::controller::ParsePortList(ports);
     if (!parsed.ok()) return fail(parsed.status().message());
@@ -77,11 +78,8 @@ int main(int argc, char** argv) {
   if (auto s = ipp::controller::ApplyTrait(o, "TaskScheduler.scheme_name", o.scheme); !s.ok()) return fail(s.message());
 
   auto profile = ipp::protocol::ProfileDir::Resolve(o.profile, o.profile_dir);
-  if (vm.count("log-to-file")) (void)profile.Ensure();
-  if (auto e = ipp::cli::SetUpLogging(log_level, vm.count("log-to-file"), profile.log_dir().string(), "ipcontroller");
-      !e.empty()) {
-    return fail(e);
-  }
+  if (process.log_to_file) (void)profile.Ensure();
+  if (auto e = process.SetUpLogging(profile.log_dir().string(), "ipcontroller"); !e.empty()) return fail(e);
   auto log = ipp::MakeLogger("ipcontroller");
 
   // Profile config first, then --Class.trait=value arguments (the command line wins).
@@ -105,10 +103,7 @@ int main(int argc, char** argv) {
   ipp::controller::Controller controller(o);
   if (auto s = controller.Start(); !s.ok()) return fail(s.message());
   g_controller = &controller;
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGHUP, OnSignal);  // e.g. the ssh session of an SSH launcher ended
-  std::signal(SIGPIPE, SIG_IGN);
+  ipp::cli::HandleStopSignals(OnSignal);
   int code = controller.Run();
   g_controller = nullptr;
   return code;

@@ -17,26 +17,23 @@ void OnSignal(int) {
 
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
-  std::string profile = "default", profile_dir, cluster_id, file, log_level = "INFO", work_dir;
+  ipp::cli::ProcessOptions process;
+  std::string file;
   std::vector<std::string> plugins;
   int id = -1, hb_misses = 10;
   double timeout = 30;
-  ipp::cli::DefaultsFromEnvironment(&profile_dir, &cluster_id, nullptr);
+  ipp::cli::DefaultsFromEnvironment(&process.profile_dir, &process.cluster_id, nullptr);
   po::options_description options("Options");
+  process.AddProfile(options, "read ipcontroller-<id>-engine.json");
   options.add_options()
-      ("profile", po::value(&profile)->default_value("default"), "profile name: $IPYTHONDIR/profile_<name>")
-      ("profile-dir", po::value(&profile_dir), "explicit profile directory (overrides --profile; default: $IPP_PROFILE_DIR)")
-      ("cluster-id", po::value(&cluster_id), "read ipcontroller-<id>-engine.json (default: $IPP_CLUSTER_ID)")
       ("file,f", po::value(&file), "the engine connection file (default: <profile>/security/ipcontroller[-<id>]-engine.json;"
                                    " or the JSON in $IPP_CONNECTION_INFO)")
       ("load,l", po::value(&plugins)->composing(), "a plugin library of native functions to load (repeatable)")
       ("mpi", "initialise MPI (run under mpiexec): functions see the rank, size and communicator")
       ("id", po::value(&id), "request this engine id")
       ("timeout", po::value(&timeout)->default_value(30), "seconds to wait for the controller to answer registration")
-      ("hb-misses", po::value(&hb_misses)->default_value(10), "exit after this many heartbeat periods without a ping")
-      ("log-level", po::value(&log_level)->default_value("INFO"), "10/20/30/40/50 or DEBUG/INFO/WARN/ERROR/CRITICAL")
-      ("log-to-file", "log to <profile>/log/ipengine-<pid>.log instead of stderr")
-      ("work-dir", po::value(&work_dir), "change to this directory first");
+      ("hb-misses", po::value(&hb_misses)->default_value(10), "exit after this many heartbeat periods without a ping");
+  process.AddProcess(options, "ipengine");
   po::variables_map vm;
   std::vector<std::string> traitlets;
   int rc = ipp::cli::Parse(argc, argv,
@@ -50,12 +47,9 @@ int main(int argc, char** argv) {
     std::cerr << "ipengine: " << message << std::endl;
     return 2;
   };
-  if (!work_dir.empty() && chdir(work_dir.c_str()) != 0) return fail("cannot change to " + work_dir);
-  auto profile_path = ipp::protocol::ProfileDir::Resolve(profile, profile_dir);
-  if (auto e = ipp::cli::SetUpLogging(log_level, vm.count("log-to-file"), profile_path.log_dir().string(), "ipengine");
-      !e.empty()) {
-    return fail(e);
-  }
+  if (auto e = process.EnterWorkDir(); !e.empty()) return fail(e);
+  auto profile_path = ipp::protocol::ProfileDir::Resolve(process.profile, process.profile_dir);
+  if (auto e = process.SetUpLogging(profile_path.log_dir().string(), "ipengine"); !e.empty()) return fail(e);
   auto log = ipp::MakeLogger("engine");
   for (const auto& t : traitlets) {
     if (t.rfind("--", 0) == 0 && t.find('.') != std::string::npos && t.find('=') != std::string::npos) {
@@ -73,7 +67,7 @@ int main(int argc, char** argv) {
     o.connection = *info;
   } else {
     if (file.empty()) {
-      file = (profile_path.security_dir() / ipp::protocol::ConnectionFileName("engine", cluster_id)).string();
+      file = (profile_path.security_dir() / ipp::protocol::ConnectionFileName("engine", process.cluster_id)).string();
     }
     auto info = ipp::protocol::ReadConnectionFile(file);
     if (!info.ok()) {
@@ -91,10 +85,7 @@ int main(int argc, char** argv) {
 
   ipp::engine::Engine engine(o, log);
   g_engine = &engine;
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGHUP, OnSignal);  // e.g. the ssh session of an SSH launcher ended
-  std::signal(SIGPIPE, SIG_IGN);
+  ipp::cli::HandleStopSignals(OnSignal);
   if (auto s = engine.Start(); !s.ok()) {
     g_engine = nullptr;
     log->error("{}", s.message());

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -63,32 +64,52 @@ std::string SetUpLogging(const std::string& level, bool to_file, const std::stri
   return s.ok() ? "" : s.message();
 }
 
-void ProcessOptions::AddProfile(po::options_description& options, const std::string& cluster_id_help) {
+void ProcessOptions::AddProfile(const std::string& cluster_id_help) {
   options.add_options()
       ("profile", po::value(&profile)->default_value("default"), "profile name: $IPYTHONDIR/profile_<name>")
       ("profile-dir", po::value(&profile_dir), "explicit profile directory (overrides --profile; default: $IPP_PROFILE_DIR)")
       ("cluster-id", po::value(&cluster_id), (cluster_id_help + " (default: $IPP_CLUSTER_ID)").c_str());
 }
 
-void ProcessOptions::AddProcess(po::options_description& options, const std::string& program) {
+void ProcessOptions::AddProcess() {
   options.add_options()
       ("log-level", po::value(&log_level)->default_value("INFO"), "10/20/30/40/50 or DEBUG/INFO/WARN/ERROR/CRITICAL")
       ("log-to-file", po::bool_switch(&log_to_file), ("log to <profile>/log/" + program + "-<pid>.log instead of stderr").c_str())
       ("work-dir", po::value(&work_dir), "change to this directory first");
 }
 
-std::string ProcessOptions::EnterWorkDir() const {
-  return work_dir.empty() || chdir(work_dir.c_str()) == 0 ? "" : "cannot change to " + work_dir;
+int ProcessOptions::Parse(int argc, char** argv) {
+  if (int rc = cli::Parse(argc, argv, usage, options, vm, &traitlets); rc >= 0) return rc;
+  if (!work_dir.empty() && chdir(work_dir.c_str()) != 0) return Fail("cannot change to " + work_dir);
+  return -1;
 }
 
-std::string ProcessOptions::SetUpLogging(const std::string& log_dir, const std::string& program) const {
+std::string ProcessOptions::SetUpLogging(const std::string& log_dir) const {
   return cli::SetUpLogging(log_level, log_to_file, log_dir, program);
 }
 
-void HandleStopSignals(void (*stop)(int)) {
-  std::signal(SIGINT, stop);
-  std::signal(SIGTERM, stop);
-  std::signal(SIGHUP, stop);
+int ProcessOptions::Fail(const std::string& message) const {
+  std::cerr << program << ": " << message << std::endl;
+  return 2;
+}
+
+namespace {
+std::atomic<void (*)(void*)> g_stop{nullptr};
+std::atomic<void*> g_stop_target{nullptr};
+void OnStopSignal(int) {
+  void* target = g_stop_target.load();
+  auto stop = g_stop.load();
+  if (target && stop) stop(target);
+}
+}  // namespace
+
+void SetStopHandler(void (*stop)(void*), void* target) {
+  g_stop_target.store(nullptr);
+  g_stop.store(stop);
+  g_stop_target.store(target);
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+  std::signal(SIGHUP, OnStopSignal);
   std::signal(SIGPIPE, SIG_IGN);
 }
 

@@ -34,22 +34,39 @@ std::string SetUpLogging(const std::string& level, bool to_file, const std::stri
 // --profile, --profile-dir, --cluster-id (AddProfile), --log-level, --log-to-file, --work-dir
 // (AddProcess), and what they do with them first.
 struct ProcessOptions {
+  // `usage` opens --help.
+  ProcessOptions(std::string program_name, std::string usage_text)
+      : program(std::move(program_name)), usage(std::move(usage_text)) {}
+
+  std::string program, usage;
   std::string profile = "default", profile_dir, cluster_id, log_level = "INFO", work_dir;
   bool log_to_file = false;
+  // The program's own options go here too, between AddProfile and AddProcess (--help lists
+  // them in that order).
+  po::options_description options{"Options"};
+  po::variables_map vm;
+  std::vector<std::string> traitlets;  // --Class.trait=value arguments, for the program to judge
 
   // `cluster_id_help` says what the cluster id names for this program.
-  void AddProfile(po::options_description& options, const std::string& cluster_id_help);
-  void AddProcess(po::options_description& options, const std::string& program);
-  // After Parse, before resolving the profile (a relative --profile-dir is taken from the
-  // work dir): changes to --work-dir. Returns an error message, or "".
-  std::string EnterWorkDir() const;
+  void AddProfile(const std::string& cluster_id_help);
+  void AddProcess();
+  // cli::Parse, then changes to --work-dir (before the profile is resolved: a relative
+  // --profile-dir is taken from there). -1 to go on, else the exit code.
+  int Parse(int argc, char** argv);
   // SetUpLogging as --log-level and --log-to-file say.
-  std::string SetUpLogging(const std::string& log_dir, const std::string& program) const;
+  std::string SetUpLogging(const std::string& log_dir) const;
+  // Prints "<program>: <message>" to stderr; returns 2, the exit code for a bad start.
+  int Fail(const std::string& message) const;
 };
 
-// SIGINT, SIGTERM and SIGHUP (e.g. the ssh session of an SSH launcher ended) call `stop`;
-// SIGPIPE is ignored (a peer that went away is an error value, not our end).
-void HandleStopSignals(void (*stop)(int));
+// Until it is given nullptr, SIGINT, SIGTERM and SIGHUP (e.g. the ssh session of an SSH
+// launcher ended) call target->Stop(), which must be async-signal-safe (Controller's and
+// Engine's are); SIGPIPE is ignored (a peer that went away is an error value, not our end).
+template <typename T>
+void StopOnSignals(T* target) {
+  SetStopHandler([](void* t) { static_cast<T*>(t)->Stop(); }, target);
+}
+void SetStopHandler(void (*stop)(void*), void* target);
 
 // `program COMMAND [options]`: runs the named subcommand with argv shifted so its argv[0] is
 // the command name; prints the list of commands for --help or an unknown command.

@@ -1,27 +1,22 @@
 // ipcontroller: parses options, builds the Controller, runs it.
-#include <csignal>
 #include <iostream>
 
 #include "common/cli.hpp"
 #include "common/logging.hpp"
 #include "controller/controller.hpp"
 
-namespace {
-ipp::controller::Controller* g_controller = nullptr;
-void OnSignal(int) {
-  if (g_controller) g_controller->Stop();
-}
-}  // namespace
-
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
   ipp::controller::ControllerOptions o;
-  ipp::cli::ProcessOptions process;
+  ipp::cli::ProcessOptions process("ipcontroller",
+                                    "usage: ipcontroller [options] [--Class.trait=value ...]\n\n"
+                                    "Start the controller (hub and schedulers) of an IPython Parallel cluster.\n"
+                                    "Clients and engines find it through the connection files it writes to\n"
+                                    "<profile>/security/.");
   ipp::cli::DefaultsFromEnvironment(&process.profile_dir, &process.cluster_id, &o.session_key);
   std::string ports, ping;
-  po::options_description options("Options");
-  process.AddProfile(options, "cluster id: connection files become ipcontroller-<id>-{client,engine}.json");
-  options.add_options()
+  process.AddProfile("cluster id: connection files become ipcontroller-<id>-{client,engine}.json");
+  process.options.add_options()
       ("ip", po::value(&o.ip)->default_value("127.0.0.1"), "interface to listen on (use '*' or 0.0.0.0 for all)")
       ("location", po::value(&o.location), "this host's address as clients and engines should see it (default: hostname)")
       ("port", po::value(&o.registration_port), "registration port (default: random free port)")
@@ -42,22 +37,11 @@ int main(int argc, char** argv) {
        "bytes: peers sending a bigger frame are disconnected (0: no limit)")
       ("iopub-backlog", po::value(&o.iopub_backlog)->default_value(0),
        "IOPub messages queued per subscriber before it misses some (0: no limit)");
-  process.AddProcess(options, "ipcontroller");
-  po::variables_map vm;
-  std::vector<std::string> traitlets;
-  int rc = ipp::cli::Parse(argc, argv,
-                           "usage: ipcontroller [options] [--Class.trait=value ...]\n\n"
-                           "Start the controller (hub and schedulers) of an IPython Parallel cluster.\n"
-                           "Clients and engines find it through the connection files it writes to\n"
-                           "<profile>/security/.",
-                           options, vm, &traitlets);
-  if (rc >= 0) return rc;
+  process.AddProcess();
+  if (int rc = process.Parse(argc, argv); rc >= 0) return rc;
+  const po::variables_map& vm = process.vm;
 
-  auto fail = [](const std::string& message) {
-    std::cerr << "ipcontroller: " << message << std::endl;
-    return 2;
-  };
-  if (auto e = process.EnterWorkDir(); !e.empty()) return fail(e);
+  auto fail = [&process](const std::string& message) { return process.Fail(message); };
   o.profile = process.profile;
   o.profile_dir = process.profile_dir;
   o.cluster_id = process.cluster_id;
@@ -79,14 +63,14 @@ int main(int argc, char** argv) {
 
   auto profile = ipp::protocol::ProfileDir::Resolve(o.profile, o.profile_dir);
   if (process.log_to_file) (void)profile.Ensure();
-  if (auto e = process.SetUpLogging(profile.log_dir().string(), "ipcontroller"); !e.empty()) return fail(e);
+  if (auto e = process.SetUpLogging(profile.log_dir().string()); !e.empty()) return fail(e);
   auto log = ipp::MakeLogger("ipcontroller");
 
   // Profile config first, then --Class.trait=value arguments (the command line wins).
   for (const auto& w : ipp::controller::ApplyPythonConfig(o, (profile.root() / "ipcontroller_config.py").string())) {
     log->warn("{}", w);
   }
-  for (const std::string& arg : traitlets) {
+  for (const std::string& arg : process.traitlets) {
     size_t eq = arg.find('=');
     std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
     if (eq == std::string::npos || name.find('.') == std::string::npos) {
@@ -102,9 +86,8 @@ int main(int argc, char** argv) {
 
   ipp::controller::Controller controller(o);
   if (auto s = controller.Start(); !s.ok()) return fail(s.message());
-  g_controller = &controller;
-  ipp::cli::HandleStopSignals(OnSignal);
+  ipp::cli::StopOnSignals(&controller);
   int code = controller.Run();
-  g_controller = nullptr;
+  ipp::cli::StopOnSignals<ipp::controller::Controller>(nullptr);
   return code;
 }

@@ -1,5 +1,4 @@
 // ipengine: parses options, finds the connection file, builds the Engine, runs it.
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 
@@ -8,24 +7,20 @@
 #include "engine/engine.hpp"
 #include "protocol/profile_dir.hpp"
 
-namespace {
-ipp::engine::Engine* g_engine = nullptr;
-void OnSignal(int) {
-  if (g_engine) g_engine->Stop();
-}
-}  // namespace
-
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
-  ipp::cli::ProcessOptions process;
+  ipp::cli::ProcessOptions process("ipengine",
+                                    "usage: ipengine [options]\n\n"
+                                    "Start a native C++ engine of an IPython Parallel cluster. It registers with the\n"
+                                    "controller named in the engine connection file and runs native functions from\n"
+                                    "plugin libraries and shell commands for clients.");
   std::string file;
   std::vector<std::string> plugins;
   int id = -1, hb_misses = 10;
   double timeout = 30;
   ipp::cli::DefaultsFromEnvironment(&process.profile_dir, &process.cluster_id, nullptr);
-  po::options_description options("Options");
-  process.AddProfile(options, "read ipcontroller-<id>-engine.json");
-  options.add_options()
+  process.AddProfile("read ipcontroller-<id>-engine.json");
+  process.options.add_options()
       ("file,f", po::value(&file), "the engine connection file (default: <profile>/security/ipcontroller[-<id>]-engine.json;"
                                    " or the JSON in $IPP_CONNECTION_INFO)")
       ("load,l", po::value(&plugins)->composing(), "a plugin library of native functions to load (repeatable)")
@@ -33,25 +28,13 @@ int main(int argc, char** argv) {
       ("id", po::value(&id), "request this engine id")
       ("timeout", po::value(&timeout)->default_value(30), "seconds to wait for the controller to answer registration")
       ("hb-misses", po::value(&hb_misses)->default_value(10), "exit after this many heartbeat periods without a ping");
-  process.AddProcess(options, "ipengine");
-  po::variables_map vm;
-  std::vector<std::string> traitlets;
-  int rc = ipp::cli::Parse(argc, argv,
-                           "usage: ipengine [options]\n\n"
-                           "Start a native C++ engine of an IPython Parallel cluster. It registers with the\n"
-                           "controller named in the engine connection file and runs native functions from\n"
-                           "plugin libraries and shell commands for clients.",
-                           options, vm, &traitlets);
-  if (rc >= 0) return rc;
-  auto fail = [](const std::string& message) {
-    std::cerr << "ipengine: " << message << std::endl;
-    return 2;
-  };
-  if (auto e = process.EnterWorkDir(); !e.empty()) return fail(e);
+  process.AddProcess();
+  if (int rc = process.Parse(argc, argv); rc >= 0) return rc;
+  auto fail = [&process](const std::string& message) { return process.Fail(message); };
   auto profile_path = ipp::protocol::ProfileDir::Resolve(process.profile, process.profile_dir);
-  if (auto e = process.SetUpLogging(profile_path.log_dir().string(), "ipengine"); !e.empty()) return fail(e);
+  if (auto e = process.SetUpLogging(profile_path.log_dir().string()); !e.empty()) return fail(e);
   auto log = ipp::MakeLogger("engine");
-  for (const auto& t : traitlets) {
+  for (const auto& t : process.traitlets) {
     if (t.rfind("--", 0) == 0 && t.find('.') != std::string::npos && t.find('=') != std::string::npos) {
       log->warn("{} is not supported by this engine; ignored", t);
     } else {
@@ -78,20 +61,19 @@ int main(int argc, char** argv) {
     o.connection_file = file;
   }
   if (id >= 0) o.requested_id = id;
-  o.mpi = vm.count("mpi") > 0;
+  o.mpi = process.vm.count("mpi") > 0;
   o.plugins = plugins;
   o.max_heartbeat_misses = hb_misses;
   o.registration_timeout = std::chrono::milliseconds(static_cast<long>(timeout * 1000));
 
   ipp::engine::Engine engine(o, log);
-  g_engine = &engine;
-  ipp::cli::HandleStopSignals(OnSignal);
+  ipp::cli::StopOnSignals(&engine);
   if (auto s = engine.Start(); !s.ok()) {
-    g_engine = nullptr;
+    ipp::cli::StopOnSignals<ipp::engine::Engine>(nullptr);
     log->error("{}", s.message());
     return 1;
   }
   int code = engine.Run();
-  g_engine = nullptr;
+  ipp::cli::StopOnSignals<ipp::engine::Engine>(nullptr);
   return code;
 }

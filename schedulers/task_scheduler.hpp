@@ -6,7 +6,10 @@
 // with retries left, or one whose engine died, is resubmitted elsewhere; otherwise its client
 // gets a reply — a result or an error (EngineError, ImpossibleDependency, TaskTimeout...).
 //
-// Single-threaded: runs on the Reactor it is attached to and owns its sockets.
+// Single-threaded: runs on the Reactor it is attached to and owns its sockets. It is wired
+// (sockets bound, Connect, ListenForAborts, Attach, AddEngine) before that reactor runs; from
+// then on only the reactor's thread touches it — no method is safe to call from another thread.
+// The unit tests drive it over inproc:// on the test's own thread (tests/unit/schedulers).
 #pragma once
 
 #include <chrono>

@@ -473,11 +473,7 @@ void TaskScheduler::OnAbort() {
 void TaskScheduler::Abort(std::unique_ptr<Job> job) {
   if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
   json header = json::parse(job->header, nullptr, false);
-  std::string type = header.is_object() ? header.value("msg_type", "") : "";
-  const std::string suffix = "_request";
-  std::string reply_type = type.size() > suffix.size() && type.compare(type.size() - suffix.size(), suffix.size(), suffix) == 0
-                               ? type.substr(0, type.size() - suffix.size()) + "_reply"
-                               : "apply_reply";
+  std::string reply_type = ReplyType(header.is_object() ? header.value("msg_type", "") : "");
   // What the stock engine answers for an aborted request (ipykernel's _send_abort_reply).
   protocol::Message reply = session_.make(reply_type, {{"status", "aborted"}}, header,
                                           {{"status", "aborted"}, {"engine", ""}, {"dependencies_met", true},

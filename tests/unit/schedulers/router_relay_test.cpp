@@ -67,6 +67,11 @@ TEST_F(RouterRelayTest, AnswersARequestForAnEngineThatNeverConnectsWithEngineErr
   EXPECT_EQ(reply->parent_id(), id);
   EXPECT_EQ(reply->msg_type(), "apply_reply");
   EXPECT_EQ(reply->content.value("ename", ""), "EngineError");
+  // Any request gets the reply its client waits for.
+  Request("engine-gone", "kernel_info_request");
+  reply = client_.Next(reactor_);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->msg_type(), "kernel_info_reply");
 }
 
 TEST_F(RouterRelayTest, RefusesRequestsItDoesNotCarry) {

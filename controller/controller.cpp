@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 
+#include "common/endpoint.hpp"
 #include "common/reactor.hpp"
 #include "controller/hub.hpp"
 #include "controller/sqlite_task_store.hpp"
@@ -32,8 +33,7 @@ std::string HostName() {
 // Binds `socket` to `interface` on `port` (0: any free port) and returns the port bound.
 int BindPort(zmq::socket_t& socket, const std::string& interface, int port) {
   socket.bind(interface + ":" + (port ? std::to_string(port) : std::string("*")));
-  std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
-  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  return BoundPort(socket);
 }
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "common/endpoint.hpp"
 #include "protocol/message.hpp"
 
 namespace ipp::controller {
@@ -25,11 +26,7 @@ std::pair<int, int> HeartMonitor::Bind(const std::string& ping_url, const std::s
   secure(pong_);
   ping_.bind(ping_url);
   pong_.bind(pong_url);
-  auto port = [](zmq::socket_t& s) {
-    std::string endpoint = s.get(zmq::sockopt::last_endpoint);
-    return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-  };
-  return {port(ping_), port(pong_)};
+  return {BoundPort(ping_), BoundPort(pong_)};
 }
 
 void HeartMonitor::Attach(Reactor& reactor) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fstream>
 
+#include "common/endpoint.hpp"
 #include "protocol/clock.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/errors.hpp"
@@ -95,13 +96,6 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
   notifier_.set(zmq::sockopt::xpub_verbose, 1);  // every subscription, also a repeated one
   monitor_.set(zmq::sockopt::rcvhwm, 0);
 }
-
-namespace {
-int BoundPort(zmq::socket_t& socket) {
-  std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
-  return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-}
-}  // namespace
 
 Hub::BoundPorts Hub::Bind() {
   options_.secure(query_);

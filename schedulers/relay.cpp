@@ -137,12 +137,9 @@ void RouterRelay::ReplyUnroutable(RawMessage& raw) {
   Result<nlohmann::json> header = raw.parse_object(RawMessage::kHeader);
   if (!header.ok()) return;
   std::string type = header->value("msg_type", "apply_request");
-  std::string reply_type = type.size() > 8 && type.substr(type.size() - 8) == "_request"
-                               ? type.substr(0, type.size() - 8) + "_reply"
-                               : "apply_reply";
   log_->warn("no engine {:?} connected for {} {}", engine, type, header->value("msg_id", ""));
   protocol::Message reply = session_.make(
-      reply_type, protocol::ErrorContent("EngineError", "engine '" + engine + "' is not connected"),
+      ReplyType(type), protocol::ErrorContent("EngineError", "engine '" + engine + "' is not connected"),
       *header, {{"status", "error"}, {"engine", engine}});
   reply.identities.emplace_back(raw.identity(1).data(), raw.identity(1).size());
   reply.identities.emplace_back(engine.data(), engine.size());

@@ -47,6 +47,12 @@ bool Carries(RequestChannel channel, std::string_view msg_type) {
   return channel == RequestChannel::kMux ? Contains(kShellRequests, msg_type) : Contains(kTaskRequests, msg_type);
 }
 
+std::string ReplyType(std::string_view request_type) {
+  constexpr std::string_view kSuffix = "_request";
+  if (request_type.size() <= kSuffix.size() || !request_type.ends_with(kSuffix)) return "apply_reply";
+  return std::string(request_type.substr(0, request_type.size() - kSuffix.size())) + "_reply";
+}
+
 protocol::Frames Refusal(protocol::Session& session, RequestChannel channel, protocol::RawMessage& raw,
                          std::string_view msg_type) {
   std::string evalue = "the " + std::string(Name(channel)) + " channel does not carry '" + std::string(msg_type) + "'";

@@ -8,6 +8,7 @@
 // not carry is answered at once with an error and never reaches an engine.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include "protocol/message.hpp"
@@ -22,6 +23,10 @@ enum class RequestChannel {
 };
 
 bool Carries(RequestChannel channel, std::string_view msg_type);
+
+// The msg_type of the reply to `request_type` that the scheduler makes up for an engine that
+// never answers (an abort, an engine not connected): x_request -> x_reply, else apply_reply.
+std::string ReplyType(std::string_view request_type);
 
 // The error reply to a signed request (`raw`, as the channel's client ROUTER received it: the
 // sender's routing id first) that `channel` does not carry: an apply_reply with status error

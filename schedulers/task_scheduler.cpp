@@ -7,13 +7,13 @@
 #include "protocol/json_fields.hpp"
 #include "schedulers/relay.hpp"
 #include "schedulers/request_types.hpp"
+#include "schedulers/task_metadata.hpp"
 
 namespace ipp::schedulers {
 
 using nlohmann::json;
 using protocol::Frames;
 using protocol::RawMessage;
-
 
 TaskScheduler::TaskScheduler(zmq::context_t& context, const std::string& key,
                              TaskSchedulerOptions options, Logger log)
@@ -94,7 +94,7 @@ void TaskScheduler::RegisterEngine(const std::string& uuid) {
   state.alive = true;
   state.index = engine_index_.emplace(uuid, static_cast<uint32_t>(engine_index_.size())).first->second;
   log_->info("engine {} available ({} engines)", uuid, targets_.size());
-  UpdateGraph(nullptr);
+  RunQueued();
 }
 
 void TaskScheduler::UnregisterEngine(const std::string& uuid) {
@@ -191,44 +191,21 @@ void TaskScheduler::OnSubmission() {
     job->client = std::string(raw->identity(0));
     job->header = std::string(raw->part(RawMessage::kHeader));
     fates_.Submitted(job->msg_id);
-    std::string ename, evalue;  // set when the metadata cannot be used
-    try {
-      if (!md->empty_or_absent("targets")) {
-        for (const auto& t : md->value("targets").value_or(json::array())) {
-          if (t.is_string()) job->targets.insert(t.get<std::string>());
-        }
-      }
-      if (auto retries = md->value("retries"); retries && retries->is_number_integer()) {
-        job->retries = retries->get<int>();
-      }
-      if (auto timeout = md->value("timeout"); timeout && timeout->is_number() && timeout->get<double>() > 0) {
-        job->deadline = std::chrono::steady_clock::now() +
-                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                            std::chrono::duration<double>(timeout->get<double>()));
-      }
-      auto dependency = [&](const char* key) {
-        return Dependency::FromJson(md->empty_or_absent(key) ? json() : md->value(key).value_or(json()));
-      };
-      Result<Dependency> after = dependency("after");
-      Result<Dependency> follow = dependency("follow");
-      if (!after.ok() || !follow.ok()) {
-        ename = "InvalidDependency";
-        evalue = (!after.ok() ? after : follow).status().message();
-      } else {
-        job->after = std::move(*after);
-        job->follow = std::move(*follow);
-      }
-    } catch (const json::exception& e) {
-      ename = "ValueError";
-      evalue = std::string("invalid task metadata: ") + e.what();
+    Result<TaskMetadata> metadata = ParseTaskMetadata(*md);
+    if (metadata.ok()) {
+      job->targets = std::move(metadata->targets);
+      job->retries = metadata->retries;
+      if (metadata->timeout) job->deadline = std::chrono::steady_clock::now() + *metadata->timeout;
+      job->after = std::move(metadata->after);
+      job->follow = std::move(metadata->follow);
     }
     job->frames = std::move(*raw).release();
     if (aborted_.take(job->msg_id)) {
       Abort(std::move(job));
       continue;
     }
-    if (!ename.empty()) {
-      Fail(std::move(job), ename, evalue, "");
+    if (!metadata.ok()) {
+      Fail(std::move(job), TaskMetadataErrorName(metadata.status()), metadata.status().message(), "");
       continue;
     }
     Submit(std::move(job));
@@ -256,22 +233,15 @@ void TaskScheduler::Submit(std::unique_ptr<Job> job) {
       return;
     }
   }
-  if (AfterMet(*job)) {
-    if (MaybeRun(job)) return;
-    if (!job) return;  // failed as unreachable
-  }
-  Wait(std::move(job));
+  if (!AfterMet(*job)) return Wait(std::move(job));
+  Dispatch(std::move(job), &TaskScheduler::Wait);
 }
 
-bool TaskScheduler::MaybeRun(std::unique_ptr<Job>& slot) {
-  Job& job = *slot;
+TaskScheduler::Placement TaskScheduler::Place(const Job& job) {
   std::vector<size_t> available = AvailableEngines();
-  if (available.empty()) return false;
+  if (available.empty()) return Placement::Wait();
   bool filter = !job.follow.empty() || !job.targets.empty() || !job.blacklist.empty() || options_.hwm > 0;
-  if (!filter) {
-    RunOn(std::move(slot), policy_->Pick(loads_, rng_));
-    return true;
-  }
+  if (!filter) return Placement::On(policy_->Pick(loads_, rng_));
   std::vector<size_t> indices;
   for (size_t i : available) {
     if (CanRunOn(job, i)) indices.push_back(i);
@@ -284,28 +254,29 @@ bool TaskScheduler::MaybeRun(std::unique_ptr<Job>& slot) {
         TaskFates::Fate fate = fates_.find(id);
         if (job.follow.MetBy(fate) && fate.engine != TaskFates::kNoEngine) dests.insert(fate.engine);
       }
-      if (dests.size() > 1) {
-        Fail(std::move(slot), "ImpossibleDependency", "follow dependencies ran on different engines", "");
-        return false;
-      }
+      if (dests.size() > 1) return Placement::Never("follow dependencies ran on different engines");
     }
     if (!job.targets.empty()) {
-      for (const auto& b : job.blacklist) job.targets.erase(b);
       bool any_alive = std::any_of(job.targets.begin(), job.targets.end(), [&](const std::string& t) {
-        return std::find(targets_.begin(), targets_.end(), t) != targets_.end();
+        return !job.blacklist.count(t) && std::find(targets_.begin(), targets_.end(), t) != targets_.end();
       });
-      if (job.targets.empty() || !any_alive) {
-        Fail(std::move(slot), "ImpossibleDependency", "no allowed target engine is available", "");
-        return false;
-      }
+      if (!any_alive) return Placement::Never("no allowed target engine is available");
     }
-    return false;
+    return Placement::Wait();
   }
   std::vector<int> loads;
   loads.reserve(indices.size());
   for (size_t i : indices) loads.push_back(loads_[i]);
-  RunOn(std::move(slot), indices[policy_->Pick(loads, rng_)]);
-  return true;
+  return Placement::On(indices[policy_->Pick(loads, rng_)]);
+}
+
+void TaskScheduler::Dispatch(std::unique_ptr<Job> job, void (TaskScheduler::*wait)(std::unique_ptr<Job>)) {
+  Placement where = Place(*job);
+  switch (where.kind) {
+    case Placement::kEngine: return RunOn(std::move(job), where.engine);
+    case Placement::kNever: return Fail(std::move(job), "ImpossibleDependency", where.why, "");
+    case Placement::kWait: return (this->*wait)(std::move(job));
+  }
 }
 
 void TaskScheduler::RunOn(std::unique_ptr<Job> job, size_t index) {
@@ -409,15 +380,22 @@ bool TaskScheduler::LostDependency(const Job& job) const {
   return false;
 }
 
-void TaskScheduler::Advance(std::unique_ptr<Job>& job) {
+void TaskScheduler::Advance(std::unique_ptr<Job> job) {
   if (LostDependency(*job)) {
     Fail(std::move(job), "InvalidDependency",
          "a dependency was forgotten while this task waited (more tasks than --remembered-tasks passed)", "");
   } else if (job->after.Unreachable(fates_) || job->follow.Unreachable(fates_)) {
     Fail(std::move(job), "ImpossibleDependency", "dependency can never be met", "");
   } else if (AfterMet(*job)) {
-    MaybeRun(job);  // sent (or failed) leaves `job` empty
+    Dispatch(std::move(job), &TaskScheduler::KeepWaiting);
+  } else {
+    KeepWaiting(std::move(job));
   }
+}
+
+void TaskScheduler::KeepWaiting(std::unique_ptr<Job> job) {
+  const std::string id = job->msg_id;
+  waiting_[id] = std::move(job);  // its queue_ and graph_ entries are still there
 }
 
 std::unique_ptr<TaskScheduler::Job> TaskScheduler::TakeWaiting(const std::string& msg_id) {
@@ -495,11 +473,7 @@ void TaskScheduler::OnAbort() {
 void TaskScheduler::Abort(std::unique_ptr<Job> job) {
   if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
   json header = json::parse(job->header, nullptr, false);
-  std::string type = header.is_object() ? header.value("msg_type", "") : "";
-  const std::string suffix = "_request";
-  std::string reply_type = type.size() > suffix.size() && type.compare(type.size() - suffix.size(), suffix.size(), suffix) == 0
-                               ? type.substr(0, type.size() - suffix.size()) + "_reply"
-                               : "apply_reply";
+  std::string reply_type = ReplyType(header.is_object() ? header.value("msg_type", "") : "");
   // What the stock engine answers for an aborted request (ipykernel's _send_abort_reply).
   protocol::Message reply = session_.make(reply_type, {{"status", "aborted"}}, header,
                                           {{"status", "aborted"}, {"engine", ""}, {"dependencies_met", true},
@@ -557,7 +531,7 @@ void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
   if (!dependencies_met || (!success && !aborted && job->retries > 0)) {
     if (dependencies_met) --job->retries;
     Retry(std::move(job), engine);
-    if (freed) UpdateGraph(nullptr);
+    if (freed) RunQueued();
     return;
   }
   if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
@@ -566,7 +540,7 @@ void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
   raw.swap_first_identities();  // [client, engine, ...] for the ROUTER<->ROUTER mirror
   SendToClient(std::move(raw).release());
   Finished(msg_id, engine, success);
-  if (freed) UpdateGraph(nullptr);
+  if (freed) RunQueued();
 }
 
 void TaskScheduler::Retry(std::unique_ptr<Job> job, const std::string& engine) {
@@ -579,14 +553,13 @@ void TaskScheduler::Retry(std::unique_ptr<Job> job, const std::string& engine) {
       return;
     }
   }
-  if (MaybeRun(job)) return;
-  if (job) Wait(std::move(job));
+  Dispatch(std::move(job), &TaskScheduler::Wait);
 }
 
 void TaskScheduler::Finished(const std::string& msg_id, const std::string& engine, bool success) {
   auto index = engine.empty() ? engine_index_.end() : engine_index_.find(engine);
   fates_.Finished(msg_id, success, index == engine_index_.end() ? TaskFates::kNoEngine : index->second);
-  UpdateGraph(&msg_id);
+  RunDependents(msg_id);
 }
 
 void TaskScheduler::SendToClient(Frames&& frames) {
@@ -595,29 +568,23 @@ void TaskScheduler::SendToClient(Frames&& frames) {
   }
 }
 
-void TaskScheduler::UpdateGraph(const std::string* finished_id) {
-  // Jobs that waited on `finished_id` first, in submission order.
-  if (finished_id) {
-    auto node = graph_.find(*finished_id);
-    if (node != graph_.end()) {
-      std::vector<std::string> ids = std::move(node->second);
-      graph_.erase(node);
-      std::vector<std::pair<uint64_t, std::string>> ordered;
-      for (auto& id : ids) {
-        auto it = waiting_.find(id);
-        if (it != waiting_.end()) ordered.emplace_back(it->second->seq, id);
-      }
-      std::sort(ordered.begin(), ordered.end());
-      for (auto& [seq, id] : ordered) {
-        auto job = TakeWaiting(id);
-        if (!job) continue;
-        Advance(job);
-        if (job) waiting_[id] = std::move(job);  // its queue_ entry is still there
-      }
-    }
-    return;
+void TaskScheduler::RunDependents(const std::string& finished_id) {
+  auto node = graph_.find(finished_id);
+  if (node == graph_.end()) return;
+  std::vector<std::string> ids = std::move(node->second);
+  graph_.erase(node);
+  std::vector<std::pair<uint64_t, std::string>> ordered;
+  for (auto& id : ids) {
+    auto it = waiting_.find(id);
+    if (it != waiting_.end()) ordered.emplace_back(it->second->seq, id);
   }
-  // An engine joined or became free: try waiting jobs in order until engines run out.
+  std::sort(ordered.begin(), ordered.end());
+  for (auto& [seq, id] : ordered) {
+    if (auto job = TakeWaiting(id)) Advance(std::move(job));
+  }
+}
+
+void TaskScheduler::RunQueued() {
   std::vector<std::pair<uint64_t, std::string>> kept;
   while (!queue_.empty() && !waiting_.empty()) {
     if (AvailableEngines().empty()) break;
@@ -628,11 +595,8 @@ void TaskScheduler::UpdateGraph(const std::string* finished_id) {
       if (job) waiting_[entry.second] = std::move(job);
       continue;  // stale entry
     }
-    Advance(job);
-    if (job) {
-      waiting_[entry.second] = std::move(job);
-      kept.push_back(std::move(entry));
-    }
+    Advance(std::move(job));
+    if (waiting_.count(entry.second)) kept.push_back(std::move(entry));
   }
   for (auto it = kept.rbegin(); it != kept.rend(); ++it) queue_.push_front(std::move(*it));
 }

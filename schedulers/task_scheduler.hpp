@@ -6,7 +6,10 @@
 // with retries left, or one whose engine died, is resubmitted elsewhere; otherwise its client
 // gets a reply — a result or an error (EngineError, ImpossibleDependency, TaskTimeout...).
 //
-// Single-threaded: runs on the Reactor it is attached to and owns its sockets.
+// Single-threaded: runs on the Reactor it is attached to and owns its sockets. It is wired
+// (sockets bound, Connect, ListenForAborts, Attach, AddEngine) before that reactor runs; from
+// then on only the reactor's thread touches it — no method is safe to call from another thread.
+// The unit tests drive it over inproc:// on the test's own thread (tests/unit/schedulers).
 #pragma once
 
 #include <chrono>
@@ -58,9 +61,6 @@ class TaskScheduler {
   void AddEngine(const std::string& uuid);
   void Attach(Reactor& reactor);
 
-  size_t engine_count() const { return targets_.size(); }
-  size_t waiting_count() const { return waiting_.size(); }
-
  private:
   struct Job {
     std::string msg_id;
@@ -91,10 +91,25 @@ class TaskScheduler {
   // Answers a request the task channel does not carry (see request_types.hpp) with an error.
   void Refuse(protocol::RawMessage& raw, const std::string& msg_type);
   void Submit(std::unique_ptr<Job> job);
-  // Tries to run; true if sent. On false the job is back in *slot (it may have failed).
-  bool MaybeRun(std::unique_ptr<Job>& slot);
+  // Where a job whose `after` is met can go now: to an engine, nowhere yet (it waits for one
+  // to free up or join), or nowhere ever (no allowed engine is left, or `follow` ran on several).
+  struct Placement {
+    enum Kind { kEngine, kWait, kNever } kind;
+    size_t engine = 0;  // kEngine: an index into targets_
+    std::string why;    // kNever: the ImpossibleDependency's text
+    static Placement On(size_t engine) { return {kEngine, engine, {}}; }
+    static Placement Wait() { return {kWait, 0, {}}; }
+    static Placement Never(std::string why) { return {kNever, 0, std::move(why)}; }
+  };
+  Placement Place(const Job& job);
+  // Acts on Place(job): sends it, fails it, or hands it to `wait` (Wait for a new or retried
+  // job, KeepWaiting for one taken from waiting_).
+  void Dispatch(std::unique_ptr<Job> job, void (TaskScheduler::*wait)(std::unique_ptr<Job>));
   void RunOn(std::unique_ptr<Job> job, size_t index);
+  // Starts waiting: enters the job in queue_, graph_ and waiting_, with its timeout.
   void Wait(std::unique_ptr<Job> job);
+  // Puts a job taken from waiting_ back (its queue_ and graph_ entries stayed).
+  void KeepWaiting(std::unique_ptr<Job> job);
   // Answers the client with an error reply; `engine` is the engine it ran on, or "".
   void Fail(std::unique_ptr<Job> job, const std::string& ename, const std::string& evalue,
             const std::string& engine);
@@ -108,7 +123,10 @@ class TaskScheduler {
   void HandleResult(protocol::RawMessage&& raw, const std::string& engine);
   void Retry(std::unique_ptr<Job> job, const std::string& engine);
   void Finished(const std::string& msg_id, const std::string& engine, bool success);
-  void UpdateGraph(const std::string* finished_id);
+  // A task ended: the jobs waiting on it get their turn, in submission order.
+  void RunDependents(const std::string& finished_id);
+  // An engine joined or became free: waiting jobs get their turn in order until engines run out.
+  void RunQueued();
   void RegisterEngine(const std::string& uuid);
   void UnregisterEngine(const std::string& uuid);
   void HandleStranded(const std::string& uuid);
@@ -120,9 +138,9 @@ class TaskScheduler {
   bool AfterMet(Job& job) const;
   // A dependency of `job` finished and was then forgotten: it can never be met nor refused.
   bool LostDependency(const Job& job) const;
-  // A waiting job's turn: fails it (a dependency lost or never to be met) or, with its `after`
-  // met and an engine free, sends it. `job` is left empty unless it waits on.
-  void Advance(std::unique_ptr<Job>& job);
+  // A waiting job's turn (taken from waiting_): fails it (a dependency lost or never to be
+  // met), dispatches it once its `after` is met, or puts it back.
+  void Advance(std::unique_ptr<Job> job);
   void SendToClient(protocol::Frames&& frames);
   void Undeliverable(protocol::Frames&& frames);
 

@@ -48,5 +48,13 @@ TEST(RequestTypesTest, RefusalIsASignedApplyReplyToTheSenderNamingTheRequest) {
   EXPECT_TRUE(m->content["traceback"].is_array());
 }
 
+TEST(RequestTypesTest, AMadeUpReplyIsNamedAfterItsRequest) {
+  EXPECT_EQ(ReplyType("execute_request"), "execute_reply");
+  EXPECT_EQ(ReplyType("kernel_info_request"), "kernel_info_reply");
+  EXPECT_EQ(ReplyType("_request"), "apply_reply");  // nothing before the suffix
+  EXPECT_EQ(ReplyType("comm_msg"), "apply_reply");
+  EXPECT_EQ(ReplyType(""), "apply_reply");
+}
+
 }  // namespace
 }  // namespace ipp::schedulers

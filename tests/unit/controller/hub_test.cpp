@@ -1,0 +1,216 @@
+#include "controller/hub.hpp"
+
+#include <functional>
+
+#include <gtest/gtest.h>
+
+#include "tests/testutil/fake_peer.hpp"
+
+namespace ipp::controller {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testutil::FakePeer;
+
+constexpr const char* kKey = "hub-test-key";
+
+// The hub on the test's thread over inproc, with a client (queries + notifications), a fake
+// scheduler pushing to the monitor channel, and engines that register and echo heartbeats.
+class HubTest : public ::testing::Test {
+ protected:
+  struct FakeEngine {
+    FakeEngine(zmq::context_t& context, const std::string& uuid)
+        : uuid(uuid), query(context, zmq::socket_type::dealer, kKey),
+          ping(context, zmq::socket_type::sub, kKey), pong(context, zmq::socket_type::dealer, kKey, uuid) {}
+    std::string uuid;
+    FakePeer query, ping, pong;
+    bool beating = true;
+  };
+
+  void SetUp() override {
+    HubOptions options;
+    options.query_url = "inproc://hub-query";
+    options.notification_url = "inproc://hub-notifications";
+    options.internal_notification_url = "inproc://hub-internal-notifications";
+    options.monitor_url = "inproc://hub-monitor";
+    options.resubmit_url = "inproc://hub-resubmit";
+    options.ping_url = "inproc://hub-ping";
+    options.pong_url = "inproc://hub-pong";
+    options.ping_period = 50ms;
+    options.max_heartbeat_misses = 2;
+    hub_ = std::make_unique<Hub>(context_, kKey, options, std::make_unique<MemoryTaskStore>(),
+                                 MakeLogger("test.hub"), [this] { shut_down_ = true; });
+    Hub::BoundPorts ports = hub_->Bind();
+    EXPECT_EQ(ports.registration, 0);  // no ports over inproc
+    hub_->Attach(reactor_);
+    client_.socket().connect("inproc://hub-query");
+    notifications_.socket().connect("inproc://hub-notifications");
+    monitor_.connect("inproc://hub-monitor");
+  }
+
+  // Turns the hub's reactor, the engines echoing each beat, until `done` or 5 s.
+  bool Until(const std::function<bool()>& done) {
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (done()) return true;
+      reactor_.run_once(1ms);
+      for (auto& e : engines_) {
+        while (auto beat = protocol::TryRecv(e->ping.socket())) {
+          if (e->beating) protocol::Send(e->pong.socket(), std::move(*beat));
+        }
+      }
+    }
+    return done();
+  }
+  // The next message `peer` gets, the engines beating meanwhile.
+  std::optional<protocol::Message> Next(FakePeer& peer) {
+    std::optional<protocol::Frames> frames;
+    if (!Until([&] { return (frames = protocol::TryRecv(peer.socket())).has_value(); })) return std::nullopt;
+    Result<protocol::Message> m = peer.session().parse(std::move(*frames));
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    if (!m.ok()) return std::nullopt;
+    return std::move(m).value();
+  }
+  // The next notification of `msg_type` (others are skipped).
+  std::optional<protocol::Message> NextNotification(const std::string& msg_type) {
+    while (auto m = Next(notifications_)) {
+      if (m->msg_type() == msg_type) return m;
+    }
+    return std::nullopt;
+  }
+  json Query(const std::string& msg_type, json content) {
+    std::string id = client_.Send(msg_type, std::move(content))["msg_id"];
+    std::optional<protocol::Message> reply = Next(client_);
+    EXPECT_TRUE(reply.has_value()) << "no answer to " << msg_type;
+    if (!reply) return json();
+    EXPECT_EQ(reply->parent_id(), id);
+    return reply->content;
+  }
+  // Registers an engine and waits until the hub announces it; returns its id.
+  FakeEngine& Register(const std::string& uuid) {
+    engines_.push_back(std::make_unique<FakeEngine>(context_, uuid));
+    FakeEngine& e = *engines_.back();
+    e.query.socket().connect("inproc://hub-query");
+    e.ping.socket().connect("inproc://hub-ping");
+    e.pong.socket().connect("inproc://hub-pong");
+    e.query.Send("registration_request", {{"uuid", uuid}});
+    std::optional<protocol::Message> reply = Next(e.query);
+    EXPECT_TRUE(reply.has_value());
+    if (reply) {
+      EXPECT_EQ(reply->content.value("status", ""), "ok") << reply->content.dump();
+    }
+    return e;
+  }
+  // What a scheduler reports on the monitor channel: [topic, routing ids..., <msg>].
+  void Report(std::string_view topic, std::vector<std::string> ids, protocol::Message message) {
+    for (const auto& id : ids) message.identities.emplace_back(id.data(), id.size());
+    protocol::Frames frames = scheduler_.serialize(std::move(message));
+    frames.insert(frames.begin(), zmq::message_t(topic.data(), topic.size()));
+    protocol::Send(monitor_, std::move(frames));
+  }
+
+  zmq::context_t context_;
+  Reactor reactor_{MakeLogger("test.reactor")};
+  bool shut_down_ = false;
+  std::unique_ptr<Hub> hub_;
+  FakePeer client_{context_, zmq::socket_type::dealer, kKey};
+  FakePeer notifications_{context_, zmq::socket_type::sub, kKey};
+  zmq::socket_t monitor_{context_, zmq::socket_type::push};
+  protocol::Session scheduler_{kKey};
+  std::vector<std::unique_ptr<FakeEngine>> engines_;
+};
+
+TEST_F(HubTest, RegistersAnEngineOnItsFirstHeartbeatAndListsIt) {
+  Register("engine-a");
+  std::optional<protocol::Message> note = NextNotification("registration_notification");
+  ASSERT_TRUE(note.has_value());
+  EXPECT_EQ(note->content["uuid"], "engine-a");
+  int id = note->content["id"];
+  json connection = Query("connection_request", json::object());
+  EXPECT_EQ(connection["engines"], (json{{std::to_string(id), "engine-a"}}));
+  EXPECT_EQ(hub_->engine_uuids(), std::vector<std::string>{"engine-a"});
+}
+
+TEST_F(HubTest, RefusesAUuidAlreadyInUse) {
+  FakeEngine& first = Register("engine-a");
+  first.query.Send("registration_request", {{"uuid", "engine-a"}});
+  std::optional<protocol::Message> reply = Next(first.query);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->content.value("status", ""), "error");
+  EXPECT_EQ(reply->content.value("ename", ""), "KeyError");
+}
+
+TEST_F(HubTest, UnregistersAnEngineThatStopsAnsweringHeartbeats) {
+  FakeEngine& engine = Register("engine-a");
+  ASSERT_TRUE(NextNotification("registration_notification").has_value());
+  engine.beating = false;
+  std::optional<protocol::Message> note = NextNotification("unregistration_notification");
+  ASSERT_TRUE(note.has_value());
+  EXPECT_EQ(note->content["uuid"], "engine-a");
+  EXPECT_TRUE(hub_->engine_uuids().empty());
+}
+
+TEST_F(HubTest, UnregistersAnEngineThatAsksToLeave) {
+  FakeEngine& engine = Register("engine-a");
+  std::optional<protocol::Message> registered = NextNotification("registration_notification");
+  ASSERT_TRUE(registered.has_value());
+  engine.query.Send("unregistration_request", {{"id", registered->content["id"]}});
+  std::optional<protocol::Message> note = NextNotification("unregistration_notification");
+  ASSERT_TRUE(note.has_value());
+  EXPECT_EQ(note->content["uuid"], "engine-a");
+}
+
+TEST_F(HubTest, TracksATaskThroughTheMonitorChannel) {
+  Register("engine-a");
+  std::optional<protocol::Message> registered = NextNotification("registration_notification");
+  ASSERT_TRUE(registered.has_value());
+  std::string engine_id = std::to_string(registered->content["id"].get<int>());
+  protocol::Session client("hub-test-key");
+  protocol::Message request = client.make("apply_request");
+  std::string msg_id = request.msg_id();
+  json request_header = request.header;
+
+  Report("intask", {"client-1"}, std::move(request));
+  json queue = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_EQ(queue["unassigned"], 1) << queue.dump();
+
+  protocol::Frames track;
+  for (std::string_view part : {std::string_view("tracktask"), std::string_view(msg_id), std::string_view("engine-a")}) {
+    track.emplace_back(part.data(), part.size());
+  }
+  protocol::Send(monitor_, std::move(track));
+  queue = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_EQ(queue["unassigned"], 0) << queue.dump();
+  EXPECT_EQ(queue[engine_id]["tasks"], 1) << queue.dump();
+  json pending = Query("result_request", {{"msg_ids", {msg_id}}});
+  EXPECT_EQ(pending["pending"], json::array({msg_id})) << pending.dump();
+
+  protocol::Message reply = scheduler_.make("apply_reply", {{"status", "ok"}}, request_header,
+                                            {{"status", "ok"}, {"engine", "engine-a"}});
+  Report("outtask", {"engine-a", "client-1"}, std::move(reply));
+  queue = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_EQ(queue[engine_id]["tasks"], 0) << queue.dump();
+  EXPECT_EQ(queue[engine_id]["completed"], 1) << queue.dump();
+  json done = Query("result_request", {{"msg_ids", {msg_id}}});
+  EXPECT_EQ(done["completed"], json::array({msg_id})) << done.dump();
+}
+
+TEST_F(HubTest, DropsForgedQueriesAndAnswersUnknownTypesWithAnError) {
+  FakePeer stranger(context_, zmq::socket_type::dealer, "wrong-key");
+  stranger.socket().connect("inproc://hub-query");
+  stranger.Send("connection_request");
+  json error = Query("bogus_request", json::object());
+  EXPECT_EQ(error.value("ename", ""), "KeyError");
+  EXPECT_FALSE(protocol::TryRecv(stranger.socket()).has_value());
+  EXPECT_EQ(Query("result_request", {{"msg_ids", {"nobody"}}}).value("ename", ""), "KeyError");
+}
+
+TEST_F(HubTest, ShutsDownOnRequest) {
+  json reply = Query("shutdown_request", json::object());
+  EXPECT_EQ(reply.value("status", ""), "ok");
+  EXPECT_TRUE(Until([&] { return shut_down_; }));
+}
+
+}  // namespace
+}  // namespace ipp::controller

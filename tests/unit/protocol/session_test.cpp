@@ -30,6 +30,13 @@ class SessionTest : public ::testing::Test {
   std::string Header() {
     return sender_.make_header("apply_request").dump();
   }
+  // receiver_ must refuse `parts` with `code`, saying `says`.
+  void ExpectRefused(const std::vector<std::string>& parts, Status::Code code, const std::string& says) {
+    Result<Message> r = receiver_.parse(ToFrames(parts));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), code);
+    EXPECT_NE(r.status().message().find(says), std::string::npos);
+  }
   Session sender_{"secret-key"};
   Session receiver_{"secret-key"};
 };
@@ -104,10 +111,7 @@ TEST_F(SessionTest, PartialParseReadsTheHeaderFieldsAndOnlyTheAskedParts) {
 TEST_F(SessionTest, RejectsMissingSignature) {
   auto parts = Signed(Header());
   parts[2] = "";
-  Result<Message> r = receiver_.parse(ToFrames(parts));
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Status::Code::kUnauthorized);
-  EXPECT_NE(r.status().message().find("unsigned"), std::string::npos);
+  ExpectRefused(parts, Status::Code::kUnauthorized, "unsigned");
 }
 
 TEST_F(SessionTest, RejectsWrongSignatureAndTamperedContent) {
@@ -147,10 +151,7 @@ TEST_F(SessionTest, ReplayHistoryKeepsTheRecentSignaturesAndForgetsOldOnes) {
 TEST_F(SessionTest, RejectsMissingDelimiter) {
   auto parts = Signed(Header());
   parts[1] = "<IDS|MSX>";
-  Result<Message> r = receiver_.parse(ToFrames(parts));
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Status::Code::kProtocolError);
-  EXPECT_NE(r.status().message().find("delimiter"), std::string::npos);
+  ExpectRefused(parts, Status::Code::kProtocolError, "delimiter");
 }
 
 TEST_F(SessionTest, RejectsTruncatedFrames) {
@@ -164,11 +165,7 @@ TEST_F(SessionTest, RejectsTruncatedFrames) {
 }
 
 TEST_F(SessionTest, RejectsInvalidJsonNamingThePart) {
-  auto parts = Signed(Header(), "{not json");
-  Result<Message> r = receiver_.parse(ToFrames(parts));
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Status::Code::kProtocolError);
-  EXPECT_NE(r.status().message().find("content"), std::string::npos);
+  ExpectRefused(Signed(Header(), "{not json"), Status::Code::kProtocolError, "content");
 }
 
 TEST_F(SessionTest, RejectsWrongJsonTypes) {

@@ -12,15 +12,21 @@
 
 namespace ipp_cmd {
 
+namespace {
+
+// The msg_ids a command takes as its arguments.
+void AddMsgIdArguments(CommandLine& cl, std::vector<std::string>* ids, const char* description) {
+  cl.options.add_options()("msg-id", po::value(ids)->multitoken(), description);
+  cl.positional.add("msg-id", -1);
+}
+
+}  // namespace
+
 int Engines(int argc, char** argv) {
-  Common c;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("engines [options]", "List the engines: id, kind (native or python), host, pid, queue length, tasks done."), o, vm); rc >= 0) return rc;
-  std::string error;
-  auto client = Connect(c, &error);
-  if (!client) return Fail(error);
+  CommandLine cl;
+  const Common& c = cl.common;
+  auto client = cl.ParseAndConnect(argc, argv, Usage("engines [options]", "List the engines: id, kind (native or python), host, pid, queue length, tasks done."));
+  if (!client) return cl.exit_code();
   auto deadline = std::chrono::steady_clock::now() + Seconds(c.timeout);
   std::vector<int> ids = client->ids();
   auto status = client->queue_status();
@@ -90,14 +96,10 @@ int Engines(int argc, char** argv) {
 }
 
 int Status(int argc, char** argv) {
-  Common c;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("status [options]", "Queue status of the cluster."), o, vm); rc >= 0) return rc;
-  std::string error;
-  auto client = Connect(c, &error);
-  if (!client) return Fail(error);
+  CommandLine cl;
+  const Common& c = cl.common;
+  auto client = cl.ParseAndConnect(argc, argv, Usage("status [options]", "Queue status of the cluster."));
+  if (!client) return cl.exit_code();
   auto s = client->queue_status();
   if (!s.ok()) return Fail(s.status().message());
   if (c.json) {
@@ -116,15 +118,11 @@ int Status(int argc, char** argv) {
 }
 
 int ResultCmd(int argc, char** argv) {
-  Common c;
+  CommandLine cl;
+  const Common& c = cl.common;
   std::vector<std::string> ids;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  o.add_options()("msg-id", po::value(&ids)->multitoken(), "message ids");
-  po::positional_options_description pos;
-  pos.add("msg-id", -1);
-  po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("result MSG_ID ...", "Fetch results from the hub's database (any client's)."), o, vm, &pos); rc >= 0) return rc;
+  AddMsgIdArguments(cl, &ids, "message ids");
+  if (int rc = cl.Parse(argc, argv, Usage("result MSG_ID ...", "Fetch results from the hub's database (any client's).")); rc >= 0) return rc;
   if (ids.empty()) return Fail("result needs at least one msg_id");
   std::string error;
   auto client = Connect(c, &error);
@@ -144,22 +142,16 @@ int ResultCmd(int argc, char** argv) {
 }
 
 int Abort(int argc, char** argv) {
-  Common c;
+  CommandLine cl;
+  const Common& c = cl.common;
   std::vector<std::string> ids;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  o.add_options()("msg-id", po::value(&ids)->multitoken(), "message ids (none: everything queued)");
-  po::positional_options_description pos;
-  pos.add("msg-id", -1);
-  po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("abort [MSG_ID ...]",
+  AddMsgIdArguments(cl, &ids, "message ids (none: everything queued)");
+  auto client = cl.ParseAndConnect(argc, argv, Usage("abort [MSG_ID ...]",
                         "Abort requests that have not started: those named, or with no ids every request of\n"
                         "any client still queued, on the engines and in the load-balanced scheduler. They\n"
                         "are answered 'aborted' and never run; running work goes on (interrupt it with\n"
-                        "Ctrl-C in its client). --json: {\"msg_ids\": [...], \"engines\": [...]}."), o, vm, &pos); rc >= 0) return rc;
-  std::string error;
-  auto client = Connect(c, &error);
-  if (!client) return Fail(error);
+                        "Ctrl-C in its client). --json: {\"msg_ids\": [...], \"engines\": [...]}."));
+  if (!client) return cl.exit_code();
   std::vector<int> engines = client->ids();
   // The abort travels to the scheduler beside the engines' copies: with no engine, nothing carries it.
   if (engines.empty()) return Fail("no engines registered: nothing to send the abort to");
@@ -175,17 +167,13 @@ int Abort(int argc, char** argv) {
 }
 
 int Shutdown(int argc, char** argv) {
-  Common c;
+  CommandLine cl;
+  const Common& c = cl.common;
   bool engines_only = false;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  o.add_options()("engines-only", po::bool_switch(&engines_only), "stop the engines, keep the controller");
-  po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("shutdown [--engines-only]",
-                        "Stop the engines and the controller. --json: {\"engines\": [...], \"controller\": bool}."), o, vm); rc >= 0) return rc;
-  std::string error;
-  auto client = Connect(c, &error);
-  if (!client) return Fail(error);
+  cl.options.add_options()("engines-only", po::bool_switch(&engines_only), "stop the engines, keep the controller");
+  auto client = cl.ParseAndConnect(argc, argv, Usage("shutdown [--engines-only]",
+                        "Stop the engines and the controller. --json: {\"engines\": [...], \"controller\": bool}."));
+  if (!client) return cl.exit_code();
   std::vector<int> engines = client->ids();
   auto s = client->shutdown({}, !engines_only);
   if (!s.ok()) return Fail(s.message());

@@ -70,29 +70,28 @@ class FarmResults {
   std::map<Key, Json> records_;
 };
 
+// What --help says beyond the usage line.
+constexpr const char* kFarmHelp = R"(Run every command of FILE (one per line) on the engines. The results file holds
+the latest result of each command; a rerun skips commands that already succeeded.
+Ctrl-C aborts what has not started, gives running commands a few seconds (then
+interrupts them), records what finished and exits 130; a second Ctrl-C exits at once.
+Exits non-zero if any command failed. --json: a summary object on stdout.)";
+
 }  // namespace
 
 // A task farm: one shell command per line, load-balanced, resumable via the results file.
 int Farm(int argc, char** argv) {
-  Common c;
+  CommandLine cl;
+  const Common& c = cl.common;
   std::string input, results_path;
   int retries = 0;
   double timeout = 0;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  o.add_options()("commands", po::value(&input), "file with one shell command per line")
+  cl.options.add_options()("commands", po::value(&input), "file with one shell command per line")
       ("results,o", po::value(&results_path), "results file, JSON lines (default: COMMANDS.results.jsonl)")
       ("retries", po::value(&retries)->default_value(0), "retries of a failed command on other engines")
       ("timeout", po::value(&timeout)->default_value(0), "seconds a command may run (0: no limit)");
-  po::positional_options_description pos;
-  pos.add("commands", 1);
-  po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("farm FILE [options]",
-                        "Run every command of FILE (one per line) on the engines. The results file holds\n"
-                        "the latest result of each command; a rerun skips commands that already succeeded.\n"
-                        "Ctrl-C aborts what has not started, gives running commands a few seconds (then\n"
-                        "interrupts them), records what finished and exits 130; a second Ctrl-C exits at once.\n"
-                        "Exits non-zero if any command failed. --json: a summary object on stdout."), o, vm, &pos); rc >= 0) return rc;
+  cl.positional.add("commands", 1);
+  if (int rc = cl.Parse(argc, argv, Usage("farm FILE [options]", kFarmHelp)); rc >= 0) return rc;
   if (input.empty()) return Fail("farm needs a file of commands");
   if (retries < 0) return Fail("--retries must be 0 or more");
   if (timeout < 0) return Fail("--timeout must be 0 (no limit) or more");

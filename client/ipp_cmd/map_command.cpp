@@ -11,7 +11,6 @@ namespace ipp_cmd {
 
 namespace {
 
-
 // Whether some native engine has `function` (ipp.functions); Python engines are not asked.
 bool EnginesHave(ipp::Client& client, const std::string& function, ipp::Millis timeout) {
   std::vector<int> native;
@@ -30,28 +29,26 @@ bool EnginesHave(ipp::Client& client, const std::string& function, ipp::Millis t
   return false;
 }
 
+// What --help says beyond the usage line.
+constexpr const char* kMapHelp = R"(One JSON value per line in, load-balanced. Each good result is printed on stdout, in
+input order; each failed item on stderr with its input line number (exit 1 if any
+failed). What the function printed goes to stderr. --json: one object per item on
+stdout, in order: {"line", "ok", "result" | "ename", "evalue", "engine"},
+the first item of each task also with its "stdout"/"stderr" when not empty.
+Ctrl-C aborts what has not started and exits 130 after printing what finished.)";
+
 }  // namespace
 
 int Map(int argc, char** argv) {
-  Common c;
+  CommandLine cl;
+  const Common& c = cl.common;
   std::string function, input = "-";
   long long chunksize = 1;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  o.add_options()("function", po::value(&function), "native function to call on each item")
+  cl.options.add_options()("function", po::value(&function), "native function to call on each item")
       ("input", po::value(&input)->default_value("-"), "file with one JSON value per line, or - for stdin")
       ("chunksize", po::value(&chunksize)->default_value(1), "items per task (1 or more)");
-  po::positional_options_description pos;
-  pos.add("function", 1).add("input", 1);
-  po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("map FUNCTION [FILE|-]",
-                        "One JSON value per line in, load-balanced. Each good result is printed on stdout, in\n"
-                        "input order; each failed item on stderr with its input line number (exit 1 if any\n"
-                        "failed). What the function printed goes to stderr. --json: one object per item on\n"
-                        "stdout, in order: {\"line\", \"ok\", \"result\" | \"ename\", \"evalue\", \"engine\"},\n"
-                        "the first item of each task also with its \"stdout\"/\"stderr\" when not empty.\n"
-                        "Ctrl-C aborts what has not started and exits 130 after printing what finished."),
-                        o, vm, &pos); rc >= 0) return rc;
+  cl.positional.add("function", 1).add("input", 1);
+  if (int rc = cl.Parse(argc, argv, Usage("map FUNCTION [FILE|-]", kMapHelp)); rc >= 0) return rc;
   if (function.empty()) return Fail("map needs a function name");
   if (chunksize < 1) return Fail("--chunksize must be 1 or more (got " + std::to_string(chunksize) + ")");
   std::ifstream file;

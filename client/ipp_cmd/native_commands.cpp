@@ -9,21 +9,17 @@
 
 namespace ipp_cmd {
 
-
 int Px(int argc, char** argv) {
-  Common c;
+  CommandLine cl;
+  const Common& c = cl.common;
   std::string targets_spec;
   double timeout = 0;
   std::vector<std::string> command;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  o.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
+  cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
       ("timeout", po::value(&timeout)->default_value(0), "seconds to wait for the command (0: as long as it runs)")
       ("command", po::value(&command)->multitoken(), "the command (after --)");
-  po::positional_options_description pos;
-  pos.add("command", -1);
-  po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("px [--targets SPEC] -- CMD ...", "Run a shell command on engines; print each engine's output under its id."), o, vm, &pos); rc >= 0) return rc;
+  cl.positional.add("command", -1);
+  if (int rc = cl.Parse(argc, argv, Usage("px [--targets SPEC] -- CMD ...", "Run a shell command on engines; print each engine's output under its id.")); rc >= 0) return rc;
   if (command.empty()) return Fail("px needs a command: ipp px -- hostname");
   if (timeout < 0) return Fail("--timeout must be >= 0");
   std::string cmd;
@@ -62,13 +58,11 @@ int Px(int argc, char** argv) {
 
 // Every function the engines can run, with its doc and the engines that have it.
 int Functions(int argc, char** argv) {
-  Common c;
+  CommandLine cl;
+  const Common& c = cl.common;
   std::string targets_spec;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  o.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3");
-  po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("functions [--targets SPEC]", "List the native functions on the engines: name, engines that have it, doc, origin."), o, vm); rc >= 0) return rc;
+  cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3");
+  if (int rc = cl.Parse(argc, argv, Usage("functions [--targets SPEC]", "List the native functions on the engines: name, engines that have it, doc, origin.")); rc >= 0) return rc;
   std::string error;
   std::vector<int> targets;
   auto client = ConnectForNative(c, targets_spec, &targets, &error);
@@ -117,16 +111,13 @@ int Functions(int argc, char** argv) {
 
 // Loads a plugin library on the engines (ipp.load) and says what each added.
 int Load(int argc, char** argv) {
-  Common c;
+  CommandLine cl;
+  const Common& c = cl.common;
   std::string targets_spec, path;
-  po::options_description o("Options");
-  AddCommon(o, c);
-  o.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
+  cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
       ("path", po::value(&path), "the plugin library (.so), as the engines' hosts see it");
-  po::positional_options_description pos;
-  pos.add("path", 1);
-  po::variables_map vm;
-  if (int rc = ParseSub(argc, argv, Usage("load PATH [--targets SPEC]", "Load a plugin library on the engines; print the functions each engine added."), o, vm, &pos); rc >= 0) return rc;
+  cl.positional.add("path", 1);
+  if (int rc = cl.Parse(argc, argv, Usage("load PATH [--targets SPEC]", "Load a plugin library on the engines; print the functions each engine added.")); rc >= 0) return rc;
   if (path.empty()) return Fail("load needs the path of a plugin library: ipp load ./libmyfuncs.so");
   std::string error;
   std::vector<int> targets;

@@ -6,6 +6,8 @@
 
 namespace ipp_cmd {
 
+namespace {
+
 void AddCommon(po::options_description& o, Common& c) {
   o.add_options()
       ("profile", po::value(&c.profile)->default_value("default"), "profile name")
@@ -17,6 +19,8 @@ void AddCommon(po::options_description& o, Common& c) {
       ("ssh", po::value(&c.ssh), "reach the controller through SSH: user@host[:port]")
       ("ssh-arg", po::value(&c.ssh_args)->composing(), "extra ssh option (repeatable), e.g. --ssh-arg=-i --ssh-arg=key");
 }
+
+}  // namespace
 
 int Fail(const std::string& message) {
   std::cerr << "ipp: " << message << std::endl;
@@ -44,9 +48,22 @@ std::string Usage(const std::string& command, const std::string& what) {
   return "usage: ipp " + command + "\n\n" + what;
 }
 
-int ParseSub(int argc, char** argv, const std::string& usage, po::options_description& options,
-             po::variables_map& vm, const po::positional_options_description* positional) {
-  return ipp::cli::Parse(argc, argv, usage, options, vm, nullptr, positional);
+CommandLine::CommandLine() { AddCommon(options, common); }
+
+int CommandLine::Parse(int argc, char** argv, const std::string& usage) {
+  po::variables_map vm;
+  return ipp::cli::Parse(argc, argv, usage, options, vm, nullptr, positional.max_total_count() ? &positional : nullptr);
+}
+
+std::unique_ptr<ipp::Client> CommandLine::ParseAndConnect(int argc, char** argv, const std::string& usage) {
+  if (int rc = Parse(argc, argv, usage); rc >= 0) {
+    exit_code_ = rc;
+    return nullptr;
+  }
+  std::string error;
+  auto client = Connect(common, &error);
+  if (!client) exit_code_ = Fail(error);
+  return client;
 }
 
 ipp::Millis Seconds(double s) { return ipp::Millis(static_cast<long>(s * 1000)); }

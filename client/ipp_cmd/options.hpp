@@ -22,8 +22,6 @@ struct Common {
   std::vector<std::string> ssh_args;
 };
 
-void AddCommon(po::options_description& o, Common& c);
-
 // Prints "ipp: message" on stderr; returns the exit code 1.
 int Fail(const std::string& message);
 
@@ -32,9 +30,26 @@ std::unique_ptr<ipp::Client> Connect(const Common& c, std::string* error);
 
 std::string Usage(const std::string& command, const std::string& what);
 
-// Parses a subcommand's options; returns >=0 to exit with, -1 to go on.
-int ParseSub(int argc, char** argv, const std::string& usage, po::options_description& options,
-             po::variables_map& vm, const po::positional_options_description* positional = nullptr);
+// A subcommand's command line: the options every subcommand takes (into `common`), then its own,
+// which it adds to `options` (and `positional`) before parsing.
+class CommandLine {
+ public:
+  CommandLine();
+  CommandLine(const CommandLine&) = delete;  // `options` points into `common`
+  CommandLine& operator=(const CommandLine&) = delete;
+  // Returns >= 0 to exit with (after --help or a bad argument), -1 to go on.
+  int Parse(int argc, char** argv, const std::string& usage);
+  // Parse, then Connect: the client, or null (with what went wrong printed) and exit_code() set.
+  std::unique_ptr<ipp::Client> ParseAndConnect(int argc, char** argv, const std::string& usage);
+  int exit_code() const { return exit_code_; }
+
+  Common common;
+  po::options_description options{"Options"};
+  po::positional_options_description positional;
+
+ private:
+  int exit_code_ = 0;
+};
 
 ipp::Millis Seconds(double s);
 

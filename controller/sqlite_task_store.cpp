@@ -18,7 +18,7 @@ struct Column {
   Field field;
 };
 
-// The table's columns in order, but for the last one, "label": a copy of the metadata's label
+// The table's columns in order, all but the last, "label": a copy of the metadata's label
 // for SQL queries, written with each record and never read back (FieldValue reads the metadata).
 using R = TaskRecord;
 const Column kColumns[] = {
@@ -31,6 +31,8 @@ const Column kColumns[] = {
     {"execute_result", &R::execute_result}, {"error", &R::error}, {"stdout", &R::stdout_text},
     {"stderr", &R::stderr_text}};
 constexpr int kFieldColumnCount = sizeof(kColumns) / sizeof(kColumns[0]);
+// The column type of each kind of Field, in the variant's order.
+const char* const kSqlTypes[] = {"TEXT", "INTEGER", "BLOB"};
 
 template <typename... F>
 struct Overloaded : F... {
@@ -133,13 +135,11 @@ Result<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(const std::filesy
     return Status::IOError("cannot open task database " + file.string() + ": " +
                            (store->db_ ? sqlite3_errmsg(store->db_) : "out of memory"));
   }
-  std::string create = "CREATE TABLE IF NOT EXISTS " + Quoted(table) +
-                       " (msg_id TEXT PRIMARY KEY, header TEXT, metadata TEXT, content TEXT, "
-                       "buffers BLOB, submitted INTEGER, client_uuid TEXT, engine_uuid TEXT, "
-                       "started INTEGER, completed INTEGER, resubmitted TEXT, received INTEGER, "
-                       "result_header TEXT, result_metadata TEXT, result_content TEXT, "
-                       "result_buffers BLOB, queue TEXT, execute_input TEXT, execute_result TEXT, "
-                       "error TEXT, stdout TEXT, stderr TEXT, label TEXT)";
+  std::string create = "CREATE TABLE IF NOT EXISTS " + Quoted(table) + " (";
+  for (const Column& c : kColumns) {  // the first, msg_id, is the key
+    create += std::string(c.name) + " " + kSqlTypes[c.field.index()] + (&c == kColumns ? " PRIMARY KEY, " : ", ");
+  }
+  create += "label TEXT)";
   for (const std::string& sql : {std::string("PRAGMA journal_mode=WAL"),
                                  std::string("PRAGMA synchronous=NORMAL"), create}) {
     if (Status s = store->Exec(sql); !s.ok()) return Status::IOError("task database " + file.string() + ": " + s.message());

@@ -14,6 +14,7 @@ namespace ipp_cmd {
 namespace po = boost::program_options;
 using ipp::Json;
 
+// The options every subcommand takes.
 struct Common {
   std::string profile = "default", profile_dir, cluster_id, file;
   double timeout = 10;

@@ -105,7 +105,7 @@ void RawRoundTrip(zmq::socket_t& client) {
 }
 
 // Times `n` round trips of each kind (after 100 of each to warm up) in alternating blocks of 50:
-// on this shared machine the floor itself drifts by a fifth within a minute, and two kinds
+// on a shared machine the floor itself drifts within a minute, and two kinds
 // timed one after the other would carry that drift into their ratio.
 std::vector<std::vector<double>> TimeAlternating(int n, const std::vector<std::function<void()>>& kinds) {
   constexpr int kBlock = 50, kWarmUp = 100;

@@ -3,18 +3,43 @@
 #include <sqlite3.h>
 
 #include <cstring>
+#include <variant>
 
 namespace ipp::controller {
 
 namespace {
 
-// Columns in order; buffers are stored as one blob of [u64 length][bytes]... per buffer.
-const char* const kColumns[] = {
-    "msg_id", "header", "metadata", "content", "buffers", "submitted", "client_uuid",
-    "engine_uuid", "started", "completed", "resubmitted", "received", "result_header",
-    "result_metadata", "result_content", "result_buffers", "queue", "execute_input",
-    "execute_result", "error", "stdout", "stderr", "label"};
-constexpr int kColumnCount = sizeof(kColumns) / sizeof(kColumns[0]);
+// A record field and how its column holds it: text ("" as NULL), a time (microseconds since the
+// epoch, or NULL), or buffers (one blob of [u64 length][bytes]... per buffer).
+using Field = std::variant<std::string TaskRecord::*, std::optional<TimePoint> TaskRecord::*,
+                           SharedFrames TaskRecord::*>;
+struct Column {
+  const char* name;
+  Field field;
+};
+
+// The table's columns in order, all but the last, "label": a copy of the metadata's label
+// for SQL queries, written with each record and never read back (FieldValue reads the metadata).
+using R = TaskRecord;
+const Column kColumns[] = {
+    {"msg_id", &R::msg_id}, {"header", &R::header}, {"metadata", &R::metadata}, {"content", &R::content},
+    {"buffers", &R::buffers}, {"submitted", &R::submitted}, {"client_uuid", &R::client_uuid},
+    {"engine_uuid", &R::engine_uuid}, {"started", &R::started}, {"completed", &R::completed},
+    {"resubmitted", &R::resubmitted}, {"received", &R::received}, {"result_header", &R::result_header},
+    {"result_metadata", &R::result_metadata}, {"result_content", &R::result_content},
+    {"result_buffers", &R::result_buffers}, {"queue", &R::queue}, {"execute_input", &R::execute_input},
+    {"execute_result", &R::execute_result}, {"error", &R::error}, {"stdout", &R::stdout_text},
+    {"stderr", &R::stderr_text}};
+constexpr int kFieldColumnCount = sizeof(kColumns) / sizeof(kColumns[0]);
+// The column type of each kind of Field, in the variant's order.
+const char* const kSqlTypes[] = {"TEXT", "INTEGER", "BLOB"};
+
+template <typename... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <typename... F>
+Overloaded(F...) -> Overloaded<F...>;
 
 std::string PackBuffers(const std::vector<zmq::message_t>& buffers) {
   std::string blob;
@@ -87,31 +112,16 @@ std::optional<TimePoint> ColumnTime(sqlite3_stmt* s, int i) {
 
 TaskRecord FromRow(sqlite3_stmt* s) {
   TaskRecord r;
-  int i = 0;
-  r.msg_id = ColumnText(s, i++);
-  r.header = ColumnText(s, i++);
-  r.metadata = ColumnText(s, i++);
-  r.content = ColumnText(s, i++);
-  r.buffers = UnpackBuffers(sqlite3_column_blob(s, i), sqlite3_column_bytes(s, i));
-  ++i;
-  r.submitted = ColumnTime(s, i++);
-  r.client_uuid = ColumnText(s, i++);
-  r.engine_uuid = ColumnText(s, i++);
-  r.started = ColumnTime(s, i++);
-  r.completed = ColumnTime(s, i++);
-  r.resubmitted = ColumnText(s, i++);
-  r.received = ColumnTime(s, i++);
-  r.result_header = ColumnText(s, i++);
-  r.result_metadata = ColumnText(s, i++);
-  r.result_content = ColumnText(s, i++);
-  r.result_buffers = UnpackBuffers(sqlite3_column_blob(s, i), sqlite3_column_bytes(s, i));
-  ++i;
-  r.queue = ColumnText(s, i++);
-  r.execute_input = ColumnText(s, i++);
-  r.execute_result = ColumnText(s, i++);
-  r.error = ColumnText(s, i++);
-  r.stdout_text = ColumnText(s, i++);
-  r.stderr_text = ColumnText(s, i++);
+  for (int i = 0; i < kFieldColumnCount; ++i) {
+    std::visit(Overloaded{
+                   [&](std::string TaskRecord::*text) { r.*text = ColumnText(s, i); },
+                   [&](std::optional<TimePoint> TaskRecord::*time) { r.*time = ColumnTime(s, i); },
+                   [&](SharedFrames TaskRecord::*frames) {
+                     r.*frames = UnpackBuffers(sqlite3_column_blob(s, i), sqlite3_column_bytes(s, i));
+                   },
+               },
+               kColumns[i].field);
+  }
   return r;
 }
 
@@ -125,13 +135,11 @@ Result<std::unique_ptr<SqliteTaskStore>> SqliteTaskStore::Open(const std::filesy
     return Status::IOError("cannot open task database " + file.string() + ": " +
                            (store->db_ ? sqlite3_errmsg(store->db_) : "out of memory"));
   }
-  std::string create = "CREATE TABLE IF NOT EXISTS " + Quoted(table) +
-                       " (msg_id TEXT PRIMARY KEY, header TEXT, metadata TEXT, content TEXT, "
-                       "buffers BLOB, submitted INTEGER, client_uuid TEXT, engine_uuid TEXT, "
-                       "started INTEGER, completed INTEGER, resubmitted TEXT, received INTEGER, "
-                       "result_header TEXT, result_metadata TEXT, result_content TEXT, "
-                       "result_buffers BLOB, queue TEXT, execute_input TEXT, execute_result TEXT, "
-                       "error TEXT, stdout TEXT, stderr TEXT, label TEXT)";
+  std::string create = "CREATE TABLE IF NOT EXISTS " + Quoted(table) + " (";
+  for (const Column& c : kColumns) {  // the first, msg_id, is the key
+    create += std::string(c.name) + " " + kSqlTypes[c.field.index()] + (&c == kColumns ? " PRIMARY KEY, " : ", ");
+  }
+  create += "label TEXT)";
   for (const std::string& sql : {std::string("PRAGMA journal_mode=WAL"),
                                  std::string("PRAGMA synchronous=NORMAL"), create}) {
     if (Status s = store->Exec(sql); !s.ok()) return Status::IOError("task database " + file.string() + ": " + s.message());
@@ -183,40 +191,26 @@ Status SqliteTaskStore::Write(const TaskRecord& r, bool insert) {
   BeginIfNeeded();
   // Columns named, so that the binding order below never depends on the table's column order.
   std::string sql = std::string(insert ? "INSERT" : "REPLACE") + " INTO " + Quoted(table_) + " (";
-  for (int i = 0; i < kColumnCount; ++i) sql += std::string(i ? "," : "") + kColumns[i];
-  sql += ") VALUES (";
-  for (int i = 0; i < kColumnCount; ++i) sql += i ? ",?" : "?";
-  sql += ")";
+  for (const Column& c : kColumns) sql += std::string(c.name) + ",";
+  sql += "label) VALUES (";
+  for (int i = 0; i < kFieldColumnCount; ++i) sql += "?,";
+  sql += "?)";
   Statement stmt(db_, sql);
   if (!stmt) return Status::IOError(sqlite3_errmsg(db_));
   sqlite3_stmt* s = stmt.get();
-  int i = 1;
-  BindText(s, i++, r.msg_id);
-  BindText(s, i++, r.header);
-  BindText(s, i++, r.metadata);
-  BindText(s, i++, r.content);
-  std::string buffers = PackBuffers(r.buffers);
-  sqlite3_bind_blob(s, i++, buffers.data(), static_cast<int>(buffers.size()), SQLITE_TRANSIENT);
-  BindTime(s, i++, r.submitted);
-  BindText(s, i++, r.client_uuid);
-  BindText(s, i++, r.engine_uuid);
-  BindTime(s, i++, r.started);
-  BindTime(s, i++, r.completed);
-  BindText(s, i++, r.resubmitted);
-  BindTime(s, i++, r.received);
-  BindText(s, i++, r.result_header);
-  BindText(s, i++, r.result_metadata);
-  BindText(s, i++, r.result_content);
-  std::string result_buffers = PackBuffers(r.result_buffers);
-  sqlite3_bind_blob(s, i++, result_buffers.data(), static_cast<int>(result_buffers.size()), SQLITE_TRANSIENT);
-  BindText(s, i++, r.queue);
-  BindText(s, i++, r.execute_input);
-  BindText(s, i++, r.execute_result);
-  BindText(s, i++, r.error);
-  BindText(s, i++, r.stdout_text);
-  BindText(s, i++, r.stderr_text);
+  for (int i = 0; i < kFieldColumnCount; ++i) {
+    std::visit(Overloaded{
+                   [&](std::string TaskRecord::*text) { BindText(s, i + 1, r.*text); },
+                   [&](std::optional<TimePoint> TaskRecord::*time) { BindTime(s, i + 1, r.*time); },
+                   [&](SharedFrames TaskRecord::*frames) {
+                     std::string blob = PackBuffers(r.*frames);
+                     sqlite3_bind_blob(s, i + 1, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+                   },
+               },
+               kColumns[i].field);
+  }
   json label = FieldValue(r, "label");
-  BindText(s, i++, label.is_null() ? std::string() : label.is_string() ? label.get<std::string>() : label.dump());
+  BindText(s, kFieldColumnCount + 1, label.is_null() ? std::string() : label.is_string() ? label.get<std::string>() : label.dump());
   int rc = sqlite3_step(s);
   if (rc == SQLITE_CONSTRAINT) return Status::InvalidArgument("a record for " + r.msg_id + " already exists");
   if (rc != SQLITE_DONE) return Status::IOError(std::string("task database write failed: ") + sqlite3_errmsg(db_));

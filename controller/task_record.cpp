@@ -43,32 +43,7 @@ std::vector<zmq::message_t> TaskRecord::ShareFrames(const std::vector<zmq::messa
   return out;
 }
 
-TaskRecord TaskRecord::Clone() const {
-  TaskRecord r;
-  r.msg_id = msg_id;
-  r.header = header;
-  r.metadata = metadata;
-  r.content = content;
-  r.buffers = ShareFrames(buffers);
-  r.client_uuid = client_uuid;
-  r.engine_uuid = engine_uuid;
-  r.queue = queue;
-  r.submitted = submitted;
-  r.started = started;
-  r.completed = completed;
-  r.received = received;
-  r.resubmitted = resubmitted;
-  r.result_header = result_header;
-  r.result_metadata = result_metadata;
-  r.result_content = result_content;
-  r.result_buffers = ShareFrames(result_buffers);
-  r.execute_input = execute_input;
-  r.execute_result = execute_result;
-  r.error = error;
-  r.stdout_text = stdout_text;
-  r.stderr_text = stderr_text;
-  return r;
-}
+SharedFrames::SharedFrames(const SharedFrames& other) : vector(TaskRecord::ShareFrames(other)) {}
 
 size_t TaskRecord::ApproximateBytes() const {
   size_t n = sizeof(TaskRecord);

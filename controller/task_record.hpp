@@ -20,15 +20,27 @@ namespace ipp::controller {
 using json = nlohmann::json;
 using TimePoint = protocol::WallClock::time_point;
 
+// Buffers of a record: a copy holds new references to the same frames (zmq reference counts),
+// never a copy of their payload.
+class SharedFrames : public std::vector<zmq::message_t> {
+ public:
+  SharedFrames() = default;
+  SharedFrames(std::vector<zmq::message_t>&& frames) : vector(std::move(frames)) {}  // NOLINT: implicit on purpose
+  SharedFrames(const SharedFrames& other);
+  SharedFrames(SharedFrames&&) = default;
+  SharedFrames& operator=(const SharedFrames& other) { return *this = SharedFrames(other); }
+  SharedFrames& operator=(SharedFrames&&) = default;
+};
+
 struct TaskRecord {
   std::string msg_id;
   std::string header, metadata, content;  // request parts, JSON text ("" = null)
-  std::vector<zmq::message_t> buffers;
+  SharedFrames buffers;
   std::string client_uuid, engine_uuid, queue;
   std::optional<TimePoint> submitted, started, completed, received;
   std::string resubmitted;
   std::string result_header, result_metadata, result_content;  // JSON text ("" = null)
-  std::vector<zmq::message_t> result_buffers;
+  SharedFrames result_buffers;
   std::string execute_input;
   std::string execute_result, error;  // JSON text ("" = null)
   std::string stdout_text, stderr_text;
@@ -36,12 +48,16 @@ struct TaskRecord {
   TaskRecord() = default;
   TaskRecord(TaskRecord&&) = default;
   TaskRecord& operator=(TaskRecord&&) = default;
-  TaskRecord Clone() const;  // shares buffers, copies the rest
+  TaskRecord Clone() const { return TaskRecord(*this); }  // shares buffers, copies the rest
   // New references to the same frames (zmq reference counts; no payload copy).
   static std::vector<zmq::message_t> ShareFrames(const std::vector<zmq::message_t>& frames);
 
   // Bytes held by this record, for the store's size limit.
   size_t ApproximateBytes() const;
+
+ private:
+  // Private: a record is copied only on purpose, with Clone().
+  TaskRecord(const TaskRecord&) = default;
 };
 
 // Every record key a client can name in db_query `keys`, in hub.py's order.

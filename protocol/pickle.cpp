@@ -9,30 +9,18 @@ namespace {
 
 using nlohmann::json;
 
-// Opcodes of pickle protocols 2 and 3 (Python's Lib/pickle.py has the same names).
-constexpr char kProto = '\x80';
-constexpr char kStop = '.';
-constexpr char kNone = 'N';
-constexpr char kNewTrue = '\x88';
-constexpr char kNewFalse = '\x89';
-constexpr char kBinInt = 'J';   // 4-byte signed
-constexpr char kBinInt1 = 'K';  // 1-byte unsigned
-constexpr char kBinInt2 = 'M';  // 2-byte unsigned
-constexpr char kLong1 = '\x8a';  // n-byte two's complement
-constexpr char kBinFloat = 'G';  // 8-byte big-endian double
-constexpr char kBinUnicode = 'X';
-constexpr char kBinBytes = 'B';
-constexpr char kMark = '(';
-constexpr char kEmptyList = ']';
-constexpr char kAppend = 'a';
-constexpr char kAppends = 'e';
-constexpr char kEmptyDict = '}';
-constexpr char kSetItems = 'u';
-constexpr char kEmptyTuple = ')';
-constexpr char kTuple = 't';
-constexpr char kGlobal = 'c';
-constexpr char kNewObj = '\x81';
-constexpr char kBuild = 'b';
+// Opcodes of pickle protocols 2 and 3 (Python's Lib/pickle.py has the same names), by what they
+// make.
+enum Opcode : char {
+  kProto = '\x80', kStop = '.', kMark = '(',  // framing
+  kNone = 'N', kNewTrue = '\x88', kNewFalse = '\x89',
+  // Integers: 4-byte signed, 1- and 2-byte unsigned, n-byte two's complement; an 8-byte
+  // big-endian double.
+  kBinInt = 'J', kBinInt1 = 'K', kBinInt2 = 'M', kLong1 = '\x8a', kBinFloat = 'G',
+  kBinUnicode = 'X', kBinBytes = 'B',
+  kEmptyList = ']', kAppend = 'a', kAppends = 'e', kEmptyDict = '}', kSetItems = 'u', kEmptyTuple = ')', kTuple = 't',
+  kGlobal = 'c', kNewObj = '\x81', kBuild = 'b',  // an object of a class
+};
 
 void PutLittleEndian(std::string& out, uint64_t v, size_t bytes) {
   for (size_t i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));

@@ -6,9 +6,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 
-from daemons import stop_all
+from daemons import stop_all, wait_until
 
 SGE_ROOT = "/var/lib/gridengine"
 EDITOR = """#!/bin/sh
@@ -45,7 +44,7 @@ class SgeCluster:
             f.write(EDITOR)
         os.chmod(self.editor, 0o755)
         self._start("/usr/sbin/sge_qmaster", "qmaster")
-        self._wait(lambda: self.qconf("-sh").returncode == 0, "sge_qmaster")
+        wait_until(lambda: self.qconf("-sh").returncode == 0, "sge_qmaster")
         self.qconf("-mconf", "global", sed="s/^min_uid .*/min_uid 0/;s/^min_gid .*/min_gid 0/", check=True)
         host = os.path.join(self.dir, "exechost")
         with open(host, "w") as f:
@@ -62,7 +61,7 @@ class SgeCluster:
         def queue_up():
             r = subprocess.run(["qstat", "-f"], env=self.env(), capture_output=True, text=True)
             return "all.q@localhost" in r.stdout and " au" not in r.stdout and "-NA-" not in r.stdout
-        self._wait(queue_up, "the SGE queue", 60)
+        wait_until(queue_up, "the SGE queue", 60)
         return self
 
     def _start(self, binary, name):
@@ -70,14 +69,6 @@ class SgeCluster:
         log = open(os.path.join(self.dir, name + ".log"), "w")
         self.procs.append(subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True))
-
-    def _wait(self, condition, what, timeout=30):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                return
-            time.sleep(0.3)
-        raise TimeoutError(f"waiting for {what}")
 
     def __exit__(self, *exc):
         jobs = subprocess.run(["qstat", "-u", "*"], env=self.env(), capture_output=True, text=True).stdout.split("\n")[2:]

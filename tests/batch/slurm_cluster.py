@@ -7,9 +7,8 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 
-from daemons import stop_all
+from daemons import stop_all, wait_until
 
 BINARIES = ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo"]
 
@@ -95,16 +94,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
                                            start_new_session=True))
 
     def _wait(self, condition, what, timeout=30):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                return
-            for p in self.procs:
-                if p.poll() is not None:
-                    raise RuntimeError(f"{p.args[0]} exited while waiting for {what}: "
-                                       + open(os.path.join(self.dir, "log", os.path.basename(p.args[0]) + ".out")).read()[-2000:])
-            time.sleep(0.2)
-        raise TimeoutError(f"waiting for {what}")
+        wait_until(condition, what, timeout, self.procs,
+                   lambda p: os.path.join(self.dir, "log", os.path.basename(p.args[0]) + ".out"))
 
     def __exit__(self, *exc):
         stop_all(self.procs)

@@ -152,16 +152,8 @@ class Cluster:
         return self.controller.poll() is not None
 
     def start_engines(self, n, wait=True, extra=()):
-        before = len(self.engines)
-        for i in range(n):
-            argv = [sys.executable, "-m", "ipyparallel.engine", f"--profile-dir={self.profile_dir}",
-                    "--log-level=DEBUG"] + list(extra)
-            if self.cluster_id:
-                argv.append(f"--cluster-id={self.cluster_id}")
-            self.engines.append(self._popen(argv, f"engine-{before + i}.log"))
-        if wait:
-            self.wait_for_engines(before + n)
-        return self.engines[before:]
+        """Stock ipyparallel engines."""
+        return self._start_engines([sys.executable, "-m", "ipyparallel.engine"], n, wait, extra)
 
     def wait_for_engines(self, n, timeout=60):
         # Ask the hub (queue_status), not client.ids: a client misses registration notifications
@@ -172,9 +164,12 @@ class Cluster:
 
     def start_native_engines(self, n, wait=True, extra=()):
         """Our C++ ipengine processes."""
+        return self._start_engines([IPENGINE], n, wait, extra)
+
+    def _start_engines(self, program, n, wait, extra):
         before = len(self.engines)
         for i in range(n):
-            argv = [IPENGINE, f"--profile-dir={self.profile_dir}", "--log-level=DEBUG"] + list(extra)
+            argv = program + [f"--profile-dir={self.profile_dir}", "--log-level=DEBUG"] + list(extra)
             if self.cluster_id:
                 argv.append(f"--cluster-id={self.cluster_id}")
             self.engines.append(self._popen(argv, f"engine-{before + i}.log"))

@@ -17,13 +17,21 @@ IPCLUSTER = os.path.join(BIN_DIR, "ipcluster")
 IPP = os.path.join(BIN_DIR, "ipp")
 
 
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    missing = slurm_cluster.missing()
-    if missing:
-        pytest.skip(f"Slurm not installed here: {', '.join(missing)} missing (slurmctld slurmd slurm-client munge)")
-    with slurm_cluster.SlurmCluster(str(tmp_path_factory.mktemp("slurm"))) as s:
-        yield s
+def batch_system(name, module, cluster_class, packages=""):
+    """A module-scoped fixture: the batch system of `module` running in a fresh directory, or a
+    skip naming what is missing."""
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory):
+        missing = module.missing()
+        if missing:
+            pytest.skip(f"{name} not installed here: {', '.join(missing)} missing{packages}")
+        with cluster_class(str(tmp_path_factory.mktemp(module.__name__))) as s:
+            yield s
+    return fixture
+
+
+slurm = batch_system("Slurm", slurm_cluster, slurm_cluster.SlurmCluster, " (slurmctld slurmd slurm-client munge)")
+sge = batch_system("Grid Engine", sge_cluster, sge_cluster.SgeCluster)
 
 
 def alive(pid):
@@ -72,15 +80,6 @@ def test_slurm_controller_and_engines(slurm, tmp_path):
     subprocess.run([IPCLUSTER, "stop"], env=env, capture_output=True, text=True, timeout=60, check=True)
     wait_for(lambda: subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout.strip() == "",
              timeout=30, what="all Slurm jobs to end")
-
-
-@pytest.fixture(scope="module")
-def sge(tmp_path_factory):
-    missing = sge_cluster.missing()
-    if missing:
-        pytest.skip(f"Grid Engine not installed here: {', '.join(missing)} missing")
-    with sge_cluster.SgeCluster(str(tmp_path_factory.mktemp("sge"))) as s:
-        yield s
 
 
 def test_sge_engines(sge, tmp_path):

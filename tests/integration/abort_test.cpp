@@ -10,6 +10,7 @@
 #include "ipp/client.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/session.hpp"
+#include "tests/testutil/connected_cluster.hpp"
 #include "tests/testutil/testutil.hpp"
 
 namespace ipp {
@@ -18,15 +19,8 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-class AbortTest : public ::testing::Test {
+class AbortTest : public testutil::ConnectedClusterTest<1> {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(cluster_.ok()) << cluster_.Log("controller.log");
-    auto c = Client::Connect(ClientOptions::File(cluster_.client_file().string()));
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    client_ = std::move(c).value();
-    ASSERT_TRUE(client_->wait_for_engines(1, 30s));
-  }
   // A command that occupies its engine until Release(): the requests after it must wait.
   std::string Blocker() const {
     return "touch " + (dir_.path() / "started").string() + "; while [ ! -e " + (dir_.path() / "go").string() +
@@ -68,9 +62,7 @@ class AbortTest : public ::testing::Test {
     EXPECT_EQ(status->value("unassigned", -1), 0) << status->dump();
   }
 
-  testutil::LocalCluster cluster_{1};
   testutil::TempDir dir_;
-  std::unique_ptr<Client> client_;
   std::vector<AsyncResult> queued_;
   std::vector<std::string> ids_;
 };

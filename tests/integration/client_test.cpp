@@ -13,6 +13,7 @@
 
 #include "protocol/connection_file.hpp"
 #include "protocol/session.hpp"
+#include "tests/testutil/connected_cluster.hpp"
 #include "tests/testutil/testutil.hpp"
 
 namespace ipp {
@@ -21,18 +22,7 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-class ClientTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_TRUE(cluster_.ok()) << cluster_.Log("controller.log");
-    auto c = Client::Connect(ClientOptions::File(cluster_.client_file().string()));
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    client_ = std::move(c).value();
-    ASSERT_TRUE(client_->wait_for_engines(2, 30s)) << cluster_.Log("engine-0.log");
-  }
-  testutil::LocalCluster cluster_{2};
-  std::unique_ptr<Client> client_;
-};
+using ClientTest = testutil::ConnectedClusterTest<2>;
 
 TEST_F(ClientTest, DirectApplyRunsOnEveryEngine) {
   auto r = client_->direct_view().apply("ipp.info");

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <string>
 #include <vector>
@@ -53,58 +54,72 @@ size_t Count(const std::string& text, const std::string& what) {
   return n;
 }
 
+class ConnectionFileTest : public ::testing::Test {
+ protected:
+  // A controller with no engines, whose connection files the test copies with a field changed.
+  void StartController() {
+    cluster_.emplace(0);
+    ASSERT_TRUE(cluster_->ok()) << cluster_->Log("controller.log");
+  }
+  // A copy of the controller's client connection file, in `subdir` of dir_, with `field` = `value`.
+  fs::path EditedClientFile(const std::string& field, const Json& value, const std::string& subdir = "") {
+    return EditedCopy(cluster_->client_file(), dir_.path() / subdir, field, value);
+  }
+  // The same for its engine connection file.
+  fs::path EditedEngineFile(const std::string& field, const Json& value) {
+    return EditedCopy(cluster_->profile_dir() / "security" / "ipcontroller-engine.json", dir_.path(), field, value,
+                      "engine.json");
+  }
+
+  std::optional<testutil::LocalCluster> cluster_;
+  testutil::TempDir dir_;
+};
+
 // An unknown signature_scheme is refused by name before anything is sent, by the client, the
 // engine and the controller; a scheme jupyter_client also knows (hmac-sha512) is not refused.
-TEST(ConnectionFileTest, UnknownSignatureSchemeIsRefusedEverywhere) {
-  testutil::LocalCluster cluster(0);
-  ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
-  testutil::TempDir dir;
-  fs::path bad = EditedCopy(cluster.client_file(), dir.path(), "signature_scheme", "hmac-md999");
+TEST_F(ConnectionFileTest, UnknownSignatureSchemeIsRefusedEverywhere) {
+  ASSERT_NO_FATAL_FAILURE(StartController());
+  fs::path bad = EditedClientFile("signature_scheme", "hmac-md999");
   std::string error = ConnectError(bad);
   EXPECT_NE(error.find(bad.string()), std::string::npos) << error;
   EXPECT_NE(error.find("unsupported signature_scheme 'hmac-md999'"), std::string::npos) << error;
 
-  fs::path engine_file = cluster.profile_dir() / "security" / "ipcontroller-engine.json";
-  fs::path bad_engine = EditedCopy(engine_file, dir.path(), "signature_scheme", "hmac-md999", "engine.json");
+  fs::path bad_engine = EditedEngineFile("signature_scheme", "hmac-md999");
   std::string output = FailingEngineOutput(bad_engine, "5");
   EXPECT_NE(output.find(bad_engine.string() + ": unsupported signature_scheme 'hmac-md999'"), std::string::npos) << output;
   EXPECT_EQ(output.find("registering"), std::string::npos) << "the engine sent something: " << output;
 
-  int rc = testutil::RunCommand({std::string(IPP_BIN_DIR) + "/ipcontroller", "--profile-dir=" + (dir.path() / "p").string(),
+  int rc = testutil::RunCommand({std::string(IPP_BIN_DIR) + "/ipcontroller", "--profile-dir=" + (dir_.path() / "p").string(),
                              "--Session.signature_scheme=hmac-md999"},
                             &output, 20s);
   EXPECT_EQ(rc, 2);
   EXPECT_NE(output.find("unsupported signature_scheme 'hmac-md999'"), std::string::npos) << output;
 
   // A known scheme the controller does not sign with reaches it, and is then a mismatch like a wrong key.
-  fs::path sha512 = EditedCopy(cluster.client_file(), dir.path() / "sha512", "signature_scheme", "hmac-sha512");
+  fs::path sha512 = EditedClientFile("signature_scheme", "hmac-sha512", "sha512");
   error = ConnectError(sha512);
   EXPECT_NE(error.find("is reachable but did not answer"), std::string::npos) << error;
 }
 
-TEST(ConnectionFileTest, EmptyFileNamesTheMissingField) {
-  testutil::TempDir dir;
-  fs::path file = dir.path() / "ipcontroller-client.json";
+TEST_F(ConnectionFileTest, EmptyFileNamesTheMissingField) {
+  fs::path file = dir_.path() / "ipcontroller-client.json";
   std::ofstream(file) << "{}";
   EXPECT_EQ(ConnectError(file), "connection file " + file.string() + " has no 'interface' field");
 }
 
 // A wrong key: the controller drops the request ("invalid signature") and must not answer it,
 // so the client and the engine say the controller is there but ignored them, naming the file.
-TEST(ConnectionFileTest, WrongKeyIsNamedAsTheLikelyCause) {
-  testutil::LocalCluster cluster(0);
-  ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
-  testutil::TempDir dir;
-  fs::path wrong = EditedCopy(cluster.client_file(), dir.path(), "key", "not-the-key");
+TEST_F(ConnectionFileTest, WrongKeyIsNamedAsTheLikelyCause) {
+  ASSERT_NO_FATAL_FAILURE(StartController());
+  fs::path wrong = EditedClientFile("key", "not-the-key");
   std::string error = ConnectError(wrong);
   EXPECT_NE(error.find("is reachable but did not answer: the key or signature_scheme in " + wrong.string() +
                        " may not match the running controller's"),
             std::string::npos)
       << error;
-  EXPECT_TRUE(testutil::WaitFor([&] { return cluster.Log("controller.log").find("invalid signature") != std::string::npos; }, 10s));
+  EXPECT_TRUE(testutil::WaitFor([&] { return cluster_->Log("controller.log").find("invalid signature") != std::string::npos; }, 10s));
 
-  fs::path engine_file = cluster.profile_dir() / "security" / "ipcontroller-engine.json";
-  fs::path wrong_engine = EditedCopy(engine_file, dir.path(), "key", "not-the-key", "engine.json");
+  fs::path wrong_engine = EditedEngineFile("key", "not-the-key");
   std::string output = FailingEngineOutput(wrong_engine, "1");
   EXPECT_NE(output.find("is reachable but did not answer: the key or signature_scheme in " + wrong_engine.string()),
             std::string::npos)
@@ -113,9 +128,8 @@ TEST(ConnectionFileTest, WrongKeyIsNamedAsTheLikelyCause) {
 
 // A stale file (controller gone): nothing listens at its address, and ipcluster's record beside
 // the file says whether the controller process it started still runs.
-TEST(ConnectionFileTest, StaleFileSaysNothingListensAndWhetherTheControllerRuns) {
-  testutil::TempDir dir;
-  fs::path security = dir.path() / "security";
+TEST_F(ConnectionFileTest, StaleFileSaysNothingListensAndWhetherTheControllerRuns) {
+  fs::path security = dir_.path() / "security";
   fs::path stale, stale_engine;
   pid_t dead_pid = 0;
   {

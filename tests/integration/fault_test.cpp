@@ -83,7 +83,7 @@ TEST(EngineFaultsTest, TenThousandTasksWhileEnginesAreKilledAndReplaced) {
   auto client = Connect(cluster, 4);
   ASSERT_TRUE(client);
 
-  // Sanitizer builds run fewer (scripts/test-sanitizers): TSan makes every process ~10x slower.
+  // Sanitizer builds run fewer (scripts/test-sanitizers): TSan slows every process down many times.
   const int kTasks = std::getenv("IPP_FAULT_TASKS") ? std::atoi(std::getenv("IPP_FAULT_TASKS")) : 10000;
   TaskOptions retry;
   retry.retries = 1;

@@ -378,7 +378,7 @@ TEST_F(IppCliTest, FarmCtrlCInterruptsLongCommandsAndASecondExitsAtOnce) {
   auto start = std::chrono::steady_clock::now();
   farm.signal(SIGINT);
   EXPECT_EQ(farm.wait(20s), 130);
-  // Well under the 3 s a first Ctrl-C grants running commands (TSan's slow exit took 1.02 s).
+  // Well under the 3 s a first Ctrl-C grants running commands, with room for a slow exit under TSan.
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2500ms);
   EXPECT_EQ(testutil::ReadFile(dir_.path() / "farm2.log").find("interrupted:"), std::string::npos);  // no wind-down
 }

@@ -1,0 +1,188 @@
+// ipp engines, status, result, abort, shutdown: the cluster as a whole, through the hub.
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "client/ipp_cmd/commands.hpp"
+#include "client/ipp_cmd/options.hpp"
+
+namespace ipp_cmd {
+
+namespace {
+
+// The msg_ids a command takes as its arguments.
+void AddMsgIdArguments(CommandLine& cl, std::vector<std::string>* ids, const char* description) {
+  cl.options.add_options()("msg-id", po::value(ids)->multitoken(), description);
+  cl.positional.add("msg-id", -1);
+}
+
+}  // namespace
+
+int Engines(int argc, char** argv) {
+  CommandLine cl;
+  const Common& c = cl.common;
+  auto client = cl.ParseAndConnect(argc, argv, Usage("engines [options]", "List the engines: id, kind (native or python), host, pid, queue length, tasks done."));
+  if (!client) return cl.exit_code();
+  auto deadline = std::chrono::steady_clock::now() + Seconds(c.timeout);
+  std::vector<int> ids = client->ids();
+  auto status = client->queue_status();
+  if (!status.ok()) return Fail(status.status().message());
+  Json rows = Json::array();
+  if (!ids.empty()) {
+    std::map<int, ipp::EngineKind> kinds = client->engine_kinds(ids, Seconds(c.timeout));
+    // Host and pid: ipp.info from a native engine; a Python engine evaluates two expressions
+    // (never a native call: a Python engine cannot unpack one and logs a traceback).
+    std::vector<int> native, python;
+    for (int id : ids) {
+      if (kinds[id] == ipp::EngineKind::kNative) native.push_back(id);
+      if (kinds[id] == ipp::EngineKind::kPython) python.push_back(id);
+    }
+    std::map<int, std::pair<Json, Json>> where;  // id -> (host, pid)
+    ipp::AsyncResult native_info, python_info;
+    if (!native.empty()) native_info = client->direct_view(native).apply("ipp.info");
+    if (!python.empty()) {
+      python_info = client->direct_view(python).execute(
+          "", {{"host", "__import__('socket').gethostname()"}, {"pid", "__import__('os').getpid()"}}, /*silent=*/true);
+    }
+    for (const ipp::AsyncResult* r : {&native_info, &python_info}) {
+      r->wait(std::max(ipp::Millis(0), std::chrono::duration_cast<ipp::Millis>(deadline - std::chrono::steady_clock::now())));
+    }
+    auto native_tasks = native_info.info();
+    for (size_t i = 0; i < native_tasks.size() && i < native.size(); ++i) {
+      const ipp::TaskInfo& t = native_tasks[i];
+      if (t.status == "ok" && t.result.is_object()) where[native[i]] = {t.result.value("hostname", Json()), t.result.value("pid", Json())};
+    }
+    auto python_tasks = python_info.info();
+    for (size_t i = 0; i < python_tasks.size() && i < python.size(); ++i) {
+      const ipp::TaskInfo& t = python_tasks[i];
+      if (t.status != "ok" || !t.result.is_object()) continue;
+      // {"host": {"status": "ok", "data": {"text/plain": "'name'"}}, "pid": {... "1234"}}
+      auto text = [&](const char* name) {
+        Json e = t.result.value("user_expressions", Json::object()).value(name, Json::object());
+        return e.is_object() && e.value("status", "") == "ok" ? e.value("data", Json::object()).value("text/plain", "") : "";
+      };
+      std::string host = text("host"), pid = text("pid");
+      if (host.size() >= 2 && (host.front() == '\'' || host.front() == '"')) host = host.substr(1, host.size() - 2);
+      Json pid_json = Json::parse(pid, nullptr, false);
+      where[python[i]] = {host.empty() ? Json() : Json(host), pid_json.is_number_integer() ? pid_json : Json()};
+    }
+    for (int id : ids) {
+      Json q = (*status)[std::to_string(id)];
+      Json row = {{"id", id}, {"kind", ipp::EngineKindName(kinds[id])}, {"queue", q.value("queue", 0) + q.value("tasks", 0)},
+                  {"done", q.value("completed", 0)}, {"host", nullptr}, {"pid", nullptr}};
+      if (auto w = where.find(id); w != where.end()) {
+        row["host"] = w->second.first;
+        row["pid"] = w->second.second;
+      }
+      rows.push_back(row);
+    }
+  }
+  if (c.json) {
+    std::cout << rows.dump() << std::endl;
+    return 0;
+  }
+  std::printf("%4s  %-7s %-24s %8s %6s %8s\n", "id", "kind", "host", "pid", "queue", "done");
+  for (const Json& r : rows) {
+    std::printf("%4d  %-7s %-24s %8s %6d %8d\n", r["id"].get<int>(), r["kind"].get<std::string>().c_str(),
+                r["host"].is_string() ? r["host"].get<std::string>().c_str() : "?",
+                r["pid"].is_number() ? std::to_string(r["pid"].get<int>()).c_str() : "?", r["queue"].get<int>(), r["done"].get<int>());
+  }
+  if (rows.empty()) std::printf("(no engines registered yet)\n");
+  return 0;
+}
+
+int Status(int argc, char** argv) {
+  CommandLine cl;
+  const Common& c = cl.common;
+  auto client = cl.ParseAndConnect(argc, argv, Usage("status [options]", "Queue status of the cluster."));
+  if (!client) return cl.exit_code();
+  auto s = client->queue_status();
+  if (!s.ok()) return Fail(s.status().message());
+  if (c.json) {
+    std::cout << s->dump() << std::endl;
+    return 0;
+  }
+  size_t queued = 0, done = 0;
+  for (int id : client->ids()) {
+    Json q = (*s)[std::to_string(id)];
+    queued += q.value("queue", 0) + q.value("tasks", 0);
+    done += q.value("completed", 0);
+  }
+  std::printf("engines: %zu\nqueued on engines: %zu\nunassigned tasks: %d\ncompleted: %zu\n", client->ids().size(), queued,
+              s->value("unassigned", 0), done);
+  return 0;
+}
+
+int ResultCmd(int argc, char** argv) {
+  CommandLine cl;
+  const Common& c = cl.common;
+  std::vector<std::string> ids;
+  AddMsgIdArguments(cl, &ids, "message ids");
+  if (int rc = cl.Parse(argc, argv, Usage("result MSG_ID ...", "Fetch results from the hub's database (any client's).")); rc >= 0) return rc;
+  if (ids.empty()) return Fail("result needs at least one msg_id");
+  std::string error;
+  auto client = Connect(c, &error);
+  if (!client) return Fail(error);
+  auto r = client->get_result(ids);
+  int code = 0;
+  for (const auto& t : r.info()) {
+    Json j = {{"msg_id", t.msg_id}, {"status", t.status}, {"engine", t.engine_id}, {"result", t.result},
+              {"stdout", t.stdout_text}, {"stderr", t.stderr_text}};
+    if (t.error) {
+      j["error"] = std::string(t.error->ename()) + ": " + t.error->evalue();
+      code = 1;
+    }
+    std::cout << j.dump() << "\n";
+  }
+  return code;
+}
+
+int Abort(int argc, char** argv) {
+  CommandLine cl;
+  const Common& c = cl.common;
+  std::vector<std::string> ids;
+  AddMsgIdArguments(cl, &ids, "message ids (none: everything queued)");
+  auto client = cl.ParseAndConnect(argc, argv, Usage("abort [MSG_ID ...]",
+                        "Abort requests that have not started: those named, or with no ids every request of\n"
+                        "any client still queued, on the engines and in the load-balanced scheduler. They\n"
+                        "are answered 'aborted' and never run; running work goes on (interrupt it with\n"
+                        "Ctrl-C in its client). --json: {\"msg_ids\": [...], \"engines\": [...]}."));
+  if (!client) return cl.exit_code();
+  std::vector<int> engines = client->ids();
+  // The abort travels to the scheduler beside the engines' copies: with no engine, nothing carries it.
+  if (engines.empty()) return Fail("no engines registered: nothing to send the abort to");
+  auto s = client->abort(ids);
+  if (!s.ok()) return Fail(s.message());
+  if (c.json) {
+    std::cout << Json{{"msg_ids", ids}, {"engines", engines}}.dump() << std::endl;
+  } else {
+    std::cout << "aborted " << (ids.empty() ? std::string("everything queued") : std::to_string(ids.size()) + " request(s)")
+              << " (" << engines.size() << " engine(s) and the task scheduler)" << std::endl;
+  }
+  return 0;
+}
+
+int Shutdown(int argc, char** argv) {
+  CommandLine cl;
+  const Common& c = cl.common;
+  bool engines_only = false;
+  cl.options.add_options()("engines-only", po::bool_switch(&engines_only), "stop the engines, keep the controller");
+  auto client = cl.ParseAndConnect(argc, argv, Usage("shutdown [--engines-only]",
+                        "Stop the engines and the controller. --json: {\"engines\": [...], \"controller\": bool}."));
+  if (!client) return cl.exit_code();
+  std::vector<int> engines = client->ids();
+  auto s = client->shutdown({}, !engines_only);
+  if (!s.ok()) return Fail(s.message());
+  if (c.json) {
+    std::cout << Json{{"engines", engines}, {"controller", !engines_only}}.dump() << std::endl;
+  } else {
+    std::cout << "stopped " << engines.size() << " engine(s)" << (engines_only ? "" : " and the controller") << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace ipp_cmd

@@ -1,0 +1,151 @@
+// ipp map: a native function over JSON lines, load-balanced.
+#include <algorithm>
+#include <fstream>
+#include <iostream>
+#include <map>
+
+#include "client/ipp_cmd/commands.hpp"
+#include "client/ipp_cmd/wind_down.hpp"
+
+namespace ipp_cmd {
+
+namespace {
+
+// Whether some native engine has `function` (ipp.functions); Python engines are not asked.
+bool EnginesHave(ipp::Client& client, const std::string& function, ipp::Millis timeout) {
+  std::vector<int> native;
+  for (auto [id, kind] : client.engine_kinds(client.ids(), timeout)) {
+    if (kind == ipp::EngineKind::kNative) native.push_back(id);
+  }
+  if (native.empty()) return false;
+  auto lists = client.direct_view(native).apply("ipp.functions");
+  lists.wait(timeout);
+  for (const auto& t : lists.info()) {
+    if (t.status != "ok" || !t.result.is_array()) continue;
+    for (const auto& f : t.result) {
+      if (f.is_object() && f.value("name", "") == function) return true;
+    }
+  }
+  return false;
+}
+
+// What --help says beyond the usage line.
+constexpr const char* kMapHelp = R"(One JSON value per line in, load-balanced. Each good result is printed on stdout, in
+input order; each failed item on stderr with its input line number (exit 1 if any
+failed). What the function printed goes to stderr. --json: one object per item on
+stdout, in order: {"line", "ok", "result" | "ename", "evalue", "engine"},
+the first item of each task also with its "stdout"/"stderr" when not empty.
+Ctrl-C aborts what has not started and exits 130 after printing what finished.)";
+
+}  // namespace
+
+int Map(int argc, char** argv) {
+  CommandLine cl;
+  const Common& c = cl.common;
+  std::string function, input = "-";
+  long long chunksize = 1;
+  cl.options.add_options()("function", po::value(&function), "native function to call on each item")
+      ("input", po::value(&input)->default_value("-"), "file with one JSON value per line, or - for stdin")
+      ("chunksize", po::value(&chunksize)->default_value(1), "items per task (1 or more)");
+  cl.positional.add("function", 1).add("input", 1);
+  if (int rc = cl.Parse(argc, argv, Usage("map FUNCTION [FILE|-]", kMapHelp)); rc >= 0) return rc;
+  if (function.empty()) return Fail("map needs a function name");
+  if (chunksize < 1) return Fail("--chunksize must be 1 or more (got " + std::to_string(chunksize) + ")");
+  std::ifstream file;
+  if (input != "-") {
+    file.open(input);
+    if (!file) return Fail("cannot read " + input);
+  }
+  std::istream& in = input == "-" ? std::cin : file;
+  std::vector<Json> items;
+  std::vector<int> lines;  // input line of each item
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    Json v = Json::parse(line, nullptr, false);
+    if (v.is_discarded()) return Fail("line " + std::to_string(n) + " is not JSON: " + line);
+    items.push_back(std::move(v));
+    lines.push_back(n);
+  }
+  std::string error;
+  auto client = ConnectInterruptible(c, &error);
+  if (!client) return Fail(error);
+  if (client->ids().empty()) return Fail("no engines registered yet");
+  ipp::Millis timeout(static_cast<long>(c.timeout * 1000));
+  // With no items no task would name the function: check it on the engines instead.
+  if (items.empty() && !EnginesHave(*client, function, timeout)) {
+    return Fail("no function '" + function + "' on the engines (ipp functions lists them)");
+  }
+  // One ipp.map task per chunk, each item tried (keep_going): a bad item costs only its result.
+  auto view = client->load_balanced_view();
+  size_t chunk = static_cast<size_t>(chunksize);
+  std::vector<ipp::AsyncResult> tasks;
+  for (size_t begin = 0; begin < items.size() && !Interrupted(); begin += chunk) {
+    size_t end = std::min(items.size(), begin + chunk);
+    Json slice(std::vector<Json>(items.begin() + static_cast<long>(begin), items.begin() + static_cast<long>(end)));
+    tasks.push_back(view.apply("ipp.map", {{"function", function}, {"items", std::move(slice)}, {"keep_going", true}}));
+  }
+  for (auto& t : tasks) {
+    while (!Interrupted() && !t.wait(ipp::Millis(200))) {
+    }
+  }
+  if (Interrupted()) WindDown(*client, tasks, kWindDownGrace);
+  size_t failed = 0, unfinished = items.size() - std::min(items.size(), tasks.size() * chunk);
+  for (size_t k = 0; k < tasks.size(); ++k) {
+    ipp::TaskInfo t = tasks[k].info()[0];
+    size_t begin = k * chunk, end = std::min(items.size(), begin + chunk);
+    if (!tasks[k].ready() || t.status == "aborted") {
+      unfinished += end - begin;
+      continue;
+    }
+    // Per item: a result, an item's own error, or the task's error for all of its items.
+    const Json* results = t.status == "ok" ? &t.result : nullptr;
+    std::map<size_t, std::pair<std::string, std::string>> errors;
+    if (t.status != "ok" && t.result.is_object() && t.result.contains("results")) {
+      results = &t.result["results"];
+      for (const auto& e : t.result.value("errors", Json::array())) {
+        errors[e.value("index", size_t{0})] = {e.value("ename", ""), e.value("evalue", "")};
+      }
+    }
+    if (!c.json) {
+      if (!t.stdout_text.empty()) std::cerr << t.stdout_text << (t.stdout_text.back() == '\n' ? "" : "\n");
+      if (!t.stderr_text.empty()) std::cerr << t.stderr_text << (t.stderr_text.back() == '\n' ? "" : "\n");
+    }
+    for (size_t i = begin; i < end; ++i) {
+      bool ok = results && results->is_array() && i - begin < results->size() && !errors.count(i - begin);
+      std::string ename, evalue;
+      if (!ok) {
+        ++failed;
+        auto e = errors.find(i - begin);
+        ename = e != errors.end() ? e->second.first : (t.error ? t.error->ename() : "Error");
+        evalue = e != errors.end() ? e->second.second : (t.error ? t.error->evalue() : "no result");
+      }
+      if (c.json) {
+        Json j = {{"line", lines[i]}, {"ok", ok}, {"engine", t.engine_id}};
+        if (ok) {
+          j["result"] = (*results)[i - begin];
+        } else {
+          j["ename"] = ename;
+          j["evalue"] = evalue;
+        }
+        if (i == begin && !t.stdout_text.empty()) j["stdout"] = t.stdout_text;
+        if (i == begin && !t.stderr_text.empty()) j["stderr"] = t.stderr_text;
+        std::cout << j.dump() << "\n";
+      } else if (ok) {
+        std::cout << (*results)[i - begin].dump() << "\n";
+      } else {
+        std::cout.flush();  // keep stdout and stderr in input order on a terminal
+        std::cerr << "ipp: line " << lines[i] << ": [engine " << t.engine_id << "] " << ename << ": " << evalue << std::endl;
+      }
+    }
+  }
+  std::cout.flush();
+  if (Interrupted()) {
+    std::cerr << "ipp: interrupted: " << unfinished << " of " << items.size() << " item(s) not done" << std::endl;
+    return 130;
+  }
+  if (failed) std::cerr << "ipp: " << failed << " of " << items.size() << " item(s) failed" << std::endl;
+  return failed ? 1 : 0;
+}
+
+}  // namespace ipp_cmd

@@ -1,0 +1,155 @@
+// ipp px, functions, load: one request to each native engine, each engine's answer shown.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "client/ipp_cmd/commands.hpp"
+#include "client/ipp_cmd/targets.hpp"
+
+namespace ipp_cmd {
+
+int Px(int argc, char** argv) {
+  CommandLine cl;
+  const Common& c = cl.common;
+  std::string targets_spec;
+  double timeout = 0;
+  std::vector<std::string> command;
+  cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
+      ("timeout", po::value(&timeout)->default_value(0), "seconds to wait for the command (0: as long as it runs)")
+      ("command", po::value(&command)->multitoken(), "the command (after --)");
+  cl.positional.add("command", -1);
+  if (int rc = cl.Parse(argc, argv, Usage("px [--targets SPEC] -- CMD ...", "Run a shell command on engines; print each engine's output under its id.")); rc >= 0) return rc;
+  if (command.empty()) return Fail("px needs a command: ipp px -- hostname");
+  if (timeout < 0) return Fail("--timeout must be >= 0");
+  std::string cmd;
+  for (const auto& w : command) cmd += (cmd.empty() ? "" : " ") + w;
+  std::string error;
+  std::vector<int> targets;
+  auto client = ConnectForNative(c, targets_spec, &targets, &error);
+  if (!client) return Fail(error);
+  auto r = client->direct_view(targets).execute(cmd);
+  bool finished = WaitShowingProgress(r, targets, timeout);
+  auto tasks = r.info();
+  bool failed = !finished;
+  Json out = Json::array();
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const auto& t = tasks[i];
+    bool pending = t.status == "pending";
+    failed = failed || t.error.has_value();
+    if (t.output_incomplete) {
+      std::cerr << "ipp: warning: engine " << targets[i]
+                << ": output may be incomplete (its end-of-output message did not arrive)" << std::endl;
+    }
+    if (c.json) {
+      Json error_json = t.error ? Json(t.error->what()) : pending ? Json("TimeoutError: still running") : Json(nullptr);
+      out.push_back({{"engine", targets[i]}, {"stdout", t.stdout_text}, {"stderr", t.stderr_text},
+                     {"status", t.status}, {"error", error_json}, {"output_incomplete", t.output_incomplete}});
+      continue;
+    }
+    if (!t.stdout_text.empty()) std::cout << "[stdout:" << targets[i] << "] " << t.stdout_text << (t.stdout_text.back() == '\n' ? "" : "\n");
+    if (!t.stderr_text.empty()) std::cout << "[stderr:" << targets[i] << "] " << t.stderr_text << (t.stderr_text.back() == '\n' ? "" : "\n");
+    if (t.error) std::cout << "[error:" << targets[i] << "] " << t.error->ename() << ": " << t.error->evalue() << "\n";
+    if (pending) std::cout << "[error:" << targets[i] << "] TimeoutError: still running after " << timeout << " s\n";
+  }
+  if (c.json) std::cout << out.dump() << std::endl;
+  return failed ? 1 : 0;
+}
+
+// Every function the engines can run, with its doc and the engines that have it.
+int Functions(int argc, char** argv) {
+  CommandLine cl;
+  const Common& c = cl.common;
+  std::string targets_spec;
+  cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3");
+  if (int rc = cl.Parse(argc, argv, Usage("functions [--targets SPEC]", "List the native functions on the engines: name, engines that have it, doc, origin.")); rc >= 0) return rc;
+  std::string error;
+  std::vector<int> targets;
+  auto client = ConnectForNative(c, targets_spec, &targets, &error);
+  if (!client) return Fail(error);
+  auto r = client->direct_view(targets).apply("ipp.functions");
+  bool finished = WaitShowingProgress(r, targets, c.timeout);
+  auto tasks = r.info();
+  int rc = finished ? 0 : 1;
+  std::map<std::string, Json> functions;  // by name, in name order
+  for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
+    const ipp::TaskInfo& t = tasks[i];
+    if (t.status != "ok" || !t.result.is_array()) {
+      std::cerr << "ipp: engine " << targets[i] << ": "
+                << (t.error ? t.error->ename() + ": " + t.error->evalue()
+                            : "no answer within " + std::to_string(static_cast<int>(c.timeout)) + " s (busy?)")
+                << std::endl;
+      rc = 1;
+      continue;
+    }
+    for (const Json& f : t.result) {
+      if (!f.is_object() || !f.contains("name")) continue;
+      Json& entry = functions[f.value("name", "")];
+      if (entry.is_null()) entry = {{"name", f["name"]}, {"doc", f.value("doc", "")}, {"origin", f.value("origin", "")}, {"engines", Json::array()}};
+      entry["engines"].push_back(targets[i]);
+    }
+  }
+  if (c.json) {
+    Json out = Json::array();
+    for (auto& [name, f] : functions) out.push_back(f);
+    std::cout << out.dump() << std::endl;
+    return rc;
+  }
+  size_t width = 8;
+  for (auto& [name, f] : functions) width = std::max(width, name.size());
+  std::printf("%-*s  %-10s %s\n", static_cast<int>(width), "function", "engines", "doc [origin]");
+  for (auto& [name, f] : functions) {
+    std::vector<int> on = f["engines"].get<std::vector<int>>();
+    std::string engines = on.size() == targets.size() ? "all" : FormatIds(on);
+    std::string origin = f["origin"].get<std::string>();
+    origin = origin.substr(origin.rfind('/') + 1);  // a plugin's file name; "builtin"
+    std::printf("%-*s  %-10s %s [%s]\n", static_cast<int>(width), name.c_str(), engines.c_str(),
+                f["doc"].get<std::string>().c_str(), origin.c_str());
+  }
+  return rc;
+}
+
+// Loads a plugin library on the engines (ipp.load) and says what each added.
+int Load(int argc, char** argv) {
+  CommandLine cl;
+  const Common& c = cl.common;
+  std::string targets_spec, path;
+  cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
+      ("path", po::value(&path), "the plugin library (.so), as the engines' hosts see it");
+  cl.positional.add("path", 1);
+  if (int rc = cl.Parse(argc, argv, Usage("load PATH [--targets SPEC]", "Load a plugin library on the engines; print the functions each engine added.")); rc >= 0) return rc;
+  if (path.empty()) return Fail("load needs the path of a plugin library: ipp load ./libmyfuncs.so");
+  std::string error;
+  std::vector<int> targets;
+  auto client = ConnectForNative(c, targets_spec, &targets, &error);
+  if (!client) return Fail(error);
+  // No bound: a busy engine loads the plugin when its current work ends (it is queued there).
+  auto r = client->direct_view(targets).load_plugin(path);
+  WaitShowingProgress(r, targets, 0);
+  auto tasks = r.info();
+  int rc = 0;
+  Json out = Json::array();
+  for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
+    const ipp::TaskInfo& t = tasks[i];
+    Json row = {{"engine", targets[i]}, {"status", t.status}};
+    if (t.status == "ok") {
+      row["added"] = t.result;
+    } else {
+      row["error"] = t.error ? t.error->ename() + ": " + t.error->evalue() : std::string("no answer");
+      rc = 1;
+    }
+    if (c.json) {
+      out.push_back(row);
+    } else if (t.status == "ok") {
+      std::string names;
+      for (const Json& n : t.result) names += (names.empty() ? "" : ", ") + (n.is_string() ? n.get<std::string>() : n.dump());
+      std::cout << "[engine " << targets[i] << "] added " << t.result.size() << ": " << names << "\n";
+    } else {
+      std::cout << "[error:" << targets[i] << "] " << row["error"].get<std::string>() << "\n";
+    }
+  }
+  if (c.json) std::cout << out.dump() << std::endl;
+  return rc;
+}
+
+}  // namespace ipp_cmd

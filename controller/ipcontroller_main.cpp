@@ -5,6 +5,7 @@
 #include "common/cli.hpp"
 #include "common/logging.hpp"
 #include "controller/controller.hpp"
+#include "schedulers/policies.hpp"
 
 namespace {
 ipp::controller::Controller* g_controller = nullptr;
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   ipp::controller::ControllerOptions o;
   ipp::cli::DefaultsFromEnvironment(&o.profile_dir, &o.cluster_id, &o.session_key);
   std::string ports, ping, log_level = "INFO";
+  const std::string scheme_help = "load-balancing scheme: " + ipp::schedulers::PolicyNameList();
   po::options_description options("Options");
   options.add_options()
       ("profile", po::value(&o.profile)->default_value("default"), "profile name: $IPYTHONDIR/profile_<name>")
@@ -32,7 +34,7 @@ int main(int argc, char** argv) {
       ("dictdb", "keep task records in memory (default)")
       ("sqlitedb", "keep task records in SQLite: <profile>/tasks.db (survives restarts)")
       ("nodb", "keep no task records")
-      ("scheme", po::value(&o.scheme)->default_value("leastload"), "load-balancing scheme: leastload, lru, weighted, twobin, plainrandom")
+      ("scheme", po::value(&o.scheme)->default_value("leastload"), scheme_help.c_str())
       ("hwm", po::value(&o.hwm)->default_value(1), "max outstanding load-balanced tasks per engine (0: no limit)")
       ("remembered-tasks", po::value(&o.remembered_tasks)->default_value(o.remembered_tasks),
        "finished load-balanced tasks remembered for later after/follow dependencies: at least this "

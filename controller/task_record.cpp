@@ -33,15 +33,6 @@ json LabelOf(const std::string& metadata) {
 
 }  // namespace
 
-std::vector<zmq::message_t> TaskRecord::ShareFrames(const std::vector<zmq::message_t>& frames) {
-  std::vector<zmq::message_t> out;
-  out.reserve(frames.size());
-  for (const auto& f : frames) {
-    out.emplace_back();
-    out.back().copy(const_cast<zmq::message_t&>(f));  // reference-counted, no payload copy
-  }
-  return out;
-}
 
 TaskRecord TaskRecord::Clone() const {
   TaskRecord r;
@@ -49,7 +40,7 @@ TaskRecord TaskRecord::Clone() const {
   r.header = header;
   r.metadata = metadata;
   r.content = content;
-  r.buffers = ShareFrames(buffers);
+  r.buffers = protocol::ShareFrames(buffers);
   r.client_uuid = client_uuid;
   r.engine_uuid = engine_uuid;
   r.queue = queue;
@@ -61,7 +52,7 @@ TaskRecord TaskRecord::Clone() const {
   r.result_header = result_header;
   r.result_metadata = result_metadata;
   r.result_content = result_content;
-  r.result_buffers = ShareFrames(result_buffers);
+  r.result_buffers = protocol::ShareFrames(result_buffers);
   r.execute_input = execute_input;
   r.execute_result = execute_result;
   r.error = error;

@@ -180,8 +180,8 @@ TaskRecord CompactRecord::Expand() const {
   r.completed = completed_;
   r.received = received_;
   if (rare_) {
-    r.buffers = TaskRecord::ShareFrames(rare_->buffers);
-    r.result_buffers = TaskRecord::ShareFrames(rare_->result_buffers);
+    r.buffers = protocol::ShareFrames(rare_->buffers);
+    r.result_buffers = protocol::ShareFrames(rare_->result_buffers);
     r.resubmitted = rare_->resubmitted;
     r.execute_input = rare_->execute_input;
     r.execute_result = rare_->execute_result;

@@ -9,6 +9,7 @@
 #include "common/reactor.hpp"
 #include "controller/hub.hpp"
 #include "controller/sqlite_task_store.hpp"
+#include "protocol/curve.hpp"
 #include "schedulers/broadcast.hpp"
 #include "schedulers/relay.hpp"
 #include "schedulers/task_scheduler.hpp"
@@ -75,10 +76,10 @@ Status Controller::SetUpCurve() {
       return Status::InvalidArgument("IPP_CURVE_SECRETKEY/IPP_CURVE_PUBLICKEY must be 40-character Z85 keys");
     }
   } else {
-    char public_key[41], secret_key[41];
-    if (zmq_curve_keypair(public_key, secret_key) != 0) return Status::Internal("cannot generate CURVE keys");
-    curve_public_ = public_key;
-    curve_secret_ = secret_key;
+    Result<protocol::CurveKeyPair> keys = protocol::NewCurveKeyPair();
+    if (!keys.ok()) return keys.status();
+    curve_public_ = keys->public_key;
+    curve_secret_ = keys->secret_key;
   }
   log_->info("CURVE encryption enabled (server public key {})", curve_public_);
   return Status::OK();
@@ -106,13 +107,13 @@ Status Controller::Start() {
   }
 }
 
-Status Controller::Build() {
+// Ports: reuse the previous run's files when asked, else consume the pool in ipyparallel's
+// order (registration, engine channels, client channels), else pick free ports (0). Reusing
+// also takes the previous key.
+Result<Controller::Ports> Controller::ChoosePorts() {
   fs::path client_file = profile_.security_dir() / protocol::ConnectionFileName("client", options_.cluster_id);
   fs::path engine_file = profile_.security_dir() / protocol::ConnectionFileName("engine", options_.cluster_id);
-
-  // Ports: reuse the previous run's files when asked, else consume the pool in ipyparallel's
-  // order (registration, engine channels, client channels), else pick free ports.
-  std::map<std::string, int> engine_ports, client_ports;
+  Ports ports;
   if (options_.reuse && fs::exists(client_file) && fs::exists(engine_file)) {
     Result<protocol::ConnectionInfo> c = protocol::ReadConnectionFile(client_file);
     Result<protocol::ConnectionInfo> e = protocol::ReadConnectionFile(engine_file);
@@ -126,80 +127,86 @@ Status Controller::Build() {
     }
     key_ = c->key;
     for (const char* ch : {"registration", "control", "mux", "task", "iopub", "hb_ping", "hb_pong"}) {
-      engine_ports[ch] = e->port(ch).ok() ? *e->port(ch) : 0;
+      ports.engine[ch] = e->port(ch).ok() ? *e->port(ch) : 0;
     }
-    engine_ports["broadcast"] = e->port("broadcast", 0).ok() ? *e->port("broadcast", 0) : 0;
+    ports.engine["broadcast"] = e->port("broadcast", 0).ok() ? *e->port("broadcast", 0) : 0;
     for (const char* ch : {"control", "mux", "task", "iopub", "notification", "broadcast"}) {
-      client_ports[ch] = c->port(ch).ok() ? *c->port(ch) : 0;
+      ports.client[ch] = c->port(ch).ok() ? *c->port(ch) : 0;
     }
     log_->info("reusing connection files in {}", profile_.security_dir().string());
-  } else {
-    size_t next = 0;
-    auto take = [&]() { return next < options_.ports.size() ? options_.ports[next++] : 0; };
-    engine_ports["registration"] = options_.registration_port ? options_.registration_port : take();
-    for (const char* ch : {"control", "mux", "task", "iopub", "hb_ping", "hb_pong", "broadcast"}) {
-      engine_ports[ch] = take();
-    }
-    for (const char* ch : {"control", "mux", "task", "iopub", "notification", "broadcast"}) {
-      client_ports[ch] = take();
-    }
+    return ports;
   }
-  if (key_.empty()) key_ = options_.session_key.empty() ? protocol::NewId() : options_.session_key;
+  size_t next = 0;
+  auto take = [&]() { return next < options_.ports.size() ? options_.ports[next++] : 0; };
+  ports.engine["registration"] = options_.registration_port ? options_.registration_port : take();
+  for (const char* ch : {"control", "mux", "task", "iopub", "hb_ping", "hb_pong", "broadcast"}) {
+    ports.engine[ch] = take();
+  }
+  for (const char* ch : {"control", "mux", "task", "iopub", "notification", "broadcast"}) {
+    ports.client[ch] = take();
+  }
+  return ports;
+}
 
-  std::string interface = "tcp://" + options_.ip;
-  auto parts = std::make_unique<Parts>();
-  parts->hub_reactor = std::make_unique<Reactor>(MakeLogger("hub"));
-  parts->relay_reactor = std::make_unique<Reactor>(MakeLogger("sched.relay"));
-  parts->task_reactor = std::make_unique<Reactor>(MakeLogger("sched.task"));
-
-  // Schedulers first: their tcp ports go into the hub's engine_info.
+void Controller::MakeSchedulers(Parts& parts) {
+  parts.hub_reactor = std::make_unique<Reactor>(MakeLogger("hub"));
+  parts.relay_reactor = std::make_unique<Reactor>(MakeLogger("sched.relay"));
+  parts.task_reactor = std::make_unique<Reactor>(MakeLogger("sched.task"));
   // How long a message may wait for an engine that is (re)connecting its sockets.
   auto patience = std::max<std::chrono::milliseconds>(std::chrono::seconds(2), options_.ping * (options_.max_heartbeat_misses + 1));
-  parts->mux = std::make_unique<schedulers::RouterRelay>(context_, key_, "in", "out", patience, MakeLogger("sched.mux"),
-                                                       schedulers::RequestChannel::kMux);
-  parts->control = std::make_unique<schedulers::RouterRelay>(context_, key_, "", "", patience, MakeLogger("sched.control"));
-  parts->iopub = std::make_unique<schedulers::IopubRelay>(context_, key_, options_.iopub_backlog,
-                                                          MakeLogger("sched.iopub"));
-  parts->broadcast = std::make_unique<schedulers::BroadcastScheduler>(context_, key_, patience, MakeLogger("sched.broadcast"));
+  parts.mux = std::make_unique<schedulers::RouterRelay>(context_, key_, protocol::monitor::Topic::kMuxRequest,
+                                                        protocol::monitor::Topic::kMuxReply, patience,
+                                                        MakeLogger("sched.mux"), schedulers::RequestChannel::kMux);
+  parts.control = std::make_unique<schedulers::RouterRelay>(context_, key_, std::nullopt, std::nullopt, patience,
+                                                            MakeLogger("sched.control"));
+  parts.iopub = std::make_unique<schedulers::IopubRelay>(context_, key_, options_.iopub_backlog, MakeLogger("sched.iopub"));
+  parts.broadcast = std::make_unique<schedulers::BroadcastScheduler>(context_, key_, patience, MakeLogger("sched.broadcast"));
   schedulers::TaskSchedulerOptions task_options;
   task_options.scheme = options_.scheme;
   task_options.hwm = options_.hwm;
   task_options.remembered_tasks = options_.remembered_tasks;
   task_options.stranded_grace = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(5000), options_.ping);
   task_options.delivery_patience = patience;
-  parts->task = std::make_unique<schedulers::TaskScheduler>(context_, key_, task_options, MakeLogger("sched.task"));
+  parts.task = std::make_unique<schedulers::TaskScheduler>(context_, key_, task_options, MakeLogger("sched.task"));
+}
 
-  for (zmq::socket_t* socket : {&parts->control->engine_socket(), &parts->mux->engine_socket(),
-                                &parts->task->engine_socket(), &parts->iopub->engine_socket(),
-                                &parts->broadcast->engine_socket(), &parts->control->client_socket(),
-                                &parts->mux->client_socket(), &parts->task->client_socket(),
-                                &parts->iopub->client_socket(), &parts->broadcast->client_socket()}) {
+Controller::Channels Controller::BindSchedulers(Parts& parts, Ports& ports) {
+  for (zmq::socket_t* socket : {&parts.control->engine_socket(), &parts.mux->engine_socket(),
+                                &parts.task->engine_socket(), &parts.iopub->engine_socket(),
+                                &parts.broadcast->engine_socket(), &parts.control->client_socket(),
+                                &parts.mux->client_socket(), &parts.task->client_socket(),
+                                &parts.iopub->client_socket(), &parts.broadcast->client_socket()}) {
     Secure(*socket);
   }
-  json engine_channels = json::object(), client_channels = json::object();
-  engine_channels["control"] = BindPort(parts->control->engine_socket(), interface, engine_ports["control"]);
-  engine_channels["mux"] = BindPort(parts->mux->engine_socket(), interface, engine_ports["mux"]);
-  engine_channels["task"] = BindPort(parts->task->engine_socket(), interface, engine_ports["task"]);
-  engine_channels["iopub"] = BindPort(parts->iopub->engine_socket(), interface, engine_ports["iopub"]);
-  engine_channels["broadcast"] = json::array({BindPort(parts->broadcast->engine_socket(), interface, engine_ports["broadcast"])});
-  client_channels["control"] = BindPort(parts->control->client_socket(), interface, client_ports["control"]);
-  client_channels["mux"] = BindPort(parts->mux->client_socket(), interface, client_ports["mux"]);
-  client_channels["task"] = BindPort(parts->task->client_socket(), interface, client_ports["task"]);
-  parts->task->client_socket().bind(kTaskUrl);  // the hub's resubmissions
-  client_channels["iopub"] = BindPort(parts->iopub->client_socket(), interface, client_ports["iopub"]);
-  client_channels["broadcast"] = BindPort(parts->broadcast->client_socket(), interface, client_ports["broadcast"]);
+  const std::string interface = Interface();
+  Channels channels;
+  json& engine = channels.engine;
+  json& client = channels.client;
+  engine["control"] = BindPort(parts.control->engine_socket(), interface, ports.engine["control"]);
+  engine["mux"] = BindPort(parts.mux->engine_socket(), interface, ports.engine["mux"]);
+  engine["task"] = BindPort(parts.task->engine_socket(), interface, ports.engine["task"]);
+  engine["iopub"] = BindPort(parts.iopub->engine_socket(), interface, ports.engine["iopub"]);
+  engine["broadcast"] = json::array({BindPort(parts.broadcast->engine_socket(), interface, ports.engine["broadcast"])});
+  client["control"] = BindPort(parts.control->client_socket(), interface, ports.client["control"]);
+  client["mux"] = BindPort(parts.mux->client_socket(), interface, ports.client["mux"]);
+  client["task"] = BindPort(parts.task->client_socket(), interface, ports.client["task"]);
+  parts.task->client_socket().bind(kTaskUrl);  // the hub's resubmissions
+  client["iopub"] = BindPort(parts.iopub->client_socket(), interface, ports.client["iopub"]);
+  client["broadcast"] = BindPort(parts.broadcast->client_socket(), interface, ports.client["broadcast"]);
+  return channels;
+}
 
-  // The hub binds its own ports (registration, notification, heartbeat); engine_info is
-  // complete once it has.
+HubOptions Controller::MakeHubOptions(const Ports& ports) const {
   HubOptions hub;
+  const std::string interface = Interface();
   auto url = [&](int port) { return interface + ":" + (port ? std::to_string(port) : std::string("*")); };
-  hub.query_url = url(engine_ports["registration"]);
-  hub.notification_url = url(client_ports["notification"]);
+  hub.query_url = url(ports.engine.at("registration"));
+  hub.notification_url = url(ports.client.at("notification"));
   hub.internal_notification_url = kNotificationUrl;
   hub.monitor_url = kMonitorUrl;
   hub.resubmit_url = kTaskUrl;
-  hub.ping_url = url(engine_ports["hb_ping"]);
-  hub.pong_url = url(engine_ports["hb_pong"]);
+  hub.ping_url = url(ports.engine.at("hb_ping"));
+  hub.pong_url = url(ports.engine.at("hb_pong"));
   hub.ping_period = options_.ping;
   hub.max_heartbeat_misses = options_.max_heartbeat_misses;
   hub.registration_timeout = options_.registration_timeout;
@@ -207,6 +214,10 @@ Status Controller::Build() {
   hub.restore = options_.restore;
   hub.secure = [this](zmq::socket_t& socket) { Secure(socket); };
   hub.curve_serverkey = curve_public_;
+  return hub;
+}
+
+Result<std::unique_ptr<TaskStore>> Controller::MakeTaskStore() const {
   std::unique_ptr<TaskStore> store;
   if (options_.db == DbBackend::kNone) {
     store = std::make_unique<NullTaskStore>();
@@ -219,44 +230,68 @@ Status Controller::Build() {
         MemoryStoreLimits{options_.db_record_limit, options_.db_size_limit, options_.db_cull_fraction});
   }
   log_->info("task database: {}", store->name());
-  parts->hub = std::make_unique<Hub>(context_, key_, std::move(hub), std::move(store), MakeLogger("hub"),
-                                     [this] { stop_.store(true); });
-  Hub::BoundPorts bound = parts->hub->Bind();
-  engine_channels["registration"] = bound.registration;
-  engine_channels["hb_ping"] = bound.hb_ping;
-  engine_channels["hb_pong"] = bound.hb_pong;
-  client_channels["registration"] = bound.registration;
-  client_channels["notification"] = bound.notification;
+  return store;
+}
 
-  auto fill = [&](protocol::ConnectionInfo& info, const json& channels) {
-    info.interface = interface;
+void Controller::SetConnectionInfo(const Channels& channels) {
+  auto fill = [&](protocol::ConnectionInfo& info, const json& channel_ports) {
+    info.interface = Interface();
     info.key = key_;
     info.location = options_.location;
-    info.channels = channels;
+    info.channels = channel_ports;
     if (!curve_public_.empty()) info.curve_serverkey = curve_public_;
   };
-  fill(engine_info_, engine_channels);
-  fill(client_info_, client_channels);
+  fill(engine_info_, channels.engine);
+  fill(client_info_, channels.client);
   client_info_.task_scheme = options_.scheme;
+}
+
+void Controller::Connect(Parts& parts) {
+  parts.mux->ConnectMonitor(kMonitorUrl);
+  parts.iopub->ConnectMonitor(kMonitorUrl);
+  parts.broadcast->ConnectMonitor(kMonitorUrl);
+  parts.task->Connect(kNotificationUrl, kMonitorUrl);
+  parts.task->ListenForAborts(kAbortUrl);
+  parts.control->TapAborts(kAbortUrl);
+
+  parts.hub->Attach(*parts.hub_reactor);
+  parts.mux->Attach(*parts.relay_reactor);
+  parts.control->Attach(*parts.relay_reactor);
+  parts.iopub->Attach(*parts.relay_reactor);
+  parts.broadcast->Attach(*parts.relay_reactor);
+  parts.task->Attach(*parts.task_reactor);
+  // Engines restored by the hub are known to the task scheduler before any client asks.
+  for (const std::string& uuid : parts.hub->engine_uuids()) parts.task->AddEngine(uuid);
+}
+
+Status Controller::Build() {
+  Result<Ports> ports = ChoosePorts();
+  if (!ports.ok()) return ports.status();
+  if (key_.empty()) key_ = options_.session_key.empty() ? protocol::NewId() : options_.session_key;
+
+  // Schedulers first: their tcp ports go into the hub's engine_info.
+  auto parts = std::make_unique<Parts>();
+  MakeSchedulers(*parts);
+  Channels channels = BindSchedulers(*parts, *ports);
+
+  // The hub binds its own ports (registration, notification, heartbeat); engine_info is
+  // complete once it has.
+  Result<std::unique_ptr<TaskStore>> store = MakeTaskStore();
+  if (!store.ok()) return store.status();
+  parts->hub = std::make_unique<Hub>(context_, key_, MakeHubOptions(*ports), std::move(store).value(),
+                                     MakeLogger("hub"), [this] { stop_.store(true); });
+  Hub::BoundPorts bound = parts->hub->Bind();
+  channels.engine["registration"] = bound.registration;
+  channels.engine["hb_ping"] = bound.hb_ping;
+  channels.engine["hb_pong"] = bound.hb_pong;
+  channels.client["registration"] = bound.registration;
+  channels.client["notification"] = bound.notification;
+  SetConnectionInfo(channels);
   json engine_json = engine_info_;
   engine_json.erase("key");
   parts->hub->SetEngineInfo(engine_json);
 
-  parts->mux->ConnectMonitor(kMonitorUrl);
-  parts->iopub->ConnectMonitor(kMonitorUrl);
-  parts->broadcast->ConnectMonitor(kMonitorUrl);
-  parts->task->Connect(kNotificationUrl, kMonitorUrl);
-  parts->task->ListenForAborts(kAbortUrl);
-  parts->control->TapAborts(kAbortUrl);
-
-  parts->hub->Attach(*parts->hub_reactor);
-  parts->mux->Attach(*parts->relay_reactor);
-  parts->control->Attach(*parts->relay_reactor);
-  parts->iopub->Attach(*parts->relay_reactor);
-  parts->broadcast->Attach(*parts->relay_reactor);
-  parts->task->Attach(*parts->task_reactor);
-  // Engines restored by the hub are known to the task scheduler before any client asks.
-  for (const std::string& uuid : parts->hub->engine_uuids()) parts->task->AddEngine(uuid);
+  Connect(*parts);
   parts_ = std::move(parts);
   return WriteConnectionFiles();
 }

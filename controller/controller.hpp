@@ -1,13 +1,16 @@
-// Controller: one process, four threads — the hub (this thread), the direct/control/iopub/
-// broadcast relays, and the load-balanced task scheduler. They share only the zmq context and
+// Controller: one process, three threads — the hub (the thread that calls Run()), one for the
+// direct/control/iopub relays and the broadcast scheduler, and one for the load-balanced task
+// scheduler. They share only the zmq context and
 // talk over inproc sockets: schedulers report to the hub's monitor channel and learn about
 // engines from the hub's notifications.
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <thread>
 
+#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
 #include "common/logging.hpp"
@@ -16,6 +19,9 @@
 #include "protocol/profile_dir.hpp"
 
 namespace ipp::controller {
+
+struct HubOptions;
+class TaskStore;
 
 class Controller {
  public:
@@ -36,7 +42,22 @@ class Controller {
 
  private:
   struct Parts;
+  struct Ports {  // per channel name; 0: any free port
+    std::map<std::string, int> engine, client;
+  };
+  struct Channels {  // the ports bound, as the connection files list them
+    nlohmann::json engine = nlohmann::json::object(), client = nlohmann::json::object();
+  };
+  // Build() in steps, in this order.
   Status Build();
+  Result<Ports> ChoosePorts();
+  void MakeSchedulers(Parts& parts);
+  Channels BindSchedulers(Parts& parts, Ports& ports);
+  HubOptions MakeHubOptions(const Ports& ports) const;
+  Result<std::unique_ptr<TaskStore>> MakeTaskStore() const;
+  void SetConnectionInfo(const Channels& channels);
+  void Connect(Parts& parts);  // the internal channels, then each part to its reactor
+  std::string Interface() const { return "tcp://" + options_.ip; }
   Status SetUpCurve();
   // Applies the limits every peer-facing socket gets: the maximum message size, and CURVE
   // (server side) when it is enabled.

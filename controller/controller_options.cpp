@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "protocol/signer.hpp"
+#include "schedulers/policies.hpp"
 
 namespace ipp::controller {
 
@@ -77,10 +78,9 @@ Status ApplyTrait(ControllerOptions& o, const std::string& name, const std::stri
   if (name == "TaskScheduler.hwm") return ParseNumber(name, v, o.hwm);
   if (name == "TaskScheduler.remembered_tasks") return ParseNumber(name, v, o.remembered_tasks);
   if (name == "TaskScheduler.scheme_name") {
-    static const char* kSchemes[] = {"leastload", "lru", "weighted", "twobin", "plainrandom"};
-    if (std::none_of(std::begin(kSchemes), std::end(kSchemes), [&](const char* s) { return v == s; })) {
-      return Status::InvalidArgument("unknown scheme '" + v +
-                                     "' (use leastload, lru, weighted, twobin or plainrandom)");
+    const std::vector<std::string>& names = schedulers::PolicyNames();
+    if (std::find(names.begin(), names.end(), v) == names.end()) {
+      return Status::InvalidArgument("unknown scheme '" + v + "' (use one of " + schedulers::PolicyNameList() + ")");
     }
     o.scheme = v;
     return Status::OK();

@@ -1,8 +1,10 @@
 // Hub: engine registration and the client query service (ipyparallel controller/hub.py).
 //
 // Owns the registration/query ROUTER, the notification PUB (clients and our schedulers both
-// subscribe), the monitor PULL on which schedulers report traffic, the resubmit DEALER, the
-// HeartMonitor and the TaskStore. Everything runs on the thread that runs its Reactor.
+// subscribe), the monitor PULL on which schedulers report traffic (protocol/monitor.hpp), the
+// resubmit DEALER, the HeartMonitor and the TaskStore. Everything runs on the thread that runs
+// its Reactor. The implementation is in four files: hub.cpp (sockets, query dispatch,
+// notifications), hub_engines.cpp, hub_queries.cpp and hub_monitor.cpp.
 #pragma once
 
 #include <chrono>
@@ -22,21 +24,10 @@
 #include "common/reactor.hpp"
 #include "controller/heart_monitor.hpp"
 #include "controller/task_store.hpp"
+#include "protocol/monitor.hpp"
 #include "protocol/session.hpp"
 
 namespace ipp::controller {
-
-// Topics of the internal monitor channel (first frame), as in ipyparallel's monitored queues.
-namespace monitor {
-inline constexpr std::string_view kMuxRequest = "in";        // [in, engine, client, <msg>]
-inline constexpr std::string_view kMuxReply = "out";         // [out, client, engine, <msg>]
-inline constexpr std::string_view kTaskRequest = "intask";   // [intask, client, <msg>]
-inline constexpr std::string_view kTaskReply = "outtask";    // [outtask, engine|"", client, <msg>]
-inline constexpr std::string_view kTaskDestination = "tracktask";  // [tracktask, msg_id, engine]
-inline constexpr std::string_view kBroadcastRequest = "inbcast";   // [inbcast, client, <msg>]
-inline constexpr std::string_view kBroadcastReply = "outbcast";    // [outbcast, client, <msg>]
-inline constexpr std::string_view kIopub = "iopub";                // [iopub, topic, <msg>]
-}  // namespace monitor
 
 struct HubOptions {
   // tcp endpoints may use port "*": the hub binds them and reports the ports (BoundPorts).
@@ -73,7 +64,6 @@ class Hub {
   // "reactor" must outlive the Hub.
   void Attach(Reactor& reactor);
 
-  size_t engine_count() const { return engines_.size(); }
   std::vector<std::string> engine_uuids() const {
     std::vector<std::string> out;
     for (const auto& [id, e] : engines_) out.push_back(e.uuid);
@@ -130,18 +120,20 @@ class Hub {
   void OnNotificationSubscriptions();
 
   // Monitor channel. Read in paced batches: after a batch that emptied the channel, the hub
-  // stops watching it for kMonitorPause. Every hub wake-up lands on a core some message needs
-  // (2 per direct round trip cost it 0.1x raw ZeroMQ; paced by 1 ms, 0.05x; by 10 ms, ~0.01x);
-  // the records lag by at most the pause, and a query, an engine's departure and the handling
-  // of its stranded work read the channel to the end first, so no answer ever sees the lag.
+  // stops watching it for kMonitorPause, because every hub wake-up takes a core some message
+  // needs. The records lag by at most the pause; a query, an engine's departure and the
+  // handling of its stranded work read the channel to the end first, so no answer sees the lag.
   static constexpr std::chrono::milliseconds kMonitorPause{10};
   void OnMonitor();
   size_t ReadMonitor(size_t max);
   void CatchUpMonitor();
   void SaveRequest(protocol::RawMessage& raw, const std::string& queue, const std::string& engine_uuid);
-  void SaveResult(protocol::RawMessage& raw, std::string_view topic, const std::string& engine_hint);
+  void SaveResult(protocol::RawMessage& raw, protocol::monitor::Topic topic, const std::string& engine_hint);
   void SaveTaskDestination(const std::string& msg_id, const std::string& engine_uuid);
   void SaveIopub(protocol::RawMessage& raw);
+  // Logs a TaskStore write that failed: a missing record (culled by the store's limits, or never
+  // made) at debug level, anything else (a database error) as an error. The hub keeps serving.
+  void LogStoreFailure(const Status& s, std::string_view what, const std::string& msg_id) const;
 
   protocol::Session session_;
   HubOptions options_;
@@ -154,7 +146,14 @@ class Hub {
   Reactor::TimerId reping_timer_ = 0;
   bool shutting_down_ = false;
 
-  std::unordered_map<std::string, QueryHandler> query_handlers_;
+  // Queries that read what the monitor channel feeds (task records, engine queues) are answered
+  // after the channel is read to the end (CatchUpMonitor); the others (connection, registration,
+  // shutdown) do not wait for it, so a flooded channel cannot delay registrations.
+  struct QueryRoute {
+    QueryHandler handler;
+    bool needs_monitor;
+  };
+  std::unordered_map<std::string, QueryRoute> query_handlers_;
   std::map<int, Engine> engines_;
   std::unordered_map<std::string, int> by_uuid_;
   std::unordered_map<std::string, Incoming> incoming_;  // by uuid, awaiting the first heartbeat

@@ -4,6 +4,7 @@
 #include "common/cli.hpp"
 #include "common/logging.hpp"
 #include "controller/controller.hpp"
+#include "schedulers/policies.hpp"
 
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
                                     "<profile>/security/.");
   ipp::cli::DefaultsFromEnvironment(&process.profile_dir, &process.cluster_id, &o.session_key);
   std::string ports, ping;
+  const std::string scheme_help = "load-balancing scheme: " + ipp::schedulers::PolicyNameList();
   process.AddProfile("cluster id: connection files become ipcontroller-<id>-{client,engine}.json");
   process.options.add_options()
       ("ip", po::value(&o.ip)->default_value("127.0.0.1"), "interface to listen on (use '*' or 0.0.0.0 for all)")
@@ -26,7 +28,7 @@ int main(int argc, char** argv) {
       ("dictdb", "keep task records in memory (default)")
       ("sqlitedb", "keep task records in SQLite: <profile>/tasks.db (survives restarts)")
       ("nodb", "keep no task records")
-      ("scheme", po::value(&o.scheme)->default_value("leastload"), "load-balancing scheme: leastload, lru, weighted, twobin, plainrandom")
+      ("scheme", po::value(&o.scheme)->default_value("leastload"), scheme_help.c_str())
       ("hwm", po::value(&o.hwm)->default_value(1), "max outstanding load-balanced tasks per engine (0: no limit)")
       ("remembered-tasks", po::value(&o.remembered_tasks)->default_value(o.remembered_tasks),
        "finished load-balanced tasks remembered for later after/follow dependencies: at least this "

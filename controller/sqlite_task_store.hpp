@@ -1,9 +1,9 @@
 // SqliteTaskStore: SQLiteDB — task records in <profile>/tasks.db, so results survive a
 // controller crash and `--restore` can serve them again.
 //
-// Writes are grouped into transactions committed every `commit_interval` (the hub calls
-// Flush() from a timer), so the hot path costs a statement, not an fsync. A crash loses at most
-// the records of the last interval.
+// Writes are grouped into transactions committed by Flush(), which the hub calls every
+// TaskStore::kFlushPeriod, so the hot path costs a statement, not an fsync. A crash loses at
+// most the records of the last period.
 #pragma once
 
 #include <chrono>

@@ -33,17 +33,8 @@ json LabelOf(const std::string& metadata) {
 
 }  // namespace
 
-std::vector<zmq::message_t> TaskRecord::ShareFrames(const std::vector<zmq::message_t>& frames) {
-  std::vector<zmq::message_t> out;
-  out.reserve(frames.size());
-  for (const auto& f : frames) {
-    out.emplace_back();
-    out.back().copy(const_cast<zmq::message_t&>(f));  // reference-counted, no payload copy
-  }
-  return out;
-}
 
-SharedFrames::SharedFrames(const SharedFrames& other) : vector(TaskRecord::ShareFrames(other)) {}
+SharedFrames::SharedFrames(const SharedFrames& other) : vector(protocol::ShareFrames(other)) {}
 
 size_t TaskRecord::ApproximateBytes() const {
   size_t n = sizeof(TaskRecord);

@@ -14,6 +14,7 @@
 
 #include "ipp/status.hpp"
 #include "protocol/clock.hpp"
+#include "protocol/message.hpp"
 
 namespace ipp::controller {
 
@@ -49,8 +50,6 @@ struct TaskRecord {
   TaskRecord(TaskRecord&&) = default;
   TaskRecord& operator=(TaskRecord&&) = default;
   TaskRecord Clone() const { return TaskRecord(*this); }  // shares buffers, copies the rest
-  // New references to the same frames (zmq reference counts; no payload copy).
-  static std::vector<zmq::message_t> ShareFrames(const std::vector<zmq::message_t>& frames);
 
   // Bytes held by this record, for the store's size limit.
   size_t ApproximateBytes() const;

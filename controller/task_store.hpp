@@ -3,6 +3,7 @@
 // Single-threaded: owned and used by the hub's thread only.
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -33,8 +34,10 @@ class TaskStore {
   virtual Result<std::vector<std::string>> History() const = 0;  // msg_ids by submission time
   virtual size_t size() const = 0;
   virtual const char* name() const = 0;
-  // Makes what was written durable; the hub calls it periodically. In-memory stores: nothing.
+  // Makes what was written durable; the hub calls it every kFlushPeriod, which bounds what a
+  // crash can lose. In-memory stores: nothing.
   virtual void Flush() {}
+  static constexpr std::chrono::milliseconds kFlushPeriod{20};
 };
 
 struct MemoryStoreLimits {

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "protocol/clock.hpp"
+#include "protocol/curve.hpp"
 #include "protocol/errors.hpp"
 #include "protocol/json_fields.hpp"
 #include "protocol/no_answer.hpp"
@@ -47,7 +48,7 @@ std::optional<int> SignalNumber(const json& sig) {
 }
 json KernelInfo() {
   return {{"status", "ok"}, {"protocol_version", protocol::kProtocolVersion},
-          {"implementation", "ipp"}, {"implementation_version", "0.1.0"},
+          {"implementation", "ipp"}, {"implementation_version", IPP_VERSION},
           {"language_info", {{"name", "c++"}}}, {"banner", "ipp native engine"}};
 }
 }  // namespace
@@ -80,18 +81,13 @@ Engine::~Engine() {
   }
 }
 
-void Engine::Configure(zmq::socket_t& socket, bool identity) {
+Status Engine::Configure(zmq::socket_t& socket, bool identity) {
   socket.set(zmq::sockopt::linger, 1000);
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.set(zmq::sockopt::rcvhwm, 0);
   if (identity) socket.set(zmq::sockopt::routing_id, uuid_);
-  if (options_.connection.curve_serverkey) {
-    char public_key[41], secret_key[41];
-    zmq_curve_keypair(public_key, secret_key);
-    socket.set(zmq::sockopt::curve_serverkey, *options_.connection.curve_serverkey);
-    socket.set(zmq::sockopt::curve_publickey, std::string(public_key));
-    socket.set(zmq::sockopt::curve_secretkey, std::string(secret_key));
-  }
+  if (!options_.connection.curve_serverkey) return Status::OK();
+  return protocol::SetUpCurveClient(socket, *options_.connection.curve_serverkey);
 }
 
 Status Engine::Start() {
@@ -103,7 +99,7 @@ Status Engine::Start() {
 Status Engine::Register() {
   Result<std::string> url = options_.connection.url("registration");
   if (!url.ok()) return url.status();
-  Configure(registration_, true);
+  if (Status s = Configure(registration_, true); !s.ok()) return s;
   protocol::ConnectionWatch watch(context_, registration_);  // says why, if the controller does not answer
   registration_.connect(*url);
   json content = {{"uuid", uuid_}};
@@ -135,20 +131,21 @@ Status Engine::Register() {
     }
     id_ = reply->content.at("id").get<int>();
     hb_period_ = std::chrono::milliseconds(reply->content.value("hb_period", 3000));
-    Connect(reply->content.value("connection_info", json::object()));
-    return Status::OK();
+    return Connect(reply->content.value("connection_info", json::object()));
   }
 }
 
-void Engine::Connect(const json& reply_info) {
+Status Engine::Connect(const json& reply_info) {
   // Ports from the connection file; the hub's reply carries the same (used if the file lacks one).
   protocol::ConnectionInfo info = options_.connection;
   for (auto& [k, v] : reply_info.items()) {
     if (!info.channels.contains(k) && (v.is_number() || v.is_array())) info.channels[k] = v;
   }
   executor_.set_engine_id(id_);
-  for (zmq::socket_t* s : {&shell_, &control_, &iopub_, &control_iopub_, &pong_}) Configure(*s, true);
-  Configure(ping_, false);
+  for (zmq::socket_t* s : {&shell_, &control_, &iopub_, &control_iopub_, &pong_}) {
+    if (Status status = Configure(*s, true); !status.ok()) return status;
+  }
+  if (Status status = Configure(ping_, false); !status.ok()) return status;
   ping_.set(zmq::sockopt::subscribe, "");
   for (const char* channel : {"mux", "task"}) shell_.connect(*info.url(channel));
   size_t broadcasts = info.channels.value("broadcast", json::array()).size();
@@ -189,6 +186,7 @@ void Engine::Connect(const json& reply_info) {
              options_.mpi ? ", MPI rank " + std::to_string(executor_.mpi_rank()) + "/" +
                                 std::to_string(executor_.mpi_size())
                           : "");
+  return Status::OK();
 }
 
 // ---------------------------------------------------------------------------------------------

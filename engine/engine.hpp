@@ -4,7 +4,7 @@
 //
 // Two threads, as in ipykernel: the thread calling Run() serves the shell socket and runs each
 // request itself (socket -> function -> reply, no hand-off: a hand-off to another thread and
-// back cost two wake-ups per request, most of an engine's share of a round trip). The control
+// back would add two thread wake-ups to every request's round trip). The control
 // thread answers heartbeats and the control channel (abort, interrupt, clear, shutdown) while
 // work runs, and passes on what the shell thread must act on — aborted msg_ids, a cleared
 // namespace, stop — over an inproc PAIR. Each thread owns its sockets and its Session.
@@ -77,8 +77,8 @@ class Engine {
   };
 
   Status Register();
-  void Connect(const nlohmann::json& reply);
-  void Configure(zmq::socket_t& socket, bool identity);
+  Status Connect(const nlohmann::json& reply);
+  Status Configure(zmq::socket_t& socket, bool identity);
 
   // Shell thread.
   void Serve(Request request);

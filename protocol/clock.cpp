@@ -34,7 +34,7 @@ std::optional<WallClock::time_point> ParseIso8601(std::string_view text) {
   std::string s(text);
   int year, month, day, hour, minute, second, consumed = 0;
   // Every header carries a date, nearly always in exactly this layout: read it by position
-  // (sscanf was a visible cost for the hub); anything else goes the sscanf way.
+  // (the hub parses one per message; sscanf is slow for that); anything else goes the sscanf way.
   auto digits = [&](size_t at, size_t n, int* out) {
     *out = 0;
     for (size_t i = at; i < at + n; ++i) {

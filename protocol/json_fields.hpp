@@ -1,8 +1,8 @@
 // JsonFields: the top-level fields of a JSON object's text, found without building a tree.
 //
 // The message paths of the controller need two or three fields of a header or metadata dict per
-// message (msg_id, status, engine...); building a full nlohmann tree for each was the largest
-// cost of the task scheduler and the hub. This scanner finds the fields and leaves every value
+// message (msg_id, status, engine...); building a full nlohmann tree for each would cost far
+// more than the routing itself. This scanner finds the fields and leaves every value
 // as its raw text. It is deliberately partial: what it is not sure about (escaped keys or
 // values, more than kMaxFields fields, malformed structure) makes it fail, and the caller parses
 // the text fully. It checks less than a full parser inside values it does not read (UTF-8,

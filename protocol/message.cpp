@@ -73,6 +73,29 @@ Frames RawMessage::take_buffers() {
   return buffers;
 }
 
+namespace {
+// zmq_msg_copy shares the payload (reference-counted); it only bumps the source's count.
+zmq::message_t Share(const zmq::message_t& frame) {
+  zmq::message_t out;
+  out.copy(const_cast<zmq::message_t&>(frame));
+  return out;
+}
+}  // namespace
+
+Frames RawMessage::share_buffers() const {
+  Frames buffers;
+  buffers.reserve(buffer_count());
+  for (size_t i = delimiter_ + 6; i < frames_.size(); ++i) buffers.push_back(Share(frames_[i]));
+  return buffers;
+}
+
+Frames ShareFrames(const Frames& frames) {
+  Frames out;
+  out.reserve(frames.size());
+  for (const zmq::message_t& f : frames) out.push_back(Share(f));
+  return out;
+}
+
 void RawMessage::swap_first_identities() {
   if (delimiter_ >= 2) std::swap(frames_[0], frames_[1]);
 }
@@ -80,6 +103,16 @@ void RawMessage::swap_first_identities() {
 }  // namespace ipp::protocol
 
 namespace ipp::protocol {
+
+std::optional<Subscription> TryRecvSubscription(zmq::socket_ref xpub) {
+  while (true) {
+    zmq::message_t frame;
+    if (!xpub.recv(frame, zmq::recv_flags::dontwait)) return std::nullopt;
+    // 1 + topic subscribes, 0 + topic unsubscribes; nothing else comes up an XPUB.
+    if (frame.size() == 0) continue;
+    return Subscription{frame.data<char>()[0] == 1, std::string(frame.data<char>() + 1, frame.size() - 1)};
+  }
+}
 
 std::optional<Frames> TryRecv(zmq::socket_ref socket) {
   Frames frames;

@@ -4,7 +4,9 @@
 //
 // RawMessage keeps the frames exactly as received, split at the delimiter and not parsed, so the
 // schedulers can route and forward them without copying payloads. Message is the parsed form.
-// No code outside protocol/ touches raw frames except through these types.
+// Outside protocol/, code reads frames only through these types (and the monitor channel's
+// codec, protocol/monitor.hpp). Routing code may add or drop routing-id frames in front of a
+// message it forwards; the frames from the delimiter on are never edited outside protocol/.
 #pragma once
 
 #include <string>
@@ -62,6 +64,8 @@ class RawMessage {
   size_t buffer_count() const { return frames_.size() - delimiter_ - 6; }
   // Moves the buffer frames (those after the JSON parts) out; they are left empty here.
   Frames take_buffers();
+  // Shared copies of the buffer frames (no payload copy); this message keeps its own.
+  Frames share_buffers() const;
   // Parses one JSON part; fails with a Status naming the part if it is not a JSON object.
   Result<json> parse_object(Part p) const;
 
@@ -69,7 +73,6 @@ class RawMessage {
   Frames& frames() { return frames_; }
   size_t delimiter_index() const { return delimiter_; }
   void swap_first_identities();  // ROUTER<->ROUTER relay, as zmq's MonitoredQueue does
-  void set_delimiter_index(size_t index) { delimiter_ = index; }
   Frames release() && { return std::move(frames_); }
 
  private:
@@ -85,6 +88,15 @@ const char* PartName(RawMessage::Part p);
 namespace ipp::protocol {
 // Receives one whole multipart message without blocking; nullopt when none is waiting.
 std::optional<Frames> TryRecv(zmq::socket_ref socket);
+// A reference-counted copy of each frame (payloads are shared, not copied).
+Frames ShareFrames(const Frames& frames);
+// What an XPUB socket passes up: a subscription or an unsubscription to a topic.
+struct Subscription {
+  bool subscribe;
+  std::string topic;
+};
+// The next one waiting on `xpub`, without blocking; nullopt when none is.
+std::optional<Subscription> TryRecvSubscription(zmq::socket_ref xpub);
 // The most messages a reactor handler takes from one socket per wake-up: one busy socket must not
 // starve the others on the same thread (a hub flooded with task notifications still answers
 // queries); the reactor calls the handler again while the socket stays readable.

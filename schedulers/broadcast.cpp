@@ -1,7 +1,7 @@
 #include "schedulers/broadcast.hpp"
 
 #include "protocol/errors.hpp"
-#include "schedulers/relay.hpp"
+#include "protocol/monitor.hpp"
 #include "schedulers/request_types.hpp"
 
 namespace ipp::schedulers {
@@ -9,6 +9,7 @@ namespace ipp::schedulers {
 using nlohmann::json;
 using protocol::Frames;
 using protocol::RawMessage;
+namespace monitor = protocol::monitor;
 
 BroadcastScheduler::BroadcastScheduler(zmq::context_t& context, const std::string& key,
                                        std::chrono::milliseconds patience, Logger log)
@@ -25,7 +26,7 @@ BroadcastScheduler::BroadcastScheduler(zmq::context_t& context, const std::strin
 void BroadcastScheduler::Attach(Reactor& reactor) {
   reactor.add(client_, [this] { OnSubmission(); });
   reactor.add(engine_, [this] { OnReply(); });
-  reactor.every(std::chrono::milliseconds(20), [this] {
+  reactor.every(PendingDelivery::kRetryPeriod, [this] {
     if (to_engines_.empty()) return;
     to_engines_.Retry([this](Frames&& frames) {
       log_->warn("broadcast to engine {:?} dropped: it never connected", protocol::view(frames[0]));
@@ -59,7 +60,7 @@ void BroadcastScheduler::OnSubmission() {
       protocol::Send(client_, Refusal(session_, RequestChannel::kBroadcast, *raw, name), true);
       continue;
     }
-    ReportToMonitor(monitor_, "inbcast", raw->frames());
+    monitor::Send(monitor_, monitor::Topic::kBroadcastRequest, raw->frames());
     std::string original = (*header)["msg_id"].get<std::string>();
     if (!md->contains("original_msg_id")) (*md)["original_msg_id"] = original;
     bool coalescing = md->value("is_coalescing", false);
@@ -67,7 +68,6 @@ void BroadcastScheduler::OnSubmission() {
     for (size_t i = 0; i < raw->identity_count(); ++i) client_ids.emplace_back(raw->identity(i));
     std::string content(raw->part(RawMessage::kContent));
     std::string parent(raw->part(RawMessage::kParent));
-    Frames& all = raw->frames();
     Pending pending{client_ids, (*md)["targets"], {}, {}};
     for (const json& target : (*md)["targets"]) {
       std::string uuid = target.is_array() && !target.empty() ? target[0].get<std::string>() : "";
@@ -77,13 +77,8 @@ void BroadcastScheduler::OnSubmission() {
       Frames ids;
       ids.emplace_back(uuid.data(), uuid.size());
       for (const auto& c : client_ids) ids.emplace_back(c.data(), c.size());
-      Frames buffers;
-      for (size_t i = raw->delimiter_index() + 6; i < all.size(); ++i) {
-        buffers.emplace_back();
-        buffers.back().copy(all[i]);
-      }
       Frames out = session_.serialize_parts(std::move(ids), h.dump(), parent, md->dump(), content,
-                                            std::move(buffers));
+                                            raw->share_buffers());
       to_engines_.Send(std::move(out));
       pending.order.push_back(uuid);
     }
@@ -105,7 +100,7 @@ void BroadcastScheduler::OnReply() {
     if (!md.ok()) continue;
     std::string engine(raw->identity(0));
     if (!md->value("is_coalescing", false)) {
-      ReportToMonitor(monitor_, "outbcast", raw->frames());
+      monitor::Send(monitor_, monitor::Topic::kBroadcastReply, raw->frames());
       Frames& f = raw->frames();
       f.erase(f.begin());  // drop the engine id: [client ids..., msg]
       protocol::Send(client_, std::move(*raw).release(), true);
@@ -115,10 +110,7 @@ void BroadcastScheduler::OnReply() {
     auto it = coalescing_.find(original);
     if (it == coalescing_.end()) continue;
     Pending& p = it->second;
-    Frames buffers;
-    Frames& f = raw->frames();
-    for (size_t i = raw->delimiter_index() + 6; i < f.size(); ++i) buffers.push_back(std::move(f[i]));
-    p.buffers[engine] = std::move(buffers);
+    p.buffers[engine] = raw->take_buffers();
     if (p.buffers.size() < p.order.size()) continue;
     // Every engine answered: one reply with all their buffers, in target order.
     (*md)["broadcast_targets"] = p.targets;
@@ -131,7 +123,7 @@ void BroadcastScheduler::OnReply() {
         std::move(ids), std::string(raw->part(RawMessage::kHeader)),
         std::string(raw->part(RawMessage::kParent)), md->dump(),
         std::string(raw->part(RawMessage::kContent)), std::move(all_buffers));
-    ReportToMonitor(monitor_, "outbcast", out);
+    monitor::Send(monitor_, monitor::Topic::kBroadcastReply, out);
     protocol::Send(client_, std::move(out), true);
     coalescing_.erase(it);
   }

@@ -24,6 +24,11 @@ class PendingDelivery {
   using Clock = std::chrono::steady_clock;
   using Expired = std::function<void(protocol::Frames&&)>;
 
+  // How often an owner calls Retry() while something is held. An engine connects within
+  // milliseconds of registering, so a short period keeps its first messages' delay small; the
+  // timer costs nothing while nothing is held.
+  static constexpr std::chrono::milliseconds kRetryPeriod{20};
+
   // "socket" must be a ROUTER with router_mandatory set, and outlive this object.
   PendingDelivery(zmq::socket_t& socket, std::chrono::milliseconds patience)
       : socket_(socket), patience_(patience) {}

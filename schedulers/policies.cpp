@@ -67,4 +67,10 @@ const std::vector<std::string>& PolicyNames() {
   return names;
 }
 
+std::string PolicyNameList() {
+  std::string list;
+  for (const std::string& name : PolicyNames()) list += (list.empty() ? "" : ", ") + name;
+  return list;
+}
+
 }  // namespace ipp::schedulers

@@ -19,5 +19,7 @@ class RoutingPolicy {
 // lru, leastload, weighted, twobin, plainrandom; nullptr for an unknown name.
 std::unique_ptr<RoutingPolicy> MakePolicy(const std::string& name);
 const std::vector<std::string>& PolicyNames();
+// "leastload, lru, ...": the names for help texts and error messages.
+std::string PolicyNameList();
 
 }  // namespace ipp::schedulers

@@ -7,35 +7,14 @@ namespace ipp::schedulers {
 
 using protocol::Frames;
 using protocol::RawMessage;
+namespace monitor = protocol::monitor;
 
-Frames ShareFrames(Frames& frames) {
-  Frames copy(frames.size());
-  for (size_t i = 0; i < frames.size(); ++i) copy[i].copy(frames[i]);
-  return copy;
-}
-
-Frames MonitorReport(std::string_view topic, Frames& frames) {
-  Frames out;
-  out.reserve(frames.size() + 1);
-  out.emplace_back(topic.data(), topic.size());
-  for (auto& f : frames) {
-    out.emplace_back();
-    out.back().copy(f);
-  }
-  return out;
-}
-
-void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, Frames& frames) {
-  protocol::Send(monitor, MonitorReport(topic, frames));
-}
-
-
-RouterRelay::RouterRelay(zmq::context_t& context, const std::string& key, std::string in_topic,
-                         std::string out_topic, std::chrono::milliseconds patience, Logger log,
+RouterRelay::RouterRelay(zmq::context_t& context, const std::string& key, std::optional<monitor::Topic> in_topic,
+                         std::optional<monitor::Topic> out_topic, std::chrono::milliseconds patience, Logger log,
                          std::optional<RequestChannel> carries)
     : session_(key),
-      in_topic_(std::move(in_topic)),
-      out_topic_(std::move(out_topic)),
+      in_topic_(in_topic),
+      out_topic_(out_topic),
       log_(std::move(log)),
       carries_(carries),
       client_(context, zmq::socket_type::router),
@@ -67,14 +46,14 @@ void RouterRelay::Attach(Reactor& reactor) {
   // Bounded batches so one busy direction cannot starve the other; zmq::poll is level-triggered
   // and comes straight back for what is left.
   reactor.add(client_, [this] {
-    for (int i = 0; i < 256 && Forward(client_, engine_, in_topic_, true); ++i) {
+    for (int i = 0; i < protocol::kBatch && Forward(client_, engine_, in_topic_, true); ++i) {
     }
   });
   reactor.add(engine_, [this] {
-    for (int i = 0; i < 256 && Forward(engine_, client_, out_topic_, false); ++i) {
+    for (int i = 0; i < protocol::kBatch && Forward(engine_, client_, out_topic_, false); ++i) {
     }
   });
-  reactor.every(std::chrono::milliseconds(20), [this] {
+  reactor.every(PendingDelivery::kRetryPeriod, [this] {
     if (to_engines_.empty()) return;
     to_engines_.Retry([this](Frames&& frames) {
       Result<RawMessage> raw = RawMessage::FromFrames(std::move(frames));
@@ -83,7 +62,7 @@ void RouterRelay::Attach(Reactor& reactor) {
   });
 }
 
-bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, const std::string& topic,
+bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, std::optional<monitor::Topic> topic,
                           bool to_engine) {
   auto frames = protocol::TryRecv(from);
   if (!frames) return false;
@@ -103,15 +82,15 @@ bool RouterRelay::Forward(zmq::socket_t& from, zmq::socket_t& to, const std::str
   if (to_engine && carries_ && !Carried(*raw)) return true;
   raw->swap_first_identities();
   if (to_engine) {
-    // A request: on its way before the hub hears of it (see MonitorReport).
-    Frames report = topic.empty() ? Frames{} : MonitorReport(topic, raw->frames());
+    // A request: on its way before the hub hears of it.
+    Frames report = topic ? monitor::Report(*topic, raw->frames()) : Frames{};
     if (tap_aborts_) TapAbort(*raw);
     to_engines_.Send(std::move(*raw).release());  // waits for an engine still connecting
     if (!report.empty()) protocol::Send(monitor_, std::move(report));
     return true;
   }
   // A reply: the hub hears of it first, so that a client holding it finds it in any query.
-  if (!topic.empty()) ReportToMonitor(monitor_, topic, raw->frames());
+  if (topic) monitor::Send(monitor_, *topic, raw->frames());
   if (!protocol::Send(to, std::move(*raw).release(), true)) {
     SPDLOG_LOGGER_DEBUG(log_, "client gone; reply dropped");
   }
@@ -176,7 +155,7 @@ void IopubRelay::Attach(Reactor& reactor) {
         log_->warn("dropped iopub message: {}", s.ToString());
         continue;
       }
-      ReportToMonitor(monitor_, "iopub", raw->frames());  // first, as for replies
+      monitor::Send(monitor_, monitor::Topic::kIopub, raw->frames());  // first, as for replies
       protocol::Send(client_, std::move(*raw).release());
     }
   });
@@ -185,11 +164,10 @@ void IopubRelay::Attach(Reactor& reactor) {
 
 void IopubRelay::OnSubscriptions() {
   for (int i = 0; i < protocol::kBatch; ++i) {
-    zmq::message_t frame;
-    if (!client_.recv(frame, zmq::recv_flags::dontwait)) return;
-    // 1 + topic subscribes, 0 + topic unsubscribes; nothing else comes up an XPUB.
-    if (frame.size() == 0 || frame.data<char>()[0] != 1) continue;
-    std::string topic(frame.data<char>() + 1, frame.size() - 1);
+    std::optional<protocol::Subscription> subscription = protocol::TryRecvSubscription(client_);
+    if (!subscription) return;
+    if (!subscription->subscribe) continue;
+    const std::string& topic = subscription->topic;
     protocol::Message welcome = session_.make("iopub_welcome", {{"subscription", topic}});
     // The topic as the first frame, so that a prefix subscription matches it too.
     if (!topic.empty()) welcome.identities.emplace_back(topic.data(), topic.size());

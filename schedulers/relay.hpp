@@ -2,8 +2,11 @@
 // SUB to PUB — ipyparallel's MonitoredQueue devices, with every message's signature checked
 // before it passes (the stock devices check nothing).
 //
-// Each relay reports what passes to the hub's monitor channel, prefixed with its topic. A relay
-// runs on the thread of the Reactor it is attached to and owns its sockets.
+// Each relay reports what passes to the hub's monitor channel (protocol/monitor.hpp). A request
+// is reported after it has been forwarded, so that the hub's work does not stand in its way; a
+// reply or output before, so that a client that holds it finds it in any query to the hub
+// (which reads the channel to the end before it answers). A relay runs on the thread of the
+// Reactor it is attached to and owns its sockets.
 #pragma once
 
 #include <optional>
@@ -13,6 +16,7 @@
 
 #include "common/logging.hpp"
 #include "common/reactor.hpp"
+#include "protocol/monitor.hpp"
 #include "protocol/session.hpp"
 #include "schedulers/pending_delivery.hpp"
 #include "schedulers/request_types.hpp"
@@ -22,12 +26,12 @@ namespace ipp::schedulers {
 class RouterRelay {
  public:
   // in_topic/out_topic: monitor topics for client->engine and engine->client traffic
-  // ("in"/"out" for the MUX, "incontrol"/"outcontrol" for control; empty: not reported).
+  // (kMuxRequest/kMuxReply for the MUX; nullopt: not reported, as for control).
   // `patience`: how long a message waits for its engine to connect before the client gets an
   // EngineError reply. `carries`: the requests it forwards (others get an InvalidRequest
   // reply); nullopt: every request.
-  RouterRelay(zmq::context_t& context, const std::string& key, std::string in_topic,
-              std::string out_topic, std::chrono::milliseconds patience, Logger log,
+  RouterRelay(zmq::context_t& context, const std::string& key, std::optional<protocol::monitor::Topic> in_topic,
+              std::optional<protocol::monitor::Topic> out_topic, std::chrono::milliseconds patience, Logger log,
               std::optional<RequestChannel> carries = std::nullopt);
   zmq::socket_t& client_socket() { return client_; }
   zmq::socket_t& engine_socket() { return engine_; }
@@ -41,13 +45,13 @@ class RouterRelay {
   void TapAbort(const protocol::RawMessage& raw);
   // Moves one message from `from` to `to`, swapping the first two routing ids.
   // Returns false when `from` had nothing to read.
-  bool Forward(zmq::socket_t& from, zmq::socket_t& to, const std::string& topic, bool to_engine);
+  bool Forward(zmq::socket_t& from, zmq::socket_t& to, std::optional<protocol::monitor::Topic> topic, bool to_engine);
   void ReplyUnroutable(protocol::RawMessage& raw);
   // Whether `raw` (from a client) is a request this relay carries; answers it if not.
   bool Carried(protocol::RawMessage& raw);
 
   protocol::Session session_;
-  std::string in_topic_, out_topic_;
+  std::optional<protocol::monitor::Topic> in_topic_, out_topic_;
   Logger log_;
   std::optional<RequestChannel> carries_;
   zmq::socket_t client_, engine_, monitor_, abort_tap_;
@@ -76,15 +80,5 @@ class IopubRelay {
   Logger log_;
   zmq::socket_t engine_, client_, monitor_;
 };
-
-// A reference-counted copy of each frame (payloads are shared, not copied).
-protocol::Frames ShareFrames(protocol::Frames& frames);
-// [topic] + a shared copy of `frames`: what the hub is told of a message. A request is
-// reported after it has been forwarded, so that the hub's work does not stand in its way; a
-// reply or output before, so that a client that holds it finds it in any query to the hub
-// (which reads the channel to the end before it answers).
-protocol::Frames MonitorReport(std::string_view topic, protocol::Frames& frames);
-// Sends MonitorReport(topic, frames) to the monitor socket now.
-void ReportToMonitor(zmq::socket_t& monitor, std::string_view topic, protocol::Frames& frames);
 
 }  // namespace ipp::schedulers

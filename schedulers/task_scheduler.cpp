@@ -5,7 +5,7 @@
 #include "protocol/clock.hpp"
 #include "protocol/errors.hpp"
 #include "protocol/json_fields.hpp"
-#include "schedulers/relay.hpp"
+#include "protocol/monitor.hpp"
 #include "schedulers/request_types.hpp"
 #include "schedulers/task_metadata.hpp"
 
@@ -53,7 +53,7 @@ void TaskScheduler::Attach(Reactor& reactor) {
   reactor.add(client_, [this] { OnSubmission(); });
   reactor.add(engine_, [this] { OnResult(); });
   reactor.add(aborts_, [this] { OnAbort(); });
-  reactor.every(std::chrono::milliseconds(20), [this] {
+  reactor.every(PendingDelivery::kRetryPeriod, [this] {
     if (!to_engines_.empty()) to_engines_.Retry([this](Frames&& f) { Undeliverable(std::move(f)); });
   });
   log_->info("task scheduler started: scheme {}, hwm {}", options_.scheme, options_.hwm);
@@ -184,7 +184,7 @@ void TaskScheduler::OnSubmission() {
       Refuse(*raw, type);
       continue;
     }
-    ReportToMonitor(monitor_, "intask", raw->frames());
+    protocol::monitor::Send(monitor_, protocol::monitor::Topic::kTaskRequest, raw->frames());
     auto job = std::make_unique<Job>();
     job->msg_id = std::move(*msg_id);
     job->seq = next_seq_++;
@@ -295,11 +295,7 @@ void TaskScheduler::RunOn(std::unique_ptr<Job> job, size_t index) {
   loads_.erase(loads_.begin() + static_cast<long>(index));
   targets_.push_back(target);
   loads_.push_back(load);
-  Frames track;
-  track.emplace_back(std::string_view("tracktask"));
-  track.emplace_back(job->msg_id.data(), job->msg_id.size());
-  track.emplace_back(target.data(), target.size());
-  protocol::Send(monitor_, std::move(track));
+  protocol::Send(monitor_, protocol::monitor::TaskDestination(job->msg_id, target));
   SPDLOG_LOGGER_DEBUG(log_, "task {} -> engine {}", job->msg_id, target);
   engines_[target].running[job->msg_id] = std::move(job);
 }
@@ -425,11 +421,9 @@ void TaskScheduler::Fail(std::unique_ptr<Job> job, const std::string& ename,
 void TaskScheduler::Answer(const Job& job, protocol::Message reply, const std::string& engine) {
   // Monitor first ([outtask, engine, client, msg]), then the client ([client, msg]).
   Frames to_monitor = session_.serialize(std::move(reply));
-  Frames to_client = ShareFrames(to_monitor);
-  to_monitor.insert(to_monitor.begin(), zmq::message_t(job.client.data(), job.client.size()));
-  to_monitor.insert(to_monitor.begin(), zmq::message_t(engine.data(), engine.size()));
-  to_monitor.insert(to_monitor.begin(), zmq::message_t(std::string_view("outtask")));
-  protocol::Send(monitor_, std::move(to_monitor));
+  Frames to_client = protocol::ShareFrames(to_monitor);
+  protocol::Send(monitor_, protocol::monitor::Report(protocol::monitor::Topic::kTaskReply, {engine, job.client},
+                                                     std::move(to_monitor)));
   to_client.insert(to_client.begin(), zmq::message_t(job.client.data(), job.client.size()));
   SendToClient(std::move(to_client));
 }
@@ -536,7 +530,7 @@ void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
   }
   if (job->timeout_timer) reactor_->cancel(job->timeout_timer);
   // The hub hears of a result before its client does: a client holding it finds it in any query.
-  ReportToMonitor(monitor_, "outtask", raw.frames());
+  protocol::monitor::Send(monitor_, protocol::monitor::Topic::kTaskReply, raw.frames());
   raw.swap_first_identities();  // [client, engine, ...] for the ROUTER<->ROUTER mirror
   SendToClient(std::move(raw).release());
   Finished(msg_id, engine, success);

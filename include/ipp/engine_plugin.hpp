@@ -134,6 +134,5 @@ class FunctionRegistry {
 }  // namespace ipp
 
 // The single entry point of a plugin library.
-#define IPP_PLUGIN_ENTRY ipp_register_plugin
 #define IPP_PLUGIN(registry) \
   extern "C" void ipp_register_plugin(::ipp::FunctionRegistry& registry)

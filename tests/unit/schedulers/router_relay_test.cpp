@@ -16,7 +16,8 @@ constexpr const char* kKey = "relay-test-key";
 class RouterRelayTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    relay_ = std::make_unique<RouterRelay>(context_, kKey, "in", "out", 20ms, MakeLogger("test.mux"),
+    relay_ = std::make_unique<RouterRelay>(context_, kKey, protocol::monitor::Topic::kMuxRequest,
+                                           protocol::monitor::Topic::kMuxReply, 20ms, MakeLogger("test.mux"),
                                            RequestChannel::kMux);
     relay_->client_socket().bind("inproc://mux-clients");
     relay_->engine_socket().bind("inproc://mux-engines");
@@ -107,7 +108,7 @@ TEST_F(RouterRelayTest, DropsForgedMessagesEitherWay) {
 TEST(ControlRelayTest, PassesAbortRequestsToTheTaskSchedulersTap) {
   zmq::context_t context;
   Reactor reactor(MakeLogger("test.reactor"));
-  RouterRelay control(context, kKey, "", "", 20ms, MakeLogger("test.control"));
+  RouterRelay control(context, kKey, std::nullopt, std::nullopt, 20ms, MakeLogger("test.control"));
   control.client_socket().bind("inproc://control-clients");
   control.engine_socket().bind("inproc://control-engines");
   FakePeer tap(context, zmq::socket_type::pull, kKey);

@@ -1,0 +1,197 @@
+// Hub: engines — registration, heartbeats, unregistration and the work they strand, and the
+// engine list saved for --restore.
+#include <algorithm>
+#include <fstream>
+
+#include "controller/hub.hpp"
+#include "protocol/clock.hpp"
+#include "protocol/connection_file.hpp"
+#include "protocol/errors.hpp"
+
+namespace ipp::controller {
+
+using nlohmann::json;
+using protocol::Message;
+
+int Hub::NewEngineId(const json& requested) {
+  if (requested.is_number_integer()) {
+    int want = requested.get<int>();
+    bool pending = std::any_of(incoming_.begin(), incoming_.end(),
+                               [&](const auto& kv) { return kv.second.id == want; });
+    if (want >= 0 && !engines_.count(want) && !pending) {
+      next_id_ = std::max(next_id_, want + 1);
+      return want;
+    }
+    log_->warn("engine id {} requested but in use; assigning another", want);
+  }
+  return next_id_++;
+}
+
+void Hub::RegistrationRequest(Message& m) {
+  const json& uuid_value = m.content.at("uuid");
+  if (!uuid_value.is_string() || uuid_value.get_ref<const std::string&>().empty()) {
+    Reply(m, "registration_reply", protocol::ErrorContent("ValueError", "registration needs a uuid string"));
+    return;
+  }
+  std::string uuid = uuid_value.get<std::string>();
+  if (by_uuid_.count(uuid) || incoming_.count(uuid)) {
+    log_->error("registration refused: uuid {} in use", uuid);
+    Reply(m, "registration_reply", protocol::ErrorContent("KeyError", "uuid '" + uuid + "' in use"));
+    return;
+  }
+  int id = NewEngineId(m.content.value("id", json()));
+  Reply(m, "registration_reply",
+        {{"status", "ok"},
+         {"id", id},
+         {"hb_period", options_.ping_period.count()},
+         {"connection_info", options_.engine_info}});
+  auto stall = reactor_->after(options_.registration_timeout, [this, uuid] {
+    auto it = incoming_.find(uuid);
+    if (it == incoming_.end()) return;
+    log_->warn("purging stalled registration {}:{} (no heartbeat within {} ms)", it->second.id,
+               uuid, options_.registration_timeout.count());
+    incoming_.erase(it);
+  });
+  incoming_[uuid] = Incoming{id, uuid, stall};
+  log_->info("accepting registration {}:{}", id, uuid);
+  // Beat again soon, so the new engine's first echo does not wait for the next period.
+  if (!reping_timer_) {
+    reping_timer_ = reactor_->every(std::chrono::milliseconds(100), [this] {
+      if (incoming_.empty()) {
+        reactor_->cancel(reping_timer_);
+        reping_timer_ = 0;
+        return;
+      }
+      heart_.PingNow();
+    });
+  }
+}
+
+void Hub::FinishRegistration(const std::string& uuid) {
+  auto it = incoming_.find(uuid);
+  if (it == incoming_.end()) return;
+  Incoming reg = it->second;
+  incoming_.erase(it);
+  if (reg.stall_timer) reactor_->cancel(reg.stall_timer);
+  engines_[reg.id] = Engine{reg.id, uuid, {}, {}, 0, {}};
+  by_uuid_[uuid] = reg.id;
+  Notify("registration_notification", {{"id", reg.id}, {"uuid", uuid}});
+  log_->info("engine {} connected ({})", reg.id, uuid);
+  SaveEngineState();
+}
+
+void Hub::UnregistrationRequest(Message& m) {
+  int id = m.content.at("id").get<int>();
+  if (!engines_.count(id)) {
+    // An engine that leaves before its first heartbeat: cancel its registration (as 9.1's hub
+    // does), so that a heartbeat still in flight cannot complete it.
+    auto pending = std::find_if(incoming_.begin(), incoming_.end(), [id](const auto& kv) { return kv.second.id == id; });
+    if (pending != incoming_.end()) {
+      if (pending->second.stall_timer) reactor_->cancel(pending->second.stall_timer);
+      log_->info("registration of engine {} cancelled: it asked to leave", id);
+      incoming_.erase(pending);
+      return;
+    }
+    log_->info("unregistration of engine {}: already gone", id);
+    return;
+  }
+  UnregisterEngine(id, "it asked to leave (unregistration_request)");
+}
+
+void Hub::UnregisterEngine(int id, const std::string& why) {
+  CatchUpMonitor();  // the engine's queue must list what was last sent to it
+  auto it = engines_.find(id);
+  if (it == engines_.end()) return;
+  Engine engine = std::move(it->second);
+  engines_.erase(it);
+  by_uuid_.erase(engine.uuid);
+  heart_.Forget(engine.uuid);
+  log_->warn("engine {} (uuid {}) unregistered: {}", id, engine.uuid, why);
+  Notify("unregistration_notification", {{"id", id}, {"uuid", engine.uuid}, {"reason", why}});
+  SaveEngineState();
+  // MUX requests still on the engine fail with EngineError; the schedulers answer clients for
+  // load-balanced ones. Wait a moment: a result may still be on its way.
+  std::vector<std::string> stranded(engine.queue.begin(), engine.queue.end());
+  if (!stranded.empty()) {
+    reactor_->after(options_.ping_period, [this, id, uuid = engine.uuid, why, stranded] {
+      HandleStranded(id, uuid, why, stranded);
+    });
+  }
+}
+
+void Hub::HandleStranded(int id, const std::string& uuid, const std::string& why, std::vector<std::string> msg_ids) {
+  CatchUpMonitor();  // a result that came in the meantime must count
+  for (const std::string& msg_id : msg_ids) {
+    if (!pending_.erase(msg_id)) continue;  // its result arrived after all
+    json content = protocol::ErrorContent("EngineError", protocol::EngineDiedText(id, uuid, msg_id, why));
+    auto now = protocol::WallClock::now();
+    json header = {{"engine", uuid}, {"date", protocol::Iso8601(now)}};
+    Status s = store_->Update(msg_id, [&](TaskRecord& r) {
+      r.result_content = content.dump();
+      r.result_header = header.dump();
+      r.completed = now;
+      r.engine_uuid = uuid;
+    });
+    LogStoreFailure(s, "EngineError result", msg_id);
+  }
+}
+
+Result<std::vector<int>> Hub::ValidateTargets(const json& targets) const {
+  std::vector<int> ids;
+  if (targets.is_null()) {
+    for (const auto& [id, e] : engines_) ids.push_back(id);
+    return ids;
+  }
+  json list = targets.is_array() ? targets : json::array({targets});
+  for (const json& t : list) {
+    if (t.is_number_integer()) {
+      ids.push_back(t.get<int>());
+    } else if (t.is_string()) {
+      auto it = by_uuid_.find(t.get<std::string>());
+      if (it == by_uuid_.end()) return Status::NotFound("No Such Engine: " + t.dump());
+      ids.push_back(it->second);
+    } else {
+      return Status::InvalidArgument("invalid target " + t.dump());
+    }
+  }
+  for (int id : ids) {
+    if (!engines_.count(id)) return Status::NotFound("No Such Engine: [" + std::to_string(id) + "]");
+  }
+  if (ids.empty()) return Status::NotFound("No Engines Registered");
+  return ids;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Engine state (for --restore)
+
+void Hub::SaveEngineState() const {
+  if (options_.engine_state_file.empty()) return;
+  json engines = json::object();
+  for (const auto& [id, e] : engines_) engines[std::to_string(id)] = e.uuid;
+  json state = {{"engines", engines}, {"next_id", next_id_}};
+  Status s = protocol::WritePrivateFile(options_.engine_state_file, state.dump());
+  if (!s.ok()) log_->error("cannot save engine state: {}", s.ToString());
+}
+
+void Hub::LoadEngineState() {
+  std::ifstream in(options_.engine_state_file);
+  if (!in) return;
+  json state = json::parse(in, nullptr, false);
+  if (state.is_discarded() || !state.is_object()) {
+    log_->error("ignoring unreadable engine state {}", options_.engine_state_file.string());
+    return;
+  }
+  const json engines = state.value("engines", json::object());
+  for (auto& [id_text, uuid] : engines.items()) {
+    int id = std::stoi(id_text);
+    std::string u = uuid.get<std::string>();
+    engines_[id] = Engine{id, u, {}, {}, 0, {}};
+    by_uuid_[u] = id;
+    heart_.Adopt(u);  // dropped after max misses if it does not beat any more
+  }
+  next_id_ = state.value("next_id", static_cast<int>(engines_.size()));
+  log_->info("restored {} engine(s) from {}", engines_.size(), options_.engine_state_file.string());
+}
+
+}  // namespace ipp::controller

@@ -71,7 +71,6 @@ class RawMessage {
 
   // Forwarding: edit routing identities in place, then take the frames back.
   Frames& frames() { return frames_; }
-  size_t delimiter_index() const { return delimiter_; }
   void swap_first_identities();  // ROUTER<->ROUTER relay, as zmq's MonitoredQueue does
   Frames release() && { return std::move(frames_); }
 

@@ -148,7 +148,7 @@ namespace {
 // Moves the identities and buffers of `raw` into `m`.
 void TakeFrames(RawMessage&& raw, Message& m) {
   m.buffers = raw.take_buffers();
-  size_t delimiter = raw.delimiter_index();
+  size_t delimiter = raw.identity_count();
   Frames frames = std::move(raw).release();
   m.identities.reserve(delimiter);
   for (size_t i = 0; i < delimiter; ++i) m.identities.push_back(std::move(frames[i]));

@@ -13,7 +13,13 @@
 // and traceback.
 //
 // Threads: a Client runs one I/O thread that owns all its sockets. Its methods, the views and
-// AsyncResults may be used from any thread; callbacks run on the I/O thread and must not block.
+// AsyncResults may be used from any thread. An on_each callback runs on the I/O thread for a
+// message that completes after it was added (it must not block), and at once on the calling
+// thread for each message already done.
+//
+// Lifetimes: a view holds a pointer to its Client: the Client must outlive its views. An
+// AsyncResult may outlive the Client; what was not done when the Client was destroyed then
+// never completes.
 #pragma once
 
 #include <chrono>
@@ -29,6 +35,12 @@
 #include "ipp/status.hpp"
 
 namespace ipp {
+
+namespace detail {  // the library's own types, not part of the API
+struct ResultState;
+struct ResultAccess;
+struct ClientImpl;
+}  // namespace detail
 
 using Millis = std::chrono::milliseconds;
 inline constexpr Millis kForever = Millis::max();
@@ -102,14 +114,15 @@ class AsyncResult {
   size_t progress() const;  // messages done
   size_t size() const;      // messages
   std::vector<TaskInfo> info() const;  // a snapshot, per message
-  // Called on the I/O thread for each message as it completes (at once for those done already).
+  // Calls `callback` for each message as it completes: on the I/O thread for those completing
+  // later, and before on_each returns, on the caller's thread, for those done already.
   void on_each(std::function<void(size_t index, const TaskInfo&)> callback) const;
 
-  struct State;
-  explicit AsyncResult(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
  private:
-  std::shared_ptr<State> state_;
+  friend struct detail::ResultAccess;
+  explicit AsyncResult(std::shared_ptr<detail::ResultState> state) : state_(std::move(state)) {}
+  std::shared_ptr<detail::ResultState> state_;
 };
 
 struct ClientOptions {
@@ -268,14 +281,13 @@ class Client {
   };
   Counters counters() const;
 
-  struct Impl;
 
  private:
   friend class DirectView;
   friend class LoadBalancedView;
   friend class BroadcastView;
-  explicit Client(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Client(std::unique_ptr<detail::ClientImpl> impl);
+  std::unique_ptr<detail::ClientImpl> impl_;
 };
 
 }  // namespace ipp

@@ -1,7 +1,30 @@
 // AsyncResult: the user's side of a batch of messages, read under the ResultState's lock.
 #include "client/result_state.hpp"
 
+#include <optional>
+
 namespace ipp {
+
+const char* TaskStatusName(TaskStatus status) {
+  switch (status) {
+    case TaskStatus::kPending: return "pending";
+    case TaskStatus::kOk: return "ok";
+    case TaskStatus::kError: return "error";
+    case TaskStatus::kAborted: return "aborted";
+  }
+  return "unknown";
+}
+
+// Failures the client or the hub found carry engine id -1 and one of these enames (see the
+// header's "Errors"); every other error comes from an engine that ran (or aborted) the request.
+Status ToStatus(const RemoteError& error) {
+  const std::string& ename = error.ename();
+  if (ename == "TimeoutError" || ename == "TaskTimeout") return Status::Timeout(error.what());
+  if (error.engine_id() < 0 && (ename == "IndexError" || ename == "KeyError")) return Status::NotFound(error.what());
+  return Status::RemoteError(error.what());
+}
+
+Status ToStatus(const TimeoutError& error) { return Status::Timeout(error.what()); }
 
 namespace detail {
 
@@ -14,7 +37,6 @@ ResultState::ResultState(std::vector<std::string> ids) : msg_ids(std::move(ids))
   done.assign(n, 0);
   for (size_t i = 0; i < n; ++i) {
     tasks[i].msg_id = msg_ids[i];
-    tasks[i].status = "pending";
   }
 }
 
@@ -63,33 +85,62 @@ bool AsyncResult::wait(Millis timeout) const {
   return state_->changed.wait_for(lock, timeout, all_done);
 }
 
-std::vector<Json> AsyncResult::get(Millis timeout) const {
-  if (!wait(timeout)) {
-    throw TimeoutError("result not ready within " + std::to_string(timeout.count()) + " ms (" +
-                       std::to_string(progress()) + "/" + std::to_string(size()) + " done)");
+namespace {
+
+// What get() finds: the values, or the error it throws.
+struct Outcome {
+  std::vector<Json> values;
+  std::optional<RemoteError> error;
+  std::optional<TimeoutError> timeout;
+};
+
+Outcome Collect(const AsyncResult& r, const std::shared_ptr<detail::ResultState>& state, Millis timeout) {
+  Outcome out;
+  if (!r.wait(timeout)) {
+    out.timeout.emplace("result not ready within " + std::to_string(timeout.count()) + " ms (" +
+                        std::to_string(r.progress()) + "/" + std::to_string(r.size()) + " done)");
+    return out;
   }
-  std::vector<Json> out;
-  if (!state_) return out;
-  std::lock_guard lock(state_->mutex);
+  if (!state) return out;
+  std::lock_guard lock(state->mutex);
   std::vector<size_t> order;
-  if (state_->unordered) {
-    order = state_->completion_order;
+  if (state->unordered) {
+    order = state->completion_order;
   } else {
-    for (size_t i = 0; i < state_->tasks.size(); ++i) order.push_back(i);
+    for (size_t i = 0; i < state->tasks.size(); ++i) order.push_back(i);
   }
   for (size_t i : order) {
-    const TaskInfo& t = state_->tasks[i];
-    if (t.error) throw *t.error;
+    const TaskInfo& t = state->tasks[i];
+    if (t.error) {
+      out.error = *t.error;
+      return out;
+    }
   }
   for (size_t i : order) {
-    const TaskInfo& t = state_->tasks[i];
-    if (state_->flatten && t.result.is_array()) {
-      for (const Json& item : t.result) out.push_back(item);
+    const TaskInfo& t = state->tasks[i];
+    if (state->flatten && t.result.is_array()) {
+      for (const Json& item : t.result) out.values.push_back(item);
     } else {
-      out.push_back(t.result);
+      out.values.push_back(t.result);
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<Json> AsyncResult::get(Millis timeout) const {
+  Outcome out = Collect(*this, state_, timeout);
+  if (out.timeout) throw *out.timeout;
+  if (out.error) throw *out.error;
+  return std::move(out.values);
+}
+
+Result<std::vector<Json>> AsyncResult::result(Millis timeout) const {
+  Outcome out = Collect(*this, state_, timeout);
+  if (out.timeout) return ToStatus(*out.timeout);
+  if (out.error) return ToStatus(*out.error);
+  return std::move(out.values);
 }
 
 Json AsyncResult::get_one(Millis timeout) const {

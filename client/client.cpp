@@ -51,9 +51,11 @@ std::vector<int> Client::ids() const {
   return out;
 }
 
-bool Client::wait_for_engines(size_t n, Millis timeout) {
+Status Client::wait_for_engines(size_t n, Millis timeout) {
   std::unique_lock lock(impl_->engines_mutex);
-  return impl_->engines_changed.wait_for(lock, timeout, [&] { return impl_->engines.size() >= n; });
+  if (impl_->engines_changed.wait_for(lock, timeout, [&] { return impl_->engines.size() >= n; })) return Status::OK();
+  return Status::Timeout(std::to_string(impl_->engines.size()) + " of " + std::to_string(n) +
+                         " engines registered within " + std::to_string(timeout.count()) + " ms");
 }
 
 const char* EngineKindName(EngineKind kind) {
@@ -69,7 +71,7 @@ namespace {
 // Our engine answers kernel_info with implementation "ipp"; ipykernel (the stock engine's
 // kernel) with "ipython" and language_info.name "python".
 EngineKind KindOf(const TaskInfo& t) {
-  if (t.status != "ok" || !t.result.is_object()) return EngineKind::kUnknown;
+  if (t.status != TaskStatus::kOk || !t.result.is_object()) return EngineKind::kUnknown;
   std::string implementation = StringField(t.result, "implementation");
   if (implementation == "ipp") return EngineKind::kNative;
   auto language = t.result.find("language_info");
@@ -158,80 +160,60 @@ Status Client::purge_results(const std::vector<std::string>& msg_ids) {
 
 AsyncResult Client::get_result(const std::vector<std::string>& msg_ids) {
   auto state = std::make_shared<detail::ResultState>(msg_ids);
-  Result<Message> m = impl_->Query("result_request", {{"msg_ids", msg_ids}, {"status_only", false}});
-  std::unique_lock lock(state->mutex);
-  if (!m.ok()) {
+  Result<Message> m = impl_->Ask("result_request", {{"msg_ids", msg_ids}, {"status_only", false}});
+  if (!m.ok()) {  // no answer from the hub in time
+    std::unique_lock lock(state->mutex);
     for (size_t i = 0; i < msg_ids.size(); ++i) {
-      state->tasks[i].status = "error";
-      state->tasks[i].error = RemoteError("KeyError", m.status().message(), {}, -1);
+      state->tasks[i].status = TaskStatus::kError;
+      state->tasks[i].error = RemoteError("TimeoutError", m.status().message(), {}, -1);
       state->got_reply[i] = 1;
       state->MaybeComplete(i, lock);
     }
     return detail::ResultAccess::Make(state);
   }
-  // The hub sends the buffers of every completed record back to back, in completed order.
-  size_t next_buffer = 0;
-  std::unordered_map<std::string, size_t> index;
-  for (size_t i = 0; i < msg_ids.size(); ++i) index[msg_ids[i]] = i;
-  for (const auto& id : m->content.value("completed", Json::array())) {
-    std::string msg_id = id.get<std::string>();
-    const Json& record = m->content[msg_id];
-    const Json& rc = record.value("result_content", Json::object());
-    size_t i = index[msg_id];
-    TaskInfo& t = state->tasks[i];
-    t.status = StringField(rc, "status");
-    const Json& rmd = record.value("result_metadata", Json::object());
-    t.engine_uuid = rmd.is_object() ? StringField(rmd, "engine") : "";
-    t.engine_id = impl_->IdOf(t.engine_uuid);
-    t.started = rmd.is_object() ? StringField(rmd, "started") : "";
-    const Json& io = record.value("io", Json::object());
-    t.stdout_text = io.is_object() ? StringField(io, "stdout") : "";
-    t.stderr_text = io.is_object() ? StringField(io, "stderr") : "";
-    t.result = rc.value("ipp_result", Json());
-    size_t count = rc.value("ipp_buffers", 0);
-    if (rc.value("ipp_pickled", false)) ++next_buffer;  // the pickle for stock clients
-    t.buffers = protocol::FramesToBuffers(m->buffers, next_buffer, count);
-    next_buffer += count;
-    if (t.status == "error") {
-      t.error = RemoteError(StringField(rc, "ename"), StringField(rc, "evalue"), {}, t.engine_id);
-    }
-    state->got_reply[i] = 1;
-    state->MaybeComplete(i, lock);
-  }
-  for (const auto& id : m->content.value("pending", Json::array())) {
-    // Still running: wait for its result from the hub by polling is left to the caller.
-    size_t i = index[id.get<std::string>()];
-    state->tasks[i].status = "pending";
+  if (!impl_->ApplyResultReply(*state, *m)) {
+    auto* cmd = new detail::Command();
+    cmd->kind = detail::Command::Kind::kWatch;
+    cmd->state = state;
+    impl_->Post(cmd);
   }
   return detail::ResultAccess::Make(state);
 }
 
+namespace {
+// Sends the control request `type` to `targets` (empty: every engine registered now) and waits
+// up to the client's timeout for every reply.
+Status ControlRequest(detail::ClientImpl& impl, const std::string& type, const Json& content,
+                      const std::vector<int>& targets) {
+  std::vector<Outgoing> out;
+  if (targets.empty()) {
+    std::lock_guard lock(impl.engines_mutex);
+    for (auto& [id, uuid] : impl.engines) out.push_back(impl.Request(Channel::kControl, type, content, uuid));
+  } else {
+    for (int id : targets) {
+      std::string uuid = impl.UuidOf(id);
+      if (uuid.empty()) return impl.NoEngine(id).result().status();
+      out.push_back(impl.Request(Channel::kControl, type, content, uuid));
+    }
+  }
+  if (out.empty()) return Status::OK();
+  return impl.Submit(std::move(out)).result(impl.options.timeout).status();
+}
+}  // namespace
+
 Status Client::abort(const std::vector<std::string>& msg_ids, std::vector<int> targets) {
-  AsyncResult r = direct_view(std::move(targets)).abort(msg_ids);
-  if (!r.wait(impl_->options.timeout)) return Status::Timeout("abort not acknowledged in time");
-  return Status::OK();
+  return ControlRequest(*impl_, "abort_request", {{"msg_ids", msg_ids.empty() ? Json(nullptr) : Json(msg_ids)}},
+                        targets);
 }
 
 Status Client::send_signal(int sig, std::vector<int> targets) {
-  if (targets.empty()) targets = ids();
-  std::vector<Outgoing> out;
-  for (int id : targets) {
-    Outgoing o = impl_->Request(Channel::kControl, "signal_request", {{"sig", sig}}, impl_->UuidOf(id));
-    if (!o.engine_uuid.empty()) out.push_back(std::move(o));
-  }
-  if (out.empty()) return Status::OK();
-  if (!impl_->Submit(std::move(out)).wait(impl_->options.timeout)) return Status::Timeout("signal not acknowledged in time");
-  return Status::OK();
+  return ControlRequest(*impl_, "signal_request", {{"sig", sig}}, targets);
 }
 
 Status Client::shutdown(std::vector<int> targets, bool hub) {
-  if (targets.empty()) targets = ids();
-  std::vector<Outgoing> out;
-  for (int id : targets) {
-    Outgoing o = impl_->Request(Channel::kControl, "shutdown_request", {{"restart", false}}, impl_->UuidOf(id));
-    if (!o.engine_uuid.empty()) out.push_back(std::move(o));
-  }
-  if (!out.empty()) impl_->Submit(std::move(out)).wait(impl_->options.timeout);
+  Status engines = ControlRequest(*impl_, "shutdown_request", {{"restart", false}}, targets);
+  // An engine may exit before its reply leaves: only an unknown engine is the caller's error.
+  if (engines.code() == Status::Code::kNotFound) return engines;
   if (hub) {
     Result<Message> m = impl_->Query("shutdown_request", Json::object());
     if (!m.ok()) return m.status();

@@ -151,6 +151,10 @@ void ClientImpl::OnCommands() {
       reactor.stop();
       return;
     }
+    if (cmd->kind == Command::Kind::kWatch) {
+      PollResults(cmd->state);
+      continue;
+    }
     if (cmd->kind == Command::Kind::kQuery) {
       Message m;
       m.header = session.make_header(cmd->query_type, NewMessageId());
@@ -334,14 +338,14 @@ void ClientImpl::OnReplies(zmq::socket_t& socket) {
         t.stdout_text = m->printed_stdout.value_or("");
         t.stderr_text = m->printed_stderr.value_or("");
       }
-      t.status = status;
+      t.status = status == "ok" ? TaskStatus::kOk : status == "aborted" ? TaskStatus::kAborted : TaskStatus::kError;
       t.engine_uuid = engine_uuid;
       t.engine_id = engine_id;
       t.started = std::move(started);
       t.completed = std::move(completed);
       t.result = std::move(m->result);
       t.buffers = protocol::FramesToBuffers(m->buffers);
-      if (status == "error") {
+      if (t.status == TaskStatus::kError) {
         std::vector<std::string> tb;
         auto it = m->content.find("traceback");
         if (it != m->content.end() && it->is_array()) {
@@ -350,7 +354,7 @@ void ClientImpl::OnReplies(zmq::socket_t& socket) {
           }
         }
         t.error = RemoteError(StringField(m->content, "ename"), StringField(m->content, "evalue"), tb, engine_id);
-      } else if (status == "aborted") {
+      } else if (t.status == TaskStatus::kAborted) {
         t.error = RemoteError("TaskAborted", "Task aborted", {}, engine_id);
       }
     }, true);
@@ -405,7 +409,7 @@ void ClientImpl::OnNotification() {
         for (const std::string& msg_id : stranded->second) {
           direct_engine.erase(msg_id);
           Complete(msg_id, [&](TaskInfo& t) {
-            t.status = "error";
+            t.status = TaskStatus::kError;
             t.engine_uuid = uuid;
             t.engine_id = id;
             t.error = RemoteError("EngineError",
@@ -455,6 +459,16 @@ void ClientImpl::OnQueryReply() {
       engines_changed.notify_all();
       continue;
     }
+    if (auto poll = result_polls.find(parent); poll != result_polls.end()) {
+      std::weak_ptr<ResultState> watched = poll->second;
+      result_polls.erase(poll);
+      if (auto state = watched.lock(); state && !ApplyResultReply(*state, *m)) {
+        reactor.after(kResultPollInterval, [this, watched] {
+          if (auto s = watched.lock()) PollResults(s);
+        });
+      }
+      continue;
+    }
     auto it = queries.find(parent);
     if (it == queries.end()) continue;
     it->second.set_value(std::move(*m));
@@ -462,7 +476,7 @@ void ClientImpl::OnQueryReply() {
   }
 }
 
-Result<Message> ClientImpl::Query(const std::string& type, Json content) {
+Result<Message> ClientImpl::Ask(const std::string& type, Json content) {
   auto* cmd = new Command();
   cmd->kind = Command::Kind::kQuery;
   cmd->query_type = type;
@@ -472,7 +486,11 @@ Result<Message> ClientImpl::Query(const std::string& type, Json content) {
   if (reply.wait_for(options.timeout) != std::future_status::ready) {
     return Status::Timeout("the hub did not answer " + type + " within " + std::to_string(options.timeout.count()) + " ms");
   }
-  Result<Message> m = reply.get();
+  return reply.get();
+}
+
+Result<Message> ClientImpl::Query(const std::string& type, Json content) {
+  Result<Message> m = Ask(type, std::move(content));
   if (m.ok() && m->content.value("status", "ok") != "ok") {
     return Status::Unavailable(StringField(m->content, "ename") + ": " + StringField(m->content, "evalue"));
   }
@@ -523,10 +541,82 @@ Outgoing ClientImpl::Call(Channel channel, const std::string& function, const Js
   return CallText(channel, function, args.dump(), std::move(buffers));
 }
 
+AsyncResult ClientImpl::NoEngine(int id) { return Failed("IndexError", "no engine with id " + std::to_string(id)); }
+
+void ClientImpl::PollResults(const std::shared_ptr<ResultState>& state) {
+  Json ids = Json::array();
+  {
+    std::lock_guard lock(state->mutex);
+    for (size_t i = 0; i < state->msg_ids.size(); ++i) {
+      if (!state->got_reply[i]) ids.push_back(state->msg_ids[i]);
+    }
+  }
+  if (ids.empty()) return;
+  Message m;
+  m.header = session.make_header("result_request", NewMessageId());
+  m.content = {{"msg_ids", std::move(ids)}, {"status_only", false}};
+  result_polls[m.header["msg_id"].get<std::string>()] = state;
+  protocol::Send(query, session.serialize(std::move(m)));
+}
+
+bool ClientImpl::ApplyResultReply(ResultState& state, Message& m) {
+  std::unique_lock lock(state.mutex);
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < state.msg_ids.size(); ++i) {
+    if (!state.got_reply[i]) index[state.msg_ids[i]] = i;
+  }
+  if (m.content.value("status", "ok") != "ok") {  // e.g. KeyError: a msg_id the hub does not know
+    for (auto& [msg_id, i] : index) {
+      state.tasks[i].status = TaskStatus::kError;
+      state.tasks[i].error =
+          RemoteError(StringField(m.content, "ename"), StringField(m.content, "evalue"), {}, -1);
+      state.got_reply[i] = 1;
+      state.MaybeComplete(i, lock);
+    }
+    return true;
+  }
+  // The hub sends the buffers of every completed record back to back, in completed order.
+  size_t next_buffer = 0;
+  size_t still_pending = index.size();
+  for (const auto& id : m.content.value("completed", Json::array())) {
+    std::string msg_id = id.get<std::string>();
+    const Json& record = m.content.value(msg_id, Json::object());
+    const Json& rc = record.value("result_content", Json::object());
+    size_t count = rc.value("ipp_buffers", 0);
+    if (rc.value("ipp_pickled", false)) ++next_buffer;  // the pickle for stock clients
+    size_t first_buffer = next_buffer;
+    next_buffer += count;
+    auto slot = index.find(msg_id);
+    if (slot == index.end()) continue;
+    size_t i = slot->second;
+    TaskInfo& t = state.tasks[i];
+    std::string status = StringField(rc, "status");
+    t.status = status == "ok" ? TaskStatus::kOk : status == "aborted" ? TaskStatus::kAborted : TaskStatus::kError;
+    const Json& rmd = record.value("result_metadata", Json::object());
+    t.engine_uuid = rmd.is_object() ? StringField(rmd, "engine") : "";
+    t.engine_id = IdOf(t.engine_uuid);
+    t.started = rmd.is_object() ? StringField(rmd, "started") : "";
+    const Json& io = record.value("io", Json::object());
+    t.stdout_text = io.is_object() ? StringField(io, "stdout") : "";
+    t.stderr_text = io.is_object() ? StringField(io, "stderr") : "";
+    t.result = rc.value("ipp_result", Json());
+    t.buffers = protocol::FramesToBuffers(m.buffers, first_buffer, count);
+    if (t.status == TaskStatus::kError) {
+      t.error = RemoteError(StringField(rc, "ename"), StringField(rc, "evalue"), {}, t.engine_id);
+    } else if (t.status == TaskStatus::kAborted) {
+      t.error = RemoteError("TaskAborted", "Task aborted", {}, t.engine_id);
+    }
+    state.got_reply[i] = 1;
+    --still_pending;
+    state.MaybeComplete(i, lock);
+  }
+  return still_pending == 0;
+}
+
 AsyncResult ClientImpl::Failed(const std::string& ename, const std::string& evalue) {
   auto state = std::make_shared<ResultState>(std::vector<std::string>{NewMessageId()});
   std::unique_lock lock(state->mutex);
-  state->tasks[0].status = "error";
+  state->tasks[0].status = TaskStatus::kError;
   state->tasks[0].error = RemoteError(ename, evalue, {}, -1);
   state->got_reply[0] = 1;
   state->MaybeComplete(0, lock);

@@ -53,7 +53,8 @@ struct Outgoing {
 };
 
 struct Command {
-  enum class Kind { kSend, kQuery, kStop } kind = Kind::kSend;
+  // kWatch: ask the hub for `state`'s messages until none is pending (see PollResults).
+  enum class Kind { kSend, kQuery, kWatch, kStop } kind = Kind::kSend;
   std::shared_ptr<ResultState> state;
   std::vector<Outgoing> messages;
   // kQuery
@@ -113,6 +114,9 @@ struct ClientImpl {
   std::unordered_map<std::string, std::set<std::string>> on_engine;     // direct msgs per engine uuid
   std::unordered_map<std::string, std::string> direct_engine;            // direct msg -> engine uuid
   std::unordered_map<std::string, std::promise<Result<Message>>> queries;
+  // Our result_requests for get_result's pending messages, by request msg_id.
+  std::unordered_map<std::string, std::weak_ptr<ResultState>> result_polls;
+  static constexpr Millis kResultPollInterval{100};
   std::unordered_set<std::string> engine_syncs;  // our own connection_requests (see SyncEngines)
   // Requests whose reply has come but not their IOPub idle (see ClientOptions::output_grace).
   struct AwaitingIdle {
@@ -172,10 +176,18 @@ struct ClientImpl {
   void OnNotification();
   void SyncEngines();
   void OnQueryReply();
+  // Asks the hub for the results of `state`'s messages that have none yet.
+  void PollResults(const std::shared_ptr<ResultState>& state);
 
   // --- user side helpers ---------------------------------------------------------------------
 
+  // A hub query and its answer; kTimeout if none within options.timeout.
+  Result<Message> Ask(const std::string& type, Json content);
+  // Ask, and kUnavailable for an answer with an error status.
   Result<Message> Query(const std::string& type, Json content);
+  // Fills `state`'s messages that have no reply yet from a result_reply (failing them all if
+  // it is an error); true when none is left pending. Any thread; takes the state's lock.
+  bool ApplyResultReply(ResultState& state, Message& m);
   AsyncResult Submit(std::vector<Outgoing> messages, bool flatten = false, bool unordered = false);
   // A request to one engine on the mux or control channel; `content` is JSON text.
   Outgoing RequestText(Channel channel, std::string msg_type, std::string content, std::string engine_uuid);
@@ -187,6 +199,7 @@ struct ClientImpl {
   Outgoing Call(Channel channel, const std::string& function, const Json& args, std::vector<Buffer> buffers);
   // A failed AsyncResult for requests that cannot even be sent (e.g. unknown engine id).
   AsyncResult Failed(const std::string& ename, const std::string& evalue);
+  AsyncResult NoEngine(int id);  // Failed: IndexError, as Python's client raises
 };
 
 }  // namespace ipp::detail

@@ -243,7 +243,7 @@ bool WaitShowingProgress(const ipp::AsyncResult& r, const std::vector<int>& targ
     std::vector<int> pending;
     auto tasks = r.info();
     for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
-      if (tasks[i].status == "pending") pending.push_back(targets[i]);
+      if (tasks[i].status == ipp::TaskStatus::kPending) pending.push_back(targets[i]);
     }
     // (none pending: every reply is in, the end of some output is not yet)
     std::string what = pending.empty() ? "the rest of the output"
@@ -294,12 +294,12 @@ int Engines(int argc, char** argv) {
     auto native_tasks = native_info.info();
     for (size_t i = 0; i < native_tasks.size() && i < native.size(); ++i) {
       const ipp::TaskInfo& t = native_tasks[i];
-      if (t.status == "ok" && t.result.is_object()) where[native[i]] = {t.result.value("hostname", Json()), t.result.value("pid", Json())};
+      if (t.status == ipp::TaskStatus::kOk && t.result.is_object()) where[native[i]] = {t.result.value("hostname", Json()), t.result.value("pid", Json())};
     }
     auto python_tasks = python_info.info();
     for (size_t i = 0; i < python_tasks.size() && i < python.size(); ++i) {
       const ipp::TaskInfo& t = python_tasks[i];
-      if (t.status != "ok" || !t.result.is_object()) continue;
+      if (t.status != ipp::TaskStatus::kOk || !t.result.is_object()) continue;
       // {"host": {"status": "ok", "data": {"text/plain": "'name'"}}, "pid": {... "1234"}}
       auto text = [&](const char* name) {
         Json e = t.result.value("user_expressions", Json::object()).value(name, Json::object());
@@ -364,7 +364,7 @@ int Px(int argc, char** argv) {
   Json out = Json::array();
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& t = tasks[i];
-    bool pending = t.status == "pending";
+    bool pending = t.status == ipp::TaskStatus::kPending;
     failed = failed || t.error.has_value();
     if (t.output_incomplete) {
       std::cerr << "ipp: warning: engine " << targets[i]
@@ -373,7 +373,7 @@ int Px(int argc, char** argv) {
     if (c.json) {
       Json error_json = t.error ? Json(t.error->what()) : pending ? Json("TimeoutError: still running") : Json(nullptr);
       out.push_back({{"engine", targets[i]}, {"stdout", t.stdout_text}, {"stderr", t.stderr_text},
-                     {"status", t.status}, {"error", error_json}, {"output_incomplete", t.output_incomplete}});
+                     {"status", ipp::TaskStatusName(t.status)}, {"error", error_json}, {"output_incomplete", t.output_incomplete}});
       continue;
     }
     if (!t.stdout_text.empty()) std::cout << "[stdout:" << targets[i] << "] " << t.stdout_text << (t.stdout_text.back() == '\n' ? "" : "\n");
@@ -405,7 +405,7 @@ int Functions(int argc, char** argv) {
   std::map<std::string, Json> functions;  // by name, in name order
   for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
     const ipp::TaskInfo& t = tasks[i];
-    if (t.status != "ok" || !t.result.is_array()) {
+    if (t.status != ipp::TaskStatus::kOk || !t.result.is_array()) {
       std::cerr << "ipp: engine " << targets[i] << ": "
                 << (t.error ? t.error->ename() + ": " + t.error->evalue()
                             : "no answer within " + std::to_string(static_cast<int>(c.timeout)) + " s (busy?)")
@@ -465,8 +465,8 @@ int Load(int argc, char** argv) {
   Json out = Json::array();
   for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
     const ipp::TaskInfo& t = tasks[i];
-    Json row = {{"engine", targets[i]}, {"status", t.status}};
-    if (t.status == "ok") {
+    Json row = {{"engine", targets[i]}, {"status", ipp::TaskStatusName(t.status)}};
+    if (t.status == ipp::TaskStatus::kOk) {
       row["added"] = t.result;
     } else {
       row["error"] = t.error ? t.error->ename() + ": " + t.error->evalue() : std::string("no answer");
@@ -474,7 +474,7 @@ int Load(int argc, char** argv) {
     }
     if (c.json) {
       out.push_back(row);
-    } else if (t.status == "ok") {
+    } else if (t.status == ipp::TaskStatus::kOk) {
       std::string names;
       for (const Json& n : t.result) names += (names.empty() ? "" : ", ") + (n.is_string() ? n.get<std::string>() : n.dump());
       std::cout << "[engine " << targets[i] << "] added " << t.result.size() << ": " << names << "\n";
@@ -496,7 +496,7 @@ bool EnginesHave(ipp::Client& client, const std::string& function, ipp::Millis t
   auto lists = client.direct_view(native).apply("ipp.functions");
   lists.wait(timeout);
   for (const auto& t : lists.info()) {
-    if (t.status != "ok" || !t.result.is_array()) continue;
+    if (t.status != ipp::TaskStatus::kOk || !t.result.is_array()) continue;
     for (const auto& f : t.result) {
       if (f.is_object() && f.value("name", "") == function) return true;
     }
@@ -569,14 +569,14 @@ int Map(int argc, char** argv) {
   for (size_t k = 0; k < tasks.size(); ++k) {
     ipp::TaskInfo t = tasks[k].info()[0];
     size_t begin = k * chunk, end = std::min(items.size(), begin + chunk);
-    if (!tasks[k].ready() || t.status == "aborted") {
+    if (!tasks[k].ready() || t.status == ipp::TaskStatus::kAborted) {
       unfinished += end - begin;
       continue;
     }
     // Per item: a result, an item's own error, or the task's error for all of its items.
-    const Json* results = t.status == "ok" ? &t.result : nullptr;
+    const Json* results = t.status == ipp::TaskStatus::kOk ? &t.result : nullptr;
     std::map<size_t, std::pair<std::string, std::string>> errors;
-    if (t.status != "ok" && t.result.is_object() && t.result.contains("results")) {
+    if (t.status != ipp::TaskStatus::kOk && t.result.is_object() && t.result.contains("results")) {
       results = &t.result["results"];
       for (const auto& e : t.result.value("errors", Json::array())) {
         errors[e.value("index", size_t{0})] = {e.value("ename", ""), e.value("evalue", "")};
@@ -734,17 +734,17 @@ int Farm(int argc, char** argv) {
   std::vector<ipp::AsyncResult> results;
   results.reserve(todo.size());
   for (size_t i = 0; i < todo.size() && !Interrupted(); ++i) {
-    results.push_back(view.shell(todo[i].second, timeout, /*check=*/true));
+    results.push_back(view.shell(todo[i].second, Seconds(timeout), /*check=*/true));
     results.back().on_each([&, i](size_t, const ipp::TaskInfo& t) {
       std::lock_guard lock(mutex);
       if (closed) return;
-      if (t.status == "aborted") {  // never ran: nothing to record
+      if (t.status == ipp::TaskStatus::kAborted) {  // never ran: nothing to record
         ++aborted;
         return;
       }
       Json r = t.result.is_object() ? t.result : Json::object();
       Json record = {{"line", todo[i].first}, {"command", todo[i].second}, {"engine", t.engine_id},
-                     {"exit_code", r.value("exit_code", t.status == "ok" ? 0 : -1)},
+                     {"exit_code", r.value("exit_code", t.status == ipp::TaskStatus::kOk ? 0 : -1)},
                      {"stdout", r.value("stdout", "")}, {"stderr", r.value("stderr", "")},
                      {"timed_out", r.value("timed_out", false)}, {"msg_id", t.msg_id},
                      {"started", t.started}, {"completed", t.completed}};
@@ -838,7 +838,7 @@ int ResultCmd(int argc, char** argv) {
   auto r = client->get_result(ids);
   int code = 0;
   for (const auto& t : r.info()) {
-    Json j = {{"msg_id", t.msg_id}, {"status", t.status}, {"engine", t.engine_id}, {"result", t.result},
+    Json j = {{"msg_id", t.msg_id}, {"status", ipp::TaskStatusName(t.status)}, {"engine", t.engine_id}, {"result", t.result},
               {"stdout", t.stdout_text}, {"stderr", t.stderr_text}};
     if (t.error) {
       j["error"] = std::string(t.error->ename()) + ": " + t.error->evalue();

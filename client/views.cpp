@@ -43,7 +43,7 @@ AsyncResult DirectView::apply(const std::string& function, Json args, std::vecto
   std::vector<Outgoing> out;
   for (int id : targets_) {
     std::string uuid = impl.UuidOf(id);
-    if (uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(id));
+    if (uuid.empty()) return impl.NoEngine(id);
     Outgoing o = impl.Call(Channel::kMux, function, args, buffers);
     o.engine_uuid = uuid;
     out.push_back(std::move(o));
@@ -57,7 +57,7 @@ AsyncResult DirectView::map(const std::string& function, const std::vector<Json>
   auto parts = Partition(items.size(), targets_.size());
   for (size_t i = 0; i < targets_.size(); ++i) {
     std::string uuid = impl.UuidOf(targets_[i]);
-    if (uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(targets_[i]));
+    if (uuid.empty()) return impl.NoEngine(targets_[i]);
     Outgoing o = impl.CallText(Channel::kMux, "ipp.map", MapArgs(function, items, parts[i].first, parts[i].second), {});
     o.engine_uuid = uuid;
     out.push_back(std::move(o));
@@ -73,7 +73,7 @@ AsyncResult DirectView::execute(const std::string& command, const Json& user_exp
                               {{"code", command}, {"silent", silent}, {"store_history", false},
                                {"user_expressions", user_expressions}, {"allow_stdin", false}, {"stop_on_error", false}},
                               impl.UuidOf(id));
-    if (o.engine_uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(id));
+    if (o.engine_uuid.empty()) return impl.NoEngine(id);
     o.needs_idle = true;  // complete once all its output has arrived
     out.push_back(std::move(o));
   }
@@ -81,16 +81,7 @@ AsyncResult DirectView::execute(const std::string& command, const Json& user_exp
 }
 
 namespace {
-Status Wait(const AsyncResult& r, Millis timeout) {
-  try {
-    r.get(timeout);
-    return Status::OK();
-  } catch (const RemoteError& e) {
-    return Status::Unavailable(e.what());
-  } catch (const TimeoutError& e) {
-    return Status::Timeout(e.what());
-  }
-}
+Status Wait(const AsyncResult& r, Millis timeout) { return r.result(timeout).status(); }
 }  // namespace
 
 Status DirectView::push(const std::map<std::string, Json>& values, Millis timeout) {
@@ -104,14 +95,11 @@ Status DirectView::push_buffer(const std::string& name, Buffer buffer, Millis ti
 }
 
 Result<std::vector<Json>> DirectView::pull(const std::vector<std::string>& names, Millis timeout) {
-  AsyncResult r = apply("ipp.pull", {{"names", names}});
-  try {
-    std::vector<Json> out;
-    for (Json& v : r.get(timeout)) out.push_back(v.value("values", Json::object()));
-    return out;
-  } catch (const std::exception& e) {
-    return Status::Unavailable(e.what());
-  }
+  Result<std::vector<Json>> replies = apply("ipp.pull", {{"names", names}}).result(timeout);
+  if (!replies.ok()) return replies.status();
+  std::vector<Json> out;
+  for (Json& v : *replies) out.push_back(v.value("values", Json::object()));
+  return out;
 }
 
 Status DirectView::scatter(const std::string& name, const std::vector<Json>& items, Millis timeout) {
@@ -122,7 +110,7 @@ Status DirectView::scatter(const std::string& name, const std::vector<Json>& ite
     Json chunk = Slice(items, parts[i].first, parts[i].second);
     Outgoing o = impl.Call(Channel::kMux, "ipp.push", {{"values", {{name, chunk}}}}, {});
     o.engine_uuid = impl.UuidOf(targets_[i]);
-    if (o.engine_uuid.empty()) return Status::NotFound("no engine with id " + std::to_string(targets_[i]));
+    if (o.engine_uuid.empty()) return Wait(impl.NoEngine(targets_[i]), timeout);
     out.push_back(std::move(o));
   }
   return Wait(impl.Submit(std::move(out)), timeout);
@@ -153,7 +141,7 @@ AsyncResult DirectView::kernel_info() {
   std::vector<Outgoing> out;
   for (int id : targets_) {
     Outgoing o = impl.Request(Channel::kControl, "kernel_info_request", Json::object(), impl.UuidOf(id));
-    if (o.engine_uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(id));
+    if (o.engine_uuid.empty()) return impl.NoEngine(id);
     out.push_back(std::move(o));
   }
   return impl.Submit(std::move(out));
@@ -165,7 +153,8 @@ AsyncResult DirectView::abort(const std::vector<std::string>& msg_ids) {
   for (int id : targets_) {
     Outgoing o = impl.Request(Channel::kControl, "abort_request",
                               {{"msg_ids", msg_ids.empty() ? Json(nullptr) : Json(msg_ids)}}, impl.UuidOf(id));
-    if (!o.engine_uuid.empty()) out.push_back(std::move(o));
+    if (o.engine_uuid.empty()) return impl.NoEngine(id);
+    out.push_back(std::move(o));
   }
   return impl.Submit(std::move(out));
 }
@@ -182,7 +171,8 @@ static Json TaskMetadata(detail::ClientImpl& impl, const TaskOptions& o) {
   Json md = {{"targets", targets}, {"retries", o.retries}};
   if (!o.after.empty()) md["after"] = DependencyJson(o.after, o.after_all, o.success, o.failure);
   if (!o.follow.empty()) md["follow"] = DependencyJson(o.follow, o.follow_all, o.success, o.failure);
-  if (o.timeout > 0) md["timeout"] = o.timeout;
+  // ipyparallel's metadata gives seconds.
+  if (o.timeout > Millis(0)) md["timeout"] = std::chrono::duration<double>(o.timeout).count();
   return md;
 }
 
@@ -211,8 +201,9 @@ AsyncResult LoadBalancedView::map(const std::string& function, const std::vector
   return impl.Submit(std::move(out), /*flatten=*/true, /*unordered=*/!ordered);
 }
 
-AsyncResult LoadBalancedView::shell(const std::string& command, double timeout, bool check) {
-  return apply("ipp.shell", {{"command", command}, {"timeout", timeout}, {"check", check}});
+AsyncResult LoadBalancedView::shell(const std::string& command, Millis timeout, bool check) {
+  return apply("ipp.shell",
+               {{"command", command}, {"timeout", std::chrono::duration<double>(timeout).count()}, {"check", check}});
 }
 
 AsyncResult BroadcastView::apply(const std::string& function, Json args, std::vector<Buffer> buffers) {
@@ -221,7 +212,7 @@ AsyncResult BroadcastView::apply(const std::string& function, Json args, std::ve
   Json targets = Json::array();
   for (int id : targets_) {
     std::string uuid = impl.UuidOf(id);
-    if (uuid.empty()) return impl.Failed("IndexError", "no engine with id " + std::to_string(id));
+    if (uuid.empty()) return impl.NoEngine(id);
     targets.push_back({uuid, id});
     o.reply_ids.push_back(o.msg_id + "_" + uuid);  // each engine answers under its own id
   }

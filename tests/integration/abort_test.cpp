@@ -25,7 +25,7 @@ class AbortTest : public ::testing::Test {
     auto c = Client::Connect(ClientOptions::File(cluster_.client_file().string()));
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     client_ = std::move(c).value();
-    ASSERT_TRUE(client_->wait_for_engines(1, 30s));
+    ASSERT_TRUE(client_->wait_for_engines(1, 30s).ok());
   }
   // A command that occupies its engine until Release(): the requests after it must wait.
   std::string Blocker() const {
@@ -54,7 +54,7 @@ class AbortTest : public ::testing::Test {
   void ExpectAbortedAndNeverRun(std::vector<AsyncResult>& queued, const std::vector<std::string>& ids) {
     for (auto& r : queued) {
       ASSERT_TRUE(r.wait(10s));
-      EXPECT_EQ(r.info()[0].status, "aborted");
+      EXPECT_EQ(r.info()[0].status, TaskStatus::kAborted);
       ASSERT_TRUE(r.info()[0].error.has_value());
       EXPECT_EQ(r.info()[0].error->ename(), "TaskAborted");
     }
@@ -62,7 +62,7 @@ class AbortTest : public ::testing::Test {
     for (size_t i = 0; i < queued.size(); ++i) EXPECT_FALSE(fs::exists(Marker(static_cast<int>(i)))) << i;
     auto stored = client_->get_result(ids);
     ASSERT_TRUE(stored.wait(10s));
-    for (const auto& t : stored.info()) EXPECT_EQ(t.status, "aborted") << t.msg_id;
+    for (const auto& t : stored.info()) EXPECT_EQ(t.status, TaskStatus::kAborted) << t.msg_id;
     auto status = client_->queue_status();
     ASSERT_TRUE(status.ok());
     EXPECT_EQ(status->value("unassigned", -1), 0) << status->dump();
@@ -83,7 +83,7 @@ TEST_F(AbortTest, LoadBalancedTasksWaitingInTheSchedulerNeverRun) {
   for (auto& r : queued_) EXPECT_TRUE(r.wait(10s));
   Release();
   ASSERT_TRUE(blocker.wait(30s));
-  EXPECT_EQ(blocker.info()[0].status, "ok");
+  EXPECT_EQ(blocker.info()[0].status, TaskStatus::kOk);
   ExpectAbortedAndNeverRun();
 }
 
@@ -115,7 +115,7 @@ TEST_F(AbortTest, IppAbortWithoutIdsAbortsEverythingQueued) {
   for (auto& r : queued_) EXPECT_TRUE(r.wait(10s));
   Release();
   ASSERT_TRUE(blocker.wait(30s));
-  EXPECT_EQ(blocker.info()[0].status, "ok");  // running work is not aborted
+  EXPECT_EQ(blocker.info()[0].status, TaskStatus::kOk);  // running work is not aborted
   ExpectAbortedAndNeverRun();
 }
 
@@ -126,7 +126,7 @@ TEST_F(AbortTest, DirectRequestsQueuedOnTheEngineNeverRun) {
   ASSERT_TRUE(client_->abort(ids_, {0}).ok());
   Release();
   ASSERT_TRUE(blocker.wait(30s));
-  EXPECT_EQ(blocker.info()[0].status, "ok");
+  EXPECT_EQ(blocker.info()[0].status, TaskStatus::kOk);
   ExpectAbortedAndNeverRun();
 }
 

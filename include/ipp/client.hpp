@@ -22,10 +22,12 @@
 //                   queries, or a task's own timeout (TaskOptions::timeout, shell's timeout)
 //      kNotFound    an engine id that is not registered (in any view, and in abort, send_signal
 //                   and shutdown), or a msg_id the hub does not know
-//      kRemoteError an engine ran the request and it failed, or it was aborted (the message
-//                   names the engine, ename and evalue)
+//      kRemoteError the request failed where it went: the function's exception, an abort, the
+//                   scheduler's refusal (ImpossibleDependency) or its engine's death
+//                   (EngineError); the message names the engine, ename and evalue
 //      kUnavailable the controller refused a request or answered it with an error
-//    and Connect's own (kNotFound: no cluster; kIOError, kInvalidArgument: bad connection file).
+//    and Connect's own (kNotFound: no cluster; kIOError, kInvalidArgument: bad connection file;
+//    kTimeout: no answer; kProtocolError, kUnavailable: a bad or refusing controller).
 //  - In an AsyncResult, a failure found by the client or the hub (not by an engine) has engine
 //    id -1 and ename "IndexError" (unknown engine), "KeyError" (unknown msg_id) or "TimeoutError".
 //

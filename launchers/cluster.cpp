@@ -171,7 +171,7 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
                              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) +
                              " s (--timeout); an engine's log: " + log);
     }
-    client->wait_for_engines(total, std::chrono::milliseconds(100));
+    (void)client->wait_for_engines(total, std::chrono::milliseconds(100));  // a paced poll: the loop rechecks
   }
   return Status::OK();
 }

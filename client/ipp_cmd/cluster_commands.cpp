@@ -54,12 +54,12 @@ int Engines(int argc, char** argv) {
     auto native_tasks = native_info.info();
     for (size_t i = 0; i < native_tasks.size() && i < native.size(); ++i) {
       const ipp::TaskInfo& t = native_tasks[i];
-      if (t.status == "ok" && t.result.is_object()) where[native[i]] = {t.result.value("hostname", Json()), t.result.value("pid", Json())};
+      if (t.status == ipp::TaskStatus::kOk && t.result.is_object()) where[native[i]] = {t.result.value("hostname", Json()), t.result.value("pid", Json())};
     }
     auto python_tasks = python_info.info();
     for (size_t i = 0; i < python_tasks.size() && i < python.size(); ++i) {
       const ipp::TaskInfo& t = python_tasks[i];
-      if (t.status != "ok" || !t.result.is_object()) continue;
+      if (t.status != ipp::TaskStatus::kOk || !t.result.is_object()) continue;
       // {"host": {"status": "ok", "data": {"text/plain": "'name'"}}, "pid": {... "1234"}}
       auto text = [&](const char* name) {
         Json e = t.result.value("user_expressions", Json::object()).value(name, Json::object());
@@ -130,7 +130,7 @@ int ResultCmd(int argc, char** argv) {
   auto r = client->get_result(ids);
   int code = 0;
   for (const auto& t : r.info()) {
-    Json j = {{"msg_id", t.msg_id}, {"status", t.status}, {"engine", t.engine_id}, {"result", t.result},
+    Json j = {{"msg_id", t.msg_id}, {"status", ipp::TaskStatusName(t.status)}, {"engine", t.engine_id}, {"result", t.result},
               {"stdout", t.stdout_text}, {"stderr", t.stderr_text}};
     if (t.error) {
       j["error"] = std::string(t.error->ename()) + ": " + t.error->evalue();

@@ -128,17 +128,17 @@ int Farm(int argc, char** argv) {
   std::vector<ipp::AsyncResult> results;
   results.reserve(todo.size());
   for (size_t i = 0; i < todo.size() && !Interrupted(); ++i) {
-    results.push_back(view.shell(todo[i].second, timeout, /*check=*/true));
+    results.push_back(view.shell(todo[i].second, Seconds(timeout), /*check=*/true));
     results.back().on_each([&, i](size_t, const ipp::TaskInfo& t) {
       std::lock_guard lock(mutex);
       if (closed) return;
-      if (t.status == "aborted") {  // never ran: nothing to record
+      if (t.status == ipp::TaskStatus::kAborted) {  // never ran: nothing to record
         ++aborted;
         return;
       }
       Json r = t.result.is_object() ? t.result : Json::object();
       Json record = {{"line", todo[i].first}, {"command", todo[i].second}, {"engine", t.engine_id},
-                     {"exit_code", r.value("exit_code", t.status == "ok" ? 0 : -1)},
+                     {"exit_code", r.value("exit_code", t.status == ipp::TaskStatus::kOk ? 0 : -1)},
                      {"stdout", r.value("stdout", "")}, {"stderr", r.value("stderr", "")},
                      {"timed_out", r.value("timed_out", false)}, {"msg_id", t.msg_id},
                      {"started", t.started}, {"completed", t.completed}};

@@ -21,7 +21,7 @@ bool EnginesHave(ipp::Client& client, const std::string& function, ipp::Millis t
   auto lists = client.direct_view(native).apply("ipp.functions");
   lists.wait(timeout);
   for (const auto& t : lists.info()) {
-    if (t.status != "ok" || !t.result.is_array()) continue;
+    if (t.status != ipp::TaskStatus::kOk || !t.result.is_array()) continue;
     for (const auto& f : t.result) {
       if (f.is_object() && f.value("name", "") == function) return true;
     }
@@ -94,14 +94,14 @@ int Map(int argc, char** argv) {
   for (size_t k = 0; k < tasks.size(); ++k) {
     ipp::TaskInfo t = tasks[k].info()[0];
     size_t begin = k * chunk, end = std::min(items.size(), begin + chunk);
-    if (!tasks[k].ready() || t.status == "aborted") {
+    if (!tasks[k].ready() || t.status == ipp::TaskStatus::kAborted) {
       unfinished += end - begin;
       continue;
     }
     // Per item: a result, an item's own error, or the task's error for all of its items.
-    const Json* results = t.status == "ok" ? &t.result : nullptr;
+    const Json* results = t.status == ipp::TaskStatus::kOk ? &t.result : nullptr;
     std::map<size_t, std::pair<std::string, std::string>> errors;
-    if (t.status != "ok" && t.result.is_object() && t.result.contains("results")) {
+    if (t.status != ipp::TaskStatus::kOk && t.result.is_object() && t.result.contains("results")) {
       results = &t.result["results"];
       for (const auto& e : t.result.value("errors", Json::array())) {
         errors[e.value("index", size_t{0})] = {e.value("ename", ""), e.value("evalue", "")};

@@ -35,7 +35,7 @@ int Px(int argc, char** argv) {
   Json out = Json::array();
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& t = tasks[i];
-    bool pending = t.status == "pending";
+    bool pending = t.status == ipp::TaskStatus::kPending;
     failed = failed || t.error.has_value();
     if (t.output_incomplete) {
       std::cerr << "ipp: warning: engine " << targets[i]
@@ -44,7 +44,7 @@ int Px(int argc, char** argv) {
     if (c.json) {
       Json error_json = t.error ? Json(t.error->what()) : pending ? Json("TimeoutError: still running") : Json(nullptr);
       out.push_back({{"engine", targets[i]}, {"stdout", t.stdout_text}, {"stderr", t.stderr_text},
-                     {"status", t.status}, {"error", error_json}, {"output_incomplete", t.output_incomplete}});
+                     {"status", ipp::TaskStatusName(t.status)}, {"error", error_json}, {"output_incomplete", t.output_incomplete}});
       continue;
     }
     if (!t.stdout_text.empty()) std::cout << "[stdout:" << targets[i] << "] " << t.stdout_text << (t.stdout_text.back() == '\n' ? "" : "\n");
@@ -74,7 +74,7 @@ int Functions(int argc, char** argv) {
   std::map<std::string, Json> functions;  // by name, in name order
   for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
     const ipp::TaskInfo& t = tasks[i];
-    if (t.status != "ok" || !t.result.is_array()) {
+    if (t.status != ipp::TaskStatus::kOk || !t.result.is_array()) {
       std::cerr << "ipp: engine " << targets[i] << ": "
                 << (t.error ? t.error->ename() + ": " + t.error->evalue()
                             : "no answer within " + std::to_string(static_cast<int>(c.timeout)) + " s (busy?)")
@@ -131,8 +131,8 @@ int Load(int argc, char** argv) {
   Json out = Json::array();
   for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
     const ipp::TaskInfo& t = tasks[i];
-    Json row = {{"engine", targets[i]}, {"status", t.status}};
-    if (t.status == "ok") {
+    Json row = {{"engine", targets[i]}, {"status", ipp::TaskStatusName(t.status)}};
+    if (t.status == ipp::TaskStatus::kOk) {
       row["added"] = t.result;
     } else {
       row["error"] = t.error ? t.error->ename() + ": " + t.error->evalue() : std::string("no answer");
@@ -140,7 +140,7 @@ int Load(int argc, char** argv) {
     }
     if (c.json) {
       out.push_back(row);
-    } else if (t.status == "ok") {
+    } else if (t.status == ipp::TaskStatus::kOk) {
       std::string names;
       for (const Json& n : t.result) names += (names.empty() ? "" : ", ") + (n.is_string() ? n.get<std::string>() : n.dump());
       std::cout << "[engine " << targets[i] << "] added " << t.result.size() << ": " << names << "\n";

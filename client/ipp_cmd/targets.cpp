@@ -103,7 +103,7 @@ bool WaitShowingProgress(const ipp::AsyncResult& r, const std::vector<int>& targ
     std::vector<int> pending;
     auto tasks = r.info();
     for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
-      if (tasks[i].status == "pending") pending.push_back(targets[i]);
+      if (tasks[i].status == ipp::TaskStatus::kPending) pending.push_back(targets[i]);
     }
     // (none pending: every reply is in, the end of some output is not yet)
     std::string what = pending.empty() ? "the rest of the output"

@@ -9,11 +9,36 @@
 //   std::vector<ipp::Json> squares = lb.map("my.square", items).get();
 //
 // Functions are the engines' native functions (plugins, see engine_plugin.hpp) and built-ins.
-// A remote failure is rethrown by get() as ipp::RemoteError with the engine id, ename, evalue
-// and traceback.
+//
+// Errors, one rule for the whole API:
+//  - A call that returns an AsyncResult never throws and never fails by itself: every failure,
+//    also one found before anything was sent (an engine id that is not registered), is in the
+//    result. AsyncResult::get() throws it, as Python's AsyncResult.get() raises: RemoteError
+//    (with engine id, ename, evalue, traceback) or TimeoutError. AsyncResult::result() gives the
+//    same outcome without throwing, as a Result whose Status is ToStatus() of the error.
+//  - Every other call blocks and returns a Status, or a Result<T> when it has a value.
+//  - The codes are the same everywhere (ToStatus() is the one mapping from errors to codes):
+//      kTimeout     a deadline passed: the caller's timeout, the client's timeout for hub
+//                   queries, or a task's own timeout (TaskOptions::timeout, shell's timeout)
+//      kNotFound    an engine id that is not registered (in any view, and in abort, send_signal
+//                   and shutdown), or a msg_id the hub does not know
+//      kRemoteError the request failed where it went: the function's exception, an abort, the
+//                   scheduler's refusal (ImpossibleDependency) or its engine's death
+//                   (EngineError); the message names the engine, ename and evalue
+//      kUnavailable the controller refused a request or answered it with an error
+//    and Connect's own (kNotFound: no cluster; kIOError, kInvalidArgument: bad connection file;
+//    kTimeout: no answer; kProtocolError, kUnavailable: a bad or refusing controller).
+//  - In an AsyncResult, a failure found by the client or the hub (not by an engine) has engine
+//    id -1 and ename "IndexError" (unknown engine), "KeyError" (unknown msg_id) or "TimeoutError".
 //
 // Threads: a Client runs one I/O thread that owns all its sockets. Its methods, the views and
-// AsyncResults may be used from any thread; callbacks run on the I/O thread and must not block.
+// AsyncResults may be used from any thread. An on_each callback runs on the I/O thread for a
+// message that completes after it was added (it must not block), and at once on the calling
+// thread for each message already done.
+//
+// Lifetimes: a view holds a pointer to its Client: the Client must outlive its views. An
+// AsyncResult may outlive the Client; what was not done when the Client was destroyed then
+// never completes.
 #pragma once
 
 #include <chrono>
@@ -29,6 +54,12 @@
 #include "ipp/status.hpp"
 
 namespace ipp {
+
+namespace detail {  // the library's own types, not part of the API
+struct ResultState;
+struct ResultAccess;
+struct ClientImpl;
+}  // namespace detail
 
 using Millis = std::chrono::milliseconds;
 inline constexpr Millis kForever = Millis::max();
@@ -67,10 +98,18 @@ class TimeoutError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The Status of a failed request (see "Errors" above): the one place errors become codes.
+Status ToStatus(const RemoteError& error);
+Status ToStatus(const TimeoutError& error);
+
+// Where a submitted message stands.
+enum class TaskStatus { kPending, kOk, kError, kAborted };
+const char* TaskStatusName(TaskStatus status);  // "pending", "ok", "error", "aborted"
+
 // What is known about one submitted message.
 struct TaskInfo {
   std::string msg_id;
-  std::string status;  // "pending", "ok", "error", "aborted"
+  TaskStatus status = TaskStatus::kPending;  // kError and kAborted come with `error`
   int engine_id = -1;
   std::string engine_uuid;
   std::string submitted, started, completed;  // ISO 8601
@@ -95,6 +134,8 @@ class AsyncResult {
   // The results in order (a map's items flattened). Throws RemoteError for the first failed
   // message, TimeoutError if not done in time.
   std::vector<Json> get(Millis timeout = kForever) const;
+  // get() without exceptions: the results, or ToStatus() of what get() would throw.
+  Result<std::vector<Json>> result(Millis timeout = kForever) const;
   // The single result of a one-message request.
   Json get_one(Millis timeout = kForever) const;
   // Throws std::logic_error if not ready.
@@ -102,14 +143,15 @@ class AsyncResult {
   size_t progress() const;  // messages done
   size_t size() const;      // messages
   std::vector<TaskInfo> info() const;  // a snapshot, per message
-  // Called on the I/O thread for each message as it completes (at once for those done already).
+  // Calls `callback` for each message as it completes: on the I/O thread for those completing
+  // later, and before on_each returns, on the caller's thread, for those done already.
   void on_each(std::function<void(size_t index, const TaskInfo&)> callback) const;
 
-  struct State;
-  explicit AsyncResult(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
  private:
-  std::shared_ptr<State> state_;
+  friend struct detail::ResultAccess;
+  explicit AsyncResult(std::shared_ptr<detail::ResultState> state) : state_(std::move(state)) {}
+  std::shared_ptr<detail::ResultState> state_;
 };
 
 struct ClientOptions {
@@ -152,7 +194,7 @@ struct TaskOptions {
   std::vector<std::string> after, follow;  // msg_ids
   bool after_all = true, follow_all = true;
   bool success = true, failure = false;
-  double timeout = 0;  // seconds a task may wait for its dependencies; 0 = none
+  Millis timeout{0};  // how long a task may wait for its dependencies; 0 = no limit
   std::vector<int> targets;  // engines it may run on; empty = any
 };
 
@@ -202,7 +244,8 @@ class LoadBalancedView {
                   bool ordered = true);
   // A shell command as a task: its result is {exit_code, stdout, stderr, ...}; with check, a
   // non-zero exit is a failure (and so retried when retries remain).
-  AsyncResult shell(const std::string& command, double timeout = 0, bool check = true);
+  // `timeout` bounds the command's run (0: no limit).
+  AsyncResult shell(const std::string& command, Millis timeout = Millis(0), bool check = true);
   TaskOptions& options() { return options_; }
 
  private:
@@ -235,7 +278,8 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   std::vector<int> ids() const;  // registered engines, kept current by notifications
-  bool wait_for_engines(size_t n, Millis timeout);
+  // OK once at least n engines are registered; kTimeout if not within `timeout`.
+  Status wait_for_engines(size_t n, Millis timeout);
   // The kind of each engine in `targets` (empty: all), from its kernel_info (asked once per
   // engine; kUnknown for one that did not answer within `timeout`).
   std::map<int, EngineKind> engine_kinds(std::vector<int> targets = {}, Millis timeout = Millis(5000));
@@ -249,10 +293,14 @@ class Client {
   Result<Json> db_query(const Json& query, std::vector<std::string> keys = {});
   Result<std::vector<std::string>> hub_history();
   Status purge_results(const std::vector<std::string>& msg_ids);  // {"all"} purges everything done
-  // Results of earlier messages, also those submitted by other clients.
+  // Results of earlier messages, also those submitted by other clients. Asks the hub (blocking
+  // up to the client's timeout); a message still pending then completes when it ends (the I/O
+  // thread asks the hub again until it has, as Python's AsyncHubResult polls).
   AsyncResult get_result(const std::vector<std::string>& msg_ids);
   // Requests named (none: every request waiting) are answered "aborted" and never run, whether
   // they wait on `targets` (empty: every engine) or in the load-balanced scheduler.
+  // For abort, send_signal and shutdown, empty `targets` means the engines registered now; a
+  // named engine that is not registered is kNotFound.
   Status abort(const std::vector<std::string>& msg_ids, std::vector<int> targets = {});
   // Sends signal `sig` to the work running on `targets` (empty: every engine), as ipyparallel's
   // Client.send_signal: a shell command's process group gets it, a native function sees
@@ -268,14 +316,13 @@ class Client {
   };
   Counters counters() const;
 
-  struct Impl;
 
  private:
   friend class DirectView;
   friend class LoadBalancedView;
   friend class BroadcastView;
-  explicit Client(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Client(std::unique_ptr<detail::ClientImpl> impl);
+  std::unique_ptr<detail::ClientImpl> impl_;
 };
 
 }  // namespace ipp

@@ -24,6 +24,7 @@ class Status {
     kUnavailable,      // cannot be done now; may succeed if retried later
     kInfeasible,       // can never be done (e.g. an impossible dependency)
     kInternal,         // a library we call failed unexpectedly
+    kRemoteError,      // the remote side ran the request and reports its failure
   };
 
   Status() = default;
@@ -37,6 +38,7 @@ class Status {
   static Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
   static Status Infeasible(std::string m) { return {Code::kInfeasible, std::move(m)}; }
   static Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
+  static Status RemoteError(std::string m) { return {Code::kRemoteError, std::move(m)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -69,6 +71,7 @@ inline const char* ToString(Status::Code code) {
     case Status::Code::kUnavailable: return "unavailable";
     case Status::Code::kInfeasible: return "infeasible";
     case Status::Code::kInternal: return "internal error";
+    case Status::Code::kRemoteError: return "remote error";
   }
   return "unknown";
 }

@@ -48,7 +48,7 @@ class AbortTest : public testutil::ConnectedClusterTest<1> {
   void ExpectAbortedAndNeverRun(std::vector<AsyncResult>& queued, const std::vector<std::string>& ids) {
     for (auto& r : queued) {
       ASSERT_TRUE(r.wait(10s));
-      EXPECT_EQ(r.info()[0].status, "aborted");
+      EXPECT_EQ(r.info()[0].status, TaskStatus::kAborted);
       ASSERT_TRUE(r.info()[0].error.has_value());
       EXPECT_EQ(r.info()[0].error->ename(), "TaskAborted");
     }
@@ -56,7 +56,7 @@ class AbortTest : public testutil::ConnectedClusterTest<1> {
     for (size_t i = 0; i < queued.size(); ++i) EXPECT_FALSE(fs::exists(Marker(static_cast<int>(i)))) << i;
     auto stored = client_->get_result(ids);
     ASSERT_TRUE(stored.wait(10s));
-    for (const auto& t : stored.info()) EXPECT_EQ(t.status, "aborted") << t.msg_id;
+    for (const auto& t : stored.info()) EXPECT_EQ(t.status, TaskStatus::kAborted) << t.msg_id;
     auto status = client_->queue_status();
     ASSERT_TRUE(status.ok());
     EXPECT_EQ(status->value("unassigned", -1), 0) << status->dump();
@@ -75,7 +75,7 @@ TEST_F(AbortTest, LoadBalancedTasksWaitingInTheSchedulerNeverRun) {
   for (auto& r : queued_) EXPECT_TRUE(r.wait(10s));
   Release();
   ASSERT_TRUE(blocker.wait(30s));
-  EXPECT_EQ(blocker.info()[0].status, "ok");
+  EXPECT_EQ(blocker.info()[0].status, TaskStatus::kOk);
   ExpectAbortedAndNeverRun();
 }
 
@@ -107,7 +107,7 @@ TEST_F(AbortTest, IppAbortWithoutIdsAbortsEverythingQueued) {
   for (auto& r : queued_) EXPECT_TRUE(r.wait(10s));
   Release();
   ASSERT_TRUE(blocker.wait(30s));
-  EXPECT_EQ(blocker.info()[0].status, "ok");  // running work is not aborted
+  EXPECT_EQ(blocker.info()[0].status, TaskStatus::kOk);  // running work is not aborted
   ExpectAbortedAndNeverRun();
 }
 
@@ -118,7 +118,7 @@ TEST_F(AbortTest, DirectRequestsQueuedOnTheEngineNeverRun) {
   ASSERT_TRUE(client_->abort(ids_, {0}).ok());
   Release();
   ASSERT_TRUE(blocker.wait(30s));
-  EXPECT_EQ(blocker.info()[0].status, "ok");
+  EXPECT_EQ(blocker.info()[0].status, TaskStatus::kOk);
   ExpectAbortedAndNeverRun();
 }
 

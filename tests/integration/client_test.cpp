@@ -121,7 +121,7 @@ TEST_F(ClientTest, DependenciesAndTimeouts) {
   auto blocker = lb.apply("ipp.sleep", 1.5);
   TaskOptions timeout;
   timeout.after = blocker.msg_ids();
-  timeout.timeout = 0.2;
+  timeout.timeout = 200ms;
   try {
     client_->load_balanced_view(timeout).apply("ipp.echo").get(10s);
     FAIL();
@@ -171,7 +171,7 @@ TEST_F(ClientTest, ExecuteCompletesWhenItsIdleIsLost) {
   auto r = (*client)->direct_view({0}).execute("echo lost");
   ASSERT_TRUE(r.wait(20s)) << "waited for an idle that cannot come";
   TaskInfo t = r.info()[0];
-  EXPECT_EQ(t.status, "ok");
+  EXPECT_EQ(t.status, TaskStatus::kOk);
   EXPECT_TRUE(t.output_incomplete);
   EXPECT_EQ(t.stdout_text, "");
 }
@@ -218,7 +218,7 @@ TEST_F(ClientTest, BroadcastAndCallbacks) {
   auto lb = client_->load_balanced_view();
   std::vector<Json> items(20, 1);
   auto m = lb.map("ipp.echo", items);
-  m.on_each([&](size_t, const TaskInfo& t) { seen += t.status == "ok"; });
+  m.on_each([&](size_t, const TaskInfo& t) { seen += t.status == TaskStatus::kOk; });
   m.get(10s);
   EXPECT_TRUE(testutil::WaitFor([&] { return seen.load() == 20; }, 5s));
 }
@@ -249,6 +249,80 @@ TEST_F(ClientTest, HubQueriesAndResultsFromAnotherClient) {
   EXPECT_NE(std::find(history->begin(), history->end(), r.msg_ids()[0]), history->end());
   ASSERT_TRUE(client_->purge_results({"all"}).ok());
   EXPECT_THROW((*other)->get_result(r.msg_ids()).get(10s), RemoteError);
+}
+
+TEST_F(ClientTest, GetResultOnAPendingIdCompletesWhenItEnds) {
+  auto r = client_->load_balanced_view().apply("ipp.sleep", {{"seconds", 1.0}, {"result", 7}});
+  auto other = Client::Connect(ClientOptions::File(cluster_.client_file().string()));
+  ASSERT_TRUE(other.ok());
+  // The hub knows the task once its record exists; ask only then, while it still runs.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    auto records = (*other)->db_query({{"msg_id", {{"$in", r.msg_ids()}}}}, {"msg_id"});
+    ASSERT_TRUE(records.ok()) << records.status().ToString();
+    if (!records->empty()) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the hub never recorded the task";
+  }
+  auto again = (*other)->get_result(r.msg_ids());
+  ASSERT_FALSE(again.ready());
+  EXPECT_EQ(again.info()[0].status, TaskStatus::kPending);
+  EXPECT_EQ(again.get_one(10s), 7);
+  EXPECT_EQ(again.info()[0].status, TaskStatus::kOk);
+  EXPECT_EQ(r.get_one(10s), 7);
+}
+
+TEST_F(ClientTest, AnUnknownEngineIdIsTheSameErrorEverywhere) {
+  const std::vector<int> unknown = {99};
+  auto dv = client_->direct_view(unknown);
+  auto expect_not_found = [](const AsyncResult& r, const char* what) {
+    ASSERT_TRUE(r.wait(10s)) << what;
+    Result<std::vector<Json>> values = r.result();
+    EXPECT_EQ(values.status().code(), Status::Code::kNotFound) << what << ": " << values.status().ToString();
+    try {
+      r.get();
+      ADD_FAILURE() << what << ": get() did not throw";
+    } catch (const RemoteError& e) {
+      EXPECT_EQ(e.ename(), "IndexError") << what;
+      EXPECT_EQ(e.engine_id(), -1) << what;
+    }
+  };
+  expect_not_found(dv.apply("ipp.echo", 1), "apply");
+  expect_not_found(dv.map("ipp.echo", {1, 2}), "map");
+  expect_not_found(dv.execute("true"), "execute");
+  expect_not_found(dv.kernel_info(), "kernel_info");
+  expect_not_found(dv.abort(), "DirectView::abort");
+  expect_not_found(client_->broadcast_view(unknown).apply("ipp.echo", 1), "broadcast apply");
+  EXPECT_EQ(dv.push({{"a", 1}}, 10s).code(), Status::Code::kNotFound);
+  EXPECT_EQ(dv.pull({"a"}, 10s).status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(dv.scatter("xs", {1, 2}, 10s).code(), Status::Code::kNotFound);
+  EXPECT_EQ(dv.gather("xs", 10s).status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(client_->abort({}, unknown).code(), Status::Code::kNotFound);
+  EXPECT_EQ(client_->send_signal(SIGINT, unknown).code(), Status::Code::kNotFound);
+  EXPECT_EQ(client_->shutdown(unknown).code(), Status::Code::kNotFound);
+  EXPECT_EQ(client_->ids().size(), 2u);  // nothing was shut down
+}
+
+TEST_F(ClientTest, ATimeoutIsTheSameCodeEverywhere) {
+  auto busy = client_->direct_view({0});
+  AsyncResult sleeping = busy.apply("ipp.sleep", 1.5);
+  EXPECT_EQ(sleeping.result(50ms).status().code(), Status::Code::kTimeout);
+  EXPECT_THROW(sleeping.get(1ms), TimeoutError);
+  // Queued behind the sleep on engine 0, so not done in time.
+  EXPECT_EQ(busy.push({{"a", 1}}, 50ms).code(), Status::Code::kTimeout);
+  EXPECT_EQ(busy.pull({"a"}, 50ms).status().code(), Status::Code::kTimeout);
+  EXPECT_EQ(busy.scatter("xs", {1}, 50ms).code(), Status::Code::kTimeout);
+  EXPECT_EQ(busy.gather("xs", 50ms).status().code(), Status::Code::kTimeout);
+  EXPECT_EQ(client_->wait_for_engines(3, 50ms).code(), Status::Code::kTimeout);
+  // A task's own timeouts: waiting for a dependency, and a shell command's run.
+  AsyncResult blocker = client_->load_balanced_view().apply("ipp.sleep", 1.5);
+  TaskOptions after_sleep;
+  after_sleep.after = blocker.msg_ids();
+  after_sleep.timeout = 100ms;
+  EXPECT_EQ(client_->load_balanced_view(after_sleep).apply("ipp.echo").result(10s).status().code(),
+            Status::Code::kTimeout);
+  EXPECT_EQ(client_->load_balanced_view().shell("sleep 5", 100ms).result(10s).status().code(),
+            Status::Code::kTimeout);
+  ASSERT_TRUE(sleeping.wait(10s));
 }
 
 TEST_F(ClientTest, HubAnswersReflectEveryResultAlreadyReceived) {
@@ -311,7 +385,7 @@ TEST(ClientDependencyMemoryTest, DependenciesOnForgottenTasksFailAsInvalid) {
   ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
   auto c = Client::Connect(ClientOptions::File(cluster.client_file().string()));
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  ASSERT_TRUE((*c)->wait_for_engines(1, 30s));
+  ASSERT_TRUE((*c)->wait_for_engines(1, 30s).ok());
   auto lb = (*c)->load_balanced_view();
   auto first = lb.apply("ipp.echo", 1);
   first.get(10s);

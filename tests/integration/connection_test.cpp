@@ -210,7 +210,7 @@ TEST(EngineDeathTest, StrandedTaskNamesTheEngineAndTheCause) {
   ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
   auto client = Client::Connect(ClientOptions::File(cluster.client_file().string()));
   ASSERT_TRUE(client.ok()) << client.status().ToString();
-  ASSERT_TRUE((*client)->wait_for_engines(1, 30s)) << cluster.Log("engine-0.log");
+  ASSERT_TRUE((*client)->wait_for_engines(1, 30s).ok()) << cluster.Log("engine-0.log");
   auto lb = (*client)->load_balanced_view().apply("ipp.sleep", {{"seconds", 30.0}});
   auto direct = (*client)->direct_view({0}).apply("ipp.sleep", {{"seconds", 30.0}});
   ASSERT_TRUE(testutil::WaitFor(

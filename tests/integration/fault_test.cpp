@@ -26,7 +26,7 @@ std::unique_ptr<Client> Connect(testutil::LocalCluster& cluster, size_t engines)
     ADD_FAILURE() << c.status().ToString();
     return nullptr;
   }
-  if (!(*c)->wait_for_engines(engines, 30s)) ADD_FAILURE() << cluster.Log("engine-0.log");
+  if (!(*c)->wait_for_engines(engines, 30s).ok()) ADD_FAILURE() << cluster.Log("engine-0.log");
   return std::move(c).value();
 }
 
@@ -193,9 +193,9 @@ TEST(EngineFaultsTest, BroadcastToAnEngineThatDiesEnds) {
   ASSERT_TRUE(r.ready());
   auto info = r.info();
   ASSERT_EQ(info.size(), 2u);
-  EXPECT_EQ(info[0].status, "error");
+  EXPECT_EQ(info[0].status, TaskStatus::kError);
   EXPECT_EQ(info[0].error->ename(), "EngineError");
-  EXPECT_EQ(info[1].status, "ok");
+  EXPECT_EQ(info[1].status, TaskStatus::kOk);
   EXPECT_EQ(info[1].result, 1);
 }
 

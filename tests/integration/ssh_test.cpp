@@ -78,7 +78,7 @@ TEST_F(SshTest, ClientReachesTheControllerThroughATunnel) {
   o.ssh_args = SshOptions();
   auto client = Client::Connect(o);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
-  ASSERT_TRUE((*client)->wait_for_engines(2, 30s));
+  ASSERT_TRUE((*client)->wait_for_engines(2, 30s).ok());
   auto out = (*client)->load_balanced_view().map("ipp.echo", {1, 2, 3}).get(20s);
   EXPECT_EQ(out, (std::vector<Json>{1, 2, 3}));
   ClientOptions bad = o;

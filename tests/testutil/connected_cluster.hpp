@@ -20,7 +20,7 @@ class ConnectedClusterTest : public ::testing::Test {
     auto c = Client::Connect(ClientOptions::File(cluster_.client_file().string()));
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     client_ = std::move(c).value();
-    ASSERT_TRUE(client_->wait_for_engines(kEngines, std::chrono::seconds(30))) << cluster_.Log("engine-0.log");
+    ASSERT_TRUE(client_->wait_for_engines(kEngines, std::chrono::seconds(30)).ok()) << cluster_.Log("engine-0.log");
   }
 
   LocalCluster cluster_{kEngines};

@@ -2,7 +2,6 @@
 #include "client/ssh_tunnel.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,6 +13,7 @@
 
 #include <zmq.hpp>
 
+#include "common/endpoint.hpp"
 #include "common/spawn.hpp"
 
 namespace ipp::detail {
@@ -26,8 +26,7 @@ int FreeLocalPort() {
   zmq::socket_t probe(ctx, zmq::socket_type::router);
   probe.set(zmq::sockopt::linger, 0);
   probe.bind("tcp://127.0.0.1:*");
-  std::string ep = probe.get(zmq::sockopt::last_endpoint);
-  return std::stoi(ep.substr(ep.rfind(':') + 1));
+  return BoundPort(probe);
 }
 
 bool PortAccepts(int port) {

@@ -33,7 +33,6 @@ json LabelOf(const std::string& metadata) {
 
 }  // namespace
 
-
 SharedFrames::SharedFrames(const SharedFrames& other) : vector(protocol::ShareFrames(other)) {}
 
 size_t TaskRecord::ApproximateBytes() const {

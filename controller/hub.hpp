@@ -130,6 +130,9 @@ class Hub {
   void SaveRequest(protocol::RawMessage& raw, const std::string& queue, const std::string& engine_uuid);
   void SaveResult(protocol::RawMessage& raw, protocol::monitor::Topic topic, const std::string& engine_hint);
   void SaveTaskDestination(const std::string& msg_id, const std::string& engine_uuid);
+  // A load-balanced task waits for an engine that can run it ("" reason: no longer).
+  void SaveTaskWaiting(const std::string& msg_id, const std::string& reason);
+  void StopWaiting(const std::string& msg_id);
   void SaveIopub(protocol::RawMessage& raw);
   // Logs a TaskStore write that failed: a missing record (culled by the store's limits, or never
   // made) at debug level, anything else (a database error) as an error. The hub keeps serving.
@@ -160,6 +163,11 @@ class Hub {
   int next_id_ = 0;
   std::unordered_set<std::string> pending_;     // submitted, no result yet
   std::unordered_set<std::string> unassigned_;  // load-balanced, not yet on an engine
+  // Unassigned tasks that no connected engine can run, by what they wait for (queue_status'
+  // "waiting"): each reason text is kept once, with how many tasks wait for it; a task is
+  // forgotten when the scheduler says it no longer waits, it gets an engine, or it gets a reply.
+  std::map<std::string, size_t> waiting_reasons_;
+  std::unordered_map<std::string, std::map<std::string, size_t>::iterator> waiting_tasks_;
   // Clients whose connection was logged at info level: our client repeats connection_request every
   // 2 s to re-read the engine list, and those repeats log at debug. Two generations bound the
   // memory: when the newer holds kKnownClients / 2 ids it becomes the older, so a client not heard

@@ -34,6 +34,8 @@ void Hub::QueueRequest(Message& m) {
   } else {
     content["unassigned"] = unassigned_.size();
   }
+  // Extra keys are ignored by the stock client; none at all when nothing waits.
+  if (!waiting_reasons_.empty()) content["waiting"] = waiting_reasons_;
   Reply(m, "queue_reply", std::move(content));
 }
 

@@ -114,6 +114,13 @@ int Status(int argc, char** argv) {
   }
   std::printf("engines: %zu\nqueued on engines: %zu\nunassigned tasks: %d\ncompleted: %zu\n", client->ids().size(), queued,
               s->value("unassigned", 0), done);
+  // Load-balanced work no connected engine can run, by what it waits for (our controller only).
+  Json waiting = s->value("waiting", Json::object());
+  for (const auto& [reason, count] : waiting.items()) {
+    if (!waiting.is_object() || !count.is_number_integer()) continue;
+    long n = count.get<long>();
+    std::printf("%ld task%s waiting for %s\n", n, n == 1 ? "" : "s", reason.c_str());
+  }
   return 0;
 }
 

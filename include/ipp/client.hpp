@@ -196,6 +196,10 @@ struct TaskOptions {
   bool success = true, failure = false;
   Millis timeout{0};  // how long a task may wait for its dependencies; 0 = no limit
   std::vector<int> targets;  // engines it may run on; empty = any
+  // Tags or resources the engine must have ("gpu", "gpus>=2"), sent as metadata "requires"
+  // (`requires` itself is a C++20 keyword). Our controller waits for such an engine; the stock
+  // one ignores it.
+  std::vector<std::string> requirements;
 };
 
 class Client;

@@ -168,6 +168,7 @@ void Hub::Reply(Message& request, std::string_view msg_type, json content, Frame
 }
 
 void Hub::Notify(std::string_view msg_type, json content) {
+  // One signed message, sent on both sockets.
   protocol::Frames frames = session_.serialize(session_.make(msg_type, std::move(content)));
   protocol::Frames copy;
   for (const zmq::message_t& f : frames) copy.emplace_back(f.data(), f.size());

@@ -1,8 +1,9 @@
 // Hub: engine registration and the client query service (ipyparallel controller/hub.py).
 //
 // Owns the registration/query ROUTER, the notification PUBs (one for clients, one inproc for our
-// schedulers: both get registrations, only the inproc one our own ipp_engine_update), the monitor PULL on which schedulers report traffic (protocol/monitor.hpp), the
-// resubmit DEALER, the HeartMonitor and the TaskStore. Everything runs on the thread that runs
+// schedulers: both get registrations, only the inproc one our own ipp_engine_update), the
+// monitor PULL on which schedulers report traffic (protocol/monitor.hpp), the resubmit DEALER,
+// the HeartMonitor and the TaskStore. Everything runs on the thread that runs
 // its Reactor. The implementation is in four files: hub.cpp (sockets, query dispatch,
 // notifications), hub_engines.cpp, hub_queries.cpp and hub_monitor.cpp.
 #pragma once

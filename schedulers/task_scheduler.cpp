@@ -312,10 +312,16 @@ void TaskScheduler::OnSubmission() {
       log_->warn("dropped task with a bad header or metadata");
       continue;
     }
-    if (std::string type = *header->string("msg_type"); !Carries(RequestChannel::kTask, type)) {
+    std::string type = *header->string("msg_type");
+    if (!Carries(RequestChannel::kTask, type)) {
       Refuse(*raw, type);
       continue;
     }
+    // No engine could read it (which kind it needs cannot be told either): answered here, as an
+    // engine answers a malformed request.
+    std::string_view content = raw->part(RawMessage::kContent);
+    size_t opening = content.find_first_not_of(" \t\r\n");
+    bool object_content = opening != std::string_view::npos && content[opening] == '{';
     protocol::monitor::Send(monitor_, protocol::monitor::Topic::kTaskRequest, raw->frames());
     auto job = std::make_unique<Job>();
     job->msg_id = std::move(*msg_id);
@@ -325,7 +331,7 @@ void TaskScheduler::OnSubmission() {
     fates_.Submitted(job->msg_id);
     Result<TaskMetadata> metadata = ParseTaskMetadata(*md);
     if (metadata.ok()) {
-      job->needs = NeedsOf(*header->string("msg_type"), raw->part(RawMessage::kContent), *metadata);
+      job->needs = NeedsOf(type, content, *metadata);
       job->targets = std::move(metadata->targets);
       job->retries = metadata->retries;
       if (metadata->timeout) job->deadline = std::chrono::steady_clock::now() + *metadata->timeout;
@@ -339,6 +345,10 @@ void TaskScheduler::OnSubmission() {
     }
     if (!metadata.ok()) {
       Fail(std::move(job), TaskMetadataErrorName(metadata.status()), metadata.status().message(), "");
+      continue;
+    }
+    if (!object_content) {
+      Fail(std::move(job), "InvalidRequest", "malformed " + type + ": its content is not a JSON object", "");
       continue;
     }
     Submit(std::move(job));

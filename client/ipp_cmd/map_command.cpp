@@ -75,9 +75,10 @@ int Map(int argc, char** argv) {
   if (!client) return Fail(error);
   if (client->ids().empty()) return Fail("no engines registered yet");
   ipp::Millis timeout(static_cast<long>(c.timeout * 1000));
-  // With no items no task would name the function: check it on the engines instead.
-  if (items.empty() && !EnginesHave(*client, function, timeout)) {
-    return Fail("no function '" + function + "' on the engines (ipp functions lists them)");
+  // Checked first: work for a function no engine has would wait for an engine that has it (our
+  // controller) or fail on every item (the stock one), and with no items no task names it.
+  if (!EnginesHave(*client, function, timeout)) {
+    return Fail("NameError: no function '" + function + "' on the engines (ipp functions lists them)");
   }
   // One ipp.map task per chunk, each item tried (keep_going): a bad item costs only its result.
   ipp::TaskOptions options;

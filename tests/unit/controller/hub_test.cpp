@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "protocol/errors.hpp"
+#include "protocol/monitor.hpp"
 #include "tests/testutil/fake_peer.hpp"
 #include "tests/testutil/testutil.hpp"
 
@@ -341,6 +343,39 @@ TEST_F(HubTest, TracksATaskThroughTheMonitorChannel) {
   EXPECT_EQ(queue[engine_id]["completed"], 1) << queue.dump();
   json done = Query("result_request", {{"msg_ids", {msg_id}}});
   EXPECT_EQ(done["completed"], json::array({msg_id})) << done.dump();
+}
+
+TEST_F(HubTest, CountsTasksWaitingForAnEngineByReasonUntilTheyStopWaiting) {
+  Register("engine-a");
+  protocol::Session client("hub-test-key");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    protocol::Message request = client.make("apply_request");
+    ids.push_back(request.msg_id());
+    Report("intask", {"client-1"}, std::move(request));
+  }
+  auto report = [&](std::string_view topic, const std::string& msg_id, std::string_view text) {
+    protocol::Send(monitor_, topic == "waiting" ? protocol::monitor::TaskWaiting(msg_id, text)
+                                                : protocol::monitor::TaskDestination(msg_id, text));
+  };
+  json queue = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_FALSE(queue.contains("waiting")) << queue.dump();  // none: no key, as the stock hub
+  const std::string pi = "an engine with function pi.sample", gpu = "a Python engine and an engine with tag gpu";
+  report("waiting", ids[0], pi);
+  report("waiting", ids[1], pi);
+  report("waiting", ids[2], pi);
+  report("waiting", ids[3], gpu);
+  report("waiting", ids[3], gpu);  // said twice: counted once
+  queue = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_EQ(queue["waiting"], (json{{pi, 3}, {gpu, 1}})) << queue.dump();
+  // It stops: an engine that can run it came (""), it got an engine, or it got a reply.
+  report("waiting", ids[0], "");
+  report("tracktask", ids[1], "engine-a");
+  protocol::Message reply = scheduler_.make("apply_reply", protocol::ErrorContent("TaskTimeout", "too late"),
+                                            {{"msg_id", ids[3]}}, {{"status", "error"}, {"engine", ""}});
+  Report("outtask", {"", "client-1"}, std::move(reply));
+  queue = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_EQ(queue["waiting"], (json{{pi, 1}})) << queue.dump();
 }
 
 TEST_F(HubTest, DropsForgedQueriesAndAnswersUnknownTypesWithAnError) {

@@ -144,6 +144,18 @@ TEST_F(RoutingTest, TaggedWorkRunsOnlyOnTaggedEngines) {
     EXPECT_EQ(item["engine"], tagged) << line;
   }
   EXPECT_EQ(lines, 6u) << out;
+
+  // Shell commands from ipp farm too: each result records its engine.
+  std::string commands = (dir_.path() / "commands").string();
+  std::ofstream(commands) << "true\ntrue\ntrue\ntrue\n";
+  ASSERT_EQ(testutil::RunCommand({kIpp, "farm", commands, "--requires", "gpu", "-f", cluster_.client_file().string()},
+                                 &out, 60s), 0) << out;
+  std::ifstream records(commands + ".results.jsonl");
+  lines = 0;
+  for (std::string line; std::getline(records, line); ++lines) {
+    EXPECT_EQ(Json::parse(line, nullptr, false).value("engine", -1), tagged) << line;
+  }
+  EXPECT_EQ(lines, 4u);
 }
 
 TEST_F(RoutingTest, WorkStrandedOnAKilledEngineIsRetriedOnAnotherEngineWithItsFunction) {

@@ -114,10 +114,14 @@ Status Engine::Register() {
       return Status::Timeout(
           protocol::NoAnswerMessage(*url, options_.registration_timeout, watch, options_.connection_file));
     }
-    if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(200))) == 0) {
-      if (stop_requested_.load()) return Status::Unavailable("interrupted while registering");
-      continue;
+    int ready = 0;
+    try {
+      ready = zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(200)));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;  // a signal: Stop() set the flag checked below
     }
+    if (stop_requested_.load()) return Status::Unavailable("interrupted while registering");
+    if (ready == 0) continue;
     auto frames = protocol::TryRecv(registration_);
     if (!frames) continue;
     Result<Message> reply = control_out_.session.parse(std::move(*frames));

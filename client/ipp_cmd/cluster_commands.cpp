@@ -150,11 +150,22 @@ int Abort(int argc, char** argv) {
                         "Abort requests that have not started: those named, or with no ids every request of\n"
                         "any client still queued, on the engines and in the load-balanced scheduler. They\n"
                         "are answered 'aborted' and never run; running work goes on (interrupt it with\n"
-                        "Ctrl-C in its client). --json: {\"msg_ids\": [...], \"engines\": [...]}."));
+                        "Ctrl-C in its client). An id the hub has no record of is an error. --json: {\"msg_ids\": [...], \"engines\": [...]}."));
   if (!client) return cl.exit_code();
   std::vector<int> engines = client->ids();
   // The abort travels to the scheduler beside the engines' copies: with no engine, nothing carries it.
   if (engines.empty()) return Fail("no engines registered: nothing to send the abort to");
+  if (!ids.empty()) {
+    // The hub records every request it has seen: an id it lacks is a typo, not a success.
+    auto known = client->db_query({{"msg_id", {{"$in", ids}}}}, {"msg_id"});
+    if (!known.ok()) return Fail(known.status().message());
+    std::string unknown;
+    for (const std::string& id : ids) {
+      bool found = std::any_of(known->begin(), known->end(), [&](const Json& r) { return r.value("msg_id", "") == id; });
+      if (!found) unknown += (unknown.empty() ? "" : ", ") + id;
+    }
+    if (!unknown.empty()) return Fail("unknown message id(s): " + unknown + " (the hub has no record of them)");
+  }
   auto s = client->abort(ids);
   if (!s.ok()) return Fail(s.message());
   if (c.json) {

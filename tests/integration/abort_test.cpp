@@ -144,6 +144,24 @@ TEST_F(AbortTest, FarmWithAbortedCommandsExitsNonZero) {
   for (int i = 0; i < 3; ++i) EXPECT_FALSE(fs::exists(Marker(i))) << i;
 }
 
+// ipp abort with an id the hub never saw says so and fails, instead of reporting success.
+TEST_F(AbortTest, IppAbortNamesUnknownIds) {
+  std::string known = client_->load_balanced_view().shell("true").msg_ids()[0];
+  std::string out;
+  EXPECT_EQ(testutil::RunCommand({std::string(IPP_BIN_DIR) + "/ipp", "abort",
+                                  "--profile-dir=" + cluster_.profile_dir().string(), known, "no-such-id"},
+                                 &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("unknown message id(s): no-such-id"), std::string::npos) << out;
+  EXPECT_EQ(out.find("aborted"), std::string::npos) << out;
+  ASSERT_EQ(testutil::RunCommand({std::string(IPP_BIN_DIR) + "/ipp", "abort",
+                                  "--profile-dir=" + cluster_.profile_dir().string(), known},
+                                 &out),
+            0)
+      << out;
+}
+
 TEST_F(AbortTest, DirectRequestsQueuedOnTheEngineNeverRun) {
   auto engine = client_->direct_view({0});
   AsyncResult blocker =

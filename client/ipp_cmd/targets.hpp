@@ -9,8 +9,8 @@
 
 namespace ipp_cmd {
 
-// "all", "0,2,5", "1-3", "0,4-6"; false if `spec` is none of those.
-bool ParseTargets(const std::string& spec, const std::vector<int>& all, std::vector<int>* out);
+// "all", "0,2,5", "1-3", "0,4-6", each id one of `all`: the error message, "" when `*out` holds them.
+std::string ParseTargets(const std::string& spec, const std::vector<int>& all, std::vector<int>* out);
 
 // "0-3,5"
 std::string FormatIds(std::vector<int> ids);

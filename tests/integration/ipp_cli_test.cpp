@@ -87,6 +87,22 @@ TEST_F(IppCliTest, BackToBackPxRunsGetAllTheirOutputAndNeverHang) {
   }
 }
 
+// --targets naming an engine that does not exist, or an empty range, is refused with what is
+// wrong, and nothing runs anywhere.
+TEST_F(IppCliTest, TargetsNameMissingEnginesAndEmptyRanges) {
+  std::string out;
+  auto marker = dir_.path() / "ran";
+  EXPECT_EQ(Ipp({"px", "-t", "0,9", "--", "touch " + marker.string()}, &out), 1) << out;
+  EXPECT_NE(out.find("no engine 9 (registered: 0-1)"), std::string::npos) << out;
+  EXPECT_EQ(Ipp({"px", "-t", "3-1", "--", "touch " + marker.string()}, &out), 1) << out;
+  EXPECT_NE(out.find("the range 3-1 is empty"), std::string::npos) << out;
+  EXPECT_EQ(Ipp({"functions", "-t", "1x"}, &out), 1) << out;
+  EXPECT_NE(out.find("bad --targets '1x'"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(marker));
+  ASSERT_EQ(Ipp({"px", "-t", "1-1", "--", "echo one"}, &out), 0) << out;
+  EXPECT_EQ(out, "[stdout:1] one\n");
+}
+
 TEST_F(IppCliTest, PxTimeoutBoundsTheWait) {
   std::string out;
   auto start = std::chrono::steady_clock::now();

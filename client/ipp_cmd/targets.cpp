@@ -1,5 +1,7 @@
 #include "client/ipp_cmd/targets.hpp"
 
+#include "client/ipp_cmd/wind_down.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -104,6 +106,10 @@ bool WaitShowingProgress(const ipp::AsyncResult& r, const std::vector<int>& targ
   bool shown = false;
   bool done = true;
   while (!r.wait(ipp::Millis(200))) {
+    if (Interrupted()) {
+      done = false;
+      break;
+    }
     auto now = Clock::now();
     double waited = std::chrono::duration<double>(now - start).count();
     if (timeout > 0 && waited >= timeout) {

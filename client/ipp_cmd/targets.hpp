@@ -24,7 +24,7 @@ std::unique_ptr<ipp::Client> ConnectForNative(const Common& c, const std::string
                                               std::string* error);
 
 // Waits for `r` showing on stderr which of `targets` it still waits for; `timeout` > 0 bounds
-// the wait (seconds). False if it passed.
+// the wait (seconds), and so does a Ctrl-C caught by ConnectInterruptible. False if either came.
 bool WaitShowingProgress(const ipp::AsyncResult& r, const std::vector<int>& targets, double timeout);
 
 }  // namespace ipp_cmd

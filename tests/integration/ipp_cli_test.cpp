@@ -111,6 +111,30 @@ TEST_F(IppCliTest, PxTimeoutBoundsTheWait) {
   EXPECT_NE(out.find("[error:1] TimeoutError: still running after 0.5 s"), std::string::npos) << out;
 }
 
+// A px that stops waiting (--timeout, Ctrl-C) interrupts the command on the engines still
+// running it: the next request to that engine runs at once instead of queueing behind it.
+TEST_F(IppCliTest, PxTimeoutAndCtrlCInterruptTheRemoteCommand) {
+  std::string out;
+  ASSERT_EQ(Ipp({"px", "--timeout", "0.5", "-t", "1", "--", "sleep 30"}, &out), 1) << out;
+  EXPECT_NE(out.find("[error:1] TimeoutError: still running after 0.5 s (sent SIGINT)"), std::string::npos) << out;
+  ASSERT_EQ(Ipp({"px", "--timeout", "5", "-t", "1", "--", "echo next"}, &out), 0) << out;
+  EXPECT_EQ(out, "[stdout:1] next\n");
+
+  auto started = dir_.path() / "started";
+  auto log = dir_.path() / "px.log";
+  testutil::Process px({std::string(IPP_BIN_DIR) + "/ipp", "px", "--profile-dir=" + cluster_.profile_dir().string(),
+                        "-t", "0", "--", "touch " + started.string() + "; sleep 30"},
+                       log);
+  ASSERT_TRUE(testutil::WaitFor([&] { return std::filesystem::exists(started); }, 10s)) << testutil::ReadFile(log);
+  px.signal(SIGINT);
+  EXPECT_EQ(px.wait(10s), 130) << testutil::ReadFile(log);
+  EXPECT_NE(testutil::ReadFile(log).find("[error:0] KeyboardInterrupt: interrupted by Ctrl-C (sent SIGINT)"),
+            std::string::npos)
+      << testutil::ReadFile(log);
+  ASSERT_EQ(Ipp({"px", "--timeout", "5", "-t", "0", "--", "echo next"}, &out), 0) << out;
+  EXPECT_EQ(out, "[stdout:0] next\n");
+}
+
 TEST_F(IppCliTest, FunctionsListsEveryFunctionWithItsEngines) {
   std::string out;
   ASSERT_EQ(Ipp({"functions", "--json"}, &out), 0) << out;

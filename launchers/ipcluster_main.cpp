@@ -168,6 +168,7 @@ int Start(int argc, char** argv) {
     }
   }
   Json description = cluster.Describe(n);
+  description["engine_args"] = engine_args;  // for the engines `ipcluster engines` adds later
   fs::path own_log = OwnLog(profile, c.cluster_id);
   if (daemonize) description["ipcluster_log"] = own_log.string();
   if (auto s = cluster.Save(description); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
@@ -305,12 +306,20 @@ int Engines(int argc, char** argv) {
       ("engines", po::value(&kind), "engine launcher (default: as configured, else Local)")
       ("timeout", po::value(&timeout)->default_value(60), "seconds to wait for them to register")
       ("engine-arg", po::value(&engine_args)->composing(), "extra ipengine argument (repeatable)");
-  if (int rc = c.Parse(argc, argv, "usage: ipcluster engines -n N\n\nAdd engines to a running cluster."); rc >= 0) return rc;
+  if (int rc = c.Parse(argc, argv, "usage: ipcluster engines -n N\n\nAdd engines to a running cluster, with the --engine-arg of its start and these."); rc >= 0) return rc;
   auto profile = c.Profile();
   std::string error;
   Json cfg = LoadConfig(profile, &error);
   if (!error.empty()) return Fail(error);
   auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
+  std::vector<std::string> start_args;
+  {
+    ipp::launchers::Cluster recorded(ctx, g_stop);
+    if (auto s = recorded.Load(); !s.ok()) return Fail(s.message());
+    start_args = recorded.recorded().value("engine_args", std::vector<std::string>{});
+  }
+  // The added engines are like the first ones: the start's --engine-arg, then ours.
+  ctx.engine_args.insert(ctx.engine_args.end(), start_args.begin(), start_args.end());
   ctx.engine_args.insert(ctx.engine_args.end(), engine_args.begin(), engine_args.end());
   ipp::launchers::Cluster cluster(ctx, g_stop);
   if (auto s = cluster.Load(); !s.ok()) return Fail(s.message());
@@ -325,6 +334,7 @@ int Engines(int argc, char** argv) {
   if (auto s = cluster.StartEngines(kind, n); !s.ok()) return Fail(s.message());
   Json saved = cluster.Describe(cluster.recorded()["cluster"].value("n", 0) + n);
   saved["ipcluster_pid"] = cluster.recorded().value("ipcluster_pid", 0);
+  saved["engine_args"] = start_args;
   if (cluster.recorded().contains("ipcluster_log")) saved["ipcluster_log"] = cluster.recorded()["ipcluster_log"];
   if (auto s = cluster.Save(saved); !s.ok()) return Fail(s.message());
   if (auto s = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set); !s.ok()) return Fail(s.message());

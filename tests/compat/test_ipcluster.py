@@ -180,6 +180,14 @@ def test_two_clusters_in_one_profile_and_clean(env):
     assert [c["cluster_id"] for c in json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)] == ["b"]
 
 
+def test_added_engines_get_the_start_engine_args(env):
+    plugin = os.path.join(LIB_DIR, "libipp_example_pi.so")
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize", f"--engine-arg=--load={plugin}"], env)
+    run([IPCLUSTER, "engines", "-n", "1"], env)
+    functions = {f["name"]: f for f in json.loads(run([IPP, "functions", "--json"], env).stdout)}
+    assert functions["pi.sample"]["engines"] == [0, 1], functions.get("pi.sample")
+
+
 def test_config_file_and_help(env):
     profile = os.path.join(env["IPYTHONDIR"], "profile_other")
     os.makedirs(profile)

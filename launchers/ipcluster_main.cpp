@@ -235,7 +235,10 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
     auto client = ipp::Client::Connect(o);
     if (client.ok()) registered = (*client)->ids().size();
   }
-  return {{"profile", profile_dir.filename().string().substr(8)}, {"cluster_id", cluster_id},
+  // A profile in $IPYTHONDIR is profile_<name>; one given by --profile-dir is named by its path.
+  std::string name = profile_dir.filename().string();
+  std::string profile = name.rfind("profile_", 0) == 0 ? name.substr(8) : profile_dir.string();
+  return {{"profile", profile}, {"cluster_id", cluster_id},
           {"engines", j["cluster"].value("n", 0)}, {"running", running},
           {"controller", j["controller"].value("class", "")}, {"registered", registered}, {"exited", exited},
           {"logs", ipp::launchers::LogsOf(j)}};
@@ -244,27 +247,37 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
 int List(int argc, char** argv) {
   po::options_description o("Options");
   bool json = false;
-  o.add_options()("json", po::bool_switch(&json), "JSON output");
+  std::string profile_dir;
+  o.add_options()("json", po::bool_switch(&json), "JSON output")
+      ("profile-dir", po::value(&profile_dir), "list this profile directory's clusters only");
   po::variables_map vm;
   if (int rc = ipp::cli::Parse(argc, argv,
-                               "usage: ipcluster list\n\nList the clusters of every profile in $IPYTHONDIR: for each, the engines\n"
-                               "its controller has registered beside those launched, how any engine process\n"
-                               "ended, and where the logs are.",
+                               "usage: ipcluster list [--profile-dir DIR]\n\nList the clusters of every profile in $IPYTHONDIR (or of the profile directory\n"
+                               "given): for each, the engines its controller has registered beside those\n"
+                               "launched, how any engine process ended, and where the logs are.",
                                o, vm);
       rc >= 0) {
     return rc;
   }
-  Json rows = Json::array();
+  std::vector<fs::path> profiles;
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(ipp::protocol::IpythonDir(), ec)) {
-    if (entry.path().filename().string().rfind("profile_", 0) != 0) continue;
-    for (const auto& f : fs::directory_iterator(entry.path() / "security", ec)) {
+  if (!profile_dir.empty()) {
+    if (!fs::is_directory(profile_dir)) return Fail("no profile directory " + profile_dir);
+    profiles.push_back(fs::absolute(profile_dir));
+  } else {
+    for (const auto& entry : fs::directory_iterator(ipp::protocol::IpythonDir(), ec)) {
+      if (entry.path().filename().string().rfind("profile_", 0) == 0) profiles.push_back(entry.path());
+    }
+  }
+  Json rows = Json::array();
+  for (const auto& dir : profiles) {
+    for (const auto& f : fs::directory_iterator(dir / "security", ec)) {
       std::string name = f.path().filename().string();
       if (name.rfind("cluster-", 0) != 0 || f.path().extension() != ".json") continue;
       std::ifstream in(f.path());
       Json j = Json::parse(in, nullptr, false);
       if (j.is_discarded() || !j.is_object()) continue;
-      rows.push_back(DescribeCluster(entry.path(), j));
+      rows.push_back(DescribeCluster(dir, j));
     }
   }
   if (json) {

@@ -188,6 +188,17 @@ def test_added_engines_get_the_start_engine_args(env):
     assert functions["pi.sample"]["engines"] == [0, 1], functions.get("pi.sample")
 
 
+def test_list_takes_a_profile_dir(env, tmp_path):
+    profile = str(tmp_path / "my profile")
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize", f"--profile-dir={profile}"], env)
+    try:
+        listed = json.loads(run([IPCLUSTER, "list", "--json", f"--profile-dir={profile}"], env).stdout)
+        assert [(c["profile"], c["running"], c["registered"]) for c in listed] == [(profile, True, 1)], listed
+        assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []  # not in $IPYTHONDIR
+    finally:
+        run([IPCLUSTER, "stop", f"--profile-dir={profile}"], env)
+
+
 def test_config_file_and_help(env):
     profile = os.path.join(env["IPYTHONDIR"], "profile_other")
     os.makedirs(profile)

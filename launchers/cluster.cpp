@@ -186,6 +186,7 @@ void Cluster::Supervise(const Logger& log) {
       auto exits = controller_->Exits();
       log->error("the controller {}; stopping the engines{}", exits.empty() ? "ended" : "(pid " + std::to_string(exits[0].pid) + ") " + exits[0].how,
                  exits.empty() ? "" : "; the end of its log " + exits[0].log.string() + ":\n" + Tail(exits[0].log, 10));
+      RemoveStaleConnectionFiles(log);
       return;
     }
     std::map<pid_t, std::string> ended;
@@ -212,6 +213,22 @@ void Cluster::Supervise(const Logger& log) {
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// A controller that died (a kill, a crash) could not remove its connection files: clients and
+// engines reading them would wait for it until their timeouts. Kept when it was told to reuse
+// them (--reuse, --restore): then the next controller is meant to take them over.
+void Cluster::RemoveStaleConnectionFiles(const Logger& log) const {
+  for (const std::string& arg : context_.controller_args) {
+    for (const char* keep : {"--reuse", "--restore", "--IPController.reuse_files", "--IPController.restore_engines"}) {
+      if (arg.rfind(keep, 0) == 0) return;
+    }
+  }
+  std::error_code ec;
+  for (const char* role : {"client", "engine"}) {
+    fs::path f = SecurityDir(context_) / protocol::ConnectionFileName(role, context_.cluster_id);
+    if (fs::remove(f, ec)) log->info("removed its connection file {}", f.string());
   }
 }
 

@@ -1,6 +1,9 @@
 // ipcluster: start, stop, list, grow and clean clusters (controller + engines).
 #include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -355,9 +358,63 @@ int Engines(int argc, char** argv) {
   return 0;
 }
 
+// Whether a TCP connection to the url's host and port is accepted within a second; true for
+// any other transport (not ours to judge).
+bool SomethingListens(const std::string& url) {
+  if (url.rfind("tcp://", 0) != 0) return true;
+  size_t colon = url.rfind(':');
+  std::string host = url.substr(6, colon - 6), port = url.substr(colon + 1);
+  if (host == "*" || host == "0.0.0.0") host = "127.0.0.1";
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return false;
+  bool listens = false;
+  for (addrinfo* a = found; a && !listens; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      listens = true;
+    } else if (errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int error = 0;
+      socklen_t len = sizeof error;
+      listens = poll(&p, 1, 1000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0;
+    }
+    ::close(fd);
+  }
+  freeaddrinfo(found);
+  return listens;
+}
+
+// Connection files no cluster file accounts for (a controller run by hand, or one killed under
+// an ipcluster that could not remove them) whose controller no longer listens: removed, so that
+// clients and engines fail at once instead of waiting for it. Returns how many.
+int RemoveStaleConnectionFiles(const ipp::protocol::ProfileDir& profile) {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(profile.security_dir(), ec)) {
+    std::string name = f.path().filename().string();
+    if (name.rfind("ipcontroller-", 0) != 0 || f.path().extension() != ".json") continue;
+    std::string rest = name.substr(13, name.size() - 13 - 5);  // "[<id>-]client" or "[<id>-]engine"
+    size_t dash = rest.rfind('-');
+    std::string role = dash == std::string::npos ? rest : rest.substr(dash + 1);
+    std::string id = dash == std::string::npos ? "" : rest.substr(0, dash);
+    if (role != "client" || fs::exists(profile.security_dir() / ("cluster-" + id + ".json"))) continue;
+    auto info = ipp::protocol::ReadConnectionFile(f.path());
+    auto url = info.ok() ? info->url("registration") : ipp::Result<std::string>(info.status());
+    if (url.ok() && SomethingListens(*url)) continue;
+    for (const char* r : {"client", "engine"}) {
+      removed += fs::remove(profile.security_dir() / ipp::protocol::ConnectionFileName(r, id), ec) ? 1 : 0;
+    }
+  }
+  return removed;
+}
+
 int Clean(int argc, char** argv) {
   Common c;
-  if (int rc = c.Parse(argc, argv, "usage: ipcluster clean\n\nRemove the files of stopped clusters (cluster and connection files) and old logs."); rc >= 0) return rc;
+  if (int rc = c.Parse(argc, argv, "usage: ipcluster clean\n\nRemove the files of stopped clusters (cluster and connection files), connection\n"
+                                   "files whose controller no longer listens, and old logs."); rc >= 0) return rc;
   auto profile = c.Profile();
   std::error_code ec;
   int removed = 0;
@@ -373,10 +430,12 @@ int Clean(int argc, char** argv) {
     for (const char* role : {"client", "engine"}) fs::remove(profile.security_dir() / ipp::protocol::ConnectionFileName(role, id), ec);
     ++removed;
   }
+  int stale = RemoveStaleConnectionFiles(profile);
   for (const auto& f : fs::directory_iterator(profile.log_dir(), ec)) {
     if (f.path().extension() == ".log") fs::remove(f.path(), ec);
   }
-  std::cout << "ipcluster: removed the files of " << removed << " stopped cluster(s) and the logs in " << profile.log_dir().string() << std::endl;
+  std::cout << "ipcluster: removed the files of " << removed << " stopped cluster(s), " << stale
+            << " stale connection file(s) and the logs in " << profile.log_dir().string() << std::endl;
   return 0;
 }
 

@@ -10,7 +10,7 @@ import pytest
 
 import ipyparallel as ipp
 
-from conftest import BIN_DIR, LIB_DIR, _started_groups, wait_for
+from conftest import BIN_DIR, IPCONTROLLER, LIB_DIR, _started_groups, wait_for
 
 IPCLUSTER = os.path.join(BIN_DIR, "ipcluster")
 IPP = os.path.join(BIN_DIR, "ipp")
@@ -197,6 +197,33 @@ def test_list_takes_a_profile_dir(env, tmp_path):
         assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []  # not in $IPYTHONDIR
     finally:
         run([IPCLUSTER, "stop", f"--profile-dir={profile}"], env)
+
+
+def test_killed_controller_leaves_no_connection_files(env):
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize"], env)
+    security = os.path.join(env["IPYTHONDIR"], "profile_default", "security")
+    files = [os.path.join(security, f"ipcontroller-{role}.json") for role in ("client", "engine")]
+    assert all(os.path.exists(f) for f in files)
+    owner = owner_pid(env)
+    os.kill(cluster_pids(env)[0], signal.SIGKILL)
+    wait_for(lambda: not alive(owner), timeout=15, what="ipcluster to stop the cluster")
+    assert [f for f in files if os.path.exists(f)] == []
+
+
+def test_clean_removes_connection_files_nobody_listens_on(env):
+    # A controller run by hand has no cluster file: only whether it still listens tells.
+    security = os.path.join(env["IPYTHONDIR"], "profile_default", "security")
+    files = [os.path.join(security, f"ipcontroller-{role}.json") for role in ("client", "engine")]
+    controller = subprocess.Popen([IPCONTROLLER], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+    _started_groups.add(controller.pid)
+    wait_for(lambda: all(os.path.exists(f) for f in files), timeout=30, what="the connection files")
+    assert "0 stale connection file(s)" in run([IPCLUSTER, "clean"], env).stdout
+    assert all(os.path.exists(f) for f in files)
+    controller.kill()
+    controller.wait(10)
+    assert "2 stale connection file(s)" in run([IPCLUSTER, "clean"], env).stdout
+    assert [f for f in files if os.path.exists(f)] == []
 
 
 def test_config_file_and_help(env):

@@ -31,7 +31,11 @@ using ipp::launchers::Json;
 namespace {
 
 std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop.store(true); }
+std::atomic<int> g_stop_signal{0};
+void OnSignal(int signal) {
+  g_stop_signal.store(signal);
+  g_stop.store(true);
+}
 
 int Fail(const std::string& message) {
   std::cerr << "ipcluster: " << message << std::endl;
@@ -137,7 +141,7 @@ int Start(int argc, char** argv) {
   if (!error.empty()) return Fail(error);
   for (const auto& t : traitlets) std::cerr << "ipcluster: " << t << " is not supported; ignored" << std::endl;
   if (!c.vm.count("n")) n = cfg.value("n", static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  if (n < 0) return Fail("-n must be at least 0");
+  if (n < 1) return Fail("-n must be at least 1 (a cluster without engines: run ipcontroller)");
   if (engines_kind.empty()) engines_kind = cfg.value("engines", std::string("Local"));
   if (controller_kind.empty()) controller_kind = cfg.value("controller", std::string("Local"));
   auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
@@ -164,11 +168,9 @@ int Start(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   if (auto s = cluster.StartController(controller_kind, Seconds(timeout)); !s.ok()) return Fail(s.message());
-  if (n > 0) {
-    if (auto s = cluster.StartEngines(engines_kind, n); !s.ok()) {
-      cluster.Stop();
-      return Fail(s.message());
-    }
+  if (auto s = cluster.StartEngines(engines_kind, n); !s.ok()) {
+    cluster.Stop();
+    return Fail(s.message());
   }
   Json description = cluster.Describe(n);
   description["engine_args"] = engine_args;  // for the engines `ipcluster engines` adds later
@@ -194,7 +196,8 @@ int Start(int argc, char** argv) {
   cluster.Supervise(ipp::MakeLogger("ipcluster"));
   std::cout << "ipcluster: stopping the cluster" << std::endl;
   cluster.StopAll();
-  return 0;
+  // Stopped by Ctrl-C or SIGTERM: the shell's convention for a process ended by that signal.
+  return g_stop_signal.load() ? 128 + g_stop_signal.load() : 0;
 }
 
 int Stop(int argc, char** argv) {

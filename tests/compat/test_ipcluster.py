@@ -142,7 +142,7 @@ def test_foreground_start_stops_everything_on_ctrl_c(env):
     assert "started with 2 engine(s)" in line
     pids = cluster_pids(env)
     p.send_signal(signal.SIGINT)
-    assert p.wait(30) == 0
+    assert p.wait(30) == 130  # as a shell reports a command ended by Ctrl-C
     wait_for(lambda: not any(alive(x) for x in pids), timeout=15, what="every process to stop")
 
 
@@ -224,6 +224,12 @@ def test_clean_removes_connection_files_nobody_listens_on(env):
     controller.wait(10)
     assert "2 stale connection file(s)" in run([IPCLUSTER, "clean"], env).stdout
     assert [f for f in files if os.path.exists(f)] == []
+
+
+def test_start_needs_an_engine(env):
+    r = run([IPCLUSTER, "start", "-n", "0", "--daemonize"], env, check=False)
+    assert r.returncode == 1 and "-n must be at least 1" in r.stderr, r.stderr
+    assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []
 
 
 def test_config_file_and_help(env):

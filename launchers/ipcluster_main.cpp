@@ -362,16 +362,17 @@ int Engines(int argc, char** argv) {
 }
 
 // Whether a TCP connection to the url's host and port is accepted within a second; true for
-// any other transport (not ours to judge).
+// any other transport and for a host that does not resolve here (not ours to judge).
 bool SomethingListens(const std::string& url) {
   if (url.rfind("tcp://", 0) != 0) return true;
   size_t colon = url.rfind(':');
   std::string host = url.substr(6, colon - 6), port = url.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   if (host == "*" || host == "0.0.0.0") host = "127.0.0.1";
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return false;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return true;
   bool listens = false;
   for (addrinfo* a = found; a && !listens; a = a->ai_next) {
     int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);

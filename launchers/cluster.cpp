@@ -184,8 +184,13 @@ void Cluster::Supervise(const Logger& log) {
   while (!stop_) {
     if (controller_->Alive() == 0) {
       auto exits = controller_->Exits();
-      log->error("the controller {}; stopping the engines{}", exits.empty() ? "ended" : "(pid " + std::to_string(exits[0].pid) + ") " + exits[0].how,
-                 exits.empty() ? "" : "; the end of its log " + exits[0].log.string() + ":\n" + Tail(exits[0].log, 10));
+      if (!exits.empty() && exits[0].how == DescribeWaitStatus(0)) {
+        // A requested shutdown (ipp shutdown, a client's shutdown_request): nothing went wrong.
+        log->info("the controller (pid {}) exited with status 0 (shut down on request); stopping the engines", exits[0].pid);
+      } else {
+        log->error("the controller {}; stopping the engines{}", exits.empty() ? "ended" : "(pid " + std::to_string(exits[0].pid) + ") " + exits[0].how,
+                   exits.empty() ? "" : "; the end of its log " + exits[0].log.string() + ":\n" + Tail(exits[0].log, 10));
+      }
       RemoveStaleConnectionFiles(log);
       return;
     }

@@ -232,6 +232,17 @@ def test_start_needs_an_engine(env):
     assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []
 
 
+def test_requested_shutdown_is_not_logged_as_an_error(env):
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize"], env)
+    path = os.path.join(env["IPYTHONDIR"], "profile_default", "security", "cluster-.json")
+    log, owner = json.load(open(path))["ipcluster_log"], owner_pid(env)
+    run([IPP, "shutdown"], env)
+    wait_for(lambda: not alive(owner), timeout=15, what="ipcluster to stop the cluster")
+    text = open(log).read()
+    assert "exited with status 0 (shut down on request); stopping the engines" in text, text
+    assert "error" not in text.lower(), text
+
+
 def test_config_file_and_help(env):
     profile = os.path.join(env["IPYTHONDIR"], "profile_other")
     os.makedirs(profile)

@@ -462,6 +462,9 @@ TEST(IppCliErrorsTest, ClearLinesAndExitCodes) {
   std::string ipp = std::string(IPP_BIN_DIR) + "/ipp";
   EXPECT_EQ(testutil::RunCommand({ipp, "engines", "--profile-dir=" + dir.path().string()}, &out), 1);
   EXPECT_NE(out.find("no cluster running"), std::string::npos) << out;
+  auto missing = (dir.path() / "nope.json").string();
+  EXPECT_EQ(testutil::RunCommand({ipp, "engines", "-f", missing}, &out), 1);
+  EXPECT_EQ(out, "ipp: no connection file " + missing + " (--file)\n");
   EXPECT_EQ(testutil::RunCommand({ipp, "frobnicate"}, &out), 2);
   EXPECT_NE(out.find("unknown command"), std::string::npos);
   EXPECT_EQ(testutil::RunCommand({ipp, "--help"}, &out), 0);

@@ -34,8 +34,9 @@ int Engines(int argc, char** argv) {
   Json rows = Json::array();
   if (!ids.empty()) {
     std::map<int, ipp::EngineKind> kinds = client->engine_kinds(ids, Seconds(c.timeout));
-    // Host and pid: ipp.info from a native engine; a Python engine evaluates two expressions
-    // (never a native call: a Python engine cannot unpack one and logs a traceback).
+    // Host and pid: a native engine's kernel_info (control channel: not counted as a task done);
+    // a Python engine evaluates two expressions, which its done count includes (never a native
+    // call: a Python engine cannot unpack one and logs a traceback).
     std::vector<int> native, python;
     for (int id : ids) {
       if (kinds[id] == ipp::EngineKind::kNative) native.push_back(id);
@@ -43,7 +44,7 @@ int Engines(int argc, char** argv) {
     }
     std::map<int, std::pair<Json, Json>> where;  // id -> (host, pid)
     ipp::AsyncResult native_info, python_info;
-    if (!native.empty()) native_info = client->direct_view(native).apply("ipp.info");
+    if (!native.empty()) native_info = client->direct_view(native).kernel_info();
     if (!python.empty()) {
       python_info = client->direct_view(python).execute(
           "", {{"host", "__import__('socket').gethostname()"}, {"pid", "__import__('os').getpid()"}}, /*silent=*/true);
@@ -54,7 +55,8 @@ int Engines(int argc, char** argv) {
     auto native_tasks = native_info.info();
     for (size_t i = 0; i < native_tasks.size() && i < native.size(); ++i) {
       const ipp::TaskInfo& t = native_tasks[i];
-      if (t.status == ipp::TaskStatus::kOk && t.result.is_object()) where[native[i]] = {t.result.value("hostname", Json()), t.result.value("pid", Json())};
+      Json e = t.status == ipp::TaskStatus::kOk && t.result.is_object() ? t.result.value("ipp_engine", Json()) : Json();
+      if (e.is_object()) where[native[i]] = {e.value("hostname", Json()), e.value("pid", Json())};
     }
     auto python_tasks = python_info.info();
     for (size_t i = 0; i < python_tasks.size() && i < python.size(); ++i) {

@@ -61,6 +61,20 @@ TEST_F(IppCliTest, EnginesListsIdsHostsAndPids) {
   EXPECT_NE(out.find("host"), std::string::npos);
 }
 
+// Listing the engines is not work: their done counts stay as they were.
+TEST_F(IppCliTest, EnginesDoesNotCountItsOwnRequests) {
+  std::string first, second;
+  ASSERT_EQ(Ipp({"engines", "--json"}, &first), 0) << first;
+  ASSERT_EQ(Ipp({"engines", "--json"}, &second), 0) << second;
+  json a = json::parse(first), b = json::parse(second);
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i]["done"], a[i]["done"]) << first << "\n" << second;
+    EXPECT_TRUE(b[i]["host"].is_string() && b[i]["pid"].is_number()) << second;
+  }
+}
+
 TEST_F(IppCliTest, PxPrintsEachEnginesOutput) {
   std::string out;
   ASSERT_EQ(Ipp({"px", "--", "echo", "hello-$$"}, &out), 0) << out;

@@ -462,8 +462,15 @@ TEST_F(IppCliTest, StatusResultAbortAndShutdown) {
   EXPECT_EQ(json::parse(out)["status"], "ok");
   ASSERT_EQ(Ipp({"abort"}, &out), 0) << out;
   EXPECT_NE(out.find("aborted everything queued"), std::string::npos) << out;
-  ASSERT_EQ(Ipp({"abort", "--json", "some-id"}, &out), 0) << out;
-  EXPECT_EQ(json::parse(out), json({{"msg_ids", {"some-id"}}, {"engines", {0, 1}}})) << out;
+  // An id the hub never saw is an error; a known one (a farm's finished command) is accepted.
+  EXPECT_EQ(Ipp({"abort", "--json", "some-id"}, &out), 1) << out;
+  EXPECT_NE(out.find("unknown message id(s): some-id"), std::string::npos) << out;
+  auto commands = dir_.path() / "one.txt";
+  std::ofstream(commands) << "true\n";
+  ASSERT_EQ(Ipp({"farm", commands.string()}, &out), 0) << out;
+  std::string known = json::parse(testutil::ReadFile(commands.string() + ".results.jsonl"))["msg_id"];
+  ASSERT_EQ(Ipp({"abort", "--json", known}, &out), 0) << out;
+  EXPECT_EQ(json::parse(out), json({{"msg_ids", {known}}, {"engines", {0, 1}}})) << out;
   EXPECT_EQ(Ipp({"result", "no-such-id"}, &out), 1);
   ASSERT_EQ(Ipp({"shutdown", "--json"}, &out), 0) << out;
   EXPECT_EQ(json::parse(out), json({{"engines", {0, 1}}, {"controller", true}})) << out;

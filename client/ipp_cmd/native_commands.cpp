@@ -20,10 +20,11 @@ int Px(int argc, char** argv) {
   double timeout = 0;
   std::vector<std::string> command;
   cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
-      ("timeout", po::value(&timeout)->default_value(0), "seconds to wait for the command (0: as long as it runs)")
+      ("timeout", po::value(&timeout)->default_value(0), "seconds to wait for the command, then interrupt it (0: as long as it runs)")
       ("command", po::value(&command)->multitoken(), "the command (after --)");
   cl.positional.add("command", -1);
-  if (int rc = cl.Parse(argc, argv, Usage("px [--targets SPEC] -- CMD ...", "Run a shell command on engines; print each engine's output under its id.")); rc >= 0) return rc;
+  if (int rc = cl.Parse(argc, argv, Usage("px [--targets SPEC] -- CMD ...", "Run a shell command on engines; print each engine's output under its id.\n"
+                                                       "Ctrl-C (or --timeout) interrupts the command on the engines still running it.")); rc >= 0) return rc;
   if (command.empty()) return Fail("px needs a command: ipp px -- hostname");
   if (timeout < 0) return Fail("--timeout must be >= 0");
   std::string cmd;
@@ -32,6 +33,7 @@ int Px(int argc, char** argv) {
   std::vector<int> targets;
   auto client = ConnectInterruptible(c, &error);
   if (!client || !NativeTargets(*client, targets_spec, c.timeout, &targets, &error)) return Fail(error);
+  if (Interrupted()) return 130;  // Ctrl-C while connecting: nothing sent yet
   auto r = client->direct_view(targets).execute(cmd);
   bool finished = WaitShowingProgress(r, targets, timeout);
   // Timed out or Ctrl-C: the engines still running the command are interrupted (as map and

@@ -199,7 +199,9 @@ void Cluster::Supervise(const Logger& log) {
       for (const auto& e : s->Exits()) {
         if (!reported.insert(e.pid).second) continue;
         ended[e.pid] = e.how;
-        log->warn("{} engine process pid {} {}; its log: {}", s->kind(), e.pid, e.how, e.log.string());
+        // Status 0: it was asked to stop (ipp shutdown); anything else is worth a warning.
+        log->log(e.how == DescribeWaitStatus(0) ? spdlog::level::info : spdlog::level::warn,
+                 "{} engine process pid {} {}; its log: {}", s->kind(), e.pid, e.how, e.log.string());
       }
     }
     if (!ended.empty()) {

@@ -1,8 +1,9 @@
 // Hub: engine registration and the client query service (ipyparallel controller/hub.py).
 //
-// Owns the registration/query ROUTER, the notification PUB (clients and our schedulers both
-// subscribe), the monitor PULL on which schedulers report traffic (protocol/monitor.hpp), the
-// resubmit DEALER, the HeartMonitor and the TaskStore. Everything runs on the thread that runs
+// Owns the registration/query ROUTER, the notification PUBs (one for clients, one inproc for our
+// schedulers: both get registrations, only the inproc one our own ipp_engine_update), the
+// monitor PULL on which schedulers report traffic (protocol/monitor.hpp), the resubmit DEALER,
+// the HeartMonitor and the TaskStore. Everything runs on the thread that runs
 // its Reactor. The implementation is in four files: hub.cpp (sockets, query dispatch,
 // notifications), hub_engines.cpp, hub_queries.cpp and hub_monitor.cpp.
 #pragma once
@@ -13,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,6 +26,7 @@
 #include "common/reactor.hpp"
 #include "controller/heart_monitor.hpp"
 #include "controller/task_store.hpp"
+#include "protocol/capabilities.hpp"
 #include "protocol/monitor.hpp"
 #include "protocol/session.hpp"
 
@@ -69,6 +72,9 @@ class Hub {
     for (const auto& [id, e] : engines_) out.push_back(e.uuid);
     return out;
   }
+  // What each registered engine can run (a Python engine's when it said nothing), for a task
+  // scheduler that starts after engines were restored.
+  std::vector<std::pair<std::string /*uuid*/, protocol::Capabilities>> engine_capabilities() const;
 
  private:
   struct Engine {
@@ -80,12 +86,16 @@ class Hub {
     // (The stock hub keeps every id forever; a long-lived controller must not.)
     size_t completed_count = 0;
     std::deque<std::string> recent_completed;
+    // As the engine announced them ("ipp" at registration, then ipp_engine_update); nullopt when
+    // it said nothing (a stock Python engine): its notifications then carry no "ipp".
+    std::optional<protocol::Capabilities> capabilities;
   };
   static constexpr size_t kRecentCompleted = 1000;
   struct Incoming {
     int id;
     std::string uuid;
     Reactor::TimerId stall_timer;
+    std::optional<protocol::Capabilities> capabilities;
   };
   using QueryHandler = void (Hub::*)(protocol::Message&);
 
@@ -96,6 +106,7 @@ class Hub {
   void ConnectionRequest(protocol::Message& m);
   void RegistrationRequest(protocol::Message& m);
   void UnregistrationRequest(protocol::Message& m);
+  void EngineUpdate(protocol::Message& m);  // ipp_engine_update: an engine's functions changed
   void QueueRequest(protocol::Message& m);
   void LoadRequest(protocol::Message& m);
   void ResultRequest(protocol::Message& m);
@@ -116,8 +127,12 @@ class Hub {
   Result<std::vector<int>> ValidateTargets(const nlohmann::json& targets) const;
   void SaveEngineState() const;
   void LoadEngineState();
+  // To clients and our schedulers; NotifyInternal: to our schedulers only (a message type the
+  // stock client does not know would raise in it).
   void Notify(std::string_view msg_type, nlohmann::json content);
-  void OnNotificationSubscriptions();
+  void NotifyInternal(std::string_view msg_type, nlohmann::json content);
+  nlohmann::json RegistrationNotice(int id, const Engine& engine) const;
+  void OnNotificationSubscriptions(zmq::socket_t& notifier);
 
   // Monitor channel. Read in paced batches: after a batch that emptied the channel, the hub
   // stops watching it for kMonitorPause, because every hub wake-up takes a core some message
@@ -140,7 +155,7 @@ class Hub {
   std::unique_ptr<TaskStore> store_;
   Logger log_;
   ShutdownCallback on_shutdown_;
-  zmq::socket_t query_, notifier_, monitor_, resubmit_;
+  zmq::socket_t query_, notifier_, internal_notifier_, monitor_, resubmit_;
   HeartMonitor heart_;
   Reactor* reactor_ = nullptr;
   Reactor::TimerId reping_timer_ = 0;

@@ -96,12 +96,16 @@ int ProcessOptions::Fail(const std::string& message) const {
 namespace {
 std::atomic<void (*)(void*)> g_stop{nullptr};
 std::atomic<void*> g_stop_target{nullptr};
-void OnStopSignal(int) {
+std::atomic<int> g_stop_signal{0};
+void OnStopSignal(int signal) {
+  g_stop_signal.store(signal);
   void* target = g_stop_target.load();
   auto stop = g_stop.load();
   if (target && stop) stop(target);
 }
 }  // namespace
+
+int StopSignal() { return g_stop_signal.load(); }
 
 void SetStopHandler(void (*stop)(void*), void* target) {
   g_stop_target.store(nullptr);

@@ -67,6 +67,8 @@ void StopOnSignals(T* target) {
   SetStopHandler([](void* t) { static_cast<T*>(t)->Stop(); }, target);
 }
 void SetStopHandler(void (*stop)(void*), void* target);
+// The last signal that reached the stop handler, 0 if none.
+int StopSignal();
 
 // `program COMMAND [options]`: runs the named subcommand with argv shifted so its argv[0] is
 // the command name; prints the list of commands for --help or an unknown command.

@@ -23,7 +23,7 @@ std::string Describe(const std::optional<protocol::Capabilities>& c) {
     out += ", tags";
     for (const std::string& t : c->tags) out += " " + t;
   }
-  if (!c->resources.empty()) out += ", resources " + json(c->resources).dump();
+  if (!c->resources.empty()) out += ", resources " + c->ResourcesJson().dump();
   return out;
 }
 }  // namespace

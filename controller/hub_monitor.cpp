@@ -1,6 +1,7 @@
 // Hub: the monitor channel's intake — what the relays and schedulers report becomes task
 // records in the TaskStore and the per-engine queues that queue_status reads.
 #include <algorithm>
+#include <utility>
 
 #include "controller/hub.hpp"
 #include "protocol/clock.hpp"
@@ -143,6 +144,13 @@ void Hub::SaveResult(RawMessage& raw, Topic topic, const std::string& engine_hin
   bool was_pending = pending_.erase(msg_id) > 0;
   unassigned_.erase(msg_id);
   StopWaiting(msg_id);
+  if (was_pending && engine_uuid.empty() && topic == Topic::kTaskReply) {
+    // Failed by the scheduler itself (e.g. every allowed engine failed it): on the engine the
+    // hub last saw it sent to.
+    auto r = store_->FindIds({msg_id});
+    auto it = r.ok() && !r->empty() ? by_uuid_.find(r->front().engine_uuid) : by_uuid_.end();
+    if (it != by_uuid_.end()) EraseValue(engines_[it->second].tasks, msg_id);
+  }
   if (was_pending) {
     auto it = by_uuid_.find(engine_uuid);
     if (it != by_uuid_.end()) {
@@ -190,7 +198,13 @@ void Hub::SaveTaskDestination(const std::string& msg_id, const std::string& engi
   StopWaiting(msg_id);
   auto it = by_uuid_.find(engine_uuid);
   if (it != by_uuid_.end()) engines_[it->second].tasks.push_back(msg_id);
-  LogStoreFailure(store_->Update(msg_id, [&](TaskRecord& r) { r.engine_uuid = engine_uuid; }), "engine", msg_id);
+  std::string previous;
+  LogStoreFailure(store_->Update(msg_id, [&](TaskRecord& r) { previous = std::exchange(r.engine_uuid, engine_uuid); }),
+                  "engine", msg_id);
+  // A retry: the scheduler kept the failed attempt's reply, so only this tells the hub that
+  // the task left the engine it was on.
+  if (previous.empty() || previous == engine_uuid) return;
+  if (auto old = by_uuid_.find(previous); old != by_uuid_.end()) EraseValue(engines_[old->second].tasks, msg_id);
 }
 
 void Hub::SaveTaskWaiting(const std::string& msg_id, const std::string& reason) {

@@ -34,7 +34,7 @@ void Hub::QueueRequest(Message& m) {
     engine["kind"] = protocol::EngineKindName(can.kind);
     engine["functions"] = can.functions.size();
     engine["tags"] = can.tags;
-    engine["resources"] = can.resources;
+    engine["resources"] = can.ResourcesJson();
   }
   if (verbose) {
     content["unassigned"] = std::vector<std::string>(unassigned_.begin(), unassigned_.end());

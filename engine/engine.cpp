@@ -50,7 +50,9 @@ std::optional<int> SignalNumber(const json& sig) {
 json KernelInfo() {
   return {{"status", "ok"}, {"protocol_version", protocol::kProtocolVersion},
           {"implementation", "ipp"}, {"implementation_version", IPP_VERSION},
-          {"language_info", {{"name", "c++"}}}, {"banner", "ipp native engine"}};
+          {"language_info", {{"name", "c++"}}}, {"banner", "ipp native engine"},
+          // For `ipp engines`: asked on the control channel, which the hub does not count as work.
+          {"ipp_engine", {{"hostname", HostName()}, {"pid", getpid()}}}};
 }
 }  // namespace
 
@@ -128,10 +130,14 @@ Status Engine::Register() {
       return Status::Timeout(
           protocol::NoAnswerMessage(*url, options_.registration_timeout, watch, options_.connection_file));
     }
-    if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(200))) == 0) {
-      if (stop_requested_.load()) return Status::Unavailable("interrupted while registering");
-      continue;
+    int ready = 0;
+    try {
+      ready = zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(200)));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;  // a signal: Stop() set the flag checked below
     }
+    if (stop_requested_.load()) return Status::Unavailable("interrupted while registering");
+    if (ready == 0) continue;
     auto frames = protocol::TryRecv(registration_);
     if (!frames) continue;
     Result<Message> reply = control_out_.session.parse(std::move(*frames));

@@ -59,12 +59,6 @@ Json CommandJson(const CommandResult& r) {
           {"interrupted", r.interrupted}, {"stdout", r.stdout_text}, {"stderr", r.stderr_text}};
 }
 
-std::string HostName() {
-  char name[256] = {};
-  gethostname(name, sizeof name - 1);
-  return name;
-}
-
 // Thrown by builtins for errors with a specific name.
 struct NamedError : std::runtime_error {
   NamedError(std::string name, const std::string& what, Json detail = nullptr)
@@ -103,6 +97,12 @@ CallError CurrentError(const std::string& function) {
 }
 
 }  // namespace
+
+std::string HostName() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
 
 Executor::Executor(Logger log) : log_(std::move(log)) {}
 

@@ -75,4 +75,7 @@ class Executor {
   bool mpi_started_ = false;
 };
 
+// This machine's name, as gethostname() gives it.
+std::string HostName();
+
 }  // namespace ipp::engine

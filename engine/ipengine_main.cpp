@@ -84,6 +84,10 @@ int main(int argc, char** argv) {
   ipp::cli::StopOnSignals(&engine);
   if (auto s = engine.Start(); !s.ok()) {
     ipp::cli::StopOnSignals<ipp::engine::Engine>(nullptr);
+    if (int signal = ipp::cli::StopSignal(); signal != 0) {
+      log->info("{} (signal {}); exiting", s.message(), signal);
+      return 128 + signal;  // the shell's convention for a process ended by a signal
+    }
     log->error("{}", s.message());
     return 1;
   }

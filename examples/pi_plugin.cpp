@@ -13,6 +13,7 @@ IPP_PLUGIN(registry) {
   // args: number of samples (or {"samples": n, "seed": s}). Returns the number inside the circle.
   registry.add("pi.sample", [](const ipp::Json& args, ipp::CallContext& ctx) {
     long samples = args.is_object() ? args.at("samples").get<long>() : args.get<long>();
+    if (samples < 0) throw std::invalid_argument("samples must be 0 or more, not " + std::to_string(samples));
     unsigned seed = args.is_object() && args.contains("seed") ? args["seed"].get<unsigned>()
                                                               : std::random_device{}() + ctx.engine_id();
     std::mt19937_64 rng(seed);

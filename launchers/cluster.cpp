@@ -184,8 +184,14 @@ void Cluster::Supervise(const Logger& log) {
   while (!stop_) {
     if (controller_->Alive() == 0) {
       auto exits = controller_->Exits();
-      log->error("the controller {}; stopping the engines{}", exits.empty() ? "ended" : "(pid " + std::to_string(exits[0].pid) + ") " + exits[0].how,
-                 exits.empty() ? "" : "; the end of its log " + exits[0].log.string() + ":\n" + Tail(exits[0].log, 10));
+      if (!exits.empty() && exits[0].how == DescribeWaitStatus(0)) {
+        // A requested shutdown (ipp shutdown, a client's shutdown_request): nothing went wrong.
+        log->info("the controller (pid {}) exited with status 0 (shut down on request); stopping the engines", exits[0].pid);
+      } else {
+        log->error("the controller {}; stopping the engines{}", exits.empty() ? "ended" : "(pid " + std::to_string(exits[0].pid) + ") " + exits[0].how,
+                   exits.empty() ? "" : "; the end of its log " + exits[0].log.string() + ":\n" + Tail(exits[0].log, 10));
+      }
+      RemoveStaleConnectionFiles(log);
       return;
     }
     std::map<pid_t, std::string> ended;
@@ -193,7 +199,9 @@ void Cluster::Supervise(const Logger& log) {
       for (const auto& e : s->Exits()) {
         if (!reported.insert(e.pid).second) continue;
         ended[e.pid] = e.how;
-        log->warn("{} engine process pid {} {}; its log: {}", s->kind(), e.pid, e.how, e.log.string());
+        // Status 0: it was asked to stop (ipp shutdown); anything else is worth a warning.
+        log->log(e.how == DescribeWaitStatus(0) ? spdlog::level::info : spdlog::level::warn,
+                 "{} engine process pid {} {}; its log: {}", s->kind(), e.pid, e.how, e.log.string());
       }
     }
     if (!ended.empty()) {
@@ -212,6 +220,22 @@ void Cluster::Supervise(const Logger& log) {
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// A controller that died (a kill, a crash) could not remove its connection files: clients and
+// engines reading them would wait for it until their timeouts. Kept when it was told to reuse
+// them (--reuse, --restore): then the next controller is meant to take them over.
+void Cluster::RemoveStaleConnectionFiles(const Logger& log) const {
+  for (const std::string& arg : context_.controller_args) {
+    for (const char* keep : {"--reuse", "--restore", "--IPController.reuse_files", "--IPController.restore_engines"}) {
+      if (arg.rfind(keep, 0) == 0) return;
+    }
+  }
+  std::error_code ec;
+  for (const char* role : {"client", "engine"}) {
+    fs::path f = SecurityDir(context_) / protocol::ConnectionFileName(role, context_.cluster_id);
+    if (fs::remove(f, ec)) log->info("removed its connection file {}", f.string());
   }
 }
 

@@ -52,7 +52,8 @@ class Cluster {
   Status WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set = 0);
 
   // Until `stop` or the controller's end: reaps the engines, logs how each that ends did and
-  // records it in the cluster file for `ipcluster list`.
+  // records it in the cluster file for `ipcluster list`. A controller that died leaves no
+  // connection files behind.
   void Supervise(const Logger& log);
 
   // The ipcluster that started the cluster (the daemon, or one in the foreground) stops it
@@ -69,6 +70,8 @@ class Cluster {
   const Launcher& engine_set(size_t i) const { return *engine_sets_[i]; }
 
  private:
+  void RemoveStaleConnectionFiles(const Logger& log) const;
+
   LaunchContext context_;
   const std::atomic<bool>& stop_;
   Json recorded_;

@@ -1,6 +1,9 @@
 // ipcluster: start, stop, list, grow and clean clusters (controller + engines).
 #include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,7 +31,11 @@ using ipp::launchers::Json;
 namespace {
 
 std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop.store(true); }
+std::atomic<int> g_stop_signal{0};
+void OnSignal(int signal) {
+  g_stop_signal.store(signal);
+  g_stop.store(true);
+}
 
 int Fail(const std::string& message) {
   std::cerr << "ipcluster: " << message << std::endl;
@@ -134,7 +141,7 @@ int Start(int argc, char** argv) {
   if (!error.empty()) return Fail(error);
   for (const auto& t : traitlets) std::cerr << "ipcluster: " << t << " is not supported; ignored" << std::endl;
   if (!c.vm.count("n")) n = cfg.value("n", static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  if (n < 0) return Fail("-n must be at least 0");
+  if (n < 1) return Fail("-n must be at least 1 (a cluster without engines: run ipcontroller)");
   if (engines_kind.empty()) engines_kind = cfg.value("engines", std::string("Local"));
   if (controller_kind.empty()) controller_kind = cfg.value("controller", std::string("Local"));
   auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
@@ -161,13 +168,12 @@ int Start(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   if (auto s = cluster.StartController(controller_kind, Seconds(timeout)); !s.ok()) return Fail(s.message());
-  if (n > 0) {
-    if (auto s = cluster.StartEngines(engines_kind, n); !s.ok()) {
-      cluster.Stop();
-      return Fail(s.message());
-    }
+  if (auto s = cluster.StartEngines(engines_kind, n); !s.ok()) {
+    cluster.Stop();
+    return Fail(s.message());
   }
   Json description = cluster.Describe(n);
+  description["engine_args"] = engine_args;  // for the engines `ipcluster engines` adds later
   fs::path own_log = OwnLog(profile, c.cluster_id);
   if (daemonize) description["ipcluster_log"] = own_log.string();
   if (auto s = cluster.Save(description); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
@@ -190,7 +196,8 @@ int Start(int argc, char** argv) {
   cluster.Supervise(ipp::MakeLogger("ipcluster"));
   std::cout << "ipcluster: stopping the cluster" << std::endl;
   cluster.StopAll();
-  return 0;
+  // Stopped by Ctrl-C or SIGTERM: the shell's convention for a process ended by that signal.
+  return g_stop_signal.load() ? 128 + g_stop_signal.load() : 0;
 }
 
 int Stop(int argc, char** argv) {
@@ -234,7 +241,10 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
     auto client = ipp::Client::Connect(o);
     if (client.ok()) registered = (*client)->ids().size();
   }
-  return {{"profile", profile_dir.filename().string().substr(8)}, {"cluster_id", cluster_id},
+  // A profile in $IPYTHONDIR is profile_<name>; one given by --profile-dir is named by its path.
+  std::string name = profile_dir.filename().string();
+  std::string profile = name.rfind("profile_", 0) == 0 ? name.substr(8) : profile_dir.string();
+  return {{"profile", profile}, {"cluster_id", cluster_id},
           {"engines", j["cluster"].value("n", 0)}, {"running", running},
           {"controller", j["controller"].value("class", "")}, {"registered", registered}, {"exited", exited},
           {"logs", ipp::launchers::LogsOf(j)}};
@@ -243,27 +253,37 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
 int List(int argc, char** argv) {
   po::options_description o("Options");
   bool json = false;
-  o.add_options()("json", po::bool_switch(&json), "JSON output");
+  std::string profile_dir;
+  o.add_options()("json", po::bool_switch(&json), "JSON output")
+      ("profile-dir", po::value(&profile_dir), "list this profile directory's clusters only");
   po::variables_map vm;
   if (int rc = ipp::cli::Parse(argc, argv,
-                               "usage: ipcluster list\n\nList the clusters of every profile in $IPYTHONDIR: for each, the engines\n"
-                               "its controller has registered beside those launched, how any engine process\n"
-                               "ended, and where the logs are.",
+                               "usage: ipcluster list [--profile-dir DIR]\n\nList the clusters of every profile in $IPYTHONDIR (or of the profile directory\n"
+                               "given): for each, the engines its controller has registered beside those\n"
+                               "launched, how any engine process ended, and where the logs are.",
                                o, vm);
       rc >= 0) {
     return rc;
   }
-  Json rows = Json::array();
+  std::vector<fs::path> profiles;
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(ipp::protocol::IpythonDir(), ec)) {
-    if (entry.path().filename().string().rfind("profile_", 0) != 0) continue;
-    for (const auto& f : fs::directory_iterator(entry.path() / "security", ec)) {
+  if (!profile_dir.empty()) {
+    if (!fs::is_directory(profile_dir)) return Fail("no profile directory " + profile_dir);
+    profiles.push_back(fs::absolute(profile_dir));
+  } else {
+    for (const auto& entry : fs::directory_iterator(ipp::protocol::IpythonDir(), ec)) {
+      if (entry.path().filename().string().rfind("profile_", 0) == 0) profiles.push_back(entry.path());
+    }
+  }
+  Json rows = Json::array();
+  for (const auto& dir : profiles) {
+    for (const auto& f : fs::directory_iterator(dir / "security", ec)) {
       std::string name = f.path().filename().string();
       if (name.rfind("cluster-", 0) != 0 || f.path().extension() != ".json") continue;
       std::ifstream in(f.path());
       Json j = Json::parse(in, nullptr, false);
       if (j.is_discarded() || !j.is_object()) continue;
-      rows.push_back(DescribeCluster(entry.path(), j));
+      rows.push_back(DescribeCluster(dir, j));
     }
   }
   if (json) {
@@ -305,12 +325,20 @@ int Engines(int argc, char** argv) {
       ("engines", po::value(&kind), "engine launcher (default: as configured, else Local)")
       ("timeout", po::value(&timeout)->default_value(60), "seconds to wait for them to register")
       ("engine-arg", po::value(&engine_args)->composing(), "extra ipengine argument (repeatable)");
-  if (int rc = c.Parse(argc, argv, "usage: ipcluster engines -n N\n\nAdd engines to a running cluster."); rc >= 0) return rc;
+  if (int rc = c.Parse(argc, argv, "usage: ipcluster engines -n N\n\nAdd engines to a running cluster, with the --engine-arg of its start and these."); rc >= 0) return rc;
   auto profile = c.Profile();
   std::string error;
   Json cfg = LoadConfig(profile, &error);
   if (!error.empty()) return Fail(error);
   auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
+  std::vector<std::string> start_args;
+  {
+    ipp::launchers::Cluster recorded(ctx, g_stop);
+    if (auto s = recorded.Load(); !s.ok()) return Fail(s.message());
+    start_args = recorded.recorded().value("engine_args", std::vector<std::string>{});
+  }
+  // The added engines are like the first ones: the start's --engine-arg, then ours.
+  ctx.engine_args.insert(ctx.engine_args.end(), start_args.begin(), start_args.end());
   ctx.engine_args.insert(ctx.engine_args.end(), engine_args.begin(), engine_args.end());
   ipp::launchers::Cluster cluster(ctx, g_stop);
   if (auto s = cluster.Load(); !s.ok()) return Fail(s.message());
@@ -325,6 +353,7 @@ int Engines(int argc, char** argv) {
   if (auto s = cluster.StartEngines(kind, n); !s.ok()) return Fail(s.message());
   Json saved = cluster.Describe(cluster.recorded()["cluster"].value("n", 0) + n);
   saved["ipcluster_pid"] = cluster.recorded().value("ipcluster_pid", 0);
+  saved["engine_args"] = start_args;
   if (cluster.recorded().contains("ipcluster_log")) saved["ipcluster_log"] = cluster.recorded()["ipcluster_log"];
   if (auto s = cluster.Save(saved); !s.ok()) return Fail(s.message());
   if (auto s = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set); !s.ok()) return Fail(s.message());
@@ -332,9 +361,64 @@ int Engines(int argc, char** argv) {
   return 0;
 }
 
+// Whether a TCP connection to the url's host and port is accepted within a second; true for
+// any other transport and for a host that does not resolve here (not ours to judge).
+bool SomethingListens(const std::string& url) {
+  if (url.rfind("tcp://", 0) != 0) return true;
+  size_t colon = url.rfind(':');
+  std::string host = url.substr(6, colon - 6), port = url.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "*" || host == "0.0.0.0") host = "127.0.0.1";
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return true;
+  bool listens = false;
+  for (addrinfo* a = found; a && !listens; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      listens = true;
+    } else if (errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int error = 0;
+      socklen_t len = sizeof error;
+      listens = poll(&p, 1, 1000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0;
+    }
+    ::close(fd);
+  }
+  freeaddrinfo(found);
+  return listens;
+}
+
+// Connection files no cluster file accounts for (a controller run by hand, or one killed under
+// an ipcluster that could not remove them) whose controller no longer listens: removed, so that
+// clients and engines fail at once instead of waiting for it. Returns how many.
+int RemoveStaleConnectionFiles(const ipp::protocol::ProfileDir& profile) {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(profile.security_dir(), ec)) {
+    std::string name = f.path().filename().string();
+    if (name.rfind("ipcontroller-", 0) != 0 || f.path().extension() != ".json") continue;
+    std::string rest = name.substr(13, name.size() - 13 - 5);  // "[<id>-]client" or "[<id>-]engine"
+    size_t dash = rest.rfind('-');
+    std::string role = dash == std::string::npos ? rest : rest.substr(dash + 1);
+    std::string id = dash == std::string::npos ? "" : rest.substr(0, dash);
+    if (role != "client" || fs::exists(profile.security_dir() / ("cluster-" + id + ".json"))) continue;
+    auto info = ipp::protocol::ReadConnectionFile(f.path());
+    auto url = info.ok() ? info->url("registration") : ipp::Result<std::string>(info.status());
+    if (url.ok() && SomethingListens(*url)) continue;
+    for (const char* r : {"client", "engine"}) {
+      removed += fs::remove(profile.security_dir() / ipp::protocol::ConnectionFileName(r, id), ec) ? 1 : 0;
+    }
+  }
+  return removed;
+}
+
 int Clean(int argc, char** argv) {
   Common c;
-  if (int rc = c.Parse(argc, argv, "usage: ipcluster clean\n\nRemove the files of stopped clusters (cluster and connection files) and old logs."); rc >= 0) return rc;
+  if (int rc = c.Parse(argc, argv, "usage: ipcluster clean\n\nRemove the files of stopped clusters (cluster and connection files), connection\n"
+                                   "files whose controller no longer listens, and old logs."); rc >= 0) return rc;
   auto profile = c.Profile();
   std::error_code ec;
   int removed = 0;
@@ -350,10 +434,12 @@ int Clean(int argc, char** argv) {
     for (const char* role : {"client", "engine"}) fs::remove(profile.security_dir() / ipp::protocol::ConnectionFileName(role, id), ec);
     ++removed;
   }
+  int stale = RemoveStaleConnectionFiles(profile);
   for (const auto& f : fs::directory_iterator(profile.log_dir(), ec)) {
     if (f.path().extension() == ".log") fs::remove(f.path(), ec);
   }
-  std::cout << "ipcluster: removed the files of " << removed << " stopped cluster(s) and the logs in " << profile.log_dir().string() << std::endl;
+  std::cout << "ipcluster: removed the files of " << removed << " stopped cluster(s), " << stale
+            << " stale connection file(s) and the logs in " << profile.log_dir().string() << std::endl;
   return 0;
 }
 

@@ -33,8 +33,9 @@ int Engines(int argc, char** argv) {
   if (!engines.ok()) return Fail(engines.status().message());
   Json rows = Json::array();
   if (!engines->empty()) {
-    // Host and pid: ipp.info from a native engine; a Python engine evaluates two expressions
-    // (never a native call: a Python engine cannot unpack one and logs a traceback).
+    // Host and pid: a native engine's kernel_info (control channel: not counted as a task done);
+    // a Python engine evaluates two expressions, which its done count includes (never a native
+    // call: a Python engine cannot unpack one and logs a traceback).
     std::vector<int> native, python;
     for (const ipp::EngineInfo& e : *engines) {
       if (e.kind == ipp::EngineKind::kNative) native.push_back(e.id);
@@ -42,7 +43,7 @@ int Engines(int argc, char** argv) {
     }
     std::map<int, std::pair<Json, Json>> where;  // id -> (host, pid)
     ipp::AsyncResult native_info, python_info;
-    if (!native.empty()) native_info = client->direct_view(native).apply("ipp.info");
+    if (!native.empty()) native_info = client->direct_view(native).kernel_info();
     if (!python.empty()) {
       python_info = client->direct_view(python).execute(
           "", {{"host", "__import__('socket').gethostname()"}, {"pid", "__import__('os').getpid()"}}, /*silent=*/true);
@@ -53,7 +54,8 @@ int Engines(int argc, char** argv) {
     auto native_tasks = native_info.info();
     for (size_t i = 0; i < native_tasks.size() && i < native.size(); ++i) {
       const ipp::TaskInfo& t = native_tasks[i];
-      if (t.status == ipp::TaskStatus::kOk && t.result.is_object()) where[native[i]] = {t.result.value("hostname", Json()), t.result.value("pid", Json())};
+      Json e = t.status == ipp::TaskStatus::kOk && t.result.is_object() ? t.result.value("ipp_engine", Json()) : Json();
+      if (e.is_object()) where[native[i]] = {e.value("hostname", Json()), e.value("pid", Json())};
     }
     auto python_tasks = python_info.info();
     for (size_t i = 0; i < python_tasks.size() && i < python.size(); ++i) {
@@ -161,11 +163,22 @@ int Abort(int argc, char** argv) {
                         "Abort requests that have not started: those named, or with no ids every request of\n"
                         "any client still queued, on the engines and in the load-balanced scheduler. They\n"
                         "are answered 'aborted' and never run; running work goes on (interrupt it with\n"
-                        "Ctrl-C in its client). --json: {\"msg_ids\": [...], \"engines\": [...]}."));
+                        "Ctrl-C in its client). An id the hub has no record of is an error. --json: {\"msg_ids\": [...], \"engines\": [...]}."));
   if (!client) return cl.exit_code();
   std::vector<int> engines = client->ids();
   // The abort travels to the scheduler beside the engines' copies: with no engine, nothing carries it.
   if (engines.empty()) return Fail("no engines registered: nothing to send the abort to");
+  if (!ids.empty()) {
+    // The hub records every request it has seen: an id it lacks is a typo, not a success.
+    auto known = client->db_query({{"msg_id", {{"$in", ids}}}}, {"msg_id"});
+    if (!known.ok()) return Fail(known.status().message());
+    std::string unknown;
+    for (const std::string& id : ids) {
+      bool found = std::any_of(known->begin(), known->end(), [&](const Json& r) { return r.value("msg_id", "") == id; });
+      if (!found) unknown += (unknown.empty() ? "" : ", ") + id;
+    }
+    if (!unknown.empty()) return Fail("unknown message id(s): " + unknown + " (the hub has no record of them)");
+  }
   auto s = client->abort(ids);
   if (!s.ok()) return Fail(s.message());
   if (c.json) {

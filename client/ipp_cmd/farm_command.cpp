@@ -75,7 +75,7 @@ constexpr const char* kFarmHelp = R"(Run every command of FILE (one per line) on
 the latest result of each command; a rerun skips commands that already succeeded.
 Ctrl-C aborts what has not started, gives running commands a few seconds (then
 interrupts them), records what finished and exits 130; a second Ctrl-C exits at once.
-Exits non-zero if any command failed. --json: a summary object on stdout.)";
+Exits non-zero if any command failed or was aborted. --json: a summary object on stdout.)";
 
 }  // namespace
 
@@ -190,7 +190,11 @@ int Farm(int argc, char** argv) {
   }
   if (!rewritten) return Fail("cannot rewrite " + results_path + " (its records are appended, not compacted)");
   if (interrupted) return 130;
-  return failures ? 1 : 0;
+  // An aborted command (ipp abort, or by another client) never ran: the farm is not done.
+  if (aborted && !c.json) {
+    std::fprintf(stderr, "ipp: %zu command(s) were aborted before they ran (not recorded); rerun to run them\n", aborted);
+  }
+  return failures || aborted ? 1 : 0;
 }
 
 }  // namespace ipp_cmd

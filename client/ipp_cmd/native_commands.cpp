@@ -1,11 +1,15 @@
 // ipp px, functions, load: one request to each native engine, each engine's answer shown.
+#include <signal.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <sstream>
 
 #include "client/ipp_cmd/commands.hpp"
 #include "client/ipp_cmd/targets.hpp"
+#include "client/ipp_cmd/wind_down.hpp"
 
 namespace ipp_cmd {
 
@@ -16,20 +20,44 @@ int Px(int argc, char** argv) {
   double timeout = 0;
   std::vector<std::string> command;
   cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
-      ("timeout", po::value(&timeout)->default_value(0), "seconds to wait for the command (0: as long as it runs)")
+      ("timeout", po::value(&timeout)->default_value(0), "seconds to wait for the command, then interrupt it (0: as long as it runs)")
       ("command", po::value(&command)->multitoken(), "the command (after --)");
   cl.positional.add("command", -1);
-  if (int rc = cl.Parse(argc, argv, Usage("px [--targets SPEC] -- CMD ...", "Run a shell command on engines; print each engine's output under its id.")); rc >= 0) return rc;
+  if (int rc = cl.Parse(argc, argv, Usage("px [--targets SPEC] -- CMD ...", "Run a shell command on engines; print each engine's output under its id.\n"
+                                                       "Ctrl-C (or --timeout) interrupts the command on the engines still running it.")); rc >= 0) return rc;
   if (command.empty()) return Fail("px needs a command: ipp px -- hostname");
   if (timeout < 0) return Fail("--timeout must be >= 0");
   std::string cmd;
   for (const auto& w : command) cmd += (cmd.empty() ? "" : " ") + w;
   std::string error;
   std::vector<int> targets;
-  auto client = ConnectForNative(c, targets_spec, &targets, &error);
-  if (!client) return Fail(error);
+  auto client = ConnectInterruptible(c, &error);
+  if (!client || !NativeTargets(*client, targets_spec, c.timeout, &targets, &error)) return Fail(error);
+  if (Interrupted()) return 130;  // Ctrl-C while connecting: nothing sent yet
   auto r = client->direct_view(targets).execute(cmd);
   bool finished = WaitShowingProgress(r, targets, timeout);
+  // Timed out or Ctrl-C: the engines still running the command are interrupted (as map and
+  // farm do), so that it does not hold them for the next request.
+  std::vector<bool> stopped(targets.size(), false);
+  if (!finished) {
+    std::vector<int> running;
+    auto now = r.info();
+    for (size_t i = 0; i < now.size() && i < targets.size(); ++i) {
+      if (now[i].status != ipp::TaskStatus::kPending) continue;
+      stopped[i] = true;
+      running.push_back(targets[i]);
+    }
+    if (!running.empty()) {
+      if (auto s = client->send_signal(SIGINT, running); !s.ok()) std::cerr << "ipp: cannot interrupt: " << s.message() << std::endl;
+      r.wait(kWindDownGrace);
+    }
+  }
+  std::ostringstream why_stopped;
+  if (Interrupted()) {
+    why_stopped << "KeyboardInterrupt: interrupted by Ctrl-C";
+  } else {
+    why_stopped << "TimeoutError: still running after " << timeout << " s";
+  }
   auto tasks = r.info();
   bool failed = !finished;
   Json out = Json::array();
@@ -37,22 +65,28 @@ int Px(int argc, char** argv) {
     const auto& t = tasks[i];
     bool pending = t.status == ipp::TaskStatus::kPending;
     failed = failed || t.error.has_value();
+    // What the engine said of a command we interrupted is only the echo of that interrupt.
+    std::string stop_note = !stopped[i] ? "" : why_stopped.str() + (pending ? " (sent SIGINT; still no reply)" : " (sent SIGINT)");
     if (t.output_incomplete) {
       std::cerr << "ipp: warning: engine " << targets[i]
                 << ": output may be incomplete (its end-of-output message did not arrive)" << std::endl;
     }
     if (c.json) {
-      Json error_json = t.error ? Json(t.error->what()) : pending ? Json("TimeoutError: still running") : Json(nullptr);
+      Json error_json = stopped[i] ? Json(stop_note) : t.error ? Json(t.error->what()) : Json(nullptr);
       out.push_back({{"engine", targets[i]}, {"stdout", t.stdout_text}, {"stderr", t.stderr_text},
                      {"status", ipp::TaskStatusName(t.status)}, {"error", error_json}, {"output_incomplete", t.output_incomplete}});
       continue;
     }
     if (!t.stdout_text.empty()) std::cout << "[stdout:" << targets[i] << "] " << t.stdout_text << (t.stdout_text.back() == '\n' ? "" : "\n");
     if (!t.stderr_text.empty()) std::cout << "[stderr:" << targets[i] << "] " << t.stderr_text << (t.stderr_text.back() == '\n' ? "" : "\n");
-    if (t.error) std::cout << "[error:" << targets[i] << "] " << t.error->ename() << ": " << t.error->evalue() << "\n";
-    if (pending) std::cout << "[error:" << targets[i] << "] TimeoutError: still running after " << timeout << " s\n";
+    if (stopped[i]) {
+      std::cout << "[error:" << targets[i] << "] " << stop_note << "\n";
+    } else if (t.error) {
+      std::cout << "[error:" << targets[i] << "] " << t.error->ename() << ": " << t.error->evalue() << "\n";
+    }
   }
   if (c.json) std::cout << out.dump() << std::endl;
+  if (Interrupted()) return 130;
   return failed ? 1 : 0;
 }
 

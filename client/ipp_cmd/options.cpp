@@ -1,5 +1,6 @@
 #include "client/ipp_cmd/options.hpp"
 
+#include <filesystem>
 #include <iostream>
 
 #include "common/cli.hpp"
@@ -28,6 +29,12 @@ int Fail(const std::string& message) {
 }
 
 std::unique_ptr<ipp::Client> Connect(const Common& c, std::string* error) {
+  std::error_code ec;
+  if (!c.file.empty() && !std::filesystem::exists(c.file, ec)) {
+    // Named by the user: a typo in the path, not a missing cluster.
+    *error = "no connection file " + c.file + " (--file)";
+    return nullptr;
+  }
   ipp::ClientOptions o;
   o.profile = c.profile;
   o.profile_dir = c.profile_dir;

@@ -1,5 +1,7 @@
 #include "client/ipp_cmd/targets.hpp"
 
+#include "client/ipp_cmd/wind_down.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,24 +13,38 @@
 namespace ipp_cmd {
 
 // "all", "0,2,5", "1-3", "0,4-6"
-bool ParseTargets(const std::string& spec, const std::vector<int>& all, std::vector<int>* out) {
+std::string ParseTargets(const std::string& spec, const std::vector<int>& all, std::vector<int>* out) {
   if (spec.empty() || spec == "all") {
     *out = all;
-    return true;
+    return "";
   }
-  std::stringstream ss(spec);
-  std::string part;
-  while (std::getline(ss, part, ',')) {
+  auto number = [](const std::string& text, int* value) {
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return false;
     try {
-      size_t dash = part.find('-');
-      int a = std::stoi(part.substr(0, dash));
-      int b = dash == std::string::npos ? a : std::stoi(part.substr(dash + 1));
-      for (int i = a; i <= b; ++i) out->push_back(i);
+      *value = std::stoi(text);
     } catch (const std::exception&) {
       return false;
     }
+    return true;
+  };
+  std::stringstream ss(spec);
+  std::vector<int> missing;
+  for (std::string part; std::getline(ss, part, ',');) {
+    size_t dash = part.find('-');
+    int a = 0, b = 0;
+    if (!number(part.substr(0, dash), &a) || !number(dash == std::string::npos ? part : part.substr(dash + 1), &b)) {
+      return "bad --targets '" + spec + "' (engine ids: 0,2,5 or 1-3 or all)";
+    }
+    if (b < a) return "bad --targets '" + spec + "': the range " + part + " is empty (write the lower id first)";
+    for (int i = a; i <= b; ++i) {
+      (std::count(all.begin(), all.end(), i) ? *out : missing).push_back(i);
+    }
   }
-  return true;
+  if (!missing.empty()) {
+    return std::string(missing.size() == 1 ? "no engine " : "no engines ") + FormatIds(missing) +
+           (all.empty() ? " (no engines registered yet)" : " (registered: " + FormatIds(all) + ")");
+  }
+  return "";
 }
 
 // "0-3,5"
@@ -50,10 +66,7 @@ std::string FormatIds(std::vector<int> ids) {
 bool NativeTargets(ipp::Client& client, const std::string& spec, double timeout, std::vector<int>* out,
                    std::string* error) {
   std::vector<int> all = client.ids();
-  if (!ParseTargets(spec, all, out)) {
-    *error = "bad --targets '" + spec + "'";
-    return false;
-  }
+  if (*error = ParseTargets(spec, all, out); !error->empty()) return false;
   if (out->empty()) {
     *error = "no engines registered yet";
     return false;
@@ -93,6 +106,10 @@ bool WaitShowingProgress(const ipp::AsyncResult& r, const std::vector<int>& targ
   bool shown = false;
   bool done = true;
   while (!r.wait(ipp::Millis(200))) {
+    if (Interrupted()) {
+      done = false;
+      break;
+    }
     auto now = Clock::now();
     double waited = std::chrono::duration<double>(now - start).count();
     if (timeout > 0 && waited >= timeout) {

@@ -9,8 +9,8 @@
 
 namespace ipp_cmd {
 
-// "all", "0,2,5", "1-3", "0,4-6"; false if `spec` is none of those.
-bool ParseTargets(const std::string& spec, const std::vector<int>& all, std::vector<int>* out);
+// "all", "0,2,5", "1-3", "0,4-6", each id one of `all`: the error message, "" when `*out` holds them.
+std::string ParseTargets(const std::string& spec, const std::vector<int>& all, std::vector<int>* out);
 
 // "0-3,5"
 std::string FormatIds(std::vector<int> ids);
@@ -24,7 +24,7 @@ std::unique_ptr<ipp::Client> ConnectForNative(const Common& c, const std::string
                                               std::string* error);
 
 // Waits for `r` showing on stderr which of `targets` it still waits for; `timeout` > 0 bounds
-// the wait (seconds). False if it passed.
+// the wait (seconds), and so does a Ctrl-C caught by ConnectInterruptible. False if either came.
 bool WaitShowingProgress(const ipp::AsyncResult& r, const std::vector<int>& targets, double timeout);
 
 }  // namespace ipp_cmd

@@ -10,7 +10,7 @@ import pytest
 
 import ipyparallel as ipp
 
-from conftest import BIN_DIR, LIB_DIR, _started_groups, wait_for
+from conftest import BIN_DIR, IPCONTROLLER, LIB_DIR, _started_groups, wait_for
 
 IPCLUSTER = os.path.join(BIN_DIR, "ipcluster")
 IPP = os.path.join(BIN_DIR, "ipp")
@@ -142,7 +142,7 @@ def test_foreground_start_stops_everything_on_ctrl_c(env):
     assert "started with 2 engine(s)" in line
     pids = cluster_pids(env)
     p.send_signal(signal.SIGINT)
-    assert p.wait(30) == 0
+    assert p.wait(30) == 130  # as a shell reports a command ended by Ctrl-C
     wait_for(lambda: not any(alive(x) for x in pids), timeout=15, what="every process to stop")
 
 
@@ -178,6 +178,69 @@ def test_two_clusters_in_one_profile_and_clean(env):
     out = run([IPCLUSTER, "clean"], env).stdout
     assert "1 stopped cluster" in out
     assert [c["cluster_id"] for c in json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)] == ["b"]
+
+
+def test_added_engines_get_the_start_engine_args(env):
+    plugin = os.path.join(LIB_DIR, "libipp_example_pi.so")
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize", f"--engine-arg=--load={plugin}"], env)
+    run([IPCLUSTER, "engines", "-n", "1"], env)
+    functions = {f["name"]: f for f in json.loads(run([IPP, "functions", "--json"], env).stdout)}
+    assert functions["pi.sample"]["engines"] == [0, 1], functions.get("pi.sample")
+
+
+def test_list_takes_a_profile_dir(env, tmp_path):
+    profile = str(tmp_path / "my profile")
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize", f"--profile-dir={profile}"], env)
+    try:
+        listed = json.loads(run([IPCLUSTER, "list", "--json", f"--profile-dir={profile}"], env).stdout)
+        assert [(c["profile"], c["running"], c["registered"]) for c in listed] == [(profile, True, 1)], listed
+        assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []  # not in $IPYTHONDIR
+    finally:
+        run([IPCLUSTER, "stop", f"--profile-dir={profile}"], env)
+
+
+def test_killed_controller_leaves_no_connection_files(env):
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize"], env)
+    security = os.path.join(env["IPYTHONDIR"], "profile_default", "security")
+    files = [os.path.join(security, f"ipcontroller-{role}.json") for role in ("client", "engine")]
+    assert all(os.path.exists(f) for f in files)
+    owner = owner_pid(env)
+    os.kill(cluster_pids(env)[0], signal.SIGKILL)
+    wait_for(lambda: not alive(owner), timeout=15, what="ipcluster to stop the cluster")
+    assert [f for f in files if os.path.exists(f)] == []
+
+
+def test_clean_removes_connection_files_nobody_listens_on(env):
+    # A controller run by hand has no cluster file: only whether it still listens tells.
+    security = os.path.join(env["IPYTHONDIR"], "profile_default", "security")
+    files = [os.path.join(security, f"ipcontroller-{role}.json") for role in ("client", "engine")]
+    controller = subprocess.Popen([IPCONTROLLER], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+    _started_groups.add(controller.pid)
+    wait_for(lambda: all(os.path.exists(f) for f in files), timeout=30, what="the connection files")
+    assert "0 stale connection file(s)" in run([IPCLUSTER, "clean"], env).stdout
+    assert all(os.path.exists(f) for f in files)
+    controller.kill()
+    controller.wait(10)
+    assert "2 stale connection file(s)" in run([IPCLUSTER, "clean"], env).stdout
+    assert [f for f in files if os.path.exists(f)] == []
+
+
+def test_start_needs_an_engine(env):
+    r = run([IPCLUSTER, "start", "-n", "0", "--daemonize"], env, check=False)
+    assert r.returncode == 1 and "-n must be at least 1" in r.stderr, r.stderr
+    assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []
+
+
+def test_requested_shutdown_is_not_logged_as_an_error(env):
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize"], env)
+    path = os.path.join(env["IPYTHONDIR"], "profile_default", "security", "cluster-.json")
+    log, owner = json.load(open(path))["ipcluster_log"], owner_pid(env)
+    run([IPP, "shutdown"], env)
+    wait_for(lambda: not alive(owner), timeout=15, what="ipcluster to stop the cluster")
+    text = open(log).read()
+    assert "exited with status 0 (shut down on request); stopping the engines" in text, text
+    assert "error" not in text.lower() and "warning" not in text.lower(), text
 
 
 def test_config_file_and_help(env):

@@ -111,6 +111,57 @@ TEST_F(AbortTest, IppAbortWithoutIdsAbortsEverythingQueued) {
   ExpectAbortedAndNeverRun();
 }
 
+// A farm whose queued commands were aborted by another client is not done: it exits
+// non-zero, its --json counts them, and the aborted commands are not recorded as results.
+TEST_F(AbortTest, FarmWithAbortedCommandsExitsNonZero) {
+  fs::path commands = dir_.path() / "commands.txt";
+  {
+    std::ofstream out(commands);
+    out << Blocker() << "\n";
+    for (int i = 0; i < 3; ++i) out << Touch(i) << "\n";
+  }
+  fs::path log = dir_.path() / "farm.log";
+  testutil::Process farm({std::string(IPP_BIN_DIR) + "/ipp", "farm", commands.string(),
+                          "--profile-dir=" + cluster_.profile_dir().string(), "--json"},
+                         log);
+  ASSERT_TRUE(BlockerStarted()) << testutil::ReadFile(log);
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    auto status = client_->queue_status();
+    return status.ok() && status->value("unassigned", 0) == 3;
+  }, 10s));
+  std::string out;
+  ASSERT_EQ(testutil::RunCommand({std::string(IPP_BIN_DIR) + "/ipp", "abort",
+                                  "--profile-dir=" + cluster_.profile_dir().string()},
+                                 &out),
+            0)
+      << out;
+  Release();
+  EXPECT_EQ(farm.wait(30s), 1) << testutil::ReadFile(log);
+  std::string output = testutil::ReadFile(log);
+  nlohmann::json summary = nlohmann::json::parse(output.substr(output.find('{')), nullptr, false);
+  EXPECT_EQ(summary.value("aborted", -1), 3) << output;
+  EXPECT_EQ(summary.value("failures", -1), 0) << output;
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(fs::exists(Marker(i))) << i;
+}
+
+// ipp abort with an id the hub never saw says so and fails, instead of reporting success.
+TEST_F(AbortTest, IppAbortNamesUnknownIds) {
+  std::string known = client_->load_balanced_view().shell("true").msg_ids()[0];
+  std::string out;
+  EXPECT_EQ(testutil::RunCommand({std::string(IPP_BIN_DIR) + "/ipp", "abort",
+                                  "--profile-dir=" + cluster_.profile_dir().string(), known, "no-such-id"},
+                                 &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("unknown message id(s): no-such-id"), std::string::npos) << out;
+  EXPECT_EQ(out.find("aborted"), std::string::npos) << out;
+  ASSERT_EQ(testutil::RunCommand({std::string(IPP_BIN_DIR) + "/ipp", "abort",
+                                  "--profile-dir=" + cluster_.profile_dir().string(), known},
+                                 &out),
+            0)
+      << out;
+}
+
 TEST_F(AbortTest, DirectRequestsQueuedOnTheEngineNeverRun) {
   auto engine = client_->direct_view({0});
   AsyncResult blocker =

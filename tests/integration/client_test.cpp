@@ -24,6 +24,17 @@ using nlohmann::json;
 
 using ClientTest = testutil::ConnectedClusterTest<2>;
 
+// The sum over every engine of queue_status's `keys`.
+int QueueStatusSum(Client& client, std::initializer_list<const char*> keys) {
+  auto status = client.queue_status();
+  EXPECT_TRUE(status.ok());
+  int sum = 0;
+  for (auto& [id, s] : status->items()) {
+    for (const char* key : keys) sum += s.is_object() ? s.value(key, 0) : 0;
+  }
+  return sum;
+}
+
 TEST_F(ClientTest, DirectApplyRunsOnEveryEngine) {
   auto r = client_->direct_view().apply("ipp.info");
   std::vector<Json> infos = r.get(10s);
@@ -328,15 +339,7 @@ TEST_F(ClientTest, ATimeoutIsTheSameCodeEverywhere) {
 TEST_F(ClientTest, HubAnswersReflectEveryResultAlreadyReceived) {
   // The hub reads its copies of forwarded messages in paced batches; a query must still see
   // every result its client already holds, direct (MUX) or load-balanced.
-  auto completed = [&] {
-    auto status = client_->queue_status();
-    EXPECT_TRUE(status.ok());
-    int sum = 0;
-    for (auto& [id, s] : status->items()) {
-      if (s.is_object()) sum += s.value("completed", 0);
-    }
-    return sum;
-  };
+  auto completed = [&] { return QueueStatusSum(*client_, {"completed"}); };
   auto direct = client_->direct_view({client_->ids().front()});
   auto balanced = client_->load_balanced_view();
   for (int round = 0; round < 20; ++round) {
@@ -376,6 +379,24 @@ TEST_F(ClientTest, RetriesAfterEngineKilledAndEngineErrorWithout) {
     FAIL() << "direct request on a dead engine succeeded";
   } catch (const RemoteError& e) {
     EXPECT_EQ(e.ename(), "EngineError");
+  }
+}
+
+// A task retried after it failed leaves no count behind in queue_status on the engines that
+// failed it: neither when another engine's reply ends it, nor when the scheduler fails it
+// itself because every engine it may run on has failed it.
+TEST_F(ClientTest, RetriedTasksLeaveNoCountInQueueStatus) {
+  auto tasks_left = [&] { return QueueStatusSum(*client_, {"tasks", "queue"}); };
+  TaskOptions anywhere;
+  anywhere.retries = 1;
+  TaskOptions only_engine_0;
+  only_engine_0.retries = 2;
+  only_engine_0.targets = {0};
+  for (const TaskOptions& options : {anywhere, only_engine_0}) {
+    auto r = client_->load_balanced_view(options).shell("exit 3");
+    ASSERT_TRUE(r.wait(20s));
+    EXPECT_FALSE(r.successful());
+    EXPECT_TRUE(testutil::WaitFor([&] { return tasks_left() == 0; }, 5s)) << client_->queue_status()->dump();
   }
 }
 

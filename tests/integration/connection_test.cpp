@@ -169,6 +169,34 @@ TEST_F(ConnectionFileTest, StaleFileSaysNothingListensAndWhetherTheControllerRun
   EXPECT_NE(output.find(", which is still running"), std::string::npos) << output;
 }
 
+// An engine interrupted (Ctrl-C, SIGTERM) while it still waits for a controller that does not
+// answer exits as a process ended by that signal would (128 + signal), saying why; it does not
+// abort on the interrupted poll.
+TEST_F(ConnectionFileTest, EngineInterruptedWhileRegisteringExitsCleanly) {
+  fs::path stale_engine;
+  {
+    testutil::LocalCluster cluster(0);
+    ASSERT_TRUE(cluster.ok()) << cluster.Log("controller.log");
+    stale_engine = EditedCopy(cluster.profile_dir() / "security" / "ipcontroller-engine.json", dir_.path(), "location",
+                              "127.0.0.1", "engine.json");
+    cluster.controller().signal(SIGKILL);
+    ASSERT_GE(cluster.controller().wait(10s), 0);
+  }
+  for (int sig : {SIGINT, SIGTERM}) {
+    fs::path log = dir_.path() / ("engine-" + std::to_string(sig) + ".log");
+    testutil::Process engine({std::string(IPP_BIN_DIR) + "/ipengine", "--file=" + stale_engine.string(), "--timeout=30"},
+                             log);
+    ASSERT_TRUE(testutil::WaitFor([&] { return testutil::ReadFile(log).find("registering with") != std::string::npos; },
+                                  10s))
+        << testutil::ReadFile(log);
+    engine.signal(sig);
+    EXPECT_EQ(engine.wait(10s), 128 + sig) << testutil::ReadFile(log);
+    EXPECT_NE(testutil::ReadFile(log).find("interrupted while registering (signal " + std::to_string(sig) + ")"),
+              std::string::npos)
+        << testutil::ReadFile(log);
+  }
+}
+
 // Our client repeats connection_request every 2 s (to re-read the engine list): the hub logs a
 // client once at info level, by a readable name.
 TEST(HubLogTest, EachClientIsLoggedOnceAndReadably) {

@@ -61,6 +61,20 @@ TEST_F(IppCliTest, EnginesListsIdsHostsAndPids) {
   EXPECT_NE(out.find("host"), std::string::npos);
 }
 
+// Listing the engines is not work: their done counts stay as they were.
+TEST_F(IppCliTest, EnginesDoesNotCountItsOwnRequests) {
+  std::string first, second;
+  ASSERT_EQ(Ipp({"engines", "--json"}, &first), 0) << first;
+  ASSERT_EQ(Ipp({"engines", "--json"}, &second), 0) << second;
+  json a = json::parse(first), b = json::parse(second);
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i]["done"], a[i]["done"]) << first << "\n" << second;
+    EXPECT_TRUE(b[i]["host"].is_string() && b[i]["pid"].is_number()) << second;
+  }
+}
+
 TEST_F(IppCliTest, PxPrintsEachEnginesOutput) {
   std::string out;
   ASSERT_EQ(Ipp({"px", "--", "echo", "hello-$$"}, &out), 0) << out;
@@ -87,12 +101,52 @@ TEST_F(IppCliTest, BackToBackPxRunsGetAllTheirOutputAndNeverHang) {
   }
 }
 
+// --targets naming an engine that does not exist, or an empty range, is refused with what is
+// wrong, and nothing runs anywhere.
+TEST_F(IppCliTest, TargetsNameMissingEnginesAndEmptyRanges) {
+  std::string out;
+  auto marker = dir_.path() / "ran";
+  EXPECT_EQ(Ipp({"px", "-t", "0,9", "--", "touch " + marker.string()}, &out), 1) << out;
+  EXPECT_NE(out.find("no engine 9 (registered: 0-1)"), std::string::npos) << out;
+  EXPECT_EQ(Ipp({"px", "-t", "3-1", "--", "touch " + marker.string()}, &out), 1) << out;
+  EXPECT_NE(out.find("the range 3-1 is empty"), std::string::npos) << out;
+  EXPECT_EQ(Ipp({"functions", "-t", "1x"}, &out), 1) << out;
+  EXPECT_NE(out.find("bad --targets '1x'"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(marker));
+  ASSERT_EQ(Ipp({"px", "-t", "1-1", "--", "echo one"}, &out), 0) << out;
+  EXPECT_EQ(out, "[stdout:1] one\n");
+}
+
 TEST_F(IppCliTest, PxTimeoutBoundsTheWait) {
   std::string out;
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(Ipp({"px", "--timeout", "0.5", "-t", "1", "--", "sleep 20"}, &out), 1) << out;
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
   EXPECT_NE(out.find("[error:1] TimeoutError: still running after 0.5 s"), std::string::npos) << out;
+}
+
+// A px that stops waiting (--timeout, Ctrl-C) interrupts the command on the engines still
+// running it: the next request to that engine runs at once instead of queueing behind it.
+TEST_F(IppCliTest, PxTimeoutAndCtrlCInterruptTheRemoteCommand) {
+  std::string out;
+  ASSERT_EQ(Ipp({"px", "--timeout", "0.5", "-t", "1", "--", "sleep 30"}, &out), 1) << out;
+  EXPECT_NE(out.find("[error:1] TimeoutError: still running after 0.5 s (sent SIGINT)"), std::string::npos) << out;
+  ASSERT_EQ(Ipp({"px", "--timeout", "5", "-t", "1", "--", "echo next"}, &out), 0) << out;
+  EXPECT_EQ(out, "[stdout:1] next\n");
+
+  auto started = dir_.path() / "started";
+  auto log = dir_.path() / "px.log";
+  testutil::Process px({std::string(IPP_BIN_DIR) + "/ipp", "px", "--profile-dir=" + cluster_.profile_dir().string(),
+                        "-t", "0", "--", "touch " + started.string() + "; sleep 30"},
+                       log);
+  ASSERT_TRUE(testutil::WaitFor([&] { return std::filesystem::exists(started); }, 10s)) << testutil::ReadFile(log);
+  px.signal(SIGINT);
+  EXPECT_EQ(px.wait(10s), 130) << testutil::ReadFile(log);
+  EXPECT_NE(testutil::ReadFile(log).find("[error:0] KeyboardInterrupt: interrupted by Ctrl-C (sent SIGINT)"),
+            std::string::npos)
+      << testutil::ReadFile(log);
+  ASSERT_EQ(Ipp({"px", "--timeout", "5", "-t", "0", "--", "echo next"}, &out), 0) << out;
+  EXPECT_EQ(out, "[stdout:0] next\n");
 }
 
 TEST_F(IppCliTest, FunctionsListsEveryFunctionWithItsEngines) {
@@ -408,8 +462,15 @@ TEST_F(IppCliTest, StatusResultAbortAndShutdown) {
   EXPECT_EQ(json::parse(out)["status"], "ok");
   ASSERT_EQ(Ipp({"abort"}, &out), 0) << out;
   EXPECT_NE(out.find("aborted everything queued"), std::string::npos) << out;
-  ASSERT_EQ(Ipp({"abort", "--json", "some-id"}, &out), 0) << out;
-  EXPECT_EQ(json::parse(out), json({{"msg_ids", {"some-id"}}, {"engines", {0, 1}}})) << out;
+  // An id the hub never saw is an error; a known one (a farm's finished command) is accepted.
+  EXPECT_EQ(Ipp({"abort", "--json", "some-id"}, &out), 1) << out;
+  EXPECT_NE(out.find("unknown message id(s): some-id"), std::string::npos) << out;
+  auto commands = dir_.path() / "one.txt";
+  std::ofstream(commands) << "true\n";
+  ASSERT_EQ(Ipp({"farm", commands.string()}, &out), 0) << out;
+  std::string known = json::parse(testutil::ReadFile(commands.string() + ".results.jsonl"))["msg_id"];
+  ASSERT_EQ(Ipp({"abort", "--json", known}, &out), 0) << out;
+  EXPECT_EQ(json::parse(out), json({{"msg_ids", {known}}, {"engines", {0, 1}}})) << out;
   EXPECT_EQ(Ipp({"result", "no-such-id"}, &out), 1);
   ASSERT_EQ(Ipp({"shutdown", "--json"}, &out), 0) << out;
   EXPECT_EQ(json::parse(out), json({{"engines", {0, 1}}, {"controller", true}})) << out;
@@ -422,6 +483,9 @@ TEST(IppCliErrorsTest, ClearLinesAndExitCodes) {
   std::string ipp = std::string(IPP_BIN_DIR) + "/ipp";
   EXPECT_EQ(testutil::RunCommand({ipp, "engines", "--profile-dir=" + dir.path().string()}, &out), 1);
   EXPECT_NE(out.find("no cluster running"), std::string::npos) << out;
+  auto missing = (dir.path() / "nope.json").string();
+  EXPECT_EQ(testutil::RunCommand({ipp, "engines", "-f", missing}, &out), 1);
+  EXPECT_EQ(out, "ipp: no connection file " + missing + " (--file)\n");
   EXPECT_EQ(testutil::RunCommand({ipp, "frobnicate"}, &out), 2);
   EXPECT_NE(out.find("unknown command"), std::string::npos);
   EXPECT_EQ(testutil::RunCommand({ipp, "--help"}, &out), 0);

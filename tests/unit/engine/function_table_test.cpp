@@ -45,6 +45,8 @@ TEST(FunctionTableTest, LoadsExamplePluginAndRunsIt) {
   Json r = table.find("pi.sample")->function({{"samples", 100000}, {"seed", 7}}, ctx);
   double pi = 4.0 * r["inside"].get<double>() / r["samples"].get<double>();
   EXPECT_NEAR(pi, 3.1416, 0.05);
+  EXPECT_THROW(table.find("pi.sample")->function({{"samples", -5}}, ctx), std::invalid_argument);
+  EXPECT_THROW(table.find("pi.sample")->function(-1, ctx), std::invalid_argument);
   std::vector<double> v = {1.5, 2.5, 3};
   ctx.in.emplace_back(std::vector<char>(reinterpret_cast<char*>(v.data()), reinterpret_cast<char*>(v.data() + 3)));
   EXPECT_EQ(table.find("vec.sum_and_double")->function(nullptr, ctx), 7.0);

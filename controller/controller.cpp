@@ -261,7 +261,7 @@ void Controller::Connect(Parts& parts) {
   parts.broadcast->Attach(*parts.relay_reactor);
   parts.task->Attach(*parts.task_reactor);
   // Engines restored by the hub are known to the task scheduler before any client asks.
-  for (const std::string& uuid : parts.hub->engine_uuids()) parts.task->AddEngine(uuid);
+  for (auto& [uuid, capabilities] : parts.hub->engine_capabilities()) parts.task->AddEngine(uuid, std::move(capabilities));
 }
 
 Status Controller::Build() {

@@ -110,7 +110,8 @@ class NativeView:
     # ----- which engines -------------------------------------------------------------------
 
     def _decide_routing(self):
-        """(routes_by_kind, native engine ids), cached until rc's engines change."""
+        """(routes_by_kind, native engine ids, python engine ids), cached until rc's engines
+        change."""
         ids = tuple(self.client.ids)
         if self._routing and self._routing[0] == ids:
             return self._routing[1:]
@@ -121,9 +122,10 @@ class NativeView:
         if missing:
             kinds.update(_kinds.kernel_kinds(self.client, missing))
         natives = sorted(eid for eid, k in kinds.items() if k == _kinds.NATIVE and eid in ids)
+        pythons = sorted(eid for eid, k in kinds.items() if k == _kinds.PYTHON and eid in ids)
         if routes is not None:  # unknown (no engine yet): decide again next time
-            self._routing = (ids, routes, natives)
-        return routes, natives
+            self._routing = (ids, routes, natives, pythons)
+        return routes, natives, pythons
 
     def engines(self):
         """The ids of the native engines this view reaches now."""
@@ -132,7 +134,13 @@ class NativeView:
         return self._decide_routing()[1]
 
     def _target_ids(self):
-        return [self.targets] if isinstance(self.targets, int) else list(self.targets)
+        """The direct targets; a Python engine among them is refused before anything is sent
+        (it cannot unpack a native call)."""
+        ids = [self.targets] if isinstance(self.targets, int) else list(self.targets)
+        pythons = set(self._decide_routing()[2]).intersection(ids)
+        if pythons:
+            raise ValueError(f"engine(s) {sorted(pythons)} run Python, not native functions")
+        return ids
 
     def _uuid(self, eid):
         try:
@@ -161,7 +169,7 @@ class NativeView:
         for name in ("after", "follow"):
             if not self._lbview._validate_dependency(o[name]):
                 raise ValueError(f"invalid dependency for {name}: {o[name]!r}")
-        routes, natives = self._decide_routing()
+        routes, natives, _ = self._decide_routing()
         md = {"after": self._lbview._render_dependency(o["after"]),
               "follow": self._lbview._render_dependency(o["follow"]),
               "timeout": o["timeout"], "retries": o["retries"], "targets": []}

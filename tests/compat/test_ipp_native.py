@@ -109,6 +109,8 @@ def test_native_view_from_stock_client(make_cluster, stock_controller, capfd, ca
     assert NativeView(rc, targets=native_ids).map("ipp.echo", range(9)).get(30) == list(range(9))
     with pytest.raises(TypeError):
         NativeView(rc, targets=native_ids).apply("ipp.echo", 1, retries=2)
+    with pytest.raises(ValueError, match="run Python"):
+        NativeView(rc, targets=python_ids + native_ids).apply("ipp.echo", 1)
 
     # Task options: after, follow, timeout, retries.
     slow = nv.apply("ipp.sleep", 0.3)

@@ -5,6 +5,7 @@ requirements. The mixed-cluster test needs our controller's routing by kind."""
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -140,8 +141,17 @@ def test_native_view_from_stock_client(make_cluster, stock_controller, capfd, ca
     assert rc[python_ids[0]].apply_sync(triple, 14) == 42
     assert rc.load_balanced_view(targets=python_ids).map_sync(triple, range(10)) == [x * 3 for x in range(10)]
     assert set(rc.queue_status()) >= set(rc.ids)
-    no_io_thread_trouble(rc, capfd, caplog)
     assert "Traceback" not in cluster.log("engine-0.log")
+
+    # retries: a task whose engine dies runs again on the other native engine.
+    pids = {i["id"]: i["pid"] for i in infos}
+    retried = nv.apply("ipp.sleep", 1.0, retries=1)
+    running_on = wait_for(lambda: [eid for eid, s in rc.queue_status().items()
+                                   if eid in native_ids and s["tasks"] + s["queue"] > 0], what="the task on an engine")
+    os.kill(pids[running_on[0]], signal.SIGKILL)
+    assert retried.get(60) is None
+    assert retried.engine_id != running_on[0] and retried.engine_id in native_ids
+    no_io_thread_trouble(rc, capfd, caplog)
 
 
 def _reaches(nv, eid):

@@ -2,6 +2,7 @@
 // ClientImpl's (io_thread.cpp), the views' requests are in views.cpp.
 #include "ipp/client.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <unordered_map>
 
@@ -68,6 +69,18 @@ const char* EngineKindName(EngineKind kind) {
 }
 
 namespace {
+// Our hub's queue_status says each engine's kind; the stock hub does not (kUnknown).
+EngineKind KindFromHub(const Json& engine_status) {
+  std::string kind = engine_status.is_object() ? StringField(engine_status, "kind") : "";
+  if (kind == "native") return EngineKind::kNative;
+  if (kind == "python") return EngineKind::kPython;
+  return EngineKind::kUnknown;
+}
+int IntField(const Json& j, const char* key, int otherwise) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int>() : otherwise;
+}
+
 // Our engine answers kernel_info with implementation "ipp"; ipykernel (the stock engine's
 // kernel) with "ipython" and language_info.name "python".
 EngineKind KindOf(const TaskInfo& t) {
@@ -103,6 +116,25 @@ std::map<int, EngineKind> Client::engine_kinds(std::vector<int> targets, Millis 
     }
   }
   if (ask.empty()) return out;
+  // One question to the hub rather than one to each engine, when it is ours.
+  if (Result<Json> status = queue_status(); status.ok()) {
+    std::lock_guard lock(impl_->engines_mutex);
+    std::vector<int> still;
+    std::vector<std::string> still_uuids;
+    for (size_t i = 0; i < ask.size(); ++i) {
+      EngineKind kind = KindFromHub(status->value(std::to_string(ask[i]), Json()));
+      if (kind == EngineKind::kUnknown) {
+        still.push_back(ask[i]);
+        still_uuids.push_back(uuids[i]);
+        continue;
+      }
+      out[ask[i]] = kind;
+      impl_->kinds[uuids[i]] = kind;
+    }
+    ask = std::move(still);
+    uuids = std::move(still_uuids);
+  }
+  if (ask.empty()) return out;
   AsyncResult r = direct_view(ask).kernel_info();
   r.wait(timeout);
   std::vector<TaskInfo> replies = r.info();
@@ -112,6 +144,47 @@ std::map<int, EngineKind> Client::engine_kinds(std::vector<int> targets, Millis 
     EngineKind kind = KindOf(replies[i]);
     out[ask[i]] = kind;
     if (kind != EngineKind::kUnknown) impl_->kinds[uuids[i]] = kind;
+  }
+  return out;
+}
+
+Result<std::vector<EngineInfo>> Client::engines(Millis timeout) {
+  Result<Json> status = queue_status();
+  if (!status.ok()) return status.status();
+  std::vector<EngineInfo> out;
+  std::vector<int> unknown;
+  {
+    std::lock_guard lock(impl_->engines_mutex);
+    for (const auto& [key, q] : status->items()) {
+      // The engines' entries are the keys that are ids ("unassigned", "status" and the like are not).
+      if (!q.is_object() || key.empty() || key.find_first_not_of("0123456789") != std::string::npos) continue;
+      EngineInfo e;
+      e.id = std::stoi(key);
+      if (auto known = impl_->engines.find(e.id); known != impl_->engines.end()) e.uuid = known->second;
+      e.kind = KindFromHub(q);
+      if (e.kind == EngineKind::kUnknown) unknown.push_back(e.id);
+      e.functions = IntField(q, "functions", -1);
+      if (auto tags = q.find("tags"); tags != q.end() && tags->is_array()) {
+        for (const Json& t : *tags) {
+          if (t.is_string()) e.tags.push_back(t.get<std::string>());
+        }
+      }
+      if (auto resources = q.find("resources"); resources != q.end() && resources->is_object()) {
+        for (const auto& [name, value] : resources->items()) {
+          if (value.is_number()) e.resources[name] = value.get<double>();
+        }
+      }
+      e.queue = IntField(q, "queue", 0) + IntField(q, "tasks", 0);
+      e.done = IntField(q, "completed", 0);
+      out.push_back(std::move(e));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const EngineInfo& a, const EngineInfo& b) { return a.id < b.id; });
+  if (!unknown.empty()) {
+    std::map<int, EngineKind> kinds = engine_kinds(unknown, timeout);
+    for (EngineInfo& e : out) {
+      if (e.kind == EngineKind::kUnknown) e.kind = kinds[e.id];
+    }
   }
   return out;
 }

@@ -173,6 +173,7 @@ static Json TaskMetadata(detail::ClientImpl& impl, const TaskOptions& o) {
   if (!o.follow.empty()) md["follow"] = DependencyJson(o.follow, o.follow_all, o.success, o.failure);
   // ipyparallel's metadata gives seconds.
   if (o.timeout > Millis(0)) md["timeout"] = std::chrono::duration<double>(o.timeout).count();
+  if (!o.requirements.empty()) md["requires"] = o.requirements;
   return md;
 }
 

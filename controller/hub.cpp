@@ -29,6 +29,7 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
       on_shutdown_(std::move(on_shutdown)),
       query_(context, zmq::socket_type::router),
       notifier_(context, zmq::socket_type::xpub),
+      internal_notifier_(context, zmq::socket_type::xpub),
       monitor_(context, zmq::socket_type::pull),
       resubmit_(context, zmq::socket_type::dealer),
       heart_(context, options_.ping_period, options_.max_heartbeat_misses,
@@ -52,6 +53,7 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
       {"connection_request", {&Hub::ConnectionRequest, false}},
       {"registration_request", {&Hub::RegistrationRequest, false}},
       {"unregistration_request", {&Hub::UnregistrationRequest, false}},  // catches up itself
+      {"ipp_engine_update", {&Hub::EngineUpdate, false}},
       {"queue_request", {&Hub::QueueRequest, true}},
       {"load_request", {&Hub::LoadRequest, true}},
       {"result_request", {&Hub::ResultRequest, true}},
@@ -61,13 +63,15 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
       {"resubmit_request", {&Hub::ResubmitRequest, true}},
       {"shutdown_request", {&Hub::ShutdownRequest, false}},
   };
-  for (zmq::socket_t* s : {&query_, &notifier_, &monitor_, &resubmit_}) {
+  for (zmq::socket_t* s : {&query_, &notifier_, &internal_notifier_, &monitor_, &resubmit_}) {
     s->set(zmq::sockopt::linger, 0);
   }
   query_.set(zmq::sockopt::sndhwm, 0);
   query_.set(zmq::sockopt::rcvhwm, 0);
-  notifier_.set(zmq::sockopt::sndhwm, 0);
-  notifier_.set(zmq::sockopt::xpub_verbose, 1);  // every subscription, also a repeated one
+  for (zmq::socket_t* s : {&notifier_, &internal_notifier_}) {
+    s->set(zmq::sockopt::sndhwm, 0);
+    s->set(zmq::sockopt::xpub_verbose, 1);  // every subscription, also a repeated one
+  }
   monitor_.set(zmq::sockopt::rcvhwm, 0);
 }
 
@@ -77,7 +81,7 @@ Hub::BoundPorts Hub::Bind() {
   BoundPorts ports{};
   query_.bind(options_.query_url);
   ports.registration = BoundPort(query_);
-  notifier_.bind(options_.internal_notification_url);
+  internal_notifier_.bind(options_.internal_notification_url);
   notifier_.bind(options_.notification_url);
   ports.notification = BoundPort(notifier_);
   monitor_.bind(options_.monitor_url);
@@ -98,7 +102,8 @@ void Hub::Attach(Reactor& reactor) {
   }
   resubmit_.connect(options_.resubmit_url);
   reactor.add(query_, [this] { OnQuery(); });
-  reactor.add(notifier_, [this] { OnNotificationSubscriptions(); });
+  reactor.add(notifier_, [this] { OnNotificationSubscriptions(notifier_); });
+  reactor.add(internal_notifier_, [this] { OnNotificationSubscriptions(internal_notifier_); });
   reactor.add(monitor_, [this] { OnMonitor(); });
   reactor.add(resubmit_, [this] {
     while (protocol::TryRecv(resubmit_)) {
@@ -163,19 +168,36 @@ void Hub::Reply(Message& request, std::string_view msg_type, json content, Frame
 }
 
 void Hub::Notify(std::string_view msg_type, json content) {
-  protocol::Send(notifier_, session_.serialize(session_.make(msg_type, std::move(content))));
+  // One signed message, sent on both sockets.
+  protocol::Frames frames = session_.serialize(session_.make(msg_type, std::move(content)));
+  protocol::Frames copy;
+  for (const zmq::message_t& f : frames) copy.emplace_back(f.data(), f.size());
+  protocol::Send(internal_notifier_, std::move(copy));
+  protocol::Send(notifier_, std::move(frames));
 }
 
-void Hub::OnNotificationSubscriptions() {
+void Hub::NotifyInternal(std::string_view msg_type, json content) {
+  protocol::Send(internal_notifier_, session_.serialize(session_.make(msg_type, std::move(content))));
+}
+
+json Hub::RegistrationNotice(int id, const Engine& engine) const {
+  json content = {{"id", id}, {"uuid", engine.uuid}};
+  if (engine.capabilities) content["ipp"] = engine.capabilities->ToJson();
+  return content;
+}
+
+void Hub::OnNotificationSubscriptions(zmq::socket_t& notifier) {
   for (int n = 0; n < protocol::kBatch; ++n) {
-    std::optional<protocol::Subscription> subscription = protocol::TryRecvSubscription(notifier_);
+    std::optional<protocol::Subscription> subscription = protocol::TryRecvSubscription(notifier);
     if (!subscription) return;
     if (!subscription->subscribe) continue;
     // Clients subscribe after their connection_reply listed the engines: an engine registered
     // in between would be announced before the subscription took effect, and never be known.
     // So every live engine is announced again to each new subscriber (clients take a repeated
-    // registration_notification as the same engine).
-    for (const auto& [id, e] : engines_) Notify("registration_notification", {{"id", id}, {"uuid", e.uuid}});
+    // registration_notification as the same engine), on the socket it subscribed to.
+    for (const auto& [id, e] : engines_) {
+      protocol::Send(notifier, session_.serialize(session_.make("registration_notification", RegistrationNotice(id, e))));
+    }
   }
 }
 

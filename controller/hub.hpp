@@ -1,8 +1,9 @@
 // Hub: engine registration and the client query service (ipyparallel controller/hub.py).
 //
-// Owns the registration/query ROUTER, the notification PUB (clients and our schedulers both
-// subscribe), the monitor PULL on which schedulers report traffic (protocol/monitor.hpp), the
-// resubmit DEALER, the HeartMonitor and the TaskStore. Everything runs on the thread that runs
+// Owns the registration/query ROUTER, the notification PUBs (one for clients, one inproc for our
+// schedulers: both get registrations, only the inproc one our own ipp_engine_update), the
+// monitor PULL on which schedulers report traffic (protocol/monitor.hpp), the resubmit DEALER,
+// the HeartMonitor and the TaskStore. Everything runs on the thread that runs
 // its Reactor. The implementation is in four files: hub.cpp (sockets, query dispatch,
 // notifications), hub_engines.cpp, hub_queries.cpp and hub_monitor.cpp.
 #pragma once
@@ -13,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,6 +26,7 @@
 #include "common/reactor.hpp"
 #include "controller/heart_monitor.hpp"
 #include "controller/task_store.hpp"
+#include "protocol/capabilities.hpp"
 #include "protocol/monitor.hpp"
 #include "protocol/session.hpp"
 
@@ -69,6 +72,9 @@ class Hub {
     for (const auto& [id, e] : engines_) out.push_back(e.uuid);
     return out;
   }
+  // What each registered engine can run (a Python engine's when it said nothing), for a task
+  // scheduler that starts after engines were restored.
+  std::vector<std::pair<std::string /*uuid*/, protocol::Capabilities>> engine_capabilities() const;
 
  private:
   struct Engine {
@@ -80,12 +86,16 @@ class Hub {
     // (The stock hub keeps every id forever; a long-lived controller must not.)
     size_t completed_count = 0;
     std::deque<std::string> recent_completed;
+    // As the engine announced them ("ipp" at registration, then ipp_engine_update); nullopt when
+    // it said nothing (a stock Python engine): its notifications then carry no "ipp".
+    std::optional<protocol::Capabilities> capabilities;
   };
   static constexpr size_t kRecentCompleted = 1000;
   struct Incoming {
     int id;
     std::string uuid;
     Reactor::TimerId stall_timer;
+    std::optional<protocol::Capabilities> capabilities;
   };
   using QueryHandler = void (Hub::*)(protocol::Message&);
 
@@ -96,6 +106,7 @@ class Hub {
   void ConnectionRequest(protocol::Message& m);
   void RegistrationRequest(protocol::Message& m);
   void UnregistrationRequest(protocol::Message& m);
+  void EngineUpdate(protocol::Message& m);  // ipp_engine_update: an engine's functions changed
   void QueueRequest(protocol::Message& m);
   void LoadRequest(protocol::Message& m);
   void ResultRequest(protocol::Message& m);
@@ -116,8 +127,12 @@ class Hub {
   Result<std::vector<int>> ValidateTargets(const nlohmann::json& targets) const;
   void SaveEngineState() const;
   void LoadEngineState();
+  // To clients and our schedulers; NotifyInternal: to our schedulers only (a message type the
+  // stock client does not know would raise in it).
   void Notify(std::string_view msg_type, nlohmann::json content);
-  void OnNotificationSubscriptions();
+  void NotifyInternal(std::string_view msg_type, nlohmann::json content);
+  nlohmann::json RegistrationNotice(int id, const Engine& engine) const;
+  void OnNotificationSubscriptions(zmq::socket_t& notifier);
 
   // Monitor channel. Read in paced batches: after a batch that emptied the channel, the hub
   // stops watching it for kMonitorPause, because every hub wake-up takes a core some message
@@ -130,6 +145,9 @@ class Hub {
   void SaveRequest(protocol::RawMessage& raw, const std::string& queue, const std::string& engine_uuid);
   void SaveResult(protocol::RawMessage& raw, protocol::monitor::Topic topic, const std::string& engine_hint);
   void SaveTaskDestination(const std::string& msg_id, const std::string& engine_uuid);
+  // A load-balanced task waits for an engine that can run it ("" reason: no longer).
+  void SaveTaskWaiting(const std::string& msg_id, const std::string& reason);
+  void StopWaiting(const std::string& msg_id);
   void SaveIopub(protocol::RawMessage& raw);
   // Logs a TaskStore write that failed: a missing record (culled by the store's limits, or never
   // made) at debug level, anything else (a database error) as an error. The hub keeps serving.
@@ -140,7 +158,7 @@ class Hub {
   std::unique_ptr<TaskStore> store_;
   Logger log_;
   ShutdownCallback on_shutdown_;
-  zmq::socket_t query_, notifier_, monitor_, resubmit_;
+  zmq::socket_t query_, notifier_, internal_notifier_, monitor_, resubmit_;
   HeartMonitor heart_;
   Reactor* reactor_ = nullptr;
   Reactor::TimerId reping_timer_ = 0;
@@ -160,6 +178,11 @@ class Hub {
   int next_id_ = 0;
   std::unordered_set<std::string> pending_;     // submitted, no result yet
   std::unordered_set<std::string> unassigned_;  // load-balanced, not yet on an engine
+  // Unassigned tasks that no connected engine can run, by what they wait for (queue_status'
+  // "waiting"): each reason text is kept once, with how many tasks wait for it; a task is
+  // forgotten when the scheduler says it no longer waits, it gets an engine, or it gets a reply.
+  std::map<std::string, size_t> waiting_reasons_;
+  std::unordered_map<std::string, std::map<std::string, size_t>::iterator> waiting_tasks_;
   // Clients whose connection was logged at info level: our client repeats connection_request every
   // 2 s to re-read the engine list, and those repeats log at debug. Two generations bound the
   // memory: when the newer holds kKnownClients / 2 ids it becomes the older, so a client not heard

@@ -13,6 +13,21 @@ namespace ipp::controller {
 using nlohmann::json;
 using protocol::Message;
 
+namespace {
+// For the log: "native, 14 functions, tags gpu" / "python".
+std::string Describe(const std::optional<protocol::Capabilities>& c) {
+  if (!c) return "python";
+  std::string out = protocol::EngineKindName(c->kind);
+  if (c->kind == protocol::EngineKind::kNative) out += ", " + std::to_string(c->functions.size()) + " functions";
+  if (!c->tags.empty()) {
+    out += ", tags";
+    for (const std::string& t : c->tags) out += " " + t;
+  }
+  if (!c->resources.empty()) out += ", resources " + c->ResourcesJson().dump();
+  return out;
+}
+}  // namespace
+
 int Hub::NewEngineId(const json& requested) {
   if (requested.is_number_integer()) {
     int want = requested.get<int>();
@@ -39,12 +54,26 @@ void Hub::RegistrationRequest(Message& m) {
     Reply(m, "registration_reply", protocol::ErrorContent("KeyError", "uuid '" + uuid + "' in use"));
     return;
   }
+  // What it can run: refused when malformed, rather than routing work to it on a guess.
+  std::optional<protocol::Capabilities> capabilities;
+  if (m.content.contains("ipp")) {
+    Result<protocol::Capabilities> parsed = protocol::Capabilities::FromJson(m.content["ipp"]);
+    if (!parsed.ok()) {
+      log_->error("registration of {} refused: malformed \"ipp\" field: {}", uuid, parsed.status().message());
+      Reply(m, "registration_reply",
+            protocol::ErrorContent("ValueError", "registration refused: malformed \"ipp\" field: " + parsed.status().message()));
+      return;
+    }
+    capabilities = std::move(*parsed);
+  }
   int id = NewEngineId(m.content.value("id", json()));
+  // ipp_hub: our engines send ipp_engine_update only to a hub that says it takes them.
   Reply(m, "registration_reply",
         {{"status", "ok"},
          {"id", id},
          {"hb_period", options_.ping_period.count()},
-         {"connection_info", options_.engine_info}});
+         {"connection_info", options_.engine_info},
+         {"ipp_hub", true}});
   auto stall = reactor_->after(options_.registration_timeout, [this, uuid] {
     auto it = incoming_.find(uuid);
     if (it == incoming_.end()) return;
@@ -52,8 +81,8 @@ void Hub::RegistrationRequest(Message& m) {
                uuid, options_.registration_timeout.count());
     incoming_.erase(it);
   });
-  incoming_[uuid] = Incoming{id, uuid, stall};
-  log_->info("accepting registration {}:{}", id, uuid);
+  log_->info("accepting registration {}:{} ({})", id, uuid, Describe(capabilities));
+  incoming_[uuid] = Incoming{id, uuid, stall, std::move(capabilities)};
   // Beat again soon, so the new engine's first echo does not wait for the next period.
   if (!reping_timer_) {
     reping_timer_ = reactor_->every(std::chrono::milliseconds(100), [this] {
@@ -73,11 +102,54 @@ void Hub::FinishRegistration(const std::string& uuid) {
   Incoming reg = it->second;
   incoming_.erase(it);
   if (reg.stall_timer) reactor_->cancel(reg.stall_timer);
-  engines_[reg.id] = Engine{reg.id, uuid, {}, {}, 0, {}};
+  Engine& engine = engines_[reg.id] = Engine{reg.id, uuid, {}, {}, 0, {}, std::move(reg.capabilities)};
   by_uuid_[uuid] = reg.id;
-  Notify("registration_notification", {{"id", reg.id}, {"uuid", uuid}});
+  Notify("registration_notification", RegistrationNotice(reg.id, engine));
   log_->info("engine {} connected ({})", reg.id, uuid);
   SaveEngineState();
+}
+
+void Hub::EngineUpdate(Message& m) {
+  const json& id_value = m.content.at("id");
+  auto refuse = [&](const char* ename, const std::string& why) {
+    log_->error("ipp_engine_update refused: {}", why);
+    Reply(m, "ipp_engine_update_reply", protocol::ErrorContent(ename, why));
+  };
+  if (!id_value.is_number_integer()) return refuse("ValueError", "\"id\" is not an engine id: " + id_value.dump());
+  int id = id_value.get<int>();
+  // An engine updates only itself: the update must come from its own registration socket,
+  // whose routing id is its uuid.
+  std::string sender(protocol::view(m.identities[0]));
+  auto live = engines_.find(id);
+  std::optional<protocol::Capabilities>* stored = nullptr;
+  std::string uuid;
+  if (live != engines_.end()) {
+    stored = &live->second.capabilities;
+    uuid = live->second.uuid;
+  } else {
+    // Registered, first heartbeat still to come: its registration_notification will say it.
+    auto pending = std::find_if(incoming_.begin(), incoming_.end(), [id](const auto& kv) { return kv.second.id == id; });
+    if (pending == incoming_.end()) return refuse("KeyError", "no engine " + std::to_string(id));
+    stored = &pending->second.capabilities;
+    uuid = pending->second.uuid;
+  }
+  if (sender != uuid) {
+    return refuse("KeyError", "engine " + std::to_string(id) + " is not " + protocol::PeerName(sender));
+  }
+  Result<protocol::Capabilities> parsed = protocol::Capabilities::FromJson(m.content.value("ipp", json()));
+  if (!parsed.ok()) return refuse("ValueError", "engine " + std::to_string(id) + ": malformed \"ipp\" field: " + parsed.status().message());
+  *stored = std::move(*parsed);
+  Reply(m, "ipp_engine_update_reply", {{"status", "ok"}});
+  log_->info("engine {} updated: {}", id, Describe(*stored));
+  if (live == engines_.end()) return;
+  NotifyInternal("ipp_engine_update", {{"id", id}, {"uuid", uuid}, {"ipp", (*stored)->ToJson()}});
+  SaveEngineState();
+}
+
+std::vector<std::pair<std::string, protocol::Capabilities>> Hub::engine_capabilities() const {
+  std::vector<std::pair<std::string, protocol::Capabilities>> out;
+  for (const auto& [id, e] : engines_) out.emplace_back(e.uuid, e.capabilities.value_or(protocol::Capabilities{}));
+  return out;
 }
 
 void Hub::UnregistrationRequest(Message& m) {
@@ -167,9 +239,14 @@ Result<std::vector<int>> Hub::ValidateTargets(const json& targets) const {
 
 void Hub::SaveEngineState() const {
   if (options_.engine_state_file.empty()) return;
-  json engines = json::object();
-  for (const auto& [id, e] : engines_) engines[std::to_string(id)] = e.uuid;
-  json state = {{"engines", engines}, {"next_id", next_id_}};
+  json engines = json::object(), capabilities = json::object();
+  for (const auto& [id, e] : engines_) {
+    engines[std::to_string(id)] = e.uuid;
+    if (e.capabilities) capabilities[std::to_string(id)] = e.capabilities->ToJson();
+  }
+  // "capabilities": only engines that announced theirs (a missing key reads as a Python engine,
+  // as in files written before there were any).
+  json state = {{"engines", engines}, {"capabilities", capabilities}, {"next_id", next_id_}};
   Status s = protocol::WritePrivateFile(options_.engine_state_file, state.dump());
   if (!s.ok()) log_->error("cannot save engine state: {}", s.ToString());
 }
@@ -183,10 +260,21 @@ void Hub::LoadEngineState() {
     return;
   }
   const json engines = state.value("engines", json::object());
+  const json capabilities = state.value("capabilities", json::object());
   for (auto& [id_text, uuid] : engines.items()) {
     int id = std::stoi(id_text);
     std::string u = uuid.get<std::string>();
-    engines_[id] = Engine{id, u, {}, {}, 0, {}};
+    std::optional<protocol::Capabilities> announced;
+    if (auto c = capabilities.find(id_text); c != capabilities.end()) {
+      Result<protocol::Capabilities> parsed = protocol::Capabilities::FromJson(*c);
+      if (parsed.ok()) {
+        announced = std::move(*parsed);
+      } else {
+        log_->error("engine {} in {}: ignoring malformed capabilities: {}", id, options_.engine_state_file.string(),
+                    parsed.status().message());
+      }
+    }
+    engines_[id] = Engine{id, u, {}, {}, 0, {}, std::move(announced)};
     by_uuid_[u] = id;
     heart_.Adopt(u);  // dropped after max misses if it does not beat any more
   }

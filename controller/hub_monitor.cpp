@@ -71,6 +71,7 @@ size_t Hub::ReadMonitor(size_t max) {
     try {
       switch (event->topic) {
         case Topic::kTaskDestination: SaveTaskDestination(event->msg_id, event->engine); break;
+        case Topic::kTaskWaiting: SaveTaskWaiting(event->msg_id, event->reason); break;
         case Topic::kMuxRequest: SaveRequest(*event->message, "mux", event->engine); break;
         case Topic::kTaskRequest: SaveRequest(*event->message, "task", ""); break;
         case Topic::kBroadcastRequest: SaveRequest(*event->message, "broadcast", ""); break;
@@ -141,6 +142,7 @@ void Hub::SaveResult(RawMessage& raw, Topic topic, const std::string& engine_hin
   if (engine_uuid.empty()) engine_uuid = engine_hint;
   bool was_pending = pending_.erase(msg_id) > 0;
   unassigned_.erase(msg_id);
+  StopWaiting(msg_id);
   if (was_pending) {
     auto it = by_uuid_.find(engine_uuid);
     if (it != by_uuid_.end()) {
@@ -185,9 +187,28 @@ void Hub::LogStoreFailure(const Status& s, std::string_view what, const std::str
 
 void Hub::SaveTaskDestination(const std::string& msg_id, const std::string& engine_uuid) {
   unassigned_.erase(msg_id);
+  StopWaiting(msg_id);
   auto it = by_uuid_.find(engine_uuid);
   if (it != by_uuid_.end()) engines_[it->second].tasks.push_back(msg_id);
   LogStoreFailure(store_->Update(msg_id, [&](TaskRecord& r) { r.engine_uuid = engine_uuid; }), "engine", msg_id);
+}
+
+void Hub::SaveTaskWaiting(const std::string& msg_id, const std::string& reason) {
+  StopWaiting(msg_id);
+  // The scheduler reports a wait before the task's destination or reply, on the same channel:
+  // every entry made here is cleared by one of those.
+  if (reason.empty()) return;
+  auto counted = waiting_reasons_.try_emplace(reason, 0).first;
+  ++counted->second;
+  waiting_tasks_.emplace(msg_id, counted);
+}
+
+void Hub::StopWaiting(const std::string& msg_id) {
+  if (waiting_tasks_.empty()) return;
+  auto it = waiting_tasks_.find(msg_id);
+  if (it == waiting_tasks_.end()) return;
+  if (--it->second->second == 0) waiting_reasons_.erase(it->second);
+  waiting_tasks_.erase(it);
 }
 
 void Hub::SaveIopub(RawMessage& raw) {

@@ -22,18 +22,27 @@ void Hub::QueueRequest(Message& m) {
   json content = {{"status", "ok"}};
   for (int id : *targets) {
     const Engine& e = engines_.at(id);
+    json& engine = content[std::to_string(id)];
     if (verbose) {
-      content[std::to_string(id)] = {{"queue", e.queue}, {"completed", e.recent_completed}, {"tasks", e.tasks}};
+      engine = {{"queue", e.queue}, {"completed", e.recent_completed}, {"tasks", e.tasks}};
     } else {
-      content[std::to_string(id)] = {
-          {"queue", e.queue.size()}, {"completed", e.completed_count}, {"tasks", e.tasks.size()}};
+      engine = {{"queue", e.queue.size()}, {"completed", e.completed_count}, {"tasks", e.tasks.size()}};
     }
+    // What it can run (stock clients ignore the extra keys); a Python engine announces nothing.
+    static const protocol::Capabilities kSaidNothing;
+    const protocol::Capabilities& can = e.capabilities ? *e.capabilities : kSaidNothing;
+    engine["kind"] = protocol::EngineKindName(can.kind);
+    engine["functions"] = can.functions.size();
+    engine["tags"] = can.tags;
+    engine["resources"] = can.ResourcesJson();
   }
   if (verbose) {
     content["unassigned"] = std::vector<std::string>(unassigned_.begin(), unassigned_.end());
   } else {
     content["unassigned"] = unassigned_.size();
   }
+  // Extra keys are ignored by the stock client; none at all when nothing waits.
+  if (!waiting_reasons_.empty()) content["waiting"] = waiting_reasons_;
   Reply(m, "queue_reply", std::move(content));
 }
 

@@ -21,6 +21,7 @@ using protocol::Message;
 
 namespace {
 constexpr const char* kCommandEndpoint = "inproc://ipp-engine-control";
+constexpr const char* kNewsEndpoint = "inproc://ipp-engine-shell";
 
 std::string ReplyType(const std::string& request_type) {
   return request_type.size() > 8 ? request_type.substr(0, request_type.size() - 8) + "_reply" : "error";
@@ -61,6 +62,7 @@ Engine::Engine(EngineOptions options, Logger log)
       shell_(context_, zmq::socket_type::router),
       iopub_(context_, zmq::socket_type::pub),
       from_control_(context_, zmq::socket_type::pair),
+      to_control_(context_, zmq::socket_type::pair),
       shell_out_{protocol::Session(options_.connection.key, "username", options_.connection.signature_scheme),
                  &shell_, &iopub_},
       registration_(context_, zmq::socket_type::dealer),
@@ -69,6 +71,7 @@ Engine::Engine(EngineOptions options, Logger log)
       ping_(context_, zmq::socket_type::sub),
       pong_(context_, zmq::socket_type::dealer),
       to_shell_(context_, zmq::socket_type::pair),
+      from_shell_(context_, zmq::socket_type::pair),
       control_out_{protocol::Session(options_.connection.key, "username", options_.connection.signature_scheme),
                    &control_, &control_iopub_},
       reactor_(log_) {}
@@ -96,6 +99,15 @@ Status Engine::Start() {
   return Register();
 }
 
+protocol::Capabilities Engine::Capabilities() const {
+  protocol::Capabilities out;
+  out.kind = protocol::EngineKind::kNative;
+  for (std::string& name : executor_.functions().Names()) out.functions.insert(std::move(name));
+  out.tags = options_.tags;
+  out.resources = options_.resources;
+  return out;
+}
+
 Status Engine::Register() {
   Result<std::string> url = options_.connection.url("registration");
   if (!url.ok()) return url.status();
@@ -104,6 +116,8 @@ Status Engine::Register() {
   registration_.connect(*url);
   json content = {{"uuid", uuid_}};
   if (options_.requested_id) content["id"] = *options_.requested_id;
+  content["ipp"] = Capabilities().ToJson();  // the stock controller ignores it
+  announced_loads_ = executor_.functions().loads();
   log_->info("registering with the controller at {}", *url);
   protocol::Send(registration_, control_out_.session.serialize(control_out_.session.make("registration_request", content)));
   zmq::pollitem_t item{registration_.handle(), 0, ZMQ_POLLIN, 0};
@@ -130,6 +144,8 @@ Status Engine::Register() {
                                  ": " + reply->content.value("evalue", std::string("")));
     }
     id_ = reply->content.at("id").get<int>();
+    auto ipp_hub = reply->content.find("ipp_hub");
+    ipp_hub_ = ipp_hub != reply->content.end() && ipp_hub->is_boolean() && ipp_hub->get<bool>();
     hb_period_ = std::chrono::milliseconds(reply->content.value("hb_period", 3000));
     return Connect(reply->content.value("connection_info", json::object()));
   }
@@ -154,20 +170,20 @@ Status Engine::Connect(const json& reply_info) {
   for (zmq::socket_t* s : {&iopub_, &control_iopub_}) s->connect(*info.url("iopub"));
   ping_.connect(*info.url("hb_ping"));
   pong_.connect(*info.url("hb_pong"));
-  for (zmq::socket_t* s : {&from_control_, &to_shell_}) {
+  for (zmq::socket_t* s : {&from_control_, &to_shell_, &to_control_, &from_shell_}) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::sndhwm, 0);
     s->set(zmq::sockopt::rcvhwm, 0);
   }
   from_control_.bind(kCommandEndpoint);
   to_shell_.connect(kCommandEndpoint);
+  from_shell_.bind(kNewsEndpoint);
+  to_control_.connect(kNewsEndpoint);
 
   reactor_.add(control_, [this] { OnControl(); });
   reactor_.add(ping_, [this] { OnPing(); });
-  reactor_.add(registration_, [this] {
-    while (protocol::TryRecv(registration_)) {
-    }  // late or duplicate replies: nothing to do
-  });
+  reactor_.add(registration_, [this] { OnRegistrationReply(); });
+  reactor_.add(from_shell_, [this] { OnShellNews(); });
   reactor_.every(hb_period_ + std::chrono::milliseconds(500), [this] { CheckHeartbeat(); });
   // Signals only set a flag; checking it 5 times a second keeps hundreds of idle engines from
   // waking the machine thousands of times a second.
@@ -245,6 +261,17 @@ bool Engine::HandleCommands() {
   return false;
 }
 
+void Engine::AnnounceIfFunctionsChanged() {
+  size_t loads = executor_.functions().loads();
+  if (loads == announced_loads_) return;
+  announced_loads_ = loads;
+  if (!ipp_hub_) return;  // a stock controller: it would log "Bad Query Type"
+  std::string ipp = Capabilities().ToJson().dump();
+  protocol::Frames frames;
+  frames.emplace_back(ipp.data(), ipp.size());
+  protocol::Send(to_control_, std::move(frames), true);
+}
+
 void Engine::AbortWaiting() {
   // abort_request without msg_ids: every request already here is answered as aborted.
   while (auto frames = protocol::TryRecv(shell_)) {
@@ -292,6 +319,9 @@ void Engine::Serve(Request request) {
   executor_.Execute(item, [&](const char* stream, std::string_view text) {
     Publish(shell_out_, "stream", {{"name", stream}, {"text", text}}, request.header_text);
   });
+  // Before the reply: a client that saw ipp.load succeed finds the new functions at the hub as
+  // soon as the hub has read this engine's update.
+  if (item.kind == WorkItem::Kind::kCall) AnnounceIfFunctionsChanged();
 
   if (!item.ok && item.ename == "KeyboardInterrupt" && leaving_.load()) {
     // The same error the hub gives for work stranded on an engine that went away: whether
@@ -375,6 +405,31 @@ void Engine::TellShell(std::vector<std::string> frames) {
   Frames out;
   for (auto& f : frames) out.emplace_back(f.data(), f.size());
   protocol::Send(to_shell_, std::move(out), true);
+}
+
+void Engine::OnShellNews() {
+  // The shell thread's new capabilities (JSON text), for our hub.
+  while (auto frames = protocol::TryRecv(from_shell_)) {
+    if (frames->empty()) continue;
+    json ipp = json::parse(protocol::view((*frames)[0]));
+    log_->info("engine {}: functions changed ({} now); telling the hub", id_, ipp["functions"].size());
+    protocol::Send(registration_,
+                   control_out_.session.serialize(
+                       control_out_.session.make("ipp_engine_update", {{"id", id_}, {"ipp", std::move(ipp)}})),
+                   true);
+  }
+}
+
+void Engine::OnRegistrationReply() {
+  // Late or duplicate registration replies need nothing; a refused update is worth a line.
+  while (auto frames = protocol::TryRecv(registration_)) {
+    Result<Message> reply = control_out_.session.parse(std::move(*frames));
+    if (!reply.ok() || reply->msg_type() != "ipp_engine_update_reply") continue;
+    if (reply->content.value("status", "") != "ok") {
+      log_->warn("the hub refused this engine's update of its functions: {}: {}",
+                 reply->content.value("ename", std::string("error")), reply->content.value("evalue", std::string()));
+    }
+  }
 }
 
 void Engine::Unregister() {

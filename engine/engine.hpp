@@ -7,13 +7,19 @@
 // back would add two thread wake-ups to every request's round trip). The control
 // thread answers heartbeats and the control channel (abort, interrupt, clear, shutdown) while
 // work runs, and passes on what the shell thread must act on — aborted msg_ids, a cleared
-// namespace, stop — over an inproc PAIR. Each thread owns its sockets and its Session.
+// namespace, stop — over an inproc PAIR. A second PAIR goes the other way: when a request changed
+// the function table (ipp.load), the shell thread hands the engine's new capabilities to the
+// control thread, which owns the registration socket and tells our hub (ipp_engine_update; never
+// a stock controller, which would log an unknown query type). Each thread owns its sockets and
+// its Session.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +30,7 @@
 #include "common/recent_ids.hpp"
 #include "common/reactor.hpp"
 #include "engine/executor.hpp"
+#include "protocol/capabilities.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/session.hpp"
 
@@ -35,6 +42,9 @@ struct EngineOptions {
   std::optional<int> requested_id;
   bool mpi = false;
   std::vector<std::string> plugins;
+  // Announced at registration (protocol/capabilities.hpp), for tasks that require them.
+  std::set<std::string> tags;
+  std::map<std::string, double> resources;
   int max_heartbeat_misses = 10;  // exit after this many checks without a ping
   std::chrono::milliseconds registration_timeout{30000};
 };
@@ -79,11 +89,15 @@ class Engine {
   Status Register();
   Status Connect(const nlohmann::json& reply);
   Status Configure(zmq::socket_t& socket, bool identity);
+  // What this engine can run now: its function table, tags and resources. Before the control
+  // thread starts, or on the shell thread (the table's owner).
+  protocol::Capabilities Capabilities() const;
 
   // Shell thread.
   void Serve(Request request);
   bool HandleCommands();  // true: stop
   void AbortWaiting();
+  void AnnounceIfFunctionsChanged();
 
   // Control thread.
   void OnControl();
@@ -91,6 +105,8 @@ class Engine {
   void CheckHeartbeat();
   void Leave(int exit_code);
   void TellShell(std::vector<std::string> frames);
+  void OnShellNews();
+  void OnRegistrationReply();
 
   // Verifies and parses a shell or control message.
   Result<Request> ParseRequest(Outbox& out, protocol::Frames&& frames);
@@ -113,19 +129,23 @@ class Engine {
   std::string uuid_;
   int id_ = -1;
   std::chrono::milliseconds hb_period_{3000};
+  // The registration_reply said "ipp_hub": our controller, which takes ipp_engine_update. Set
+  // by Register() before the control thread starts; read-only afterwards (both threads read it).
+  bool ipp_hub_ = false;
   zmq::context_t context_;
   Executor executor_;
 
   // Shell thread (the caller of Run).
-  zmq::socket_t shell_, iopub_, from_control_;
+  zmq::socket_t shell_, iopub_, from_control_, to_control_;
   Outbox shell_out_;
+  size_t announced_loads_ = 0;  // the function table's loads() last announced to the hub
   int execution_count_ = 0;
   // msg_ids to refuse when they arrive. Bounded: most named ids never come here (the scheduler
   // dropped them, or they went to another engine).
   RecentIds aborted_{1u << 16};
 
   // Control thread.
-  zmq::socket_t registration_, control_, control_iopub_, ping_, pong_, to_shell_;
+  zmq::socket_t registration_, control_, control_iopub_, ping_, pong_, to_shell_, from_shell_;
   Outbox control_out_;
   Reactor reactor_;
   std::thread control_thread_;

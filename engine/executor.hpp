@@ -57,6 +57,8 @@ class Executor {
 
   // Runs `item`, filling its results; output is passed to `on_output` as it comes.
   void Execute(WorkItem& item, const OutputCallback& on_output);
+  // The function table (this thread only): every name, and how many plugin loads changed it.
+  const FunctionTable& functions() const { return functions_; }
   // Set from any thread: stops the running command or asks the function to stop.
   CommandControl& control() { return control_; }
 

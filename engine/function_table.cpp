@@ -43,6 +43,7 @@ Result<std::vector<std::string>> FunctionTable::Load(const std::string& path) {
   }
   loading_ = "builtin";
   libraries_.push_back(handle);
+  ++loads_;
   std::vector<std::string> added;
   for (const auto& [name, e] : entries_) {
     if (e.origin == resolved) added.push_back(name);
@@ -53,6 +54,13 @@ Result<std::vector<std::string>> FunctionTable::Load(const std::string& path) {
 Json FunctionTable::List() const {
   Json out = Json::array();
   for (const auto& [name, e] : entries_) out.push_back({{"name", name}, {"doc", e.doc}, {"origin", e.origin}});
+  return out;
+}
+
+std::vector<std::string> FunctionTable::Names() const {
+  std::vector<std::string> out;
+  out.reserve(entries_.size());
+  for (const auto& [name, e] : entries_) out.push_back(name);
   return out;
 }
 

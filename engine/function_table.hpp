@@ -26,11 +26,16 @@ class FunctionTable : public FunctionRegistry {
   // the same file twice is harmless (it registers again, replacing its functions).
   Result<std::vector<std::string>> Load(const std::string& path);
   Json List() const;  // [{"name", "doc", "origin"}...]
+  std::vector<std::string> Names() const;
+  // Counts the loads that registered functions: the engine compares it before and after a
+  // request to know when to tell the hub its functions changed.
+  size_t loads() const { return loads_; }
 
  private:
   std::map<std::string, Entry> entries_;
   std::vector<void*> libraries_;  // kept open: their functions stay registered
   std::string loading_ = "builtin";
+  size_t loads_ = 0;
 };
 
 }  // namespace ipp::engine

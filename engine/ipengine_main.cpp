@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
                                     "controller named in the engine connection file and runs native functions from\n"
                                     "plugin libraries and shell commands for clients.");
   std::string file;
-  std::vector<std::string> plugins;
+  std::vector<std::string> plugins, tags, resources;
   int id = -1, hb_misses = 10;
   double timeout = 30;
   ipp::cli::DefaultsFromEnvironment(&process.profile_dir, &process.cluster_id, nullptr);
@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
       ("file,f", po::value(&file), "the engine connection file (default: <profile>/security/ipcontroller[-<id>]-engine.json;"
                                    " or the JSON in $IPP_CONNECTION_INFO)")
       ("load,l", po::value(&plugins)->composing(), "a plugin library of native functions to load (repeatable)")
+      ("tag", po::value(&tags)->composing(), "a tag this engine announces (repeatable); tasks that require it run only on engines with it")
+      ("resources", po::value(&resources)->composing(),
+       "resources this engine announces, NAME=NUMBER[,NAME=NUMBER...] (repeatable), e.g. gpus=2,mem=64; a task may require gpus>=2")
       ("mpi", "initialise MPI (run under mpiexec): functions see the rank, size and communicator")
       ("id", po::value(&id), "request this engine id")
       ("timeout", po::value(&timeout)->default_value(30), "seconds to wait for the controller to answer registration")
@@ -43,6 +46,17 @@ int main(int argc, char** argv) {
   }
 
   ipp::engine::EngineOptions o;
+  for (const std::string& tag : tags) {
+    // A tag is what a task names in "requires": the same parser says whether it can be.
+    auto parsed = ipp::protocol::ParseRequirements(tag);
+    if (!parsed.ok()) return fail("--tag: " + parsed.status().message());
+    if (parsed->size() != 1 || parsed->front().at_least) return fail("--tag '" + tag + "' is not a tag name (letters, digits, _-.:/)");
+    o.tags.insert(tag);
+  }
+  for (const std::string& text : resources) {
+    if (auto s = ipp::protocol::ParseResources(text, &o.resources); !s.ok()) return fail("--resources: " + s.message());
+  }
+
   const char* env = std::getenv("IPP_CONNECTION_INFO");
   if (file.empty() && env && *env) {
     auto info = ipp::protocol::ParseConnectionInfo(env, "$IPP_CONNECTION_INFO");

@@ -11,10 +11,24 @@ using nlohmann::json;
 
 const char* EngineKindName(EngineKind kind) { return kind == EngineKind::kNative ? "native" : "python"; }
 
+namespace {
+// A whole number as an integer ("gpus": 2, "gpus>=2"), as people wrote it.
+json Number(double value) {
+  if (std::floor(value) == value && std::fabs(value) < 1e15) return static_cast<long long>(value);
+  return value;
+}
+}  // namespace
+
 json Capabilities::ToJson() const {
   std::vector<std::string> sorted(functions.begin(), functions.end());
   std::sort(sorted.begin(), sorted.end());
-  return {{"kind", EngineKindName(kind)}, {"functions", sorted}, {"tags", tags}, {"resources", resources}};
+  return {{"kind", EngineKindName(kind)}, {"functions", sorted}, {"tags", tags}, {"resources", ResourcesJson()}};
+}
+
+json Capabilities::ResourcesJson() const {
+  json out = json::object();
+  for (const auto& [name, value] : resources) out[name] = Number(value);
+  return out;
 }
 
 Result<Capabilities> Capabilities::FromContent(const json& content) {
@@ -57,9 +71,7 @@ Result<Capabilities> Capabilities::FromJson(const json& ipp) {
 
 std::string Requirement::ToString() const {
   if (!at_least) return name;
-  json number = *at_least;
-  if (std::floor(*at_least) == *at_least && std::fabs(*at_least) < 1e15) number = static_cast<long long>(*at_least);
-  return name + ">=" + number.dump();
+  return name + ">=" + Number(*at_least).dump();
 }
 
 namespace {

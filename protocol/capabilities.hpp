@@ -37,6 +37,8 @@ struct Capabilities {
 
   // The "ipp" value described above.
   nlohmann::json ToJson() const;
+  // Its "resources" member: whole numbers as integers ({"gpus": 2}).
+  nlohmann::json ResourcesJson() const;
   // From a registration_request or registration_notification content: a Python engine when it
   // has no "ipp" key; InvalidArgument when that key is malformed.
   static Result<Capabilities> FromContent(const nlohmann::json& content);

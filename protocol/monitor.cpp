@@ -7,12 +7,13 @@ namespace ipp::protocol::monitor {
 
 namespace {
 
-constexpr std::array<std::pair<Topic, std::string_view>, 8> kTopics{{
+constexpr std::array<std::pair<Topic, std::string_view>, 9> kTopics{{
     {Topic::kMuxRequest, "in"},
     {Topic::kMuxReply, "out"},
     {Topic::kTaskRequest, "intask"},
     {Topic::kTaskReply, "outtask"},
     {Topic::kTaskDestination, "tracktask"},
+    {Topic::kTaskWaiting, "waiting"},
     {Topic::kBroadcastRequest, "inbcast"},
     {Topic::kBroadcastReply, "outbcast"},
     {Topic::kIopub, "iopub"},
@@ -53,12 +54,23 @@ Frames Report(Topic topic, std::initializer_list<std::string_view> ids, Frames&&
   return out;
 }
 
-Frames TaskDestination(std::string_view msg_id, std::string_view engine) {
+namespace {
+// [topic, msg_id, text]: the two reports about a task that carry no message.
+Frames AboutTask(Topic topic, std::string_view msg_id, std::string_view text) {
   Frames out;
-  out.push_back(Frame(TopicName(Topic::kTaskDestination)));
+  out.push_back(Frame(TopicName(topic)));
   out.push_back(Frame(msg_id));
-  out.push_back(Frame(engine));
+  out.push_back(Frame(text));
   return out;
+}
+}  // namespace
+
+Frames TaskDestination(std::string_view msg_id, std::string_view engine) {
+  return AboutTask(Topic::kTaskDestination, msg_id, engine);
+}
+
+Frames TaskWaiting(std::string_view msg_id, std::string_view reason) {
+  return AboutTask(Topic::kTaskWaiting, msg_id, reason);
 }
 
 void Send(zmq::socket_ref monitor, Topic topic, const Frames& frames) {
@@ -70,14 +82,14 @@ Result<Event> Decode(Frames&& frames) {
   std::string_view name = view(frames[0]);
   std::optional<Topic> topic = ParseTopic(name);
   if (!topic) return Status::ProtocolError("unknown monitor topic '" + PeerName(name) + "'");
-  Event event{*topic, {}, {}, std::nullopt};
-  if (*topic == Topic::kTaskDestination) {
+  Event event{*topic, {}, {}, {}, std::nullopt};
+  if (*topic == Topic::kTaskDestination || *topic == Topic::kTaskWaiting) {
     if (frames.size() != 3) {
-      return Status::ProtocolError("tracktask report has " + std::to_string(frames.size()) +
+      return Status::ProtocolError(std::string(name) + " report has " + std::to_string(frames.size()) +
                                    " frames, 3 expected");
     }
     event.msg_id = view(frames[1]);
-    event.engine = view(frames[2]);
+    (*topic == Topic::kTaskWaiting ? event.reason : event.engine) = view(frames[2]);
     return event;
   }
   frames.erase(frames.begin());

@@ -8,6 +8,8 @@
 //   intask     [intask, client, <msg>]                a load-balanced request
 //   outtask    [outtask, engine | "", client, <msg>]  its result ("": failed before any engine)
 //   tracktask  [tracktask, msg_id, engine]            the engine a task was sent to
+//   waiting    [waiting, msg_id, reason]              a task no connected engine can run waits
+//                                                     for "reason" ("": no longer, yet queued)
 //   inbcast    [inbcast, client..., <msg>]            a broadcast request
 //   outbcast   [outbcast, (engine,) client..., <msg>] a broadcast reply (one engine or coalesced)
 //   iopub      [iopub, topic..., <msg>]               engine output
@@ -30,6 +32,7 @@ enum class Topic {
   kTaskRequest,
   kTaskReply,
   kTaskDestination,
+  kTaskWaiting,
   kBroadcastRequest,
   kBroadcastReply,
   kIopub,
@@ -45,6 +48,9 @@ Frames Report(Topic topic, const Frames& frames);
 // [topic] + `ids` + `message`, a message serialized without routing ids (moved in).
 Frames Report(Topic topic, std::initializer_list<std::string_view> ids, Frames&& message);
 Frames TaskDestination(std::string_view msg_id, std::string_view engine);
+// `reason` as TaskNeeds::Reason() words it ("an engine with function pi.sample"); "" to say the
+// task no longer waits for it (an engine that can run it is connected now).
+Frames TaskWaiting(std::string_view msg_id, std::string_view reason);
 // Sends Report(topic, frames) on `monitor` now.
 void Send(zmq::socket_ref monitor, Topic topic, const Frames& frames);
 
@@ -53,8 +59,9 @@ struct Event {
   Topic topic;
   // The engine's routing id where the topic's layout names one (in, out, outtask, tracktask).
   std::string engine;
-  std::string msg_id;                 // tracktask only
-  std::optional<RawMessage> message;  // every topic but tracktask
+  std::string msg_id;                 // tracktask and waiting only
+  std::string reason;                 // waiting only
+  std::optional<RawMessage> message;  // every topic but tracktask and waiting
 };
 // Fails with a Status saying what is wrong (unknown topic, missing frames, no message).
 Result<Event> Decode(Frames&& frames);

@@ -5,10 +5,95 @@ namespace ipp::schedulers {
 using nlohmann::json;
 
 namespace {
+
 Result<Dependency> ParseDependency(const protocol::PartFields& md, const char* key) {
   return Dependency::FromJson(md.empty_or_absent(key) ? json() : md.value(key).value_or(json()));
 }
+
+constexpr std::string_view kMap = "ipp.map";
+
+// The function an `ipp_call` object names — for ipp.map, the function it maps; "" when it names
+// none. From the tree, when the scanner declined the content.
+std::string CalledFunction(const json& call) {
+  if (!call.is_object()) return "";
+  std::string name = call.value("function", json()).is_string() ? call["function"].get<std::string>() : "";
+  auto args = call.find("args");
+  if (name == kMap && args != call.end() && args->is_object() && (*args)["function"].is_string()) {
+    return (*args)["function"].get<std::string>();
+  }
+  return name;
+}
+
+// The same from the object's text, without building a tree of its arguments.
+std::string CalledFunction(std::string_view call) {
+  std::optional<protocol::JsonFields> fields = protocol::JsonFields::Scan(call);
+  if (!fields) return CalledFunction(json::parse(call, nullptr, false));
+  std::optional<std::string_view> name = fields->string("function");
+  if (!name) return fields->raw("function") ? CalledFunction(json::parse(call, nullptr, false)) : "";
+  if (*name == kMap) {
+    if (auto args = fields->raw("args")) {
+      Result<protocol::PartFields> inner = protocol::PartFields::Of(*args);
+      if (inner.ok()) {
+        if (auto mapped = inner->string("function")) return *mapped;
+      }
+    }
+  }
+  return std::string(*name);
+}
+
+// The called function when the content of an apply_request has an `ipp_call`; nullopt otherwise.
+std::optional<std::string> IppCall(std::string_view content) {
+  // Pickled Python work never names it: no scan at all for it.
+  if (content.find("\"ipp_call\"") == std::string_view::npos) return std::nullopt;
+  if (std::optional<protocol::JsonFields> top = protocol::JsonFields::Scan(content)) {
+    std::optional<std::string_view> call = top->raw("ipp_call");
+    if (!call) return std::nullopt;
+    return CalledFunction(*call);
+  }
+  json tree = json::parse(content, nullptr, false);
+  if (!tree.is_object() || !tree.contains("ipp_call")) return std::nullopt;
+  return CalledFunction(tree["ipp_call"]);
+}
+
 }  // namespace
+
+bool TaskNeeds::CanRunOn(const protocol::Capabilities& engine) const {
+  if (engine.kind != kind) return false;
+  if (!function.empty() && !engine.functions.count(function)) return false;
+  return requirements.empty() || protocol::MeetsAll(engine, requirements);
+}
+
+bool TaskNeeds::operator==(const TaskNeeds& other) const {
+  if (kind != other.kind || function != other.function || requirements.size() != other.requirements.size()) return false;
+  for (size_t i = 0; i < requirements.size(); ++i) {
+    if (requirements[i].name != other.requirements[i].name || requirements[i].at_least != other.requirements[i].at_least) return false;
+  }
+  return true;
+}
+
+std::string TaskNeeds::Reason() const {
+  std::string out = kind == protocol::EngineKind::kPython ? "a Python engine"
+                    : function.empty()                    ? "a native engine"
+                                                          : "an engine with function " + function;
+  for (const auto& r : requirements) {
+    out += r.at_least ? " and an engine with " + r.ToString() : " and an engine with tag " + r.name;
+  }
+  return out;
+}
+
+TaskNeeds NeedsOf(std::string_view msg_type, std::string_view content, const TaskMetadata& metadata) {
+  TaskNeeds out;
+  if (msg_type == "apply_request") {
+    if (std::optional<std::string> function = IppCall(content)) {
+      out.kind = protocol::EngineKind::kNative;
+      out.function = std::move(*function);
+    }
+  }
+  if (metadata.kind) out.kind = *metadata.kind;
+  if (out.kind == protocol::EngineKind::kPython) out.function.clear();
+  out.requirements = metadata.requirements;
+  return out;
+}
 
 Result<TaskMetadata> ParseTaskMetadata(const protocol::PartFields& md) {
   TaskMetadata out;
@@ -31,6 +116,20 @@ Result<TaskMetadata> ParseTaskMetadata(const protocol::PartFields& md) {
     if (!follow.ok()) return follow.status();
     out.after = std::move(*after);
     out.follow = std::move(*follow);
+    if (!md.empty_or_absent("requires")) {
+      Result<std::vector<protocol::Requirement>> requirements = protocol::ParseRequirements(md.value("requires").value_or(json()));
+      if (!requirements.ok()) return Status::ProtocolError(requirements.status().message());
+      out.requirements = std::move(*requirements);
+    }
+    if (auto kind = md.value("ipp_kind"); kind && !kind->is_null()) {
+      if (*kind == "native") {
+        out.kind = protocol::EngineKind::kNative;
+      } else if (*kind == "python") {
+        out.kind = protocol::EngineKind::kPython;
+      } else {
+        return Status::ProtocolError("\"ipp_kind\" must be \"native\" or \"python\", not " + kind->dump());
+      }
+    }
   } catch (const json::exception& e) {
     return Status::ProtocolError(std::string("invalid task metadata: ") + e.what());
   }

@@ -45,7 +45,9 @@ void TaskScheduler::Connect(const std::string& notification_url, const std::stri
 
 void TaskScheduler::ListenForAborts(const std::string& url) { aborts_.bind(url); }
 
-void TaskScheduler::AddEngine(const std::string& uuid) { RegisterEngine(uuid); }
+void TaskScheduler::AddEngine(const std::string& uuid, protocol::Capabilities caps) {
+  RegisterEngine(uuid, std::make_shared<const protocol::Capabilities>(std::move(caps)));
+}
 
 void TaskScheduler::Attach(Reactor& reactor) {
   reactor_ = &reactor;
@@ -74,9 +76,19 @@ void TaskScheduler::OnNotification() {
     auto uuid = m->content.find("uuid");
     if (uuid == m->content.end() || !uuid->is_string()) continue;
     const std::string& engine = uuid->get_ref<const std::string&>();
-    if (m->msg_type() == "registration_notification") {
-      RegisterEngine(engine);
+    if (m->msg_type() == "registration_notification" || m->msg_type() == "ipp_engine_update") {
+      Result<protocol::Capabilities> caps = protocol::Capabilities::FromContent(m->content);
+      if (!caps.ok()) {
+        log_->warn("engine {}: {}; taken for a Python engine", engine, caps.status().message());
+        caps = protocol::Capabilities{};
+      }
+      auto shared = std::make_shared<const protocol::Capabilities>(std::move(*caps));
+      if (m->msg_type() == "ipp_engine_update") {
+        SetCapabilities(engine, std::move(shared));
+        continue;
+      }
       engines_[engine].id = m->content.value("id", -1);
+      RegisterEngine(engine, std::move(shared));
     }
     if (m->msg_type() == "unregistration_notification") {
       auto state = engines_.find(engine);
@@ -86,14 +98,36 @@ void TaskScheduler::OnNotification() {
   }
 }
 
-void TaskScheduler::RegisterEngine(const std::string& uuid) {
-  if (std::find(targets_.begin(), targets_.end(), uuid) != targets_.end()) return;
+void TaskScheduler::RegisterEngine(const std::string& uuid, Caps caps) {
+  if (std::find(targets_.begin(), targets_.end(), uuid) != targets_.end()) {
+    SetCapabilities(uuid, std::move(caps));  // announced again (restored, then notified)
+    return;
+  }
   targets_.insert(targets_.begin(), uuid);  // head of the line
   loads_.insert(loads_.begin(), 0);
+  caps_.insert(caps_.begin(), caps);
   auto& state = engines_[uuid];
   state.alive = true;
+  state.caps = std::move(caps);
   state.index = engine_index_.emplace(uuid, static_cast<uint32_t>(engine_index_.size())).first->second;
-  log_->info("engine {} available ({} engines)", uuid, targets_.size());
+  ++caps_generation_;
+  log_->info("engine {} available ({} engines, {})", uuid, targets_.size(), protocol::EngineKindName(state.caps->kind));
+  Unpark();
+  RunQueued();
+}
+
+void TaskScheduler::SetCapabilities(const std::string& uuid, Caps caps) {
+  auto it = std::find(targets_.begin(), targets_.end(), uuid);
+  if (it == targets_.end()) {
+    log_->warn("capabilities of engine {} dropped: not a connected engine", uuid);
+    return;
+  }
+  caps_[static_cast<size_t>(it - targets_.begin())] = caps;
+  engines_[uuid].caps = std::move(caps);
+  ++caps_generation_;
+  log_->info("engine {}: capabilities updated", uuid);
+  ParkUnrunnable();
+  Unpark();
   RunQueued();
 }
 
@@ -103,6 +137,9 @@ void TaskScheduler::UnregisterEngine(const std::string& uuid) {
   size_t idx = static_cast<size_t>(it - targets_.begin());
   targets_.erase(targets_.begin() + static_cast<long>(idx));
   loads_.erase(loads_.begin() + static_cast<long>(idx));
+  caps_.erase(caps_.begin() + static_cast<long>(idx));
+  ++caps_generation_;
+  ParkUnrunnable();
   auto state = engines_.find(uuid);
   if (state == engines_.end()) return;
   state->second.alive = false;
@@ -145,13 +182,108 @@ std::vector<size_t> TaskScheduler::AvailableEngines() const {
   return out;
 }
 
-bool TaskScheduler::CanRunOn(const Job& job, size_t index) const {
+bool TaskScheduler::CanRunOn(const Job& job, size_t index, bool caps) const {
   if (options_.hwm > 0 && loads_[index] >= options_.hwm) return false;
+  if (caps && !job.needs.CanRunOn(*caps_[index])) return false;
   const std::string& target = targets_[index];
   if (job.blacklist.count(target)) return false;
   if (!job.targets.empty() && !job.targets.count(target)) return false;
   if (job.follow.empty()) return true;
   return job.follow.Check(fates_, engines_.at(target).index);
+}
+
+bool TaskScheduler::EverywhereCanRun(const TaskNeeds& needs) {
+  for (const Everywhere& e : everywhere_) {
+    if (e.generation == caps_generation_ && e.needs == needs) return e.all;
+  }
+  bool all = std::all_of(caps_.begin(), caps_.end(), [&](const Caps& c) { return needs.CanRunOn(*c); });
+  constexpr size_t kEntries = 8;  // distinct needs in use at once are few
+  Everywhere entry{needs, caps_generation_, all};
+  if (everywhere_.size() < kEntries) {
+    everywhere_.push_back(std::move(entry));
+  } else {
+    everywhere_[everywhere_next_] = std::move(entry);
+    everywhere_next_ = (everywhere_next_ + 1) % kEntries;
+  }
+  return all;
+}
+
+bool TaskScheduler::AnyAvailableCanRun(const TaskNeeds& needs) const {
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    if ((options_.hwm <= 0 || loads_[i] < options_.hwm) && needs.CanRunOn(*caps_[i])) return true;
+  }
+  return false;
+}
+
+bool TaskScheduler::AnyConnectedCanRun(const TaskNeeds& needs) const {
+  return std::any_of(caps_.begin(), caps_.end(), [&](const Caps& c) { return needs.CanRunOn(*c); });
+}
+
+void TaskScheduler::Park(std::unique_ptr<Job> job, bool fresh) {
+  job->parked = true;
+  if (!job->reported) {
+    job->reported = true;
+    std::string reason = job->needs.Reason();
+    log_->info("task {} waits for {}", job->msg_id, reason);
+    protocol::Send(monitor_, protocol::monitor::TaskWaiting(job->msg_id, reason));
+  }
+  parked_.emplace_back(job->seq, job->msg_id);
+  if (fresh) {
+    Enter(std::move(job), false);
+  } else {
+    KeepWaiting(std::move(job));
+  }
+  if (parked_.size() > 2 * waiting_.size() + 1024) {  // drop stale entries now and then
+    std::deque<std::pair<uint64_t, std::string>> live;
+    for (auto& entry : parked_) {
+      auto it = waiting_.find(entry.second);
+      if (it != waiting_.end() && it->second->parked && it->second->seq == entry.first) live.push_back(std::move(entry));
+    }
+    parked_.swap(live);
+  }
+}
+
+void TaskScheduler::Unpark() {
+  if (parked_.empty()) return;
+  std::deque<std::pair<uint64_t, std::string>> still;
+  bool moved = false;
+  for (auto& entry : parked_) {
+    auto it = waiting_.find(entry.second);
+    if (it == waiting_.end() || !it->second->parked || it->second->seq != entry.first) continue;  // stale
+    Job& job = *it->second;
+    if (!AnyConnectedCanRun(job.needs)) {
+      still.push_back(std::move(entry));
+      continue;
+    }
+    job.parked = false;
+    if (job.reported) {
+      job.reported = false;
+      protocol::Send(monitor_, protocol::monitor::TaskWaiting(job.msg_id, ""));
+    }
+    queue_.push_back(std::move(entry));
+    moved = true;
+  }
+  parked_.swap(still);
+  if (moved) {
+    std::stable_sort(queue_.begin(), queue_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  }
+}
+
+void TaskScheduler::ParkUnrunnable() {
+  std::vector<std::string> unrunnable;
+  std::vector<std::pair<TaskNeeds, bool>> seen;  // needs -> some connected engine meets them
+  for (const auto& [seq, id] : queue_) {
+    auto it = waiting_.find(id);
+    if (it == waiting_.end() || it->second->parked || it->second->seq != seq) continue;
+    const TaskNeeds& needs = it->second->needs;
+    auto known = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == needs; });
+    if (known == seen.end()) known = seen.insert(seen.end(), {needs, AnyConnectedCanRun(needs)});
+    if (!known->second) unrunnable.push_back(id);
+  }
+  // Their queue_ entries stay, to be dropped when RunQueued reaches them.
+  for (const auto& id : unrunnable) {
+    if (auto job = TakeWaiting(id)) Park(std::move(job), false);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -180,10 +312,16 @@ void TaskScheduler::OnSubmission() {
       log_->warn("dropped task with a bad header or metadata");
       continue;
     }
-    if (std::string type = *header->string("msg_type"); !Carries(RequestChannel::kTask, type)) {
+    std::string type = *header->string("msg_type");
+    if (!Carries(RequestChannel::kTask, type)) {
       Refuse(*raw, type);
       continue;
     }
+    // No engine could read it (which kind it needs cannot be told either): answered here, as an
+    // engine answers a malformed request.
+    std::string_view content = raw->part(RawMessage::kContent);
+    size_t opening = content.find_first_not_of(" \t\r\n");
+    bool object_content = opening != std::string_view::npos && content[opening] == '{';
     protocol::monitor::Send(monitor_, protocol::monitor::Topic::kTaskRequest, raw->frames());
     auto job = std::make_unique<Job>();
     job->msg_id = std::move(*msg_id);
@@ -193,6 +331,7 @@ void TaskScheduler::OnSubmission() {
     fates_.Submitted(job->msg_id);
     Result<TaskMetadata> metadata = ParseTaskMetadata(*md);
     if (metadata.ok()) {
+      job->needs = NeedsOf(type, content, *metadata);
       job->targets = std::move(metadata->targets);
       job->retries = metadata->retries;
       if (metadata->timeout) job->deadline = std::chrono::steady_clock::now() + *metadata->timeout;
@@ -206,6 +345,10 @@ void TaskScheduler::OnSubmission() {
     }
     if (!metadata.ok()) {
       Fail(std::move(job), TaskMetadataErrorName(metadata.status()), metadata.status().message(), "");
+      continue;
+    }
+    if (!object_content) {
+      Fail(std::move(job), "InvalidRequest", "malformed " + type + ": its content is not a JSON object", "");
       continue;
     }
     Submit(std::move(job));
@@ -240,11 +383,12 @@ void TaskScheduler::Submit(std::unique_ptr<Job> job) {
 TaskScheduler::Placement TaskScheduler::Place(const Job& job) {
   std::vector<size_t> available = AvailableEngines();
   if (available.empty()) return Placement::Wait();
-  bool filter = !job.follow.empty() || !job.targets.empty() || !job.blacklist.empty() || options_.hwm > 0;
+  bool everywhere = EverywhereCanRun(job.needs);
+  bool filter = !everywhere || !job.follow.empty() || !job.targets.empty() || !job.blacklist.empty() || options_.hwm > 0;
   if (!filter) return Placement::On(policy_->Pick(loads_, rng_));
   std::vector<size_t> indices;
   for (size_t i : available) {
-    if (CanRunOn(job, i)) indices.push_back(i);
+    if (CanRunOn(job, i, !everywhere)) indices.push_back(i);
   }
   if (indices.empty()) {
     if (job.follow.all && !job.follow.empty()) {
@@ -275,7 +419,9 @@ void TaskScheduler::Dispatch(std::unique_ptr<Job> job, void (TaskScheduler::*wai
   switch (where.kind) {
     case Placement::kEngine: return RunOn(std::move(job), where.engine);
     case Placement::kNever: return Fail(std::move(job), "ImpossibleDependency", where.why, "");
-    case Placement::kWait: return (this->*wait)(std::move(job));
+    case Placement::kWait:
+      if (!AnyConnectedCanRun(job->needs)) return Park(std::move(job), wait == &TaskScheduler::Wait);
+      return (this->*wait)(std::move(job));
   }
 }
 
@@ -291,10 +437,13 @@ void TaskScheduler::RunOn(std::unique_ptr<Job> job, size_t index) {
   to_engines_.Send(std::move(out));
   // Least recently used order: the engine that just got work goes to the back of the line.
   int load = loads_[index] + 1;
+  Caps caps = std::move(caps_[index]);
   targets_.erase(targets_.begin() + static_cast<long>(index));
   loads_.erase(loads_.begin() + static_cast<long>(index));
+  caps_.erase(caps_.begin() + static_cast<long>(index));
   targets_.push_back(target);
   loads_.push_back(load);
+  caps_.push_back(std::move(caps));
   protocol::Send(monitor_, protocol::monitor::TaskDestination(job->msg_id, target));
   SPDLOG_LOGGER_DEBUG(log_, "task {} -> engine {}", job->msg_id, target);
   engines_[target].running[job->msg_id] = std::move(job);
@@ -318,7 +467,7 @@ void TaskScheduler::Undeliverable(Frames&& frames) {
   Retry(std::move(job), engine);
 }
 
-void TaskScheduler::Wait(std::unique_ptr<Job> job) {
+void TaskScheduler::Enter(std::unique_ptr<Job> job, bool queued) {
   const std::string id = job->msg_id;
   IdSet deps = job->after.ids;
   deps.insert(job->follow.ids.begin(), job->follow.ids.end());
@@ -334,10 +483,13 @@ void TaskScheduler::Wait(std::unique_ptr<Job> job) {
       if (!job) return;  // already running or done
       job->timeout_timer = 0;
       log_->info("task {} timed out waiting to run", id);
-      Fail(std::move(job), "TaskTimeout", "Task timed out before it could run", "");
+      std::string why = job->parked ? "no engine that can run it connected within its timeout (needs " +
+                                          job->needs.Reason() + ")"
+                                    : "Task timed out before it could run";
+      Fail(std::move(job), "TaskTimeout", why, "");
     });
   }
-  queue_.emplace_back(job->seq, id);
+  if (queued) queue_.emplace_back(job->seq, id);
   waiting_[id] = std::move(job);
   if (queue_.size() > 2 * waiting_.size() + 1024) {  // drop stale entries now and then
     std::deque<std::pair<uint64_t, std::string>> live;
@@ -580,17 +732,31 @@ void TaskScheduler::RunDependents(const std::string& finished_id) {
 
 void TaskScheduler::RunQueued() {
   std::vector<std::pair<uint64_t, std::string>> kept;
+  // Needs no free engine meets, found in this pass: engines only fill up during it, so the later
+  // jobs with the same needs are kept without a look at each engine (in a mixed cluster, a long
+  // line of one kind's work waits while the other kind's engines free up).
+  std::vector<TaskNeeds> blocked;
   while (!queue_.empty() && !waiting_.empty()) {
     if (AvailableEngines().empty()) break;
     auto entry = std::move(queue_.front());
     queue_.pop_front();
-    auto job = TakeWaiting(entry.second);
-    if (!job || job->seq != entry.first) {
-      if (job) waiting_[entry.second] = std::move(job);
-      continue;  // stale entry
+    auto it = waiting_.find(entry.second);
+    if (it == waiting_.end() || it->second->seq != entry.first || it->second->parked) continue;  // stale
+    const TaskNeeds& needs = it->second->needs;
+    bool known_blocked = std::find(blocked.begin(), blocked.end(), needs) != blocked.end();
+    if (!known_blocked && !AnyAvailableCanRun(needs)) {
+      blocked.push_back(needs);
+      known_blocked = true;
     }
+    if (known_blocked) {
+      kept.push_back(std::move(entry));
+      continue;
+    }
+    auto job = std::move(it->second);
+    waiting_.erase(it);
     Advance(std::move(job));
-    if (waiting_.count(entry.second)) kept.push_back(std::move(entry));
+    auto still = waiting_.find(entry.second);
+    if (still != waiting_.end() && !still->second->parked) kept.push_back(std::move(entry));
   }
   for (auto it = kept.rbegin(); it != kept.rend(); ++it) queue_.push_front(std::move(*it));
 }

@@ -2,7 +2,10 @@
 //
 // Clients submit on a ROUTER; engines are reached through another ROUTER by their uuid.
 // Jobs wait until their time dependencies (`after`) are met and an engine satisfying `targets`,
-// `follow` and the high-water mark is free; the routing policy picks among those. A failed job
+// `follow`, the high-water mark and the job's needs (TaskNeeds: kind, function, requires, checked
+// against each engine's Capabilities) is free; the routing policy picks among those. A job that
+// no connected engine can run is parked until an engine registers or its capabilities change;
+// the hub is told what it waits for (monitor topic "waiting"). A failed job
 // with retries left, or one whose engine died, is resubmitted elsewhere; otherwise its client
 // gets a reply — a result or an error (EngineError, ImpossibleDependency, TaskTimeout...).
 //
@@ -25,10 +28,12 @@
 #include "common/logging.hpp"
 #include "common/recent_ids.hpp"
 #include "common/reactor.hpp"
+#include "protocol/capabilities.hpp"
 #include "protocol/session.hpp"
 #include "schedulers/dependency.hpp"
 #include "schedulers/pending_delivery.hpp"
 #include "schedulers/policies.hpp"
+#include "schedulers/task_metadata.hpp"
 
 namespace ipp::schedulers {
 
@@ -57,8 +62,8 @@ class TaskScheduler {
   void Connect(const std::string& notification_url, const std::string& monitor_url);
   // Binds the PULL the control relay passes abort_request contents to (RouterRelay::TapAborts).
   void ListenForAborts(const std::string& url);
-  // Engines already registered before we started (or restored).
-  void AddEngine(const std::string& uuid);
+  // Engines already registered before we started (or restored); {} is a Python engine.
+  void AddEngine(const std::string& uuid, protocol::Capabilities caps = {});
   void Attach(Reactor& reactor);
 
  private:
@@ -74,7 +79,11 @@ class TaskScheduler {
     int retries = 0;
     std::optional<std::chrono::steady_clock::time_point> deadline;
     Reactor::TimerId timeout_timer = 0;
+    TaskNeeds needs;
+    bool parked = false;    // in parked_: no connected engine can run it
+    bool reported = false;  // the hub was told it waits for needs.Reason()
   };
+  using Caps = std::shared_ptr<const protocol::Capabilities>;
   struct EngineState {
     uint32_t index = 0;  // names the engine in fates_ (kept for its uuid across reconnections)
     std::unordered_map<std::string, std::unique_ptr<Job>> running;
@@ -83,6 +92,7 @@ class TaskScheduler {
     // (-1 for an engine restored before any notification) and why the hub let it go.
     int id = -1;
     std::string gone_reason;
+    Caps caps;
   };
 
   void OnSubmission();
@@ -106,8 +116,9 @@ class TaskScheduler {
   // job, KeepWaiting for one taken from waiting_).
   void Dispatch(std::unique_ptr<Job> job, void (TaskScheduler::*wait)(std::unique_ptr<Job>));
   void RunOn(std::unique_ptr<Job> job, size_t index);
-  // Starts waiting: enters the job in queue_, graph_ and waiting_, with its timeout.
-  void Wait(std::unique_ptr<Job> job);
+  // Starts waiting: enters the job in queue_ (when `queued`), graph_ and waiting_, with its timeout.
+  void Wait(std::unique_ptr<Job> job) { Enter(std::move(job), true); }
+  void Enter(std::unique_ptr<Job> job, bool queued);
   // Puts a job taken from waiting_ back (its queue_ and graph_ entries stayed).
   void KeepWaiting(std::unique_ptr<Job> job);
   // Answers the client with an error reply; `engine` is the engine it ran on, or "".
@@ -127,11 +138,27 @@ class TaskScheduler {
   void RunDependents(const std::string& finished_id);
   // An engine joined or became free: waiting jobs get their turn in order until engines run out.
   void RunQueued();
-  void RegisterEngine(const std::string& uuid);
+  void RegisterEngine(const std::string& uuid, Caps caps);
   void UnregisterEngine(const std::string& uuid);
   void HandleStranded(const std::string& uuid);
   std::vector<size_t> AvailableEngines() const;
-  bool CanRunOn(const Job& job, size_t index) const;
+  // `caps`: also check the job's needs against the engine's capabilities.
+  bool CanRunOn(const Job& job, size_t index, bool caps) const;
+  // Whether every connected engine can run what `needs` asks for (cached per capability change).
+  bool EverywhereCanRun(const TaskNeeds& needs);
+  bool AnyConnectedCanRun(const TaskNeeds& needs) const;
+  // The same among the engines below the high-water mark.
+  bool AnyAvailableCanRun(const TaskNeeds& needs) const;
+  // Puts a job no connected engine can run in parked_ and tells the hub why it waits; `fresh`:
+  // as Wait (a new or retried job), otherwise as KeepWaiting.
+  void Park(std::unique_ptr<Job> job, bool fresh);
+  // After an engine joined or its capabilities grew: jobs some engine can run now go back to
+  // queue_ (in submission order); the hub hears they no longer wait for a missing engine.
+  void Unpark();
+  // After an engine left or its capabilities shrank: queued jobs no engine can run now are parked.
+  void ParkUnrunnable();
+  // Registration notification or ipp_engine_update: (re)sets an engine's capabilities.
+  void SetCapabilities(const std::string& uuid, Caps caps);
   std::unique_ptr<Job> TakeWaiting(const std::string& msg_id);
   bool Known(const std::string& msg_id) const;
   // Whether the job's `after` is met now; once met it is cleared.
@@ -153,14 +180,26 @@ class TaskScheduler {
   PendingDelivery to_engines_;
   Reactor* reactor_ = nullptr;
 
-  // Engines in least-recently-used order, with their outstanding task counts.
+  // Engines in least-recently-used order, with their outstanding task counts and capabilities.
   std::vector<std::string> targets_;
   std::vector<int> loads_;
+  std::vector<Caps> caps_;
+  // Which needs every connected engine meets: most jobs ask what all engines have, and then the
+  // policy picks among all of them without a check per engine. Valid for one caps_generation_.
+  struct Everywhere {
+    TaskNeeds needs;
+    uint64_t generation;
+    bool all;
+  };
+  std::vector<Everywhere> everywhere_;
+  size_t everywhere_next_ = 0;  // the entry replaced next once it is full
+  uint64_t caps_generation_ = 0;
   std::unordered_map<std::string, EngineState> engines_;
 
   uint64_t next_seq_ = 0;
   std::unordered_map<std::string, std::unique_ptr<Job>> waiting_;  // msg_id -> job
   std::deque<std::pair<uint64_t, std::string>> queue_;  // waiting jobs in order (lazy deletion)
+  std::deque<std::pair<uint64_t, std::string>> parked_;  // parked jobs (lazy deletion)
   std::unordered_map<std::string, std::vector<std::string>> graph_;  // dep id -> waiting ids
   TaskFates fates_;
   std::unordered_map<std::string, uint32_t> engine_index_;  // uuid -> index, every engine seen

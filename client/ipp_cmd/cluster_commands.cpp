@@ -25,21 +25,20 @@ void AddMsgIdArguments(CommandLine& cl, std::vector<std::string>* ids, const cha
 int Engines(int argc, char** argv) {
   CommandLine cl;
   const Common& c = cl.common;
-  auto client = cl.ParseAndConnect(argc, argv, Usage("engines [options]", "List the engines: id, kind (native or python), host, pid, queue length, tasks done."));
+  auto client = cl.ParseAndConnect(argc, argv, Usage("engines [options]", "List the engines: id, kind (native or python), host, pid, functions (how many),\n"
+                                                                              "tags, queue length, tasks done (--json: also resources)."));
   if (!client) return cl.exit_code();
   auto deadline = std::chrono::steady_clock::now() + Seconds(c.timeout);
-  std::vector<int> ids = client->ids();
-  auto status = client->queue_status();
-  if (!status.ok()) return Fail(status.status().message());
+  auto engines = client->engines(Seconds(c.timeout));
+  if (!engines.ok()) return Fail(engines.status().message());
   Json rows = Json::array();
-  if (!ids.empty()) {
-    std::map<int, ipp::EngineKind> kinds = client->engine_kinds(ids, Seconds(c.timeout));
+  if (!engines->empty()) {
     // Host and pid: ipp.info from a native engine; a Python engine evaluates two expressions
     // (never a native call: a Python engine cannot unpack one and logs a traceback).
     std::vector<int> native, python;
-    for (int id : ids) {
-      if (kinds[id] == ipp::EngineKind::kNative) native.push_back(id);
-      if (kinds[id] == ipp::EngineKind::kPython) python.push_back(id);
+    for (const ipp::EngineInfo& e : *engines) {
+      if (e.kind == ipp::EngineKind::kNative) native.push_back(e.id);
+      if (e.kind == ipp::EngineKind::kPython) python.push_back(e.id);
     }
     std::map<int, std::pair<Json, Json>> where;  // id -> (host, pid)
     ipp::AsyncResult native_info, python_info;
@@ -70,11 +69,12 @@ int Engines(int argc, char** argv) {
       Json pid_json = Json::parse(pid, nullptr, false);
       where[python[i]] = {host.empty() ? Json() : Json(host), pid_json.is_number_integer() ? pid_json : Json()};
     }
-    for (int id : ids) {
-      Json q = (*status)[std::to_string(id)];
-      Json row = {{"id", id}, {"kind", ipp::EngineKindName(kinds[id])}, {"queue", q.value("queue", 0) + q.value("tasks", 0)},
-                  {"done", q.value("completed", 0)}, {"host", nullptr}, {"pid", nullptr}};
-      if (auto w = where.find(id); w != where.end()) {
+    for (const ipp::EngineInfo& e : *engines) {
+      // functions: null when the controller does not say (the stock one).
+      Json row = {{"id", e.id}, {"kind", ipp::EngineKindName(e.kind)}, {"queue", e.queue}, {"done", e.done},
+                  {"host", nullptr}, {"pid", nullptr}, {"functions", e.functions < 0 ? Json() : Json(e.functions)},
+                  {"tags", e.tags}, {"resources", e.resources}};
+      if (auto w = where.find(e.id); w != where.end()) {
         row["host"] = w->second.first;
         row["pid"] = w->second.second;
       }
@@ -85,11 +85,15 @@ int Engines(int argc, char** argv) {
     std::cout << rows.dump() << std::endl;
     return 0;
   }
-  std::printf("%4s  %-7s %-24s %8s %6s %8s\n", "id", "kind", "host", "pid", "queue", "done");
+  std::printf("%4s  %-7s %-24s %8s %9s %6s %8s  %s\n", "id", "kind", "host", "pid", "functions", "queue", "done", "tags");
   for (const Json& r : rows) {
-    std::printf("%4d  %-7s %-24s %8s %6d %8d\n", r["id"].get<int>(), r["kind"].get<std::string>().c_str(),
+    std::string tags;
+    for (const Json& t : r["tags"]) tags += (tags.empty() ? "" : ",") + t.get<std::string>();
+    std::printf("%4d  %-7s %-24s %8s %9s %6d %8d  %s\n", r["id"].get<int>(), r["kind"].get<std::string>().c_str(),
                 r["host"].is_string() ? r["host"].get<std::string>().c_str() : "?",
-                r["pid"].is_number() ? std::to_string(r["pid"].get<int>()).c_str() : "?", r["queue"].get<int>(), r["done"].get<int>());
+                r["pid"].is_number() ? std::to_string(r["pid"].get<int>()).c_str() : "?",
+                r["functions"].is_number() ? std::to_string(r["functions"].get<int>()).c_str() : "-", r["queue"].get<int>(),
+                r["done"].get<int>(), tags.empty() ? "-" : tags.c_str());
   }
   if (rows.empty()) std::printf("(no engines registered yet)\n");
   return 0;
@@ -114,6 +118,13 @@ int Status(int argc, char** argv) {
   }
   std::printf("engines: %zu\nqueued on engines: %zu\nunassigned tasks: %d\ncompleted: %zu\n", client->ids().size(), queued,
               s->value("unassigned", 0), done);
+  // Load-balanced work no connected engine can run, by what it waits for (our controller only).
+  Json waiting = s->value("waiting", Json::object());
+  for (const auto& [reason, count] : waiting.items()) {
+    if (!waiting.is_object() || !count.is_number_integer()) continue;
+    long n = count.get<long>();
+    std::printf("%ld task%s waiting for %s\n", n, n == 1 ? "" : "s", reason.c_str());
+  }
   return 0;
 }
 

@@ -86,10 +86,13 @@ int Farm(int argc, char** argv) {
   std::string input, results_path;
   int retries = 0;
   double timeout = 0;
+  std::vector<std::string> requirements;
   cl.options.add_options()("commands", po::value(&input), "file with one shell command per line")
       ("results,o", po::value(&results_path), "results file, JSON lines (default: COMMANDS.results.jsonl)")
       ("retries", po::value(&retries)->default_value(0), "retries of a failed command on other engines")
-      ("timeout", po::value(&timeout)->default_value(0), "seconds a command may run (0: no limit)");
+      ("timeout", po::value(&timeout)->default_value(0), "seconds a command may run (0: no limit)")
+      ("requires", po::value(&requirements)->composing(),
+       "run only on engines with this tag or resource (repeatable), e.g. --requires gpu --requires gpus>=2");
   cl.positional.add("commands", 1);
   if (int rc = cl.Parse(argc, argv, Usage("farm FILE [options]", kFarmHelp)); rc >= 0) return rc;
   if (input.empty()) return Fail("farm needs a file of commands");
@@ -124,6 +127,7 @@ int Farm(int argc, char** argv) {
   if (!file.OpenForAppend()) return Fail("cannot write " + results_path);
   ipp::TaskOptions options;
   options.retries = retries;
+  options.requirements = requirements;
   auto view = client->load_balanced_view(options);
   std::vector<ipp::AsyncResult> results;
   results.reserve(todo.size());

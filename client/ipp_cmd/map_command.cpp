@@ -44,9 +44,12 @@ int Map(int argc, char** argv) {
   const Common& c = cl.common;
   std::string function, input = "-";
   long long chunksize = 1;
+  std::vector<std::string> requirements;
   cl.options.add_options()("function", po::value(&function), "native function to call on each item")
       ("input", po::value(&input)->default_value("-"), "file with one JSON value per line, or - for stdin")
-      ("chunksize", po::value(&chunksize)->default_value(1), "items per task (1 or more)");
+      ("chunksize", po::value(&chunksize)->default_value(1), "items per task (1 or more)")
+      ("requires", po::value(&requirements)->composing(),
+       "run only on engines with this tag or resource (repeatable), e.g. --requires gpu --requires gpus>=2");
   cl.positional.add("function", 1).add("input", 1);
   if (int rc = cl.Parse(argc, argv, Usage("map FUNCTION [FILE|-]", kMapHelp)); rc >= 0) return rc;
   if (function.empty()) return Fail("map needs a function name");
@@ -72,12 +75,15 @@ int Map(int argc, char** argv) {
   if (!client) return Fail(error);
   if (client->ids().empty()) return Fail("no engines registered yet");
   ipp::Millis timeout(static_cast<long>(c.timeout * 1000));
-  // With no items no task would name the function: check it on the engines instead.
-  if (items.empty() && !EnginesHave(*client, function, timeout)) {
-    return Fail("no function '" + function + "' on the engines (ipp functions lists them)");
+  // Checked first: work for a function no engine has would wait for an engine that has it (our
+  // controller) or fail on every item (the stock one), and with no items no task names it.
+  if (!EnginesHave(*client, function, timeout)) {
+    return Fail("NameError: no function '" + function + "' on the engines (ipp functions lists them)");
   }
   // One ipp.map task per chunk, each item tried (keep_going): a bad item costs only its result.
-  auto view = client->load_balanced_view();
+  ipp::TaskOptions options;
+  options.requirements = requirements;
+  auto view = client->load_balanced_view(options);
   size_t chunk = static_cast<size_t>(chunksize);
   std::vector<ipp::AsyncResult> tasks;
   for (size_t begin = 0; begin < items.size() && !Interrupted(); begin += chunk) {

@@ -196,6 +196,10 @@ struct TaskOptions {
   bool success = true, failure = false;
   Millis timeout{0};  // how long a task may wait for its dependencies; 0 = no limit
   std::vector<int> targets;  // engines it may run on; empty = any
+  // Tags or resources the engine must have ("gpu", "gpus>=2"), sent as metadata "requires"
+  // (`requires` itself is a C++20 keyword). Our controller waits for such an engine; the stock
+  // one ignores it.
+  std::vector<std::string> requirements;
 };
 
 class Client;
@@ -204,6 +208,19 @@ class Client;
 // (the stock ipyparallel engine: pickled Python functions and Python code).
 enum class EngineKind { kUnknown, kNative, kPython };
 const char* EngineKindName(EngineKind kind);  // "unknown", "native", "python"
+
+// One engine as Client::engines() lists it: what it is and can run, as it told our controller at
+// registration (and again when it loaded a plugin), and its load.
+struct EngineInfo {
+  int id = -1;
+  std::string uuid;
+  EngineKind kind = EngineKind::kUnknown;
+  int functions = -1;  // how many functions it can run (0 for a Python engine); -1: not known (the stock controller)
+  std::vector<std::string> tags;             // ipengine --tag
+  std::map<std::string, double> resources;   // ipengine --resources
+  int queue = 0;  // requests waiting or running on it, direct and load-balanced
+  int done = 0;   // requests it finished
+};
 
 class DirectView {
  public:
@@ -280,9 +297,16 @@ class Client {
   std::vector<int> ids() const;  // registered engines, kept current by notifications
   // OK once at least n engines are registered; kTimeout if not within `timeout`.
   Status wait_for_engines(size_t n, Millis timeout);
-  // The kind of each engine in `targets` (empty: all), from its kernel_info (asked once per
-  // engine; kUnknown for one that did not answer within `timeout`).
+  // The kind of each engine in `targets` (empty: all): from the hub's queue_status, which our
+  // controller answers with each engine's kind; for engines it does not name (the stock
+  // controller), from their kernel_info (asked once per engine; kUnknown for one that did not
+  // answer within `timeout`).
   std::map<int, EngineKind> engine_kinds(std::vector<int> targets = {}, Millis timeout = Millis(5000));
+  // Every engine the hub knows, by id, from one queue_status (blocking up to the client's
+  // timeout). Against the stock controller, which tells only the load, the kind comes from
+  // kernel_info as in engine_kinds (up to `timeout`), functions is -1 and tags and resources are
+  // empty.
+  Result<std::vector<EngineInfo>> engines(Millis timeout = Millis(5000));
 
   DirectView direct_view(std::vector<int> targets = {});  // empty: all engines now
   LoadBalancedView load_balanced_view(TaskOptions options = {});

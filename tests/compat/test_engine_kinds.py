@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN_DIR, LIB_DIR
+from conftest import BIN_DIR, LIB_DIR, wait_for
 
 IPP = os.path.join(BIN_DIR, "ipp")
 PI_PLUGIN = os.path.abspath(os.path.join(LIB_DIR, "libipp_example_pi.so"))
@@ -51,3 +51,46 @@ def test_ipp_tells_python_engines_from_native_ones(make_cluster, stock_controlle
     # Nothing it was sent left a trace of a failure in the Python engine's log.
     log = cluster.log("engine-0.log")
     assert "Traceback" not in log and "not enough buffers" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("stock_controller", [False, True], ids=["our_controller", "stock_controller"])
+def test_engines_show_what_each_kind_can_run(make_cluster, stock_controller):
+    """Our controller shows what each engine announced (a stock Python engine announces nothing:
+    python, no functions, no tags) and, after ipp load, the native engine's new functions. The
+    stock controller ignores what our engine announces, and our engine never sends it an update."""
+    cluster = make_cluster(engines=1, native_engines=1, engine_args=["--tag=gpu", "--resources=gpus=2"],
+                           stock_controller=stock_controller)
+    python_engine, native_engine = cluster.engines
+
+    def engines():
+        r = ipp(cluster, "engines", "--json")
+        assert r.returncode == 0, r.stderr
+        return {e["kind"]: e for e in json.loads(r.stdout)}
+
+    by_kind = engines()
+    assert sorted(by_kind) == ["native", "python"], by_kind
+    assert by_kind["python"]["pid"] == python_engine.pid and by_kind["native"]["pid"] == native_engine.pid
+    native_id, python_id = by_kind["native"]["id"], by_kind["python"]["id"]
+    if stock_controller:
+        assert by_kind["native"]["functions"] is None and by_kind["native"]["tags"] == [], by_kind
+    else:
+        python, native = by_kind["python"], by_kind["native"]
+        assert (python["functions"], python["tags"], python["resources"]) == (0, [], {}), python
+        assert native["tags"] == ["gpu"] and native["resources"] == {"gpus": 2}, native
+        assert native["functions"] > 5, native
+        table = ipp(cluster, "engines").stdout
+        assert "gpu" in table and str(native["functions"]) in table, table
+        # The stock client reads the same queue_status, extra keys and all.
+        status = cluster.client().queue_status()
+        assert status[native_id]["kind"] == "native" and status[python_id]["kind"] == "python", status
+        assert status[native_id]["tags"] == ["gpu"], status
+
+    load = ipp(cluster, "load", PI_PLUGIN)
+    assert load.returncode == 0, load.stdout + load.stderr
+    if stock_controller:
+        engines()  # one more round trip through the hub after the load
+        log = cluster.log("controller.log")
+        assert "ipp_engine_update" not in log and "Bad Message Type" not in log, log[-3000:]
+    else:
+        wait_for(lambda: engines()["native"]["functions"] > by_kind["native"]["functions"], timeout=20,
+                 what="the hub to show the loaded plugin's functions")

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/testutil/fake_peer.hpp"
+#include "tests/testutil/testutil.hpp"
 
 namespace ipp::controller {
 namespace {
@@ -21,7 +22,7 @@ class HubTest : public ::testing::Test {
  protected:
   struct FakeEngine {
     FakeEngine(zmq::context_t& context, const std::string& uuid)
-        : uuid(uuid), query(context, zmq::socket_type::dealer, kKey),
+        : uuid(uuid), query(context, zmq::socket_type::dealer, kKey, uuid),  // as engines do
           ping(context, zmq::socket_type::sub, kKey), pong(context, zmq::socket_type::dealer, kKey, uuid) {}
     std::string uuid;
     FakePeer query, ping, pong;
@@ -29,7 +30,7 @@ class HubTest : public ::testing::Test {
   };
 
   void SetUp() override {
-    HubOptions options;
+    HubOptions& options = options_;
     options.query_url = "inproc://hub-query";
     options.notification_url = "inproc://hub-notifications";
     options.internal_notification_url = "inproc://hub-internal-notifications";
@@ -39,6 +40,7 @@ class HubTest : public ::testing::Test {
     options.pong_url = "inproc://hub-pong";
     options.ping_period = 50ms;
     options.max_heartbeat_misses = 2;
+    options.engine_state_file = state_dir_.path() / "engines.json";
     hub_ = std::make_unique<Hub>(context_, kKey, options, std::make_unique<MemoryTaskStore>(),
                                  MakeLogger("test.hub"), [this] { shut_down_ = true; });
     Hub::BoundPorts ports = hub_->Bind();
@@ -46,6 +48,7 @@ class HubTest : public ::testing::Test {
     hub_->Attach(reactor_);
     client_.socket().connect("inproc://hub-query");
     notifications_.socket().connect("inproc://hub-notifications");
+    internal_.socket().connect("inproc://hub-internal-notifications");
     monitor_.connect("inproc://hub-monitor");
   }
 
@@ -72,9 +75,10 @@ class HubTest : public ::testing::Test {
     if (!m.ok()) return std::nullopt;
     return std::move(m).value();
   }
-  // The next notification of `msg_type` (others are skipped).
-  std::optional<protocol::Message> NextNotification(const std::string& msg_type) {
-    while (auto m = Next(notifications_)) {
+  // The next notification of `msg_type` (others are skipped), to clients or (`internal`) to our
+  // schedulers.
+  std::optional<protocol::Message> NextNotification(const std::string& msg_type, bool internal = false) {
+    while (auto m = Next(internal ? internal_ : notifications_)) {
       if (m->msg_type() == msg_type) return m;
     }
     return std::nullopt;
@@ -88,17 +92,22 @@ class HubTest : public ::testing::Test {
     return reply->content;
   }
   // Registers an engine and waits until the hub announces it; returns its id.
-  FakeEngine& Register(const std::string& uuid) {
+  // `ipp`: what it says it can run (our engines' registration field); null: nothing, as a stock
+  // Python engine.
+  FakeEngine& Register(const std::string& uuid, const json& ipp = nullptr) {
     engines_.push_back(std::make_unique<FakeEngine>(context_, uuid));
     FakeEngine& e = *engines_.back();
     e.query.socket().connect("inproc://hub-query");
     e.ping.socket().connect("inproc://hub-ping");
     e.pong.socket().connect("inproc://hub-pong");
-    e.query.Send("registration_request", {{"uuid", uuid}});
+    json content = {{"uuid", uuid}};
+    if (!ipp.is_null()) content["ipp"] = ipp;
+    e.query.Send("registration_request", content);
     std::optional<protocol::Message> reply = Next(e.query);
     EXPECT_TRUE(reply.has_value());
     if (reply) {
       EXPECT_EQ(reply->content.value("status", ""), "ok") << reply->content.dump();
+      EXPECT_EQ(reply->content.value("ipp_hub", false), true) << reply->content.dump();
     }
     return e;
   }
@@ -110,12 +119,15 @@ class HubTest : public ::testing::Test {
     protocol::Send(monitor_, std::move(frames));
   }
 
+  testutil::TempDir state_dir_;
+  HubOptions options_;
   zmq::context_t context_;
   Reactor reactor_{MakeLogger("test.reactor")};
   bool shut_down_ = false;
   std::unique_ptr<Hub> hub_;
   FakePeer client_{context_, zmq::socket_type::dealer, kKey};
   FakePeer notifications_{context_, zmq::socket_type::sub, kKey};
+  FakePeer internal_{context_, zmq::socket_type::sub, kKey};  // as our task scheduler
   zmq::socket_t monitor_{context_, zmq::socket_type::push};
   protocol::Session scheduler_{kKey};
   std::vector<std::unique_ptr<FakeEngine>> engines_;
@@ -139,6 +151,141 @@ TEST_F(HubTest, RefusesAUuidAlreadyInUse) {
   ASSERT_TRUE(reply.has_value());
   EXPECT_EQ(reply->content.value("status", ""), "error");
   EXPECT_EQ(reply->content.value("ename", ""), "KeyError");
+}
+
+const json kGpuEngine = {{"kind", "native"},
+                         {"functions", {"ipp.info", "pi.sample"}},
+                         {"tags", {"gpu"}},
+                         {"resources", {{"gpus", 2}}}};
+
+TEST_F(HubTest, KeepsAndAnnouncesWhatEachEngineCanRun) {
+  Register("native-a", kGpuEngine);
+  Register("python-b");
+  std::map<std::string, json> announced, internal;
+  for (int n = 0; n < 2; ++n) {
+    std::optional<protocol::Message> note = NextNotification("registration_notification");
+    ASSERT_TRUE(note.has_value());
+    announced[note->content["uuid"]] = note->content;
+    note = NextNotification("registration_notification", /*internal=*/true);
+    ASSERT_TRUE(note.has_value());
+    internal[note->content["uuid"]] = note->content;
+  }
+  EXPECT_EQ(announced["native-a"]["ipp"], kGpuEngine) << announced["native-a"].dump();
+  EXPECT_EQ(internal["native-a"]["ipp"], kGpuEngine) << internal["native-a"].dump();
+  EXPECT_FALSE(announced["python-b"].contains("ipp")) << announced["python-b"].dump();
+  EXPECT_FALSE(internal["python-b"].contains("ipp")) << internal["python-b"].dump();
+
+  std::string native_id = std::to_string(announced["native-a"]["id"].get<int>());
+  std::string python_id = std::to_string(announced["python-b"]["id"].get<int>());
+  for (bool verbose : {false, true}) {
+    json queue = Query("queue_request", {{"targets", nullptr}, {"verbose", verbose}});
+    EXPECT_EQ(queue[native_id]["kind"], "native") << queue.dump();
+    EXPECT_EQ(queue[native_id]["functions"], 2) << queue.dump();
+    EXPECT_EQ(queue[native_id]["tags"], json({"gpu"})) << queue.dump();
+    EXPECT_EQ(queue[native_id]["resources"], json({{"gpus", 2}})) << queue.dump();
+    EXPECT_EQ(queue[python_id]["kind"], "python") << queue.dump();
+    EXPECT_EQ(queue[python_id]["functions"], 0) << queue.dump();
+    EXPECT_EQ(queue[python_id]["tags"], json::array()) << queue.dump();
+    EXPECT_EQ(queue[python_id]["resources"], json::object()) << queue.dump();
+  }
+
+  std::map<std::string, protocol::Capabilities> kept;
+  for (auto& [uuid, c] : hub_->engine_capabilities()) kept[uuid] = c;
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept["native-a"].ToJson(), kGpuEngine);
+  EXPECT_EQ(kept["python-b"].kind, protocol::EngineKind::kPython);
+}
+
+TEST_F(HubTest, RefusesAMalformedCapabilitiesFieldAndKeepsServing) {
+  FakePeer engine(context_, zmq::socket_type::dealer, kKey, "bad-engine");
+  engine.socket().connect("inproc://hub-query");
+  engine.Send("registration_request", {{"uuid", "bad-engine"}, {"ipp", {{"kind", "fortran"}}}});
+  std::optional<protocol::Message> reply = Next(engine);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->content.value("status", ""), "error") << reply->content.dump();
+  EXPECT_EQ(reply->content.value("ename", ""), "ValueError");
+  EXPECT_NE(reply->content.value("evalue", "").find("malformed \"ipp\""), std::string::npos) << reply->content.dump();
+  EXPECT_TRUE(hub_->engine_uuids().empty());
+  Register("good-engine", kGpuEngine);
+  EXPECT_TRUE(NextNotification("registration_notification").has_value());
+}
+
+TEST_F(HubTest, PublishesAnEnginesUpdateToTheSchedulersOnly) {
+  FakeEngine& engine = Register("native-a", kGpuEngine);
+  std::optional<protocol::Message> registered = NextNotification("registration_notification", true);
+  ASSERT_TRUE(registered.has_value());
+  int id = registered->content["id"];
+  json more = kGpuEngine;
+  more["functions"].push_back("stats.mean");
+  engine.query.Send("ipp_engine_update", {{"id", id}, {"ipp", more}});
+  std::optional<protocol::Message> reply = Next(engine.query);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->msg_type(), "ipp_engine_update_reply");
+  EXPECT_EQ(reply->content.value("status", ""), "ok") << reply->content.dump();
+  std::optional<protocol::Message> update = NextNotification("ipp_engine_update", true);
+  ASSERT_TRUE(update.has_value());
+  EXPECT_EQ(update->content, json({{"id", id}, {"uuid", "native-a"}, {"ipp", more}}));
+  EXPECT_EQ(Query("queue_request", {{"targets", nullptr}})[std::to_string(id)]["functions"], 3);
+
+  // Refused, the hub serving on: an unknown engine, a malformed field, another engine's socket.
+  auto refused = [&](FakePeer& from, const json& content) {
+    from.Send("ipp_engine_update", content);
+    std::optional<protocol::Message> r = Next(from);
+    return r && r->content.value("status", "") == "error";
+  };
+  EXPECT_TRUE(refused(engine.query, {{"id", id + 100}, {"ipp", more}}));
+  EXPECT_TRUE(refused(engine.query, {{"id", id}, {"ipp", {{"kind", "native"}, {"functions", "ipp.info"}}}}));
+  FakeEngine& other = Register("python-b");
+  EXPECT_TRUE(refused(other.query, {{"id", id}, {"ipp", kGpuEngine}}));
+  EXPECT_EQ(Query("queue_request", {{"targets", nullptr}})[std::to_string(id)]["functions"], 3);
+
+  // Clients never saw the update: the next thing they get after the first registration is the
+  // second one.
+  ASSERT_TRUE(NextNotification("registration_notification").has_value());
+  std::optional<protocol::Message> next = Next(notifications_);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->msg_type(), "registration_notification");
+  EXPECT_EQ(next->content["uuid"], "python-b");
+}
+
+TEST_F(HubTest, RestoredEnginesKeepWhatTheyCanRun) {
+  FakeEngine& engine = Register("native-a", kGpuEngine);
+  std::optional<protocol::Message> registered = NextNotification("registration_notification");
+  ASSERT_TRUE(registered.has_value());
+  int id = registered->content["id"];
+  json more = kGpuEngine;
+  more["functions"].push_back("stats.mean");
+  engine.query.Send("ipp_engine_update", {{"id", id}, {"ipp", more}});
+  ASSERT_TRUE(Next(engine.query).has_value());
+  Register("python-b");
+  ASSERT_TRUE(NextNotification("registration_notification").has_value());
+
+  // A second hub, as after a controller restart with --restore, reading the first one's file.
+  HubOptions options = options_;
+  for (std::string* url : {&options.query_url, &options.notification_url, &options.internal_notification_url,
+                           &options.monitor_url, &options.ping_url, &options.pong_url}) {
+    *url += "-restored";
+  }
+  options.restore = true;
+  Reactor reactor(MakeLogger("test.reactor2"));
+  Hub restored(context_, kKey, options, std::make_unique<MemoryTaskStore>(), MakeLogger("test.hub2"), [] {});
+  restored.Bind();
+  restored.Attach(reactor);
+  std::map<std::string, protocol::Capabilities> kept;
+  for (auto& [uuid, c] : restored.engine_capabilities()) kept[uuid] = c;
+  EXPECT_EQ(kept["native-a"].ToJson(), more);
+  EXPECT_EQ(kept["python-b"].kind, protocol::EngineKind::kPython);
+  // Its notifications to a new subscriber carry them.
+  FakePeer subscriber(context_, zmq::socket_type::sub, kKey);
+  subscriber.socket().connect(options.internal_notification_url);
+  std::map<std::string, json> announced;
+  while (announced.size() < 2) {
+    std::optional<protocol::Message> note = subscriber.Next(reactor);
+    ASSERT_TRUE(note.has_value());
+    announced[note->content["uuid"]] = note->content;
+  }
+  EXPECT_EQ(announced["native-a"]["ipp"], more);
+  EXPECT_FALSE(announced["python-b"].contains("ipp"));
 }
 
 TEST_F(HubTest, UnregistersAnEngineThatStopsAnsweringHeartbeats) {

@@ -30,6 +30,13 @@ TEST(CapabilitiesTest, RoundTripsThroughTheRegistrationField) {
   EXPECT_EQ(content["ipp"]["functions"], json({"ipp.info", "pi.sample"}));  // sorted
 }
 
+TEST(CapabilitiesTest, WholeResourcesAreWrittenAsIntegers) {
+  Capabilities c;
+  c.resources = {{"gpus", 2}, {"mem", 0.5}};
+  EXPECT_EQ(c.ToJson()["resources"].dump(), R"({"gpus":2,"mem":0.5})");
+  EXPECT_EQ(c.ResourcesJson(), c.ToJson()["resources"]);
+}
+
 TEST(CapabilitiesTest, MalformedFieldsAreRefusedWithTheirName) {
   EXPECT_FALSE(Capabilities::FromContent({{"ipp", 3}}).ok());
   EXPECT_FALSE(Capabilities::FromJson({{"kind", "fortran"}}).ok());

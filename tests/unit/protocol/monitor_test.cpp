@@ -77,6 +77,20 @@ TEST_F(MonitorCodecTest, TaskDestinationRoundTrips) {
   EXPECT_FALSE(event->message.has_value());
 }
 
+TEST_F(MonitorCodecTest, TaskWaitingRoundTripsItsReasonAndItsEnd) {
+  Result<Event> event = Decode(TaskWaiting("msg-1", "an engine with function pi.sample"));
+  ASSERT_TRUE(event.ok()) << event.status().ToString();
+  EXPECT_EQ(event->topic, Topic::kTaskWaiting);
+  EXPECT_EQ(event->msg_id, "msg-1");
+  EXPECT_EQ(event->reason, "an engine with function pi.sample");
+  EXPECT_EQ(event->engine, "");
+  EXPECT_FALSE(event->message.has_value());
+  Result<Event> ended = Decode(TaskWaiting("msg-1", ""));
+  ASSERT_TRUE(ended.ok()) << ended.status().ToString();
+  EXPECT_EQ(ended->reason, "");
+  EXPECT_EQ(TopicName(Topic::kTaskWaiting), "waiting");
+}
+
 TEST_F(MonitorCodecTest, MalformedReportsFailWithAReason) {
   auto error = [](Frames frames) {
     Result<Event> event = Decode(std::move(frames));
@@ -86,6 +100,7 @@ TEST_F(MonitorCodecTest, MalformedReportsFailWithAReason) {
   EXPECT_NE(error({}).find("empty"), std::string::npos);
   EXPECT_NE(error(ToFrames({"incontrol", "x"})).find("unknown monitor topic 'incontrol'"), std::string::npos);
   EXPECT_NE(error(ToFrames({"tracktask", "msg-1"})).find("3 expected"), std::string::npos);
+  EXPECT_NE(error(ToFrames({"waiting", "msg-1"})).find("waiting report has 2 frames, 3 expected"), std::string::npos);
   EXPECT_NE(error(ToFrames({"intask", "client", "not a message"})).find("delimiter"), std::string::npos);
   // A direct request must name its engine and client.
   Frames one_id = Report(Topic::kMuxRequest, Request({"engine-1"}));

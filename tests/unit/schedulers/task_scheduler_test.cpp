@@ -1,6 +1,7 @@
 #include "schedulers/task_scheduler.hpp"
 
 #include <functional>
+#include <map>
 #include <set>
 #include <tuple>
 
@@ -35,15 +36,92 @@ class TaskSchedulerTest : public ::testing::Test {
     scheduler_->Attach(reactor_);
     client_.socket().connect("inproc://task-clients");
   }
-  // An engine whose task socket is connected, known to the scheduler as already registered.
-  FakePeer& AddEngine(const std::string& uuid) {
+  // An engine whose task socket is connected, known to the scheduler as already registered
+  // (a Python engine unless `caps` says otherwise).
+  FakePeer& AddEngine(const std::string& uuid, protocol::Capabilities caps = {}) {
     engines_.push_back(std::make_unique<FakePeer>(context_, zmq::socket_type::dealer, kKey, uuid));
     engines_.back()->socket().connect("inproc://task-engines");
-    scheduler_->AddEngine(uuid);
+    scheduler_->AddEngine(uuid, std::move(caps));
     return *engines_.back();
   }
+  // An engine that connects now and registers later (RegisterLater).
+  FakePeer& ConnectEngine(const std::string& uuid) {
+    engines_.push_back(std::make_unique<FakePeer>(context_, zmq::socket_type::dealer, kKey, uuid));
+    engines_.back()->socket().connect("inproc://task-engines");
+    return *engines_.back();
+  }
+  static protocol::Capabilities Native(std::vector<std::string> functions, std::set<std::string> tags = {}) {
+    protocol::Capabilities caps;
+    caps.kind = protocol::EngineKind::kNative;
+    caps.functions.insert(functions.begin(), functions.end());
+    caps.tags = std::move(tags);
+    return caps;
+  }
+  static protocol::Capabilities Python(std::set<std::string> tags, std::map<std::string, double> resources = {}) {
+    protocol::Capabilities caps;
+    caps.tags = std::move(tags);
+    caps.resources = std::move(resources);
+    return caps;
+  }
+  // Pickled Python work, as the stock client sends it (no ipp_call).
   json Submit(json metadata = json::object()) {
     return client_.Send("apply_request", json::object(), std::move(metadata))["msg_id"];
+  }
+  // A native function call, as our clients send it.
+  std::string SubmitCall(const std::string& function, json metadata = json::object(), json args = nullptr) {
+    json content = {{"ipp_call", {{"args", std::move(args)}, {"function", function}}}};
+    return client_.Send("apply_request", std::move(content), std::move(metadata))["msg_id"];
+  }
+  std::string SubmitExecute(json metadata = json::object()) {
+    return client_.Send("execute_request", {{"code", "hostname"}}, std::move(metadata))["msg_id"];
+  }
+  // Turns the reactor until `count` tasks have reached the engines (hwm 0: none is answered);
+  // returns which engine got each.
+  std::map<std::string, std::string> Collect(size_t count) {
+    std::map<std::string, std::string> where;  // msg_id -> engine
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (where.size() < count && std::chrono::steady_clock::now() < deadline) {
+      reactor_.run_once(1ms);
+      for (auto& e : engines_) {
+        while (auto frames = protocol::TryRecv(e->socket())) {
+          where[e->session().parse(std::move(*frames))->msg_id()] =
+              std::string(e->socket().get(zmq::sockopt::routing_id));
+        }
+      }
+    }
+    EXPECT_EQ(where.size(), count) << "tasks that reached an engine";
+    return where;
+  }
+  // The next "waiting" report on the monitor channel: [msg_id, reason]; other reports skipped.
+  std::optional<std::pair<std::string, std::string>> NextWaiting(std::chrono::milliseconds timeout = 5s) {
+    while (auto frames = monitor_.NextFrames(reactor_, timeout)) {
+      if (protocol::view(frames->front()) == "waiting") {
+        return std::make_pair(std::string(protocol::view((*frames)[1])), std::string(protocol::view((*frames)[2])));
+      }
+    }
+    return std::nullopt;
+  }
+  // The first task any of `engines` gets, and which one got it (nullptr: none within 5 s).
+  std::pair<FakePeer*, protocol::Message> FirstTask(std::initializer_list<FakePeer*> engines) {
+    std::pair<FakePeer*, protocol::Message> out;
+    out.first = nullptr;
+    for (int i = 0; i < 5000 && !out.first; ++i) {
+      reactor_.run_once(1ms);
+      for (FakePeer* e : engines) {
+        if (auto frames = protocol::TryRecv(e->socket())) {
+          out.second = std::move(e->session().parse(std::move(*frames))).value();
+          out.first = e;
+          break;
+        }
+      }
+    }
+    return out;
+  }
+  // The client's next reply in full.
+  protocol::Message NextReplyMessage() {
+    std::optional<protocol::Message> reply = client_.Next(reactor_);
+    EXPECT_TRUE(reply.has_value()) << "the client got no reply";
+    return reply ? std::move(*reply) : protocol::Message{};
   }
   // The next task `engine` is sent; fails the test if none comes.
   protocol::Message NextTask(FakePeer& engine) {
@@ -130,17 +208,7 @@ TEST_F(TaskSchedulerTest, RetriesAFailedTaskOnAnotherEngine) {
   FakePeer& b = AddEngine("engine-b");
   std::string id = Submit({{"retries", 1}});
   // Which engine gets it first is the policy's choice; the other must get the retry.
-  protocol::Message first;
-  FakePeer* tried = nullptr;
-  for (int i = 0; i < 5000 && !tried; ++i) {
-    reactor_.run_once(1ms);
-    for (FakePeer* e : {&a, &b}) {
-      if (auto frames = protocol::TryRecv(e->socket())) {
-        first = e->session().parse(std::move(*frames)).value();
-        tried = e;
-      }
-    }
-  }
+  auto [tried, first] = FirstTask({&a, &b});
   ASSERT_NE(tried, nullptr);
   Answer(*tried, first, "error");
   FakePeer& other = tried == &a ? b : a;
@@ -290,6 +358,189 @@ TEST_F(TaskSchedulerTest, DropsUnsignedTasksAndRefusesOtherRequests) {
   std::string id = Submit();
   EXPECT_EQ(NextTask(engine).msg_id(), id);  // the forged task never reached it
   EXPECT_FALSE(stranger.Next(reactor_, 0ms).has_value());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing by what engines can run (protocol/capabilities.hpp)
+
+TEST_F(TaskSchedulerTest, SendsNativeWorkOnlyToNativeEnginesAndPythonWorkOnlyToPythonEngines) {
+  Start({.hwm = 0});
+  AddEngine("py-1");
+  AddEngine("native-1", Native({"ipp.map", "ipp.shell", "pi.sample"}));
+  AddEngine("py-2");
+  AddEngine("native-2", Native({"ipp.map", "ipp.shell", "pi.sample"}));
+  std::set<std::string> native, python;
+  for (int i = 0; i < 10; ++i) {
+    native.insert(SubmitCall("pi.sample"));
+    python.insert(Submit());
+    python.insert(SubmitExecute());                               // Python code
+    native.insert(SubmitExecute({{"ipp_kind", "native"}}));       // a shell command
+    python.insert(SubmitCall("pi.sample", {{"ipp_kind", "python"}}));  // the override wins
+  }
+  std::map<std::string, std::string> where = Collect(native.size() + python.size());
+  std::set<std::string> native_engines, python_engines;
+  for (const auto& [id, engine] : where) {
+    if (native.count(id)) {
+      EXPECT_EQ(engine.rfind("native-", 0), 0u) << "native task " << id << " went to " << engine;
+      native_engines.insert(engine);
+    } else {
+      EXPECT_EQ(engine.rfind("py-", 0), 0u) << "Python task " << id << " went to " << engine;
+      python_engines.insert(engine);
+    }
+  }
+  // Each kind is still balanced over all of its engines.
+  EXPECT_EQ(native_engines.size(), 2u);
+  EXPECT_EQ(python_engines.size(), 2u);
+}
+
+TEST_F(TaskSchedulerTest, SendsACallOnlyToEnginesWithItsFunction) {
+  Start({.hwm = 0});
+  AddEngine("has-f", Native({"ipp.map", "f"}));
+  AddEngine("has-g", Native({"ipp.map", "g"}));
+  std::set<std::string> f, g;
+  // In runs of one function, which the policy alone would spread over both engines.
+  for (int i = 0; i < 6; ++i) f.insert(SubmitCall("f"));
+  for (int i = 0; i < 6; ++i) g.insert(SubmitCall("g"));
+  // ipp.map goes where the function it maps is.
+  for (int i = 0; i < 6; ++i) f.insert(SubmitCall("ipp.map", json::object(), {{"function", "f"}, {"items", {1, 2}}}));
+  for (int i = 0; i < 6; ++i) {
+    g.insert(SubmitCall("ipp.map", json::object(), {{"function", "g"}, {"items", {"a \"quoted\" item"}}}));
+  }
+  for (const auto& [id, engine] : Collect(f.size() + g.size())) {
+    EXPECT_EQ(engine, f.count(id) ? "has-f" : "has-g") << id;
+  }
+  // A function no engine has: the task waits, and the hub is told why.
+  std::string missing = SubmitCall("h");
+  EXPECT_EQ(NextWaiting(), std::make_pair(missing, std::string("an engine with function h")));
+  EXPECT_FALSE(client_.Next(reactor_, 20ms).has_value());
+}
+
+class TaskRoutingBySchemeTest : public TaskSchedulerTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(TaskRoutingBySchemeTest, SendsRequiringTasksOnlyToEnginesThatMeetThemEvenWhenOthersAreFree) {
+  Start({.scheme = GetParam(), .hwm = 1});
+  FakePeer& plain = AddEngine("plain", Python({"cpu"}));
+  FakePeer& gpu = AddEngine("gpu", Python({"gpu"}, {{"gpus", 2}}));
+  AddEngine("one-gpu", Python({"gpu"}, {{"gpus", 1}}));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Submit({{"requires", {"gpu", "gpus>=2"}}}));
+  std::string anywhere = Submit({{"requires", "cpu"}});
+  // One at a time (hwm 1) on the only engine that meets them, while the others stay free.
+  for (const std::string& id : ids) {
+    protocol::Message task = NextTask(gpu);
+    EXPECT_EQ(task.msg_id(), id);
+    if (task.msg_id() == anywhere) break;
+    Answer(gpu, task, "ok");
+    EXPECT_EQ(std::get<0>(NextReply()), id);
+  }
+  EXPECT_EQ(NextTask(plain).msg_id(), anywhere);
+  EXPECT_FALSE(engines_[2]->Next(reactor_, 20ms).has_value()) << "a task went to the engine with 1 gpu";
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryScheme, TaskRoutingBySchemeTest, ::testing::ValuesIn(PolicyNames()));
+
+TEST_F(TaskSchedulerTest, RefusesBadRequirementsAndKindsWithValueError) {
+  Start();
+  AddEngine("engine-a");
+  for (json bad : {json(5), json("gpu!"), json({"gpu", 2}), json("gpus>=many")}) {
+    std::string id = Submit({{"requires", bad}});
+    protocol::Message reply = NextReplyMessage();
+    EXPECT_EQ(reply.parent_id(), id);
+    EXPECT_EQ(reply.content.value("ename", ""), "ValueError") << bad.dump();
+    EXPECT_NE(reply.content.value("evalue", "").find("require"), std::string::npos) << reply.content.dump();
+  }
+  std::string id = Submit({{"ipp_kind", "fortran"}});
+  EXPECT_EQ(NextReply(), std::make_tuple(id, std::string("error"), std::string("ValueError")));
+}
+
+TEST_F(TaskSchedulerTest, RunsWaitingNativeWorkWhenANativeEngineRegisters) {
+  Start();
+  std::string id = SubmitCall("pi.sample");
+  EXPECT_EQ(NextWaiting(), std::make_pair(id, std::string("an engine with function pi.sample")));
+  // A Python engine registering is no help, nor a native one without the function: each gets
+  // only the probe task submitted for it, which shows that it has registered.
+  FakePeer& python = ConnectEngine("py-late");
+  FakePeer& other = ConnectEngine("native-other");
+  FakePeer& native = ConnectEngine("native-late");
+  auto registers = [&](FakePeer& engine, json content, const std::string& probe) {
+    std::optional<protocol::Frames> task;
+    EXPECT_TRUE(Notify("registration_notification", std::move(content),
+                       [&] { return (task = protocol::TryRecv(engine.socket())).has_value(); }));
+    if (task) {
+      EXPECT_EQ(engine.session().parse(std::move(*task))->msg_id(), probe);
+    }
+  };
+  std::string probe = Submit();
+  registers(python, {{"uuid", "py-late"}, {"id", 4}}, probe);
+  probe = SubmitCall("ipp.map");
+  registers(other, {{"uuid", "native-other"}, {"id", 5}, {"ipp", Native({"ipp.map"}).ToJson()}}, probe);
+  registers(native, {{"uuid", "native-late"}, {"id", 6}, {"ipp", Native({"pi.sample"}).ToJson()}}, id);
+  // The hub hears it no longer waits for a missing engine.
+  std::vector<std::pair<std::string, std::string>> reports;
+  while (auto report = NextWaiting(0ms)) reports.push_back(*report);
+  EXPECT_NE(std::find(reports.begin(), reports.end(), std::make_pair(id, std::string())), reports.end());
+  EXPECT_FALSE(protocol::TryRecv(python.socket()).has_value());
+  EXPECT_FALSE(protocol::TryRecv(other.socket()).has_value());
+}
+
+TEST_F(TaskSchedulerTest, RunsWaitingWorkWhenAnEngineGainsTheFunction) {
+  Start();
+  FakePeer& engine = AddEngine("native", Native({"ipp.map"}));
+  std::string id = SubmitCall("pi.sample", {{"requires", "gpu"}});
+  EXPECT_EQ(NextWaiting(), std::make_pair(id, std::string("an engine with function pi.sample and an engine with tag gpu")));
+  std::optional<protocol::Frames> task;
+  // A plugin loaded at run time (ipp.load), on an engine with the tag.
+  ASSERT_TRUE(Notify("ipp_engine_update",
+                     {{"uuid", "native"}, {"id", 0}, {"ipp", Native({"ipp.map", "pi.sample"}, {"gpu"}).ToJson()}},
+                     [&] { return (task = protocol::TryRecv(engine.socket())).has_value(); }));
+  EXPECT_EQ(engine.session().parse(std::move(*task))->msg_id(), id);
+}
+
+TEST_F(TaskSchedulerTest, TimesOutWorkNoEngineCanRunSayingWhatItNeeds) {
+  Start();
+  AddEngine("py");
+  std::string id = SubmitCall("pi.sample", {{"timeout", 0.02}});
+  protocol::Message reply = NextReplyMessage();
+  EXPECT_EQ(reply.parent_id(), id);
+  EXPECT_EQ(reply.content.value("ename", ""), "TaskTimeout");
+  EXPECT_EQ(reply.content.value("evalue", ""),
+            "no engine that can run it connected within its timeout (needs an engine with function pi.sample)");
+}
+
+TEST_F(TaskSchedulerTest, RetriesAFailedTaskOnlyOnAnotherCapableEngine) {
+  Start({.hwm = 0});
+  AddEngine("py-1");
+  FakePeer& a = AddEngine("native-a", Native({"f"}));
+  AddEngine("py-2");
+  FakePeer& b = AddEngine("native-b", Native({"f"}));
+  std::string id = SubmitCall("f", {{"retries", 1}});
+  auto [tried, first] = FirstTask({&a, &b});
+  ASSERT_NE(tried, nullptr);
+  Answer(*tried, first, "error");
+  // The Python engines are free and first in line (least loaded, least recently used).
+  FakePeer& other = tried == &a ? b : a;
+  EXPECT_EQ(NextTask(other).msg_id(), id);
+  EXPECT_FALSE(protocol::TryRecv(engines_[0]->socket()).has_value());
+  EXPECT_FALSE(protocol::TryRecv(engines_[2]->socket()).has_value());
+}
+
+TEST_F(TaskSchedulerTest, AStrandedTaskWaitsForAnotherEngineWithItsFunction) {
+  Start({.stranded_grace = 10ms});
+  AddEngine("py");
+  FakePeer& a = AddEngine("native-a", Native({"f"}));
+  std::string id = SubmitCall("f", {{"retries", 1}});
+  NextTask(a);
+  // Its engine dies; the Python engine cannot take the retry: it waits.
+  std::optional<std::pair<std::string, std::string>> waiting;
+  ASSERT_TRUE(Notify("unregistration_notification", {{"uuid", "native-a"}, {"id", 1}},
+                     [&] { return (waiting = NextWaiting(0ms)).has_value(); }));
+  EXPECT_EQ(*waiting, std::make_pair(id, std::string("an engine with function f")));
+  FakePeer& b = ConnectEngine("native-b");
+  std::optional<protocol::Frames> task;
+  ASSERT_TRUE(Notify("registration_notification", {{"uuid", "native-b"}, {"id", 2}, {"ipp", Native({"f"}).ToJson()}},
+                     [&] { return (task = protocol::TryRecv(b.socket())).has_value(); }));
+  EXPECT_EQ(b.session().parse(std::move(*task))->msg_id(), id);
+  EXPECT_FALSE(protocol::TryRecv(engines_[0]->socket()).has_value()) << "the retry went to the Python engine";
 }
 
 }  // namespace

@@ -151,6 +151,63 @@ def python_client(client_file, env, tasks, rtts):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+PY_NATIVE_CLIENT = r"""
+import json, sys, time
+import numpy as np
+import ipyparallel as ipp
+from ipp_native import NativeView, engine_kinds
+f, tasks, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rc = ipp.Client(f, timeout=30)
+rc.wait_for_engines(2, timeout=60)
+kinds = engine_kinds(rc)
+lv = rc.load_balanced_view(targets=[e for e, k in kinds.items() if k == "python"])
+nv = NativeView(rc)
+def noop(x=None):
+    return x
+def sum_and_double(a):
+    return a.sum(), a * 2
+a = np.random.default_rng(1).random(1 << 17)  # 1 MiB of float64
+lv.map_sync(noop, range(50))
+nv.map("ipp.echo", range(50)).get(60)
+def median_ms(call):
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        total, doubled = call()
+        times.append((time.perf_counter() - t) * 1e3)
+        assert abs(total - a.sum()) < 1e-6 * a.sum() and np.array_equal(np.asarray(doubled), a * 2)
+    return sorted(times)[len(times) // 2]
+out = {"python_1mib_ms": median_ms(lambda: lv.apply_async(sum_and_double, a).get(60)),
+       "native_1mib_ms": median_ms(lambda: nv.apply("vec.sum_and_double", None, buffers=[a], dtype="float64").get(60))}
+for name, submit in (("python", lambda: lv.apply_async(noop)), ("native", lambda: nv.apply("ipp.echo", None))):
+    t = time.perf_counter()
+    ars = [submit() for _ in range(tasks)]
+    for ar in ars:
+        ar.get(120)
+    out[name + "_noop_tasks_per_s"] = tasks / (time.perf_counter() - t)
+print(json.dumps(out))
+"""
+
+
+def from_python(procs, workdir, tasks, reps):
+    """Our controller, one stock Python engine and one native engine (with the example plugin);
+    the Python client runs the same computations on each."""
+    env = dict(os.environ, IPYTHONDIR=workdir)
+    client_file = os.path.join(workdir, "profile_default", "security", "ipcontroller-client.json")
+    procs.start([os.path.join(BIN, "ipcontroller"), "--log-level=WARN"], env, os.path.join(workdir, "controller.log"))
+    wait_file(client_file)
+    plugin = os.path.join(BIN, "..", "lib", "libipp_example_pi.so")
+    procs.start([os.path.join(BIN, "ipengine"), "--log-level=WARN", f"--load={plugin}"], env,
+                os.path.join(workdir, "engine-native.log"))
+    procs.start([PY, "-m", "ipyparallel.engine", "--log-level=30"], env, os.path.join(workdir, "engine-python.log"))
+    wait_engines(env, client_file, 2)
+    r = subprocess.run([PY, "-c", PY_NATIVE_CLIENT, client_file, str(tasks), str(reps)], env=env,
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def ipp_bench(client_file, env, args):
     r = subprocess.run([os.path.join(BIN, "ipp_bench"), "-f", client_file, *args], env=env, capture_output=True,
                        text=True, timeout=900)
@@ -197,6 +254,12 @@ def measure(q):
                 ours[str(n)] = ipp_bench(cf, env, args)
                 procs.stop()
         results["cpp_stack"] = ours
+
+        # From Python: native functions (ipp_native) beside Python functions on a stock engine.
+        with tempfile.TemporaryDirectory() as d:
+            log("python client, 1 native + 1 stock engine, our controller")
+            results["from_python"] = from_python(procs, d, q["native_py_tasks"], q["native_py_reps"])
+            procs.stop()
 
         # Registration and fan-out: ipcluster start -n N.
         reg = {}
@@ -273,6 +336,14 @@ def table(r):
         lines.append(f"| echo {d['mib']} MiB buffer to an engine and back (MB/s) | {d['roundtrip_mb_per_s']:.0f} | "
                      f"raw ZeroMQ, same hops: {raw:.0f}; memcpy {d['memcpy_mb_per_s']:.0f} | "
                      f"{(d['roundtrip_mb_per_s'] / raw if raw else 0):.2f}x raw | |")
+    fp = r.get("from_python")
+    if fp:
+        lines.append(f"| from Python: sum + doubled copy of a 1 MiB numpy array, native function vs Python function "
+                     f"on a stock engine, median (ms) | {fp['native_1mib_ms']:.2f} | {fp['python_1mib_ms']:.2f} | "
+                     f"{fp['python_1mib_ms'] / fp['native_1mib_ms']:.2f}x faster | |")
+        lines.append(f"| from Python: LB no-op tasks/s, native (ipp_native) vs Python on a stock engine, our controller | "
+                     f"{fp['native_noop_tasks_per_s']:.0f} | {fp['python_noop_tasks_per_s']:.0f} | "
+                     f"{fp['native_noop_tasks_per_s'] / fp['python_noop_tasks_per_s']:.2f}x | |")
     for n, g in r["registration"].items():
         fan = f"; apply-to-all {g['fanout_median_ms']:.1f} ms" if g["fanout_median_ms"] else ""
         lines.append(f"| ipcluster start -n {n}: all registered (s) | {g['seconds']:.2f}{fan} | | | < 10 s at 256 |")
@@ -317,11 +388,12 @@ def main():
     a = ap.parse_args()
     if a.quick:
         q = dict(quick=True, py_engines=[1], py_tasks=50, py_rtts=20, cpp_engines=[1, 2], cpp_tasks=500, cpp_rtts=50,
-                 map_items=2000, data_mib=[1], reg_engines=[4], mem_tasks=1000)
+                 map_items=2000, data_mib=[1], reg_engines=[4], mem_tasks=1000, native_py_tasks=100,
+                 native_py_reps=3)
     else:
         q = dict(quick=False, py_engines=[1, 2, 4, 8], py_tasks=2000, py_rtts=300, cpp_engines=[1, 2, 4, 8],
                  cpp_tasks=30000, cpp_rtts=2000, map_items=500000, data_mib=[1, 16, 64, 256],
-                 reg_engines=[16, 64, 256], mem_tasks=100000)
+                 reg_engines=[16, 64, 256], mem_tasks=100000, native_py_tasks=3000, native_py_reps=20)
     os.makedirs(a.out, exist_ok=True)
     r = measure(q)
     with open(os.path.join(a.out, "results.json"), "w") as f:

@@ -75,8 +75,11 @@ std::string TaskNeeds::Reason() const {
   std::string out = kind == protocol::EngineKind::kPython ? "a Python engine"
                     : function.empty()                    ? "a native engine"
                                                           : "an engine with function " + function;
+  bool has_with = !function.empty();
   for (const auto& r : requirements) {
-    out += r.at_least ? " and an engine with " + r.ToString() : " and an engine with tag " + r.name;
+    out += has_with ? " and " : " with ";
+    out += r.at_least ? r.ToString() : "tag " + r.name;
+    has_with = true;
   }
   return out;
 }

@@ -360,7 +360,7 @@ TEST_F(HubTest, CountsTasksWaitingForAnEngineByReasonUntilTheyStopWaiting) {
   };
   json queue = Query("queue_request", {{"targets", nullptr}});
   EXPECT_FALSE(queue.contains("waiting")) << queue.dump();  // none: no key, as the stock hub
-  const std::string pi = "an engine with function pi.sample", gpu = "a Python engine and an engine with tag gpu";
+  const std::string pi = "an engine with function pi.sample", gpu = "a Python engine with tag gpu";
   report("waiting", ids[0], pi);
   report("waiting", ids[1], pi);
   report("waiting", ids[2], pi);

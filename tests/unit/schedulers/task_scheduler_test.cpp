@@ -487,7 +487,7 @@ TEST_F(TaskSchedulerTest, RunsWaitingWorkWhenAnEngineGainsTheFunction) {
   Start();
   FakePeer& engine = AddEngine("native", Native({"ipp.map"}));
   std::string id = SubmitCall("pi.sample", {{"requires", "gpu"}});
-  EXPECT_EQ(NextWaiting(), std::make_pair(id, std::string("an engine with function pi.sample and an engine with tag gpu")));
+  EXPECT_EQ(NextWaiting(), std::make_pair(id, std::string("an engine with function pi.sample and tag gpu")));
   std::optional<protocol::Frames> task;
   // A plugin loaded at run time (ipp.load), on an engine with the tag.
   ASSERT_TRUE(Notify("ipp_engine_update",

@@ -2,7 +2,8 @@
 // polls /api/engines, /api/stats and /api/tasks while the stream is down. No framework, no build.
 "use strict";
 
-const STREAM_WINDOW_S = 60;      // the task stream shows the last minute
+const STREAM_WINDOW_S = 60;      // the task stream shows at most the last minute...
+const STREAM_MIN_WINDOW_S = 10;  // ...and zooms in to as little as this on recent work
 const MAX_TASKS = 5000;          // tasks kept in the page for the task stream
 const STALE_AFTER_MS = 3000;     // no stream update for this long: poll instead
 const HEARTBEAT_STALE_S = 5;     // a heartbeat older than this is shown in red
@@ -59,6 +60,12 @@ function fmtDuration(s) {
   if (s < 60) return s.toFixed(1) + " s";
   if (s < 3600) return Math.floor(s / 60) + " m " + Math.floor(s % 60) + " s";
   return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " m";
+}
+
+// An axis label for `v` seconds before now (v <= 0).
+function fmtAgo(v) {
+  if (v === 0) return "now";
+  return v % 60 === 0 ? v / 60 + " min" : v + " s";
 }
 
 function fmtMs(ms) {
@@ -251,7 +258,7 @@ function makeChart(id, datasets, yTitle) {
       interaction: { mode: "index", intersect: false },
       elements: { point: { radius: 0 }, line: { borderWidth: 2, tension: 0.2 } },
       scales: {
-        x: { type: "linear", max: 0, ticks: { callback: (v) => (v === 0 ? "now" : v + " s") },
+        x: { type: "linear", max: 0, ticks: { callback: fmtAgo },
              grid: { color: "#eef0f3" } },
         y: { beginAtZero: true, title: { display: !!yTitle, text: yTitle }, grid: { color: "#eef0f3" },
              ticks: { precision: 0 } },
@@ -275,12 +282,15 @@ function renderCharts() {
       { label: "waiting on dependencies", borderColor: "#7c3aed", data: [] }], "tasks");
   }
   const x = (h) => Math.round((h.t - now) * 10) / 10;
-  const minX = history.length ? Math.min(-60, x(history[0])) : -60;
+  // The axis starts at a round number: the last minute, or as far back as the history goes.
+  const span = history.length ? -x(history[0]) : 0;
+  const minX = -(span <= 60 ? 60 : Math.ceil(span / 60) * 60);
   charts.throughput.data.datasets[0].data = history.map((h) => ({ x: x(h), y: h.done_per_s }));
   charts.queue.data.datasets[0].data = history.map((h) => ({ x: x(h), y: h.queued_lb }));
   charts.queue.data.datasets[1].data = history.map((h) => ({ x: x(h), y: h.waiting_deps }));
   for (const c of [charts.throughput, charts.queue]) {
     c.options.scales.x.min = minX;
+    c.options.scales.x.ticks.stepSize = minX >= -60 ? 10 : minX >= -180 ? 30 : 60;
     c.update("none");
   }
 }
@@ -294,7 +304,10 @@ function renderFailures() {
   const box = document.getElementById("failures");
   document.getElementById("failures-empty").hidden = failures.length > 0;
   const key = failures.map(failureKey).join(";");
-  if (box.dataset.key === key) return;  // unchanged: keep what the user expanded
+  if (box.dataset.key === key) {  // unchanged: keep what the user expanded, update the ages
+    for (const age of box.querySelectorAll(".age")) age.textContent = agoText(Number(age.dataset.t));
+    return;
+  }
   const open = new Set([...box.querySelectorAll("details[open]")].map((d) => d.dataset.key));
   box.dataset.key = key;
   box.replaceChildren(...failures.slice(0, 50).map((f) => {
@@ -302,13 +315,22 @@ function renderFailures() {
     const tb = Array.isArray(f.traceback) ? f.traceback.join("\n") : (f.traceback || "");
     const d = el("details", { "data-key": k },
       el("summary", {},
-        el("span", { class: "muted" }, fmtDuration(Math.max(0, nowS() - f.t)) + " ago · engine " + f.engine + " · "),
+        el("span", { class: "muted age", "data-t": f.t }, agoText(f.t)),
+        el("span", { class: "muted" }, " · engine " + f.engine + " · "),
         el("span", { class: "mono" }, f.function || "?"), " ",
         el("span", { class: "ename" }, f.ename || "error"), ": " + (f.evalue || "")),
       el("pre", {}, stripAnsi(tb) || "(no traceback)"));
     if (open.has(k)) d.open = true;
     return d;
   }));
+}
+
+function agoText(t) {
+  const s = Math.max(0, nowS() - t);
+  if (s < 1) return "just now";
+  if (s < 60) return Math.floor(s) + " s ago";
+  if (s < 3600) return Math.floor(s / 60) + " min ago";
+  return Math.floor(s / 3600) + " h ago";
 }
 
 function stripAnsi(s) {
@@ -348,12 +370,18 @@ function shortId(id) {
 // lane per engine; finished tasks are solid bars, running ones are translucent bars that grow
 // until "now". Gaps show idle engines; ragged right edges show stalls and imbalance.
 
-const LANE_H = 18, LANE_GAP = 4, AXIS_H = 18, LABEL_W = 70;
+const AXIS_H = 18, LABEL_W = 70;
+// Lanes get thinner as engines get many, so that the stream stays about one screen high.
+function laneHeight(n) {
+  return Math.max(4, Math.min(18, Math.floor(480 / Math.max(1, n)) - 4));
+}
 
 function drawStream() {
   const canvas = document.getElementById("task-stream");
   const engines = [...state.engines].sort((a, b) => a.id - b.id);
   const lanes = new Map(engines.map((e, i) => [e.id, i]));
+  const LANE_H = laneHeight(engines.length), LANE_GAP = LANE_H >= 12 ? 4 : 1;
+  const labelEvery = Math.ceil(14 / (LANE_H + LANE_GAP));
   const cssH = Math.max(60, engines.length * (LANE_H + LANE_GAP) + AXIS_H + 6);
   const cssW = canvas.clientWidth || 800;
   const dpr = window.devicePixelRatio || 1;
@@ -369,9 +397,10 @@ function drawStream() {
   ctx.textBaseline = "middle";
 
   const now = nowS();
-  const t0 = now - STREAM_WINDOW_S;
+  const win = streamWindow(now);
+  const t0 = now - win;
   const plotW = cssW - LABEL_W - 8;
-  const xOf = (t) => LABEL_W + ((t - t0) / STREAM_WINDOW_S) * plotW;
+  const xOf = (t) => LABEL_W + ((t - t0) / win) * plotW;
   const yOf = (lane) => lane * (LANE_H + LANE_GAP);
 
   // Lanes and their labels.
@@ -380,7 +409,7 @@ function drawStream() {
     ctx.fillStyle = dead ? "#f3f4f6" : "#f8fafc";
     ctx.fillRect(LABEL_W, yOf(i), plotW, LANE_H);
     ctx.fillStyle = dead ? "#9ca3af" : "#1f2430";
-    ctx.fillText("engine " + e.id, 4, yOf(i) + LANE_H / 2);
+    if (i % labelEvery === 0) ctx.fillText("engine " + e.id, 4, yOf(i) + LANE_H / 2);
     if (dead) {
       ctx.strokeStyle = "#d1d5db";
       ctx.beginPath();
@@ -395,7 +424,8 @@ function drawStream() {
   ctx.fillStyle = "#6b7280";
   ctx.strokeStyle = "#e3e6eb";
   ctx.textAlign = "center";
-  for (let s = 0; s <= STREAM_WINDOW_S; s += 10) {
+  const step = [1, 2, 5, 10, 15, 30].find((st) => win / st <= 8) || 60;
+  for (let s = 0; s <= win; s += step) {
     const x = xOf(now - s);
     ctx.beginPath();
     ctx.moveTo(x, 0);
@@ -425,25 +455,36 @@ function drawStream() {
     const x0 = Math.max(LABEL_W, xOf(b.start));
     // Sub-millisecond tasks still get a visible sliver.
     const w = Math.max(1.5, xOf(b.end) - x0);
-    const y = yOf(b.lane) + 2;
+    const pad = LANE_H >= 12 ? 2 : 0;
+    const y = yOf(b.lane) + pad;
     ctx.globalAlpha = b.running ? 0.45 : 0.9;
     ctx.fillStyle = colourOf(b.task.function || "?");
-    ctx.fillRect(x0, y, w, LANE_H - 4);
+    ctx.fillRect(x0, y, w, LANE_H - 2 * pad);
     ctx.globalAlpha = 1;
     if (b.task.status === "error" || b.task.status === "aborted") {
       ctx.strokeStyle = b.task.status === "error" ? "#dc2626" : "#6b7280";
       ctx.lineWidth = 1.5;
-      ctx.strokeRect(x0 + 0.75, y + 0.75, Math.max(0, w - 1.5), LANE_H - 5.5);
+      ctx.strokeRect(x0 + 0.75, y + 0.75, Math.max(0, w - 1.5), Math.max(0, LANE_H - 2 * pad - 1.5));
       ctx.lineWidth = 1;
     }
     b.x0 = x0;
     b.x1 = x0 + w;
     b.y0 = y;
+    b.y1 = y + LANE_H - 2 * pad;
   }
   ctx.restore();
   state.bars = bars;
   canvas.dataset.bars = String(bars.length);
   renderLegend();
+}
+
+// From the oldest task still worth showing to now, between STREAM_MIN_WINDOW_S and
+// STREAM_WINDOW_S: a short burst fills the width; a long run scrolls through the last minute.
+function streamWindow(now) {
+  const first = state.tasks.find((t) => t.completed >= now - STREAM_WINDOW_S);
+  const span = first ? now - first.started : 0;
+  const nice = Math.ceil(span / 5) * 5;
+  return Math.min(STREAM_WINDOW_S, Math.max(STREAM_MIN_WINDOW_S, nice));
 }
 
 function renderLegend() {
@@ -465,7 +506,7 @@ function bindStreamTooltip() {
     let hit = null;
     for (let i = state.bars.length - 1; i >= 0 && !hit; i--) {
       const b = state.bars[i];
-      if (x >= b.x0 - 1 && x <= b.x1 + 1 && y >= b.y0 && y <= b.y0 + LANE_H - 4) hit = b;
+      if (x >= b.x0 - 1 && x <= b.x1 + 1 && y >= b.y0 && y <= b.y1) hit = b;
     }
     if (!hit) { tip.hidden = true; return; }
     tip.hidden = false;

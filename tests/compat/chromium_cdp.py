@@ -48,6 +48,7 @@ class Browser:
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout,
                                               suppress_origin=True)
         self.next_id = 0
+        self.errors = []  # uncaught exceptions and console errors in the page
         self.call("Page.enable")
         self.call("Runtime.enable")
 
@@ -57,6 +58,11 @@ class Browser:
         self.ws.send(json.dumps({"id": my_id, "method": method, "params": params}))
         while True:
             msg = json.loads(self.ws.recv())
+            if msg.get("method") == "Runtime.exceptionThrown":
+                d = msg["params"]["exceptionDetails"]
+                self.errors.append(d.get("exception", {}).get("description") or d.get("text"))
+            elif msg.get("method") == "Runtime.consoleAPICalled" and msg["params"]["type"] == "error":
+                self.errors.append(" ".join(str(a.get("value", a.get("description"))) for a in msg["params"]["args"]))
             if msg.get("id") == my_id:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")

@@ -325,3 +325,31 @@ TEST(DashboardLifecycle, FileGoesAwayWhenTheControllerStops) {
 
 }  // namespace
 }  // namespace ipp
+
+namespace ipp {
+namespace {
+
+TEST(DashboardLifecycle, IpclusterStartAndListPrintTheUrl) {
+  testutil::TempDir dir;
+  const std::string ipcluster = std::string(IPP_BIN_DIR) + "/ipcluster";
+  const std::string profile = "--profile-dir=" + (dir.path() / "profile").string();
+  std::string out;
+  int rc = testutil::RunCommand({ipcluster, "start", "-n", "1", "--daemonize", profile,
+                                 "--engine-arg=--load=" + testutil::PiPlugin()}, &out, 60s);
+  std::string list;
+  int list_rc = testutil::RunCommand({ipcluster, "list", profile}, &list, 30s);
+  std::string stop;
+  testutil::RunCommand({ipcluster, "stop", profile}, &stop, 60s);
+  ASSERT_EQ(rc, 0) << out;
+  fs::path file = dir.path() / "profile" / "security" / "ipcontroller-dashboard.json";
+  EXPECT_FALSE(fs::exists(file)) << stop;  // removed by the stopped controller
+  size_t at = out.find("dashboard: http://127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << out;
+  std::string url = out.substr(at + 11, out.find('\n', at) - at - 11);
+  EXPECT_NE(url.find("/?token="), std::string::npos) << url;
+  EXPECT_EQ(list_rc, 0) << list;
+  EXPECT_NE(list.find("dashboard: " + url), std::string::npos) << list;
+}
+
+}  // namespace
+}  // namespace ipp

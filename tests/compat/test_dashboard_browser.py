@@ -22,8 +22,10 @@ TASKS = 1000
 ROWS_JS = """[...document.querySelectorAll('#engines tbody tr')].map(r => ({
   id: r.dataset.id, state: r.dataset.state, pid: r.children[3].textContent,
   death: (r.querySelector('.death') || {}).textContent || ''}))"""
-PROGRESS_JS = """({done: Number(document.getElementById('done-count').textContent.replace(/,/g, '')),
-  bars: Number(document.getElementById('task-stream').dataset.bars)})"""
+PROGRESS_JS = """document.getElementById('task-stream') ? {
+  done: Number(document.getElementById('done-count').textContent.replace(/,/g, '')),
+  bars: Number(document.getElementById('task-stream').dataset.bars)} : {done: -1, bars: -1}"""
+LINK_JS = "(document.getElementById('link') || {}).textContent"
 
 
 def _missing():
@@ -101,14 +103,14 @@ def test_dashboard_in_chromium(make_cluster):
         assert dead[0]["death"], f"the dead engine's row does not say how it died: {dead}"
         wait_for(lambda: browser.eval("document.querySelectorAll('#failures details').length") >= 1,
                  timeout=15, what="the failure in the failures panel")
-        assert browser.eval("document.getElementById('link').textContent") == "live"
+        assert browser.eval(LINK_JS) == "live"
         screenshot(browser, "dashboard.png")
         assert not browser.errors, browser.errors
 
         # Without EventSource the page polls the API instead, and shows the same cluster.
         browser.call("Page.addScriptToEvaluateOnNewDocument", source="delete window.EventSource;")
         browser.open(url)
-        wait_for(lambda: browser.eval("document.getElementById('link').textContent") == "polling"
+        wait_for(lambda: browser.eval(LINK_JS) == "polling"
                  and len(browser.eval(ROWS_JS)) == ENGINES, timeout=30, what="the page polling")
         wait_for(lambda: browser.eval(PROGRESS_JS)["done"] >= start["done"] + TASKS, timeout=15,
                  what="the done count while polling")

@@ -409,7 +409,7 @@ function drawStream() {
     ctx.fillStyle = dead ? "#f3f4f6" : "#f8fafc";
     ctx.fillRect(LABEL_W, yOf(i), plotW, LANE_H);
     ctx.fillStyle = dead ? "#9ca3af" : "#1f2430";
-    if (i % labelEvery === 0) ctx.fillText("engine " + e.id, 4, yOf(i) + LANE_H / 2);
+    if (i % labelEvery === 0) ctx.fillText("engine " + e.id + (dead ? " \u2715" : ""), 4, yOf(i) + LANE_H / 2);
     if (dead) {
       ctx.strokeStyle = "#d1d5db";
       ctx.beginPath();

@@ -233,7 +233,7 @@ void Cluster::RemoveStaleConnectionFiles(const Logger& log) const {
     }
   }
   std::error_code ec;
-  for (const char* role : {"client", "engine"}) {
+  for (const char* role : {"client", "engine", "dashboard"}) {
     fs::path f = SecurityDir(context_) / protocol::ConnectionFileName(role, context_.cluster_id);
     if (fs::remove(f, ec)) log->info("removed its connection file {}", f.string());
   }

@@ -111,6 +111,13 @@ void Detach(const fs::path& own_log, int ready) {
 
 // ---------------------------------------------------------------------------------------------
 
+// The URL (with its token) in the dashboard file a running controller wrote; "" when none.
+std::string DashboardUrl(const fs::path& security_dir, const std::string& cluster_id) {
+  std::ifstream in(security_dir / ipp::protocol::ConnectionFileName("dashboard", cluster_id));
+  Json j = Json::parse(in, nullptr, false);
+  return j.is_object() && j.value("url", Json()).is_string() ? j["url"].get<std::string>() : "";
+}
+
 int Start(int argc, char** argv) {
   Common c;
   int n = 0;
@@ -188,6 +195,9 @@ int Start(int argc, char** argv) {
             << " engine(s) (" << cluster.engine_sets() << " " << engines_kind << " set) in " << secs
             << " s; profile " << profile.root().string() << "\nipcluster: "
             << ipp::launchers::LogLine(ipp::launchers::LogsOf(description)) << std::endl;
+  if (std::string url = DashboardUrl(profile.security_dir(), c.cluster_id); !url.empty()) {
+    std::cout << "dashboard: " << url << std::endl;
+  }
   if (daemonize) {
     Detach(own_log, ready[1]);
   } else {
@@ -247,7 +257,8 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
   return {{"profile", profile}, {"cluster_id", cluster_id},
           {"engines", j["cluster"].value("n", 0)}, {"running", running},
           {"controller", j["controller"].value("class", "")}, {"registered", registered}, {"exited", exited},
-          {"logs", ipp::launchers::LogsOf(j)}};
+          {"logs", ipp::launchers::LogsOf(j)},
+          {"dashboard", running ? Json(DashboardUrl(profile_dir / "security", cluster_id)) : Json()}};
 }
 
 int List(int argc, char** argv) {
@@ -311,6 +322,9 @@ int List(int argc, char** argv) {
     std::printf("%-16s %-16s %-8s  %s\n", r["profile"].get<std::string>().c_str(), r["cluster_id"].get<std::string>().c_str(),
                 r["running"].get<bool>() ? "running" : "stopped", engines.c_str());
     std::printf("  %s\n", ipp::launchers::LogLine(r["logs"]).c_str());
+    if (r["dashboard"].is_string() && !r["dashboard"].get<std::string>().empty()) {
+      std::printf("  dashboard: %s\n", r["dashboard"].get<std::string>().c_str());
+    }
   }
   return 0;
 }
@@ -408,7 +422,7 @@ int RemoveStaleConnectionFiles(const ipp::protocol::ProfileDir& profile) {
     auto info = ipp::protocol::ReadConnectionFile(f.path());
     auto url = info.ok() ? info->url("registration") : ipp::Result<std::string>(info.status());
     if (url.ok() && SomethingListens(*url)) continue;
-    for (const char* r : {"client", "engine"}) {
+    for (const char* r : {"client", "engine", "dashboard"}) {
       removed += fs::remove(profile.security_dir() / ipp::protocol::ConnectionFileName(r, id), ec) ? 1 : 0;
     }
   }
@@ -431,7 +445,7 @@ int Clean(int argc, char** argv) {
     if (!processes.empty() && ipp::launchers::ProcessAlive(processes[0].value("pid", 0))) continue;
     std::string id = j.is_discarded() ? "" : j["cluster"].value("cluster_id", "");
     fs::remove(f.path(), ec);
-    for (const char* role : {"client", "engine"}) fs::remove(profile.security_dir() / ipp::protocol::ConnectionFileName(role, id), ec);
+    for (const char* role : {"client", "engine", "dashboard"}) fs::remove(profile.security_dir() / ipp::protocol::ConnectionFileName(role, id), ec);
     ++removed;
   }
   int stale = RemoveStaleConnectionFiles(profile);

@@ -248,6 +248,8 @@ int Top(int argc, char** argv) {
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+  // A controller that closes the connection mid-request is a failed poll, not the end.
+  signal(SIGPIPE, SIG_IGN);
 
   std::thread poller([&shared, at, file, interval]() mutable {
     std::unique_lock lock(shared.mutex);

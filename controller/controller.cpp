@@ -59,6 +59,7 @@ Controller::~Controller() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
+  dashboard_server_.reset();
   parts_.reset();
 }
 
@@ -280,6 +281,10 @@ Status Controller::Build() {
   if (!store.ok()) return store.status();
   parts->hub = std::make_unique<Hub>(context_, key_, MakeHubOptions(*ports), std::move(store).value(),
                                      MakeLogger("hub"), [this] { stop_.store(true); });
+  if (options_.dashboard) {
+    dashboard_ = std::make_unique<dashboard::Aggregator>();
+    parts->hub->SetDashboard(dashboard_.get());
+  }
   Hub::BoundPorts bound = parts->hub->Bind();
   channels.engine["registration"] = bound.registration;
   channels.engine["hb_ping"] = bound.hb_ping;
@@ -293,7 +298,30 @@ Status Controller::Build() {
 
   Connect(*parts);
   parts_ = std::move(parts);
+  if (Status s = StartDashboard(); !s.ok()) return s;
   return WriteConnectionFiles();
+}
+
+fs::path Controller::DashboardFile() const {
+  return profile_.security_dir() / protocol::ConnectionFileName("dashboard", options_.cluster_id);
+}
+
+Status Controller::StartDashboard() {
+  std::error_code ec;
+  fs::remove(DashboardFile(), ec);  // a previous run's, even with --reuse: its token is stale
+  if (!dashboard_) return Status::OK();
+  dashboard::ServerOptions server;
+  server.ip = options_.dashboard_ip;
+  server.port = options_.dashboard_port;
+  server.token = dashboard::NewToken();
+  dashboard_server_ = std::make_unique<dashboard::Server>(*dashboard_, server, MakeLogger("dashboard"));
+  if (Status s = dashboard_server_->Start(); !s.ok()) return s;
+  parts_->hub_reactor->every(std::chrono::milliseconds(250), [this] { dashboard_->Publish(); });
+  std::string url = dashboard_server_->url();
+  json file = {{"url", url}, {"token", server.token}, {"pid", getpid()}};
+  if (Status s = protocol::WritePrivateFile(DashboardFile(), file.dump(2) + "\n"); !s.ok()) return s;
+  log_->info("dashboard: {}", url);
+  return Status::OK();
 }
 
 Status Controller::WriteConnectionFiles() {
@@ -311,6 +339,11 @@ void Controller::RemoveConnectionFiles() {
   for (const char* role : {"client", "engine"}) {
     fs::remove(profile_.security_dir() / protocol::ConnectionFileName(role, options_.cluster_id), ec);
   }
+}
+
+void Controller::RemoveDashboardFile() {
+  std::error_code ec;
+  fs::remove(DashboardFile(), ec);
 }
 
 int Controller::Run() {
@@ -342,6 +375,8 @@ int Controller::Run() {
   stop_.store(true);
   for (auto& t : threads_) t.join();
   threads_.clear();
+  if (dashboard_server_) dashboard_server_->Stop();
+  RemoveDashboardFile();
   RemoveConnectionFiles();
   log_->info("controller stopped");
   return 0;

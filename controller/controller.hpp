@@ -14,6 +14,8 @@
 #include <zmq.hpp>
 
 #include "common/logging.hpp"
+#include "dashboard/aggregator.hpp"
+#include "dashboard/server.hpp"
 #include "controller/controller_options.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/profile_dir.hpp"
@@ -64,6 +66,10 @@ class Controller {
   void Secure(zmq::socket_t& socket) const;
   Status WriteConnectionFiles();
   void RemoveConnectionFiles();
+  // The dashboard: its server, its file (<security>/ipcontroller<-id>-dashboard.json, 0600).
+  Status StartDashboard();
+  std::filesystem::path DashboardFile() const;
+  void RemoveDashboardFile();  // also with --reuse: the token dies with this controller
 
   ControllerOptions options_;
   protocol::ProfileDir profile_;
@@ -71,6 +77,10 @@ class Controller {
   zmq::context_t context_;
   Logger log_;
   std::unique_ptr<Parts> parts_;
+  // Fed on the hub thread; the server's threads read its snapshots. Declared before parts_'s
+  // users are destroyed: the server stops (in ~Controller/Run) before the aggregator goes.
+  std::unique_ptr<dashboard::Aggregator> dashboard_;
+  std::unique_ptr<dashboard::Server> dashboard_server_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
   protocol::ConnectionInfo client_info_, engine_info_;

@@ -44,6 +44,10 @@ struct ControllerOptions {
   // Messages the IOPub relay queues for one subscriber before that subscriber misses some.
   // 0: no limit, as in ipyparallel (clients wait for every request's "idle" status).
   int iopub_backlog = 0;
+  // The dashboard's HTTP server (README "Dashboard"); port 0: any free port.
+  bool dashboard = true;
+  std::string dashboard_ip = "127.0.0.1";
+  int dashboard_port = 0;
 };
 
 // Parses ipyparallel's port-range syntax: "10101-10105,10108".

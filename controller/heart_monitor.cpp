@@ -53,10 +53,12 @@ void HeartMonitor::HandlePongs() {
     std::string heart(protocol::view((*frames)[0]));
     std::string_view beat = protocol::view((*frames)[1]);
     if (beat == current_ping_) {
+      if (callbacks_.on_beat) callbacks_.on_beat(heart);
       if (!hearts_.count(heart)) fresh.push_back(heart);
       responses_.insert(std::move(heart));
     } else if (!last_ping_.empty() && beat == last_ping_) {
       log_->warn("heart {} answered the previous beat late", heart);
+      if (callbacks_.on_beat) callbacks_.on_beat(heart);
       responses_.insert(std::move(heart));
     } else {
       SPDLOG_LOGGER_DEBUG(log_, "stale heartbeat from {}", heart);

@@ -26,6 +26,8 @@ class HeartMonitor {
   struct Callbacks {
     std::function<void(const std::vector<std::string>& hearts)> on_new_hearts;
     std::function<void(const std::vector<std::string>& hearts)> on_stopped_hearts;
+    // Every accepted echo (for the dashboard's heartbeat ages); may be empty.
+    std::function<void(const std::string& heart)> on_beat;
   };
 
   HeartMonitor(zmq::context_t& context, std::chrono::milliseconds period, int max_misses,

@@ -44,9 +44,13 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
                   if (it != by_uuid_.end()) {
                     UnregisterEngine(it->second, "it stopped answering heartbeats (" +
                                                      std::to_string(options_.max_heartbeat_misses) + " missed, every " +
-                                                     std::to_string(options_.ping_period.count()) + " ms)");
+                                                     std::to_string(options_.ping_period.count()) + " ms)",
+                                     true);
                   }
                 }
+              },
+              [this](const std::string& heart) {
+                if (dashboard_) dashboard_->Heartbeat(heart);
               }},
              log_) {
   query_handlers_ = {

@@ -26,6 +26,7 @@
 #include "common/reactor.hpp"
 #include "controller/heart_monitor.hpp"
 #include "controller/task_store.hpp"
+#include "dashboard/aggregator.hpp"
 #include "protocol/capabilities.hpp"
 #include "protocol/monitor.hpp"
 #include "protocol/session.hpp"
@@ -66,6 +67,8 @@ class Hub {
   void SetEngineInfo(nlohmann::json info) { options_.engine_info = std::move(info); }
   // "reactor" must outlive the Hub.
   void Attach(Reactor& reactor);
+  // Fed on the hub thread from then on (nullptr: none); must outlive the Hub. Before Attach().
+  void SetDashboard(dashboard::Aggregator* aggregator) { dashboard_ = aggregator; }
 
   std::vector<std::string> engine_uuids() const {
     std::vector<std::string> out;
@@ -122,7 +125,8 @@ class Hub {
   // `why` completes "engine N (uuid U) unregistered: "; it goes to the log, to the
   // unregistration_notification ("reason", which stock clients ignore) and into the EngineError
   // of each task stranded on the engine.
-  void UnregisterEngine(int id, const std::string& why);
+  // dead: dropped for missed heartbeats (else it asked to leave).
+  void UnregisterEngine(int id, const std::string& why, bool dead = false);
   void HandleStranded(int id, const std::string& uuid, const std::string& why, std::vector<std::string> msg_ids);
   Result<std::vector<int>> ValidateTargets(const nlohmann::json& targets) const;
   void SaveEngineState() const;
@@ -160,6 +164,7 @@ class Hub {
   ShutdownCallback on_shutdown_;
   zmq::socket_t query_, notifier_, internal_notifier_, monitor_, resubmit_;
   HeartMonitor heart_;
+  dashboard::Aggregator* dashboard_ = nullptr;
   Reactor* reactor_ = nullptr;
   Reactor::TimerId reping_timer_ = 0;
   bool shutting_down_ = false;

@@ -105,6 +105,7 @@ void Hub::FinishRegistration(const std::string& uuid) {
   Engine& engine = engines_[reg.id] = Engine{reg.id, uuid, {}, {}, 0, {}, std::move(reg.capabilities)};
   by_uuid_[uuid] = reg.id;
   Notify("registration_notification", RegistrationNotice(reg.id, engine));
+  if (dashboard_) dashboard_->EngineRegistered(reg.id, uuid, engine.capabilities);
   log_->info("engine {} connected ({})", reg.id, uuid);
   SaveEngineState();
 }
@@ -170,7 +171,7 @@ void Hub::UnregistrationRequest(Message& m) {
   UnregisterEngine(id, "it asked to leave (unregistration_request)");
 }
 
-void Hub::UnregisterEngine(int id, const std::string& why) {
+void Hub::UnregisterEngine(int id, const std::string& why, bool dead) {
   CatchUpMonitor();  // the engine's queue must list what was last sent to it
   auto it = engines_.find(id);
   if (it == engines_.end()) return;
@@ -180,6 +181,7 @@ void Hub::UnregisterEngine(int id, const std::string& why) {
   heart_.Forget(engine.uuid);
   log_->warn("engine {} (uuid {}) unregistered: {}", id, engine.uuid, why);
   Notify("unregistration_notification", {{"id", id}, {"uuid", engine.uuid}, {"reason", why}});
+  if (dashboard_) dashboard_->EngineLeft(engine.uuid, dead, why);
   SaveEngineState();
   // MUX requests still on the engine fail with EngineError; the schedulers answer clients for
   // load-balanced ones. Wait a moment: a result may still be on its way.
@@ -196,6 +198,7 @@ void Hub::HandleStranded(int id, const std::string& uuid, const std::string& why
   for (const std::string& msg_id : msg_ids) {
     if (!pending_.erase(msg_id)) continue;  // its result arrived after all
     json content = protocol::ErrorContent("EngineError", protocol::EngineDiedText(id, uuid, msg_id, why));
+    if (dashboard_) dashboard_->TaskLost(msg_id, "EngineError", content.value("evalue", ""));
     auto now = protocol::WallClock::now();
     json header = {{"engine", uuid}, {"date", protocol::Iso8601(now)}};
     Status s = store_->Update(msg_id, [&](TaskRecord& r) {
@@ -277,6 +280,7 @@ void Hub::LoadEngineState() {
     engines_[id] = Engine{id, u, {}, {}, 0, {}, std::move(announced)};
     by_uuid_[u] = id;
     heart_.Adopt(u);  // dropped after max misses if it does not beat any more
+    if (dashboard_) dashboard_->EngineRegistered(id, u, engines_[id].capabilities);
   }
   next_id_ = state.value("next_id", static_cast<int>(engines_.size()));
   log_->info("restored {} engine(s) from {}", engines_.size(), options_.engine_state_file.string());

@@ -101,6 +101,7 @@ void Hub::SaveRequest(RawMessage& raw, const std::string& queue, const std::stri
   r.queue = queue;
   r.submitted = DateField(*header, "date");
   if (!r.submitted) r.submitted = protocol::WallClock::now();
+  if (dashboard_ && queue != "broadcast") dashboard_->TaskSubmitted(raw, queue, engine_uuid);
   r.buffers = raw.take_buffers();
   std::string msg_id = r.msg_id;
   pending_.insert(msg_id);
@@ -141,6 +142,7 @@ void Hub::SaveResult(RawMessage& raw, Topic topic, const std::string& engine_hin
   if (!header.ok() || !md.ok()) return;
   std::string engine_uuid = StringField(*md, "engine");
   if (engine_uuid.empty()) engine_uuid = engine_hint;
+  if (dashboard_ && topic != Topic::kBroadcastReply) dashboard_->TaskReplied(raw, engine_uuid);
   bool was_pending = pending_.erase(msg_id) > 0;
   unassigned_.erase(msg_id);
   StopWaiting(msg_id);
@@ -196,6 +198,7 @@ void Hub::LogStoreFailure(const Status& s, std::string_view what, const std::str
 void Hub::SaveTaskDestination(const std::string& msg_id, const std::string& engine_uuid) {
   unassigned_.erase(msg_id);
   StopWaiting(msg_id);
+  if (dashboard_) dashboard_->TaskAssigned(msg_id, engine_uuid);
   auto it = by_uuid_.find(engine_uuid);
   if (it != by_uuid_.end()) engines_[it->second].tasks.push_back(msg_id);
   std::string previous;

@@ -38,7 +38,10 @@ int main(int argc, char** argv) {
       ("max-message-size", po::value(&o.max_message_size)->default_value(0),
        "bytes: peers sending a bigger frame are disconnected (0: no limit)")
       ("iopub-backlog", po::value(&o.iopub_backlog)->default_value(0),
-       "IOPub messages queued per subscriber before it misses some (0: no limit)");
+       "IOPub messages queued per subscriber before it misses some (0: no limit)")
+      ("dashboard-ip", po::value(&o.dashboard_ip)->default_value("127.0.0.1"), "interface the dashboard's HTTP server listens on")
+      ("dashboard-port", po::value(&o.dashboard_port)->default_value(0), "the dashboard's port (default: any free port)")
+      ("no-dashboard", "serve no dashboard");
   process.AddProcess();
   if (int rc = process.Parse(argc, argv); rc >= 0) return rc;
   const po::variables_map& vm = process.vm;
@@ -61,6 +64,8 @@ int main(int argc, char** argv) {
   if (vm.count("nodb")) o.db = ipp::controller::DbBackend::kNone;
   o.reuse = vm.count("reuse") > 0;
   o.restore = vm.count("restore") > 0;
+  o.dashboard = vm.count("no-dashboard") == 0;
+  if (o.dashboard_port < 0 || o.dashboard_port > 65535) return fail("--dashboard-port must be 0..65535");
   if (auto s = ipp::controller::ApplyTrait(o, "TaskScheduler.scheme_name", o.scheme); !s.ok()) return fail(s.message());
 
   auto profile = ipp::protocol::ProfileDir::Resolve(o.profile, o.profile_dir);

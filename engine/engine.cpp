@@ -107,6 +107,9 @@ protocol::Capabilities Engine::Capabilities() const {
   for (std::string& name : executor_.functions().Names()) out.functions.insert(std::move(name));
   out.tags = options_.tags;
   out.resources = options_.resources;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0) out.hostname = host;
+  out.pid = getpid();
   return out;
 }
 

@@ -22,7 +22,10 @@ json Number(double value) {
 json Capabilities::ToJson() const {
   std::vector<std::string> sorted(functions.begin(), functions.end());
   std::sort(sorted.begin(), sorted.end());
-  return {{"kind", EngineKindName(kind)}, {"functions", sorted}, {"tags", tags}, {"resources", ResourcesJson()}};
+  json out = {{"kind", EngineKindName(kind)}, {"functions", sorted}, {"tags", tags}, {"resources", ResourcesJson()}};
+  if (!hostname.empty()) out["hostname"] = hostname;
+  if (pid) out["pid"] = *pid;
+  return out;
 }
 
 json Capabilities::ResourcesJson() const {
@@ -66,6 +69,9 @@ Result<Capabilities> Capabilities::FromJson(const json& ipp) {
       out.resources[name] = value.get<double>();
     }
   }
+  // Descriptive only: a value of the wrong type is ignored rather than refusing the engine.
+  if (auto h = ipp.find("hostname"); h != ipp.end() && h->is_string()) out.hostname = h->get<std::string>();
+  if (auto p = ipp.find("pid"); p != ipp.end() && p->is_number_integer()) out.pid = p->get<long>();
   return out;
 }
 

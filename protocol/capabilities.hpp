@@ -4,7 +4,8 @@
 //
 // On the wire, our engine adds to its registration_request content (and to the hub's
 // registration_notification) one key the stock controller and clients ignore:
-//   "ipp": {"kind": "native", "functions": ["pi.sample", ...], "tags": ["gpu"], "resources": {"gpus": 2}}
+//   "ipp": {"kind": "native", "functions": ["pi.sample", ...], "tags": ["gpu"], "resources": {"gpus": 2},
+//           "hostname": "node1", "pid": 1234}
 // An engine that sends no "ipp" key is a Python engine (the stock ipyparallel engine).
 //
 // A task's requirements (metadata "requires": a string or a list of strings) are each either a
@@ -34,8 +35,11 @@ struct Capabilities {
   std::unordered_set<std::string> functions;  // native engines: every function name, built-ins too
   std::set<std::string> tags;
   std::map<std::string, double> resources;
+  // Where the engine runs, for people (the dashboard); our engines send them, others do not.
+  std::string hostname;
+  std::optional<long> pid;
 
-  // The "ipp" value described above.
+  // The "ipp" value described above ("hostname" and "pid" only when set).
   nlohmann::json ToJson() const;
   // Its "resources" member: whole numbers as integers ({"gpus": 2}).
   nlohmann::json ResourcesJson() const;

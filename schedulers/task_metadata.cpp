@@ -57,6 +57,18 @@ std::optional<std::string> IppCall(std::string_view content) {
 
 }  // namespace
 
+std::string TaskFunctionName(std::string_view msg_type, std::string_view content) {
+  if (msg_type == "apply_request") {
+    std::optional<std::string> call = IppCall(content);
+    return call && !call->empty() ? *call : "python";
+  }
+  constexpr std::string_view kSuffix = "_request";
+  if (msg_type.size() > kSuffix.size() && msg_type.substr(msg_type.size() - kSuffix.size()) == kSuffix) {
+    msg_type.remove_suffix(kSuffix.size());
+  }
+  return std::string(msg_type);
+}
+
 bool TaskNeeds::CanRunOn(const protocol::Capabilities& engine) const {
   if (engine.kind != kind) return false;
   if (!function.empty() && !engine.functions.count(function)) return false;

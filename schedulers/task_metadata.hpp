@@ -51,6 +51,11 @@ Result<TaskMetadata> ParseTaskMetadata(const protocol::PartFields& metadata);
 // the arguments is built).
 TaskNeeds NeedsOf(std::string_view msg_type, std::string_view content, const TaskMetadata& metadata);
 
+// What a request runs, for people: the native function an apply_request's `ipp_call` names
+// (for `ipp.map`, the function it maps), "python" for other apply_requests, else the message
+// type without "_request" ("execute").
+std::string TaskFunctionName(std::string_view msg_type, std::string_view content);
+
 // The Python exception name a client is sent for an error from ParseTaskMetadata.
 const char* TaskMetadataErrorName(const Status& status);
 

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
       {"map", {ipp_cmd::Map, "map a native function over JSON lines"}},
       {"farm", {ipp_cmd::Farm, "a resumable, load-balanced shell task farm"}},
       {"status", {ipp_cmd::Status, "queue status"}},
+      {"top", {ipp_cmd::Top, "a live view of the cluster (the dashboard, in the terminal)"}},
       {"result", {ipp_cmd::ResultCmd, "fetch results by msg_id"}},
       {"abort", {ipp_cmd::Abort, "abort queued requests"}},
       {"shutdown", {ipp_cmd::Shutdown, "stop the engines and the controller"}},

@@ -22,4 +22,7 @@ int Map(int argc, char** argv);
 // farm_command.cpp
 int Farm(int argc, char** argv);
 
+// top_command.cpp: the controller's dashboard API, live in the terminal.
+int Top(int argc, char** argv);
+
 }  // namespace ipp_cmd

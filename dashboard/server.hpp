@@ -64,7 +64,7 @@ class Server {
   // The SSE events: built once per period on the broadcaster thread, the same bytes for every
   // viewer, so viewers cost a write each and not a serialization each.
   void Broadcast();
-  static constexpr uint64_t kMaxEventTasks = 2000;
+  static constexpr uint64_t kMaxEventTasks = 500;
 
   const Aggregator& aggregator_;
   ServerOptions options_;

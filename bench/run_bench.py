@@ -216,6 +216,79 @@ def ipp_bench(client_file, env, args):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def sse_viewers(url, n):
+    """n browser-like viewers of the dashboard's /api/stream, each reading every event on its own
+    thread. Returns a stop() that closes them and gives the events each one received."""
+    import threading
+    import urllib.parse
+    import urllib.request
+    parts = urllib.parse.urlsplit(url)
+    token = urllib.parse.parse_qs(parts.query)["token"][0]
+    stream_url = f"{parts.scheme}://{parts.netloc}/api/stream?token={token}"
+    stopping = threading.Event()
+    counts = [0] * n
+    responses = []
+
+    def view(i):
+        with urllib.request.urlopen(stream_url, timeout=30) as r:
+            responses.append(r)
+            while not stopping.is_set():
+                line = r.readline()
+                if not line:
+                    return
+                if line.startswith(b"event: update"):
+                    counts[i] += 1
+
+    threads = [threading.Thread(target=view, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+
+    def stop():
+        stopping.set()
+        for r in list(responses):
+            try:
+                r.fp.raw._sock.shutdown(2)  # unblocks the reader's readline
+            except Exception:
+                pass
+        for t in threads:
+            t.join(timeout=5)
+        return counts
+    return stop
+
+
+def dashboard_cost(procs, workdir, n, tasks, reps):
+    """LB throughput (C++ client, n C++ engines) with no dashboard viewer and with 10 SSE viewers,
+    in alternating rounds on one cluster; medians of each."""
+    env, cf, _ = start_cluster(procs, workdir, "ours", "ours", n, ["--hwm=0", "--nodb"])
+    with open(os.path.join(os.path.dirname(cf), "ipcontroller-dashboard.json")) as f:
+        url = json.load(f)["url"]
+    args = ["--tasks", str(tasks), "--latency", "10", "--items", "10"]
+    ipp_bench(cf, env, args)  # warm-up
+    none, viewed, events = [], [], []
+
+    def with_viewers():
+        stop = sse_viewers(url, 10)
+        time.sleep(1)  # every viewer connected and past its first event
+        viewed.append(ipp_bench(cf, env, args)["lb_tasks_per_s"])
+        events.append(min(stop()))
+        # The server notices a closed viewer when its next event fails to send: let it, so that
+        # the next round's viewers are not refused (it serves 16 streams at most).
+        time.sleep(2.5)
+
+    # ABBA order: a later run is slower (the controller remembers more tasks), which must not
+    # count against either side.
+    for i in range(reps):
+        if i % 2:
+            with_viewers()
+            none.append(ipp_bench(cf, env, args)["lb_tasks_per_s"])
+        else:
+            none.append(ipp_bench(cf, env, args)["lb_tasks_per_s"])
+            with_viewers()
+    med = lambda v: sorted(v)[len(v) // 2]
+    return {"engines": n, "tasks": tasks, "no_viewer_tasks_per_s": med(none), "ten_viewers_tasks_per_s": med(viewed),
+            "ratio": med(viewed) / med(none), "min_events_per_viewer": min(events), "rounds": reps}
+
+
 def measure(q):
     results = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"),
                "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, "
@@ -254,6 +327,12 @@ def measure(q):
                 ours[str(n)] = ipp_bench(cf, env, args)
                 procs.stop()
         results["cpp_stack"] = ours
+
+        # The dashboard's cost: LB throughput with 10 SSE viewers of /api/stream vs none.
+        with tempfile.TemporaryDirectory() as d:
+            log("dashboard: LB throughput with 10 SSE viewers vs none")
+            results["dashboard"] = dashboard_cost(procs, d, q["cpp_engines"][-1], q["dash_tasks"], q["dash_reps"])
+            procs.stop()
 
         # From Python: native functions (ipp_native) beside Python functions on a stock engine.
         with tempfile.TemporaryDirectory() as d:
@@ -322,6 +401,11 @@ def table(r):
         ratio = f"{b['lb_tasks_per_s'] / stock1:.0f}x" if stock1 else ""
         lines.append(f"| LB throughput, C++ client + {n} C++ engines (tasks/s) | {b['lb_tasks_per_s']:.0f} | "
                      f"{stock1:.0f} (Python stack) | {ratio} | >= 50,000 |")
+    if r.get("dashboard"):
+        dash = r["dashboard"]
+        lines.append(f"| LB throughput, C++ client + {dash['engines']} C++ engines, 10 dashboard SSE viewers vs none "
+                     f"(tasks/s) | {dash['ten_viewers_tasks_per_s']:.0f} | {dash['no_viewer_tasks_per_s']:.0f} (no viewer) | "
+                     f"{dash['ratio']:.2f}x | >= 0.95x |")
     last_n, last = list(r["cpp_stack"].items())[-1]
     lines.append(f"| chunked map, C++, {last_n} engines (items/s) | {last['map_items_per_s']:.0f} | | | >= 1,000,000 |")
     # The round trip goes to one engine, in every cluster size: idle engines' heartbeats load the
@@ -389,11 +473,12 @@ def main():
     if a.quick:
         q = dict(quick=True, py_engines=[1], py_tasks=50, py_rtts=20, cpp_engines=[1, 2], cpp_tasks=500, cpp_rtts=50,
                  map_items=2000, data_mib=[1], reg_engines=[4], mem_tasks=1000, native_py_tasks=100,
-                 native_py_reps=3)
+                 native_py_reps=3, dash_tasks=500, dash_reps=1)
     else:
         q = dict(quick=False, py_engines=[1, 2, 4, 8], py_tasks=2000, py_rtts=300, cpp_engines=[1, 2, 4, 8],
                  cpp_tasks=30000, cpp_rtts=2000, map_items=500000, data_mib=[1, 16, 64, 256],
-                 reg_engines=[16, 64, 256], mem_tasks=100000, native_py_tasks=3000, native_py_reps=20)
+                 reg_engines=[16, 64, 256], mem_tasks=100000, native_py_tasks=3000, native_py_reps=20,
+                 dash_tasks=30000, dash_reps=6)
     os.makedirs(a.out, exist_ok=True)
     r = measure(q)
     with open(os.path.join(a.out, "results.json"), "w") as f:

@@ -113,6 +113,7 @@ void Aggregator::EngineLeft(const std::string& uuid, bool dead, const std::strin
     auto it = in_flight_.find(msg_id);
     if (it != in_flight_.end() && it->second.engine == uuid) it->second.engine.clear();
   }
+  counters_.running -= e->tasks.size();
   e->tasks.clear();
   e->view.queue = 0;
   e->view.task_msg_id.clear();

@@ -176,28 +176,19 @@ void Server::Routes() {
       return;
     }
     res.set_header("Cache-Control", "no-store");
-    struct Progress {
-      bool started = false;
-      uint64_t since = 0;  // the last task seq sent
-    };
-    auto progress = std::make_shared<Progress>();
+    auto seen = std::make_shared<uint64_t>(0);  // the last event generation this viewer got
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, progress](size_t, httplib::DataSink& sink) {
+        [this, seen](size_t, httplib::DataSink& sink) {
+          std::shared_ptr<const std::string> event;
           {
-            std::unique_lock<std::mutex> lock(stop_mutex_);
-            // The first event at once, then one per period.
-            if (progress->started) stop_cv_.wait_for(lock, options_.stream_period, [this] { return stopping_; });
+            std::unique_lock<std::mutex> lock(mutex_);
+            cv_.wait(lock, [&] { return stopping_ || generation_ != *seen; });
             if (stopping_) return false;
+            event = event_;
+            *seen = generation_;
           }
-          std::shared_ptr<const Snapshot> s = aggregator_.snapshot();
-          Clock::time_point now = Clock::now();
-          json tasks = TasksJson(*s, progress->since, now);
-          progress->started = true;
-          progress->since = s->last_seq;
-          json data = {{"engines", EnginesJson(*s, now)}, {"stats", StatsJson(*s, now)}, {"tasks", std::move(tasks)}};
-          std::string event = "event: update\ndata: " + data.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
-          return sink.is_writable() && sink.write(event.data(), event.size());
+          return sink.is_writable() && sink.write(event->data(), event->size());
         },
         [this](bool) { streams_.fetch_sub(1); });
   });
@@ -224,15 +215,49 @@ Status Server::Start() {
     pthread_setname_np(pthread_self(), "ipc-dashboard");
     http_->listen_after_bind();
   });
+  broadcaster_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "ipc-dash-sse");
+    Broadcast();
+  });
   return Status::OK();
+}
+
+void Server::Broadcast() {
+  uint64_t since = 0;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (generation_ != 0) cv_.wait_for(lock, options_.stream_period, [this] { return stopping_; });
+      if (stopping_) return;
+    }
+    std::shared_ptr<const Snapshot> s = aggregator_.snapshot();
+    if (streams_.load() == 0 && generation_ != 0) {
+      since = s->last_seq;  // nobody to send the tasks to
+      continue;
+    }
+    Clock::time_point now = Clock::now();
+    // A viewer draws recent tasks: at most kMaxEventTasks of them per event.
+    json tasks = TasksJson(*s, std::max(since, s->last_seq > kMaxEventTasks ? s->last_seq - kMaxEventTasks : 0), now);
+    since = s->last_seq;
+    json data = {{"engines", EnginesJson(*s, now)}, {"stats", StatsJson(*s, now)}, {"tasks", std::move(tasks)}};
+    auto event = std::make_shared<const std::string>(
+        "event: update\ndata: " + data.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n");
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      event_ = std::move(event);
+      ++generation_;
+    }
+    cv_.notify_all();
+  }
 }
 
 void Server::Stop() {
   {
-    std::lock_guard<std::mutex> lock(stop_mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
-  stop_cv_.notify_all();
+  cv_.notify_all();
+  if (broadcaster_.joinable()) broadcaster_.join();
   if (http_) http_->stop();
   if (thread_.joinable()) thread_.join();
 }

@@ -1,9 +1,10 @@
 // The dashboard's HTTP server (cpp-httplib): the page and its static files, Chart.js, and the
 // read-only JSON API (README "Dashboard"), every path behind the controller's token.
 //
-// Threads: Start() binds on the caller's thread, then one listener thread plus cpp-httplib's
-// worker pool serve requests; they only read the Aggregator's published snapshots, so the hub
-// never waits for them. Stop() (any thread but a worker) ends the SSE streams and joins.
+// Threads: Start() binds on the caller's thread; then a listener thread and cpp-httplib's worker
+// pool serve requests, and a broadcaster thread builds the SSE events. They only read the
+// Aggregator's published snapshots, so the hub never waits for them. Stop() (any thread but a
+// worker) ends the SSE streams and joins.
 #pragma once
 
 #include <atomic>
@@ -60,6 +61,10 @@ class Server {
  private:
   bool Authorized(const httplib::Request& req) const;
   void Routes();
+  // The SSE events: built once per period on the broadcaster thread, the same bytes for every
+  // viewer, so viewers cost a write each and not a serialization each.
+  void Broadcast();
+  static constexpr uint64_t kMaxEventTasks = 500;
 
   const Aggregator& aggregator_;
   ServerOptions options_;
@@ -68,10 +73,13 @@ class Server {
   std::map<std::string, std::filesystem::path> files_;  // /static/<name> -> file
   std::thread thread_;
   int port_ = 0;
+  std::thread broadcaster_;
   std::atomic<int> streams_{0};
-  std::mutex stop_mutex_;
-  std::condition_variable stop_cv_;
+  std::mutex mutex_;  // guards the three below
+  std::condition_variable cv_;  // a new event, or stopping
   bool stopping_ = false;
+  std::shared_ptr<const std::string> event_;
+  uint64_t generation_ = 0;
 };
 
 }  // namespace ipp::dashboard

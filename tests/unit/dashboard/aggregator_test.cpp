@@ -109,6 +109,25 @@ TEST_F(AggregatorTest, EnginesGoIdleBusyIdleThenDeadOrGoneAndStayListed) {
   EXPECT_EQ(engines[1]["state"], "gone");
 }
 
+TEST_F(AggregatorTest, TasksOfADeadEngineStopRunningAndCountWhereTheyFinish) {
+  Aggregator a;
+  a.EngineRegistered(0, "u0", std::nullopt);
+  a.EngineRegistered(1, "u1", std::nullopt);
+  std::string t = Submit(a, "pi.sample");
+  a.TaskAssigned(t, "u0");
+  EXPECT_EQ(Publish(a)->counters.running, 1u);
+  a.EngineLeft("u0", true, "it stopped answering heartbeats");
+  EXPECT_EQ(Publish(a)->counters.running, 0u);
+  a.TaskAssigned(t, "u1");  // resubmitted by the scheduler
+  EXPECT_EQ(Publish(a)->counters.running, 1u);
+  Reply(a, t, "u1");
+  std::shared_ptr<const Snapshot> s = Publish(a);
+  EXPECT_EQ(s->counters.running, 0u);
+  EXPECT_EQ(s->counters.done, 1u);
+  EXPECT_EQ(s->engines[1].done, 1u);
+  EXPECT_EQ(s->engines[0].done, 0u);
+}
+
 TEST_F(AggregatorTest, FailuresAreCountedAndListedWithTheirTraceback) {
   Aggregator a;
   a.EngineRegistered(3, "u3", Native("h", 1));

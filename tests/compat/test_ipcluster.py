@@ -107,6 +107,7 @@ def test_start_list_grow_stop(env):
     assert [e["id"] for e in engines] == [0, 1, 2]
     listed = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)
     logs = listed[0].pop("logs")
+    assert listed[0].pop("dashboard").startswith("http://127.0.0.1:")
     assert listed == [{"profile": "default", "cluster_id": "", "engines": 3, "running": True, "controller": "Local",
                        "registered": 3, "exited": []}]
     assert os.path.isfile(logs["controller"]) and os.path.isfile(logs["ipcluster"]), logs
@@ -213,7 +214,7 @@ def test_killed_controller_leaves_no_connection_files(env):
 def test_clean_removes_connection_files_nobody_listens_on(env):
     # A controller run by hand has no cluster file: only whether it still listens tells.
     security = os.path.join(env["IPYTHONDIR"], "profile_default", "security")
-    files = [os.path.join(security, f"ipcontroller-{role}.json") for role in ("client", "engine")]
+    files = [os.path.join(security, f"ipcontroller-{role}.json") for role in ("client", "engine", "dashboard")]
     controller = subprocess.Popen([IPCONTROLLER], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
     _started_groups.add(controller.pid)
@@ -222,7 +223,7 @@ def test_clean_removes_connection_files_nobody_listens_on(env):
     assert all(os.path.exists(f) for f in files)
     controller.kill()
     controller.wait(10)
-    assert "2 stale connection file(s)" in run([IPCLUSTER, "clean"], env).stdout
+    assert "3 stale connection file(s)" in run([IPCLUSTER, "clean"], env).stdout
     assert [f for f in files if os.path.exists(f)] == []
 
 

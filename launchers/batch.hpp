@@ -2,8 +2,10 @@
 // command's output, and a job-script template (replaceable per system in the profile's
 // ipcluster_config.json). The template fields are {n}, {queue}, {account}, {walltime},
 // {queue_line}, {account_line}, {walltime_line} (those three as directives, empty when not
-// set), {extra}, {cluster_id}, {profile_dir}, {log_dir}, {command} (the ipengine or
-// ipcontroller command line). Everything one system does differently is in its row.
+// set), {extra}, {cluster_id}, {profile_dir}, {log_dir}, {environment} ("export NAME='value'"
+// lines; HTCondor: an "environment" command), {command} (the ipengine or ipcontroller command
+// line). Everything one system does differently is in its row. Each job writes its output to
+// files of its own in {log_dir}, named by its job id (JobOutput).
 #pragma once
 
 #include <string>
@@ -30,6 +32,9 @@ Result<std::string> FillTemplate(const std::string& text, const Json& fields);
 // {queue_line}, {account_line}, {walltime_line} for the "queue", "account" and "walltime" of
 // `section` (the system's part of ipcluster_config.json), e.g. "#SBATCH --partition=debug\n".
 Json DirectiveLines(const BatchSystem& system, const Json& section);
+// Where the default template of `system` has job `job_id` write its output: a file, or a
+// pattern with * for a job of several tasks with a file each.
+std::string JobOutput(const BatchSystem& system, bool controller, const std::string& log_dir, const std::string& job_id);
 Result<std::string> ParseJobId(const BatchSystem& system, const std::string& submit_output);
 
 }  // namespace ipp::launchers

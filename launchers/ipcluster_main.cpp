@@ -118,12 +118,25 @@ std::string DashboardUrl(const fs::path& security_dir, const std::string& cluste
   return j.is_object() && j.value("url", Json()).is_string() ? j["url"].get<std::string>() : "";
 }
 
+// --env NAME=VALUE (repeatable) over `environment` (what the config file set).
+std::string AddEnvironment(const std::vector<std::string>& assignments, std::map<std::string, std::string>& environment) {
+  for (const auto& a : assignments) {
+    size_t eq = a.find('=');
+    std::string name = a.substr(0, eq);
+    if (eq == std::string::npos || !ipp::launchers::IsEnvironmentName(name)) {
+      return "--env wants NAME=VALUE with NAME of letters, digits and _ (not starting with a digit), not '" + a + "'";
+    }
+    environment[name] = a.substr(eq + 1);
+  }
+  return "";
+}
+
 int Start(int argc, char** argv) {
   Common c;
   int n = 0;
   double timeout = 60;
   std::string engines_kind, controller_kind, ip;
-  std::vector<std::string> engine_args, controller_args;
+  std::vector<std::string> engine_args, controller_args, env;
   c.options.add_options()("n,n", po::value(&n), "number of engines (default: the number of CPUs)")
       ("engines", po::value(&engines_kind), "engine launcher: Local (default), MPI, SSH, Slurm, PBS, SGE, LSF, HTCondor")
       ("controller", po::value(&controller_kind), "controller launcher: Local (default), Slurm, PBS, SGE, LSF, HTCondor")
@@ -131,7 +144,8 @@ int Start(int argc, char** argv) {
       ("daemonize", "return once the cluster is up, leaving it running")
       ("timeout", po::value(&timeout)->default_value(60), "seconds to wait for the engines to register")
       ("engine-arg", po::value(&engine_args)->composing(), "extra ipengine argument (repeatable), e.g. --engine-arg=--load=/x.so")
-      ("controller-arg", po::value(&controller_args)->composing(), "extra ipcontroller argument (repeatable)");
+      ("controller-arg", po::value(&controller_args)->composing(), "extra ipcontroller argument (repeatable)")
+      ("env", po::value(&env)->composing(), "NAME=VALUE set for every process launched (repeatable; over config \"environment\")");
   std::vector<std::string> traitlets;
   int rc = c.Parse(argc, argv,
                    "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize]\n\n"
@@ -155,6 +169,7 @@ int Start(int argc, char** argv) {
   if (!ip.empty()) ctx.controller_args.push_back("--ip=" + ip);
   ctx.controller_args.insert(ctx.controller_args.end(), controller_args.begin(), controller_args.end());
   ctx.engine_args.insert(ctx.engine_args.end(), engine_args.begin(), engine_args.end());
+  if (std::string bad = AddEnvironment(env, ctx.environment); !bad.empty()) return Fail(bad);
 
   ipp::launchers::Cluster cluster(ctx, g_stop);
   if (auto s = cluster.ClaimFiles(); !s.ok()) return Fail(s.message());
@@ -181,6 +196,7 @@ int Start(int argc, char** argv) {
   }
   Json description = cluster.Describe(n);
   description["engine_args"] = engine_args;  // for the engines `ipcluster engines` adds later
+  description["env"] = env;
   fs::path own_log = OwnLog(profile, c.cluster_id);
   if (daemonize) description["ipcluster_log"] = own_log.string();
   if (auto s = cluster.Save(description); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
@@ -345,12 +361,14 @@ int Engines(int argc, char** argv) {
   Json cfg = LoadConfig(profile, &error);
   if (!error.empty()) return Fail(error);
   auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
-  std::vector<std::string> start_args;
+  std::vector<std::string> start_args, start_env;
   {
     ipp::launchers::Cluster recorded(ctx, g_stop);
     if (auto s = recorded.Load(); !s.ok()) return Fail(s.message());
     start_args = recorded.recorded().value("engine_args", std::vector<std::string>{});
+    start_env = recorded.recorded().value("env", std::vector<std::string>{});
   }
+  AddEnvironment(start_env, ctx.environment);  // checked when the cluster started
   // The added engines are like the first ones: the start's --engine-arg, then ours.
   ctx.engine_args.insert(ctx.engine_args.end(), start_args.begin(), start_args.end());
   ctx.engine_args.insert(ctx.engine_args.end(), engine_args.begin(), engine_args.end());
@@ -368,6 +386,7 @@ int Engines(int argc, char** argv) {
   Json saved = cluster.Describe(cluster.recorded()["cluster"].value("n", 0) + n);
   saved["ipcluster_pid"] = cluster.recorded().value("ipcluster_pid", 0);
   saved["engine_args"] = start_args;
+  saved["env"] = start_env;
   if (cluster.recorded().contains("ipcluster_log")) saved["ipcluster_log"] = cluster.recorded()["ipcluster_log"];
   if (auto s = cluster.Save(saved); !s.ok()) return Fail(s.message());
   if (auto s = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set); !s.ok()) return Fail(s.message());

@@ -26,10 +26,12 @@ namespace fs = std::filesystem;
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-Result<pid_t> Spawn(const std::vector<std::string>& argv, const fs::path& log) {
+Result<pid_t> Spawn(const std::vector<std::string>& argv, const fs::path& log,
+                    const std::map<std::string, std::string>& environment) {
   int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return Status::IOError("cannot open log file " + log.string());
   SpawnOptions options;
+  for (const auto& [name, value] : environment) options.environment.push_back(name + "=" + value);
   options.group = SpawnOptions::Group::kNewSession;
   options.stdout_fd = options.stderr_fd = fd;
   options.default_signals = {SIGINT, SIGTERM, SIGPIPE};
@@ -131,6 +133,21 @@ std::string Tail(const fs::path& file, size_t lines) {
   return out;
 }
 
+bool IsEnvironmentName(const std::string& name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(), [](unsigned char ch) { return std::isalnum(ch) || ch == '_'; });
+}
+
+std::map<std::string, std::string> EnvironmentFor(const LaunchContext& context, const std::string& section) {
+  std::map<std::string, std::string> out = context.environment;
+  if (section.empty()) return out;
+  Json own = context.config.value(section, Json::object()).value("environment", Json::object());
+  for (const auto& [name, value] : own.items()) {
+    if (value.is_string()) out[name] = value.get<std::string>();
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Commands
 
@@ -148,6 +165,29 @@ std::string ShellQuote(const std::vector<std::string>& argv) {
     out += (out.empty() ? "" : " ") + q + "'";
   }
   return out;
+}
+// "NAME='value' NAME2='value2' " for a command line run by a shell ("" for none).
+std::string ShellAssignments(const std::map<std::string, std::string>& environment) {
+  std::string out;
+  for (const auto& [name, value] : environment) out += name + "=" + ShellQuote({value}) + " ";
+  return out;
+}
+// The job script's {environment}: "export NAME='value'" lines; for HTCondor, whose submit file
+// is not a script, its "environment" command (values quoted in its own way).
+std::string EnvironmentLines(const BatchSystem& system, const std::map<std::string, std::string>& environment) {
+  if (environment.empty()) return "";
+  if (system.name != "HTCondor") {
+    std::string out;
+    for (const auto& [name, value] : environment) out += "export " + name + "=" + ShellQuote({value}) + "\n";
+    return out;
+  }
+  std::string out = "environment = \"";
+  for (const auto& [name, value] : environment) {
+    out += (out.size() > 15 ? " " : "") + name + "='";
+    for (char ch : value) out += ch == '\'' ? std::string("''") : ch == '"' ? std::string("\"\"") : std::string(1, ch);
+    out += "'";
+  }
+  return out + "\"\n";
 }
 std::string Binary(const LaunchContext& c, const std::string& name) {
   fs::path p = c.bin_dir / name;
@@ -264,8 +304,9 @@ class ProcessSetLauncher : public Launcher {
  protected:
   explicit ProcessSetLauncher(LaunchContext context) : context_(std::move(context)) {}
 
-  Status Launch(const std::vector<std::string>& argv, const fs::path& log) {
-    Result<pid_t> pid = Spawn(argv, log);
+  Status Launch(const std::vector<std::string>& argv, const fs::path& log,
+                const std::map<std::string, std::string>& environment = {}) {
+    Result<pid_t> pid = Spawn(argv, log, environment);
     if (!pid.ok()) return pid.status();
     procs_.push_back({*pid, log, false, ""});
     return Status::OK();
@@ -311,6 +352,11 @@ class ProcessLauncher : public ProcessSetLauncher {
     if (kind_ == "MPI") {
       Json mpi = context_.config.value("mpi", Json::object());
       std::vector<std::string> argv = {mpi.value("mpiexec", std::string("mpiexec")), "-n", std::to_string(n)};
+      // mpiexec gets them too, but only -x passes them to ranks on other hosts (Open MPI).
+      for (const auto& [name, value] : EnvironmentFor(context_, "mpi")) {
+        argv.push_back("-x");
+        argv.push_back(name + "=" + value);
+      }
       for (const auto& a : mpi.value("args", Json::array())) argv.push_back(a.get<std::string>());
       auto engine = EngineCommand(context_, /*mpi=*/true);
       argv.insert(argv.end(), engine.begin(), engine.end());
@@ -326,7 +372,8 @@ class ProcessLauncher : public ProcessSetLauncher {
  private:
   Status StartOne(const std::vector<std::string>& argv, const std::string& name) {
     static int counter = 0;
-    return Launch(argv, context_.log_dir / (name + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log"));
+    return Launch(argv, context_.log_dir / (name + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log"),
+                  EnvironmentFor(context_, kind_ == "MPI" ? "mpi" : ""));
   }
 
   std::string kind_;
@@ -356,7 +403,8 @@ class SshLauncher : public ProcessSetLauncher {
       for (int i = 0; i < count && (n <= 0 || started < n); ++i, ++started) {
         std::vector<std::string> engine = {remote};
         engine.insert(engine.end(), context_.engine_args.begin(), context_.engine_args.end());
-        auto argv = SshCommand(ssh, host, "IPP_CONNECTION_INFO=" + ShellQuote({info}) + " exec " + ShellQuote(engine));
+        auto argv = SshCommand(ssh, host, ShellAssignments(EnvironmentFor(context_, "ssh")) + "IPP_CONNECTION_INFO=" +
+                                              ShellQuote({info}) + " exec " + ShellQuote(engine));
         fs::path log = context_.log_dir / ("ssh-engine-" + host + "-" + std::to_string(getpid()) + "-" + std::to_string(started) + ".log");
         if (Status s = Launch(argv, log); !s.ok()) return s;  // ssh ends the remote engine when stopped
       }
@@ -375,7 +423,7 @@ class SshLauncher : public ProcessSetLauncher {
     if (host.empty()) return Status::InvalidArgument("an SSH controller needs \"ssh\": {\"controller\": \"host\"} in ipcluster_config.json");
     std::vector<std::string> command = ControllerCommand(context_);
     command[0] = ssh.value("remote_ipcontroller", std::string("ipcontroller"));
-    return Launch(SshCommand(ssh, host, "exec " + ShellQuote(command)), context_.log_dir / ("ssh-controller-" + host + "-" + std::to_string(getpid()) + ".log"));
+    return Launch(SshCommand(ssh, host, ShellAssignments(EnvironmentFor(context_, "ssh")) + "exec " + ShellQuote(command)), context_.log_dir / ("ssh-controller-" + host + "-" + std::to_string(getpid()) + ".log"));
   }
 
   // ssh to `host` running `remote` (a shell command line) there, as the "ssh" section says.
@@ -421,13 +469,19 @@ class BatchLauncher : public Launcher {
       if (!in) return Status::NotFound("cannot read job template " + custom);
       tmpl.assign((std::istreambuf_iterator<char>(in)), {});
     }
+    std::map<std::string, std::string> environment = EnvironmentFor(context_, lower);
+    if (!environment.empty() && tmpl.find("{environment}") == std::string::npos) {
+      return Status::InvalidArgument("job template " + (custom.empty() ? system_.name : custom) +
+                                     " has no {environment} field for the environment to set");
+    }
     std::string extra;
     for (const auto& d : cfg.value("extra_directives", Json::array())) extra += d.get<std::string>() + "\n";
     std::vector<std::string> command = controller_ ? ControllerCommand(context_) : EngineCommand(context_);
     Json fields = {{"n", n}, {"cluster_id", context_.cluster_id}, {"profile_dir", context_.profile_dir.string()},
                    {"log_dir", context_.log_dir.string()}, {"command", ShellQuote(command)}, {"extra", extra},
                    {"queue", cfg.value("queue", "")}, {"account", cfg.value("account", "")},
-                   {"walltime", cfg.value("walltime", "")}};
+                   {"walltime", cfg.value("walltime", "")},
+                   {"environment", EnvironmentLines(system_, environment)}};
     fields.update(DirectiveLines(system_, cfg));
     Result<std::string> script = FillTemplate(tmpl, fields);
     if (!script.ok()) return script.status();
@@ -453,6 +507,8 @@ class BatchLauncher : public Launcher {
     Result<std::string> job = ParseJobId(system_, output);
     if (!job.ok()) return job.status();
     job_id_ = *job;
+    output_ = custom.empty() ? JobOutput(system_, controller_, context_.log_dir.string(), job_id_)
+                             : "as the job template " + custom + " says";
     return Status::OK();
   }
 
@@ -465,14 +521,21 @@ class BatchLauncher : public Launcher {
     return *status == 0 ? Status::OK() : Status::Unavailable(system_.name + " could not cancel job " + job_id_);
   }
   int Alive() override { return -1; }
-  std::string FailureLog() override { return "job " + job_id_ + " (script " + script_.string() + ")"; }
+  std::string FailureLog() override {
+    std::string out = "job " + job_id_ + " (script " + script_.string() + "), output " + output_;
+    if (!output_.empty() && output_.find('*') == std::string::npos && fs::exists(output_)) out += ":\n" + Tail(output_);
+    return out;
+  }
   std::vector<ProcessExit> Exits() override { return {}; }
-  std::string LogLocation() const override { return context_.log_dir.string() + " (the job's output)"; }
-  Json State() const override { return {{"job_id", job_id_}, {"script", script_.string()}}; }
+  std::string LogLocation() const override {
+    return output_.empty() ? context_.log_dir.string() + " (the job's output)" : output_;
+  }
+  Json State() const override { return {{"job_id", job_id_}, {"script", script_.string()}, {"output", output_}}; }
   std::string kind() const override { return system_.name; }
   void Restore(const Json& state) {
     job_id_ = state.value("job_id", "");
     script_ = state.value("script", "");
+    output_ = state.value("output", "");
   }
 
  private:
@@ -482,6 +545,7 @@ class BatchLauncher : public Launcher {
   int submissions_ = 0;
   std::string job_id_;
   fs::path script_;
+  std::string output_;  // the job's output file (or pattern), once submitted
 };
 
 template <typename L>

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,7 +30,16 @@ struct LaunchContext {
   std::vector<std::string> controller_args;  // e.g. --ip, --ping, --hwm
   std::vector<std::string> engine_args;      // e.g. --load plugins
   Json config = Json::object();              // ipcluster_config.json, with CLI overrides
+  // Set for every process launched: config "environment", then `ipcluster start --env`; a
+  // launcher's own config section may add or override ("slurm": {"environment": {...}}).
+  std::map<std::string, std::string> environment;
 };
+
+// Whether `name` can be an environment variable's name in a shell: [A-Za-z_][A-Za-z0-9_]*.
+bool IsEnvironmentName(const std::string& name);
+// context.environment with the "environment" of its config section `section` ("mpi", "ssh",
+// "slurm"...; "" for none) over it.
+std::map<std::string, std::string> EnvironmentFor(const LaunchContext& context, const std::string& section);
 
 // A launched process that has ended, and how.
 struct ProcessExit {
@@ -72,8 +82,9 @@ std::vector<std::string> ControllerCommand(const LaunchContext& context);
 std::vector<std::string> EngineCommand(const LaunchContext& context, bool mpi = false);
 
 // Spawns argv in a new session (so it outlives us and can be stopped as a group), output
-// appended to `log`. Returns the pid.
-Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::filesystem::path& log);
+// appended to `log`, with `environment` over ours. Returns the pid.
+Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::filesystem::path& log,
+                    const std::map<std::string, std::string>& environment = {});
 // SIGTERM to each process group, then SIGKILL to those left after `grace`; true once every
 // member of every group is gone (or a zombie). Our own children among the leaders are reaped.
 bool StopGroups(const std::vector<pid_t>& groups, std::chrono::milliseconds grace = std::chrono::seconds(5));

@@ -189,6 +189,19 @@ def test_added_engines_get_the_start_engine_args(env):
     assert functions["pi.sample"]["engines"] == [0, 1], functions.get("pi.sample")
 
 
+def test_environment_reaches_every_engine_from_the_config_and_env_flags(env):
+    profile = os.path.join(env["IPYTHONDIR"], "profile_default")
+    os.makedirs(profile, exist_ok=True)
+    with open(os.path.join(profile, "ipcluster_config.json"), "w") as f:
+        json.dump({"environment": {"IPP_ENV_A": "from-config", "IPP_ENV_B": "config"}}, f)
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--env", "IPP_ENV_B=it's the flag", "--env=IPP_ENV_C="], env)
+    run([IPCLUSTER, "engines", "-n", "1"], env)  # added later: the same environment
+    out = run([IPP, "px", "--", 'echo "$IPP_ENV_A|$IPP_ENV_B|${IPP_ENV_C-unset}"'], env).stdout
+    assert out.count("from-config|it's the flag|\n") == 2, out
+    bad = run([IPCLUSTER, "start", "-n", "1", "--cluster-id=b", "--env", "1X=y"], env, check=False)
+    assert bad.returncode != 0 and "--env wants NAME=VALUE" in bad.stderr, bad.stderr
+
+
 def test_list_takes_a_profile_dir(env, tmp_path):
     profile = str(tmp_path / "my profile")
     run([IPCLUSTER, "start", "-n", "1", "--daemonize", f"--profile-dir={profile}"], env)

@@ -32,7 +32,7 @@ TEST(BatchTest, TemplatesFillEveryFieldAndNameUnknownOnes) {
   Json fields = {{"n", 4}, {"cluster_id", "c1"}, {"profile_dir", "/p"}, {"log_dir", "/p/log"},
                  {"command", "'ipengine' '--profile-dir=/p'"}, {"extra", "#SBATCH --mem=1G\n"},
                  {"queue", "debug"}, {"account", ""}, {"walltime", ""}, {"queue_line", "#SBATCH --partition=debug\n"},
-                 {"account_line", ""}, {"walltime_line", ""}};
+                 {"account_line", ""}, {"walltime_line", ""}, {"environment", ""}};
   auto script = FillTemplate(FindBatchSystem("Slurm")->engine_template, fields);
   ASSERT_TRUE(script.ok()) << script.status().ToString();
   EXPECT_NE(script->find("#SBATCH --ntasks=4"), std::string::npos);
@@ -65,6 +65,26 @@ TEST(BatchTest, EachSystemsRowSaysHowItsScriptsNameQueueAccountAndWalltime) {
             (Json{{"queue_line", ""}, {"account_line", ""}, {"walltime_line", ""}}));
   EXPECT_EQ(DirectiveLines(*FindBatchSystem("Slurm"), Json{{"queue", "debug"}}),
             (Json{{"queue_line", "#SBATCH --partition=debug\n"}, {"account_line", ""}, {"walltime_line", ""}}));
+}
+
+TEST(BatchTest, EachJobsOutputIsAFileOfItsOwnNamedByItsJobId) {
+  EXPECT_EQ(JobOutput(*FindBatchSystem("Slurm"), false, "/p/log", "42"), "/p/log/slurm-engine-42.log");
+  EXPECT_EQ(JobOutput(*FindBatchSystem("Slurm"), true, "/p/log", "43"), "/p/log/slurm-controller-43.log");
+  EXPECT_EQ(JobOutput(*FindBatchSystem("SGE"), false, "/p/log", "7"), "/p/log/ipp-engine.o7.*");
+  EXPECT_EQ(JobOutput(*FindBatchSystem("PBS"), true, "/p/log", "8.srv"), "/p/log/ipp-controller.o8.srv");
+  EXPECT_EQ(JobOutput(*FindBatchSystem("LSF"), false, "/p/log", "9"), "/p/log/lsf-engine-9.log");
+  EXPECT_EQ(JobOutput(*FindBatchSystem("HTCondor"), false, "/p/log", "5"), "/p/log/condor-engine-5.*.out");
+  // The templates write there: by job id, never one file for every job.
+  Json fields = {{"n", 2}, {"cluster_id", ""}, {"profile_dir", "/p"}, {"log_dir", "/p/log"}, {"command", "x"},
+                 {"extra", ""}, {"queue", ""}, {"account", ""}, {"walltime", ""}, {"queue_line", ""},
+                 {"account_line", ""}, {"walltime_line", ""}, {"environment", ""}};
+  EXPECT_NE(FillTemplate(FindBatchSystem("Slurm")->engine_template, fields)->find("--output=/p/log/slurm-engine-%j.log"),
+            std::string::npos);
+  EXPECT_NE(FillTemplate(FindBatchSystem("HTCondor")->engine_template, fields)->find("output = /p/log/condor-engine-$(Cluster).$(Process).out"),
+            std::string::npos);
+  EXPECT_NE(FillTemplate(FindBatchSystem("HTCondor")->controller_template, fields)->find("condor-controller-$(Cluster).out"),
+            std::string::npos);
+  EXPECT_NE(FillTemplate(FindBatchSystem("PBS")->engine_template, fields)->find("#PBS -o /p/log/\n"), std::string::npos);
 }
 
 }  // namespace

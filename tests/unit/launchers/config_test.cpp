@@ -25,6 +25,18 @@ TEST(ClusterConfigTest, AcceptsEverySettingTheLaunchersRead) {
   EXPECT_TRUE(ParseClusterConfig("{}", "/p/c.json").ok());
 }
 
+TEST(ClusterConfigTest, EnvironmentsAreObjectsOfNamesAndStringsAtTopAndPerLauncher) {
+  auto config = ParseClusterConfig(R"({"environment": {"OMP_NUM_THREADS": "1"}, "mpi": {"environment": {"A": "b"}},
+      "ssh": {"environment": {}}, "slurm": {"environment": {"_X1": ""}}})", "/p/c.json");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  for (const char* bad : {R"({"environment": {"1X": "a"}})", R"({"environment": {"A": 1}})",
+                          R"({"environment": ["A=b"]})", R"({"slurm": {"environment": {"A-B": "c"}}})"}) {
+    std::string e = ErrorOf(bad);
+    EXPECT_NE(e.find("\"environment\""), std::string::npos) << bad << ": " << e;
+    EXPECT_NE(e.find("\"NAME\": \"value\""), std::string::npos) << bad << ": " << e;
+  }
+}
+
 TEST(ClusterConfigTest, SyntaxErrorsNameFileLineAndColumnAndShowTheLine) {
   std::string e = ErrorOf("{\n  \"n\": 2,\n  \"engines\": \"MPI\",\n}\n");
   EXPECT_EQ(e.rfind("/p/ipcluster_config.json:4:1: ", 0), 0u) << e;

@@ -281,7 +281,8 @@ LaunchContext ContextFor(const protocol::ProfileDir& profile, const std::string&
   c.config = config;
   for (const auto& a : config.value("controller_args", Json::array())) c.controller_args.push_back(a.get<std::string>());
   for (const auto& a : config.value("engine_args", Json::array())) c.engine_args.push_back(a.get<std::string>());
-  for (const auto& [name, value] : config.value("environment", Json::object()).items()) c.environment[name] = value.get<std::string>();
+  Json environment = config.value("environment", Json::object());  // items() must not outlive it
+  for (const auto& [name, value] : environment.items()) c.environment[name] = value.get<std::string>();
   return c;
 }
 

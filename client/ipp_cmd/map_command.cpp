@@ -45,11 +45,16 @@ int Map(int argc, char** argv) {
   std::string function, input = "-";
   long long chunksize = 1;
   std::vector<std::string> requirements;
+  std::string label;
+  int priority = 0;
   cl.options.add_options()("function", po::value(&function), "native function to call on each item")
       ("input", po::value(&input)->default_value("-"), "file with one JSON value per line, or - for stdin")
       ("chunksize", po::value(&chunksize)->default_value(1), "items per task (1 or more)")
       ("requires", po::value(&requirements)->composing(),
-       "run only on engines with this tag or resource (repeatable), e.g. --requires gpu --requires gpus>=2");
+       "run only on engines with this tag or resource (repeatable), e.g. --requires gpu --requires gpus>=2")
+      ("label", po::value(&label), "label the tasks carry into the task database (db_query finds them by it)")
+      ("priority", po::value(&priority)->default_value(0),
+       "higher runs first among load-balanced tasks waiting for an engine (default 0)");
   cl.positional.add("function", 1).add("input", 1);
   if (int rc = cl.Parse(argc, argv, Usage("map FUNCTION [FILE|-]", kMapHelp)); rc >= 0) return rc;
   if (function.empty()) return Fail("map needs a function name");
@@ -83,6 +88,8 @@ int Map(int argc, char** argv) {
   // One ipp.map task per chunk, each item tried (keep_going): a bad item costs only its result.
   ipp::TaskOptions options;
   options.requirements = requirements;
+  options.label = label;
+  options.priority = priority;
   auto view = client->load_balanced_view(options);
   size_t chunk = static_cast<size_t>(chunksize);
   std::vector<ipp::AsyncResult> tasks;

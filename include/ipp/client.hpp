@@ -200,6 +200,11 @@ struct TaskOptions {
   // (`requires` itself is a C++20 keyword). Our controller waits for such an engine; the stock
   // one ignores it.
   std::vector<std::string> requirements;
+  // Sent as metadata "label": kept in the task database, where db_query finds it (ipyparallel 9.1).
+  std::string label;
+  // Sent as metadata "priority" when not 0: among load-balanced tasks waiting for an engine, a
+  // higher one runs first (our controller; the stock one ignores it).
+  int priority = 0;
 };
 
 class Client;

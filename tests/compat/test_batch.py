@@ -69,6 +69,28 @@ def test_slurm_engines(slurm, tmp_path):
     wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="the engines to stop")
 
 
+def test_slurm_environment_and_job_output_file(slurm, tmp_path):
+    env = dict(slurm.env(), IPYTHONDIR=str(tmp_path / "ipython"))
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipcluster_config.json").write_text(json.dumps(
+        {"environment": {"IPP_ENV_G": "global"}, "slurm": {"queue": "debug", "environment": {"IPP_ENV_S": "it's slurm"}}}))
+    r = subprocess.run([IPCLUSTER, "start", "-n", "1", "--engines", "slurm", "--daemonize", "--timeout=90",
+                        "--env", "IPP_ENV_F=flag"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        job = json.load(open(profile / "security" / "cluster-.json"))["engines"]["sets"][0]["state"]["job_id"]
+        out = subprocess.run([IPP, "px", "--", 'echo "$IPP_ENV_G|$IPP_ENV_S|$IPP_ENV_F"'], env=env, capture_output=True,
+                             text=True, timeout=60).stdout
+        assert "global|it's slurm|flag" in out, out
+        output = str(profile / "log" / f"slurm-engine-{job}.log")
+        listed = subprocess.run([IPCLUSTER, "list"], env=env, capture_output=True, text=True, timeout=60).stdout
+        assert output in listed, listed
+        wait_for(lambda: os.path.exists(output), timeout=30, what="the job's output file")
+    finally:
+        subprocess.run([IPCLUSTER, "stop"], env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_slurm_controller_and_engines(slurm, tmp_path):
     # The controller as a job too; engines find its connection file in the shared profile dir.
     env = dict(slurm.env(), IPYTHONDIR=str(tmp_path / "ipython"))

@@ -409,6 +409,20 @@ def test_mpi_engines(env):
 
 
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
+def test_mpi_ranks_get_the_mpi_sections_environment(env):
+    env = dict(env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_oob_tcp_if_include="lo",
+               OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_btl="self,vader,tcp")
+    profile = os.path.join(env["IPYTHONDIR"], "profile_default")
+    os.makedirs(profile, exist_ok=True)
+    with open(os.path.join(profile, "ipcluster_config.json"), "w") as f:
+        json.dump({"environment": {"IPP_ENV_A": "global"}, "mpi": {"environment": {"IPP_ENV_M": "mpi value"}}}, f)
+    run([IPCLUSTER, "start", "-n", "2", "--engines", "mpi", "--daemonize"], env)
+    out = run([IPP, "px", "--", 'echo "[$IPP_ENV_A|$IPP_ENV_M]"'], env).stdout
+    assert out.count("[global|mpi value]") == 2, out
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
 def test_mpiexec_refusing_its_ranks_fails_the_start_at_once(env):
     env = dict(env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_oob_tcp_if_include="lo")
     env.pop("OMPI_MCA_rmaps_base_oversubscribe", None)

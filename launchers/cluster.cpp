@@ -117,10 +117,12 @@ Json Cluster::Describe(int n) const {
   }
   Json controller = {{"class", controller_ ? controller_->kind() : ""}, {"state", controller_ ? controller_->State() : Json()}};
   if (controller_) controller["logs"] = controller_->LogLocation();
-  return {{"cluster", {{"profile_dir", context_.profile_dir.string()}, {"cluster_id", context_.cluster_id}, {"n", n}}},
+  Json out = {{"cluster", {{"profile_dir", context_.profile_dir.string()}, {"cluster_id", context_.cluster_id}, {"n", n}}},
           {"controller", controller},
           {"engines", {{"sets", sets}}},
           {"ipcluster_pid", getpid()}};
+  if (adapter_) out["adapt"] = adapter_->Describe();
+  return out;
 }
 
 Status Cluster::Save(const Json& description) const { return protocol::WritePrivateFile(file(), description.dump(2)); }
@@ -194,6 +196,7 @@ void Cluster::Supervise(const Logger& log) {
       RemoveStaleConnectionFiles(log);
       return;
     }
+    if (adapter_) Adapt(log);
     std::map<pid_t, std::string> ended;
     for (auto& s : engine_sets_) {
       for (const auto& e : s->Exits()) {

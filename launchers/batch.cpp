@@ -21,7 +21,7 @@ const std::vector<BatchSystem>& Systems() {
        {"squeue", "-h", "-t", "all", "-o", "%i %T"}, R"(^\s*(\S+)\s+(\S+)\s*$)",
        {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"},
        {"RUNNING", "CONFIGURING", "SUSPENDED", "STOPPED", "RESIZING", "SIGNALING"}},
-      {"PBS", "#PBS ", "-q ", "-A ", "-l walltime=", {"qsub"}, {"qdel"}, R"(^(\d+[\w.\-]*))",
+      {"PBS", "#PBS ", "-q ", "-A ", "-l walltime=", {"qsub"}, {"qdel"}, R"(^(\d+[\w.\-\[\]]*))",
        "#!/bin/sh\n#PBS -V\n#PBS -N ipp-engine\n#PBS -t 1-{n}\n{queue_line}{account_line}{walltime_line}{extra}\n{command}\n",
        "#!/bin/sh\n#PBS -V\n#PBS -N ipp-controller\n{queue_line}{account_line}{walltime_line}{extra}\n{command}\n",
        {"qstat"}, R"(^(\d\S*)\s+\S+\s+\S+\s+\S+\s+([A-Z])\s+\S+\s*$)", {"Q", "H", "W", "T", "M"}, {"R", "E", "S", "B", "U"}},

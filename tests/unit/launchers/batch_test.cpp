@@ -122,6 +122,21 @@ TEST(BatchTest, PbsJobStatesFromQstatOfTorqueAndPbsPro) {
                 {"1238.server", JobState::kEnded, "no longer in the queue"}}));
 }
 
+TEST(BatchTest, JobStatesFromOutputCapturedOnTheRealSlurmAndSge) {
+  // Printed by Slurm 22.05 and Son of Grid Engine 8.1.9 on this machine's test daemons.
+  EXPECT_EQ(States("Slurm", "2 CANCELLED\n3 PENDING\n1 RUNNING\n\n", {"1", "2", "3"}),
+            (std::vector<std::tuple<std::string, JobState::State, std::string>>{
+                {"1", JobState::kRunning, "RUNNING"}, {"2", JobState::kEnded, "CANCELLED"}, {"3", JobState::kQueued, "PENDING"}}));
+  const std::string qstat =
+      "job-ID  prior   name       user         state submit/start at     queue                          slots ja-task-ID \n"
+      "-----------------------------------------------------------------------------------------------------------------\n"
+      "     21 0.00000 sleep      root         qw    11/30/2026 21:49:34                                    1 1-10:1\n"
+      "     22 0.00000 sleep      root         hqw   11/30/2026 21:49:35                                    1        \n";
+  EXPECT_EQ(States("SGE", qstat, {"21.1-10:1", "22"}),
+            (std::vector<std::tuple<std::string, JobState::State, std::string>>{
+                {"21.1-10:1", JobState::kQueued, "qw"}, {"22", JobState::kQueued, "hqw"}}));
+}
+
 TEST(BatchTest, JobIdsAreComparedByTheirNumber) {
   EXPECT_EQ(NormalizeJobId("1234[].server"), "1234");
   EXPECT_EQ(NormalizeJobId("1234[3].server"), "1234");  // PBS_JOBID of an array task

@@ -107,6 +107,9 @@ Status Cluster::StartEngines(const std::string& kind, int n) {
   if (!engines.ok()) return engines.status();
   engine_sets_.push_back(std::move(engines).value());
   if (Status s = engine_sets_.back()->Start(n); !s.ok()) return Status::Unavailable("engines: " + s.message());
+  if (engine_sets_.back()->Jobs().ok() && engine_sets_.back()->kind() != "Local") {
+    batch_watches_.push_back({engine_sets_.size() - 1, n, RestartBudget(RestartLimits{}), {}, {}});
+  }
   return Status::OK();
 }
 
@@ -197,6 +200,7 @@ void Cluster::Supervise(const Logger& log) {
       return;
     }
     if (adapter_) Adapt(log);
+    if (!batch_watches_.empty()) ReplaceEndedJobs(log);
     std::map<pid_t, std::string> ended;
     for (auto& s : engine_sets_) {
       for (const auto& e : s->Exits()) {

@@ -186,3 +186,31 @@ def test_sge_adapt_submits_for_waiting_tasks_and_cancels_idle_jobs(sge, tmp_path
         rc.close()
     finally:
         subprocess.run([IPCLUSTER, "stop"], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_slurm_job_that_ends_is_replaced_without_adapt(slurm, tmp_path):
+    env = dict(slurm.env(), IPYTHONDIR=str(tmp_path / "ipython"))
+    r = subprocess.run([IPCLUSTER, "start", "-n", "2", "--engines", "Slurm", "--daemonize", "--timeout=90"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    path = tmp_path / "ipython" / "profile_default" / "security" / "cluster-.json"
+    squeue = lambda: subprocess.run(["squeue", "-h", "-o", "%i"], env=env, capture_output=True, text=True).stdout.split()
+    try:
+        first = json.load(open(path))["engines"]["sets"][0]["state"]["jobs"]
+        assert len(first) == 1
+        subprocess.run(["scancel", first[0]], env=env, check=True)
+
+        def replacement():
+            jobs = json.load(open(path))["engines"]["sets"][0]["state"]["jobs"]
+            return jobs if jobs and jobs != first and jobs[0] in squeue() else None
+
+        again = wait_for(replacement, timeout=60, what="a job to replace the cancelled one")
+        rc = adapt_client(env)
+        wait_for(lambda: len([e for e in rc.queue_status().values() if isinstance(e, dict) and e.get("job") == again[0]]) == 2,
+                 timeout=60, what="the replacement's 2 engines to register")
+        rc.close()
+        log = open(json.load(open(path))["ipcluster_log"]).read()
+        assert f"Slurm job {first[0]} ended" in log and f"Slurm job {again[0]} of 2 engine(s) submitted to replace" in log, log
+    finally:
+        subprocess.run([IPCLUSTER, "stop"], env=env, capture_output=True, text=True, timeout=60)
+    wait_for(lambda: squeue() == [], timeout=30, what="all Slurm jobs to end")

@@ -143,9 +143,11 @@ int Start(int argc, char** argv) {
       ("controller-arg", po::value(&controller_args)->composing(), "extra ipcontroller argument (repeatable)");
   std::vector<std::string> traitlets;
   int rc = c.Parse(argc, argv,
-                   "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize]\n\n"
+                   "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize] [--adapt ...]\n\n"
                    "Start a controller and N engines; return (--daemonize) or stay in the foreground\n"
                    "once all N engines have registered. Ctrl-C in the foreground stops the cluster.\n"
+                   "--adapt: no engines at first; jobs of --engines-per-job engines are submitted\n"
+                   "while tasks wait (up to --max-engines) and cancelled once idle for --idle-timeout.\n"
                    "Launcher settings (mpiexec, SSH hosts, batch queue/account/walltime, job templates)\n"
                    "come from <profile>/ipcluster_config.json; options here override it.",
                    &traitlets);

@@ -35,6 +35,7 @@ void Hub::QueueRequest(Message& m) {
     engine["functions"] = can.functions.size();
     engine["tags"] = can.tags;
     engine["resources"] = can.ResourcesJson();
+    if (!can.job.empty()) engine["job"] = can.job;  // the batch job it runs in
   }
   if (verbose) {
     content["unassigned"] = std::vector<std::string>(unassigned_.begin(), unassigned_.end());

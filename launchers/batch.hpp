@@ -24,7 +24,17 @@ struct BatchSystem {
   std::vector<std::string> cancel;      // the job id is appended
   std::string job_id_regex;             // first capture group is the job id
   std::string engine_template, controller_template;
+  // Job states (--adapt): a command listing the queue, a regex matching one line of its output
+  // (first capture the job id, second its state), and the states that mean waiting and running.
+  // A state in neither list, or a job no longer listed, has ended. Empty `status`: not polled.
+  std::vector<std::string> status;
+  std::string status_regex;
+  std::vector<std::string> queued_states, running_states;
 };
+
+// "12345" from "12345.server", "12345[].server", "12345.1-4:1"; ids without leading digits (the
+// Local launcher's "local-3") as they are. Engines and submit commands spell one job differently.
+std::string NormalizeJobId(const std::string& id);
 
 const BatchSystem* FindBatchSystem(const std::string& canonical_name);
 // Fills a template's {fields}; unknown fields are an error naming them.
@@ -36,5 +46,9 @@ Json DirectiveLines(const BatchSystem& system, const Json& section);
 // pattern with * for a job of several tasks with a file each.
 std::string JobOutput(const BatchSystem& system, bool controller, const std::string& log_dir, const std::string& job_id);
 Result<std::string> ParseJobId(const BatchSystem& system, const std::string& submit_output);
+// The states of `jobs` (as the submit command named them) from the status command's output;
+// an array job's tasks make one job, running when any task runs.
+std::vector<JobState> ParseJobStates(const BatchSystem& system, const std::string& status_output,
+                                     const std::vector<std::string>& jobs);
 
 }  // namespace ipp::launchers

@@ -107,6 +107,9 @@ Status Cluster::StartEngines(const std::string& kind, int n) {
   if (!engines.ok()) return engines.status();
   engine_sets_.push_back(std::move(engines).value());
   if (Status s = engine_sets_.back()->Start(n); !s.ok()) return Status::Unavailable("engines: " + s.message());
+  if (engine_sets_.back()->Jobs().ok() && engine_sets_.back()->kind() != "Local") {
+    batch_watches_.push_back({engine_sets_.size() - 1, n, RestartBudget(RestartLimits{}), {}, {}});
+  }
   return Status::OK();
 }
 
@@ -117,10 +120,12 @@ Json Cluster::Describe(int n) const {
   }
   Json controller = {{"class", controller_ ? controller_->kind() : ""}, {"state", controller_ ? controller_->State() : Json()}};
   if (controller_) controller["logs"] = controller_->LogLocation();
-  return {{"cluster", {{"profile_dir", context_.profile_dir.string()}, {"cluster_id", context_.cluster_id}, {"n", n}}},
+  Json out = {{"cluster", {{"profile_dir", context_.profile_dir.string()}, {"cluster_id", context_.cluster_id}, {"n", n}}},
           {"controller", controller},
           {"engines", {{"sets", sets}}},
           {"ipcluster_pid", getpid()}};
+  if (adapter_) out["adapt"] = adapter_->Describe();
+  return out;
 }
 
 Status Cluster::Save(const Json& description) const { return protocol::WritePrivateFile(file(), description.dump(2)); }
@@ -194,6 +199,8 @@ void Cluster::Supervise(const Logger& log) {
       RemoveStaleConnectionFiles(log);
       return;
     }
+    if (adapter_) Adapt(log);
+    if (!batch_watches_.empty()) ReplaceEndedJobs(log);
     std::map<pid_t, std::string> ended;
     for (auto& s : engine_sets_) {
       for (const auto& e : s->Exits()) {

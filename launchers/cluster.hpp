@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "common/logging.hpp"
+#include "launchers/adapt.hpp"
 #include "launchers/launcher.hpp"
+#include "launchers/restart_budget.hpp"
 #include "protocol/profile_dir.hpp"
 
 namespace ipp::launchers {
@@ -40,6 +42,9 @@ class Cluster {
   Status StartController(const std::string& kind, std::chrono::milliseconds timeout);
   // Starts `n` engines as a new engine set.
   Status StartEngines(const std::string& kind, int n);
+  // --adapt: a new engine set, without engines yet, whose jobs Supervise submits and cancels
+  // (launchers/cluster_adapt.cpp). Fails for launchers without jobs to poll.
+  Status StartAdaptive(const std::string& kind, const AdaptLimits& limits);
 
   // The cluster file's content: its launchers' classes, states and logs, `n` engines, our pid.
   Json Describe(int n) const;
@@ -71,12 +76,28 @@ class Cluster {
 
  private:
   void RemoveStaleConnectionFiles(const Logger& log) const;
+  // One step of --adapt; saves the cluster file when the jobs changed.
+  void Adapt(const Logger& log);
+  // Batch engine sets started without --adapt: a job that ends (walltime, scancel) is submitted
+  // again, within a RestartBudget (launchers/cluster_adapt.cpp).
+  void ReplaceEndedJobs(const Logger& log);
+  void SaveEngineSets(const Logger& log);
 
   LaunchContext context_;
   const std::atomic<bool>& stop_;
   Json recorded_;
   std::unique_ptr<Launcher> controller_;
   std::vector<std::unique_ptr<Launcher>> engine_sets_;
+  std::unique_ptr<Adapter> adapter_;  // --adapt: drives engine_sets_[adaptive_set_]
+  size_t adaptive_set_ = 0;
+  struct BatchWatch {
+    size_t set;
+    int engines;  // per job
+    RestartBudget budget;
+    std::chrono::steady_clock::time_point next_poll{};
+    std::vector<std::chrono::steady_clock::time_point> due;  // replacements waiting for their backoff
+  };
+  std::vector<BatchWatch> batch_watches_;
 };
 
 // What launches in `profile` need: the profile's ipcluster_config.json (`config`) with its

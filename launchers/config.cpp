@@ -27,7 +27,7 @@ size_t EditDistance(const std::string& a, const std::string& b) {
 namespace {
 
 // What ipcluster reads from the file; launcher.cpp and ipcluster_main.cpp are its readers.
-enum class Type { kCount, kString, kStrings, kHostCounts, kEnvironment, kSection };
+enum class Type { kCount, kString, kStrings, kHostCounts, kEnvironment, kSection, kBool, kSeconds };
 
 struct Setting {
   const char* key;
@@ -51,7 +51,10 @@ const std::vector<Setting> kTop = {
     {"environment", Type::kEnvironment},
     {"mpi", Type::kSection, &kMpi}, {"ssh", Type::kSection, &kSsh},
     {"slurm", Type::kSection, &kBatch}, {"pbs", Type::kSection, &kBatch}, {"sge", Type::kSection, &kBatch},
-    {"lsf", Type::kSection, &kBatch}, {"htcondor", Type::kSection, &kBatch}};
+    {"lsf", Type::kSection, &kBatch}, {"htcondor", Type::kSection, &kBatch},
+    // --adapt and its limits
+    {"adapt", Type::kBool}, {"min_engines", Type::kCount}, {"max_engines", Type::kCount}, {"engines_per_job", Type::kCount},
+    {"idle_timeout", Type::kSeconds}, {"max_queued_jobs", Type::kCount}, {"max_failed_jobs", Type::kCount}};
 
 const char* Wanted(Type type) {
   switch (type) {
@@ -61,6 +64,8 @@ const char* Wanted(Type type) {
     case Type::kHostCounts: return "an object of \"host\": engine count";
     case Type::kEnvironment: return "an object of \"NAME\": \"value\" (NAME: letters, digits, _)";
     case Type::kSection: return "an object";
+    case Type::kBool: return "true or false";
+    case Type::kSeconds: return "a number of seconds >= 0";
   }
   return "";
 }
@@ -80,6 +85,8 @@ bool HasType(const Json& v, Type type) {
                return IsEnvironmentName(e.key()) && e.value().is_string();
              });
     case Type::kSection: return v.is_object();
+    case Type::kBool: return v.is_boolean();
+    case Type::kSeconds: return v.is_number() && v.get<double>() >= 0;
   }
   return false;
 }

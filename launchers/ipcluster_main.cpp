@@ -137,7 +137,16 @@ int Start(int argc, char** argv) {
   double timeout = 60;
   std::string engines_kind, controller_kind, ip;
   std::vector<std::string> engine_args, controller_args, env;
-  c.options.add_options()("n,n", po::value(&n), "number of engines (default: the number of CPUs)")
+  ipp::launchers::AdaptLimits adapt;
+  double idle_timeout = 300;
+  c.options.add_options()("n,n", po::value(&n), "number of engines (default: the number of CPUs; with --adapt the default --max-engines)")
+      ("adapt", "elastic: submit jobs of engines while tasks wait, cancel them once idle (Local, Slurm, SGE, PBS)")
+      ("min-engines", po::value(&adapt.min_engines), "--adapt: engines kept even when idle (default 0)")
+      ("max-engines", po::value(&adapt.max_engines), "--adapt: at most this many engines (default: -n)")
+      ("engines-per-job", po::value(&adapt.engines_per_job), "--adapt: engines per job (default 1 for Local, 8 for batch)")
+      ("idle-timeout", po::value(&idle_timeout), "--adapt: seconds a job's engines stay idle before it is cancelled (default 300)")
+      ("max-queued-jobs", po::value(&adapt.max_queued_jobs), "--adapt: jobs waiting in the batch queue at once, at most (default 2)")
+      ("max-failed-jobs", po::value(&adapt.max_failed_jobs), "--adapt: failed submissions or jobs that never start, in a row, before submitting stops (default 3)")
       ("engines", po::value(&engines_kind), "engine launcher: Local (default), MPI, SSH, Slurm, PBS, SGE, LSF, HTCondor")
       ("controller", po::value(&controller_kind), "controller launcher: Local (default), Slurm, PBS, SGE, LSF, HTCondor")
       ("ip", po::value(&ip), "interface the controller listens on (default 127.0.0.1)")
@@ -148,9 +157,11 @@ int Start(int argc, char** argv) {
       ("env", po::value(&env)->composing(), "NAME=VALUE set for every process launched (repeatable; over config \"environment\")");
   std::vector<std::string> traitlets;
   int rc = c.Parse(argc, argv,
-                   "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize]\n\n"
+                   "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize] [--adapt ...]\n\n"
                    "Start a controller and N engines; return (--daemonize) or stay in the foreground\n"
                    "once all N engines have registered. Ctrl-C in the foreground stops the cluster.\n"
+                   "--adapt: no engines at first; jobs of --engines-per-job engines are submitted\n"
+                   "while tasks wait (up to --max-engines) and cancelled once idle for --idle-timeout.\n"
                    "Launcher settings (mpiexec, SSH hosts, batch queue/account/walltime, job templates)\n"
                    "come from <profile>/ipcluster_config.json; options here override it.",
                    &traitlets);
@@ -164,6 +175,27 @@ int Start(int argc, char** argv) {
   if (!c.vm.count("n")) n = cfg.value("n", static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   if (n < 1) return Fail("-n must be at least 1 (a cluster without engines: run ipcontroller)");
   if (engines_kind.empty()) engines_kind = cfg.value("engines", std::string("Local"));
+  const bool adaptive = c.vm.count("adapt") > 0 || cfg.value("adapt", false);
+  if (adaptive) {
+    // The command line wins over ipcluster_config.json, which uses the names with '_'.
+    auto setting = [&](const char* flag, const char* key, auto* value) {
+      if (!c.vm.count(flag) && cfg.contains(key)) *value = cfg[key].get<std::remove_pointer_t<decltype(value)>>();
+    };
+    setting("min-engines", "min_engines", &adapt.min_engines);
+    setting("engines-per-job", "engines_per_job", &adapt.engines_per_job);
+    setting("idle-timeout", "idle_timeout", &idle_timeout);
+    setting("max-queued-jobs", "max_queued_jobs", &adapt.max_queued_jobs);
+    setting("max-failed-jobs", "max_failed_jobs", &adapt.max_failed_jobs);
+    if (!c.vm.count("max-engines")) adapt.max_engines = cfg.value("max_engines", n);
+    if (!c.vm.count("engines-per-job") && !cfg.contains("engines_per_job")) {
+      adapt.engines_per_job = ipp::launchers::CanonicalKind(engines_kind) == "Local" ? 1 : 8;
+    }
+    adapt.idle_timeout = Seconds(idle_timeout);
+    if (adapt.min_engines < 0 || adapt.max_engines < 1 || adapt.min_engines > adapt.max_engines || adapt.engines_per_job < 1 ||
+        adapt.max_queued_jobs < 1 || adapt.max_failed_jobs < 1 || idle_timeout < 0) {
+      return Fail("--adapt needs 0 <= --min-engines <= --max-engines, --max-engines, --engines-per-job, --max-queued-jobs and --max-failed-jobs at least 1, --idle-timeout >= 0");
+    }
+  }
   if (controller_kind.empty()) controller_kind = cfg.value("controller", std::string("Local"));
   auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
   if (!ip.empty()) ctx.controller_args.push_back("--ip=" + ip);
@@ -190,10 +222,11 @@ int Start(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   if (auto s = cluster.StartController(controller_kind, Seconds(timeout)); !s.ok()) return Fail(s.message());
-  if (auto s = cluster.StartEngines(engines_kind, n); !s.ok()) {
+  if (auto s = adaptive ? cluster.StartAdaptive(engines_kind, adapt) : cluster.StartEngines(engines_kind, n); !s.ok()) {
     cluster.Stop();
     return Fail(s.message());
   }
+  if (adaptive) n = 0;  // none launched yet: the adapter submits them from Supervise
   Json description = cluster.Describe(n);
   description["engine_args"] = engine_args;  // for the engines `ipcluster engines` adds later
   description["env"] = env;
@@ -207,8 +240,11 @@ int Start(int argc, char** argv) {
     return Fail(s.message() + "\n" + ipp::launchers::LogLine(ipp::launchers::LogsOf(description)));
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::cout << "ipcluster: cluster" << (c.cluster_id.empty() ? "" : " " + c.cluster_id) << " started with " << n
-            << " engine(s) (" << cluster.engine_sets() << " " << engines_kind << " set) in " << secs
+  std::cout << "ipcluster: cluster" << (c.cluster_id.empty() ? "" : " " + c.cluster_id) << " started with "
+            << (adaptive ? std::to_string(adapt.min_engines) + " to " + std::to_string(adapt.max_engines) + " engine(s) on demand, " +
+                               std::to_string(adapt.engines_per_job) + " per " + engines_kind + " job (--adapt)"
+                         : std::to_string(n) + " engine(s) (" + std::to_string(cluster.engine_sets()) + " " + engines_kind + " set)")
+            << " in " << secs
             << " s; profile " << profile.root().string() << "\nipcluster: "
             << ipp::launchers::LogLine(ipp::launchers::LogsOf(description)) << std::endl;
   if (std::string url = DashboardUrl(profile.security_dir(), c.cluster_id); !url.empty()) {
@@ -270,11 +306,13 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
   // A profile in $IPYTHONDIR is profile_<name>; one given by --profile-dir is named by its path.
   std::string name = profile_dir.filename().string();
   std::string profile = name.rfind("profile_", 0) == 0 ? name.substr(8) : profile_dir.string();
-  return {{"profile", profile}, {"cluster_id", cluster_id},
+  Json row = {{"profile", profile}, {"cluster_id", cluster_id},
           {"engines", j["cluster"].value("n", 0)}, {"running", running},
           {"controller", j["controller"].value("class", "")}, {"registered", registered}, {"exited", exited},
           {"logs", ipp::launchers::LogsOf(j)},
           {"dashboard", running ? Json(DashboardUrl(profile_dir / "security", cluster_id)) : Json()}};
+  if (j.contains("adapt")) row["adapt"] = j["adapt"];  // --adapt: its jobs and why submitting stopped
+  return row;
 }
 
 int List(int argc, char** argv) {
@@ -338,6 +376,13 @@ int List(int argc, char** argv) {
     std::printf("%-16s %-16s %-8s  %s\n", r["profile"].get<std::string>().c_str(), r["cluster_id"].get<std::string>().c_str(),
                 r["running"].get<bool>() ? "running" : "stopped", engines.c_str());
     std::printf("  %s\n", ipp::launchers::LogLine(r["logs"]).c_str());
+    if (const Json& a = r.value("adapt", Json()); a.is_object()) {
+      std::printf("  adapt: %d to %d engines, %d per job, %zu job(s) now, idle timeout %d s\n", a.value("min_engines", 0),
+                  a.value("max_engines", 0), a.value("engines_per_job", 0), a.value("jobs", Json::array()).size(),
+                  a.value("idle_timeout", 0));
+      if (a.contains("stopped")) std::printf("  adapt STOPPED SUBMITTING: %s\n", a["stopped"].get<std::string>().c_str());
+      for (const auto& f : a.value("recent_failures", Json::array())) std::printf("    %s\n", f.get<std::string>().c_str());
+    }
     if (r["dashboard"].is_string() && !r["dashboard"].get<std::string>().empty()) {
       std::printf("  dashboard: %s\n", r["dashboard"].get<std::string>().c_str());
     }

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -147,6 +148,10 @@ std::map<std::string, std::string> EnvironmentFor(const LaunchContext& context, 
   }
   return out;
 }
+
+Result<std::string> Launcher::Submit(int) { return Status::InvalidArgument(kind() + " engines cannot be submitted as jobs (--adapt)"); }
+Status Launcher::Cancel(const std::string&) { return Status::InvalidArgument(kind() + " engines have no jobs to cancel"); }
+Result<std::vector<JobState>> Launcher::Jobs() { return Status::InvalidArgument(kind() + " engines have no job states to read"); }
 
 // ---------------------------------------------------------------------------------------------
 // Commands
@@ -289,6 +294,7 @@ class ProcessSetLauncher : public Launcher {
     for (const auto& p : procs_) {
       Json j = {{"pid", p.pid}, {"log", p.log.string()}};
       if (p.ended) j["exit"] = p.how;
+      if (!p.job.empty()) j["job"] = p.job;
       procs.push_back(std::move(j));
     }
     return {{"processes", procs}};
@@ -296,7 +302,8 @@ class ProcessSetLauncher : public Launcher {
 
   void Restore(const Json& state) {
     for (const auto& p : state.value("processes", Json::array())) {
-      Proc proc{p.at("pid").get<pid_t>(), p.value("log", std::string()), p.contains("exit"), p.value("exit", std::string())};
+      Proc proc{p.at("pid").get<pid_t>(), p.value("log", std::string()), p.contains("exit"), p.value("exit", std::string()),
+                p.value("job", std::string())};
       procs_.push_back(std::move(proc));
     }
   }
@@ -304,13 +311,50 @@ class ProcessSetLauncher : public Launcher {
  protected:
   explicit ProcessSetLauncher(LaunchContext context) : context_(std::move(context)) {}
 
+  // `job`: the Local job (--adapt) the process belongs to, "" for none.
   Status Launch(const std::vector<std::string>& argv, const fs::path& log,
-                const std::map<std::string, std::string>& environment = {}) {
+                const std::map<std::string, std::string>& environment = {}, const std::string& job = "") {
     Result<pid_t> pid = Spawn(argv, log, environment);
     if (!pid.ok()) return pid.status();
-    procs_.push_back({*pid, log, false, ""});
+    procs_.push_back({*pid, log, false, "", job});
     return Status::OK();
   }
+
+ public:
+  // A Local job is running while any of its processes is.
+  Result<std::vector<JobState>> Jobs() override {
+    std::map<std::string, JobState> jobs;
+    for (auto& p : procs_) {
+      if (p.job.empty() || reported_.count(p.job)) continue;
+      auto [it, fresh] = jobs.try_emplace(p.job, JobState{p.job, JobState::kEnded, ""});
+      if (Poll(p)) {
+        it->second.state = JobState::kRunning;
+      } else {
+        it->second.output += (it->second.output.empty() ? "pid " : ", pid ") + std::to_string(p.pid) + " " + p.how;
+      }
+    }
+    std::vector<JobState> out;
+    for (auto& [id, job] : jobs) {
+      if (job.state == JobState::kEnded) reported_.insert(id);
+      out.push_back(std::move(job));
+    }
+    return out;
+  }
+
+  Status Cancel(const std::string& id) override {
+    std::vector<pid_t> groups;
+    for (const auto& p : procs_) {
+      if (p.job == id) groups.push_back(p.pid);
+    }
+    if (groups.empty()) return Status::NotFound("no Local job " + id);
+    reported_.insert(id);
+    if (!StopGroups(groups)) return Status::Unavailable("some processes of job " + id + " did not stop");
+    // Stopped on purpose: not ended processes for `ipcluster list` to report.
+    std::erase_if(procs_, [&](const Proc& p) { return p.job == id; });
+    return Status::OK();
+  }
+
+ protected:
 
   LaunchContext context_;
 
@@ -320,6 +364,7 @@ class ProcessSetLauncher : public Launcher {
     fs::path log;
     bool ended = false;
     std::string how;
+    std::string job;
   };
   // Alive? Reaps our own children, recording how they ended; a process another ipcluster
   // started (restored from a cluster file) can only be seen to be gone.
@@ -339,6 +384,7 @@ class ProcessSetLauncher : public Launcher {
   }
 
   std::vector<Proc> procs_;
+  std::set<std::string> reported_;  // jobs reported ended or cancelled
 };
 
 // Local engines and the local controller, or engines under mpiexec.
@@ -369,11 +415,26 @@ class ProcessLauncher : public ProcessSetLauncher {
   }
   std::string kind() const override { return kind_; }
 
+  // A Local "job": `engines` engine processes that know it by IPP_JOB_ID, as batch engines know
+  // theirs by SLURM_JOB_ID and the like.
+  Result<std::string> Submit(int engines) override {
+    if (controller_ || kind_ != "Local") return Launcher::Submit(engines);
+    static int jobs = 0;
+    std::string id = "local-" + std::to_string(getpid()) + "-" + std::to_string(++jobs);
+    std::vector<std::string> argv = {"/usr/bin/env", "IPP_JOB_ID=" + id};
+    auto engine = EngineCommand(context_);
+    argv.insert(argv.end(), engine.begin(), engine.end());
+    for (int i = 0; i < engines; ++i) {
+      if (Status s = StartOne(argv, "ipengine", id); !s.ok()) return s;
+    }
+    return id;
+  }
+
  private:
-  Status StartOne(const std::vector<std::string>& argv, const std::string& name) {
+  Status StartOne(const std::vector<std::string>& argv, const std::string& name, const std::string& job = "") {
     static int counter = 0;
     return Launch(argv, context_.log_dir / (name + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log"),
-                  EnvironmentFor(context_, kind_ == "MPI" ? "mpi" : ""));
+                  EnvironmentFor(context_, kind_ == "MPI" ? "mpi" : ""), job);
   }
 
   std::string kind_;
@@ -458,7 +519,9 @@ class BatchLauncher : public Launcher {
   BatchLauncher(const BatchSystem& system, LaunchContext context, bool controller)
       : system_(system), context_(std::move(context)), controller_(controller) {}
 
-  Status Start(int n) override {
+  Status Start(int n) override { return Submit(n).status(); }
+
+  Result<std::string> Submit(int n) override {
     std::string lower = system_.name;
     std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
     Json cfg = context_.config.value(lower, Json::object());
@@ -485,7 +548,8 @@ class BatchLauncher : public Launcher {
     fields.update(DirectiveLines(system_, cfg));
     Result<std::string> script = FillTemplate(tmpl, fields);
     if (!script.ok()) return script.status();
-    script_ = context_.profile_dir / ((controller_ ? "ipcontroller-" : "ipengine-") + lower + "-" + std::to_string(getpid()) + ".job");
+    script_ = context_.profile_dir / ((controller_ ? "ipcontroller-" : "ipengine-") + lower + "-" + std::to_string(getpid()) +
+                                      (submissions_ > 0 ? "-" + std::to_string(submissions_ + 1) : "") + ".job");
     {
       std::ofstream out(script_);
       out << *script;
@@ -506,19 +570,55 @@ class BatchLauncher : public Launcher {
     }
     Result<std::string> job = ParseJobId(system_, output);
     if (!job.ok()) return job.status();
-    job_id_ = *job;
-    output_ = custom.empty() ? JobOutput(system_, controller_, context_.log_dir.string(), job_id_)
-                             : "as the job template " + custom + " says";
-    return Status::OK();
+    if (job_id_.empty()) {
+      job_id_ = *job;
+      output_ = custom.empty() ? JobOutput(system_, controller_, context_.log_dir.string(), job_id_)
+                               : "as the job template " + custom + " says";
+    }
+    jobs_.push_back(*job);
+    return *job;
   }
 
   Status Stop() override {
-    if (job_id_.empty()) return Status::OK();
+    Status result = Status::OK();
+    for (const std::string& id : std::vector<std::string>(jobs_)) {
+      if (Status s = Cancel(id); !s.ok()) result = s;
+    }
+    return result;
+  }
+
+  Status Cancel(const std::string& id) override {
     std::vector<std::string> argv = system_.cancel;
-    argv.push_back(job_id_);
+    argv.push_back(id);
     Result<int> status = RunToEnd(argv, context_.log_dir / "batch-cancel.log");
+    std::erase(jobs_, id);
     if (!status.ok()) return status.status();
-    return *status == 0 ? Status::OK() : Status::Unavailable(system_.name + " could not cancel job " + job_id_);
+    return *status == 0 ? Status::OK() : Status::Unavailable(system_.name + " could not cancel job " + id);
+  }
+
+  Result<std::vector<JobState>> Jobs() override {
+    if (system_.status.empty()) return Launcher::Jobs();
+    if (jobs_.empty()) return std::vector<JobState>{};
+    fs::path log = context_.log_dir / ("batch-status-" + std::to_string(getpid()) + ".log");
+    std::error_code ec;
+    fs::remove(log, ec);
+    Result<int> status = RunToEnd(system_.status, log);
+    std::ifstream in(log);
+    std::string output((std::istreambuf_iterator<char>(in)), {});
+    if (!status.ok()) return status.status();
+    if (*status != 0) return Status::Unavailable(system_.status[0] + " failed: " + output);
+    std::vector<JobState> states = ParseJobStates(system_, output, jobs_);
+    for (const auto& j : states) {
+      if (j.state != JobState::kEnded) continue;
+      std::erase(jobs_, j.id);
+      // Listed in an end state that keeps it in the queue (SGE's Eqw): removed from there too.
+      if (j.output != "no longer in the queue") {
+        std::vector<std::string> argv = system_.cancel;
+        argv.push_back(j.id);
+        (void)RunToEnd(argv, context_.log_dir / "batch-cancel.log");
+      }
+    }
+    return states;
   }
   int Alive() override { return -1; }
   std::string FailureLog() override {
@@ -530,12 +630,16 @@ class BatchLauncher : public Launcher {
   std::string LogLocation() const override {
     return output_.empty() ? context_.log_dir.string() + " (the job's output)" : output_;
   }
-  Json State() const override { return {{"job_id", job_id_}, {"script", script_.string()}, {"output", output_}}; }
+  Json State() const override {
+    return {{"job_id", job_id_}, {"jobs", jobs_}, {"script", script_.string()}, {"output", output_}};
+  }
   std::string kind() const override { return system_.name; }
   void Restore(const Json& state) {
     job_id_ = state.value("job_id", "");
     script_ = state.value("script", "");
     output_ = state.value("output", "");
+    jobs_ = state.value("jobs", std::vector<std::string>{});
+    if (jobs_.empty() && !job_id_.empty() && !state.contains("jobs")) jobs_.push_back(job_id_);
   }
 
  private:
@@ -543,7 +647,8 @@ class BatchLauncher : public Launcher {
   LaunchContext context_;
   bool controller_;
   int submissions_ = 0;
-  std::string job_id_;
+  std::string job_id_;             // the first job (what a plain start submitted)
+  std::vector<std::string> jobs_;  // every job not yet seen to end or cancelled
   fs::path script_;
   std::string output_;  // the job's output file (or pattern), once submitted
 };

@@ -48,6 +48,15 @@ struct ProcessExit {
   std::filesystem::path log;
 };
 
+// A batch job of engines (for the Local launcher, a set of engine processes) as its launcher
+// last saw it; `output` is the batch system's own word for its state ("PENDING", "qw") or how
+// it ended.
+struct JobState {
+  std::string id;
+  enum State { kQueued, kRunning, kEnded } state = kQueued;
+  std::string output;
+};
+
 class Launcher {
  public:
   virtual ~Launcher() = default;
@@ -66,6 +75,14 @@ class Launcher {
   virtual std::string LogLocation() const = 0;
   virtual Json State() const = 0;
   virtual std::string kind() const = 0;
+
+  // Elastic allocation (--adapt): one more job of `engines` engines, returning its id; cancelling
+  // one; the states of its jobs that have not been reported ended yet (each ended job is
+  // reported once, then forgotten). InvalidArgument for launchers without jobs to poll
+  // (MPI, SSH, LSF, HTCondor).
+  virtual Result<std::string> Submit(int engines);
+  virtual Status Cancel(const std::string& id);
+  virtual Result<std::vector<JobState>> Jobs();
 };
 
 // Kinds: Local, MPI, SSH, Slurm, PBS, SGE, LSF, HTCondor (case-insensitive, as ipyparallel

@@ -11,6 +11,7 @@ import pytest
 import ipyparallel as ipp
 
 from conftest import BIN_DIR, IPCONTROLLER, LIB_DIR, _started_groups, wait_for
+from ipp_native import NativeView
 
 IPCLUSTER = os.path.join(BIN_DIR, "ipcluster")
 IPP = os.path.join(BIN_DIR, "ipp")
@@ -432,3 +433,83 @@ def test_mpiexec_refusing_its_ranks_fails_the_start_at_once(env):
     assert r.returncode == 1 and time.monotonic() - start < 10, r.stderr
     assert "every engine launcher process has ended" in r.stderr and "slots" in r.stderr, r.stderr
     wait_for(lambda: processes_using(env["IPYTHONDIR"]) == [], timeout=5, what="the controller to be gone")
+
+
+# --adapt with Local "jobs" (engine processes); the batch systems' versions are in test_batch.py.
+
+def adapt_cluster_file(env, cluster_id=""):
+    path = os.path.join(env["IPYTHONDIR"], "profile_default", "security", f"cluster-{cluster_id}.json")
+    return json.load(open(path))
+
+
+def adapt_client(env, **kwargs):
+    return ipp.Client(profile_dir=os.path.join(env["IPYTHONDIR"], "profile_default"), timeout=20, **kwargs)
+
+
+def run_tasks_while_watching(rc, n, seconds, watch, retries=0):
+    """Sends n load-balanced ipp.sleep(seconds) tasks, calls watch() until they are done (what it
+    returns is collected), and returns (results, watched values)."""
+    ar = NativeView(rc, retries=retries).map("ipp.sleep", [seconds] * n)
+    seen = []
+    while not ar.ready():
+        seen.append(watch())
+        ar.wait(0.2)
+    return ar.get(1), seen
+
+
+def test_local_adapt_grows_with_waiting_tasks_and_shrinks_when_idle(env):
+    out = run([IPCLUSTER, "start", "--adapt", "--engines", "Local", "--max-engines", "4", "--engines-per-job", "2",
+               "--idle-timeout", "1", "--daemonize", "--timeout", "30"], env).stdout
+    assert "started with 0 to 4 engine(s) on demand, 2 per Local job (--adapt)" in out, out
+    try:
+        rc = adapt_client(env)
+        assert rc.ids == []  # min 0: nothing started before work came
+
+        def watch():
+            return len(rc.ids), [j["id"] for j in adapt_cluster_file(env).get("adapt", {}).get("jobs", [])]
+
+        results, seen = run_tasks_while_watching(rc, 200, 0.02, watch)
+        assert len(results) == 200
+        most_engines = max(n for n, _ in seen)
+        jobs = {j for _, ids in seen for j in ids}
+        assert 2 <= most_engines <= 4, seen
+        assert len(jobs) >= 1 and all(j.startswith("local-") for j in jobs), jobs
+        # Every engine ran in one of our jobs, as queue_status says.
+        status = rc.queue_status()
+        assert {status[e]["job"] for e in rc.ids} <= jobs, status
+        # Idle past the timeout: the jobs are cancelled, the engines gone.
+        pids = [p["pid"] for s in adapt_cluster_file(env)["engines"]["sets"] for p in s["state"]["processes"]]
+        wait_for(lambda: rc.ids == [] and adapt_cluster_file(env)["adapt"]["jobs"] == [], timeout=30,
+                 what="the idle jobs to be cancelled")
+        wait_for(lambda: not any(alive(p) for p in pids), timeout=15, what="the engines to end")
+        listed = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+        assert listed["adapt"]["max_engines"] == 4 and "stopped" not in listed["adapt"], listed
+        log = open(listed["logs"]["ipcluster"]).read()
+        assert "adapt: submitted job local-" in log and "adapt: cancelling job local-" in log, log
+        rc.close()
+    finally:
+        run([IPCLUSTER, "stop"], env, check=False)
+
+
+def test_adapt_stops_submitting_after_failed_jobs_and_says_why(env, tmp_path):
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    # Engines that cannot start: every job ends before an engine registers.
+    (profile / "ipcluster_config.json").write_text(json.dumps({"engine_command": "/bin/false"}))
+    run([IPCLUSTER, "start", "--adapt", "-n", "4", "--max-failed-jobs", "2", "--daemonize", "--timeout", "30"], env)
+    try:
+        rc = adapt_client(env)
+        ar = NativeView(rc).apply("ipp.sleep", 0.01)
+
+        def stopped():
+            return adapt_cluster_file(env).get("adapt", {}).get("stopped")
+
+        reason = wait_for(stopped, timeout=30, what="submissions to stop")
+        assert "2 job submissions in a row failed or ended before any engine registered (--max-failed-jobs 2)" in reason
+        text = run([IPCLUSTER, "list"], env).stdout
+        assert "adapt STOPPED SUBMITTING: 2 job submissions in a row" in text, text
+        assert "ended before any engine registered (pid " in text, text
+        assert not ar.ready()
+        rc.close()
+    finally:
+        run([IPCLUSTER, "stop"], env, check=False)

@@ -177,5 +177,66 @@ TEST(LauncherTest, BatchScriptsExportTheEnvironmentAndNameEachJobsOutput) {
   EXPECT_NE(s.message().find("{environment}"), std::string::npos) << s.ToString();
 }
 
+// PBS (no server here): qsub, qstat and qdel are scripts that play a Torque server's part, so
+// the launcher's rendering, submission, polling and cancelling run as they would against one.
+TEST(LauncherTest, PbsJobsAreSubmittedPolledAndCancelled) {
+  testutil::TempDir dir;
+  const auto bin = dir.path() / "bin";
+  std::filesystem::create_directories(bin);
+  auto script = [&](const std::string& name, const std::string& body) {
+    std::ofstream(bin / name) << "#!/bin/sh\n" << body;
+    std::filesystem::permissions(bin / name, std::filesystem::perms::owner_all);
+  };
+  const std::string d = dir.path().string();
+  script("qsub", "n=$(cat " + d + "/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > " + d + "/n\n"
+                 "cp \"$1\" " + d + "/script-$n; echo \"$((1233+n))[].torque-server\"\n");
+  script("qstat", "cat " + d + "/qstat.out\n");
+  script("qdel", "echo \"$1\" >> " + d + "/qdel.log\n");
+  std::string path = bin.string() + ":" + (getenv("PATH") ? getenv("PATH") : "");
+  std::string old_path = getenv("PATH") ? getenv("PATH") : "";
+  setenv("PATH", path.c_str(), 1);
+  LaunchContext context;
+  context.profile_dir = dir.path();
+  context.log_dir = dir.path();
+  context.config = {{"pbs", {{"queue", "batch"}, {"walltime", "01:00:00"}}}};
+  auto pbs = MakeEngineLauncher("PBS", context);
+  ASSERT_TRUE(pbs.ok());
+  auto first = (*pbs)->Submit(8), second = (*pbs)->Submit(3);
+  ASSERT_TRUE(first.ok() && second.ok()) << first.status().message() << second.status().message();
+  EXPECT_EQ(*first, "1234[].torque-server");
+  EXPECT_EQ(*second, "1235[].torque-server");
+  std::string rendered = testutil::ReadFile(dir.path() / "script-1");
+  for (const char* line : {"#PBS -t 1-8\n", "#PBS -q batch\n", "#PBS -l walltime=01:00:00\n", "#PBS -V\n"}) {
+    EXPECT_NE(rendered.find(line), std::string::npos) << line << " in " << rendered;
+  }
+  EXPECT_NE(testutil::ReadFile(dir.path() / "script-2").find("#PBS -t 1-3\n"), std::string::npos);
+  const std::string header =
+      "Job ID                    Name             User            Time Use S Queue\n"
+      "------------------------- ---------------- --------------- -------- - -----\n";
+  std::ofstream(dir.path() / "qstat.out") << header << "1234[].torque-server       ipp-engine       alice                  0 R batch\n"
+                                          << "1235[].torque-server       ipp-engine       alice                  0 Q batch\n";
+  auto jobs = (*pbs)->Jobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status().message();
+  ASSERT_EQ(jobs->size(), 2u);
+  EXPECT_EQ((*jobs)[0].state, JobState::kRunning);
+  EXPECT_EQ((*jobs)[1].state, JobState::kQueued);
+  // The first ended by its walltime (Torque lists it as C a while); each end is reported once.
+  std::ofstream(dir.path() / "qstat.out") << header << "1234[].torque-server       ipp-engine       alice           01:00:00 C batch\n"
+                                          << "1235[].torque-server       ipp-engine       alice                  0 Q batch\n";
+  jobs = (*pbs)->Jobs();
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ((*jobs)[0].state, JobState::kEnded);
+  EXPECT_EQ((*jobs)[0].output, "C");
+  jobs = (*pbs)->Jobs();
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].id, "1235[].torque-server");
+  EXPECT_EQ((*pbs)->State()["jobs"], Json({"1235[].torque-server"}));
+  // Stop cancels what is left.
+  ASSERT_TRUE((*pbs)->Stop().ok());
+  EXPECT_EQ(testutil::ReadFile(dir.path() / "qdel.log"), "1234[].torque-server\n1235[].torque-server\n");
+  setenv("PATH", old_path.c_str(), 1);
+}
+
 }  // namespace
 }  // namespace ipp::launchers

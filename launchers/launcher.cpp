@@ -119,16 +119,29 @@ std::string DescribeWaitStatus(int status) {
   return "ended (wait status " + std::to_string(status) + ")";
 }
 
-std::string Tail(const fs::path& file, size_t lines) {
+std::string DescribeEnd(int status, bool killed_by_us) {
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !killed_by_us) {
+    return std::string("killed (SIGKILL; possibly out of memory)") + (WCOREDUMP(status) ? " (core dumped)" : "");
+  }
+  return DescribeWaitStatus(status);
+}
+
+std::string Tail(const fs::path& file, size_t lines, const std::string& indent) {
   std::ifstream in(file);
   std::deque<std::string> last;
   for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // ssh -tt output
     last.push_back(line);
     if (last.size() > lines) last.pop_front();
   }
   std::string out;
-  for (const auto& l : last) out += "    " + l + "\n";
+  for (const auto& l : last) out += indent + l + "\n";
   return out;
+}
+
+std::string HostName() {
+  char name[256] = {};
+  return gethostname(name, sizeof name - 1) == 0 ? name : "";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -200,6 +213,7 @@ namespace {
 class ProcessSetLauncher : public Launcher {
  public:
   Status Stop() override {
+    stopping_ = true;  // what ends from now on was asked to
     // Ended leaders too: an MPI rank may outlive its mpiexec in the group.
     std::vector<pid_t> groups;
     for (const auto& p : procs_) groups.push_back(p.pid);
@@ -215,7 +229,7 @@ class ProcessSetLauncher : public Launcher {
   std::vector<ProcessExit> Exits() override {
     std::vector<ProcessExit> exits;
     for (auto& p : procs_) {
-      if (!Poll(p)) exits.push_back({p.pid, p.how, p.log});
+      if (!Poll(p)) exits.push_back({p.pid, p.how, p.log, p.slot, p.requested});
     }
     return exits;
   }
@@ -247,7 +261,8 @@ class ProcessSetLauncher : public Launcher {
   Json State() const override {
     Json procs = Json::array();
     for (const auto& p : procs_) {
-      Json j = {{"pid", p.pid}, {"log", p.log.string()}};
+      Json j = {{"pid", p.pid}, {"log", p.log.string()}, {"slot", p.slot}};
+      if (p.restart > 0) j["restart"] = p.restart;
       if (p.ended) j["exit"] = p.how;
       procs.push_back(std::move(j));
     }
@@ -256,9 +271,41 @@ class ProcessSetLauncher : public Launcher {
 
   void Restore(const Json& state) {
     for (const auto& p : state.value("processes", Json::array())) {
-      Proc proc{p.at("pid").get<pid_t>(), p.value("log", std::string()), p.contains("exit"), p.value("exit", std::string())};
+      Proc proc;
+      proc.pid = p.at("pid").get<pid_t>();
+      proc.log = p.value("log", std::string());
+      proc.slot = p.value("slot", static_cast<int>(procs_.size()));
+      proc.restart = p.value("restart", 0);
+      proc.ended = p.contains("exit");
+      proc.how = p.value("exit", std::string());
+      next_slot_ = std::max(next_slot_, proc.slot + 1);
       procs_.push_back(std::move(proc));
     }
+  }
+
+  Result<pid_t> Restart(pid_t ended) override {
+    auto it = std::find_if(procs_.begin(), procs_.end(), [&](const Proc& p) { return p.pid == ended; });
+    if (it == procs_.end() || !it->ended) return Status::InvalidArgument("pid " + std::to_string(ended) + " is not an ended " + kind() + " process");
+    if (it->argv.empty()) return Status::Infeasible("pid " + std::to_string(ended) + " was started by another ipcluster");
+    Proc next;
+    next.argv = it->argv;
+    next.slot = it->slot;
+    // The first process's log name, numbered by restart: ipengine-12-3.log, ipengine-12-3.1.log, ...
+    int restart = 0;
+    fs::path first;
+    for (const auto& p : procs_) {
+      if (p.slot != next.slot) continue;
+      restart = std::max(restart, p.restart + 1);
+      if (p.restart == 0) first = p.log;
+    }
+    if (first.empty()) first = it->log;
+    next.restart = restart;
+    next.log = first.parent_path() / (first.stem().string() + "." + std::to_string(restart) + first.extension().string());
+    Result<pid_t> pid = Spawn(next.argv, next.log);
+    if (!pid.ok()) return pid.status();
+    next.pid = *pid;
+    procs_.push_back(std::move(next));
+    return *pid;
   }
 
  protected:
@@ -267,7 +314,12 @@ class ProcessSetLauncher : public Launcher {
   Status Launch(const std::vector<std::string>& argv, const fs::path& log) {
     Result<pid_t> pid = Spawn(argv, log);
     if (!pid.ok()) return pid.status();
-    procs_.push_back({*pid, log, false, ""});
+    Proc p;
+    p.pid = *pid;
+    p.log = log;
+    p.argv = argv;
+    p.slot = next_slot_++;
+    procs_.push_back(std::move(p));
     return Status::OK();
   }
 
@@ -275,29 +327,37 @@ class ProcessSetLauncher : public Launcher {
 
  private:
   struct Proc {
-    pid_t pid;
+    pid_t pid = 0;
     fs::path log;
+    std::vector<std::string> argv;  // empty when restored from a cluster file
+    int slot = 0;
+    int restart = 0;  // 0: the slot's first process; n: its n-th replacement
     bool ended = false;
+    bool requested = false;  // ended with status 0, or while we stopped it
     std::string how;
   };
   // Alive? Reaps our own children, recording how they ended; a process another ipcluster
   // started (restored from a cluster file) can only be seen to be gone.
-  static bool Poll(Proc& p) {
+  bool Poll(Proc& p) const {
     if (p.ended) return false;
     int status = 0;
     pid_t r = waitpid(p.pid, &status, WNOHANG);
     if (r == p.pid) {
       p.ended = true;
-      p.how = DescribeWaitStatus(status);
+      p.how = DescribeEnd(status, stopping_);
+      p.requested = stopping_ || (WIFEXITED(status) && WEXITSTATUS(status) == 0);
       return false;
     }
     if (r == 0 || ProcessAlive(p.pid)) return true;
     p.ended = true;
     p.how = "exited";
+    p.requested = stopping_;
     return false;
   }
 
   std::vector<Proc> procs_;
+  int next_slot_ = 0;
+  bool stopping_ = false;
 };
 
 // Local engines and the local controller, or engines under mpiexec.
@@ -322,6 +382,7 @@ class ProcessLauncher : public ProcessSetLauncher {
     return Status::OK();
   }
   std::string kind() const override { return kind_; }
+  std::string host() const override { return HostName(); }
 
  private:
   Status StartOne(const std::vector<std::string>& argv, const std::string& name) {

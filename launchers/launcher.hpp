@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipp/status.hpp"
+#include "launchers/restart_budget.hpp"
 
 namespace ipp::launchers {
 
@@ -29,13 +30,18 @@ struct LaunchContext {
   std::vector<std::string> controller_args;  // e.g. --ip, --ping, --hwm
   std::vector<std::string> engine_args;      // e.g. --load plugins
   Json config = Json::object();              // ipcluster_config.json, with CLI overrides
+  RestartLimits restart;                     // --max-restarts, --restart-window, --no-restart
 };
 
 // A launched process that has ended, and how.
 struct ProcessExit {
   pid_t pid = 0;
-  std::string how;  // "exited with status 1", "killed by SIGKILL"; "exited" if not our child
+  // "exited with status 1", "killed (SIGKILL; possibly out of memory)"; "exited" if not our child
+  std::string how;
   std::filesystem::path log;
+  int slot = -1;  // its place in its set: a replacement takes the same slot
+  // Ended as asked: status 0 (ipp shutdown, an engine's shutdown_request) or stopped by us.
+  bool requested = false;
 };
 
 class Launcher {
@@ -56,6 +62,12 @@ class Launcher {
   virtual std::string LogLocation() const = 0;
   virtual Json State() const = 0;
   virtual std::string kind() const = 0;
+  // Starts one replacement for `ended`, a process of this set that has ended, in its slot and
+  // with its command (Local, SSH; an MPI set is one slot: its whole mpiexec). Returns the new pid.
+  // Batch launchers: kInfeasible.
+  virtual Result<pid_t> Restart(pid_t /*ended*/) { return Status::Infeasible(kind() + " launchers cannot restart a process"); }
+  // The host its processes run on, as their engines name it at registration ("" if unknown).
+  virtual std::string host() const { return ""; }
 };
 
 // Kinds: Local, MPI, SSH, Slurm, PBS, SGE, LSF, HTCondor (case-insensitive, as ipyparallel
@@ -80,6 +92,11 @@ bool StopGroups(const std::vector<pid_t>& groups, std::chrono::milliseconds grac
 bool ProcessAlive(pid_t pid);
 // "exited with status 1", "killed by SIGKILL (core dumped)": a waitpid status in words.
 std::string DescribeWaitStatus(int status);
-std::string Tail(const std::filesystem::path& file, size_t lines = 15);
+// As DescribeWaitStatus, but a SIGKILL we did not send is "killed (SIGKILL; possibly out of
+// memory)": the kernel's OOM killer sends it, and that is all a parent can know.
+std::string DescribeEnd(int status, bool killed_by_us);
+// The last `lines` lines of `file`, each prefixed with `indent`.
+std::string Tail(const std::filesystem::path& file, size_t lines = 15, const std::string& indent = "    ");
+std::string HostName();
 
 }  // namespace ipp::launchers

@@ -28,7 +28,10 @@ namespace ipp::launchers {
 struct EngineEnd {
   std::string kind;  // Local, MPI, SSH
   pid_t pid = 0;
-  std::string host;  // as its engine names its host ("" if not known: SSH)
+  // Its engine's host and pid, as the engine announced them (for SSH, the remote ones; "" and 0
+  // when not known).
+  std::string host;
+  long engine_pid = 0;
   std::string how;
   std::string log_tail;  // the last lines of its log
   bool requested = false;

@@ -399,6 +399,7 @@ class ProcessLauncher : public ProcessSetLauncher {
 
 class SshLauncher : public ProcessSetLauncher {
  public:
+  static constexpr const char* kRemoteEngine = "ipp-remote-engine:";
   SshLauncher(LaunchContext context, bool controller) : ProcessSetLauncher(std::move(context)), controller_(controller) {}
 
   Status Start(int n) override {
@@ -417,7 +418,10 @@ class SshLauncher : public ProcessSetLauncher {
       for (int i = 0; i < count && (n <= 0 || started < n); ++i, ++started) {
         std::vector<std::string> engine = {remote};
         engine.insert(engine.end(), context_.engine_args.begin(), context_.engine_args.end());
-        auto argv = SshCommand(ssh, host, "IPP_CONNECTION_INFO=" + ShellQuote({info}) + " exec " + ShellQuote(engine));
+        // The remote shell names its pid and host first: exec keeps the pid, so ipcluster can tell
+        // the hub which engine ended when the session does.
+        auto argv = SshCommand(ssh, host, "echo \"" + std::string(kRemoteEngine) + " $$ $(uname -n)\"; IPP_CONNECTION_INFO=" +
+                                              ShellQuote({info}) + " exec " + ShellQuote(engine));
         fs::path log = context_.log_dir / ("ssh-engine-" + host + "-" + std::to_string(getpid()) + "-" + std::to_string(started) + ".log");
         if (Status s = Launch(argv, log); !s.ok()) return s;  // ssh ends the remote engine when stopped
       }
@@ -425,6 +429,17 @@ class SshLauncher : public ProcessSetLauncher {
     return Status::OK();
   }
   std::string kind() const override { return "SSH"; }
+  std::pair<std::string, long> EngineProcess(const ProcessExit& ended) const override {
+    std::ifstream in(ended.log);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(kRemoteEngine, 0) != 0) continue;
+      std::istringstream words(line.substr(std::strlen(kRemoteEngine)));
+      long pid = 0;
+      std::string host;
+      if (words >> pid >> host) return {host, pid};
+    }
+    return {"", 0};
+  }
 
  private:
   // The controller on "ssh": {"controller": "host"}, started with the same profile directory

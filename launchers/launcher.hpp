@@ -68,6 +68,9 @@ class Launcher {
   virtual Result<pid_t> Restart(pid_t /*ended*/) { return Status::Infeasible(kind() + " launchers cannot restart a process"); }
   // The host its processes run on, as their engines name it at registration ("" if unknown).
   virtual std::string host() const { return ""; }
+  // The host and pid the engine of `ended` announced (how the hub knows it): ours, or what the
+  // remote shell said in its log (SSH).
+  virtual std::pair<std::string, long> EngineProcess(const ProcessExit& ended) const { return {host(), ended.pid}; }
 };
 
 // Kinds: Local, MPI, SSH, Slurm, PBS, SGE, LSF, HTCondor (case-insensitive, as ipyparallel

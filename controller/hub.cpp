@@ -58,6 +58,7 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
       {"registration_request", {&Hub::RegistrationRequest, false}},
       {"unregistration_request", {&Hub::UnregistrationRequest, false}},  // catches up itself
       {"ipp_engine_update", {&Hub::EngineUpdate, false}},
+      {"ipp_engine_exit_request", {&Hub::EngineExit, false}},  // catches up itself
       {"queue_request", {&Hub::QueueRequest, true}},
       {"load_request", {&Hub::LoadRequest, true}},
       {"result_request", {&Hub::ResultRequest, true}},

@@ -110,6 +110,8 @@ class Hub {
   void RegistrationRequest(protocol::Message& m);
   void UnregistrationRequest(protocol::Message& m);
   void EngineUpdate(protocol::Message& m);  // ipp_engine_update: an engine's functions changed
+  // ipp_engine_exit_request: ipcluster says how an engine process it launched ended.
+  void EngineExit(protocol::Message& m);
   void QueueRequest(protocol::Message& m);
   void LoadRequest(protocol::Message& m);
   void ResultRequest(protocol::Message& m);
@@ -178,6 +180,19 @@ class Hub {
   };
   std::unordered_map<std::string, QueryRoute> query_handlers_;
   std::map<int, Engine> engines_;
+  // Engines that died (missed heartbeats, or their process ended), newest last, at most kDeadKept:
+  // queue_status' "dead". `how` is why the hub dropped it until ipcluster says how it ended.
+  struct DeadEngine {
+    int id;
+    std::string uuid, hostname;
+    std::optional<long> pid;
+    std::string how, log_tail;
+    std::string when;  // ISO 8601
+  };
+  static constexpr size_t kDeadKept = 100;
+  static constexpr size_t kLogTailKept = 4096;  // bytes of an ended process's log kept
+  std::deque<DeadEngine> dead_;
+  DeadEngine* FindDead(const std::string& hostname, long pid);
   std::unordered_map<std::string, int> by_uuid_;
   std::unordered_map<std::string, Incoming> incoming_;  // by uuid, awaiting the first heartbeat
   int next_id_ = 0;

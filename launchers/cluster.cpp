@@ -108,7 +108,7 @@ Status Cluster::StartEngines(const std::string& kind, int n) {
   engine_sets_.push_back(std::move(engines).value());
   if (Status s = engine_sets_.back()->Start(n); !s.ok()) return Status::Unavailable("engines: " + s.message());
   if (engine_sets_.back()->Jobs().ok() && engine_sets_.back()->kind() != "Local") {
-    batch_watches_.push_back({engine_sets_.size() - 1, n, RestartBudget(RestartLimits{}), {}, {}});
+    batch_watches_.push_back({engine_sets_.size() - 1, n, RestartBudget(context_.restart), {}, {}});
   }
   return Status::OK();
 }
@@ -184,8 +184,6 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
 // Engines `ipcluster engines` added later are not our children: the cluster file only tells
 // list which of them are gone.
 void Cluster::Supervise(const Logger& log) {
-  std::set<pid_t> reported;
-  const fs::path path = file();
   while (!stop_) {
     if (controller_->Alive() == 0) {
       auto exits = controller_->Exits();
@@ -201,31 +199,7 @@ void Cluster::Supervise(const Logger& log) {
     }
     if (adapter_) Adapt(log);
     if (!batch_watches_.empty()) ReplaceEndedJobs(log);
-    std::map<pid_t, std::string> ended;
-    for (auto& s : engine_sets_) {
-      for (const auto& e : s->Exits()) {
-        if (!reported.insert(e.pid).second) continue;
-        ended[e.pid] = e.how;
-        // Status 0: it was asked to stop (ipp shutdown); anything else is worth a warning.
-        log->log(e.how == DescribeWaitStatus(0) ? spdlog::level::info : spdlog::level::warn,
-                 "{} engine process pid {} {}; its log: {}", s->kind(), e.pid, e.how, e.log.string());
-      }
-    }
-    if (!ended.empty()) {
-      // Re-read: `ipcluster engines` may have added sets since we wrote the file (a write of
-      // its own in the few microseconds between our read and our rename would be lost).
-      std::ifstream in(path);
-      Json recorded = Json::parse(in, nullptr, false);
-      if (recorded.is_object()) {
-        for (auto& set : recorded["engines"]["sets"]) {
-          for (auto& proc : set["state"]["processes"]) {
-            auto it = ended.find(proc.value("pid", 0));
-            if (it != ended.end()) proc["exit"] = it->second;
-          }
-        }
-        if (auto st = Save(recorded); !st.ok()) log->error("{}", st.message());
-      }
-    }
+    SuperviseEngines(log, std::chrono::steady_clock::now());
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }

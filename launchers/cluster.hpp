@@ -14,6 +14,7 @@
 
 #include "common/logging.hpp"
 #include "launchers/adapt.hpp"
+#include "launchers/engine_supervisor.hpp"
 #include "launchers/launcher.hpp"
 #include "launchers/restart_budget.hpp"
 #include "protocol/profile_dir.hpp"
@@ -56,9 +57,9 @@ class Cluster {
   // Batch jobs cannot be watched: then only the timeout ends it.
   Status WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set = 0);
 
-  // Until `stop` or the controller's end: reaps the engines, logs how each that ends did and
-  // records it in the cluster file for `ipcluster list`. A controller that died leaves no
-  // connection files behind.
+  // Until `stop` or the controller's end: reaps the engines, logs how each that ends did,
+  // restarts them as context().restart allows (SuperviseEngines) and records it in the cluster
+  // file for `ipcluster list`. A controller that died leaves no connection files behind.
   void Supervise(const Logger& log);
 
   // The ipcluster that started the cluster (the daemon, or one in the foreground) stops it
@@ -82,6 +83,11 @@ class Cluster {
   // again, within a RestartBudget (launchers/cluster_adapt.cpp).
   void ReplaceEndedJobs(const Logger& log);
   void SaveEngineSets(const Logger& log);
+  // One tick of engine supervision (engine_supervisor.cpp): ends logged and told to the
+  // controller (ipp_engine_exit_request), restarts started, the cluster file brought up to date.
+  void SuperviseEngines(const Logger& log, EngineSupervisor::Clock::time_point now);
+  // The controller learns how engine processes ended; logged when it cannot be told.
+  void ReportEnds(const Logger& log, const std::vector<EngineEnd>& ends) const;
 
   LaunchContext context_;
   const std::atomic<bool>& stop_;
@@ -98,6 +104,7 @@ class Cluster {
     std::vector<std::chrono::steady_clock::time_point> due;  // replacements waiting for their backoff
   };
   std::vector<BatchWatch> batch_watches_;
+  std::unique_ptr<EngineSupervisor> engine_supervisor_;  // made by the first SuperviseEngines
 };
 
 // What launches in `profile` need: the profile's ipcluster_config.json (`config`) with its

@@ -27,7 +27,7 @@ size_t EditDistance(const std::string& a, const std::string& b) {
 namespace {
 
 // What ipcluster reads from the file; launcher.cpp and ipcluster_main.cpp are its readers.
-enum class Type { kCount, kString, kStrings, kHostCounts, kEnvironment, kSection, kBool, kSeconds };
+enum class Type { kCount, kSeconds, kFlag, kString, kStrings, kHostCounts, kEnvironment, kSection };
 
 struct Setting {
   const char* key;
@@ -49,23 +49,24 @@ const std::vector<Setting> kTop = {
     {"n", Type::kCount}, {"engines", Type::kString}, {"controller", Type::kString},
     {"engine_command", Type::kString}, {"engine_args", Type::kStrings}, {"controller_args", Type::kStrings},
     {"environment", Type::kEnvironment},
+    {"max_restarts", Type::kCount}, {"restart_window", Type::kSeconds}, {"restart_backoff", Type::kSeconds}, {"no_restart", Type::kFlag},
     {"mpi", Type::kSection, &kMpi}, {"ssh", Type::kSection, &kSsh},
     {"slurm", Type::kSection, &kBatch}, {"pbs", Type::kSection, &kBatch}, {"sge", Type::kSection, &kBatch},
     {"lsf", Type::kSection, &kBatch}, {"htcondor", Type::kSection, &kBatch},
     // --adapt and its limits
-    {"adapt", Type::kBool}, {"min_engines", Type::kCount}, {"max_engines", Type::kCount}, {"engines_per_job", Type::kCount},
+    {"adapt", Type::kFlag}, {"min_engines", Type::kCount}, {"max_engines", Type::kCount}, {"engines_per_job", Type::kCount},
     {"idle_timeout", Type::kSeconds}, {"max_queued_jobs", Type::kCount}, {"max_failed_jobs", Type::kCount}};
 
 const char* Wanted(Type type) {
   switch (type) {
     case Type::kCount: return "a whole number >= 0";
+    case Type::kSeconds: return "a number of seconds >= 0";
+    case Type::kFlag: return "true or false";
     case Type::kString: return "a string";
     case Type::kStrings: return "an array of strings";
     case Type::kHostCounts: return "an object of \"host\": engine count";
     case Type::kEnvironment: return "an object of \"NAME\": \"value\" (NAME: letters, digits, _)";
     case Type::kSection: return "an object";
-    case Type::kBool: return "true or false";
-    case Type::kSeconds: return "a number of seconds >= 0";
   }
   return "";
 }
@@ -75,6 +76,8 @@ bool IsCount(const Json& v) { return v.is_number_unsigned() || (v.is_number_inte
 bool HasType(const Json& v, Type type) {
   switch (type) {
     case Type::kCount: return IsCount(v);
+    case Type::kSeconds: return v.is_number() && v.get<double>() >= 0;
+    case Type::kFlag: return v.is_boolean();
     case Type::kString: return v.is_string();
     case Type::kStrings:
       return v.is_array() && std::all_of(v.begin(), v.end(), [](const Json& e) { return e.is_string(); });
@@ -85,8 +88,6 @@ bool HasType(const Json& v, Type type) {
                return IsEnvironmentName(e.key()) && e.value().is_string();
              });
     case Type::kSection: return v.is_object();
-    case Type::kBool: return v.is_boolean();
-    case Type::kSeconds: return v.is_number() && v.get<double>() >= 0;
   }
   return false;
 }

@@ -139,6 +139,8 @@ int Start(int argc, char** argv) {
   std::vector<std::string> engine_args, controller_args, env;
   ipp::launchers::AdaptLimits adapt;
   double idle_timeout = 300;
+  int max_restarts = 5;
+  double restart_window = 600, restart_backoff = 1;
   c.options.add_options()("n,n", po::value(&n), "number of engines (default: the number of CPUs; with --adapt the default --max-engines)")
       ("adapt", "elastic: submit jobs of engines while tasks wait, cancel them once idle (Local, Slurm, SGE, PBS)")
       ("min-engines", po::value(&adapt.min_engines), "--adapt: engines kept even when idle (default 0)")
@@ -154,7 +156,14 @@ int Start(int argc, char** argv) {
       ("timeout", po::value(&timeout)->default_value(60), "seconds to wait for the engines to register")
       ("engine-arg", po::value(&engine_args)->composing(), "extra ipengine argument (repeatable), e.g. --engine-arg=--load=/x.so")
       ("controller-arg", po::value(&controller_args)->composing(), "extra ipcontroller argument (repeatable)")
-      ("env", po::value(&env)->composing(), "NAME=VALUE set for every process launched (repeatable; over config \"environment\")");
+      ("env", po::value(&env)->composing(), "NAME=VALUE set for every process launched (repeatable; over config \"environment\")")
+      ("max-restarts", po::value(&max_restarts)->default_value(5),
+       "an engine process (Local, SSH; an MPI set as a whole) that exits or is killed is started again, at most this "
+       "many times per engine within --restart-window (then it is left dead and the refusal is logged)")
+      ("restart-window", po::value(&restart_window)->default_value(600), "seconds: the window of --max-restarts")
+      ("restart-backoff", po::value(&restart_backoff)->default_value(1),
+       "seconds before the first restart; doubled for each further restart within the window (at most 60)")
+      ("no-restart", "leave engines that exit or are killed dead");
   std::vector<std::string> traitlets;
   int rc = c.Parse(argc, argv,
                    "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize] [--adapt ...]\n\n"
@@ -163,7 +172,12 @@ int Start(int argc, char** argv) {
                    "--adapt: no engines at first; jobs of --engines-per-job engines are submitted\n"
                    "while tasks wait (up to --max-engines) and cancelled once idle for --idle-timeout.\n"
                    "Launcher settings (mpiexec, SSH hosts, batch queue/account/walltime, job templates)\n"
-                   "come from <profile>/ipcluster_config.json; options here override it.",
+                   "come from <profile>/ipcluster_config.json; options here override it.\n\n"
+                   "Engines that exit or are killed are replaced (a new engine to the controller), with a\n"
+                   "backoff and a limit; not those that exit with status 0 (ipp shutdown) nor those\n"
+                   "stopped by ipcluster stop or Ctrl-C. Under mpiexec one dead rank ends the whole MPI\n"
+                   "job: the whole set is restarted, as one engine slot. How each engine process ended\n"
+                   "is in ipcluster's log, ipcluster list, ipp engines and the dashboard.",
                    &traitlets);
   if (rc >= 0) return rc;
   auto profile = c.Profile();
@@ -202,6 +216,15 @@ int Start(int argc, char** argv) {
   ctx.controller_args.insert(ctx.controller_args.end(), controller_args.begin(), controller_args.end());
   ctx.engine_args.insert(ctx.engine_args.end(), engine_args.begin(), engine_args.end());
   if (std::string bad = AddEnvironment(env, ctx.environment); !bad.empty()) return Fail(bad);
+  // Restart limits: the command line, else the config file, else the defaults.
+  if (c.vm["max-restarts"].defaulted()) max_restarts = cfg.value("max_restarts", max_restarts);
+  if (c.vm["restart-window"].defaulted()) restart_window = cfg.value("restart_window", restart_window);
+  if (c.vm["restart-backoff"].defaulted()) restart_backoff = cfg.value("restart_backoff", restart_backoff);
+  if (max_restarts < 0 || restart_window < 0 || restart_backoff < 0) return Fail("--max-restarts, --restart-window and --restart-backoff must be >= 0");
+  ctx.restart.enabled = !c.vm.count("no-restart") && !cfg.value("no_restart", false);
+  ctx.restart.max_restarts = max_restarts;
+  ctx.restart.window = Seconds(restart_window);
+  ctx.restart.initial_backoff = Seconds(restart_backoff);
 
   ipp::launchers::Cluster cluster(ctx, g_stop);
   if (auto s = cluster.ClaimFiles(); !s.ok()) return Fail(s.message());
@@ -312,6 +335,8 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
           {"logs", ipp::launchers::LogsOf(j)},
           {"dashboard", running ? Json(DashboardUrl(profile_dir / "security", cluster_id)) : Json()}};
   if (j.contains("adapt")) row["adapt"] = j["adapt"];  // --adapt: its jobs and why submitting stopped
+  // Engine processes ipcluster started again: only when there were any.
+  if (int restarts = j.value("restarts", 0); restarts > 0) row["restarts"] = restarts;
   return row;
 }
 
@@ -325,7 +350,8 @@ int List(int argc, char** argv) {
   if (int rc = ipp::cli::Parse(argc, argv,
                                "usage: ipcluster list [--profile-dir DIR]\n\nList the clusters of every profile in $IPYTHONDIR (or of the profile directory\n"
                                "given): for each, the engines its controller has registered beside those\n"
-                               "launched, how any engine process ended, and where the logs are.",
+                               "launched, how any engine process ended, how many were restarted, and where\n"
+                               "the logs are.",
                                o, vm);
       rc >= 0) {
     return rc;
@@ -372,6 +398,9 @@ int List(int argc, char** argv) {
         engines += std::string(i ? "," : "") + " pid " + std::to_string(e["pid"].get<pid_t>()) + " " + e["how"].get<std::string>();
       }
       engines += ")";
+    }
+    if (int restarts = r.value("restarts", 0); restarts > 0) {
+      engines += ", " + std::to_string(restarts) + " restarted";
     }
     std::printf("%-16s %-16s %-8s  %s\n", r["profile"].get<std::string>().c_str(), r["cluster_id"].get<std::string>().c_str(),
                 r["running"].get<bool>() ? "running" : "stopped", engines.c_str());

@@ -122,15 +122,23 @@ std::string DescribeWaitStatus(int status) {
   return "ended (wait status " + std::to_string(status) + ")";
 }
 
-std::string Tail(const fs::path& file, size_t lines) {
+std::string DescribeEnd(int status, bool killed_by_us) {
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !killed_by_us) {
+    return std::string("killed (SIGKILL; possibly out of memory)") + (WCOREDUMP(status) ? " (core dumped)" : "");
+  }
+  return DescribeWaitStatus(status);
+}
+
+std::string Tail(const fs::path& file, size_t lines, const std::string& indent) {
   std::ifstream in(file);
   std::deque<std::string> last;
   for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // ssh -tt output
     last.push_back(line);
     if (last.size() > lines) last.pop_front();
   }
   std::string out;
-  for (const auto& l : last) out += "    " + l + "\n";
+  for (const auto& l : last) out += indent + l + "\n";
   return out;
 }
 
@@ -152,6 +160,11 @@ std::map<std::string, std::string> EnvironmentFor(const LaunchContext& context, 
 Result<std::string> Launcher::Submit(int) { return Status::InvalidArgument(kind() + " engines cannot be submitted as jobs (--adapt)"); }
 Status Launcher::Cancel(const std::string&) { return Status::InvalidArgument(kind() + " engines have no jobs to cancel"); }
 Result<std::vector<JobState>> Launcher::Jobs() { return Status::InvalidArgument(kind() + " engines have no job states to read"); }
+
+std::string HostName() {
+  char name[256] = {};
+  return gethostname(name, sizeof name - 1) == 0 ? name : "";
+}
 
 // ---------------------------------------------------------------------------------------------
 // Commands
@@ -245,6 +258,7 @@ namespace {
 class ProcessSetLauncher : public Launcher {
  public:
   Status Stop() override {
+    stopping_ = true;  // what ends from now on was asked to
     // Ended leaders too: an MPI rank may outlive its mpiexec in the group.
     std::vector<pid_t> groups;
     for (const auto& p : procs_) groups.push_back(p.pid);
@@ -260,7 +274,7 @@ class ProcessSetLauncher : public Launcher {
   std::vector<ProcessExit> Exits() override {
     std::vector<ProcessExit> exits;
     for (auto& p : procs_) {
-      if (!Poll(p)) exits.push_back({p.pid, p.how, p.log});
+      if (!Poll(p)) exits.push_back({p.pid, p.how, p.log, p.slot, p.requested});
     }
     return exits;
   }
@@ -292,7 +306,8 @@ class ProcessSetLauncher : public Launcher {
   Json State() const override {
     Json procs = Json::array();
     for (const auto& p : procs_) {
-      Json j = {{"pid", p.pid}, {"log", p.log.string()}};
+      Json j = {{"pid", p.pid}, {"log", p.log.string()}, {"slot", p.slot}};
+      if (p.restart > 0) j["restart"] = p.restart;
       if (p.ended) j["exit"] = p.how;
       if (!p.job.empty()) j["job"] = p.job;
       procs.push_back(std::move(j));
@@ -302,10 +317,44 @@ class ProcessSetLauncher : public Launcher {
 
   void Restore(const Json& state) {
     for (const auto& p : state.value("processes", Json::array())) {
-      Proc proc{p.at("pid").get<pid_t>(), p.value("log", std::string()), p.contains("exit"), p.value("exit", std::string()),
-                p.value("job", std::string())};
+      Proc proc;
+      proc.pid = p.at("pid").get<pid_t>();
+      proc.log = p.value("log", std::string());
+      proc.slot = p.value("slot", static_cast<int>(procs_.size()));
+      proc.restart = p.value("restart", 0);
+      proc.ended = p.contains("exit");
+      proc.how = p.value("exit", std::string());
+      next_slot_ = std::max(next_slot_, proc.slot + 1);
+      proc.job = p.value("job", std::string());
       procs_.push_back(std::move(proc));
     }
+  }
+
+  Result<pid_t> Restart(pid_t ended) override {
+    auto it = std::find_if(procs_.begin(), procs_.end(), [&](const Proc& p) { return p.pid == ended; });
+    if (it == procs_.end() || !it->ended) return Status::InvalidArgument("pid " + std::to_string(ended) + " is not an ended " + kind() + " process");
+    if (it->argv.empty()) return Status::Infeasible("pid " + std::to_string(ended) + " was started by another ipcluster");
+    Proc next;
+    next.argv = it->argv;
+    next.slot = it->slot;
+    // The first process's log name, numbered by restart: ipengine-12-3.log, ipengine-12-3.1.log, ...
+    int restart = 0;
+    fs::path first;
+    for (const auto& p : procs_) {
+      if (p.slot != next.slot) continue;
+      restart = std::max(restart, p.restart + 1);
+      if (p.restart == 0) first = p.log;
+    }
+    if (first.empty()) first = it->log;
+    next.restart = restart;
+    next.log = first.parent_path() / (first.stem().string() + "." + std::to_string(restart) + first.extension().string());
+    next.environment = it->environment;
+    next.job = it->job;
+    Result<pid_t> pid = Spawn(next.argv, next.log, next.environment);
+    if (!pid.ok()) return pid.status();
+    next.pid = *pid;
+    procs_.push_back(std::move(next));
+    return *pid;
   }
 
  protected:
@@ -316,7 +365,14 @@ class ProcessSetLauncher : public Launcher {
                 const std::map<std::string, std::string>& environment = {}, const std::string& job = "") {
     Result<pid_t> pid = Spawn(argv, log, environment);
     if (!pid.ok()) return pid.status();
-    procs_.push_back({*pid, log, false, "", job});
+    Proc p;
+    p.pid = *pid;
+    p.log = log;
+    p.argv = argv;
+    p.slot = next_slot_++;
+    p.job = job;
+    p.environment = environment;
+    procs_.push_back(std::move(p));
     return Status::OK();
   }
 
@@ -360,31 +416,40 @@ class ProcessSetLauncher : public Launcher {
 
  private:
   struct Proc {
-    pid_t pid;
+    pid_t pid = 0;
     fs::path log;
+    std::vector<std::string> argv;  // empty when restored from a cluster file
+    int slot = 0;
+    int restart = 0;  // 0: the slot's first process; n: its n-th replacement
     bool ended = false;
+    bool requested = false;  // ended with status 0, or while we stopped it
     std::string how;
-    std::string job;
+    std::string job;                                  // the --adapt Local job it belongs to
+    std::map<std::string, std::string> environment;  // what it was started with (restarts too)
   };
   // Alive? Reaps our own children, recording how they ended; a process another ipcluster
   // started (restored from a cluster file) can only be seen to be gone.
-  static bool Poll(Proc& p) {
+  bool Poll(Proc& p) const {
     if (p.ended) return false;
     int status = 0;
     pid_t r = waitpid(p.pid, &status, WNOHANG);
     if (r == p.pid) {
       p.ended = true;
-      p.how = DescribeWaitStatus(status);
+      p.how = DescribeEnd(status, stopping_);
+      p.requested = stopping_ || (WIFEXITED(status) && WEXITSTATUS(status) == 0);
       return false;
     }
     if (r == 0 || ProcessAlive(p.pid)) return true;
     p.ended = true;
     p.how = "exited";
+    p.requested = stopping_;
     return false;
   }
 
   std::vector<Proc> procs_;
   std::set<std::string> reported_;  // jobs reported ended or cancelled
+  int next_slot_ = 0;
+  bool stopping_ = false;
 };
 
 // Local engines and the local controller, or engines under mpiexec.
@@ -414,6 +479,7 @@ class ProcessLauncher : public ProcessSetLauncher {
     return Status::OK();
   }
   std::string kind() const override { return kind_; }
+  std::string host() const override { return HostName(); }
 
   // A Local "job": `engines` engine processes that know it by IPP_JOB_ID, as batch engines know
   // theirs by SLURM_JOB_ID and the like.
@@ -446,6 +512,7 @@ class ProcessLauncher : public ProcessSetLauncher {
 
 class SshLauncher : public ProcessSetLauncher {
  public:
+  static constexpr const char* kRemoteEngine = "ipp-remote-engine:";
   SshLauncher(LaunchContext context, bool controller) : ProcessSetLauncher(std::move(context)), controller_(controller) {}
 
   Status Start(int n) override {
@@ -464,7 +531,10 @@ class SshLauncher : public ProcessSetLauncher {
       for (int i = 0; i < count && (n <= 0 || started < n); ++i, ++started) {
         std::vector<std::string> engine = {remote};
         engine.insert(engine.end(), context_.engine_args.begin(), context_.engine_args.end());
-        auto argv = SshCommand(ssh, host, ShellAssignments(EnvironmentFor(context_, "ssh")) + "IPP_CONNECTION_INFO=" +
+        // The remote shell names its pid and host first: exec keeps the pid, so ipcluster can tell
+        // the hub which engine ended when the session does.
+        auto argv = SshCommand(ssh, host, "echo \"" + std::string(kRemoteEngine) + " $$ $(uname -n)\"; " +
+                                              ShellAssignments(EnvironmentFor(context_, "ssh")) + "IPP_CONNECTION_INFO=" +
                                               ShellQuote({info}) + " exec " + ShellQuote(engine));
         fs::path log = context_.log_dir / ("ssh-engine-" + host + "-" + std::to_string(getpid()) + "-" + std::to_string(started) + ".log");
         if (Status s = Launch(argv, log); !s.ok()) return s;  // ssh ends the remote engine when stopped
@@ -473,6 +543,17 @@ class SshLauncher : public ProcessSetLauncher {
     return Status::OK();
   }
   std::string kind() const override { return "SSH"; }
+  std::pair<std::string, long> EngineProcess(const ProcessExit& ended) const override {
+    std::ifstream in(ended.log);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(kRemoteEngine, 0) != 0) continue;
+      std::istringstream words(line.substr(std::strlen(kRemoteEngine)));
+      long pid = 0;
+      std::string host;
+      if (words >> pid >> host) return {host, pid};
+    }
+    return {"", 0};
+  }
 
  private:
   // The controller on "ssh": {"controller": "host"}, started with the same profile directory

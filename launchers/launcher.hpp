@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipp/status.hpp"
+#include "launchers/restart_budget.hpp"
 
 namespace ipp::launchers {
 
@@ -33,6 +34,7 @@ struct LaunchContext {
   // Set for every process launched: config "environment", then `ipcluster start --env`; a
   // launcher's own config section may add or override ("slurm": {"environment": {...}}).
   std::map<std::string, std::string> environment;
+  RestartLimits restart;                     // --max-restarts, --restart-window, --no-restart
 };
 
 // Whether `name` can be an environment variable's name in a shell: [A-Za-z_][A-Za-z0-9_]*.
@@ -44,8 +46,12 @@ std::map<std::string, std::string> EnvironmentFor(const LaunchContext& context, 
 // A launched process that has ended, and how.
 struct ProcessExit {
   pid_t pid = 0;
-  std::string how;  // "exited with status 1", "killed by SIGKILL"; "exited" if not our child
+  // "exited with status 1", "killed (SIGKILL; possibly out of memory)"; "exited" if not our child
+  std::string how;
   std::filesystem::path log;
+  int slot = -1;  // its place in its set: a replacement takes the same slot
+  // Ended as asked: status 0 (ipp shutdown, an engine's shutdown_request) or stopped by us.
+  bool requested = false;
 };
 
 // A batch job of engines (for the Local launcher, a set of engine processes) as its launcher
@@ -83,6 +89,15 @@ class Launcher {
   virtual Result<std::string> Submit(int engines);
   virtual Status Cancel(const std::string& id);
   virtual Result<std::vector<JobState>> Jobs();
+  // Starts one replacement for `ended`, a process of this set that has ended, in its slot and
+  // with its command (Local, SSH; an MPI set is one slot: its whole mpiexec). Returns the new pid.
+  // Batch launchers: kInfeasible.
+  virtual Result<pid_t> Restart(pid_t /*ended*/) { return Status::Infeasible(kind() + " launchers cannot restart a process"); }
+  // The host its processes run on, as their engines name it at registration ("" if unknown).
+  virtual std::string host() const { return ""; }
+  // The host and pid the engine of `ended` announced (how the hub knows it): ours, or what the
+  // remote shell said in its log (SSH).
+  virtual std::pair<std::string, long> EngineProcess(const ProcessExit& ended) const { return {host(), ended.pid}; }
 };
 
 // Kinds: Local, MPI, SSH, Slurm, PBS, SGE, LSF, HTCondor (case-insensitive, as ipyparallel
@@ -108,6 +123,11 @@ bool StopGroups(const std::vector<pid_t>& groups, std::chrono::milliseconds grac
 bool ProcessAlive(pid_t pid);
 // "exited with status 1", "killed by SIGKILL (core dumped)": a waitpid status in words.
 std::string DescribeWaitStatus(int status);
-std::string Tail(const std::filesystem::path& file, size_t lines = 15);
+// As DescribeWaitStatus, but a SIGKILL we did not send is "killed (SIGKILL; possibly out of
+// memory)": the kernel's OOM killer sends it, and that is all a parent can know.
+std::string DescribeEnd(int status, bool killed_by_us);
+// The last `lines` lines of `file`, each prefixed with `indent`.
+std::string Tail(const std::filesystem::path& file, size_t lines = 15, const std::string& indent = "    ");
+std::string HostName();
 
 }  // namespace ipp::launchers

@@ -332,13 +332,14 @@ def test_dead_engine_is_logged_and_listed(env):
         return rows if rows[0]["exited"] and rows[0]["exited"][0]["how"] != "exited" else None
 
     row = wait_for(listed, timeout=10, what="the engine's death to be recorded")[0]
-    assert row["exited"] == [{"pid": victim, "how": "killed by SIGKILL"}]
+    # ipcluster did not send the SIGKILL: the kernel's OOM killer is the likely sender.
+    assert row["exited"] == [{"pid": victim, "how": "killed (SIGKILL; possibly out of memory)"}]
     assert row["running"] and row["registered"] in (2, 3)
     text = run([IPCLUSTER, "list"], env).stdout
-    assert f"/ 3 launched (1 exited: pid {victim} killed by SIGKILL)" in text, text
+    assert f"/ 3 launched (1 exited: pid {victim} killed (SIGKILL; possibly out of memory))" in text, text
     assert "logs: controller " in text, text
     own_log = open(row["logs"]["ipcluster"]).read()
-    assert f"engine process pid {victim} killed by SIGKILL" in own_log, own_log
+    assert f"engine process pid {victim} killed (SIGKILL; possibly out of memory)" in own_log, own_log
     controller = data["controller"]["state"]["processes"][0]["pid"]
     os.kill(controller, signal.SIGSTOP)
     try:
@@ -350,6 +351,118 @@ def test_dead_engine_is_logged_and_listed(env):
         os.kill(controller, signal.SIGCONT)
     run([IPCLUSTER, "stop"], env)
     assert processes_using(env["IPYTHONDIR"]) == []
+
+
+def cluster_file(env, profile="default", cluster_id=""):
+    return json.load(open(os.path.join(env["IPYTHONDIR"], f"profile_{profile}", "security", f"cluster-{cluster_id}.json")))
+
+
+def engine_pids(env):
+    return {e["id"]: e["pid"] for e in json.loads(run([IPP, "engines", "--json"], env).stdout)}
+
+
+def test_killed_engine_is_replaced_and_its_cause_is_shown(env):
+    out = run([IPCLUSTER, "start", "-n", "2", "--daemonize", "--restart-backoff=0.1"], env).stdout
+    own_log = cluster_file(env)["ipcluster_log"]
+    pids = engine_pids(env)
+    assert sorted(pids) == [0, 1]
+    victim = pids[1]
+    os.kill(victim, signal.SIGKILL)
+    # A new engine (a new id to the hub) takes its place; the hub dropped the dead one at once.
+    wait_for(lambda: sorted(engine_pids(env)) == [0, 2], timeout=20, what="a replacement engine 2")
+    assert engine_pids(env)[0] == pids[0]
+    row = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    assert row["exited"] == [{"pid": victim, "how": "killed (SIGKILL; possibly out of memory)"}], row
+    assert row["restarts"] == 1 and row["registered"] == 2, row
+    assert "1 restarted" in run([IPCLUSTER, "list"], env).stdout
+    procs = cluster_file(env)["engines"]["sets"][0]["state"]["processes"]
+    slot = [p["slot"] for p in procs if p["pid"] == victim][0]  # engine ids follow registration, not launch
+    assert sorted((p["slot"], p.get("restart", 0), "exit" in p) for p in procs) == \
+        sorted([(0, 0, slot == 0), (1, 0, slot == 1), (slot, 1, False)]), procs
+    assert procs[2]["slot"] == slot and procs[2]["log"].endswith(".1.log") and alive(procs[2]["pid"])
+    text = open(own_log).read()
+    assert f"Local engine process pid {victim} killed (SIGKILL; possibly out of memory); restarting it in 0.1 s" in text, text
+    assert f"(pid {victim}) restarted as pid {procs[2]['pid']}" in text, text
+    assert f"engine process pid {victim} was engine 1" in text, text
+    # ipp engines: the dead engine and how it died, from the hub.
+    dead = json.loads(run([IPP, "engines", "--dead", "--json"], env).stdout)
+    assert [(d["id"], d["pid"], d["how"]) for d in dead] == [(1, victim, "killed (SIGKILL; possibly out of memory)")], dead
+    listing = run([IPP, "engines"], env).stdout
+    assert "dead engines" in listing and "possibly out of memory" in listing, listing
+    # The dashboard's engine list says so too.
+    import urllib.request
+    url = row["dashboard"]
+    base, token = url.split("/?token=")
+    engines = json.load(urllib.request.urlopen(f"{base}/api/engines?token={token}", timeout=10))
+    engines = engines["engines"] if isinstance(engines, dict) else engines
+    gone = [e for e in engines if e["id"] == 1]
+    assert gone and gone[0]["state"] == "dead" and gone[0]["death"] == "its process killed (SIGKILL; possibly out of memory)", gone
+    everything = cluster_pids(env) + [owner_pid(env)]
+    run([IPCLUSTER, "stop"], env)
+    wait_for(lambda: not any(alive(p) for p in everything), timeout=15, what="every process to stop")
+    assert processes_using(env["IPYTHONDIR"]) == []
+
+
+def test_no_restart_leaves_a_killed_engine_dead(env):
+    run([IPCLUSTER, "start", "-n", "2", "--daemonize", "--no-restart", "--restart-backoff=0"], env)
+    own_log = cluster_file(env)["ipcluster_log"]
+    victim = engine_pids(env)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: "restarts are off (--no-restart)" in open(own_log).read(), timeout=10, what="the refusal")
+    wait_for(lambda: sorted(engine_pids(env)) == [1], timeout=10, what="the hub to drop engine 0")
+    assert len(cluster_file(env)["engines"]["sets"][0]["state"]["processes"]) == 2
+    assert "restarts" not in json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    run([IPCLUSTER, "stop"], env)
+    assert processes_using(env["IPYTHONDIR"]) == []
+
+
+def test_max_restarts_stops_a_crash_loop(env, tmp_path):
+    # The first engine starts; every later one crashes at once, as one with a bad plugin would.
+    marker = tmp_path / "started-once"
+    wrapper = tmp_path / "ipengine-once"
+    wrapper.write_text(f"#!/bin/sh\nif [ -e {marker} ]; then echo 'boom: cannot start' >&2; exit 3; fi\n"
+                       f"touch {marker}\nexec {os.path.join(BIN_DIR, 'ipengine')} \"$@\"\n")
+    wrapper.chmod(0o755)
+    profile = os.path.join(env["IPYTHONDIR"], "profile_default")
+    os.makedirs(profile)
+    json.dump({"engine_command": str(wrapper), "max_restarts": 2, "restart_backoff": 0.05, "restart_window": 120},
+              open(os.path.join(profile, "ipcluster_config.json"), "w"))
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize"], env)
+    own_log = cluster_file(env)["ipcluster_log"]
+    os.kill(engine_pids(env)[0], signal.SIGKILL)
+    refusal = "restarted 2 times within 120 s (--max-restarts 2, --restart-window 120); not restarting"
+    wait_for(lambda: refusal in open(own_log).read(), timeout=15, what="the refusal in ipcluster's log")
+    text = open(own_log).read()
+    assert "exited with status 3; restarting it in 0.1 s (restart 2 of at most 2" in text, text
+    assert "boom: cannot start" in text, text  # the end of the crashing engine's log
+    row = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    assert [e["how"] for e in row["exited"]] == ["killed (SIGKILL; possibly out of memory)", "exited with status 3",
+                                                  "exited with status 3"], row
+    assert row["restarts"] == 2 and row["running"], row
+    run([IPCLUSTER, "stop"], env)
+    assert processes_using(env["IPYTHONDIR"]) == []
+
+
+def test_tasks_on_a_killed_engine_are_retried_and_complete(env, tmp_path):
+    run([IPCLUSTER, "start", "-n", "2", "--daemonize", "--restart-backoff=0.1"], env)
+    commands = tmp_path / "commands"
+    commands.write_text("".join(f"sleep 0.3; echo task {i}\n" for i in range(8)))
+    farm = subprocess.Popen([IPP, "farm", str(commands), "--retries", "2"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _started_groups.add(farm.pid)
+
+    def busy():
+        status = json.loads(run([IPP, "status", "--json"], env).stdout)
+        return status.get("0", {}).get("tasks", 0) > 0
+
+    wait_for(busy, timeout=20, interval=0.02, what="engine 0 to run a task")
+    os.kill(engine_pids(env)[0], signal.SIGKILL)
+    out, err = farm.communicate(timeout=60)
+    assert farm.returncode == 0, out + err
+    results = [json.loads(line) for line in open(f"{commands}.results.jsonl")]
+    assert sorted(r["stdout"] for r in results if r["exit_code"] == 0) == sorted(f"task {i}\n" for i in range(8)), results
+    wait_for(lambda: len(engine_pids(env)) == 2, timeout=20, what="the replacement engine")
+    run([IPCLUSTER, "stop"], env)
 
 
 def test_256_local_engines(env):
@@ -421,6 +534,31 @@ def test_mpi_ranks_get_the_mpi_sections_environment(env):
     run([IPCLUSTER, "start", "-n", "2", "--engines", "mpi", "--daemonize"], env)
     out = run([IPP, "px", "--", 'echo "[$IPP_ENV_A|$IPP_ENV_M]"'], env).stdout
     assert out.count("[global|mpi value]") == 2, out
+
+
+def test_a_dead_mpi_rank_restarts_the_whole_mpi_set(env):
+    env = dict(env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_oob_tcp_if_include="lo",
+               OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_btl="self,vader,tcp")
+    run([IPCLUSTER, "start", "-n", "2", "--engines", "mpi", "--daemonize", "--restart-backoff=0.1"], env)
+    own_log = cluster_file(env)["ipcluster_log"]
+    ranks = engine_pids(env)
+    assert sorted(ranks) == [0, 1]
+    mpiexec = cluster_file(env)["engines"]["sets"][0]["state"]["processes"][0]["pid"]
+    os.kill(ranks[1], signal.SIGKILL)
+    # mpiexec ends the other rank and its job; the whole set (2 new engines) comes back.
+    wait_for(lambda: sorted(engine_pids(env)) == [2, 3], timeout=30, what="2 new MPI engines")
+    assert not alive(ranks[0])
+    text = open(own_log).read()
+    assert f"MPI engine process pid {mpiexec} exited with status" in text, text
+    assert "one rank's end ends mpiexec's whole job: all its ranks are one slot" in text, text
+    row = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    assert row["restarts"] == 1 and [e["pid"] for e in row["exited"]] == [mpiexec], row
+    assert "one engine slot" in run([IPCLUSTER, "start", "--help"], env).stdout
+    pids = cluster_pids(env)
+    run([IPCLUSTER, "stop"], env)
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=15, what="mpiexec to stop")
+    wait_for(lambda: processes_using(env["IPYTHONDIR"]) == [], timeout=15, what="the MPI ranks to stop")
 
 
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")

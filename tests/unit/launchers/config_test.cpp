@@ -37,6 +37,14 @@ TEST(ClusterConfigTest, EnvironmentsAreObjectsOfNamesAndStringsAtTopAndPerLaunch
   }
 }
 
+TEST(ClusterConfigTest, RestartSettingsAreCheckedLikeTheOthers) {
+  EXPECT_TRUE(ParseClusterConfig(R"({"max_restarts": 3, "restart_window": 60, "restart_backoff": 0.5, "no_restart": false})",
+                                 "/p/c.json").ok());
+  EXPECT_NE(ErrorOf(R"({"max_restarts": -1})").find("a whole number >= 0"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"restart_window": "10m"})").find("a number of seconds >= 0"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"no_restart": "yes"})").find("true or false"), std::string::npos);
+}
+
 TEST(ClusterConfigTest, SyntaxErrorsNameFileLineAndColumnAndShowTheLine) {
   std::string e = ErrorOf("{\n  \"n\": 2,\n  \"engines\": \"MPI\",\n}\n");
   EXPECT_EQ(e.rfind("/p/ipcluster_config.json:4:1: ", 0), 0u) << e;

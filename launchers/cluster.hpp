@@ -9,11 +9,13 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/logging.hpp"
 #include "launchers/launcher.hpp"
+#include "launchers/restart_budget.hpp"
 #include "protocol/profile_dir.hpp"
 
 namespace ipp::launchers {
@@ -52,8 +54,9 @@ class Cluster {
   Status WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set = 0);
 
   // Until `stop` or the controller's end: reaps the engines, logs how each that ends did and
-  // records it in the cluster file for `ipcluster list`. A controller that died leaves no
-  // connection files behind.
+  // records it in the cluster file for `ipcluster list`. A controller that dies is started again
+  // with --restore (SuperviseController), within context().restart; a controller that is not
+  // leaves no connection files behind.
   void Supervise(const Logger& log);
 
   // The ipcluster that started the cluster (the daemon, or one in the foreground) stops it
@@ -70,12 +73,23 @@ class Cluster {
   const Launcher& engine_set(size_t i) const { return *engine_sets_[i]; }
 
  private:
-  void RemoveStaleConnectionFiles(const Logger& log) const;
+  // Removes the connection files unless the user asked the controller to keep them (--reuse,
+  // --restore); logs each removal when `log` is given.
+  void RemoveStaleConnectionFiles(const Logger* log) const;
+  // The arguments the controller is started with: the user's, and when it may be restarted,
+  // --reuse (same ports and key: engines and clients reconnect by themselves) and
+  // --task-journal (what a restore runs again).
+  LaunchContext ControllerContext(bool restore) const;
+  // One tick of Supervise for the controller (launchers/controller_supervisor.cpp): false when
+  // it has ended for good (asked to, or not restarted), so that the cluster stops.
+  bool SuperviseController(const Logger& log);
 
   LaunchContext context_;
   const std::atomic<bool>& stop_;
   Json recorded_;
   std::unique_ptr<Launcher> controller_;
+  RestartBudget controller_budget_;
+  std::optional<std::chrono::steady_clock::time_point> controller_restart_at_;
   std::vector<std::unique_ptr<Launcher>> engine_sets_;
 };
 

@@ -129,6 +129,7 @@ int Start(int argc, char** argv) {
       ("controller", po::value(&controller_kind), "controller launcher: Local (default), Slurm, PBS, SGE, LSF, HTCondor")
       ("ip", po::value(&ip), "interface the controller listens on (default 127.0.0.1)")
       ("daemonize", "return once the cluster is up, leaving it running")
+      ("no-restart", "do not restart a controller that dies (nor engines)")
       ("timeout", po::value(&timeout)->default_value(60), "seconds to wait for the engines to register")
       ("engine-arg", po::value(&engine_args)->composing(), "extra ipengine argument (repeatable), e.g. --engine-arg=--load=/x.so")
       ("controller-arg", po::value(&controller_args)->composing(), "extra ipcontroller argument (repeatable)");
@@ -153,6 +154,7 @@ int Start(int argc, char** argv) {
   if (controller_kind.empty()) controller_kind = cfg.value("controller", std::string("Local"));
   auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
   if (!ip.empty()) ctx.controller_args.push_back("--ip=" + ip);
+  if (c.vm.count("no-restart")) ctx.restart.enabled = false;
   ctx.controller_args.insert(ctx.controller_args.end(), controller_args.begin(), controller_args.end());
   ctx.engine_args.insert(ctx.engine_args.end(), engine_args.begin(), engine_args.end());
 

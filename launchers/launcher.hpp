@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipp/status.hpp"
+#include "launchers/restart_budget.hpp"
 
 namespace ipp::launchers {
 
@@ -29,6 +30,7 @@ struct LaunchContext {
   std::vector<std::string> controller_args;  // e.g. --ip, --ping, --hwm
   std::vector<std::string> engine_args;      // e.g. --load plugins
   Json config = Json::object();              // ipcluster_config.json, with CLI overrides
+  RestartLimits restart;
 };
 
 // A launched process that has ended, and how.

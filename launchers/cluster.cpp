@@ -39,7 +39,8 @@ void PrintError(const Status& status) {
 
 }  // namespace
 
-Cluster::Cluster(LaunchContext context, const std::atomic<bool>& stop) : context_(std::move(context)), stop_(stop) {}
+Cluster::Cluster(LaunchContext context, const std::atomic<bool>& stop)
+    : context_(std::move(context)), stop_(stop), controller_budget_(context_.restart) {}
 
 fs::path Cluster::file() const { return SecurityDir(context_) / ("cluster-" + context_.cluster_id + ".json"); }
 
@@ -81,7 +82,7 @@ Status Cluster::ClaimFiles() {
 }
 
 Status Cluster::StartController(const std::string& kind, std::chrono::milliseconds timeout) {
-  auto controller = MakeControllerLauncher(kind, context_);
+  auto controller = MakeControllerLauncher(kind, ControllerContext(false));
   if (!controller.ok()) return controller.status();
   controller_ = std::move(controller).value();
   if (Status s = controller_->Start(1); !s.ok()) return Status::Unavailable("controller: " + s.message());
@@ -185,16 +186,8 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
 // list which of them are gone.
 void Cluster::Supervise(const Logger& log) {
   while (!stop_) {
-    if (controller_->Alive() == 0) {
-      auto exits = controller_->Exits();
-      if (!exits.empty() && exits[0].how == DescribeWaitStatus(0)) {
-        // A requested shutdown (ipp shutdown, a client's shutdown_request): nothing went wrong.
-        log->info("the controller (pid {}) exited with status 0 (shut down on request); stopping the engines", exits[0].pid);
-      } else {
-        log->error("the controller {}; stopping the engines{}", exits.empty() ? "ended" : "(pid " + std::to_string(exits[0].pid) + ") " + exits[0].how,
-                   exits.empty() ? "" : "; the end of its log " + exits[0].log.string() + ":\n" + Tail(exits[0].log, 10));
-      }
-      RemoveStaleConnectionFiles(log);
+    if (!SuperviseController(log)) {
+      RemoveStaleConnectionFiles(&log);
       return;
     }
     if (adapter_) Adapt(log);
@@ -207,7 +200,7 @@ void Cluster::Supervise(const Logger& log) {
 // A controller that died (a kill, a crash) could not remove its connection files: clients and
 // engines reading them would wait for it until their timeouts. Kept when it was told to reuse
 // them (--reuse, --restore): then the next controller is meant to take them over.
-void Cluster::RemoveStaleConnectionFiles(const Logger& log) const {
+void Cluster::RemoveStaleConnectionFiles(const Logger* log) const {
   for (const std::string& arg : context_.controller_args) {
     for (const char* keep : {"--reuse", "--restore", "--IPController.reuse_files", "--IPController.restore_engines"}) {
       if (arg.rfind(keep, 0) == 0) return;
@@ -216,7 +209,7 @@ void Cluster::RemoveStaleConnectionFiles(const Logger& log) const {
   std::error_code ec;
   for (const char* role : {"client", "engine", "dashboard"}) {
     fs::path f = SecurityDir(context_) / protocol::ConnectionFileName(role, context_.cluster_id);
-    if (fs::remove(f, ec)) log->info("removed its connection file {}", f.string());
+    if (fs::remove(f, ec) && log) (*log)->info("removed its connection file {}", f.string());
   }
 }
 
@@ -242,6 +235,9 @@ void Cluster::Stop() {
 
 void Cluster::StopAll() {
   Stop();
+  // A controller kept them for its restart (--reuse, added by ControllerContext): the cluster
+  // is gone now.
+  if (controller_) RemoveStaleConnectionFiles(nullptr);
   Cluster recorded(context_, stop_);
   if (recorded.Load().ok()) {
     recorded.controller_.reset();

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,7 +60,9 @@ class Cluster {
 
   // Until `stop` or the controller's end: reaps the engines, logs how each that ends did,
   // restarts them as context().restart allows (SuperviseEngines) and records it in the cluster
-  // file for `ipcluster list`. A controller that died leaves no connection files behind.
+  // file for `ipcluster list`. A controller that dies is started again with --restore
+  // (SuperviseController), within context().restart; a controller that is not leaves no
+  // connection files behind.
   void Supervise(const Logger& log);
 
   // The ipcluster that started the cluster (the daemon, or one in the foreground) stops it
@@ -76,7 +79,16 @@ class Cluster {
   const Launcher& engine_set(size_t i) const { return *engine_sets_[i]; }
 
  private:
-  void RemoveStaleConnectionFiles(const Logger& log) const;
+  // Removes the connection files unless the user asked the controller to keep them (--reuse,
+  // --restore); logs each removal when `log` is given.
+  void RemoveStaleConnectionFiles(const Logger* log) const;
+  // The arguments the controller is started with: the user's, and when it may be restarted,
+  // --reuse (same ports and key: engines and clients reconnect by themselves) and
+  // --task-journal (what a restore runs again).
+  LaunchContext ControllerContext(bool restore) const;
+  // One tick of Supervise for the controller (launchers/controller_supervisor.cpp): false when
+  // it has ended for good (asked to, or not restarted), so that the cluster stops.
+  bool SuperviseController(const Logger& log);
   // One step of --adapt; saves the cluster file when the jobs changed.
   void Adapt(const Logger& log);
   // Batch engine sets started without --adapt: a job that ends (walltime, scancel) is submitted
@@ -93,6 +105,8 @@ class Cluster {
   const std::atomic<bool>& stop_;
   Json recorded_;
   std::unique_ptr<Launcher> controller_;
+  RestartBudget controller_budget_;
+  std::optional<std::chrono::steady_clock::time_point> controller_restart_at_;
   std::vector<std::unique_ptr<Launcher>> engine_sets_;
   std::unique_ptr<Adapter> adapter_;  // --adapt: drives engine_sets_[adaptive_set_]
   size_t adaptive_set_ = 0;

@@ -158,12 +158,13 @@ int Start(int argc, char** argv) {
       ("controller-arg", po::value(&controller_args)->composing(), "extra ipcontroller argument (repeatable)")
       ("env", po::value(&env)->composing(), "NAME=VALUE set for every process launched (repeatable; over config \"environment\")")
       ("max-restarts", po::value(&max_restarts)->default_value(5),
-       "an engine process (Local, SSH; an MPI set as a whole) that exits or is killed is started again, at most this "
-       "many times per engine within --restart-window (then it is left dead and the refusal is logged)")
+       "an engine process (Local, SSH; an MPI set as a whole) or the controller that exits or is killed is started "
+       "again, at most this many times per engine (or controller) within --restart-window (then it is left dead and "
+       "the refusal is logged)")
       ("restart-window", po::value(&restart_window)->default_value(600), "seconds: the window of --max-restarts")
       ("restart-backoff", po::value(&restart_backoff)->default_value(1),
        "seconds before the first restart; doubled for each further restart within the window (at most 60)")
-      ("no-restart", "leave engines that exit or are killed dead");
+      ("no-restart", "leave engines that exit or are killed, and a controller that dies, dead");
   std::vector<std::string> traitlets;
   int rc = c.Parse(argc, argv,
                    "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize] [--adapt ...]\n\n"

@@ -296,6 +296,12 @@ void TaskScheduler::OnSubmission() {
   for (int batch = 0; batch < protocol::kBatch; ++batch) {
     auto frames = protocol::TryRecv(client_);
     if (!frames) return;
+    // A client's request the hub restored from its journal: it is that client's (and so is
+    // the reply).
+    if (frames->size() > 2 && protocol::view((*frames)[0]) == protocol::monitor::kHubRoutingId &&
+        protocol::view((*frames)[1]) != protocol::kDelimiter) {
+      frames->erase(frames->begin());
+    }
     Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
     if (!raw.ok() || raw->identity_count() == 0) {
       log_->warn("dropped malformed task: {}", raw.ok() ? "no routing id" : raw.status().ToString());

@@ -215,7 +215,7 @@ def test_list_takes_a_profile_dir(env, tmp_path):
 
 
 def test_killed_controller_leaves_no_connection_files(env):
-    run([IPCLUSTER, "start", "-n", "1", "--daemonize"], env)
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--no-restart"], env)
     security = os.path.join(env["IPYTHONDIR"], "profile_default", "security")
     files = [os.path.join(security, f"ipcontroller-{role}.json") for role in ("client", "engine")]
     assert all(os.path.exists(f) for f in files)

@@ -135,7 +135,9 @@ def test_native_view_from_stock_client(make_cluster, stock_controller, capfd, ca
     with pytest.raises(TypeError):
         nv.apply("ipp.echo", float("nan"))
     with pytest.raises(TypeError):
-        nv.apply("ipp.echo", 1, priority=3)
+        nv.apply("ipp.echo", 1, colour=3)  # not an option
+    with pytest.raises(TypeError):
+        nv.apply("ipp.echo", 1, priority="high")
 
     # The same rc keeps doing ordinary Python work.
     assert rc[python_ids[0]].apply_sync(triple, 14) == 42

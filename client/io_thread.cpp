@@ -322,6 +322,10 @@ Result<ClientImpl::ReplyBody> ClientImpl::ParseReply(Frames&& frames, std::strin
 }
 
 void ClientImpl::OnReplies(zmq::socket_t& socket) {
+  // A reply from an engine that registered a moment ago can be readable before the hub's
+  // notification of it, which takes another path: read notifications first, so that the reply
+  // names the engine by its id.
+  OnNotification();
   for (int n = 0; n < protocol::kBatch; ++n) {
     auto frames = protocol::TryRecv(socket);
     if (!frames) return;

@@ -325,6 +325,12 @@ void TaskScheduler::OnSubmission() {
       Refuse(*raw, type);
       continue;
     }
+    // A second copy of a task still waiting or running (a client resending what it could not
+    // tell the controller had, after a restart): one run, one reply.
+    if (fates_.find(*msg_id).outcome == TaskFates::Outcome::kPending) {
+      log_->warn("dropped task {}: a task with that msg_id is already waiting or running", *msg_id);
+      continue;
+    }
     // No engine could read it (which kind it needs cannot be told either): answered here, as an
     // engine answers a malformed request.
     std::string_view content = raw->part(RawMessage::kContent);

@@ -170,7 +170,12 @@ bool Adapter::Tick(Clock::time_point now) {
     log_->info("adapt: cancelling job {}: {}", id,
                started_.count(id) ? "its engines have been idle for " + std::to_string(Seconds(limits.idle_timeout)) + " s"
                                   : "no task waited for it for " + std::to_string(Seconds(limits.idle_timeout)) + " s");
-    if (Status st = launcher_.Cancel(id); !st.ok()) log_->warn("adapt: {}", st.message());
+    if (Status st = launcher_.Cancel(id); !st.ok()) {
+      // Kept: the next tick decides again (and Stop cancels what is left), so a job whose
+      // cancel failed is not forgotten while it holds its allocation.
+      log_->warn("adapt: {}; trying again", st.message());
+      continue;
+    }
     jobs_.erase(id);
     started_.erase(id);
     changed = true;

@@ -82,7 +82,7 @@ Status Cluster::ClaimFiles() {
 }
 
 Status Cluster::StartController(const std::string& kind, std::chrono::milliseconds timeout) {
-  auto controller = MakeControllerLauncher(kind, ControllerContext(false));
+  auto controller = MakeControllerLauncher(kind, ControllerContext(kind, false));
   if (!controller.ok()) return controller.status();
   controller_ = std::move(controller).value();
   if (Status s = controller_->Start(1); !s.ok()) return Status::Unavailable("controller: " + s.message());
@@ -108,7 +108,7 @@ Status Cluster::StartEngines(const std::string& kind, int n) {
   if (!engines.ok()) return engines.status();
   engine_sets_.push_back(std::move(engines).value());
   if (Status s = engine_sets_.back()->Start(n); !s.ok()) return Status::Unavailable("engines: " + s.message());
-  if (engine_sets_.back()->Jobs().ok() && engine_sets_.back()->kind() != "Local") {
+  if (engine_sets_.back()->kind() != "Local" && engine_sets_.back()->CanSubmitJobs().ok()) {
     batch_watches_.push_back({engine_sets_.size() - 1, n, RestartBudget(context_.restart), {}, {}});
   }
   return Status::OK();

@@ -85,7 +85,7 @@ class Cluster {
   // The arguments the controller is started with: the user's, and when it may be restarted,
   // --reuse (same ports and key: engines and clients reconnect by themselves) and
   // --task-journal (what a restore runs again).
-  LaunchContext ControllerContext(bool restore) const;
+  LaunchContext ControllerContext(const std::string& kind, bool restore) const;
   // One tick of Supervise for the controller (launchers/controller_supervisor.cpp): false when
   // it has ended for good (asked to, or not restarted), so that the cluster stops.
   bool SuperviseController(const Logger& log);

@@ -8,8 +8,8 @@ namespace ipp::launchers {
 Status Cluster::StartAdaptive(const std::string& kind, const AdaptLimits& limits) {
   auto engines = MakeEngineLauncher(kind, context_);
   if (!engines.ok()) return engines.status();
-  // Ask once now: a launcher without job states cannot adapt, which should fail the start.
-  if (auto jobs = (*engines)->Jobs(); !jobs.ok()) return Status::InvalidArgument("--adapt: " + jobs.status().message());
+  // A launcher without jobs to submit and poll cannot adapt, which fails the start.
+  if (Status s = (*engines)->CanSubmitJobs(); !s.ok()) return Status::InvalidArgument("--adapt: " + s.message());
   engine_sets_.push_back(std::move(engines).value());
   adaptive_set_ = engine_sets_.size() - 1;
   adapter_ = std::make_unique<Adapter>(limits, *engine_sets_.back(),
@@ -62,6 +62,12 @@ void Cluster::ReplaceEndedJobs(const Logger& log) {
     for (const JobState& j : *jobs) {
       if (j.state != JobState::kEnded) continue;
       changed = true;
+      // Its engines all exited with status 0 (shut down on request): not replaced, as an engine
+      // process that exits 0 is not restarted. Other systems do not say how a job ended.
+      if (j.output == "COMPLETED") {
+        log->info("{} job {} completed (its engines were shut down); not replaced", set.kind(), j.id);
+        continue;
+      }
       std::optional<std::chrono::steady_clock::time_point> at = w.budget.OnExit(now);
       if (!at) {
         log->error("{} job {} ended ({}); {}", set.kind(), j.id, j.output, w.budget.Refusal());

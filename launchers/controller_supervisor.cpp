@@ -7,9 +7,11 @@
 
 namespace ipp::launchers {
 
-LaunchContext Cluster::ControllerContext(bool restore) const {
+LaunchContext Cluster::ControllerContext(const std::string& kind, bool restore) const {
   LaunchContext c = context_;
-  if (!c.restart.enabled) return c;
+  // Only a controller we can watch (our child) is ever restarted: a batch job's is not, so it
+  // pays for no journal and removes its connection files itself when stopped.
+  if (!c.restart.enabled || CanonicalKind(kind) != "Local") return c;
   auto has = [&](const std::string& flag) {
     return std::find(c.controller_args.begin(), c.controller_args.end(), flag) != c.controller_args.end();
   };
@@ -25,7 +27,7 @@ bool Cluster::SuperviseController(const Logger& log) {
   if (controller_restart_at_) {
     if (now < *controller_restart_at_) return true;
     controller_restart_at_.reset();
-    auto restarted = MakeControllerLauncher(controller_->kind(), ControllerContext(true));
+    auto restarted = MakeControllerLauncher(controller_->kind(), ControllerContext(controller_->kind(), true));
     Status s = restarted.ok() ? (*restarted)->Start(1) : restarted.status();
     if (!s.ok()) {
       log->error("the controller could not be restarted: {}; stopping the engines", s.message());

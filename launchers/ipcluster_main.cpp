@@ -462,7 +462,9 @@ int Engines(int argc, char** argv) {
   saved["ipcluster_pid"] = cluster.recorded().value("ipcluster_pid", 0);
   saved["engine_args"] = start_args;
   saved["env"] = start_env;
-  if (cluster.recorded().contains("ipcluster_log")) saved["ipcluster_log"] = cluster.recorded()["ipcluster_log"];
+  for (const char* kept : {"ipcluster_log", "adapt", "restarts"}) {  // the supervisor's, not ours to drop
+    if (cluster.recorded().contains(kept)) saved[kept] = cluster.recorded()[kept];
+  }
   if (auto s = cluster.Save(saved); !s.ok()) return Fail(s.message());
   if (auto s = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set); !s.ok()) return Fail(s.message());
   std::cout << "ipcluster: added " << n << " engine(s); logs: " << cluster.engine_set(new_set).LogLocation() << std::endl;

@@ -158,6 +158,9 @@ std::map<std::string, std::string> EnvironmentFor(const LaunchContext& context, 
 }
 
 Result<std::string> Launcher::Submit(int) { return Status::InvalidArgument(kind() + " engines cannot be submitted as jobs (--adapt)"); }
+Status Launcher::CanSubmitJobs() const {
+  return Status::InvalidArgument(kind() + " engines cannot be submitted as jobs (--adapt: Local, Slurm, SGE, PBS)");
+}
 Status Launcher::Cancel(const std::string&) { return Status::InvalidArgument(kind() + " engines have no jobs to cancel"); }
 Result<std::vector<JobState>> Launcher::Jobs() { return Status::InvalidArgument(kind() + " engines have no job states to read"); }
 
@@ -350,6 +353,9 @@ class ProcessSetLauncher : public Launcher {
     next.log = first.parent_path() / (first.stem().string() + "." + std::to_string(restart) + first.extension().string());
     next.environment = it->environment;
     next.job = it->job;
+    // What the ended process left in its group (an mpiexec's ranks, an engine's children) would
+    // otherwise run on beside the replacement.
+    StopGroups({ended}, std::chrono::seconds(2));
     Result<pid_t> pid = Spawn(next.argv, next.log, next.environment);
     if (!pid.ok()) return pid.status();
     next.pid = *pid;
@@ -483,6 +489,9 @@ class ProcessLauncher : public ProcessSetLauncher {
 
   // A Local "job": `engines` engine processes that know it by IPP_JOB_ID, as batch engines know
   // theirs by SLURM_JOB_ID and the like.
+  Status CanSubmitJobs() const override {
+    return controller_ || kind_ != "Local" ? Launcher::CanSubmitJobs() : Status::OK();
+  }
   Result<std::string> Submit(int engines) override {
     if (controller_ || kind_ != "Local") return Launcher::Submit(engines);
     static int jobs = 0;
@@ -602,6 +611,13 @@ class BatchLauncher : public Launcher {
 
   Status Start(int n) override { return Submit(n).status(); }
 
+  Status CanSubmitJobs() const override {
+    if (controller_) return Launcher::CanSubmitJobs();
+    if (system_.status.empty()) {
+      return Status::InvalidArgument(system_.name + " has no job-status command here (--adapt: Local, Slurm, SGE, PBS)");
+    }
+    return Status::OK();
+  }
   Result<std::string> Submit(int n) override {
     std::string lower = system_.name;
     std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
@@ -672,9 +688,15 @@ class BatchLauncher : public Launcher {
     std::vector<std::string> argv = system_.cancel;
     argv.push_back(id);
     Result<int> status = RunToEnd(argv, context_.log_dir / "batch-cancel.log");
-    std::erase(jobs_, id);
     if (!status.ok()) return status.status();
-    return *status == 0 ? Status::OK() : Status::Unavailable(system_.name + " could not cancel job " + id);
+    if (*status != 0) {
+      // Kept: a later Cancel or Stop tries again; a job that has ended anyway leaves jobs_ when
+      // Jobs() no longer finds it in the queue.
+      return Status::Unavailable(system_.name + " could not cancel job " + id + " (see " +
+                                 (context_.log_dir / "batch-cancel.log").string() + ")");
+    }
+    std::erase(jobs_, id);
+    return Status::OK();
   }
 
   Result<std::vector<JobState>> Jobs() override {

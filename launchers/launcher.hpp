@@ -87,6 +87,9 @@ class Launcher {
   // reported once, then forgotten). InvalidArgument for launchers without jobs to poll
   // (MPI, SSH, LSF, HTCondor).
   virtual Result<std::string> Submit(int engines);
+  // Whether Submit and Jobs serve this launcher (Local engines; Slurm, SGE, PBS): asked without
+  // running anything, as a start decides whether it can adapt or watch its jobs.
+  virtual Status CanSubmitJobs() const;
   virtual Status Cancel(const std::string& id);
   virtual Result<std::vector<JobState>> Jobs();
   // Starts one replacement for `ended`, a process of this set that has ended, in its slot and

@@ -243,11 +243,17 @@ int Start(int argc, char** argv) {
     ::close(ready[0]);
   }
 
+  if (adaptive) {  // refused before anything starts
+    auto probe = ipp::launchers::MakeEngineLauncher(engines_kind, ctx);
+    if (!probe.ok()) return Fail(probe.status().message());
+    if (auto s = (*probe)->CanSubmitJobs(); !s.ok()) return Fail("--adapt: " + s.message());
+  }
+
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   if (auto s = cluster.StartController(controller_kind, Seconds(timeout)); !s.ok()) return Fail(s.message());
   if (auto s = adaptive ? cluster.StartAdaptive(engines_kind, adapt) : cluster.StartEngines(engines_kind, n); !s.ok()) {
-    cluster.Stop();
+    cluster.StopAll();  // the controller kept its connection files for a restart: not now
     return Fail(s.message());
   }
   if (adaptive) n = 0;  // none launched yet: the adapter submits them from Supervise

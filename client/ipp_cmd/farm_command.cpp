@@ -126,7 +126,8 @@ int Farm(int argc, char** argv) {
   std::string error;
   auto client = ConnectInterruptible(c, &error);
   if (!client) return Fail(error);
-  if (client->ids().empty()) return Fail("no engines registered yet");
+  // No engine yet (an --adapt cluster starts with none): the commands wait in the queue for one.
+  if (client->ids().empty()) std::fprintf(stderr, "ipp: no engines registered yet: the commands wait for one\n");
   bool tty = isatty(2) && !c.json;
   auto start = std::chrono::steady_clock::now();
   if (!file.OpenForAppend()) return Fail("cannot write " + results_path);

@@ -1,5 +1,6 @@
 // ipp map: a native function over JSON lines, load-balanced.
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -78,11 +79,14 @@ int Map(int argc, char** argv) {
   std::string error;
   auto client = ConnectInterruptible(c, &error);
   if (!client) return Fail(error);
-  if (client->ids().empty()) return Fail("no engines registered yet");
   ipp::Millis timeout(static_cast<long>(c.timeout * 1000));
+  // No engine yet (an --adapt cluster starts with none; engines may still be starting): the
+  // tasks wait in the load-balanced queue for one.
+  const bool no_engines = client->ids().empty();
+  if (no_engines) std::fprintf(stderr, "ipp: no engines registered yet: the tasks wait for one\n");
   // Checked first: work for a function no engine has would wait for an engine that has it (our
   // controller) or fail on every item (the stock one), and with no items no task names it.
-  if (!EnginesHave(*client, function, timeout)) {
+  if (!no_engines && !EnginesHave(*client, function, timeout)) {
     return Fail("NameError: no function '" + function + "' on the engines (ipp functions lists them)");
   }
   // One ipp.map task per chunk, each item tried (keep_going): a bad item costs only its result.

@@ -624,9 +624,24 @@ def test_local_adapt_grows_with_waiting_tasks_and_shrinks_when_idle(env):
         assert listed["adapt"]["max_engines"] == 4 and "stopped" not in listed["adapt"], listed
         log = open(listed["logs"]["ipcluster"]).read()
         assert "adapt: submitted job local-" in log and "adapt: cancelling job local-" in log, log
+        # `ipp farm` with no engine at all: its commands wait, engines come for them.
+        cmds = os.path.join(env["IPYTHONDIR"], "cmds.txt")
+        with open(cmds, "w") as f:
+            f.write("echo farmed\n" * 6)
+        p = run([IPP, "farm", cmds, "--json"], env, check=False)
+        assert p.returncode == 0 and "the commands wait for one" in p.stderr, p.stdout + p.stderr
+        with open(cmds + ".results.jsonl") as f:
+            assert [json.loads(line)["stdout"] for line in f] == ["farmed\n"] * 6
         rc.close()
     finally:
         run([IPCLUSTER, "stop"], env, check=False)
+
+
+def test_adapt_refuses_launchers_without_jobs_before_starting_anything(env):
+    p = run([IPCLUSTER, "start", "--adapt", "--engines", "MPI", "-n", "2"], env, check=False)
+    assert p.returncode == 1 and "--adapt: MPI engines cannot be submitted as jobs" in p.stderr, p.stderr
+    security = os.path.join(env["IPYTHONDIR"], "profile_default", "security")
+    assert not os.path.isdir(security) or os.listdir(security) == [], os.listdir(security)
 
 
 def test_adapt_stops_submitting_after_failed_jobs_and_says_why(env, tmp_path):

@@ -231,6 +231,16 @@ Status Client::purge_results(const std::vector<std::string>& msg_ids) {
   return m.ok() ? Status::OK() : m.status();
 }
 
+Result<std::optional<int>> Client::report_engine_exit(const std::string& hostname, long pid, const std::string& how,
+                                                      const std::string& log_tail) {
+  Result<Message> m = impl_->Query("ipp_engine_exit_request",
+                                   {{"hostname", hostname}, {"pid", pid}, {"how", how}, {"log_tail", log_tail}});
+  if (!m.ok()) return m.status();
+  const Json& id = m->content.value("engine_id", Json());
+  if (id.is_number_integer()) return std::optional<int>(id.get<int>());
+  return std::optional<int>();
+}
+
 AsyncResult Client::get_result(const std::vector<std::string>& msg_ids) {
   auto state = std::make_shared<detail::ResultState>(msg_ids);
   Result<Message> m = impl_->Ask("result_request", {{"msg_ids", msg_ids}, {"status_only", false}});

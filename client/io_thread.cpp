@@ -37,6 +37,10 @@ Status ClientImpl::Open() {
   }
   iopub.set(zmq::sockopt::subscribe, "");
   notification.set(zmq::sockopt::subscribe, "");
+  // A controller restored after a crash answers the load-balanced tasks it had accepted to
+  // their client's routing id: ours stays the same across the reconnection (ZeroMQ would
+  // otherwise give the new connection another one).
+  task.set(zmq::sockopt::routing_id, session.id());
   std::string endpoint = "inproc://ipp-client-" + id_prefix;
   commands.bind(endpoint);
   submit.set(zmq::sockopt::sndhwm, 0);
@@ -70,6 +74,7 @@ Status ClientImpl::Open() {
       engines[std::stoi(id)] = uuid.get<std::string>();
     }
   }
+  controller_instance = StringField(reply->content, "ipp_controller");
   if (auto welcome = reply->content.find("iopub_welcome"); welcome != reply->content.end() && *welcome == true) {
     // Our controller greets each IOPub subscriber: once anything has arrived, our subscription
     // is in place and no output of our requests can be dropped for want of it. (The message
@@ -192,6 +197,7 @@ void ClientImpl::Send(const std::shared_ptr<ResultState>& state, Outgoing& out) 
       direct_engine[reply_id] = uuid;
     }
   }
+  if (out.channel == Channel::kTask) unanswered_tasks.emplace(out.msg_id, out);
   if (outputs.size() >= prune_outputs_at) {
     PruneOutputs();
     // Next time at twice what is left: pruning costs a walk over the whole table, and while
@@ -223,7 +229,10 @@ void ClientImpl::Complete(const std::string& reply_id, const std::function<void(
   }
   if (is_reply) replies.fetch_add(1, std::memory_order_relaxed);
   Slot slot = it->second;
-  if (is_reply) pending.erase(it);
+  if (is_reply) {
+    pending.erase(it);
+    unanswered_tasks.erase(reply_id);
+  }
   std::unique_lock lock(slot.state->mutex);
   fill(slot.state->tasks[slot.index]);
   if (is_reply) {
@@ -440,6 +449,88 @@ void ClientImpl::SyncEngines() {
   protocol::Send(query, session.serialize(std::move(m)));
 }
 
+void ClientImpl::Recover() {
+  if (unanswered_tasks.empty()) return;
+  std::vector<std::string> ids;
+  for (const auto& [id, out] : unanswered_tasks) ids.push_back(id);
+  log->warn("the controller was restarted; checking {} load-balanced task(s) with no reply yet", ids.size());
+  Message m;
+  m.header = session.make_header("db_request", NewMessageId());
+  m.content = {{"query", {{"msg_id", {{"$in", ids}}}}}, {"keys", {"msg_id", "completed"}}};
+  recovery_lookups[m.header["msg_id"].get<std::string>()] = std::move(ids);
+  protocol::Send(query, session.serialize(std::move(m)));
+}
+
+void ClientImpl::OnRecoveryLookup(const std::vector<std::string>& asked, Message& reply) {
+  if (reply.content.value("status", "ok") != "ok") {
+    // NoDB: the hub cannot tell what it has. Those its journal restored get their replies;
+    // sending them again would run them twice.
+    log->error("cannot recover tasks after the controller's restart: {}", reply.content.dump());
+    return;
+  }
+  std::unordered_map<std::string, bool> known;  // msg_id -> finished
+  for (const Json& r : reply.content.value("records", Json::array())) {
+    if (r.is_object()) known[StringField(r, "msg_id")] = r.contains("completed") && !r["completed"].is_null();
+  }
+  Json finished = Json::array();
+  size_t resent = 0;
+  for (const std::string& id : asked) {
+    auto out = unanswered_tasks.find(id);
+    if (out == unanswered_tasks.end()) continue;  // answered meanwhile
+    auto k = known.find(id);
+    if (k == known.end()) {
+      SendTask(out->second);
+      ++resent;
+    } else if (k->second) {
+      finished.push_back(id);
+    }
+  }
+  log->warn("after the controller's restart: {} task(s) sent again, {} finished while we reconnected", resent,
+            finished.size());
+  if (finished.empty()) return;
+  Message m;
+  m.header = session.make_header("result_request", NewMessageId());
+  m.content = {{"msg_ids", std::move(finished)}, {"status_only", false}};
+  recovery_fetches.insert(m.header["msg_id"].get<std::string>());
+  protocol::Send(query, session.serialize(std::move(m)));
+}
+
+void ClientImpl::OnRecoveryFetch(Message& reply) {
+  if (reply.content.value("status", "ok") != "ok") {
+    log->error("cannot fetch results after the controller's restart: {}", reply.content.dump());
+    return;
+  }
+  std::vector<std::shared_ptr<ResultState>> states;
+  for (const Json& id : reply.content.value("completed", Json::array())) {
+    auto it = id.is_string() ? pending.find(id.get<std::string>()) : pending.end();
+    if (it != pending.end() && std::find(states.begin(), states.end(), it->second.state) == states.end()) {
+      states.push_back(it->second.state);
+    }
+  }
+  for (const auto& state : states) ApplyResultReply(*state, reply);
+  // What now has its result is answered: a reply that still comes is a duplicate.
+  for (const Json& id : reply.content.value("completed", Json::array())) {
+    auto it = id.is_string() ? pending.find(id.get<std::string>()) : pending.end();
+    if (it == pending.end()) continue;
+    bool got = false;
+    {
+      std::lock_guard lock(it->second.state->mutex);
+      got = it->second.state->got_reply[it->second.index];
+    }
+    if (got) {
+      unanswered_tasks.erase(it->first);
+      pending.erase(it);
+    }
+  }
+}
+
+void ClientImpl::SendTask(const Outgoing& out) {
+  std::string header = session.header_text(out.msg_type, out.msg_id, protocol::Iso8601Now());
+  protocol::Send(task, session.serialize_parts({}, std::move(header), "{}",
+                                               out.metadata ? *out.metadata : std::string("{}"), out.content,
+                                               protocol::BuffersToFrames(out.buffers)));
+}
+
 void ClientImpl::OnQueryReply() {
   for (int n = 0; n < protocol::kBatch; ++n) {
     auto frames = protocol::TryRecv(query);
@@ -459,6 +550,22 @@ void ClientImpl::OnQueryReply() {
         }
       }
       engines_changed.notify_all();
+      std::string instance = StringField(m->content, "ipp_controller");
+      if (!instance.empty() && instance != controller_instance) {
+        bool restarted = !controller_instance.empty();
+        controller_instance = instance;
+        if (restarted) Recover();
+      }
+      continue;
+    }
+    if (auto lookup = recovery_lookups.find(parent); lookup != recovery_lookups.end()) {
+      std::vector<std::string> asked = std::move(lookup->second);
+      recovery_lookups.erase(lookup);
+      OnRecoveryLookup(asked, *m);
+      continue;
+    }
+    if (recovery_fetches.erase(parent)) {
+      OnRecoveryFetch(*m);
       continue;
     }
     if (auto poll = result_polls.find(parent); poll != result_polls.end()) {

@@ -118,6 +118,14 @@ struct ClientImpl {
   std::unordered_map<std::string, std::weak_ptr<ResultState>> result_polls;
   static constexpr Millis kResultPollInterval{100};
   std::unordered_set<std::string> engine_syncs;  // our own connection_requests (see SyncEngines)
+  // Recovery from a controller restart. Load-balanced requests with no reply yet, as sent (a
+  // restored controller may not know them); the controller's instance (connection_reply's
+  // "ipp_controller", empty from a stock one); our recovery queries by msg_id: the db_request
+  // asking which of these ids the hub knows, then result_requests for those it has finished.
+  std::unordered_map<std::string, Outgoing> unanswered_tasks;
+  std::string controller_instance;
+  std::unordered_map<std::string, std::vector<std::string>> recovery_lookups;
+  std::unordered_set<std::string> recovery_fetches;
   // Requests whose reply has come but not their IOPub idle (see ClientOptions::output_grace).
   struct AwaitingIdle {
     std::weak_ptr<ResultState> state;
@@ -175,6 +183,14 @@ struct ClientImpl {
   void OnIopub();
   void OnNotification();
   void SyncEngines();
+  // The controller came back (its instance changed): asks which unanswered tasks it knows.
+  void Recover();
+  // Its answer: tasks it does not know are sent again under the same msg_id; the results of
+  // those it finished (whose replies may have gone to us before we reconnected) are fetched.
+  void OnRecoveryLookup(const std::vector<std::string>& asked, Message& reply);
+  void OnRecoveryFetch(Message& reply);
+  // Serializes and sends `out` (its content is copied, not moved: it may be sent again).
+  void SendTask(const Outgoing& out);
   void OnQueryReply();
   // Asks the hub for the results of `state`'s messages that have none yet.
   void PollResults(const std::shared_ptr<ResultState>& state);

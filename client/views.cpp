@@ -174,6 +174,8 @@ static Json TaskMetadata(detail::ClientImpl& impl, const TaskOptions& o) {
   // ipyparallel's metadata gives seconds.
   if (o.timeout > Millis(0)) md["timeout"] = std::chrono::duration<double>(o.timeout).count();
   if (!o.requirements.empty()) md["requires"] = o.requirements;
+  if (!o.label.empty()) md["label"] = o.label;
+  if (o.priority != 0) md["priority"] = o.priority;
   return md;
 }
 

@@ -4,8 +4,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 namespace ipp {
 
@@ -35,6 +37,19 @@ Result<pid_t> Spawn(const std::vector<std::string>& argv, const SpawnOptions& op
     if (devnull < 0) return Status::IOError(std::string("cannot open /dev/null: ") + std::strerror(errno));
   }
   const int in = options.stdin_fd >= 0 ? options.stdin_fd : devnull;
+  std::vector<char*> env;
+  if (!options.environment.empty()) {
+    for (char** e = environ; *e; ++e) {
+      std::string_view entry(*e);
+      bool replaced = std::any_of(options.environment.begin(), options.environment.end(), [&](const std::string& mine) {
+        size_t eq = mine.find('=');
+        return eq != std::string::npos && entry.size() > eq && entry.compare(0, eq + 1, mine, 0, eq + 1) == 0;
+      });
+      if (!replaced) env.push_back(*e);
+    }
+    for (const auto& e : options.environment) env.push_back(const_cast<char*>(e.c_str()));
+    env.push_back(nullptr);
+  }
 
   pid_t pid = fork();
   if (pid == 0) {
@@ -46,7 +61,11 @@ Result<pid_t> Spawn(const std::vector<std::string>& argv, const SpawnOptions& op
     if (options.stdout_fd >= 0) dup2(options.stdout_fd, 1);
     if (options.stderr_fd >= 0) dup2(options.stderr_fd, 2);
     for (int sig : options.default_signals) signal(sig, SIG_DFL);
-    execvp(program.c_str(), args.data());
+    if (env.empty()) {
+      execvp(program.c_str(), args.data());
+    } else {
+      execvpe(program.c_str(), args.data(), env.data());
+    }
     const char* reason = strerrordesc_np(errno);
     WriteAll(2, failure.data(), failure.size());
     if (reason) WriteAll(2, reason, std::strlen(reason));

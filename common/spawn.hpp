@@ -31,6 +31,8 @@ struct SpawnOptions {
   std::vector<int> default_signals;
   // The program to run when it is not argv[0] (which is then only the name it sees itself as).
   std::string program;
+  // "NAME=VALUE" entries set in the child's environment (ours otherwise; a name here replaces ours).
+  std::vector<std::string> environment;
   // The program (a name without '/' is looked up in $PATH) is exec'd; when that fails the
   // child writes "cannot run <program>: <reason>" to its stderr and exits with 127, as a shell does.
 };

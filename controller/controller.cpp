@@ -281,6 +281,13 @@ Status Controller::Build() {
   if (!store.ok()) return store.status();
   parts->hub = std::make_unique<Hub>(context_, key_, MakeHubOptions(*ports), std::move(store).value(),
                                      MakeLogger("hub"), [this] { stop_.store(true); });
+  if (options_.task_journal) {
+    fs::path file = profile_.log_dir() / ("tasks" + options_.cluster_id + ".journal");
+    Result<std::unique_ptr<TaskJournal>> journal = TaskJournal::Open(file, options_.restore);
+    if (!journal.ok()) return journal.status();
+    log_->info("task journal: {} ({} accepted task(s) to run again)", file.string(), (*journal)->pending());
+    parts->hub->SetJournal(std::move(journal).value());
+  }
   if (options_.dashboard) {
     dashboard_ = std::make_unique<dashboard::Aggregator>();
     parts->hub->SetDashboard(dashboard_.get());

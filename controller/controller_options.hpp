@@ -33,6 +33,9 @@ struct ControllerOptions {
   size_t remembered_tasks = 1u << 18;  // TaskSchedulerOptions::remembered_tasks
   bool reuse = false;
   bool restore = false;
+  // Accepted load-balanced requests are recorded in <profile>/log/tasks<cluster_id>.journal, and
+  // a --restore runs those not answered again (controller/task_journal.hpp).
+  bool task_journal = false;
   std::string log_level = "INFO";
   bool log_to_file = false;
   std::string work_dir;

@@ -58,6 +58,7 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
       {"registration_request", {&Hub::RegistrationRequest, false}},
       {"unregistration_request", {&Hub::UnregistrationRequest, false}},  // catches up itself
       {"ipp_engine_update", {&Hub::EngineUpdate, false}},
+      {"ipp_engine_exit_request", {&Hub::EngineExit, false}},  // catches up itself
       {"queue_request", {&Hub::QueueRequest, true}},
       {"load_request", {&Hub::LoadRequest, true}},
       {"result_request", {&Hub::ResultRequest, true}},
@@ -77,6 +78,8 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
     s->set(zmq::sockopt::xpub_verbose, 1);  // every subscription, also a repeated one
   }
   monitor_.set(zmq::sockopt::rcvhwm, 0);
+  // The task scheduler answers a request sent with this id and a client's to that client.
+  resubmit_.set(zmq::sockopt::routing_id, protocol::monitor::kHubRoutingId);
 }
 
 Hub::BoundPorts Hub::Bind() {
@@ -114,8 +117,12 @@ void Hub::Attach(Reactor& reactor) {
     }  // replies to resubmitted tasks live in the DB; nobody waits on this socket
   });
   heart_.Attach(reactor);
-  reactor.every(TaskStore::kFlushPeriod, [this] { store_->Flush(); });
+  reactor.every(TaskStore::kFlushPeriod, [this] {
+    store_->Flush();
+    if (journal_) journal_->Flush();
+  });
   if (options_.restore) LoadEngineState();
+  if (options_.restore && journal_) RestoreTasks();
   log_->info("hub ready, task database: {}", store_->name());
 }
 
@@ -216,7 +223,10 @@ void Hub::ConnectionRequest(Message& m) {
   }
   // iopub_welcome: our IOPub relay greets each subscriber (see IopubRelay), so a client can wait
   // until its subscription is in place. Stock clients ignore the extra field.
-  Reply(m, "connection_reply", {{"status", "ok"}, {"engines", engines}, {"iopub_welcome", true}});
+  // ipp_controller: this controller process; our client, seeing it change, knows the controller
+  // was restarted and recovers its unanswered tasks (PROTOCOL.md).
+  Reply(m, "connection_reply",
+        {{"status", "ok"}, {"engines", engines}, {"iopub_welcome", true}, {"ipp_controller", instance_}});
 }
 
 bool Hub::FirstConnection(const std::string& client) {

@@ -25,6 +25,7 @@
 #include "common/logging.hpp"
 #include "common/reactor.hpp"
 #include "controller/heart_monitor.hpp"
+#include "controller/task_journal.hpp"
 #include "controller/task_store.hpp"
 #include "dashboard/aggregator.hpp"
 #include "protocol/capabilities.hpp"
@@ -47,6 +48,9 @@ struct HubOptions {
   std::chrono::milliseconds registration_timeout{30000};
   std::filesystem::path engine_state_file;  // empty: not saved
   bool restore = false;                     // reload engines from engine_state_file
+  // With a journal: how long a restore waits before running the tasks it recorded again, so
+  // that clients and engines have reconnected (a reply to a client not yet connected is lost).
+  std::chrono::milliseconds restore_tasks_after{1000};
   std::function<void(zmq::socket_t&)> secure = [](zmq::socket_t&) {};  // CURVE server setup
   std::string curve_serverkey;  // Z85: set, the resubmit socket connects as a CURVE client
 };
@@ -69,6 +73,9 @@ class Hub {
   void Attach(Reactor& reactor);
   // Fed on the hub thread from then on (nullptr: none); must outlive the Hub. Before Attach().
   void SetDashboard(dashboard::Aggregator* aggregator) { dashboard_ = aggregator; }
+  // Records accepted load-balanced requests (nullptr: none); with HubOptions::restore, those it
+  // holds are run again. Before Attach().
+  void SetJournal(std::unique_ptr<TaskJournal> journal) { journal_ = std::move(journal); }
 
   std::vector<std::string> engine_uuids() const {
     std::vector<std::string> out;
@@ -110,6 +117,8 @@ class Hub {
   void RegistrationRequest(protocol::Message& m);
   void UnregistrationRequest(protocol::Message& m);
   void EngineUpdate(protocol::Message& m);  // ipp_engine_update: an engine's functions changed
+  // ipp_engine_exit_request: ipcluster says how an engine process it launched ended.
+  void EngineExit(protocol::Message& m);
   void QueueRequest(protocol::Message& m);
   void LoadRequest(protocol::Message& m);
   void ResultRequest(protocol::Message& m);
@@ -131,6 +140,10 @@ class Hub {
   Result<std::vector<int>> ValidateTargets(const nlohmann::json& targets) const;
   void SaveEngineState() const;
   void LoadEngineState();
+  // --restore with a journal: the recorded requests become pending again at once (queries see
+  // them), and go to the task scheduler after restore_tasks_after, under their own msg_ids and
+  // on behalf of their clients' routing ids.
+  void RestoreTasks();
   // To clients and our schedulers; NotifyInternal: to our schedulers only (a message type the
   // stock client does not know would raise in it).
   void Notify(std::string_view msg_type, nlohmann::json content);
@@ -160,6 +173,7 @@ class Hub {
   protocol::Session session_;
   HubOptions options_;
   std::unique_ptr<TaskStore> store_;
+  std::unique_ptr<TaskJournal> journal_;
   Logger log_;
   ShutdownCallback on_shutdown_;
   zmq::socket_t query_, notifier_, internal_notifier_, monitor_, resubmit_;
@@ -168,6 +182,7 @@ class Hub {
   Reactor* reactor_ = nullptr;
   Reactor::TimerId reping_timer_ = 0;
   bool shutting_down_ = false;
+  const std::string instance_ = protocol::NewId();  // connection_reply's "ipp_controller"
 
   // Queries that read what the monitor channel feeds (task records, engine queues) are answered
   // after the channel is read to the end (CatchUpMonitor); the others (connection, registration,
@@ -178,6 +193,19 @@ class Hub {
   };
   std::unordered_map<std::string, QueryRoute> query_handlers_;
   std::map<int, Engine> engines_;
+  // Engines that died (missed heartbeats, or their process ended), newest last, at most kDeadKept:
+  // queue_status' "dead". `how` is why the hub dropped it until ipcluster says how it ended.
+  struct DeadEngine {
+    int id;
+    std::string uuid, hostname;
+    std::optional<long> pid;
+    std::string how, log_tail;
+    std::string when;  // ISO 8601
+  };
+  static constexpr size_t kDeadKept = 100;
+  static constexpr size_t kLogTailKept = 4096;  // bytes of an ended process's log kept
+  std::deque<DeadEngine> dead_;
+  DeadEngine* FindDead(const std::string& hostname, long pid);
   std::unordered_map<std::string, int> by_uuid_;
   std::unordered_map<std::string, Incoming> incoming_;  // by uuid, awaiting the first heartbeat
   int next_id_ = 0;

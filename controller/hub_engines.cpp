@@ -180,6 +180,15 @@ void Hub::UnregisterEngine(int id, const std::string& why, bool dead) {
   by_uuid_.erase(engine.uuid);
   heart_.Forget(engine.uuid);
   log_->warn("engine {} (uuid {}) unregistered: {}", id, engine.uuid, why);
+  if (dead) {
+    DeadEngine d{id, engine.uuid, "", std::nullopt, why, "", protocol::Iso8601(protocol::WallClock::now())};
+    if (engine.capabilities) {
+      d.hostname = engine.capabilities->hostname;
+      d.pid = engine.capabilities->pid;
+    }
+    dead_.push_back(std::move(d));
+    if (dead_.size() > kDeadKept) dead_.pop_front();
+  }
   Notify("unregistration_notification", {{"id", id}, {"uuid", engine.uuid}, {"reason", why}});
   if (dashboard_) dashboard_->EngineLeft(engine.uuid, dead, why);
   SaveEngineState();
@@ -191,6 +200,60 @@ void Hub::UnregisterEngine(int id, const std::string& why, bool dead) {
       HandleStranded(id, uuid, why, stranded);
     });
   }
+}
+
+Hub::DeadEngine* Hub::FindDead(const std::string& hostname, long pid) {
+  for (auto it = dead_.rbegin(); it != dead_.rend(); ++it) {
+    if (it->pid == pid && it->hostname == hostname) return &*it;
+  }
+  return nullptr;
+}
+
+void Hub::EngineExit(Message& m) {
+  const json& c = m.content;
+  auto string_field = [&](const char* name) { return c.contains(name) && c[name].is_string(); };
+  if (!c.contains("pid") || !c["pid"].is_number_integer() || !string_field("hostname") || !string_field("how") ||
+      (c.contains("log_tail") && !c["log_tail"].is_string())) {
+    log_->error("ipp_engine_exit_request refused: it needs \"hostname\", \"how\" (strings) and \"pid\" (an integer)");
+    Reply(m, "ipp_engine_exit_reply",
+          protocol::ErrorContent("ValueError", "ipp_engine_exit_request needs \"hostname\", \"how\" (strings) and \"pid\" (an integer)"));
+    return;
+  }
+  const std::string hostname = c["hostname"].get<std::string>();
+  const long pid = c["pid"].get<long>();
+  // Bounded: what a person reads, not a whole log.
+  std::string how = c["how"].get<std::string>().substr(0, 200);
+  std::string tail = c.value("log_tail", std::string());
+  if (tail.size() > kLogTailKept) tail.erase(0, tail.size() - kLogTailKept);
+  auto matches = [&](const std::optional<protocol::Capabilities>& can) {
+    return can && can->pid == pid && can->hostname == hostname && !hostname.empty();
+  };
+  json engine_id = nullptr;
+  auto live = std::find_if(engines_.begin(), engines_.end(), [&](const auto& kv) { return matches(kv.second.capabilities); });
+  if (live != engines_.end()) {
+    // Its launcher saw it end: no need to wait for its heartbeats to stop.
+    engine_id = live->first;
+    UnregisterEngine(live->first, "its process " + how, true);
+  } else if (auto pending = std::find_if(incoming_.begin(), incoming_.end(),
+                                         [&](const auto& kv) { return matches(kv.second.capabilities); });
+             pending != incoming_.end()) {
+    engine_id = pending->second.id;
+    if (pending->second.stall_timer) reactor_->cancel(pending->second.stall_timer);
+    log_->warn("registration of engine {} cancelled: its process {}", pending->second.id, how);
+    dead_.push_back({pending->second.id, pending->second.uuid, hostname, pid, how, "", protocol::Iso8601(protocol::WallClock::now())});
+    if (dead_.size() > kDeadKept) dead_.pop_front();
+    incoming_.erase(pending);
+  }
+  if (DeadEngine* d = FindDead(hostname, pid)) {
+    engine_id = d->id;
+    d->how = how;
+    d->log_tail = tail;
+    if (dashboard_) dashboard_->EngineDeath(d->uuid, "its process " + how, tail);
+    log_->info("engine {} (pid {} on {}): its process {}", d->id, pid, hostname, how);
+  } else {
+    log_->info("an engine process (pid {} on {}) {}: no engine of it is known", pid, hostname, how);
+  }
+  Reply(m, "ipp_engine_exit_reply", {{"status", "ok"}, {"engine_id", engine_id}});
 }
 
 void Hub::HandleStranded(int id, const std::string& uuid, const std::string& why, std::vector<std::string> msg_ids) {

@@ -102,6 +102,7 @@ void Hub::SaveRequest(RawMessage& raw, const std::string& queue, const std::stri
   r.submitted = DateField(*header, "date");
   if (!r.submitted) r.submitted = protocol::WallClock::now();
   if (dashboard_ && queue != "broadcast") dashboard_->TaskSubmitted(raw, queue, engine_uuid);
+  if (journal_ && queue == "task") journal_->Accepted(r.msg_id, raw);
   r.buffers = raw.take_buffers();
   std::string msg_id = r.msg_id;
   pending_.insert(msg_id);
@@ -144,6 +145,7 @@ void Hub::SaveResult(RawMessage& raw, Topic topic, const std::string& engine_hin
   if (engine_uuid.empty()) engine_uuid = engine_hint;
   if (dashboard_ && topic != Topic::kBroadcastReply) dashboard_->TaskReplied(raw, engine_uuid);
   bool was_pending = pending_.erase(msg_id) > 0;
+  if (journal_ && topic == Topic::kTaskReply) journal_->Finished(msg_id);
   unassigned_.erase(msg_id);
   StopWaiting(msg_id);
   if (was_pending && engine_uuid.empty() && topic == Topic::kTaskReply) {
@@ -184,6 +186,41 @@ void Hub::SaveResult(RawMessage& raw, Topic topic, const std::string& engine_hin
     if (!engine_uuid.empty()) r.engine_uuid = engine_uuid;
   });
   LogStoreFailure(s, "result", msg_id);
+}
+
+void Hub::RestoreTasks() {
+  std::vector<TaskJournal::Pending> restored = journal_->PendingRequests();
+  if (restored.empty()) return;
+  auto to_send = std::make_shared<std::vector<Frames>>();
+  for (TaskJournal::Pending& p : restored) {
+    Result<RawMessage> raw = RawMessage::FromFrames(protocol::ShareFrames(p.frames));
+    if (!raw.ok() || raw->identity_count() != 1) {
+      log_->error("task journal: dropped unreadable request {}", p.msg_id);
+      continue;
+    }
+    SaveRequest(*raw, "task", "");
+    to_send->push_back(std::move(p.frames));
+  }
+  log_->info("restored {} accepted task(s) with no reply from the task journal; running them again in {} ms",
+             to_send->size(), options_.restore_tasks_after.count());
+  reactor_->after(options_.restore_tasks_after, [this, to_send] {
+    for (Frames& frames : *to_send) {
+      Result<RawMessage> raw = RawMessage::FromFrames(std::move(frames));
+      if (!raw.ok()) continue;
+      Result<json> header = raw->parse_object(RawMessage::kHeader);
+      if (!header.ok() || !pending_.count(StringField(*header, "msg_id"))) continue;  // answered meanwhile
+      // Signed anew (a new date): an engine that got the request before the crash has its
+      // signature, and would drop it as a replay.
+      (*header)["date"] = protocol::Iso8601(protocol::WallClock::now());
+      Frames client;
+      client.emplace_back(raw->identity(0).data(), raw->identity(0).size());
+      protocol::Send(resubmit_, session_.serialize_parts(std::move(client), header->dump(),
+                                                         std::string(raw->part(RawMessage::kParent)),
+                                                         std::string(raw->part(RawMessage::kMetadata)),
+                                                         std::string(raw->part(RawMessage::kContent)),
+                                                         raw->take_buffers()));
+    }
+  });
 }
 
 void Hub::LogStoreFailure(const Status& s, std::string_view what, const std::string& msg_id) const {

@@ -35,6 +35,7 @@ void Hub::QueueRequest(Message& m) {
     engine["functions"] = can.functions.size();
     engine["tags"] = can.tags;
     engine["resources"] = can.ResourcesJson();
+    if (!can.job.empty()) engine["job"] = can.job;  // the batch job it runs in
   }
   if (verbose) {
     content["unassigned"] = std::vector<std::string>(unassigned_.begin(), unassigned_.end());
@@ -43,6 +44,15 @@ void Hub::QueueRequest(Message& m) {
   }
   // Extra keys are ignored by the stock client; none at all when nothing waits.
   if (!waiting_reasons_.empty()) content["waiting"] = waiting_reasons_;
+  if (!dead_.empty()) {
+    json dead = json::object();
+    for (const DeadEngine& d : dead_) {
+      dead[std::to_string(d.id)] = {{"how", d.how}, {"log_tail", d.log_tail}, {"when", d.when},
+                                    {"hostname", d.hostname.empty() ? json() : json(d.hostname)},
+                                    {"pid", d.pid ? json(*d.pid) : json()}};
+    }
+    content["dead"] = std::move(dead);
+  }
   Reply(m, "queue_reply", std::move(content));
 }
 

@@ -34,7 +34,9 @@ int main(int argc, char** argv) {
        "finished load-balanced tasks remembered for later after/follow dependencies: at least this "
        "many of the latest, at most twice (0: all, forever)")
       ("reuse", "reuse existing connection files (same ports and key)")
-      ("restore", "restore engines from the previous run's state (implies --reuse)")
+      ("restore", "restore engines from the previous run's state (implies --reuse); with --task-journal also the\n"
+                  "load-balanced tasks it had accepted and not answered")
+      ("task-journal", "record accepted load-balanced tasks on disk, for a --restore after a crash")
       ("max-message-size", po::value(&o.max_message_size)->default_value(0),
        "bytes: peers sending a bigger frame are disconnected (0: no limit)")
       ("iopub-backlog", po::value(&o.iopub_backlog)->default_value(0),
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
   if (vm.count("nodb")) o.db = ipp::controller::DbBackend::kNone;
   o.reuse = vm.count("reuse") > 0;
   o.restore = vm.count("restore") > 0;
+  o.task_journal = vm.count("task-journal") > 0;
   o.dashboard = vm.count("no-dashboard") == 0;
   if (o.dashboard_port < 0 || o.dashboard_port > 65535) return fail("--dashboard-port must be 0..65535");
   if (auto s = ipp::controller::ApplyTrait(o, "TaskScheduler.scheme_name", o.scheme); !s.ok()) return fail(s.message());

@@ -122,6 +122,17 @@ void Aggregator::EngineLeft(const std::string& uuid, bool dead, const std::strin
   dirty_ = true;
 }
 
+void Aggregator::EngineDeath(const std::string& uuid, const std::string& how, const std::string& log_tail) {
+  // Departed engines are no longer in by_uuid_: look through the (bounded) list.
+  for (auto& [id, e] : engines_) {
+    if (e.view.uuid != uuid || (e.view.state != "dead" && e.view.state != "gone")) continue;
+    e.view.state = "dead";
+    e.view.death = how;
+    e.view.death_log = log_tail;
+    dirty_ = true;
+  }
+}
+
 void Aggregator::Heartbeat(const std::string& uuid) {
   if (Engine* e = FindEngine(uuid)) e->view.last_heartbeat = Clock::now();
 }

@@ -44,6 +44,7 @@ struct EngineView {
   std::optional<long> pid;
   std::string state;  // idle, busy, dead, gone
   std::string death;  // why it is dead or gone; "" while alive
+  std::string death_log;  // the end of its log, when its launcher said how it ended
   std::vector<std::string> tags;
   size_t functions = 0;
   std::string task_msg_id, task_function;  // the oldest task it has; "" when none
@@ -111,6 +112,9 @@ class Aggregator {
   void EngineRegistered(int id, const std::string& uuid, const std::optional<protocol::Capabilities>& capabilities);
   // dead: dropped for missed heartbeats; otherwise it asked to leave (gone).
   void EngineLeft(const std::string& uuid, bool dead, const std::string& why);
+  // How a dead engine's process ended, as its launcher (ipcluster) told the hub, possibly after
+  // the hub had dropped it for missed heartbeats.
+  void EngineDeath(const std::string& uuid, const std::string& how, const std::string& log_tail);
   void Heartbeat(const std::string& uuid);
   // A request seen on the monitor channel: queue "mux" (with the engine's uuid) or "task".
   void TaskSubmitted(protocol::RawMessage& raw, const std::string& queue, const std::string& engine_uuid);

@@ -27,6 +27,7 @@ json EnginesJson(const Snapshot& s, Clock::time_point now) {
                    {"pid", e.pid ? json(*e.pid) : json()},
                    {"state", e.state},
                    {"death", NullIfEmpty(e.death)},
+                   {"death_log", NullIfEmpty(e.death_log)},
                    {"task", task},
                    {"queue", e.queue},
                    {"done", e.done},

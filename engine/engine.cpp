@@ -110,6 +110,7 @@ protocol::Capabilities Engine::Capabilities() const {
   char host[256] = {};
   if (gethostname(host, sizeof host - 1) == 0) out.hostname = host;
   out.pid = getpid();
+  out.job = protocol::BatchJobFromEnvironment();
   return out;
 }
 

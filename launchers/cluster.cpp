@@ -39,7 +39,8 @@ void PrintError(const Status& status) {
 
 }  // namespace
 
-Cluster::Cluster(LaunchContext context, const std::atomic<bool>& stop) : context_(std::move(context)), stop_(stop) {}
+Cluster::Cluster(LaunchContext context, const std::atomic<bool>& stop)
+    : context_(std::move(context)), stop_(stop), controller_budget_(context_.restart) {}
 
 fs::path Cluster::file() const { return SecurityDir(context_) / ("cluster-" + context_.cluster_id + ".json"); }
 
@@ -81,7 +82,7 @@ Status Cluster::ClaimFiles() {
 }
 
 Status Cluster::StartController(const std::string& kind, std::chrono::milliseconds timeout) {
-  auto controller = MakeControllerLauncher(kind, context_);
+  auto controller = MakeControllerLauncher(kind, ControllerContext(kind, false));
   if (!controller.ok()) return controller.status();
   controller_ = std::move(controller).value();
   if (Status s = controller_->Start(1); !s.ok()) return Status::Unavailable("controller: " + s.message());
@@ -107,6 +108,9 @@ Status Cluster::StartEngines(const std::string& kind, int n) {
   if (!engines.ok()) return engines.status();
   engine_sets_.push_back(std::move(engines).value());
   if (Status s = engine_sets_.back()->Start(n); !s.ok()) return Status::Unavailable("engines: " + s.message());
+  if (engine_sets_.back()->kind() != "Local" && engine_sets_.back()->CanSubmitJobs().ok()) {
+    batch_watches_.push_back({engine_sets_.size() - 1, n, RestartBudget(context_.restart), {}, {}});
+  }
   return Status::OK();
 }
 
@@ -117,10 +121,12 @@ Json Cluster::Describe(int n) const {
   }
   Json controller = {{"class", controller_ ? controller_->kind() : ""}, {"state", controller_ ? controller_->State() : Json()}};
   if (controller_) controller["logs"] = controller_->LogLocation();
-  return {{"cluster", {{"profile_dir", context_.profile_dir.string()}, {"cluster_id", context_.cluster_id}, {"n", n}}},
+  Json out = {{"cluster", {{"profile_dir", context_.profile_dir.string()}, {"cluster_id", context_.cluster_id}, {"n", n}}},
           {"controller", controller},
           {"engines", {{"sets", sets}}},
           {"ipcluster_pid", getpid()}};
+  if (adapter_) out["adapt"] = adapter_->Describe();
+  return out;
 }
 
 Status Cluster::Save(const Json& description) const { return protocol::WritePrivateFile(file(), description.dump(2)); }
@@ -179,46 +185,14 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
 // Engines `ipcluster engines` added later are not our children: the cluster file only tells
 // list which of them are gone.
 void Cluster::Supervise(const Logger& log) {
-  std::set<pid_t> reported;
-  const fs::path path = file();
   while (!stop_) {
-    if (controller_->Alive() == 0) {
-      auto exits = controller_->Exits();
-      if (!exits.empty() && exits[0].how == DescribeWaitStatus(0)) {
-        // A requested shutdown (ipp shutdown, a client's shutdown_request): nothing went wrong.
-        log->info("the controller (pid {}) exited with status 0 (shut down on request); stopping the engines", exits[0].pid);
-      } else {
-        log->error("the controller {}; stopping the engines{}", exits.empty() ? "ended" : "(pid " + std::to_string(exits[0].pid) + ") " + exits[0].how,
-                   exits.empty() ? "" : "; the end of its log " + exits[0].log.string() + ":\n" + Tail(exits[0].log, 10));
-      }
-      RemoveStaleConnectionFiles(log);
+    if (!SuperviseController(log)) {
+      RemoveStaleConnectionFiles(&log);
       return;
     }
-    std::map<pid_t, std::string> ended;
-    for (auto& s : engine_sets_) {
-      for (const auto& e : s->Exits()) {
-        if (!reported.insert(e.pid).second) continue;
-        ended[e.pid] = e.how;
-        // Status 0: it was asked to stop (ipp shutdown); anything else is worth a warning.
-        log->log(e.how == DescribeWaitStatus(0) ? spdlog::level::info : spdlog::level::warn,
-                 "{} engine process pid {} {}; its log: {}", s->kind(), e.pid, e.how, e.log.string());
-      }
-    }
-    if (!ended.empty()) {
-      // Re-read: `ipcluster engines` may have added sets since we wrote the file (a write of
-      // its own in the few microseconds between our read and our rename would be lost).
-      std::ifstream in(path);
-      Json recorded = Json::parse(in, nullptr, false);
-      if (recorded.is_object()) {
-        for (auto& set : recorded["engines"]["sets"]) {
-          for (auto& proc : set["state"]["processes"]) {
-            auto it = ended.find(proc.value("pid", 0));
-            if (it != ended.end()) proc["exit"] = it->second;
-          }
-        }
-        if (auto st = Save(recorded); !st.ok()) log->error("{}", st.message());
-      }
-    }
+    if (adapter_) Adapt(log);
+    if (!batch_watches_.empty()) ReplaceEndedJobs(log);
+    SuperviseEngines(log, std::chrono::steady_clock::now());
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
@@ -226,7 +200,7 @@ void Cluster::Supervise(const Logger& log) {
 // A controller that died (a kill, a crash) could not remove its connection files: clients and
 // engines reading them would wait for it until their timeouts. Kept when it was told to reuse
 // them (--reuse, --restore): then the next controller is meant to take them over.
-void Cluster::RemoveStaleConnectionFiles(const Logger& log) const {
+void Cluster::RemoveStaleConnectionFiles(const Logger* log) const {
   for (const std::string& arg : context_.controller_args) {
     for (const char* keep : {"--reuse", "--restore", "--IPController.reuse_files", "--IPController.restore_engines"}) {
       if (arg.rfind(keep, 0) == 0) return;
@@ -235,7 +209,7 @@ void Cluster::RemoveStaleConnectionFiles(const Logger& log) const {
   std::error_code ec;
   for (const char* role : {"client", "engine", "dashboard"}) {
     fs::path f = SecurityDir(context_) / protocol::ConnectionFileName(role, context_.cluster_id);
-    if (fs::remove(f, ec)) log->info("removed its connection file {}", f.string());
+    if (fs::remove(f, ec) && log) (*log)->info("removed its connection file {}", f.string());
   }
 }
 
@@ -261,6 +235,9 @@ void Cluster::Stop() {
 
 void Cluster::StopAll() {
   Stop();
+  // A controller kept them for its restart (--reuse, added by ControllerContext): the cluster
+  // is gone now.
+  if (controller_) RemoveStaleConnectionFiles(nullptr);
   Cluster recorded(context_, stop_);
   if (recorded.Load().ok()) {
     recorded.controller_.reset();
@@ -281,6 +258,8 @@ LaunchContext ContextFor(const protocol::ProfileDir& profile, const std::string&
   c.config = config;
   for (const auto& a : config.value("controller_args", Json::array())) c.controller_args.push_back(a.get<std::string>());
   for (const auto& a : config.value("engine_args", Json::array())) c.engine_args.push_back(a.get<std::string>());
+  Json environment = config.value("environment", Json::object());  // items() must not outlive it
+  for (const auto& [name, value] : environment.items()) c.environment[name] = value.get<std::string>();
   return c;
 }
 

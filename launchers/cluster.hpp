@@ -9,11 +9,15 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/logging.hpp"
+#include "launchers/adapt.hpp"
+#include "launchers/engine_supervisor.hpp"
 #include "launchers/launcher.hpp"
+#include "launchers/restart_budget.hpp"
 #include "protocol/profile_dir.hpp"
 
 namespace ipp::launchers {
@@ -40,6 +44,9 @@ class Cluster {
   Status StartController(const std::string& kind, std::chrono::milliseconds timeout);
   // Starts `n` engines as a new engine set.
   Status StartEngines(const std::string& kind, int n);
+  // --adapt: a new engine set, without engines yet, whose jobs Supervise submits and cancels
+  // (launchers/cluster_adapt.cpp). Fails for launchers without jobs to poll.
+  Status StartAdaptive(const std::string& kind, const AdaptLimits& limits);
 
   // The cluster file's content: its launchers' classes, states and logs, `n` engines, our pid.
   Json Describe(int n) const;
@@ -51,8 +58,10 @@ class Cluster {
   // Batch jobs cannot be watched: then only the timeout ends it.
   Status WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set = 0);
 
-  // Until `stop` or the controller's end: reaps the engines, logs how each that ends did and
-  // records it in the cluster file for `ipcluster list`. A controller that died leaves no
+  // Until `stop` or the controller's end: reaps the engines, logs how each that ends did,
+  // restarts them as context().restart allows (SuperviseEngines) and records it in the cluster
+  // file for `ipcluster list`. A controller that dies is started again with --restore
+  // (SuperviseController), within context().restart; a controller that is not leaves no
   // connection files behind.
   void Supervise(const Logger& log);
 
@@ -70,13 +79,46 @@ class Cluster {
   const Launcher& engine_set(size_t i) const { return *engine_sets_[i]; }
 
  private:
-  void RemoveStaleConnectionFiles(const Logger& log) const;
+  // Removes the connection files unless the user asked the controller to keep them (--reuse,
+  // --restore); logs each removal when `log` is given.
+  void RemoveStaleConnectionFiles(const Logger* log) const;
+  // The arguments the controller is started with: the user's, and when it may be restarted,
+  // --reuse (same ports and key: engines and clients reconnect by themselves) and
+  // --task-journal (what a restore runs again).
+  LaunchContext ControllerContext(const std::string& kind, bool restore) const;
+  // One tick of Supervise for the controller (launchers/controller_supervisor.cpp): false when
+  // it has ended for good (asked to, or not restarted), so that the cluster stops.
+  bool SuperviseController(const Logger& log);
+  // One step of --adapt; saves the cluster file when the jobs changed.
+  void Adapt(const Logger& log);
+  // Batch engine sets started without --adapt: a job that ends (walltime, scancel) is submitted
+  // again, within a RestartBudget (launchers/cluster_adapt.cpp).
+  void ReplaceEndedJobs(const Logger& log);
+  void SaveEngineSets(const Logger& log);
+  // One tick of engine supervision (engine_supervisor.cpp): ends logged and told to the
+  // controller (ipp_engine_exit_request), restarts started, the cluster file brought up to date.
+  void SuperviseEngines(const Logger& log, EngineSupervisor::Clock::time_point now);
+  // The controller learns how engine processes ended; logged when it cannot be told.
+  void ReportEnds(const Logger& log, const std::vector<EngineEnd>& ends) const;
 
   LaunchContext context_;
   const std::atomic<bool>& stop_;
   Json recorded_;
   std::unique_ptr<Launcher> controller_;
+  RestartBudget controller_budget_;
+  std::optional<std::chrono::steady_clock::time_point> controller_restart_at_;
   std::vector<std::unique_ptr<Launcher>> engine_sets_;
+  std::unique_ptr<Adapter> adapter_;  // --adapt: drives engine_sets_[adaptive_set_]
+  size_t adaptive_set_ = 0;
+  struct BatchWatch {
+    size_t set;
+    int engines;  // per job
+    RestartBudget budget;
+    std::chrono::steady_clock::time_point next_poll{};
+    std::vector<std::chrono::steady_clock::time_point> due;  // replacements waiting for their backoff
+  };
+  std::vector<BatchWatch> batch_watches_;
+  std::unique_ptr<EngineSupervisor> engine_supervisor_;  // made by the first SuperviseEngines
 };
 
 // What launches in `profile` need: the profile's ipcluster_config.json (`config`) with its

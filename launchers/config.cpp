@@ -27,7 +27,7 @@ size_t EditDistance(const std::string& a, const std::string& b) {
 namespace {
 
 // What ipcluster reads from the file; launcher.cpp and ipcluster_main.cpp are its readers.
-enum class Type { kCount, kString, kStrings, kHostCounts, kSection };
+enum class Type { kCount, kSeconds, kFlag, kString, kStrings, kHostCounts, kEnvironment, kSection };
 
 struct Setting {
   const char* key;
@@ -35,28 +35,37 @@ struct Setting {
   const std::vector<Setting>* section = nullptr;  // the settings inside a kSection
 };
 
-const std::vector<Setting> kMpi = {{"mpiexec", Type::kString}, {"args", Type::kStrings}};
+const std::vector<Setting> kMpi = {{"mpiexec", Type::kString}, {"args", Type::kStrings}, {"environment", Type::kEnvironment}};
 const std::vector<Setting> kSsh = {{"engines", Type::kHostCounts}, {"controller", Type::kString},
                                    {"ssh", Type::kString}, {"ssh_args", Type::kStrings},
-                                   {"remote_ipengine", Type::kString}, {"remote_ipcontroller", Type::kString}};
+                                   {"remote_ipengine", Type::kString}, {"remote_ipcontroller", Type::kString},
+                                   {"environment", Type::kEnvironment}};
 const std::vector<Setting> kBatch = {{"queue", Type::kString}, {"account", Type::kString},
                                      {"walltime", Type::kString}, {"extra_directives", Type::kStrings},
                                      {"submit_args", Type::kStrings}, {"engine_template", Type::kString},
-                                     {"controller_template", Type::kString}};
+                                     {"controller_template", Type::kString}, {"environment", Type::kEnvironment}};
 // Batch sections are named by the batch system's name in lower case (BatchLauncher reads them).
 const std::vector<Setting> kTop = {
     {"n", Type::kCount}, {"engines", Type::kString}, {"controller", Type::kString},
     {"engine_command", Type::kString}, {"engine_args", Type::kStrings}, {"controller_args", Type::kStrings},
+    {"environment", Type::kEnvironment},
+    {"max_restarts", Type::kCount}, {"restart_window", Type::kSeconds}, {"restart_backoff", Type::kSeconds}, {"no_restart", Type::kFlag},
     {"mpi", Type::kSection, &kMpi}, {"ssh", Type::kSection, &kSsh},
     {"slurm", Type::kSection, &kBatch}, {"pbs", Type::kSection, &kBatch}, {"sge", Type::kSection, &kBatch},
-    {"lsf", Type::kSection, &kBatch}, {"htcondor", Type::kSection, &kBatch}};
+    {"lsf", Type::kSection, &kBatch}, {"htcondor", Type::kSection, &kBatch},
+    // --adapt and its limits
+    {"adapt", Type::kFlag}, {"min_engines", Type::kCount}, {"max_engines", Type::kCount}, {"engines_per_job", Type::kCount},
+    {"idle_timeout", Type::kSeconds}, {"max_queued_jobs", Type::kCount}, {"max_failed_jobs", Type::kCount}};
 
 const char* Wanted(Type type) {
   switch (type) {
     case Type::kCount: return "a whole number >= 0";
+    case Type::kSeconds: return "a number of seconds >= 0";
+    case Type::kFlag: return "true or false";
     case Type::kString: return "a string";
     case Type::kStrings: return "an array of strings";
     case Type::kHostCounts: return "an object of \"host\": engine count";
+    case Type::kEnvironment: return "an object of \"NAME\": \"value\" (NAME: letters, digits, _)";
     case Type::kSection: return "an object";
   }
   return "";
@@ -67,11 +76,17 @@ bool IsCount(const Json& v) { return v.is_number_unsigned() || (v.is_number_inte
 bool HasType(const Json& v, Type type) {
   switch (type) {
     case Type::kCount: return IsCount(v);
+    case Type::kSeconds: return v.is_number() && v.get<double>() >= 0;
+    case Type::kFlag: return v.is_boolean();
     case Type::kString: return v.is_string();
     case Type::kStrings:
       return v.is_array() && std::all_of(v.begin(), v.end(), [](const Json& e) { return e.is_string(); });
     case Type::kHostCounts:
       return v.is_object() && std::all_of(v.begin(), v.end(), IsCount);
+    case Type::kEnvironment:
+      return v.is_object() && std::all_of(v.items().begin(), v.items().end(), [](const auto& e) {
+               return IsEnvironmentName(e.key()) && e.value().is_string();
+             });
     case Type::kSection: return v.is_object();
   }
   return false;

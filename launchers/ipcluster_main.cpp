@@ -118,27 +118,67 @@ std::string DashboardUrl(const fs::path& security_dir, const std::string& cluste
   return j.is_object() && j.value("url", Json()).is_string() ? j["url"].get<std::string>() : "";
 }
 
+// --env NAME=VALUE (repeatable) over `environment` (what the config file set).
+std::string AddEnvironment(const std::vector<std::string>& assignments, std::map<std::string, std::string>& environment) {
+  for (const auto& a : assignments) {
+    size_t eq = a.find('=');
+    std::string name = a.substr(0, eq);
+    if (eq == std::string::npos || !ipp::launchers::IsEnvironmentName(name)) {
+      return "--env wants NAME=VALUE with NAME of letters, digits and _ (not starting with a digit), not '" + a + "'";
+    }
+    environment[name] = a.substr(eq + 1);
+  }
+  return "";
+}
+
 int Start(int argc, char** argv) {
   Common c;
   int n = 0;
   double timeout = 60;
   std::string engines_kind, controller_kind, ip;
-  std::vector<std::string> engine_args, controller_args;
-  c.options.add_options()("n,n", po::value(&n), "number of engines (default: the number of CPUs)")
+  std::vector<std::string> engine_args, controller_args, env;
+  ipp::launchers::AdaptLimits adapt;
+  double idle_timeout = 300;
+  int max_restarts = 5;
+  double restart_window = 600, restart_backoff = 1;
+  c.options.add_options()("n,n", po::value(&n), "number of engines (default: the number of CPUs; with --adapt the default --max-engines)")
+      ("adapt", "elastic: submit jobs of engines while tasks wait, cancel them once idle (Local, Slurm, SGE, PBS)")
+      ("min-engines", po::value(&adapt.min_engines), "--adapt: engines kept even when idle (default 0)")
+      ("max-engines", po::value(&adapt.max_engines), "--adapt: at most this many engines (default: -n)")
+      ("engines-per-job", po::value(&adapt.engines_per_job), "--adapt: engines per job (default 1 for Local, 8 for batch)")
+      ("idle-timeout", po::value(&idle_timeout), "--adapt: seconds a job's engines stay idle before it is cancelled (default 300)")
+      ("max-queued-jobs", po::value(&adapt.max_queued_jobs), "--adapt: jobs waiting in the batch queue at once, at most (default 2)")
+      ("max-failed-jobs", po::value(&adapt.max_failed_jobs), "--adapt: failed submissions or jobs that never start, in a row, before submitting stops (default 3)")
       ("engines", po::value(&engines_kind), "engine launcher: Local (default), MPI, SSH, Slurm, PBS, SGE, LSF, HTCondor")
       ("controller", po::value(&controller_kind), "controller launcher: Local (default), Slurm, PBS, SGE, LSF, HTCondor")
       ("ip", po::value(&ip), "interface the controller listens on (default 127.0.0.1)")
       ("daemonize", "return once the cluster is up, leaving it running")
       ("timeout", po::value(&timeout)->default_value(60), "seconds to wait for the engines to register")
       ("engine-arg", po::value(&engine_args)->composing(), "extra ipengine argument (repeatable), e.g. --engine-arg=--load=/x.so")
-      ("controller-arg", po::value(&controller_args)->composing(), "extra ipcontroller argument (repeatable)");
+      ("controller-arg", po::value(&controller_args)->composing(), "extra ipcontroller argument (repeatable)")
+      ("env", po::value(&env)->composing(), "NAME=VALUE set for every process launched (repeatable; over config \"environment\")")
+      ("max-restarts", po::value(&max_restarts)->default_value(5),
+       "an engine process (Local, SSH; an MPI set as a whole) or the controller that exits or is killed is started "
+       "again, at most this many times per engine (or controller) within --restart-window (then it is left dead and "
+       "the refusal is logged)")
+      ("restart-window", po::value(&restart_window)->default_value(600), "seconds: the window of --max-restarts")
+      ("restart-backoff", po::value(&restart_backoff)->default_value(1),
+       "seconds before the first restart; doubled for each further restart within the window (at most 60)")
+      ("no-restart", "leave engines that exit or are killed, and a controller that dies, dead");
   std::vector<std::string> traitlets;
   int rc = c.Parse(argc, argv,
-                   "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize]\n\n"
+                   "usage: ipcluster start [-n N] [--engines KIND] [--controller KIND] [--daemonize] [--adapt ...]\n\n"
                    "Start a controller and N engines; return (--daemonize) or stay in the foreground\n"
                    "once all N engines have registered. Ctrl-C in the foreground stops the cluster.\n"
+                   "--adapt: no engines at first; jobs of --engines-per-job engines are submitted\n"
+                   "while tasks wait (up to --max-engines) and cancelled once idle for --idle-timeout.\n"
                    "Launcher settings (mpiexec, SSH hosts, batch queue/account/walltime, job templates)\n"
-                   "come from <profile>/ipcluster_config.json; options here override it.",
+                   "come from <profile>/ipcluster_config.json; options here override it.\n\n"
+                   "Engines that exit or are killed are replaced (a new engine to the controller), with a\n"
+                   "backoff and a limit; not those that exit with status 0 (ipp shutdown) nor those\n"
+                   "stopped by ipcluster stop or Ctrl-C. Under mpiexec one dead rank ends the whole MPI\n"
+                   "job: the whole set is restarted, as one engine slot. How each engine process ended\n"
+                   "is in ipcluster's log, ipcluster list, ipp engines and the dashboard.",
                    &traitlets);
   if (rc >= 0) return rc;
   auto profile = c.Profile();
@@ -150,11 +190,42 @@ int Start(int argc, char** argv) {
   if (!c.vm.count("n")) n = cfg.value("n", static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   if (n < 1) return Fail("-n must be at least 1 (a cluster without engines: run ipcontroller)");
   if (engines_kind.empty()) engines_kind = cfg.value("engines", std::string("Local"));
+  const bool adaptive = c.vm.count("adapt") > 0 || cfg.value("adapt", false);
+  if (adaptive) {
+    // The command line wins over ipcluster_config.json, which uses the names with '_'.
+    auto setting = [&](const char* flag, const char* key, auto* value) {
+      if (!c.vm.count(flag) && cfg.contains(key)) *value = cfg[key].get<std::remove_pointer_t<decltype(value)>>();
+    };
+    setting("min-engines", "min_engines", &adapt.min_engines);
+    setting("engines-per-job", "engines_per_job", &adapt.engines_per_job);
+    setting("idle-timeout", "idle_timeout", &idle_timeout);
+    setting("max-queued-jobs", "max_queued_jobs", &adapt.max_queued_jobs);
+    setting("max-failed-jobs", "max_failed_jobs", &adapt.max_failed_jobs);
+    if (!c.vm.count("max-engines")) adapt.max_engines = cfg.value("max_engines", n);
+    if (!c.vm.count("engines-per-job") && !cfg.contains("engines_per_job")) {
+      adapt.engines_per_job = ipp::launchers::CanonicalKind(engines_kind) == "Local" ? 1 : 8;
+    }
+    adapt.idle_timeout = Seconds(idle_timeout);
+    if (adapt.min_engines < 0 || adapt.max_engines < 1 || adapt.min_engines > adapt.max_engines || adapt.engines_per_job < 1 ||
+        adapt.max_queued_jobs < 1 || adapt.max_failed_jobs < 1 || idle_timeout < 0) {
+      return Fail("--adapt needs 0 <= --min-engines <= --max-engines, --max-engines, --engines-per-job, --max-queued-jobs and --max-failed-jobs at least 1, --idle-timeout >= 0");
+    }
+  }
   if (controller_kind.empty()) controller_kind = cfg.value("controller", std::string("Local"));
   auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
   if (!ip.empty()) ctx.controller_args.push_back("--ip=" + ip);
   ctx.controller_args.insert(ctx.controller_args.end(), controller_args.begin(), controller_args.end());
   ctx.engine_args.insert(ctx.engine_args.end(), engine_args.begin(), engine_args.end());
+  if (std::string bad = AddEnvironment(env, ctx.environment); !bad.empty()) return Fail(bad);
+  // Restart limits: the command line, else the config file, else the defaults.
+  if (c.vm["max-restarts"].defaulted()) max_restarts = cfg.value("max_restarts", max_restarts);
+  if (c.vm["restart-window"].defaulted()) restart_window = cfg.value("restart_window", restart_window);
+  if (c.vm["restart-backoff"].defaulted()) restart_backoff = cfg.value("restart_backoff", restart_backoff);
+  if (max_restarts < 0 || restart_window < 0 || restart_backoff < 0) return Fail("--max-restarts, --restart-window and --restart-backoff must be >= 0");
+  ctx.restart.enabled = !c.vm.count("no-restart") && !cfg.value("no_restart", false);
+  ctx.restart.max_restarts = max_restarts;
+  ctx.restart.window = Seconds(restart_window);
+  ctx.restart.initial_backoff = Seconds(restart_backoff);
 
   ipp::launchers::Cluster cluster(ctx, g_stop);
   if (auto s = cluster.ClaimFiles(); !s.ok()) return Fail(s.message());
@@ -172,15 +243,23 @@ int Start(int argc, char** argv) {
     ::close(ready[0]);
   }
 
+  if (adaptive) {  // refused before anything starts
+    auto probe = ipp::launchers::MakeEngineLauncher(engines_kind, ctx);
+    if (!probe.ok()) return Fail(probe.status().message());
+    if (auto s = (*probe)->CanSubmitJobs(); !s.ok()) return Fail("--adapt: " + s.message());
+  }
+
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   if (auto s = cluster.StartController(controller_kind, Seconds(timeout)); !s.ok()) return Fail(s.message());
-  if (auto s = cluster.StartEngines(engines_kind, n); !s.ok()) {
-    cluster.Stop();
+  if (auto s = adaptive ? cluster.StartAdaptive(engines_kind, adapt) : cluster.StartEngines(engines_kind, n); !s.ok()) {
+    cluster.StopAll();  // the controller kept its connection files for a restart: not now
     return Fail(s.message());
   }
+  if (adaptive) n = 0;  // none launched yet: the adapter submits them from Supervise
   Json description = cluster.Describe(n);
   description["engine_args"] = engine_args;  // for the engines `ipcluster engines` adds later
+  description["env"] = env;
   fs::path own_log = OwnLog(profile, c.cluster_id);
   if (daemonize) description["ipcluster_log"] = own_log.string();
   if (auto s = cluster.Save(description); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
@@ -191,8 +270,11 @@ int Start(int argc, char** argv) {
     return Fail(s.message() + "\n" + ipp::launchers::LogLine(ipp::launchers::LogsOf(description)));
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::cout << "ipcluster: cluster" << (c.cluster_id.empty() ? "" : " " + c.cluster_id) << " started with " << n
-            << " engine(s) (" << cluster.engine_sets() << " " << engines_kind << " set) in " << secs
+  std::cout << "ipcluster: cluster" << (c.cluster_id.empty() ? "" : " " + c.cluster_id) << " started with "
+            << (adaptive ? std::to_string(adapt.min_engines) + " to " + std::to_string(adapt.max_engines) + " engine(s) on demand, " +
+                               std::to_string(adapt.engines_per_job) + " per " + engines_kind + " job (--adapt)"
+                         : std::to_string(n) + " engine(s) (" + std::to_string(cluster.engine_sets()) + " " + engines_kind + " set)")
+            << " in " << secs
             << " s; profile " << profile.root().string() << "\nipcluster: "
             << ipp::launchers::LogLine(ipp::launchers::LogsOf(description)) << std::endl;
   if (std::string url = DashboardUrl(profile.security_dir(), c.cluster_id); !url.empty()) {
@@ -254,11 +336,15 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
   // A profile in $IPYTHONDIR is profile_<name>; one given by --profile-dir is named by its path.
   std::string name = profile_dir.filename().string();
   std::string profile = name.rfind("profile_", 0) == 0 ? name.substr(8) : profile_dir.string();
-  return {{"profile", profile}, {"cluster_id", cluster_id},
+  Json row = {{"profile", profile}, {"cluster_id", cluster_id},
           {"engines", j["cluster"].value("n", 0)}, {"running", running},
           {"controller", j["controller"].value("class", "")}, {"registered", registered}, {"exited", exited},
           {"logs", ipp::launchers::LogsOf(j)},
           {"dashboard", running ? Json(DashboardUrl(profile_dir / "security", cluster_id)) : Json()}};
+  if (j.contains("adapt")) row["adapt"] = j["adapt"];  // --adapt: its jobs and why submitting stopped
+  // Engine processes ipcluster started again: only when there were any.
+  if (int restarts = j.value("restarts", 0); restarts > 0) row["restarts"] = restarts;
+  return row;
 }
 
 int List(int argc, char** argv) {
@@ -271,7 +357,8 @@ int List(int argc, char** argv) {
   if (int rc = ipp::cli::Parse(argc, argv,
                                "usage: ipcluster list [--profile-dir DIR]\n\nList the clusters of every profile in $IPYTHONDIR (or of the profile directory\n"
                                "given): for each, the engines its controller has registered beside those\n"
-                               "launched, how any engine process ended, and where the logs are.",
+                               "launched, how any engine process ended, how many were restarted, and where\n"
+                               "the logs are.",
                                o, vm);
       rc >= 0) {
     return rc;
@@ -319,9 +406,19 @@ int List(int argc, char** argv) {
       }
       engines += ")";
     }
+    if (int restarts = r.value("restarts", 0); restarts > 0) {
+      engines += ", " + std::to_string(restarts) + " restarted";
+    }
     std::printf("%-16s %-16s %-8s  %s\n", r["profile"].get<std::string>().c_str(), r["cluster_id"].get<std::string>().c_str(),
                 r["running"].get<bool>() ? "running" : "stopped", engines.c_str());
     std::printf("  %s\n", ipp::launchers::LogLine(r["logs"]).c_str());
+    if (const Json& a = r.value("adapt", Json()); a.is_object()) {
+      std::printf("  adapt: %d to %d engines, %d per job, %zu job(s) now, idle timeout %d s\n", a.value("min_engines", 0),
+                  a.value("max_engines", 0), a.value("engines_per_job", 0), a.value("jobs", Json::array()).size(),
+                  a.value("idle_timeout", 0));
+      if (a.contains("stopped")) std::printf("  adapt STOPPED SUBMITTING: %s\n", a["stopped"].get<std::string>().c_str());
+      for (const auto& f : a.value("recent_failures", Json::array())) std::printf("    %s\n", f.get<std::string>().c_str());
+    }
     if (r["dashboard"].is_string() && !r["dashboard"].get<std::string>().empty()) {
       std::printf("  dashboard: %s\n", r["dashboard"].get<std::string>().c_str());
     }
@@ -345,12 +442,14 @@ int Engines(int argc, char** argv) {
   Json cfg = LoadConfig(profile, &error);
   if (!error.empty()) return Fail(error);
   auto ctx = ipp::launchers::ContextFor(profile, c.cluster_id, cfg);
-  std::vector<std::string> start_args;
+  std::vector<std::string> start_args, start_env;
   {
     ipp::launchers::Cluster recorded(ctx, g_stop);
     if (auto s = recorded.Load(); !s.ok()) return Fail(s.message());
     start_args = recorded.recorded().value("engine_args", std::vector<std::string>{});
+    start_env = recorded.recorded().value("env", std::vector<std::string>{});
   }
+  AddEnvironment(start_env, ctx.environment);  // checked when the cluster started
   // The added engines are like the first ones: the start's --engine-arg, then ours.
   ctx.engine_args.insert(ctx.engine_args.end(), start_args.begin(), start_args.end());
   ctx.engine_args.insert(ctx.engine_args.end(), engine_args.begin(), engine_args.end());
@@ -368,7 +467,10 @@ int Engines(int argc, char** argv) {
   Json saved = cluster.Describe(cluster.recorded()["cluster"].value("n", 0) + n);
   saved["ipcluster_pid"] = cluster.recorded().value("ipcluster_pid", 0);
   saved["engine_args"] = start_args;
-  if (cluster.recorded().contains("ipcluster_log")) saved["ipcluster_log"] = cluster.recorded()["ipcluster_log"];
+  saved["env"] = start_env;
+  for (const char* kept : {"ipcluster_log", "adapt", "restarts"}) {  // the supervisor's, not ours to drop
+    if (cluster.recorded().contains(kept)) saved[kept] = cluster.recorded()[kept];
+  }
   if (auto s = cluster.Save(saved); !s.ok()) return Fail(s.message());
   if (auto s = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set); !s.ok()) return Fail(s.message());
   std::cout << "ipcluster: added " << n << " engine(s); logs: " << cluster.engine_set(new_set).LogLocation() << std::endl;

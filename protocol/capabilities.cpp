@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 
 namespace ipp::protocol {
 
@@ -25,6 +26,7 @@ json Capabilities::ToJson() const {
   json out = {{"kind", EngineKindName(kind)}, {"functions", sorted}, {"tags", tags}, {"resources", ResourcesJson()}};
   if (!hostname.empty()) out["hostname"] = hostname;
   if (pid) out["pid"] = *pid;
+  if (!job.empty()) out["job"] = job;
   return out;
 }
 
@@ -72,7 +74,16 @@ Result<Capabilities> Capabilities::FromJson(const json& ipp) {
   // Descriptive only: a value of the wrong type is ignored rather than refusing the engine.
   if (auto h = ipp.find("hostname"); h != ipp.end() && h->is_string()) out.hostname = h->get<std::string>();
   if (auto p = ipp.find("pid"); p != ipp.end() && p->is_number_integer()) out.pid = p->get<long>();
+  if (auto j = ipp.find("job"); j != ipp.end() && j->is_string()) out.job = j->get<std::string>();
   return out;
+}
+
+std::string BatchJobFromEnvironment() {
+  for (const char* name : {"IPP_JOB_ID", "SLURM_JOB_ID", "JOB_ID", "PBS_JOBID", "LSB_JOBID"}) {
+    const char* value = std::getenv(name);
+    if (value && *value) return value;
+  }
+  return "";
 }
 
 std::string Requirement::ToString() const {

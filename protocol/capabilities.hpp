@@ -5,7 +5,7 @@
 // On the wire, our engine adds to its registration_request content (and to the hub's
 // registration_notification) one key the stock controller and clients ignore:
 //   "ipp": {"kind": "native", "functions": ["pi.sample", ...], "tags": ["gpu"], "resources": {"gpus": 2},
-//           "hostname": "node1", "pid": 1234}
+//           "hostname": "node1", "pid": 1234, "job": "4242"}
 // An engine that sends no "ipp" key is a Python engine (the stock ipyparallel engine).
 //
 // A task's requirements (metadata "requires": a string or a list of strings) are each either a
@@ -38,8 +38,11 @@ struct Capabilities {
   // Where the engine runs, for people (the dashboard); our engines send them, others do not.
   std::string hostname;
   std::optional<long> pid;
+  // The batch job it runs in (SLURM_JOB_ID, JOB_ID, PBS_JOBID, LSB_JOBID or ipcluster's
+  // IPP_JOB_ID): how `ipcluster start --adapt` tells whose engines are idle.
+  std::string job;
 
-  // The "ipp" value described above ("hostname" and "pid" only when set).
+  // The "ipp" value described above ("hostname", "pid" and "job" only when set).
   nlohmann::json ToJson() const;
   // Its "resources" member: whole numbers as integers ({"gpus": 2}).
   nlohmann::json ResourcesJson() const;
@@ -60,6 +63,10 @@ struct Requirement {
 Result<std::vector<Requirement>> ParseRequirements(const nlohmann::json& value);
 // Parses "--resources gpus=2,mem=64" (also one name=value per call); InvalidArgument on bad text.
 Status ParseResources(const std::string& text, std::map<std::string, double>* out);
+
+// The batch job this process runs in, from its environment: IPP_JOB_ID (set by ipcluster for
+// its Local jobs), SLURM_JOB_ID, JOB_ID (SGE), PBS_JOBID, LSB_JOBID; "" outside any job.
+std::string BatchJobFromEnvironment();
 
 bool Meets(const Capabilities& engine, const Requirement& requirement);
 bool MeetsAll(const Capabilities& engine, const std::vector<Requirement>& requirements);

@@ -41,6 +41,11 @@ enum class Topic {
 // The topic's first frame on the channel ("in", "outtask", ...).
 std::string_view TopicName(Topic topic);
 
+// The routing id of the hub's socket to the task scheduler's client side (resubmissions). A
+// request from it that carries a second routing id is a client's, restored from the task
+// journal: the scheduler takes it as that client's own, and answers that client.
+inline constexpr const char* kHubRoutingId = "ipp-hub";
+
 // --- Encoding (the producers) ---
 // [topic] + a shared copy (no payload copy) of `frames`: a wire message with its routing ids,
 // in the layout the topic's line above gives.

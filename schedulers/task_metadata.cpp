@@ -1,5 +1,8 @@
 #include "schedulers/task_metadata.hpp"
 
+#include <cstdint>
+#include <limits>
+
 namespace ipp::schedulers {
 
 using nlohmann::json;
@@ -135,6 +138,17 @@ Result<TaskMetadata> ParseTaskMetadata(const protocol::PartFields& md) {
       Result<std::vector<protocol::Requirement>> requirements = protocol::ParseRequirements(md.value("requires").value_or(json()));
       if (!requirements.ok()) return Status::ProtocolError(requirements.status().message());
       out.requirements = std::move(*requirements);
+    }
+    if (auto priority = md.value("priority"); priority && !priority->is_null()) {
+      constexpr int64_t kLow = std::numeric_limits<int>::min(), kHigh = std::numeric_limits<int>::max();
+      bool integral = priority->is_number_integer() &&
+                      (priority->is_number_unsigned() ? priority->get<uint64_t>() <= static_cast<uint64_t>(kHigh)
+                                                      : priority->get<int64_t>() >= kLow && priority->get<int64_t>() <= kHigh);
+      if (!integral) {
+        return Status::ProtocolError("\"priority\" must be an integer from " + std::to_string(kLow) + " to " +
+                                     std::to_string(kHigh) + ", not " + priority->dump());
+      }
+      out.priority = priority->get<int>();
     }
     if (auto kind = md.value("ipp_kind"); kind && !kind->is_null()) {
       if (*kind == "native") {

@@ -1,5 +1,5 @@
 // TaskMetadata: what the task scheduler reads from a task's metadata dict — allowed targets,
-// retries, timeout and the `after`/`follow` dependencies (ipyparallel's
+// retries, timeout, priority and the `after`/`follow` dependencies (ipyparallel's
 // TaskScheduler.dispatch_submission) — parsed in one step, apart from the routing.
 // TaskNeeds: what kind of engine a task needs (protocol/capabilities.hpp), from its type, its
 // content's `ipp_call` and its metadata's `ipp_kind` and `requires`.
@@ -37,12 +37,13 @@ struct TaskMetadata {
   Dependency after, follow;
   std::optional<protocol::EngineKind> kind;  // "ipp_kind"
   std::vector<protocol::Requirement> requirements;  // metadata "requires"
+  int priority = 0;  // metadata "priority": higher runs first among waiting load-balanced tasks
 };
 
 // Ignores what it does not know, and values of the wrong type for targets/retries/timeout, as
 // the stock scheduler does. Errors: InvalidArgument for a dependency that is not one (the client
-// gets an InvalidDependency), ProtocolError for a value that cannot be read, a bad "requires" or
-// "ipp_kind" (a ValueError).
+// gets an InvalidDependency), ProtocolError for a value that cannot be read, a bad "requires",
+// "ipp_kind" or "priority" (not a 32-bit integer) (a ValueError).
 Result<TaskMetadata> ParseTaskMetadata(const protocol::PartFields& metadata);
 
 // What a request needs: an apply_request whose content has an `ipp_call` is native, for that

@@ -160,7 +160,8 @@ void TaskScheduler::HandleStranded(const std::string& uuid) {
   int engine_id = state->second.id;
   std::string why = std::move(state->second.gone_reason);
   engines_.erase(state);
-  std::sort(lost.begin(), lost.end(), [](auto& a, auto& b) { return a->seq < b->seq; });
+  std::sort(lost.begin(), lost.end(),
+            [](auto& a, auto& b) { return RunsBefore(a->priority, a->seq, b->priority, b->seq); });
   for (auto& job : lost) {
     if (job->retries > 0) {
       --job->retries;
@@ -227,17 +228,17 @@ void TaskScheduler::Park(std::unique_ptr<Job> job, bool fresh) {
     log_->info("task {} waits for {}", job->msg_id, reason);
     protocol::Send(monitor_, protocol::monitor::TaskWaiting(job->msg_id, reason));
   }
-  parked_.emplace_back(job->seq, job->msg_id);
+  parked_.push_back(EntryOf(*job));
   if (fresh) {
     Enter(std::move(job), false);
   } else {
     KeepWaiting(std::move(job));
   }
   if (parked_.size() > 2 * waiting_.size() + 1024) {  // drop stale entries now and then
-    std::deque<std::pair<uint64_t, std::string>> live;
+    std::deque<Queued> live;
     for (auto& entry : parked_) {
-      auto it = waiting_.find(entry.second);
-      if (it != waiting_.end() && it->second->parked && it->second->seq == entry.first) live.push_back(std::move(entry));
+      auto it = waiting_.find(entry.msg_id);
+      if (it != waiting_.end() && it->second->parked && it->second->seq == entry.seq) live.push_back(std::move(entry));
     }
     parked_.swap(live);
   }
@@ -245,11 +246,11 @@ void TaskScheduler::Park(std::unique_ptr<Job> job, bool fresh) {
 
 void TaskScheduler::Unpark() {
   if (parked_.empty()) return;
-  std::deque<std::pair<uint64_t, std::string>> still;
+  std::deque<Queued> still;
   bool moved = false;
   for (auto& entry : parked_) {
-    auto it = waiting_.find(entry.second);
-    if (it == waiting_.end() || !it->second->parked || it->second->seq != entry.first) continue;  // stale
+    auto it = waiting_.find(entry.msg_id);
+    if (it == waiting_.end() || !it->second->parked || it->second->seq != entry.seq) continue;  // stale
     Job& job = *it->second;
     if (!AnyConnectedCanRun(job.needs)) {
       still.push_back(std::move(entry));
@@ -265,16 +266,17 @@ void TaskScheduler::Unpark() {
   }
   parked_.swap(still);
   if (moved) {
-    std::stable_sort(queue_.begin(), queue_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::stable_sort(queue_.begin(), queue_.end());
   }
 }
 
 void TaskScheduler::ParkUnrunnable() {
   std::vector<std::string> unrunnable;
   std::vector<std::pair<TaskNeeds, bool>> seen;  // needs -> some connected engine meets them
-  for (const auto& [seq, id] : queue_) {
+  for (const Queued& entry : queue_) {
+    const std::string& id = entry.msg_id;
     auto it = waiting_.find(id);
-    if (it == waiting_.end() || it->second->parked || it->second->seq != seq) continue;
+    if (it == waiting_.end() || it->second->parked || it->second->seq != entry.seq) continue;
     const TaskNeeds& needs = it->second->needs;
     auto known = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == needs; });
     if (known == seen.end()) known = seen.insert(seen.end(), {needs, AnyConnectedCanRun(needs)});
@@ -294,6 +296,12 @@ void TaskScheduler::OnSubmission() {
   for (int batch = 0; batch < protocol::kBatch; ++batch) {
     auto frames = protocol::TryRecv(client_);
     if (!frames) return;
+    // A client's request the hub restored from its journal: it is that client's (and so is
+    // the reply).
+    if (frames->size() > 2 && protocol::view((*frames)[0]) == protocol::monitor::kHubRoutingId &&
+        protocol::view((*frames)[1]) != protocol::kDelimiter) {
+      frames->erase(frames->begin());
+    }
     Result<RawMessage> raw = RawMessage::FromFrames(std::move(*frames));
     if (!raw.ok() || raw->identity_count() == 0) {
       log_->warn("dropped malformed task: {}", raw.ok() ? "no routing id" : raw.status().ToString());
@@ -317,6 +325,12 @@ void TaskScheduler::OnSubmission() {
       Refuse(*raw, type);
       continue;
     }
+    // A second copy of a task still waiting or running (a client resending what it could not
+    // tell the controller had, after a restart): one run, one reply.
+    if (fates_.find(*msg_id).outcome == TaskFates::Outcome::kPending) {
+      log_->warn("dropped task {}: a task with that msg_id is already waiting or running", *msg_id);
+      continue;
+    }
     // No engine could read it (which kind it needs cannot be told either): answered here, as an
     // engine answers a malformed request.
     std::string_view content = raw->part(RawMessage::kContent);
@@ -334,6 +348,7 @@ void TaskScheduler::OnSubmission() {
       job->needs = NeedsOf(type, content, *metadata);
       job->targets = std::move(metadata->targets);
       job->retries = metadata->retries;
+      job->priority = metadata->priority;
       if (metadata->timeout) job->deadline = std::chrono::steady_clock::now() + *metadata->timeout;
       job->after = std::move(metadata->after);
       job->follow = std::move(metadata->follow);
@@ -489,15 +504,27 @@ void TaskScheduler::Enter(std::unique_ptr<Job> job, bool queued) {
       Fail(std::move(job), "TaskTimeout", why, "");
     });
   }
-  if (queued) queue_.emplace_back(job->seq, id);
+  if (queued) Enqueue(EntryOf(*job));
   waiting_[id] = std::move(job);
   if (queue_.size() > 2 * waiting_.size() + 1024) {  // drop stale entries now and then
-    std::deque<std::pair<uint64_t, std::string>> live;
+    std::deque<Queued> live;
     for (auto& entry : queue_) {
-      if (waiting_.count(entry.second)) live.push_back(std::move(entry));
+      if (waiting_.count(entry.msg_id)) live.push_back(std::move(entry));
     }
     queue_.swap(live);
   }
+}
+
+void TaskScheduler::Enqueue(Queued entry) {
+  // queue_ runs from the highest priority down. Nearly always every task has the default one:
+  // then this is a push_back, as a queue without priorities does.
+  if (queue_.empty() || queue_.back().priority >= entry.priority) {
+    queue_.push_back(std::move(entry));
+    return;
+  }
+  auto behind = std::upper_bound(queue_.begin(), queue_.end(), entry.priority,
+                                 [](int priority, const Queued& e) { return priority > e.priority; });
+  queue_.insert(behind, std::move(entry));
 }
 
 bool TaskScheduler::Known(const std::string& msg_id) const {
@@ -719,19 +746,19 @@ void TaskScheduler::RunDependents(const std::string& finished_id) {
   if (node == graph_.end()) return;
   std::vector<std::string> ids = std::move(node->second);
   graph_.erase(node);
-  std::vector<std::pair<uint64_t, std::string>> ordered;
+  std::vector<Queued> ordered;
   for (auto& id : ids) {
     auto it = waiting_.find(id);
-    if (it != waiting_.end()) ordered.emplace_back(it->second->seq, id);
+    if (it != waiting_.end()) ordered.push_back(EntryOf(*it->second));
   }
   std::sort(ordered.begin(), ordered.end());
-  for (auto& [seq, id] : ordered) {
-    if (auto job = TakeWaiting(id)) Advance(std::move(job));
+  for (const Queued& entry : ordered) {
+    if (auto job = TakeWaiting(entry.msg_id)) Advance(std::move(job));
   }
 }
 
 void TaskScheduler::RunQueued() {
-  std::vector<std::pair<uint64_t, std::string>> kept;
+  std::vector<Queued> kept;
   // Needs no free engine meets, found in this pass: engines only fill up during it, so the later
   // jobs with the same needs are kept without a look at each engine (in a mixed cluster, a long
   // line of one kind's work waits while the other kind's engines free up).
@@ -740,8 +767,8 @@ void TaskScheduler::RunQueued() {
     if (AvailableEngines().empty()) break;
     auto entry = std::move(queue_.front());
     queue_.pop_front();
-    auto it = waiting_.find(entry.second);
-    if (it == waiting_.end() || it->second->seq != entry.first || it->second->parked) continue;  // stale
+    auto it = waiting_.find(entry.msg_id);
+    if (it == waiting_.end() || it->second->seq != entry.seq || it->second->parked) continue;  // stale
     const TaskNeeds& needs = it->second->needs;
     bool known_blocked = std::find(blocked.begin(), blocked.end(), needs) != blocked.end();
     if (!known_blocked && !AnyAvailableCanRun(needs)) {
@@ -755,7 +782,7 @@ void TaskScheduler::RunQueued() {
     auto job = std::move(it->second);
     waiting_.erase(it);
     Advance(std::move(job));
-    auto still = waiting_.find(entry.second);
+    auto still = waiting_.find(entry.msg_id);
     if (still != waiting_.end() && !still->second->parked) kept.push_back(std::move(entry));
   }
   for (auto it = kept.rbegin(); it != kept.rend(); ++it) queue_.push_front(std::move(*it));

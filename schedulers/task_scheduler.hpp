@@ -3,7 +3,8 @@
 // Clients submit on a ROUTER; engines are reached through another ROUTER by their uuid.
 // Jobs wait until their time dependencies (`after`) are met and an engine satisfying `targets`,
 // `follow`, the high-water mark and the job's needs (TaskNeeds: kind, function, requires, checked
-// against each engine's Capabilities) is free; the routing policy picks among those. A job that
+// against each engine's Capabilities) is free; the routing policy picks among those. Waiting jobs
+// get their turn by metadata "priority" (higher first), in arrival order within one priority. A job that
 // no connected engine can run is parked until an engine registers or its capabilities change;
 // the hub is told what it waits for (monitor topic "waiting"). A failed job
 // with retries left, or one whose engine died, is resubmitted elsewhere; otherwise its client
@@ -77,6 +78,7 @@ class TaskScheduler {
     IdSet blacklist;          // engines that refused it (unmet dependency or failure)
     Dependency after, follow;
     int retries = 0;
+    int priority = 0;
     std::optional<std::chrono::steady_clock::time_point> deadline;
     Reactor::TimerId timeout_timer = 0;
     TaskNeeds needs;
@@ -118,6 +120,21 @@ class TaskScheduler {
   void RunOn(std::unique_ptr<Job> job, size_t index);
   // Starts waiting: enters the job in queue_ (when `queued`), graph_ and waiting_, with its timeout.
   void Wait(std::unique_ptr<Job> job) { Enter(std::move(job), true); }
+  // A job's place in queue_ (or parked_): ordered by priority, then arrival; an entry whose job
+  // has left waiting_, or is parked, or has another seq (a later submission) is stale.
+  struct Queued {
+    int priority;
+    uint64_t seq;
+    std::string msg_id;
+    bool operator<(const Queued& other) const { return RunsBefore(priority, seq, other.priority, other.seq); }
+  };
+  // Whose turn comes first among runnable jobs: the higher priority, then the earlier submission.
+  static bool RunsBefore(int priority, uint64_t seq, int other_priority, uint64_t other_seq) {
+    return priority != other_priority ? priority > other_priority : seq < other_seq;
+  }
+  static Queued EntryOf(const Job& job) { return {job.priority, job.seq, job.msg_id}; }
+  // Adds an entry to queue_ behind every entry of its priority or higher.
+  void Enqueue(Queued entry);
   void Enter(std::unique_ptr<Job> job, bool queued);
   // Puts a job taken from waiting_ back (its queue_ and graph_ entries stayed).
   void KeepWaiting(std::unique_ptr<Job> job);
@@ -134,9 +151,10 @@ class TaskScheduler {
   void HandleResult(protocol::RawMessage&& raw, const std::string& engine);
   void Retry(std::unique_ptr<Job> job, const std::string& engine);
   void Finished(const std::string& msg_id, const std::string& engine, bool success);
-  // A task ended: the jobs waiting on it get their turn, in submission order.
+  // A task ended: the jobs waiting on it get their turn (by priority, then submission order).
   void RunDependents(const std::string& finished_id);
-  // An engine joined or became free: waiting jobs get their turn in order until engines run out.
+  // An engine joined or became free: waiting jobs get their turn (by priority, then submission
+  // order) until engines run out.
   void RunQueued();
   void RegisterEngine(const std::string& uuid, Caps caps);
   void UnregisterEngine(const std::string& uuid);
@@ -198,8 +216,8 @@ class TaskScheduler {
 
   uint64_t next_seq_ = 0;
   std::unordered_map<std::string, std::unique_ptr<Job>> waiting_;  // msg_id -> job
-  std::deque<std::pair<uint64_t, std::string>> queue_;  // waiting jobs in order (lazy deletion)
-  std::deque<std::pair<uint64_t, std::string>> parked_;  // parked jobs (lazy deletion)
+  std::deque<Queued> queue_;   // waiting jobs in turn order (lazy deletion)
+  std::deque<Queued> parked_;  // parked jobs (lazy deletion)
   std::unordered_map<std::string, std::vector<std::string>> graph_;  // dep id -> waiting ids
   TaskFates fates_;
   std::unordered_map<std::string, uint32_t> engine_index_;  // uuid -> index, every engine seen

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
@@ -20,14 +21,67 @@ void AddMsgIdArguments(CommandLine& cl, std::vector<std::string>* ids, const cha
   cl.positional.add("msg-id", -1);
 }
 
+// The engines our controller saw die (queue_status' "dead"), oldest first: id, host, pid, when,
+// how, log_tail. None from the stock controller.
+Json DeadRows(ipp::Client& client) {
+  Json rows = Json::array();
+  auto status = client.queue_status();
+  if (!status.ok()) return rows;
+  Json dead = status->value("dead", Json::object());
+  if (!dead.is_object()) return rows;
+  for (const auto& [id, d] : dead.items()) {
+    if (!d.is_object()) continue;
+    rows.push_back({{"id", std::atoi(id.c_str())}, {"host", d.value("hostname", Json())}, {"pid", d.value("pid", Json())},
+                    {"when", d.value("when", "")}, {"how", d.value("how", "")}, {"log_tail", d.value("log_tail", "")}});
+  }
+  std::sort(rows.begin(), rows.end(), [](const Json& a, const Json& b) { return a["when"] < b["when"]; });
+  return rows;
+}
+
+void PrintDead(const Json& rows, bool with_logs) {
+  std::printf("%4s  %-24s %8s %-26s %s\n", "id", "host", "pid", "when", "how");
+  for (const Json& r : rows) {
+    std::printf("%4d  %-24s %8s %-26s %s\n", r["id"].get<int>(), r["host"].is_string() ? r["host"].get<std::string>().c_str() : "?",
+                r["pid"].is_number() ? std::to_string(r["pid"].get<long>()).c_str() : "?", r["when"].get<std::string>().c_str(),
+                r["how"].get<std::string>().c_str());
+    if (!with_logs || r["log_tail"].get<std::string>().empty()) continue;
+    std::string tail = r["log_tail"].get<std::string>();
+    for (size_t start = 0; start < tail.size();) {
+      size_t end = tail.find('\n', start);
+      if (end == std::string::npos) end = tail.size();
+      std::printf("        | %s\n", tail.substr(start, end - start).c_str());
+      start = end + 1;
+    }
+  }
+}
+
+int DeadEngines(ipp::Client& client, bool json) {
+  Json rows = DeadRows(client);
+  if (json) {
+    std::cout << rows.dump() << std::endl;
+    return 0;
+  }
+  if (rows.empty()) {
+    std::printf("(no dead engines)\n");
+    return 0;
+  }
+  PrintDead(rows, /*with_logs=*/true);
+  return 0;
+}
+
 }  // namespace
 
 int Engines(int argc, char** argv) {
   CommandLine cl;
   const Common& c = cl.common;
+  bool dead_only = false;
+  cl.options.add_options()("dead", po::bool_switch(&dead_only),
+                           "list the engines that died instead (the last 100): how, when, the end of their log");
   auto client = cl.ParseAndConnect(argc, argv, Usage("engines [options]", "List the engines: id, kind (native or python), host, pid, functions (how many),\n"
-                                                                              "tags, queue length, tasks done (--json: also resources)."));
+                                                                              "tags, queue length, tasks done (--json: also resources); then the\n"
+                                                                              "engines that died and how (--dead: those only, with their logs' ends)."));
   if (!client) return cl.exit_code();
+  if (dead_only) return DeadEngines(*client, c.json);
   auto deadline = std::chrono::steady_clock::now() + Seconds(c.timeout);
   auto engines = client->engines(Seconds(c.timeout));
   if (!engines.ok()) return Fail(engines.status().message());
@@ -98,6 +152,10 @@ int Engines(int argc, char** argv) {
                 r["done"].get<int>(), tags.empty() ? "-" : tags.c_str());
   }
   if (rows.empty()) std::printf("(no engines registered yet)\n");
+  if (Json dead = DeadRows(*client); !dead.empty()) {
+    std::printf("\ndead engines (ipp engines --dead: with the end of their logs):\n");
+    PrintDead(dead, /*with_logs=*/false);
+  }
   return 0;
 }
 

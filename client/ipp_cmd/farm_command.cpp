@@ -87,12 +87,17 @@ int Farm(int argc, char** argv) {
   int retries = 0;
   double timeout = 0;
   std::vector<std::string> requirements;
+  std::string label;
+  int priority = 0;
   cl.options.add_options()("commands", po::value(&input), "file with one shell command per line")
       ("results,o", po::value(&results_path), "results file, JSON lines (default: COMMANDS.results.jsonl)")
       ("retries", po::value(&retries)->default_value(0), "retries of a failed command on other engines")
       ("timeout", po::value(&timeout)->default_value(0), "seconds a command may run (0: no limit)")
       ("requires", po::value(&requirements)->composing(),
-       "run only on engines with this tag or resource (repeatable), e.g. --requires gpu --requires gpus>=2");
+       "run only on engines with this tag or resource (repeatable), e.g. --requires gpu --requires gpus>=2")
+      ("label", po::value(&label), "label the tasks carry into the task database (db_query finds them by it)")
+      ("priority", po::value(&priority)->default_value(0),
+       "higher runs first among load-balanced tasks waiting for an engine (default 0)");
   cl.positional.add("commands", 1);
   if (int rc = cl.Parse(argc, argv, Usage("farm FILE [options]", kFarmHelp)); rc >= 0) return rc;
   if (input.empty()) return Fail("farm needs a file of commands");
@@ -121,13 +126,16 @@ int Farm(int argc, char** argv) {
   std::string error;
   auto client = ConnectInterruptible(c, &error);
   if (!client) return Fail(error);
-  if (client->ids().empty()) return Fail("no engines registered yet");
+  // No engine yet (an --adapt cluster starts with none): the commands wait in the queue for one.
+  if (client->ids().empty()) std::fprintf(stderr, "ipp: no engines registered yet: the commands wait for one\n");
   bool tty = isatty(2) && !c.json;
   auto start = std::chrono::steady_clock::now();
   if (!file.OpenForAppend()) return Fail("cannot write " + results_path);
   ipp::TaskOptions options;
   options.retries = retries;
   options.requirements = requirements;
+  options.label = label;
+  options.priority = priority;
   auto view = client->load_balanced_view(options);
   std::vector<ipp::AsyncResult> results;
   results.reserve(todo.size());

@@ -1,5 +1,6 @@
 // ipp map: a native function over JSON lines, load-balanced.
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -45,11 +46,16 @@ int Map(int argc, char** argv) {
   std::string function, input = "-";
   long long chunksize = 1;
   std::vector<std::string> requirements;
+  std::string label;
+  int priority = 0;
   cl.options.add_options()("function", po::value(&function), "native function to call on each item")
       ("input", po::value(&input)->default_value("-"), "file with one JSON value per line, or - for stdin")
       ("chunksize", po::value(&chunksize)->default_value(1), "items per task (1 or more)")
       ("requires", po::value(&requirements)->composing(),
-       "run only on engines with this tag or resource (repeatable), e.g. --requires gpu --requires gpus>=2");
+       "run only on engines with this tag or resource (repeatable), e.g. --requires gpu --requires gpus>=2")
+      ("label", po::value(&label), "label the tasks carry into the task database (db_query finds them by it)")
+      ("priority", po::value(&priority)->default_value(0),
+       "higher runs first among load-balanced tasks waiting for an engine (default 0)");
   cl.positional.add("function", 1).add("input", 1);
   if (int rc = cl.Parse(argc, argv, Usage("map FUNCTION [FILE|-]", kMapHelp)); rc >= 0) return rc;
   if (function.empty()) return Fail("map needs a function name");
@@ -73,16 +79,21 @@ int Map(int argc, char** argv) {
   std::string error;
   auto client = ConnectInterruptible(c, &error);
   if (!client) return Fail(error);
-  if (client->ids().empty()) return Fail("no engines registered yet");
   ipp::Millis timeout(static_cast<long>(c.timeout * 1000));
+  // No engine yet (an --adapt cluster starts with none; engines may still be starting): the
+  // tasks wait in the load-balanced queue for one.
+  const bool no_engines = client->ids().empty();
+  if (no_engines) std::fprintf(stderr, "ipp: no engines registered yet: the tasks wait for one\n");
   // Checked first: work for a function no engine has would wait for an engine that has it (our
   // controller) or fail on every item (the stock one), and with no items no task names it.
-  if (!EnginesHave(*client, function, timeout)) {
+  if (!no_engines && !EnginesHave(*client, function, timeout)) {
     return Fail("NameError: no function '" + function + "' on the engines (ipp functions lists them)");
   }
   // One ipp.map task per chunk, each item tried (keep_going): a bad item costs only its result.
   ipp::TaskOptions options;
   options.requirements = requirements;
+  options.label = label;
+  options.priority = priority;
   auto view = client->load_balanced_view(options);
   size_t chunk = static_cast<size_t>(chunksize);
   std::vector<ipp::AsyncResult> tasks;

@@ -232,7 +232,7 @@ function renderEngines() {
       el("td", {}, e.host || "–"),
       el("td", { class: "num" }, e.pid ?? "–"),
       el("td", {}, el("span", { class: "state " + e.state }, e.state),
-         e.death ? el("span", { class: "death" }, e.death) : null),
+         e.death ? el("span", { class: "death", title: e.death_log || "" }, e.death) : null),
       el("td", { title: e.task ? e.task.msg_id : "" }, task),
       el("td", { class: "num" }, e.queue ?? 0),
       el("td", { class: "num" }, fmtCount(e.done)),

@@ -200,6 +200,11 @@ struct TaskOptions {
   // (`requires` itself is a C++20 keyword). Our controller waits for such an engine; the stock
   // one ignores it.
   std::vector<std::string> requirements;
+  // Sent as metadata "label": kept in the task database, where db_query finds it (ipyparallel 9.1).
+  std::string label;
+  // Sent as metadata "priority" when not 0: among load-balanced tasks waiting for an engine, a
+  // higher one runs first (our controller; the stock one ignores it).
+  int priority = 0;
 };
 
 class Client;
@@ -317,6 +322,12 @@ class Client {
   Result<Json> db_query(const Json& query, std::vector<std::string> keys = {});
   Result<std::vector<std::string>> hub_history();
   Status purge_results(const std::vector<std::string>& msg_ids);  // {"all"} purges everything done
+  // Tells our controller that an engine process ended (ipp_engine_exit_request; ipcluster does
+  // for the engines it launched): its host and pid as its engine announced them, how it ended,
+  // the end of its log. The id of the engine it was, or nullopt when the hub knew none; the hub
+  // drops that engine at once. The stock controller does not know the request (an error).
+  Result<std::optional<int>> report_engine_exit(const std::string& hostname, long pid, const std::string& how,
+                                                const std::string& log_tail);
   // Results of earlier messages, also those submitted by other clients. Asks the hub (blocking
   // up to the client's timeout); a message still pending then completes when it ends (the I/O
   // thread asks the hub again until it has, as Python's AsyncHubResult polls).

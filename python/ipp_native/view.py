@@ -17,8 +17,9 @@ from ipyparallel import error
 from ipyparallel.client.asyncresult import AsyncResult
 
 from . import kinds as _kinds
+from .lbview import check_label_and_priority
 
-_TASK_OPTIONS = ("retries", "timeout", "after", "follow", "requires")
+_TASK_OPTIONS = ("retries", "timeout", "after", "follow", "requires", "label", "priority")
 
 
 class NativeAsyncResult(AsyncResult):
@@ -88,10 +89,13 @@ class NativeView:
 
     Task options (view defaults here, overridable per call): retries, timeout, after, follow
     (msg ids, AsyncResults or a Dependency, as on LoadBalancedView), requires (a tag or
-    list of requirements such as "gpu" or "gpus>=2"). They apply to load-balanced work only.
+    list of requirements such as "gpu" or "gpus>=2"), label (a str kept in the task database,
+    found by db_query), priority (an int, default 0: among tasks waiting for an engine, a higher
+    one runs first; our controller only). They apply to load-balanced work only.
     """
 
-    def __init__(self, rc, targets=None, *, retries=0, timeout=None, after=None, follow=None, requires=None):
+    def __init__(self, rc, targets=None, *, retries=0, timeout=None, after=None, follow=None, requires=None,
+                 label=None, priority=0):
         self.client = rc
         self.targets = targets
         self.retries = retries
@@ -99,6 +103,8 @@ class NativeView:
         self.after = after
         self.follow = follow
         self.requires = requires
+        self.label = label
+        self.priority = priority
         # The stock view renders and validates dependencies; it sends nothing by itself.
         self._lbview = rc.load_balanced_view()
         self._routing = None  # (rc.ids when decided, routes_by_kind, native ids)
@@ -166,6 +172,7 @@ class NativeView:
             raise TypeError(f"retries must be int, not {type(o['retries'])}")
         if o["timeout"] is not None and (not isinstance(o["timeout"], (int, float)) or o["timeout"] < 0):
             raise ValueError(f"invalid timeout: {o['timeout']!r}")
+        check_label_and_priority(o["label"], o["priority"])
         for name in ("after", "follow"):
             if not self._lbview._validate_dependency(o[name]):
                 raise ValueError(f"invalid dependency for {name}: {o[name]!r}")
@@ -173,6 +180,10 @@ class NativeView:
         md = {"after": self._lbview._render_dependency(o["after"]),
               "follow": self._lbview._render_dependency(o["follow"]),
               "timeout": o["timeout"], "retries": o["retries"], "targets": []}
+        if o["label"] is not None:
+            md["label"] = o["label"]
+        if o["priority"]:
+            md["priority"] = o["priority"]
         if o["requires"]:
             if routes is False:
                 raise ValueError("requires needs our controller: this one cannot route tasks by tags")

@@ -143,6 +143,34 @@ def test_task_labels_round_trip(shared_cluster):
     assert record["result_metadata"]["label"] == "sweep-1"  # the engine's reply repeats it
 
 
+@needs_labels
+def test_task_labels_round_trip_in_sqlitedb(make_cluster):
+    """The same with --sqlitedb, across a controller restart: labels come back from the file."""
+    cluster = make_cluster(engines=1, controller_args=["--sqlitedb"])
+    rc = cluster.client()
+    view = rc.load_balanced_view()
+    view.label = "sql-1"
+    labelled = [view.apply_async(lambda x: x, i) for i in range(2)]
+    assert [ar.get(30) for ar in labelled] == [0, 1]
+    plain = rc.load_balanced_view().apply_async(lambda: 0)
+    plain.get(30)
+    ids = [ar.msg_ids[0] for ar in labelled]
+    query = {"msg_id": {"$in": ids + plain.msg_ids}, "label": "sql-1"}
+    assert sorted(r["msg_id"] for r in rc.db_query(query, keys=["msg_id"])) == sorted(ids)
+    time.sleep(0.2)  # past the store's 20 ms commit interval
+    rc.close()
+    cluster.clients.clear()
+    cluster.stop_controller(signal.SIGKILL)
+    cluster.start_controller(extra=["--restore"])
+    rc = cluster.client()
+    records = rc.db_query(query, keys=["msg_id", "label"])
+    assert sorted(r["msg_id"] for r in records) == sorted(ids) and {r["label"] for r in records} == {"sql-1"}
+    globbed = rc.db_query({"msg_id": {"$in": ids + plain.msg_ids}, "label": {"$glob": "sql-*"}}, keys=["msg_id"])
+    assert len(globbed) == 2
+    (record,) = rc.db_query({"msg_id": plain.msg_ids[0]}, keys=["label"])
+    assert record["label"] is None
+
+
 def test_glob_query(shared_cluster):
     rc = shared_cluster.client()
     ar = rc.load_balanced_view().apply_async(lambda: 5)

@@ -11,6 +11,7 @@ import pytest
 import ipyparallel as ipp
 
 from conftest import BIN_DIR, IPCONTROLLER, LIB_DIR, _started_groups, wait_for
+from ipp_native import NativeView
 
 IPCLUSTER = os.path.join(BIN_DIR, "ipcluster")
 IPP = os.path.join(BIN_DIR, "ipp")
@@ -189,6 +190,19 @@ def test_added_engines_get_the_start_engine_args(env):
     assert functions["pi.sample"]["engines"] == [0, 1], functions.get("pi.sample")
 
 
+def test_environment_reaches_every_engine_from_the_config_and_env_flags(env):
+    profile = os.path.join(env["IPYTHONDIR"], "profile_default")
+    os.makedirs(profile, exist_ok=True)
+    with open(os.path.join(profile, "ipcluster_config.json"), "w") as f:
+        json.dump({"environment": {"IPP_ENV_A": "from-config", "IPP_ENV_B": "config"}}, f)
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--env", "IPP_ENV_B=it's the flag", "--env=IPP_ENV_C="], env)
+    run([IPCLUSTER, "engines", "-n", "1"], env)  # added later: the same environment
+    out = run([IPP, "px", "--", 'echo "$IPP_ENV_A|$IPP_ENV_B|${IPP_ENV_C-unset}"'], env).stdout
+    assert out.count("from-config|it's the flag|\n") == 2, out
+    bad = run([IPCLUSTER, "start", "-n", "1", "--cluster-id=b", "--env", "1X=y"], env, check=False)
+    assert bad.returncode != 0 and "--env wants NAME=VALUE" in bad.stderr, bad.stderr
+
+
 def test_list_takes_a_profile_dir(env, tmp_path):
     profile = str(tmp_path / "my profile")
     run([IPCLUSTER, "start", "-n", "1", "--daemonize", f"--profile-dir={profile}"], env)
@@ -201,7 +215,7 @@ def test_list_takes_a_profile_dir(env, tmp_path):
 
 
 def test_killed_controller_leaves_no_connection_files(env):
-    run([IPCLUSTER, "start", "-n", "1", "--daemonize"], env)
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--no-restart"], env)
     security = os.path.join(env["IPYTHONDIR"], "profile_default", "security")
     files = [os.path.join(security, f"ipcontroller-{role}.json") for role in ("client", "engine")]
     assert all(os.path.exists(f) for f in files)
@@ -318,13 +332,14 @@ def test_dead_engine_is_logged_and_listed(env):
         return rows if rows[0]["exited"] and rows[0]["exited"][0]["how"] != "exited" else None
 
     row = wait_for(listed, timeout=10, what="the engine's death to be recorded")[0]
-    assert row["exited"] == [{"pid": victim, "how": "killed by SIGKILL"}]
+    # ipcluster did not send the SIGKILL: the kernel's OOM killer is the likely sender.
+    assert row["exited"] == [{"pid": victim, "how": "killed (SIGKILL; possibly out of memory)"}]
     assert row["running"] and row["registered"] in (2, 3)
     text = run([IPCLUSTER, "list"], env).stdout
-    assert f"/ 3 launched (1 exited: pid {victim} killed by SIGKILL)" in text, text
+    assert f"/ 3 launched (1 exited: pid {victim} killed (SIGKILL; possibly out of memory))" in text, text
     assert "logs: controller " in text, text
     own_log = open(row["logs"]["ipcluster"]).read()
-    assert f"engine process pid {victim} killed by SIGKILL" in own_log, own_log
+    assert f"engine process pid {victim} killed (SIGKILL; possibly out of memory)" in own_log, own_log
     controller = data["controller"]["state"]["processes"][0]["pid"]
     os.kill(controller, signal.SIGSTOP)
     try:
@@ -336,6 +351,118 @@ def test_dead_engine_is_logged_and_listed(env):
         os.kill(controller, signal.SIGCONT)
     run([IPCLUSTER, "stop"], env)
     assert processes_using(env["IPYTHONDIR"]) == []
+
+
+def cluster_file(env, profile="default", cluster_id=""):
+    return json.load(open(os.path.join(env["IPYTHONDIR"], f"profile_{profile}", "security", f"cluster-{cluster_id}.json")))
+
+
+def engine_pids(env):
+    return {e["id"]: e["pid"] for e in json.loads(run([IPP, "engines", "--json"], env).stdout)}
+
+
+def test_killed_engine_is_replaced_and_its_cause_is_shown(env):
+    out = run([IPCLUSTER, "start", "-n", "2", "--daemonize", "--restart-backoff=0.1"], env).stdout
+    own_log = cluster_file(env)["ipcluster_log"]
+    pids = engine_pids(env)
+    assert sorted(pids) == [0, 1]
+    victim = pids[1]
+    os.kill(victim, signal.SIGKILL)
+    # A new engine (a new id to the hub) takes its place; the hub dropped the dead one at once.
+    wait_for(lambda: sorted(engine_pids(env)) == [0, 2], timeout=20, what="a replacement engine 2")
+    assert engine_pids(env)[0] == pids[0]
+    row = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    assert row["exited"] == [{"pid": victim, "how": "killed (SIGKILL; possibly out of memory)"}], row
+    assert row["restarts"] == 1 and row["registered"] == 2, row
+    assert "1 restarted" in run([IPCLUSTER, "list"], env).stdout
+    procs = cluster_file(env)["engines"]["sets"][0]["state"]["processes"]
+    slot = [p["slot"] for p in procs if p["pid"] == victim][0]  # engine ids follow registration, not launch
+    assert sorted((p["slot"], p.get("restart", 0), "exit" in p) for p in procs) == \
+        sorted([(0, 0, slot == 0), (1, 0, slot == 1), (slot, 1, False)]), procs
+    assert procs[2]["slot"] == slot and procs[2]["log"].endswith(".1.log") and alive(procs[2]["pid"])
+    text = open(own_log).read()
+    assert f"Local engine process pid {victim} killed (SIGKILL; possibly out of memory); restarting it in 0.1 s" in text, text
+    assert f"(pid {victim}) restarted as pid {procs[2]['pid']}" in text, text
+    assert f"engine process pid {victim} was engine 1" in text, text
+    # ipp engines: the dead engine and how it died, from the hub.
+    dead = json.loads(run([IPP, "engines", "--dead", "--json"], env).stdout)
+    assert [(d["id"], d["pid"], d["how"]) for d in dead] == [(1, victim, "killed (SIGKILL; possibly out of memory)")], dead
+    listing = run([IPP, "engines"], env).stdout
+    assert "dead engines" in listing and "possibly out of memory" in listing, listing
+    # The dashboard's engine list says so too.
+    import urllib.request
+    url = row["dashboard"]
+    base, token = url.split("/?token=")
+    engines = json.load(urllib.request.urlopen(f"{base}/api/engines?token={token}", timeout=10))
+    engines = engines["engines"] if isinstance(engines, dict) else engines
+    gone = [e for e in engines if e["id"] == 1]
+    assert gone and gone[0]["state"] == "dead" and gone[0]["death"] == "its process killed (SIGKILL; possibly out of memory)", gone
+    everything = cluster_pids(env) + [owner_pid(env)]
+    run([IPCLUSTER, "stop"], env)
+    wait_for(lambda: not any(alive(p) for p in everything), timeout=15, what="every process to stop")
+    assert processes_using(env["IPYTHONDIR"]) == []
+
+
+def test_no_restart_leaves_a_killed_engine_dead(env):
+    run([IPCLUSTER, "start", "-n", "2", "--daemonize", "--no-restart", "--restart-backoff=0"], env)
+    own_log = cluster_file(env)["ipcluster_log"]
+    victim = engine_pids(env)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: "restarts are off (--no-restart)" in open(own_log).read(), timeout=10, what="the refusal")
+    wait_for(lambda: sorted(engine_pids(env)) == [1], timeout=10, what="the hub to drop engine 0")
+    assert len(cluster_file(env)["engines"]["sets"][0]["state"]["processes"]) == 2
+    assert "restarts" not in json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    run([IPCLUSTER, "stop"], env)
+    assert processes_using(env["IPYTHONDIR"]) == []
+
+
+def test_max_restarts_stops_a_crash_loop(env, tmp_path):
+    # The first engine starts; every later one crashes at once, as one with a bad plugin would.
+    marker = tmp_path / "started-once"
+    wrapper = tmp_path / "ipengine-once"
+    wrapper.write_text(f"#!/bin/sh\nif [ -e {marker} ]; then echo 'boom: cannot start' >&2; exit 3; fi\n"
+                       f"touch {marker}\nexec {os.path.join(BIN_DIR, 'ipengine')} \"$@\"\n")
+    wrapper.chmod(0o755)
+    profile = os.path.join(env["IPYTHONDIR"], "profile_default")
+    os.makedirs(profile)
+    json.dump({"engine_command": str(wrapper), "max_restarts": 2, "restart_backoff": 0.05, "restart_window": 120},
+              open(os.path.join(profile, "ipcluster_config.json"), "w"))
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize"], env)
+    own_log = cluster_file(env)["ipcluster_log"]
+    os.kill(engine_pids(env)[0], signal.SIGKILL)
+    refusal = "restarted 2 times within 120 s (--max-restarts 2, --restart-window 120); not restarting"
+    wait_for(lambda: refusal in open(own_log).read(), timeout=15, what="the refusal in ipcluster's log")
+    text = open(own_log).read()
+    assert "exited with status 3; restarting it in 0.1 s (restart 2 of at most 2" in text, text
+    assert "boom: cannot start" in text, text  # the end of the crashing engine's log
+    row = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    assert [e["how"] for e in row["exited"]] == ["killed (SIGKILL; possibly out of memory)", "exited with status 3",
+                                                  "exited with status 3"], row
+    assert row["restarts"] == 2 and row["running"], row
+    run([IPCLUSTER, "stop"], env)
+    assert processes_using(env["IPYTHONDIR"]) == []
+
+
+def test_tasks_on_a_killed_engine_are_retried_and_complete(env, tmp_path):
+    run([IPCLUSTER, "start", "-n", "2", "--daemonize", "--restart-backoff=0.1"], env)
+    commands = tmp_path / "commands"
+    commands.write_text("".join(f"sleep 0.3; echo task {i}\n" for i in range(8)))
+    farm = subprocess.Popen([IPP, "farm", str(commands), "--retries", "2"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _started_groups.add(farm.pid)
+
+    def busy():
+        status = json.loads(run([IPP, "status", "--json"], env).stdout)
+        return status.get("0", {}).get("tasks", 0) > 0
+
+    wait_for(busy, timeout=20, interval=0.02, what="engine 0 to run a task")
+    os.kill(engine_pids(env)[0], signal.SIGKILL)
+    out, err = farm.communicate(timeout=60)
+    assert farm.returncode == 0, out + err
+    results = [json.loads(line) for line in open(f"{commands}.results.jsonl")]
+    assert sorted(r["stdout"] for r in results if r["exit_code"] == 0) == sorted(f"task {i}\n" for i in range(8)), results
+    wait_for(lambda: len(engine_pids(env)) == 2, timeout=20, what="the replacement engine")
+    run([IPCLUSTER, "stop"], env)
 
 
 def test_256_local_engines(env):
@@ -396,6 +523,45 @@ def test_mpi_engines(env):
 
 
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
+def test_mpi_ranks_get_the_mpi_sections_environment(env):
+    env = dict(env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_oob_tcp_if_include="lo",
+               OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_btl="self,vader,tcp")
+    profile = os.path.join(env["IPYTHONDIR"], "profile_default")
+    os.makedirs(profile, exist_ok=True)
+    with open(os.path.join(profile, "ipcluster_config.json"), "w") as f:
+        json.dump({"environment": {"IPP_ENV_A": "global"}, "mpi": {"environment": {"IPP_ENV_M": "mpi value"}}}, f)
+    run([IPCLUSTER, "start", "-n", "2", "--engines", "mpi", "--daemonize"], env)
+    out = run([IPP, "px", "--", 'echo "[$IPP_ENV_A|$IPP_ENV_M]"'], env).stdout
+    assert out.count("[global|mpi value]") == 2, out
+
+
+def test_a_dead_mpi_rank_restarts_the_whole_mpi_set(env):
+    env = dict(env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_oob_tcp_if_include="lo",
+               OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_btl="self,vader,tcp")
+    run([IPCLUSTER, "start", "-n", "2", "--engines", "mpi", "--daemonize", "--restart-backoff=0.1"], env)
+    own_log = cluster_file(env)["ipcluster_log"]
+    ranks = engine_pids(env)
+    assert sorted(ranks) == [0, 1]
+    mpiexec = cluster_file(env)["engines"]["sets"][0]["state"]["processes"][0]["pid"]
+    os.kill(ranks[1], signal.SIGKILL)
+    # mpiexec ends the other rank and its job; the whole set (2 new engines) comes back.
+    wait_for(lambda: sorted(engine_pids(env)) == [2, 3], timeout=30, what="2 new MPI engines")
+    assert not alive(ranks[0])
+    text = open(own_log).read()
+    assert f"MPI engine process pid {mpiexec} exited with status" in text, text
+    assert "one rank's end ends mpiexec's whole job: all its ranks are one slot" in text, text
+    row = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    assert row["restarts"] == 1 and [e["pid"] for e in row["exited"]] == [mpiexec], row
+    assert "one engine slot" in run([IPCLUSTER, "start", "--help"], env).stdout
+    pids = cluster_pids(env)
+    run([IPCLUSTER, "stop"], env)
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=15, what="mpiexec to stop")
+    wait_for(lambda: processes_using(env["IPYTHONDIR"]) == [], timeout=15, what="the MPI ranks to stop")
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")
 def test_mpiexec_refusing_its_ranks_fails_the_start_at_once(env):
     env = dict(env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_oob_tcp_if_include="lo")
     env.pop("OMPI_MCA_rmaps_base_oversubscribe", None)
@@ -405,3 +571,98 @@ def test_mpiexec_refusing_its_ranks_fails_the_start_at_once(env):
     assert r.returncode == 1 and time.monotonic() - start < 10, r.stderr
     assert "every engine launcher process has ended" in r.stderr and "slots" in r.stderr, r.stderr
     wait_for(lambda: processes_using(env["IPYTHONDIR"]) == [], timeout=5, what="the controller to be gone")
+
+
+# --adapt with Local "jobs" (engine processes); the batch systems' versions are in test_batch.py.
+
+def adapt_cluster_file(env, cluster_id=""):
+    path = os.path.join(env["IPYTHONDIR"], "profile_default", "security", f"cluster-{cluster_id}.json")
+    return json.load(open(path))
+
+
+def adapt_client(env, **kwargs):
+    return ipp.Client(profile_dir=os.path.join(env["IPYTHONDIR"], "profile_default"), timeout=20, **kwargs)
+
+
+def run_tasks_while_watching(rc, n, seconds, watch, retries=0):
+    """Sends n load-balanced ipp.sleep(seconds) tasks, calls watch() until they are done (what it
+    returns is collected), and returns (results, watched values)."""
+    ar = NativeView(rc, retries=retries).map("ipp.sleep", [seconds] * n)
+    seen = []
+    while not ar.ready():
+        seen.append(watch())
+        ar.wait(0.2)
+    return ar.get(1), seen
+
+
+def test_local_adapt_grows_with_waiting_tasks_and_shrinks_when_idle(env):
+    out = run([IPCLUSTER, "start", "--adapt", "--engines", "Local", "--max-engines", "4", "--engines-per-job", "2",
+               "--idle-timeout", "1", "--daemonize", "--timeout", "30"], env).stdout
+    assert "started with 0 to 4 engine(s) on demand, 2 per Local job (--adapt)" in out, out
+    try:
+        rc = adapt_client(env)
+        assert rc.ids == []  # min 0: nothing started before work came
+
+        def watch():
+            return len(rc.ids), [j["id"] for j in adapt_cluster_file(env).get("adapt", {}).get("jobs", [])]
+
+        results, seen = run_tasks_while_watching(rc, 200, 0.02, watch)
+        assert len(results) == 200
+        most_engines = max(n for n, _ in seen)
+        jobs = {j for _, ids in seen for j in ids}
+        assert 2 <= most_engines <= 4, seen
+        assert len(jobs) >= 1 and all(j.startswith("local-") for j in jobs), jobs
+        # Every engine ran in one of our jobs, as queue_status says.
+        status = rc.queue_status()
+        assert {status[e]["job"] for e in rc.ids} <= jobs, status
+        # Idle past the timeout: the jobs are cancelled, the engines gone.
+        pids = [p["pid"] for s in adapt_cluster_file(env)["engines"]["sets"] for p in s["state"]["processes"]]
+        wait_for(lambda: rc.ids == [] and adapt_cluster_file(env)["adapt"]["jobs"] == [], timeout=30,
+                 what="the idle jobs to be cancelled")
+        wait_for(lambda: not any(alive(p) for p in pids), timeout=15, what="the engines to end")
+        listed = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+        assert listed["adapt"]["max_engines"] == 4 and "stopped" not in listed["adapt"], listed
+        log = open(listed["logs"]["ipcluster"]).read()
+        assert "adapt: submitted job local-" in log and "adapt: cancelling job local-" in log, log
+        # `ipp farm` with no engine at all: its commands wait, engines come for them.
+        cmds = os.path.join(env["IPYTHONDIR"], "cmds.txt")
+        with open(cmds, "w") as f:
+            f.write("echo farmed\n" * 6)
+        p = run([IPP, "farm", cmds, "--json"], env, check=False)
+        assert p.returncode == 0 and "the commands wait for one" in p.stderr, p.stdout + p.stderr
+        with open(cmds + ".results.jsonl") as f:
+            assert [json.loads(line)["stdout"] for line in f] == ["farmed\n"] * 6
+        rc.close()
+    finally:
+        run([IPCLUSTER, "stop"], env, check=False)
+
+
+def test_adapt_refuses_launchers_without_jobs_before_starting_anything(env):
+    p = run([IPCLUSTER, "start", "--adapt", "--engines", "MPI", "-n", "2"], env, check=False)
+    assert p.returncode == 1 and "--adapt: MPI engines cannot be submitted as jobs" in p.stderr, p.stderr
+    security = os.path.join(env["IPYTHONDIR"], "profile_default", "security")
+    assert not os.path.isdir(security) or os.listdir(security) == [], os.listdir(security)
+
+
+def test_adapt_stops_submitting_after_failed_jobs_and_says_why(env, tmp_path):
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    # Engines that cannot start: every job ends before an engine registers.
+    (profile / "ipcluster_config.json").write_text(json.dumps({"engine_command": "/bin/false"}))
+    run([IPCLUSTER, "start", "--adapt", "-n", "4", "--max-failed-jobs", "2", "--daemonize", "--timeout", "30"], env)
+    try:
+        rc = adapt_client(env)
+        ar = NativeView(rc).apply("ipp.sleep", 0.01)
+
+        def stopped():
+            return adapt_cluster_file(env).get("adapt", {}).get("stopped")
+
+        reason = wait_for(stopped, timeout=30, what="submissions to stop")
+        assert "2 job submissions in a row failed or ended before any engine registered (--max-failed-jobs 2)" in reason
+        text = run([IPCLUSTER, "list"], env).stdout
+        assert "adapt STOPPED SUBMITTING: 2 job submissions in a row" in text, text
+        assert "ended before any engine registered (pid " in text, text
+        assert not ar.ready()
+        rc.close()
+    finally:
+        run([IPCLUSTER, "stop"], env, check=False)

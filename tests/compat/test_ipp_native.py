@@ -135,7 +135,9 @@ def test_native_view_from_stock_client(make_cluster, stock_controller, capfd, ca
     with pytest.raises(TypeError):
         nv.apply("ipp.echo", float("nan"))
     with pytest.raises(TypeError):
-        nv.apply("ipp.echo", 1, priority=3)
+        nv.apply("ipp.echo", 1, colour=3)  # not an option
+    with pytest.raises(TypeError):
+        nv.apply("ipp.echo", 1, priority="high")
 
     # The same rc keeps doing ordinary Python work.
     assert rc[python_ids[0]].apply_sync(triple, 14) == 42
@@ -191,6 +193,38 @@ def test_requirements_from_python(make_cluster, capfd, caplog):
     # Without requirements, the same views still reach the Python engine.
     assert rc.load_balanced_view().apply_async(triple, 4).get(30) == 12
     assert load_balanced_view(rc).apply_async(triple, 5).get(30) == 15
+    no_io_thread_trouble(rc, capfd, caplog)
+
+
+def test_label_and_priority_from_python(make_cluster, capfd, caplog):
+    """load_balanced_view(rc, label=, priority=) and NativeView's label/priority reach the hub's
+    records (db_query finds them by label); a high priority overtakes queued work; views without
+    them send neither."""
+    cluster = make_cluster(engines=1, native_engines=1)
+    skip_unless_routing(cluster)
+    rc = cluster.client()
+    rc.wait_for_engines(2, timeout=30)
+    plain = rc.load_balanced_view()
+    busy = [plain.apply_async(time.sleep, 0.1) for _ in range(6)]
+    lv = load_balanced_view(rc, label="py-run", priority=4)
+    urgent = lv.apply_async(triple, 2)
+    assert urgent.get(30) == 6
+    for ar in busy:
+        ar.get(30)
+    overtaken = sum(1 for ar in busy if ar.started > urgent.started)
+    assert overtaken >= 4, [(ar.started, urgent.started) for ar in busy]
+    nv = NativeView(rc, label="native-run")
+    assert nv.apply("ipp.echo", 1, priority=-3).get(30) == 1
+    (record,) = rc.db_query({"label": "py-run"}, keys=["msg_id", "metadata"])
+    assert record["msg_id"] == urgent.msg_ids[0] and record["metadata"]["priority"] == 4, record
+    (record,) = rc.db_query({"label": {"$glob": "native-*"}}, keys=["metadata"])
+    assert record["metadata"]["priority"] == -3 and record["metadata"]["label"] == "native-run", record
+    (record,) = rc.db_query({"msg_id": busy[0].msg_ids[0]}, keys=["metadata"])
+    assert record["metadata"].get("label") is None and "priority" not in record["metadata"], record
+    with pytest.raises(TypeError, match="priority"):
+        lv.set_flags(priority="high")
+    with pytest.raises(TypeError, match="label"):
+        NativeView(rc).apply("ipp.echo", 1, label=5)
     no_io_thread_trouble(rc, capfd, caplog)
 
 

@@ -2,6 +2,7 @@
 // processes: work no connected engine can run waits (and `ipp status` says why), runs when such
 // an engine registers, ends with a clear error at its timeout; tagged work runs only on tagged
 // engines; work stranded on a killed engine is retried on another engine with its function.
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <set>
@@ -10,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "ipp/client.hpp"
+#include "tests/testutil/connected_cluster.hpp"
 #include "tests/testutil/testutil.hpp"
 
 namespace ipp {
@@ -186,6 +188,58 @@ TEST_F(RoutingTest, WorkStrandedOnAKilledEngineIsRetriedOnAnotherEngineWithItsFu
     EXPECT_EQ(results[i].get_one(120s).value("samples", -1L), samples[i]);
     EXPECT_EQ(results[i].info()[0].engine_id, 2);
   }
+}
+
+// Priorities and labels with two real engines (hwm 1, the default): a high-priority task sent
+// after a flood of low-priority ones waits only for the tasks already running (one per engine),
+// and `ipp farm` / `ipp map` send their --label and --priority.
+class PriorityTest : public testutil::ConnectedClusterTest<2> {};
+
+TEST_F(PriorityTest, AHighPriorityTaskOvertakesALowPriorityFlood) {
+  constexpr int kFlood = 40;
+  TaskOptions low;
+  low.priority = -1;
+  auto flood_view = client_->load_balanced_view(low);
+  std::vector<AsyncResult> flood;
+  for (int i = 0; i < kFlood; ++i) flood.push_back(flood_view.shell("sleep 0.05"));
+  TaskOptions high;
+  high.priority = 5;
+  AsyncResult urgent = client_->load_balanced_view(high).shell("true");
+  // Flood tasks that had ended when it was sent: they, and the one running on each engine, may
+  // start before it; no other may.
+  int done_then = static_cast<int>(std::count_if(flood.begin(), flood.end(), [](AsyncResult& r) { return r.ready(); }));
+  ASSERT_TRUE(urgent.wait(60s));
+  ASSERT_EQ(urgent.info()[0].status, TaskStatus::kOk);
+  std::string started = urgent.info()[0].started;
+  int before = 0;
+  for (auto& r : flood) {
+    ASSERT_TRUE(r.wait(60s));
+    if (r.info()[0].started < started) ++before;
+  }
+  EXPECT_LE(before, done_then + 2 * 2) << "flood tasks that started before the urgent one (" << done_then
+                                       << " had ended when it was sent)";
+}
+
+TEST_F(PriorityTest, FarmAndMapSendTheirLabelAndPriority) {
+  testutil::TempDir dir;
+  auto commands = dir.path() / "commands.txt";
+  std::ofstream(commands) << "true\ntrue\ntrue\n";
+  std::string out;
+  std::string profile = "--profile-dir=" + cluster_.profile_dir().string();
+  ASSERT_EQ(testutil::RunCommand({kIpp, "farm", commands.string(), profile, "--label", "farm-7", "--priority", "3"}, &out), 0) << out;
+  ASSERT_EQ(testutil::RunCommand({"/bin/sh", "-c", "printf '1000\\n2000\\n' | " + kIpp + " map ipp.echo " + profile +
+                                                     " --label map-7 --priority -2"}, &out), 0) << out;
+  Result<Json> farmed = client_->db_query({{"label", "farm-7"}}, {"msg_id", "label", "metadata"});
+  ASSERT_TRUE(farmed.ok()) << farmed.status().ToString();
+  ASSERT_EQ(farmed->size(), 3u) << farmed->dump();
+  for (const Json& r : *farmed) EXPECT_EQ(r["metadata"]["priority"], 3) << r.dump();
+  Result<Json> mapped = client_->db_query({{"label", {{"$glob", "map-*"}}}}, {"label", "metadata"});
+  ASSERT_TRUE(mapped.ok()) << mapped.status().ToString();
+  ASSERT_EQ(mapped->size(), 2u) << mapped->dump();
+  EXPECT_EQ((*mapped)[0]["label"], "map-7");
+  EXPECT_EQ((*mapped)[0]["metadata"]["priority"], -2);
+  std::string bad_out;
+  EXPECT_NE(testutil::RunCommand({kIpp, "farm", commands.string(), profile, "--priority", "high"}, &bad_out), 0);
 }
 
 }  // namespace

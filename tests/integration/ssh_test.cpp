@@ -119,5 +119,36 @@ TEST_F(SshTest, IpclusterStartsEnginesOverSsh) {
   }
 }
 
+TEST_F(SshTest, IpclusterRestartsAnSshEngineThatDies) {
+  testutil::TempDir ipython;
+  fs::path profile = ipython.path() / "profile_default";
+  fs::create_directories(profile);
+  std::vector<std::string> ssh_args = {"-p", std::to_string(port_)};
+  for (auto& a : SshOptions()) ssh_args.push_back(a);
+  nlohmann::json cfg = {{"ssh", {{"engines", {{"root@127.0.0.1", 1}}}, {"ssh_args", ssh_args},
+                                 {"remote_ipengine", std::string(IPP_BIN_DIR) + "/ipengine"}}},
+                        {"restart_backoff", 0.1}};
+  std::ofstream(profile / "ipcluster_config.json") << cfg.dump();
+  std::string ipcluster = std::string(IPP_BIN_DIR) + "/ipcluster";
+  std::string env = "IPYTHONDIR=" + ipython.path().string();
+  std::string out;
+  ASSERT_EQ(testutil::RunCommand({"env", env, ipcluster, "start", "-n", "1", "--engines", "SSH", "--daemonize",
+                                  "--timeout=60"}, &out, 90s), 0) << out;
+  auto client = Client::Connect(ClientOptions::ProfileDir(profile.string()));
+  ASSERT_TRUE(client.ok());
+  auto info = (*client)->direct_view({0}).apply("ipp.info").get(20s);
+  ASSERT_EQ(info.size(), 1u);
+  ASSERT_EQ(kill(info[0]["pid"].get<int>(), SIGKILL), 0);
+  // The remote engine's end ends its ssh session; ipcluster starts the session again: engine 1.
+  EXPECT_TRUE(testutil::WaitFor([&] {
+    auto ids = (*client)->ids();
+    return ids == std::vector<int>{1};
+  }, 30s)) << testutil::ReadFile(nlohmann::json::parse(testutil::ReadFile(profile / "security" / "cluster-.json"))["ipcluster_log"].get<std::string>());
+  auto state = nlohmann::json::parse(testutil::ReadFile(profile / "security" / "cluster-.json"));
+  EXPECT_EQ(state.value("restarts", 0), 1) << state.dump();
+  client->reset();
+  ASSERT_EQ(testutil::RunCommand({"env", env, ipcluster, "stop"}, &out, 60s), 0) << out;
+}
+
 }  // namespace
 }  // namespace ipp

@@ -300,6 +300,53 @@ TEST_F(HubTest, UnregistersAnEngineThatStopsAnsweringHeartbeats) {
   EXPECT_TRUE(hub_->engine_uuids().empty());
 }
 
+TEST_F(HubTest, AnEngineWhoseProcessEndedIsDroppedAtOnceWithItsCause) {
+  Register("engine-b");  // queue_status answers only while some engine is registered
+  ASSERT_TRUE(NextNotification("registration_notification").has_value());
+  Register("engine-a", {{"kind", "native"}, {"functions", json::array()}, {"hostname", "node1"}, {"pid", 4321}});
+  std::optional<protocol::Message> registered = NextNotification("registration_notification");
+  ASSERT_TRUE(registered.has_value());
+  int id = registered->content["id"];
+  // Another host's pid 4321 is not it.
+  json other = Query("ipp_engine_exit_request", {{"hostname", "node2"}, {"pid", 4321}, {"how", "exited with status 1"}});
+  EXPECT_EQ(other, json({{"status", "ok"}, {"engine_id", nullptr}}));
+  EXPECT_EQ(hub_->engine_uuids().size(), 2u);
+  json reply = Query("ipp_engine_exit_request", {{"hostname", "node1"}, {"pid", 4321},
+                                                 {"how", "killed (SIGKILL; possibly out of memory)"},
+                                                 {"log_tail", "allocating 64 GiB\n"}});
+  EXPECT_EQ(reply, json({{"status", "ok"}, {"engine_id", id}}));
+  std::optional<protocol::Message> note = NextNotification("unregistration_notification");
+  ASSERT_TRUE(note.has_value());
+  EXPECT_EQ(note->content["reason"], "its process killed (SIGKILL; possibly out of memory)");
+  EXPECT_EQ(hub_->engine_uuids(), std::vector<std::string>{"engine-b"});
+  json dead = Query("queue_request", {{"targets", nullptr}})["dead"][std::to_string(id)];
+  EXPECT_EQ(dead["how"], "killed (SIGKILL; possibly out of memory)");
+  EXPECT_EQ(dead["log_tail"], "allocating 64 GiB\n");
+  EXPECT_EQ(dead["hostname"], "node1");
+  EXPECT_EQ(dead["pid"], 4321);
+  // Bad input: an error, and the hub keeps serving.
+  json bad = Query("ipp_engine_exit_request", {{"hostname", "node1"}, {"pid", "x"}, {"how", "?"}});
+  EXPECT_EQ(bad["status"], "error");
+  EXPECT_EQ(Query("queue_request", {{"targets", nullptr}})["status"], "ok");
+}
+
+TEST_F(HubTest, ACauseToldAfterTheHeartbeatsStoppedReplacesThatReason) {
+  Register("engine-b");
+  ASSERT_TRUE(NextNotification("registration_notification").has_value());
+  FakeEngine& engine = Register("engine-a", {{"kind", "native"}, {"functions", json::array()}, {"hostname", "node1"}, {"pid", 7}});
+  std::optional<protocol::Message> registered = NextNotification("registration_notification");
+  ASSERT_TRUE(registered.has_value());
+  int id = registered->content["id"];
+  engine.beating = false;
+  ASSERT_TRUE(NextNotification("unregistration_notification").has_value());
+  json dead = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_NE(dead["dead"][std::to_string(id)]["how"].get<std::string>().find("heartbeats"), std::string::npos) << dead.dump();
+  json reply = Query("ipp_engine_exit_request", {{"hostname", "node1"}, {"pid", 7}, {"how", "exited with status 3"}});
+  EXPECT_EQ(reply["engine_id"], id);
+  dead = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_EQ(dead["dead"][std::to_string(id)]["how"], "exited with status 3");
+}
+
 TEST_F(HubTest, UnregistersAnEngineThatAsksToLeave) {
   FakeEngine& engine = Register("engine-a");
   std::optional<protocol::Message> registered = NextNotification("registration_notification");

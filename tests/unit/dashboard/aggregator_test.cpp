@@ -106,7 +106,15 @@ TEST_F(AggregatorTest, EnginesGoIdleBusyIdleThenDeadOrGoneAndStayListed) {
   ASSERT_EQ(engines.size(), 2u);
   EXPECT_EQ(engines[0]["state"], "dead");
   EXPECT_EQ(engines[0]["death"], "it stopped answering heartbeats (3 missed)");
+  EXPECT_TRUE(engines[0]["death_log"].is_null());
   EXPECT_EQ(engines[1]["state"], "gone");
+  // Its launcher tells how its process ended, after the heartbeats had stopped.
+  a.EngineDeath("u0", "its process killed (SIGKILL; possibly out of memory)", "allocating\n");
+  a.EngineDeath("u-unknown", "its process exited with status 1", "");
+  engines = EnginesJson(*Publish(a), Clock::now());
+  ASSERT_EQ(engines.size(), 2u);
+  EXPECT_EQ(engines[0]["death"], "its process killed (SIGKILL; possibly out of memory)");
+  EXPECT_EQ(engines[0]["death_log"], "allocating\n");
 }
 
 TEST_F(AggregatorTest, TasksOfADeadEngineStopRunningAndCountWhereTheyFinish) {

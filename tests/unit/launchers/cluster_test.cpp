@@ -42,6 +42,11 @@ TEST_F(ClusterTest, ContextComesFromTheProfileAndItsConfig) {
   EXPECT_FALSE(context.bin_dir.empty());
 }
 
+TEST_F(ClusterTest, TheConfigsEnvironmentIsTheContexts) {
+  LaunchContext context = ContextFor(profile_, "", {{"environment", {{"A", "1"}, {"B", "two words"}}}});
+  EXPECT_EQ(context.environment, (std::map<std::string, std::string>{{"A", "1"}, {"B", "two words"}}));
+}
+
 TEST_F(ClusterTest, LoadNamesTheMissingFile) {
   Cluster cluster(ContextFor(profile_, "c1", Json::object()), stop_);
   Status s = cluster.Load();

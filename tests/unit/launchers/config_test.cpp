@@ -25,6 +25,26 @@ TEST(ClusterConfigTest, AcceptsEverySettingTheLaunchersRead) {
   EXPECT_TRUE(ParseClusterConfig("{}", "/p/c.json").ok());
 }
 
+TEST(ClusterConfigTest, EnvironmentsAreObjectsOfNamesAndStringsAtTopAndPerLauncher) {
+  auto config = ParseClusterConfig(R"({"environment": {"OMP_NUM_THREADS": "1"}, "mpi": {"environment": {"A": "b"}},
+      "ssh": {"environment": {}}, "slurm": {"environment": {"_X1": ""}}})", "/p/c.json");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  for (const char* bad : {R"({"environment": {"1X": "a"}})", R"({"environment": {"A": 1}})",
+                          R"({"environment": ["A=b"]})", R"({"slurm": {"environment": {"A-B": "c"}}})"}) {
+    std::string e = ErrorOf(bad);
+    EXPECT_NE(e.find("\"environment\""), std::string::npos) << bad << ": " << e;
+    EXPECT_NE(e.find("\"NAME\": \"value\""), std::string::npos) << bad << ": " << e;
+  }
+}
+
+TEST(ClusterConfigTest, RestartSettingsAreCheckedLikeTheOthers) {
+  EXPECT_TRUE(ParseClusterConfig(R"({"max_restarts": 3, "restart_window": 60, "restart_backoff": 0.5, "no_restart": false})",
+                                 "/p/c.json").ok());
+  EXPECT_NE(ErrorOf(R"({"max_restarts": -1})").find("a whole number >= 0"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"restart_window": "10m"})").find("a number of seconds >= 0"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"no_restart": "yes"})").find("true or false"), std::string::npos);
+}
+
 TEST(ClusterConfigTest, SyntaxErrorsNameFileLineAndColumnAndShowTheLine) {
   std::string e = ErrorOf("{\n  \"n\": 2,\n  \"engines\": \"MPI\",\n}\n");
   EXPECT_EQ(e.rfind("/p/ipcluster_config.json:4:1: ", 0), 0u) << e;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 namespace ipp::protocol {
 namespace {
 
@@ -28,6 +30,25 @@ TEST(CapabilitiesTest, RoundTripsThroughTheRegistrationField) {
   EXPECT_EQ(back->tags, c.tags);
   EXPECT_EQ(back->resources, c.resources);
   EXPECT_EQ(content["ipp"]["functions"], json({"ipp.info", "pi.sample"}));  // sorted
+}
+
+TEST(CapabilitiesTest, TheBatchJobComesFromTheEnvironmentAndRoundTrips) {
+  for (const char* name : {"IPP_JOB_ID", "SLURM_JOB_ID", "JOB_ID", "PBS_JOBID", "LSB_JOBID"}) unsetenv(name);
+  EXPECT_EQ(BatchJobFromEnvironment(), "");
+  setenv("PBS_JOBID", "1234[2].server", 1);
+  EXPECT_EQ(BatchJobFromEnvironment(), "1234[2].server");
+  setenv("SLURM_JOB_ID", "77", 1);
+  EXPECT_EQ(BatchJobFromEnvironment(), "77");
+  setenv("IPP_JOB_ID", "local-1-2", 1);  // ipcluster's Local job, even inside a batch job
+  EXPECT_EQ(BatchJobFromEnvironment(), "local-1-2");
+  for (const char* name : {"IPP_JOB_ID", "SLURM_JOB_ID", "PBS_JOBID"}) unsetenv(name);
+  Capabilities c;
+  c.kind = EngineKind::kNative;
+  c.job = "77";
+  EXPECT_EQ(c.ToJson()["job"], "77");
+  EXPECT_EQ(Capabilities::FromJson(c.ToJson())->job, "77");
+  EXPECT_FALSE(Capabilities().ToJson().contains("job"));
+  EXPECT_EQ(Capabilities::FromJson({{"kind", "native"}, {"job", 5}})->job, "");  // descriptive: ignored
 }
 
 TEST(CapabilitiesTest, WholeResourcesAreWrittenAsIntegers) {

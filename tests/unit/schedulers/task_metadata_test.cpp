@@ -23,6 +23,21 @@ TEST(TaskMetadataTest, EmptyMetadataMeansAnyEngineNoRetriesNoTimeoutNoDependenci
   EXPECT_TRUE(md->follow.empty());
 }
 
+TEST(TaskMetadataTest, PriorityIsAnIntegerDefaultingToZero) {
+  EXPECT_EQ(Parse("{}")->priority, 0);
+  EXPECT_EQ(Parse(R"({"priority": null})")->priority, 0);
+  EXPECT_EQ(Parse(R"({"priority": 7})")->priority, 7);
+  EXPECT_EQ(Parse(R"({"priority": -3})")->priority, -3);
+  EXPECT_EQ(Parse(R"({"priority": 2147483647})")->priority, 2147483647);
+  for (const char* bad : {R"({"priority": "high"})", R"({"priority": 1.5})", R"({"priority": true})",
+                          R"({"priority": 2147483648})", R"({"priority": -2147483649})", R"({"priority": [1]})"}) {
+    Result<TaskMetadata> md = Parse(bad);
+    ASSERT_FALSE(md.ok()) << bad;
+    EXPECT_NE(md.status().message().find("\"priority\" must be an integer"), std::string::npos) << md.status().ToString();
+    EXPECT_STREQ(TaskMetadataErrorName(md.status()), "ValueError");
+  }
+}
+
 TEST(TaskMetadataTest, ReadsEveryFieldTheSchedulerUses) {
   Result<TaskMetadata> md = Parse(
       R"({"targets": ["a", "b", 3], "retries": 2, "timeout": 1.5, "after": ["x"],)"

@@ -453,6 +453,74 @@ TEST_F(TaskSchedulerTest, RefusesBadRequirementsAndKindsWithValueError) {
   EXPECT_EQ(NextReply(), std::make_tuple(id, std::string("error"), std::string("ValueError")));
 }
 
+// One engine, one task at a time: a queue of waiting tasks, then the order they reach it.
+TEST_F(TaskSchedulerTest, RunsWaitingTasksByPriorityThenInSubmissionOrder) {
+  Start({.hwm = 1});
+  FakePeer& engine = AddEngine("engine-a");
+  std::string busy = Submit();
+  protocol::Message running = NextTask(engine);
+  ASSERT_EQ(running.msg_id(), busy);
+  // A flood of default-priority work, then a low, two high and one more default task.
+  std::vector<std::string> flood;
+  for (int i = 0; i < 5; ++i) flood.push_back(Submit());
+  std::string low = Submit({{"priority", -1}});
+  std::string high1 = Submit({{"priority", 10}});
+  std::string high2 = Submit({{"priority", 10}});
+  std::string urgent = Submit({{"priority", 20}});
+  std::string last = Submit({{"priority", 0}});
+  std::vector<std::string> expected = {urgent, high1, high2};
+  expected.insert(expected.end(), flood.begin(), flood.end());
+  expected.push_back(last);
+  expected.push_back(low);
+  std::vector<std::string> order;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    Answer(engine, running, "ok");
+    running = NextTask(engine);
+    order.push_back(running.msg_id());
+  }
+  EXPECT_EQ(order, expected);
+}
+
+TEST_F(TaskSchedulerTest, KeepsSubmissionOrderWithoutPriorities) {
+  Start({.hwm = 1});
+  FakePeer& engine = AddEngine("engine-a");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 8; ++i) ids.push_back(Submit());
+  std::vector<std::string> order;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    protocol::Message task = NextTask(engine);
+    order.push_back(task.msg_id());
+    Answer(engine, task, "ok");
+  }
+  EXPECT_EQ(order, ids);
+}
+
+// Parked work (no engine can run it yet) keeps its priority when an engine that can joins.
+TEST_F(TaskSchedulerTest, UnparkedTasksRunByPriority) {
+  Start({.hwm = 1});
+  std::string low = SubmitCall("f");
+  std::string high = SubmitCall("f", {{"priority", 3}});
+  ASSERT_TRUE(NextWaiting().has_value());
+  ASSERT_TRUE(NextWaiting().has_value());  // both parked
+  FakePeer& engine = AddEngine("engine-n", Native({"f"}));
+  protocol::Message first = NextTask(engine);
+  EXPECT_EQ(first.msg_id(), high);
+  Answer(engine, first, "ok");
+  EXPECT_EQ(NextTask(engine).msg_id(), low);
+}
+
+TEST_F(TaskSchedulerTest, RefusesABadPriorityWithValueError) {
+  Start();
+  AddEngine("engine-a");
+  for (json bad : {json("high"), json(1.5), json(true), json(1LL << 40)}) {
+    std::string id = Submit({{"priority", bad}});
+    protocol::Message reply = NextReplyMessage();
+    EXPECT_EQ(reply.parent_id(), id);
+    EXPECT_EQ(reply.content.value("ename", ""), "ValueError") << bad.dump();
+    EXPECT_NE(reply.content.value("evalue", "").find("priority"), std::string::npos) << reply.content.dump();
+  }
+}
+
 TEST_F(TaskSchedulerTest, RunsWaitingNativeWorkWhenANativeEngineRegisters) {
   Start();
   std::string id = SubmitCall("pi.sample");

@@ -182,6 +182,23 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
   return Status::OK();
 }
 
+void Cluster::SaveEngineSets(const Logger& log) {
+  // Re-read: `ipcluster engines` may have added sets since we wrote the file (a write of its own
+  // in the few microseconds between our read and our rename would be lost). Ours are the first
+  // sets; theirs follow.
+  std::ifstream in(file());
+  Json recorded = Json::parse(in, nullptr, false);
+  if (!recorded.is_object()) return;
+  Json& sets = recorded["engines"]["sets"];
+  for (size_t i = 0; sets.is_array() && i < sets.size() && i < engine_sets_.size(); ++i) {
+    sets[i]["state"] = engine_sets_[i]->State();
+    sets[i]["logs"] = engine_sets_[i]->LogLocation();
+  }
+  if (adapter_) recorded["adapt"] = adapter_->Describe();
+  if (engine_supervisor_) recorded["restarts"] = engine_supervisor_->restarts();
+  if (auto st = Save(recorded); !st.ok()) log->error("{}", st.message());
+}
+
 // Engines `ipcluster engines` added later are not our children: the cluster file only tells
 // list which of them are gone.
 void Cluster::Supervise(const Logger& log) {

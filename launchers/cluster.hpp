@@ -94,6 +94,8 @@ class Cluster {
   // Batch engine sets started without --adapt: a job that ends (walltime, scancel) is submitted
   // again, within a RestartBudget (launchers/cluster_adapt.cpp).
   void ReplaceEndedJobs(const Logger& log);
+  // Writes the engine sets' states and logs, --adapt's state and the restart count into the
+  // cluster file, keeping what `ipcluster engines` added.
   void SaveEngineSets(const Logger& log);
   // One tick of engine supervision (engine_supervisor.cpp): ends logged and told to the
   // controller (ipp_engine_exit_request), restarts started, the cluster file brought up to date.

@@ -1,5 +1,4 @@
 // Cluster's part of --adapt: the adaptive engine set and saving its jobs in the cluster file.
-#include <fstream>
 
 #include "launchers/cluster.hpp"
 
@@ -20,17 +19,6 @@ Status Cluster::StartAdaptive(const std::string& kind, const AdaptLimits& limits
 
 void Cluster::Adapt(const Logger& log) {
   if (adapter_->Tick(std::chrono::steady_clock::now())) SaveEngineSets(log);
-}
-
-void Cluster::SaveEngineSets(const Logger& log) {
-  // Re-read: `ipcluster engines` may have added sets since we wrote the file.
-  std::ifstream in(file());
-  Json recorded = Json::parse(in, nullptr, false);
-  if (!recorded.is_object()) return;
-  Json& sets = recorded["engines"]["sets"];
-  for (size_t i = 0; sets.is_array() && i < sets.size() && i < engine_sets_.size(); ++i) sets[i]["state"] = engine_sets_[i]->State();
-  if (adapter_) recorded["adapt"] = adapter_->Describe();
-  if (auto st = Save(recorded); !st.ok()) log->error("{}", st.message());
 }
 
 void Cluster::ReplaceEndedJobs(const Logger& log) {

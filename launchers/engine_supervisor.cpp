@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 
 #include "ipp/client.hpp"
 #include "launchers/cluster.hpp"
@@ -79,22 +78,7 @@ void Cluster::SuperviseEngines(const Logger& log, EngineSupervisor::Clock::time_
   if (!engine_supervisor_) engine_supervisor_ = std::make_unique<EngineSupervisor>(context_.restart, log);
   bool changed = false;
   std::vector<EngineEnd> ends = engine_supervisor_->Tick(engine_sets_, now, &changed, adapter_ ? adaptive_set_ : SIZE_MAX);
-  if (changed) {
-    // Re-read: `ipcluster engines` may have added sets since we wrote the file (a write of its
-    // own in the few microseconds between our read and our rename would be lost). Ours are the
-    // first sets; theirs follow.
-    std::ifstream in(file());
-    Json recorded = Json::parse(in, nullptr, false);
-    if (recorded.is_object()) {
-      Json& sets = recorded["engines"]["sets"];
-      for (size_t i = 0; i < engine_sets_.size() && i < sets.size(); ++i) {
-        sets[i]["state"] = engine_sets_[i]->State();
-        sets[i]["logs"] = engine_sets_[i]->LogLocation();
-      }
-      recorded["restarts"] = engine_supervisor_->restarts();
-      if (auto st = Save(recorded); !st.ok()) log->error("{}", st.message());
-    }
-  }
+  if (changed) SaveEngineSets(log);
   std::vector<EngineEnd> unexpected;
   for (EngineEnd& e : ends) {
     if (!e.requested) unexpected.push_back(std::move(e));

@@ -496,9 +496,7 @@ class ProcessLauncher : public ProcessSetLauncher {
     if (controller_ || kind_ != "Local") return Launcher::Submit(engines);
     static int jobs = 0;
     std::string id = "local-" + std::to_string(getpid()) + "-" + std::to_string(++jobs);
-    std::vector<std::string> argv = {"/usr/bin/env", "IPP_JOB_ID=" + id};
-    auto engine = EngineCommand(context_);
-    argv.insert(argv.end(), engine.begin(), engine.end());
+    const std::vector<std::string> argv = EngineCommand(context_);
     for (int i = 0; i < engines; ++i) {
       if (Status s = StartOne(argv, "ipengine", id); !s.ok()) return s;
     }
@@ -508,8 +506,11 @@ class ProcessLauncher : public ProcessSetLauncher {
  private:
   Status StartOne(const std::vector<std::string>& argv, const std::string& name, const std::string& job = "") {
     static int counter = 0;
+    std::map<std::string, std::string> environment = EnvironmentFor(context_, kind_ == "MPI" ? "mpi" : "");
+    // A Local job's engines know it by IPP_JOB_ID, as batch engines know theirs by SLURM_JOB_ID.
+    if (!job.empty()) environment["IPP_JOB_ID"] = job;
     return Launch(argv, context_.log_dir / (name + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + ".log"),
-                  EnvironmentFor(context_, kind_ == "MPI" ? "mpi" : ""), job);
+                  environment, job);
   }
 
   std::string kind_;

@@ -224,7 +224,9 @@ int Engine::Run() {
   while (true) {
     // Commands first, one request at a time: an abort or clear that came while the last
     // request ran applies to every request after it.
-    if (HandleCommands()) break;
+    HandleCommands();
+    ReplyTakenAborts();
+    if (stopping_) break;
     auto frames = protocol::TryRecv(shell_);
     if (!frames) {
       try {
@@ -253,11 +255,13 @@ int Engine::Run() {
   return exit_code_.load();
 }
 
-bool Engine::HandleCommands() {
-  while (auto frames = protocol::TryRecv(from_control_)) {
+void Engine::HandleCommands() {
+  while (!stopping_) {
+    auto frames = protocol::TryRecv(from_control_);
+    if (!frames) return;
     if (frames->empty()) continue;
     std::string_view kind = protocol::view((*frames)[0]);
-    if (kind == "stop") return true;
+    if (kind == "stop") stopping_ = true;
     if (kind == "clear") {
       WorkItem clear;
       clear.kind = WorkItem::Kind::kClearNamespace;
@@ -268,7 +272,6 @@ bool Engine::HandleCommands() {
       for (size_t i = 1; i < frames->size(); ++i) aborted_.insert(std::string(protocol::view((*frames)[i])));
     }
   }
-  return false;
 }
 
 void Engine::AnnounceIfFunctionsChanged() {
@@ -284,10 +287,15 @@ void Engine::AnnounceIfFunctionsChanged() {
 
 void Engine::AbortWaiting() {
   // abort_request without msg_ids: every request already here is answered as aborted.
-  while (auto frames = protocol::TryRecv(shell_)) {
-    Result<Request> request = ParseRequest(shell_out_, std::move(*frames));
+  while (auto frames = protocol::TryRecv(shell_)) taken_aborts_.push_back(std::move(*frames));
+}
+
+void Engine::ReplyTakenAborts() {
+  for (auto& frames : taken_aborts_) {
+    Result<Request> request = ParseRequest(shell_out_, std::move(frames));
     if (request.ok()) ReplyAborted(shell_out_, *request);
   }
+  taken_aborts_.clear();
 }
 
 void Engine::Serve(Request request) {
@@ -329,6 +337,9 @@ void Engine::Serve(Request request) {
   executor_.Execute(item, [&](const char* stream, std::string_view text) {
     Publish(shell_out_, "stream", {{"name", stream}, {"text", text}}, request.header_text);
   });
+  // An abort or clear that came while this ran applies before its reply leaves: a client that
+  // sends more work after seeing the reply must not have it swept up by an older abort.
+  HandleCommands();
   // Before the reply: a client that saw ipp.load succeed finds the new functions at the hub as
   // soon as the hub has read this engine's update.
   if (item.kind == WorkItem::Kind::kCall) AnnounceIfFunctionsChanged();

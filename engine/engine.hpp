@@ -95,7 +95,10 @@ class Engine {
 
   // Shell thread.
   void Serve(Request request);
-  bool HandleCommands();  // true: stop
+  // Applies the control thread's commands (abort, clear, stop); sets stopping_ on "stop".
+  void HandleCommands();
+  // Answers "aborted" to what AbortWaiting() took off the shell socket.
+  void ReplyTakenAborts();
   void AbortWaiting();
   void AnnounceIfFunctionsChanged();
 
@@ -143,6 +146,11 @@ class Engine {
   // msg_ids to refuse when they arrive. Bounded: most named ids never come here (the scheduler
   // dropped them, or they went to another engine).
   RecentIds aborted_{1u << 16};
+  // An abort without ids takes every waiting request off the socket when it is applied: before
+  // the running request's reply leaves, so nothing sent after that reply is swept up. They are
+  // answered after that reply, in arrival order.
+  std::vector<protocol::Frames> taken_aborts_;
+  bool stopping_ = false;
 
   // Control thread.
   zmq::socket_t registration_, control_, control_iopub_, ping_, pong_, to_shell_, from_shell_;

@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
       ("tag", po::value(&tags)->composing(), "a tag this engine announces (repeatable); tasks that require it run only on engines with it")
       ("resources", po::value(&resources)->composing(),
        "resources this engine announces, NAME=NUMBER[,NAME=NUMBER...] (repeatable), e.g. gpus=2,mem=64; a task may require gpus>=2")
-      ("mpi", "initialise MPI (run under mpiexec): functions see the rank, size and communicator")
+      ("mpi", "initialise MPI (run under mpiexec): functions see the rank, size and communicator; loads "
+              "libipp_engine_mpi.so, installed beside ipengine (a plain engine does not load MPI)")
       ("id", po::value(&id), "request this engine id")
       ("timeout", po::value(&timeout)->default_value(30), "seconds to wait for the controller to answer registration")
       ("hb-misses", po::value(&hb_misses)->default_value(10), "exit after this many heartbeat periods without a ping");

@@ -378,6 +378,8 @@ def measure(q):
             results["memory"] = {"tasks": q["mem_tasks"], "bytes_per_record": (after - before) * 1024 / q["mem_tasks"],
                                  "rss_before_kib": before, "rss_after_kib": after, "rss_after_purge_kib": purged}
             procs.stop()
+        import bench_prefetch
+        results["prefetch"] = bench_prefetch.measure(procs, q)
     finally:
         procs.stop()
     return results
@@ -435,6 +437,8 @@ def table(r):
     lines.append(f"| controller memory per finished task record (bytes) | {m['bytes_per_record']:.0f} | | | <= 1024 |")
     lines.append(f"| controller RSS before / after {m['tasks']} tasks / after purge (KiB) | {m['rss_before_kib']} / "
                  f"{m['rss_after_kib']} / {m['rss_after_purge_kib']} | | | |")
+    import bench_prefetch
+    lines += bench_prefetch.rows(r["prefetch"])
     return "\n".join(lines) + "\n"
 
 
@@ -473,12 +477,16 @@ def main():
     if a.quick:
         q = dict(quick=True, py_engines=[1], py_tasks=50, py_rtts=20, cpp_engines=[1, 2], cpp_tasks=500, cpp_rtts=50,
                  map_items=2000, data_mib=[1], reg_engines=[4], mem_tasks=1000, native_py_tasks=100,
-                 native_py_reps=3, dash_tasks=500, dash_reps=1)
+                 native_py_reps=3, dash_tasks=500, dash_reps=1,
+                 pf_engines=2, pf_tasks=500, pf_rounds=1, pf_mixed=100, pf_long=1, pf_long_s=0.1, pf_scale=[2, 4],
+                 pf_scale_rounds=1)
     else:
         q = dict(quick=False, py_engines=[1, 2, 4, 8], py_tasks=2000, py_rtts=300, cpp_engines=[1, 2, 4, 8],
                  cpp_tasks=30000, cpp_rtts=2000, map_items=500000, data_mib=[1, 16, 64, 256],
                  reg_engines=[16, 64, 256], mem_tasks=100000, native_py_tasks=3000, native_py_reps=20,
-                 dash_tasks=30000, dash_reps=6)
+                 dash_tasks=30000, dash_reps=6,
+                 pf_engines=2, pf_tasks=30000, pf_rounds=4, pf_mixed=10000, pf_long=4, pf_long_s=1.0, pf_scale=[8, 256],
+                 pf_scale_rounds=2)
     os.makedirs(a.out, exist_ok=True)
     r = measure(q)
     with open(os.path.join(a.out, "results.json"), "w") as f:

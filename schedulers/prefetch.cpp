@@ -28,11 +28,11 @@ struct Adaptive : Prefetch {
   // Evidence needed before an engine holds more than one task.
   static constexpr int kMinSamples = 8;
   // Queued work an engine may hold behind its running task, at least (in time)...
-  static constexpr Micros kMinBudget{2000};
+  static constexpr Micros kMinBudget{5000};
   // ...and at most this many tasks.
-  static constexpr int kMaxQueued = 32;
+  static constexpr int kMaxQueued = 128;
   // Tolerance on top of the expected time before an engine counts as busy with a long task.
-  static constexpr Micros kSlack{1000};
+  static constexpr Micros kSlack{5000};
 
   int Depth(const TaskTimings& observed, int answered, Micros waited) const override {
     if (answered == 0 || observed.samples() < kMinSamples || !observed.round_trip_known()) return 1;

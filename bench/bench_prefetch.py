@@ -29,17 +29,20 @@ def alternate(procs, rounds, sides, run):
 
 
 def measure(procs, q):
-    out = {}
+    return {"noop": measure_noop(procs, q), "mixed": measure_mixed(procs, q), "scale": measure_scale(procs, q)}
 
+
+def measure_noop(procs, q):
     def noop(d, mode):
         log(f"prefetch: no-op LB tasks, {q['pf_engines']} engines, {mode}")
         env, cf, _ = start_cluster(procs, d, "ours", "ours", q["pf_engines"], MODES[mode])
         return ipp_bench(cf, env, ["--lb-only", "--tasks", str(q["pf_tasks"])])["lb_tasks_per_s"]
 
     got = alternate(procs, q["pf_rounds"], list(MODES), noop)
-    out["noop"] = {mode: statistics.median(v) for mode, v in got.items()}
-    out["noop"]["engines"] = q["pf_engines"]
+    return {**{mode: statistics.median(v) for mode, v in got.items()}, "engines": q["pf_engines"]}
 
+
+def measure_mixed(procs, q):
     def mixed(d, mode):
         log(f"prefetch: mixed workload, 4 engines, {mode}")
         env, cf, _ = start_cluster(procs, d, "ours", "ours", 4, MODES[mode])
@@ -47,9 +50,11 @@ def measure(procs, q):
         return ipp_bench(cf, env, args)["mixed"]["makespan_s"]
 
     got = alternate(procs, q["pf_rounds"], ["defaults", "hwm1"], mixed)
-    out["mixed"] = {mode: statistics.median(v) for mode, v in got.items()}
-    out["mixed"].update(short=q["pf_mixed"], long=q["pf_long"], long_s=q["pf_long_s"])
+    return {**{mode: statistics.median(v) for mode, v in got.items()},
+            "short": q["pf_mixed"], "long": q["pf_long"], "long_s": q["pf_long_s"]}
 
+
+def measure_scale(procs, q):
     few, many = q["pf_scale"]
 
     def scale(d, n):
@@ -58,9 +63,8 @@ def measure(procs, q):
         return ipp_bench(cf, env, ["--lb-only", "--tasks", str(q["pf_tasks"])])["lb_tasks_per_s"]
 
     got = alternate(procs, q["pf_scale_rounds"], [few, many], scale)
-    out["scale"] = {"few": few, "many": many, "few_tasks_per_s": statistics.median(got[few]),
-                    "many_tasks_per_s": statistics.median(got[many])}
-    return out
+    return {"few": few, "many": many, "few_tasks_per_s": statistics.median(got[few]),
+            "many_tasks_per_s": statistics.median(got[many])}
 
 
 def rows(r):

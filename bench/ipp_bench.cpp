@@ -7,6 +7,10 @@
 // same hops — client, relay and echo in three processes, as client, controller and engine are
 // (raw_zmq_rtt) — and, for reference, the same echo between threads of this process
 // (raw_zmq_rtt_threads: one ZeroMQ I/O thread serves every socket, no process boundary).
+//
+//   ipp_bench --file <f> --lb-only --tasks 20000     only the load-balanced no-op throughput
+//   ipp_bench --file <f> --mixed 10000 --long 4      only a mixed workload's makespan: 1 ms tasks
+//                                                    (ipp.sleep) with 1 s ones spread among them
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -262,7 +266,8 @@ int main(int argc, char** argv) {
     return RunRawRole(argc, argv);
   }
   std::string file;
-  int tasks = 20000, latency = 2000, items = 200000, chunk = 1000, fanout = 0;
+  int tasks = 20000, latency = 2000, items = 200000, chunk = 1000, fanout = 0, mixed = 0, long_tasks = 4;
+  double short_s = 0.001, long_s = 1.0;
   std::vector<int> data_mib;
   po::options_description o("ipp_bench options");
   o.add_options()("help,h", "help")("file,f", po::value(&file), "client connection file")
@@ -271,7 +276,12 @@ int main(int argc, char** argv) {
       ("items", po::value(&items)->default_value(200000), "map items")
       ("chunk", po::value(&chunk)->default_value(1000), "map chunk size")
       ("data-mib", po::value(&data_mib)->multitoken(), "buffer sizes (MiB) for push/pull throughput")
-      ("fanout", po::value(&fanout)->default_value(0), "apply-to-all rounds (0: skip)");
+      ("fanout", po::value(&fanout)->default_value(0), "apply-to-all rounds (0: skip)")
+      ("lb-only", "measure only the load-balanced no-op throughput")
+      ("mixed", po::value(&mixed)->default_value(0), "measure only a mixed workload: this many short tasks")
+      ("long", po::value(&long_tasks)->default_value(4), "--mixed: long tasks, spread evenly among the short ones")
+      ("short-s", po::value(&short_s)->default_value(0.001), "--mixed: seconds a short task sleeps")
+      ("long-s", po::value(&long_s)->default_value(1.0), "--mixed: seconds a long task sleeps");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, o), vm);
   po::notify(vm);
@@ -289,11 +299,31 @@ int main(int argc, char** argv) {
   auto lb = client->load_balanced_view();
   lb.map("ipp.echo", std::vector<ipp::Json>(200, 0)).get();  // warm up
 
+  if (mixed > 0) {
+    // Makespan: from the first submission to the last reply, one task per item.
+    std::vector<ipp::Json> seconds(mixed, short_s);
+    for (int k = 1; k <= long_tasks; ++k) {
+      seconds.insert(seconds.begin() + static_cast<long>(static_cast<size_t>(k) * mixed / (long_tasks + 1) + k - 1), long_s);
+    }
+    auto start = Clock::now();
+    lb.map("ipp.sleep", seconds, 1).get();
+    double makespan = Seconds(Clock::now() - start);
+    double work = mixed * short_s + long_tasks * long_s;
+    out["mixed"] = {{"short", mixed}, {"long", long_tasks}, {"short_s", short_s}, {"long_s", long_s},
+                    {"makespan_s", makespan}, {"ideal_s", work / static_cast<double>(client->ids().size())}};
+    std::cout << out.dump() << std::endl;
+    return 0;
+  }
+
   std::vector<ipp::Json> noops(tasks, nullptr);
   auto t0 = Clock::now();
   auto r = lb.map("ipp.echo", noops, 1);  // one task per item
   r.get();
   out["lb_tasks_per_s"] = tasks / Seconds(Clock::now() - t0);
+  if (vm.count("lb-only")) {
+    std::cout << out.dump() << std::endl;
+    return 0;
+  }
 
   std::vector<ipp::Json> many(items, 1);
   t0 = Clock::now();

@@ -381,6 +381,8 @@ def measure(q):
                                  "rss_before_kib": before, "rss_after_kib": after, "rss_after_purge_kib": purged}
             procs.stop()
         results["engine"] = bench_engine.measure(procs, q)
+        import bench_prefetch  # it imports this module's helpers
+        results["prefetch"] = bench_prefetch.measure(procs, q)
     finally:
         procs.stop()
     return results
@@ -439,6 +441,8 @@ def table(r):
     lines.append(f"| controller RSS before / after {m['tasks']} tasks / after purge (KiB) | {m['rss_before_kib']} / "
                  f"{m['rss_after_kib']} / {m['rss_after_purge_kib']} | | | |")
     lines += bench_engine.rows(r["engine"])
+    import bench_prefetch
+    lines += bench_prefetch.rows(r["prefetch"])
     return "\n".join(lines) + "\n"
 
 
@@ -478,12 +482,16 @@ def main():
         q = dict(quick=True, py_engines=[1], py_tasks=50, py_rtts=20, cpp_engines=[1, 2], cpp_tasks=500, cpp_rtts=50,
                  map_items=2000, data_mib=[1], reg_engines=[4], mem_tasks=1000, native_py_tasks=100,
                  native_py_reps=3, dash_tasks=500, dash_reps=1,
-                 engine_reps=1, engine_idle_s=1)
+                 engine_reps=1, engine_idle_s=1,
+                 pf_engines=2, pf_tasks=500, pf_rounds=1, pf_mixed=100, pf_long=1, pf_long_s=0.1, pf_scale=[2, 4],
+                 pf_scale_rounds=1)
     else:
         q = dict(quick=False, py_engines=[1, 2, 4, 8], py_tasks=2000, py_rtts=300, cpp_engines=[1, 2, 4, 8],
                  cpp_tasks=30000, cpp_rtts=2000, map_items=500000, data_mib=[1, 16, 64, 256],
                  reg_engines=[16, 64, 256], mem_tasks=100000, native_py_tasks=3000, native_py_reps=20,
-                 dash_tasks=30000, dash_reps=6, engine_reps=8, engine_idle_s=5)
+                 dash_tasks=30000, dash_reps=6, engine_reps=8, engine_idle_s=5,
+                 pf_engines=2, pf_tasks=30000, pf_rounds=4, pf_mixed=10000, pf_long=4, pf_long_s=1.0, pf_scale=[8, 256],
+                 pf_scale_rounds=2)
     os.makedirs(a.out, exist_ok=True)
     r = measure(q)
     with open(os.path.join(a.out, "results.json"), "w") as f:

@@ -75,7 +75,12 @@ Status ApplyTrait(ControllerOptions& o, const std::string& name, const std::stri
     return Status::OK();
   }
   if (name == "HeartMonitor.max_heartmonitor_misses") return ParseNumber(name, v, o.max_heartbeat_misses);
-  if (name == "TaskScheduler.hwm") return ParseNumber(name, v, o.hwm);
+  if (name == "TaskScheduler.hwm") {
+    int hwm = 0;
+    if (Status s = ParseNumber(name, v, hwm); !s.ok()) return s;
+    o.hwm = hwm;
+    return Status::OK();
+  }
   if (name == "TaskScheduler.remembered_tasks") return ParseNumber(name, v, o.remembered_tasks);
   if (name == "TaskScheduler.scheme_name") {
     const std::vector<std::string>& names = schedulers::PolicyNames();

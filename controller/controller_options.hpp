@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,7 @@ struct ControllerOptions {
   size_t db_size_limit = 1024ull << 20;
   double db_cull_fraction = 0.1;
   std::string scheme = "leastload";
-  int hwm = 1;
+  std::optional<int> hwm = std::nullopt;  // TaskScheduler.hwm; unset: adaptive prefetch (schedulers/prefetch.hpp)
   size_t remembered_tasks = 1u << 18;  // TaskSchedulerOptions::remembered_tasks
   bool reuse = false;
   bool restore = false;

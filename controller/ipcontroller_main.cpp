@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
                                     "Clients and engines find it through the connection files it writes to\n"
                                     "<profile>/security/.");
   ipp::cli::DefaultsFromEnvironment(&process.profile_dir, &process.cluster_id, &o.session_key);
-  std::string ports, ping;
+  std::string ports, ping, hwm;
   const std::string scheme_help = "load-balancing scheme: " + ipp::schedulers::PolicyNameList();
   process.AddProfile("cluster id: connection files become ipcontroller-<id>-{client,engine}.json");
   process.options.add_options()
@@ -29,7 +29,9 @@ int main(int argc, char** argv) {
       ("sqlitedb", "keep task records in SQLite: <profile>/tasks.db (survives restarts)")
       ("nodb", "keep no task records")
       ("scheme", po::value(&o.scheme)->default_value("leastload"), scheme_help.c_str())
-      ("hwm", po::value(&o.hwm)->default_value(1), "max outstanding load-balanced tasks per engine (0: no limit)")
+      ("hwm", po::value(&hwm), "max outstanding load-balanced tasks per engine (0: no limit; as TaskScheduler.hwm).\n"
+                               "Default: adaptive -- one, as with 1, until tasks are seen to be short next to the\n"
+                               "round trip; then enough to cover it (a few ms of queued work at most)")
       ("remembered-tasks", po::value(&o.remembered_tasks)->default_value(o.remembered_tasks),
        "finished load-balanced tasks remembered for later after/follow dependencies: at least this "
        "many of the latest, at most twice (0: all, forever)")
@@ -92,6 +94,10 @@ int main(int argc, char** argv) {
     } else if (!s.ok()) {
       return fail(s.message());
     }
+  }
+
+  if (vm.count("hwm")) {  // after the profile config and traits: the flag wins
+    if (auto s = ipp::controller::ApplyTrait(o, "TaskScheduler.hwm", hwm); !s.ok()) return fail(s.message());
   }
 
   ipp::controller::Controller controller(o);

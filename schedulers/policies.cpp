@@ -1,6 +1,8 @@
 #include "schedulers/policies.hpp"
 
 #include <algorithm>
+#include <set>
+#include <tuple>
 
 namespace ipp::schedulers {
 
@@ -50,7 +52,117 @@ struct Weighted : RoutingPolicy {  // two at random weighted by inverse load; th
   }
 };
 
+// Slot-indexed storage that grows with the highest slot seen.
+template <typename T>
+T& At(std::vector<T>& v, uint32_t slot) {
+  if (slot >= v.size()) v.resize(slot + 1);
+  return v[slot];
+}
+
+// lru and leastload: the first of the engines ordered by a key.
+template <typename Key, Key (*MakeKey)(uint32_t, int, int64_t)>
+struct OrderedIndex : EngineIndex {
+  void Insert(uint32_t slot, int load, int64_t last_use) override {
+    At(keys, slot) = MakeKey(slot, load, last_use);
+    order.insert(keys[slot]);
+  }
+  void Erase(uint32_t slot) override { order.erase(keys.at(slot)); }
+  bool empty() const override { return order.empty(); }
+  uint32_t Pick(std::mt19937&) const override { return std::get<uint32_t>(*order.begin()); }
+  std::set<Key> order;
+  std::vector<Key> keys;
+};
+
+using ByAge = std::tuple<int64_t, uint32_t>;
+ByAge AgeKey(uint32_t slot, int, int64_t last_use) { return {last_use, slot}; }
+using ByLoad = std::tuple<int, int64_t, uint32_t>;
+ByLoad LoadKey(uint32_t slot, int load, int64_t last_use) { return {load, last_use, slot}; }
+
+// plainrandom and twobin: uniform draws from an array of the members.
+struct UniformIndex : EngineIndex {
+  explicit UniformIndex(bool two) : two_bins(two) {}
+  void Insert(uint32_t slot, int, int64_t last_use) override {
+    At(position, slot) = members.size();
+    At(last_used, slot) = last_use;
+    members.push_back(slot);
+  }
+  void Erase(uint32_t slot) override {
+    size_t at = position.at(slot);
+    members[at] = members.back();
+    position[members[at]] = at;
+    members.pop_back();
+  }
+  bool empty() const override { return members.empty(); }
+  uint32_t Pick(std::mt19937& rng) const override {
+    uint32_t x = members[RandomIndex(members.size(), rng)];
+    if (!two_bins) return x;
+    uint32_t y = members[RandomIndex(members.size(), rng)];
+    return last_used[y] < last_used[x] ? y : x;  // the less recently used of two
+  }
+  bool two_bins;
+  std::vector<uint32_t> members;
+  std::vector<size_t> position;
+  std::vector<int64_t> last_used;
+};
+
+// weighted: draws by inverse load from a sum tree over the slots (a slot not in the index
+// weighs nothing); sums are recomputed from their two children, so they never drift.
+struct WeightedIndex : EngineIndex {
+  void Insert(uint32_t slot, int load, int64_t) override {
+    At(loads, slot) = load;
+    Set(slot, 1.0 / (1e-6 + std::max(load, 0)));
+    ++count;
+  }
+  void Erase(uint32_t slot) override {
+    Set(slot, 0);
+    --count;
+  }
+  bool empty() const override { return count == 0; }
+  uint32_t Pick(std::mt19937& rng) const override {
+    uint32_t x = Draw(rng), y = Draw(rng);
+    return loads[y] < loads[x] ? y : x;
+  }
+  void Set(uint32_t slot, double weight) {
+    if (slot >= leaves) {
+      size_t grown = std::max<size_t>(leaves * 2, 16);
+      while (grown <= slot) grown *= 2;
+      std::vector<double> old(tree.begin() + static_cast<long>(leaves), tree.end());
+      tree.assign(2 * grown, 0.0);
+      leaves = grown;
+      std::copy(old.begin(), old.end(), tree.begin() + static_cast<long>(leaves));
+      for (size_t i = leaves - 1; i >= 1; --i) tree[i] = tree[2 * i] + tree[2 * i + 1];
+    }
+    size_t i = leaves + slot;
+    tree[i] = weight;
+    for (i /= 2; i >= 1; i /= 2) tree[i] = tree[2 * i] + tree[2 * i + 1];
+  }
+  uint32_t Draw(std::mt19937& rng) const {
+    double u = std::uniform_real_distribution<double>(0, tree[1])(rng);
+    size_t i = 1;
+    while (i < leaves) {
+      double left = tree[2 * i];
+      // Rounding may put u past the last weight of a side: never step into a side weighing nothing.
+      bool go_left = left > 0 && (u < left || tree[2 * i + 1] <= 0);
+      if (!go_left) u -= left;
+      i = 2 * i + (go_left ? 0 : 1);
+    }
+    return static_cast<uint32_t>(i - leaves);
+  }
+  size_t leaves = 0, count = 0;
+  std::vector<double> tree;  // [1] is the root; leaves from [leaves]
+  std::vector<int> loads;
+};
+
 }  // namespace
+
+std::unique_ptr<EngineIndex> MakeEngineIndex(const std::string& name) {
+  if (name == "lru") return std::make_unique<OrderedIndex<ByAge, AgeKey>>();
+  if (name == "leastload") return std::make_unique<OrderedIndex<ByLoad, LoadKey>>();
+  if (name == "plainrandom") return std::make_unique<UniformIndex>(false);
+  if (name == "twobin") return std::make_unique<UniformIndex>(true);
+  if (name == "weighted") return std::make_unique<WeightedIndex>();
+  return nullptr;
+}
 
 std::unique_ptr<RoutingPolicy> MakePolicy(const std::string& name) {
   if (name == "lru") return std::make_unique<Lru>();

@@ -31,8 +31,11 @@ TaskScheduler::TaskScheduler(zmq::context_t& context, const std::string& key,
       fates_(options_.remembered_tasks) {
   if (!policy_) {
     log_->error("unknown scheme '{}', using leastload", options_.scheme);
-    policy_ = MakePolicy("leastload");
+    options_.scheme = "leastload";
+    policy_ = MakePolicy(options_.scheme);
   }
+  index_ = MakeEngineIndex(options_.scheme);
+  prefetch_ = MakePrefetch(options_.hwm);
   for (zmq::socket_t* s : {&client_, &engine_, &notifications_, &monitor_, &aborts_}) protocol::ConfigureUnbounded(*s);
   notifications_.set(zmq::sockopt::subscribe, "");
   engine_.set(zmq::sockopt::router_mandatory, 1);
@@ -58,7 +61,8 @@ void TaskScheduler::Attach(Reactor& reactor) {
   reactor.every(PendingDelivery::kRetryPeriod, [this] {
     if (!to_engines_.empty()) to_engines_.Retry([this](Frames&& f) { Undeliverable(std::move(f)); });
   });
-  log_->info("task scheduler started: scheme {}, hwm {}", options_.scheme, options_.hwm);
+  log_->info("task scheduler started: scheme {}, hwm {}", options_.scheme,
+             options_.hwm ? std::to_string(*options_.hwm) : std::string("adaptive"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,30 +103,44 @@ void TaskScheduler::OnNotification() {
 }
 
 void TaskScheduler::RegisterEngine(const std::string& uuid, Caps caps) {
-  if (std::find(targets_.begin(), targets_.end(), uuid) != targets_.end()) {
+  if (SlotOf(uuid)) {
     SetCapabilities(uuid, std::move(caps));  // announced again (restored, then notified)
     return;
   }
-  targets_.insert(targets_.begin(), uuid);  // head of the line
-  loads_.insert(loads_.begin(), 0);
-  caps_.insert(caps_.begin(), caps);
+  uint32_t slot;
+  if (free_slots_.empty()) {
+    slot = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  } else {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  }
+  Slot& s = slots_[slot];
+  s = Slot{};
+  s.uuid = uuid;
+  s.last_use = --join_clock_;  // head of the line
+  s.caps = caps;
+  s.connected = true;
+  ++connected_;
   auto& state = engines_[uuid];
+  state.slot = slot;
   state.alive = true;
   state.caps = std::move(caps);
   state.index = engine_index_.emplace(uuid, static_cast<uint32_t>(engine_index_.size())).first->second;
   ++caps_generation_;
-  log_->info("engine {} available ({} engines, {})", uuid, targets_.size(), protocol::EngineKindName(state.caps->kind));
+  Reindex(slot, std::chrono::steady_clock::now());
+  log_->info("engine {} available ({} engines, {})", uuid, connected_, protocol::EngineKindName(state.caps->kind));
   Unpark();
   RunQueued();
 }
 
 void TaskScheduler::SetCapabilities(const std::string& uuid, Caps caps) {
-  auto it = std::find(targets_.begin(), targets_.end(), uuid);
-  if (it == targets_.end()) {
+  Slot* slot = SlotOf(uuid);
+  if (!slot) {
     log_->warn("capabilities of engine {} dropped: not a connected engine", uuid);
     return;
   }
-  caps_[static_cast<size_t>(it - targets_.begin())] = caps;
+  slot->caps = caps;
   engines_[uuid].caps = std::move(caps);
   ++caps_generation_;
   log_->info("engine {}: capabilities updated", uuid);
@@ -132,16 +150,16 @@ void TaskScheduler::SetCapabilities(const std::string& uuid, Caps caps) {
 }
 
 void TaskScheduler::UnregisterEngine(const std::string& uuid) {
-  auto it = std::find(targets_.begin(), targets_.end(), uuid);
-  if (it == targets_.end()) return;
-  size_t idx = static_cast<size_t>(it - targets_.begin());
-  targets_.erase(targets_.begin() + static_cast<long>(idx));
-  loads_.erase(loads_.begin() + static_cast<long>(idx));
-  caps_.erase(caps_.begin() + static_cast<long>(idx));
+  auto state = engines_.find(uuid);
+  if (state == engines_.end() || state->second.slot == kNoSlot) return;
+  uint32_t slot = state->second.slot;
+  if (slots_[slot].indexed) index_->Erase(slot);
+  slots_[slot] = Slot{};
+  free_slots_.push_back(slot);
+  --connected_;
+  state->second.slot = kNoSlot;
   ++caps_generation_;
   ParkUnrunnable();
-  auto state = engines_.find(uuid);
-  if (state == engines_.end()) return;
   state->second.alive = false;
   log_->warn("engine {} gone with {} task(s) outstanding", uuid, state->second.running.size());
   if (state->second.running.empty()) {
@@ -175,18 +193,38 @@ void TaskScheduler::HandleStranded(const std::string& uuid) {
   }
 }
 
-std::vector<size_t> TaskScheduler::AvailableEngines() const {
-  std::vector<size_t> out;
-  for (size_t i = 0; i < targets_.size(); ++i) {
-    if (options_.hwm <= 0 || loads_[i] < options_.hwm) out.push_back(i);
-  }
-  return out;
+TaskScheduler::Slot* TaskScheduler::SlotOf(const std::string& uuid) {
+  auto state = engines_.find(uuid);
+  if (state == engines_.end() || state->second.slot == kNoSlot) return nullptr;
+  return &slots_[state->second.slot];
 }
 
-bool TaskScheduler::CanRunOn(const Job& job, size_t index, bool caps) const {
-  if (options_.hwm > 0 && loads_[index] >= options_.hwm) return false;
-  if (caps && !job.needs.CanRunOn(*caps_[index])) return false;
-  const std::string& target = targets_[index];
+bool TaskScheduler::HasRoom(const Slot& slot, std::chrono::steady_clock::time_point now) const {
+  auto waited = slot.load > 0 ? std::chrono::duration_cast<Micros>(now - slot.waiting_since) : Micros(0);
+  return slot.load < prefetch_->Depth(timings_, slot.answered, waited);
+}
+
+void TaskScheduler::Reindex(uint32_t slot, std::chrono::steady_clock::time_point now) {
+  Slot& s = slots_[slot];
+  if (s.indexed) index_->Erase(slot);
+  s.indexed = s.connected && HasRoom(s, now);
+  if (s.indexed) index_->Insert(slot, s.load, s.last_use);
+}
+
+std::optional<uint32_t> TaskScheduler::PickIndexed() {
+  auto now = std::chrono::steady_clock::now();
+  while (!index_->empty()) {
+    uint32_t slot = index_->Pick(rng_);
+    if (HasRoom(slots_[slot], now)) return slot;
+    index_->Erase(slot);
+    slots_[slot].indexed = false;
+  }
+  return std::nullopt;
+}
+
+bool TaskScheduler::CanRunOn(const Job& job, const Slot& slot, bool caps) const {
+  if (caps && !job.needs.CanRunOn(*slot.caps)) return false;
+  const std::string& target = slot.uuid;
   if (job.blacklist.count(target)) return false;
   if (!job.targets.empty() && !job.targets.count(target)) return false;
   if (job.follow.empty()) return true;
@@ -197,7 +235,8 @@ bool TaskScheduler::EverywhereCanRun(const TaskNeeds& needs) {
   for (const Everywhere& e : everywhere_) {
     if (e.generation == caps_generation_ && e.needs == needs) return e.all;
   }
-  bool all = std::all_of(caps_.begin(), caps_.end(), [&](const Caps& c) { return needs.CanRunOn(*c); });
+  bool all = std::all_of(slots_.begin(), slots_.end(),
+                         [&](const Slot& s) { return !s.connected || needs.CanRunOn(*s.caps); });
   constexpr size_t kEntries = 8;  // distinct needs in use at once are few
   Everywhere entry{needs, caps_generation_, all};
   if (everywhere_.size() < kEntries) {
@@ -209,15 +248,16 @@ bool TaskScheduler::EverywhereCanRun(const TaskNeeds& needs) {
   return all;
 }
 
-bool TaskScheduler::AnyAvailableCanRun(const TaskNeeds& needs) const {
-  for (size_t i = 0; i < targets_.size(); ++i) {
-    if ((options_.hwm <= 0 || loads_[i] < options_.hwm) && needs.CanRunOn(*caps_[i])) return true;
-  }
-  return false;
+bool TaskScheduler::AnyAvailableCanRun(const TaskNeeds& needs) {
+  if (EverywhereCanRun(needs)) return PickIndexed().has_value();
+  auto now = std::chrono::steady_clock::now();
+  return std::any_of(slots_.begin(), slots_.end(), [&](const Slot& s) {
+    return s.connected && needs.CanRunOn(*s.caps) && HasRoom(s, now);
+  });
 }
 
 bool TaskScheduler::AnyConnectedCanRun(const TaskNeeds& needs) const {
-  return std::any_of(caps_.begin(), caps_.end(), [&](const Caps& c) { return needs.CanRunOn(*c); });
+  return std::any_of(slots_.begin(), slots_.end(), [&](const Slot& s) { return s.connected && needs.CanRunOn(*s.caps); });
 }
 
 void TaskScheduler::Park(std::unique_ptr<Job> job, bool fresh) {
@@ -396,15 +436,19 @@ void TaskScheduler::Submit(std::unique_ptr<Job> job) {
 }
 
 TaskScheduler::Placement TaskScheduler::Place(const Job& job) {
-  std::vector<size_t> available = AvailableEngines();
-  if (available.empty()) return Placement::Wait();
   bool everywhere = EverywhereCanRun(job.needs);
-  bool filter = !everywhere || !job.follow.empty() || !job.targets.empty() || !job.blacklist.empty() || options_.hwm > 0;
-  if (!filter) return Placement::On(policy_->Pick(loads_, rng_));
-  std::vector<size_t> indices;
-  for (size_t i : available) {
-    if (CanRunOn(job, i, !everywhere)) indices.push_back(i);
+  if (everywhere && job.follow.empty() && job.targets.empty() && job.blacklist.empty()) {
+    std::optional<uint32_t> slot = PickIndexed();
+    return slot ? Placement::On(*slot) : Placement::Wait();
   }
+  // Only some engines may run it: the policy picks among those with room, in LRU order.
+  auto now = std::chrono::steady_clock::now();
+  std::vector<uint32_t> indices;
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].connected && HasRoom(slots_[i], now) && CanRunOn(job, slots_[i], !everywhere)) indices.push_back(i);
+  }
+  std::sort(indices.begin(), indices.end(),
+            [&](uint32_t a, uint32_t b) { return slots_[a].last_use < slots_[b].last_use; });
   if (indices.empty()) {
     if (job.follow.all && !job.follow.empty()) {
       // Followed tasks ran on different engines: no single engine can satisfy `follow`.
@@ -417,7 +461,8 @@ TaskScheduler::Placement TaskScheduler::Place(const Job& job) {
     }
     if (!job.targets.empty()) {
       bool any_alive = std::any_of(job.targets.begin(), job.targets.end(), [&](const std::string& t) {
-        return !job.blacklist.count(t) && std::find(targets_.begin(), targets_.end(), t) != targets_.end();
+        auto state = engines_.find(t);
+        return !job.blacklist.count(t) && state != engines_.end() && state->second.slot != kNoSlot;
       });
       if (!any_alive) return Placement::Never("no allowed target engine is available");
     }
@@ -425,7 +470,7 @@ TaskScheduler::Placement TaskScheduler::Place(const Job& job) {
   }
   std::vector<int> loads;
   loads.reserve(indices.size());
-  for (size_t i : indices) loads.push_back(loads_[i]);
+  for (uint32_t i : indices) loads.push_back(slots_[i].load);
   return Placement::On(indices[policy_->Pick(loads, rng_)]);
 }
 
@@ -435,13 +480,16 @@ void TaskScheduler::Dispatch(std::unique_ptr<Job> job, void (TaskScheduler::*wai
     case Placement::kEngine: return RunOn(std::move(job), where.engine);
     case Placement::kNever: return Fail(std::move(job), "ImpossibleDependency", where.why, "");
     case Placement::kWait:
-      if (!AnyConnectedCanRun(job->needs)) return Park(std::move(job), wait == &TaskScheduler::Wait);
+      if (!(connected_ > 0 && EverywhereCanRun(job->needs)) && !AnyConnectedCanRun(job->needs)) {
+        return Park(std::move(job), wait == &TaskScheduler::Wait);
+      }
       return (this->*wait)(std::move(job));
   }
 }
 
-void TaskScheduler::RunOn(std::unique_ptr<Job> job, size_t index) {
-  std::string target = targets_[index];
+void TaskScheduler::RunOn(std::unique_ptr<Job> job, uint32_t slot) {
+  Slot& s = slots_[slot];
+  const std::string& target = s.uuid;
   Frames out;
   out.reserve(job->frames.size() + 1);
   out.emplace_back(target.data(), target.size());
@@ -450,15 +498,12 @@ void TaskScheduler::RunOn(std::unique_ptr<Job> job, size_t index) {
     out.back().copy(f);  // keep the job's frames for a retry; payloads are shared
   }
   to_engines_.Send(std::move(out));
-  // Least recently used order: the engine that just got work goes to the back of the line.
-  int load = loads_[index] + 1;
-  Caps caps = std::move(caps_[index]);
-  targets_.erase(targets_.begin() + static_cast<long>(index));
-  loads_.erase(loads_.begin() + static_cast<long>(index));
-  caps_.erase(caps_.begin() + static_cast<long>(index));
-  targets_.push_back(target);
-  loads_.push_back(load);
-  caps_.push_back(std::move(caps));
+  job->sent = std::chrono::steady_clock::now();
+  job->sent_alone = s.load == 0;
+  if (s.load == 0) s.waiting_since = job->sent;
+  ++s.load;
+  s.last_use = ++use_clock_;  // the engine that just got work goes to the back of the line
+  Reindex(slot, job->sent);
   protocol::Send(monitor_, protocol::monitor::TaskDestination(job->msg_id, target));
   SPDLOG_LOGGER_DEBUG(log_, "task {} -> engine {}", job->msg_id, target);
   engines_[target].running[job->msg_id] = std::move(job);
@@ -476,8 +521,10 @@ void TaskScheduler::Undeliverable(Frames&& frames) {
   if (state == engines_.end() || !state->second.running.count(msg_id)) return;
   std::unique_ptr<Job> job = std::move(state->second.running[msg_id]);
   state->second.running.erase(msg_id);
-  auto idx = std::find(targets_.begin(), targets_.end(), engine);
-  if (idx != targets_.end()) --loads_[static_cast<size_t>(idx - targets_.begin())];
+  if (state->second.slot != kNoSlot) {
+    --slots_[state->second.slot].load;
+    Reindex(state->second.slot, std::chrono::steady_clock::now());
+  }
   log_->warn("task {}: engine {} never connected; trying elsewhere", msg_id, engine);
   Retry(std::move(job), engine);
 }
@@ -679,8 +726,16 @@ void TaskScheduler::OnResult() {
 }
 
 void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
-  auto idx = std::find(targets_.begin(), targets_.end(), engine);
-  if (idx != targets_.end()) --loads_[static_cast<size_t>(idx - targets_.begin())];
+  auto now = std::chrono::steady_clock::now();
+  auto state = engines_.find(engine);
+  uint32_t slot = state == engines_.end() ? kNoSlot : state->second.slot;
+  if (slot != kNoSlot) {
+    Slot& s = slots_[slot];
+    --s.load;
+    ++s.answered;
+    s.waiting_since = now;  // what it holds next started waiting (at most) now
+    Reindex(slot, now);
+  }
   Result<protocol::PartFields> parent = protocol::PartFields::Of(raw.part(RawMessage::kParent));
   Result<protocol::PartFields> md = protocol::PartFields::Of(raw.part(RawMessage::kMetadata));
   if (!parent.ok() || !md.ok()) {
@@ -688,7 +743,6 @@ void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
     return;
   }
   std::string msg_id = parent->string("msg_id").value_or("");
-  auto state = engines_.find(engine);
   if (state == engines_.end() || !state->second.running.count(msg_id)) {
     // Already answered (e.g. failed as stranded): never report a task twice.
     log_->warn("dropped result for {} from {}: not outstanding there", msg_id, engine);
@@ -696,7 +750,14 @@ void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
   }
   std::unique_ptr<Job> job = std::move(state->second.running[msg_id]);
   state->second.running.erase(msg_id);
-  bool freed = options_.hwm > 0;
+  bool freed = !options_.hwm || *options_.hwm > 0;
+  if (!options_.hwm) {
+    if (std::optional<Micros> run = RunTime(raw, *md)) {
+      std::optional<Micros> round_trip;
+      if (job->sent_alone) round_trip = std::chrono::duration_cast<Micros>(now - job->sent) - *run;
+      timings_.Observe(*run, round_trip);
+    }
+  }
 
   bool dependencies_met = md->boolean("dependencies_met").value_or(true);
   bool success = md->string("status") == "ok";
@@ -714,6 +775,17 @@ void TaskScheduler::HandleResult(RawMessage&& raw, const std::string& engine) {
   SendToClient(std::move(raw).release());
   Finished(msg_id, engine, success);
   if (freed) RunQueued();
+}
+
+std::optional<Micros> TaskScheduler::RunTime(const RawMessage& reply, const protocol::PartFields& metadata) {
+  std::optional<std::string> started = metadata.string("started");
+  if (!started) return std::nullopt;
+  Result<protocol::PartFields> header = protocol::PartFields::Of(reply.part(RawMessage::kHeader));
+  std::optional<std::string> date = header.ok() ? header->string("date") : std::nullopt;
+  if (!date) return std::nullopt;
+  auto begin = protocol::ParseIso8601(*started), end = protocol::ParseIso8601(*date);
+  if (!begin || !end) return std::nullopt;
+  return std::chrono::duration_cast<Micros>(*end - *begin);
 }
 
 void TaskScheduler::Retry(std::unique_ptr<Job> job, const std::string& engine) {
@@ -764,7 +836,7 @@ void TaskScheduler::RunQueued() {
   // line of one kind's work waits while the other kind's engines free up).
   std::vector<TaskNeeds> blocked;
   while (!queue_.empty() && !waiting_.empty()) {
-    if (AvailableEngines().empty()) break;
+    if (!PickIndexed()) break;
     auto entry = std::move(queue_.front());
     queue_.pop_front();
     auto it = waiting_.find(entry.msg_id);

@@ -2,7 +2,7 @@
 //
 // Clients submit on a ROUTER; engines are reached through another ROUTER by their uuid.
 // Jobs wait until their time dependencies (`after`) are met and an engine satisfying `targets`,
-// `follow`, the high-water mark and the job's needs (TaskNeeds: kind, function, requires, checked
+// `follow`, the engine's prefetch depth (prefetch.hpp) and the job's needs (TaskNeeds: kind, function, requires, checked
 // against each engine's Capabilities) is free; the routing policy picks among those. Waiting jobs
 // get their turn by metadata "priority" (higher first), in arrival order within one priority. A job that
 // no connected engine can run is parked until an engine registers or its capabilities change;
@@ -30,17 +30,21 @@
 #include "common/recent_ids.hpp"
 #include "common/reactor.hpp"
 #include "protocol/capabilities.hpp"
+#include "protocol/json_fields.hpp"
 #include "protocol/session.hpp"
 #include "schedulers/dependency.hpp"
 #include "schedulers/pending_delivery.hpp"
 #include "schedulers/policies.hpp"
+#include "schedulers/prefetch.hpp"
 #include "schedulers/task_metadata.hpp"
 
 namespace ipp::schedulers {
 
 struct TaskSchedulerOptions {
   std::string scheme = "leastload";
-  int hwm = 1;  // outstanding tasks per engine; 0 = unlimited (TaskScheduler.hwm)
+  // Outstanding tasks per engine (TaskScheduler.hwm): N, 0 = unlimited; nullopt = adaptive
+  // (see prefetch.hpp).
+  std::optional<int> hwm = std::nullopt;
   // How long to wait for results from an engine that has gone before failing or retrying its
   // tasks (the stock scheduler waits 5 s).
   std::chrono::milliseconds stranded_grace{5000};
@@ -84,9 +88,13 @@ class TaskScheduler {
     TaskNeeds needs;
     bool parked = false;    // in parked_: no connected engine can run it
     bool reported = false;  // the hub was told it waits for needs.Reason()
+    std::chrono::steady_clock::time_point sent;  // to its engine
+    bool sent_alone = false;  // its engine had no other task then
   };
   using Caps = std::shared_ptr<const protocol::Capabilities>;
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
   struct EngineState {
+    uint32_t slot = kNoSlot;  // in slots_ while connected
     uint32_t index = 0;  // names the engine in fates_ (kept for its uuid across reconnections)
     std::unordered_map<std::string, std::unique_ptr<Job>> running;
     bool alive = true;
@@ -107,9 +115,9 @@ class TaskScheduler {
   // to free up or join), or nowhere ever (no allowed engine is left, or `follow` ran on several).
   struct Placement {
     enum Kind { kEngine, kWait, kNever } kind;
-    size_t engine = 0;  // kEngine: an index into targets_
+    uint32_t engine = 0;  // kEngine: a slot
     std::string why;    // kNever: the ImpossibleDependency's text
-    static Placement On(size_t engine) { return {kEngine, engine, {}}; }
+    static Placement On(uint32_t engine) { return {kEngine, engine, {}}; }
     static Placement Wait() { return {kWait, 0, {}}; }
     static Placement Never(std::string why) { return {kNever, 0, std::move(why)}; }
   };
@@ -117,7 +125,7 @@ class TaskScheduler {
   // Acts on Place(job): sends it, fails it, or hands it to `wait` (Wait for a new or retried
   // job, KeepWaiting for one taken from waiting_).
   void Dispatch(std::unique_ptr<Job> job, void (TaskScheduler::*wait)(std::unique_ptr<Job>));
-  void RunOn(std::unique_ptr<Job> job, size_t index);
+  void RunOn(std::unique_ptr<Job> job, uint32_t slot);
   // Starts waiting: enters the job in queue_ (when `queued`), graph_ and waiting_, with its timeout.
   void Wait(std::unique_ptr<Job> job) { Enter(std::move(job), true); }
   // A job's place in queue_ (or parked_): ordered by priority, then arrival; an entry whose job
@@ -159,14 +167,26 @@ class TaskScheduler {
   void RegisterEngine(const std::string& uuid, Caps caps);
   void UnregisterEngine(const std::string& uuid);
   void HandleStranded(const std::string& uuid);
-  std::vector<size_t> AvailableEngines() const;
-  // `caps`: also check the job's needs against the engine's capabilities.
-  bool CanRunOn(const Job& job, size_t index, bool caps) const;
+  // A connected engine's slot, or nullptr.
+  struct Slot;
+  Slot* SlotOf(const std::string& uuid);
+  // Whether the engine can take one more task now (its prefetch depth).
+  bool HasRoom(const Slot& slot, std::chrono::steady_clock::time_point now) const;
+  // Puts the slot in index_ or takes it out, after its load (or anything its depth rests on)
+  // changed.
+  void Reindex(uint32_t slot, std::chrono::steady_clock::time_point now);
+  // The policy's pick among every engine with room, or nullopt: engines whose depth fell since
+  // they were indexed (time passed, or longer tasks were seen) leave index_ here.
+  std::optional<uint32_t> PickIndexed();
+  // The reply's run time on its engine (its header's date less its metadata's "started").
+  static std::optional<Micros> RunTime(const protocol::RawMessage& reply, const protocol::PartFields& metadata);
+  // `caps`: also check the job's needs against the engine's capabilities (not its room).
+  bool CanRunOn(const Job& job, const Slot& slot, bool caps) const;
   // Whether every connected engine can run what `needs` asks for (cached per capability change).
   bool EverywhereCanRun(const TaskNeeds& needs);
   bool AnyConnectedCanRun(const TaskNeeds& needs) const;
-  // The same among the engines below the high-water mark.
-  bool AnyAvailableCanRun(const TaskNeeds& needs) const;
+  // The same among the engines with room.
+  bool AnyAvailableCanRun(const TaskNeeds& needs);
   // Puts a job no connected engine can run in parked_ and tells the hub why it waits; `fresh`:
   // as Wait (a new or retried job), otherwise as KeepWaiting.
   void Park(std::unique_ptr<Job> job, bool fresh);
@@ -198,10 +218,25 @@ class TaskScheduler {
   PendingDelivery to_engines_;
   Reactor* reactor_ = nullptr;
 
-  // Engines in least-recently-used order, with their outstanding task counts and capabilities.
-  std::vector<std::string> targets_;
-  std::vector<int> loads_;
-  std::vector<Caps> caps_;
+  // Connected engines by slot (a freed slot is reused), and an index of those with room for a
+  // task (policy order), so that routing a task costs no pass over every engine.
+  struct Slot {
+    std::string uuid;
+    int load = 0;          // outstanding tasks
+    int64_t last_use = 0;  // when it last got work: smaller is longer ago; a new engine comes first
+    Caps caps;
+    int answered = 0;
+    std::chrono::steady_clock::time_point waiting_since;  // of its oldest unanswered task (load > 0)
+    bool indexed = false;  // in index_
+    bool connected = false;
+  };
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  size_t connected_ = 0;
+  int64_t use_clock_ = 0, join_clock_ = 0;
+  std::unique_ptr<EngineIndex> index_;
+  std::unique_ptr<Prefetch> prefetch_;
+  TaskTimings timings_;  // observed only for the adaptive depth
   // Which needs every connected engine meets: most jobs ask what all engines have, and then the
   // policy picks among all of them without a check per engine. Valid for one caps_generation_.
   struct Everywhere {

@@ -22,6 +22,7 @@ TEST(ControllerOptionsTest, AppliesKnownTraitsAndReportsOthers) {
   EXPECT_EQ(o.ping.count(), 200);
   EXPECT_TRUE(ApplyTrait(o, "TaskScheduler.scheme_name", "'lru'").ok());
   EXPECT_EQ(o.scheme, "lru");
+  EXPECT_FALSE(o.hwm.has_value());  // not given: the adaptive prefetch
   EXPECT_TRUE(ApplyTrait(o, "TaskScheduler.hwm", "0").ok());
   EXPECT_EQ(o.hwm, 0);
   EXPECT_TRUE(ApplyTrait(o, "IPController.restore_engines", "True").ok());

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 namespace ipp::schedulers {
@@ -51,8 +52,65 @@ TEST_F(PolicyTest, WeightedAvoidsLoadedEngines) {
   EXPECT_GT(h[1], 3900);
 }
 
+// The index of engines with room picks as the policy does from the same engines in LRU order:
+// engines given (slot, load, last use), listed to the policy oldest first.
+class EngineIndexTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  struct Engine {
+    uint32_t slot;
+    int load;
+    int64_t last_use;
+  };
+  std::map<uint32_t, int> IndexHistogram(const std::vector<Engine>& engines, int draws = 8000) {
+    auto index = MakeEngineIndex(GetParam());
+    EXPECT_NE(index, nullptr);
+    for (const Engine& e : engines) index->Insert(e.slot, e.load, e.last_use);
+    std::map<uint32_t, int> counts;
+    for (int i = 0; i < draws; ++i) ++counts[index->Pick(rng_)];
+    return counts;
+  }
+  std::map<uint32_t, int> PolicyHistogram(std::vector<Engine> engines, int draws = 8000) {
+    std::sort(engines.begin(), engines.end(), [](auto& a, auto& b) { return a.last_use < b.last_use; });
+    std::vector<int> loads;
+    for (const Engine& e : engines) loads.push_back(e.load);
+    auto policy = MakePolicy(GetParam());
+    std::map<uint32_t, int> counts;
+    for (int i = 0; i < draws; ++i) ++counts[engines[policy->Pick(loads, rng_)].slot];
+    return counts;
+  }
+  std::mt19937 rng_{777};
+};
+
+TEST_P(EngineIndexTest, PicksAsThePolicyDoes) {
+  // Slots out of LRU order, a gap (slot 3 left), mixed loads.
+  std::vector<Engine> engines = {{0, 2, 5}, {1, 0, 9}, {2, 0, -1}, {4, 1, 3}, {5, 0, 7}, {6, 3, -4}};
+  auto index = IndexHistogram(engines), policy = PolicyHistogram(engines);
+  for (const Engine& e : engines) {
+    // Within 3 % of the draws (exact for lru and leastload, which draw nothing).
+    EXPECT_NEAR(index[e.slot], policy[e.slot], 240) << GetParam() << " slot " << e.slot;
+  }
+  EXPECT_EQ(index.count(3), 0u);
+}
+
+TEST_P(EngineIndexTest, ErasedEnginesAreNeverPickedAndSlotsAreReused) {
+  auto index = MakeEngineIndex(GetParam());
+  for (uint32_t slot = 0; slot < 100; ++slot) index->Insert(slot, static_cast<int>(slot % 3), slot);
+  for (uint32_t slot = 0; slot < 100; ++slot) {
+    if (slot != 42) index->Erase(slot);
+  }
+  EXPECT_FALSE(index->empty());
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(index->Pick(rng_), 42u);
+  index->Erase(42);
+  EXPECT_TRUE(index->empty());
+  index->Insert(7, 0, 1000);
+  EXPECT_EQ(index->Pick(rng_), 7u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Schemes, EngineIndexTest, ::testing::ValuesIn(PolicyNames()));
+
 TEST_F(PolicyTest, UnknownNameIsRejected) {
   EXPECT_EQ(MakePolicy("pure"), nullptr);
+  EXPECT_EQ(MakeEngineIndex("pure"), nullptr);
   EXPECT_EQ(PolicyNames().size(), 5u);
 }
 

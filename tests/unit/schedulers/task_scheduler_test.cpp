@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "protocol/clock.hpp"
 #include "protocol/errors.hpp"
 #include "tests/testutil/fake_peer.hpp"
 
@@ -609,6 +610,82 @@ TEST_F(TaskSchedulerTest, AStrandedTaskWaitsForAnotherEngineWithItsFunction) {
                      [&] { return (task = protocol::TryRecv(b.socket())).has_value(); }));
   EXPECT_EQ(b.session().parse(std::move(*task))->msg_id(), id);
   EXPECT_FALSE(protocol::TryRecv(engines_[0]->socket()).has_value()) << "the retry went to the Python engine";
+}
+
+}  // namespace
+}  // namespace ipp::schedulers
+
+namespace ipp::schedulers {
+namespace {
+
+// Adaptive prefetch (no hwm given): one task per engine until short tasks have been seen (their
+// replies' "started" and date), then several; one long task brings it back to one.
+class PrefetchSchedulerTest : public TaskSchedulerTest {
+ protected:
+  // Answers `task` as having run for `run`.
+  void AnswerAfter(FakePeer& engine, const protocol::Message& task, std::chrono::microseconds run) {
+    std::string started = protocol::Iso8601(protocol::WallClock::now() - run);
+    engine.Reply(task, "apply_reply", {{"status", "ok"}}, {{"status", "ok"}, {"dependencies_met", true}, {"started", started}});
+  }
+  // Submits `n` tasks and returns how many reach `engine` while none is answered.
+  size_t Outstanding(FakePeer& engine, int n) {
+    for (int i = 0; i < n; ++i) held_.push_back(Submit());
+    size_t got = 0;
+    for (int turn = 0; turn < 200; ++turn) {
+      reactor_.run_once(1ms);
+      while (auto frames = protocol::TryRecv(engine.socket())) {
+        tasks_.push_back(std::move(engine.session().parse(std::move(*frames))).value());
+        ++got;
+      }
+    }
+    return got;
+  }
+  // Runs `n` tasks one after the other, each answered as having run for `run`.
+  void RunOneByOne(FakePeer& engine, int n, std::chrono::microseconds run) {
+    for (int i = 0; i < n; ++i) {
+      std::string id = Submit();
+      protocol::Message task = NextTask(engine);
+      ASSERT_EQ(task.msg_id(), id);
+      AnswerAfter(engine, task, run);
+      ASSERT_EQ(std::get<1>(NextReply()), "ok");
+    }
+  }
+  // Starts with one engine and runs `runs` ({count, run time} in turn) one by one; then how
+  // many of 4 more tasks reach it while none is answered.
+  size_t OutstandingAfter(TaskSchedulerOptions options, std::vector<std::pair<int, std::chrono::microseconds>> runs) {
+    Start(options);
+    FakePeer& engine = AddEngine("engine-a");
+    for (auto [n, run] : runs) RunOneByOne(engine, n, run);
+    return Outstanding(engine, 4);
+  }
+  std::vector<std::string> held_;
+  std::vector<protocol::Message> tasks_;
+};
+
+TEST_F(PrefetchSchedulerTest, ShortTasksSeenLetAnEngineHoldSeveral) {
+  Start();
+  FakePeer& engine = AddEngine("engine-a");
+  EXPECT_EQ(Outstanding(engine, 4), 1u);  // nothing seen yet: as hwm 1
+  AnswerAfter(engine, tasks_.back(), 10us);
+  for (int i = 0; i < 3; ++i) {  // the others follow one by one
+    protocol::Message task = NextTask(engine);
+    AnswerAfter(engine, task, 10us);
+  }
+  for (int i = 0; i < 4; ++i) NextReply();
+  RunOneByOne(engine, 8, 10us);
+  EXPECT_GT(Outstanding(engine, 6), 1u);
+}
+
+TEST_F(PrefetchSchedulerTest, LongTasksKeepOneTaskPerEngine) {
+  EXPECT_EQ(OutstandingAfter({}, {{12, 100ms}}), 1u);
+}
+
+TEST_F(PrefetchSchedulerTest, AGivenHwmOfOneIsKeptWhateverTheTasks) {
+  EXPECT_EQ(OutstandingAfter({.hwm = 1}, {{12, 10us}}), 1u);
+}
+
+TEST_F(PrefetchSchedulerTest, OneLongTaskBringsTheDepthBackToOne) {
+  EXPECT_EQ(OutstandingAfter({}, {{12, 10us}, {1, 2s}}), 1u);
 }
 
 }  // namespace

@@ -31,15 +31,6 @@ struct Repeats {
   std::string times[4];  // submitted, started, completed, received ("" if none)
 };
 
-std::string Quoted(std::string_view s) {
-  std::string q;
-  q.reserve(s.size() + 2);
-  q += '"';
-  q += s;
-  q += '"';
-  return q;
-}
-
 // Appends the holes of `text` to `holes` and returns its skeleton; *whole: the text is kept as
 // it is (no holes: it holds the marker, or it is not a JSON object the scanner reads).
 std::string Split(std::string_view text, const Repeats& repeats, std::string& holes, bool* whole) {
@@ -190,9 +181,9 @@ namespace {
 
 Repeats RepeatsOf(std::string_view msg_id, const std::optional<TimePoint> (&times)[4]) {
   Repeats r;
-  r.msg_id = Quoted(msg_id);
+  r.msg_id = protocol::JsonString(msg_id);
   for (size_t t = 0; t < 4; ++t) {
-    if (times[t]) r.times[t] = Quoted(protocol::Iso8601(*times[t]));
+    if (times[t]) r.times[t] = protocol::JsonString(protocol::Iso8601(*times[t]));
   }
   return r;
 }

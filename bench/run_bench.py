@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import bench_engine
+import bench_lib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("IPP_BIN_DIR", os.path.join(HERE, "..", "build", "bin"))
@@ -383,6 +384,7 @@ def measure(q):
         results["engine"] = bench_engine.measure(procs, q)
         import bench_prefetch  # it imports this module's helpers
         results["prefetch"] = bench_prefetch.measure(procs, q)
+        results["lib"] = bench_lib.measure(procs, q)
     finally:
         procs.stop()
     return results
@@ -437,12 +439,13 @@ def table(r):
         fan = f"; apply-to-all {g['fanout_median_ms']:.1f} ms" if g["fanout_median_ms"] else ""
         lines.append(f"| ipcluster start -n {n}: all registered (s) | {g['seconds']:.2f}{fan} | | | < 10 s at 256 |")
     m = r["memory"]
-    lines.append(f"| controller memory per finished task record (bytes) | {m['bytes_per_record']:.0f} | | | <= 1024 |")
+    lines.append(f"| controller memory per finished task record (bytes) | {m['bytes_per_record']:.0f} | | | <= 512 |")
     lines.append(f"| controller RSS before / after {m['tasks']} tasks / after purge (KiB) | {m['rss_before_kib']} / "
                  f"{m['rss_after_kib']} / {m['rss_after_purge_kib']} | | | |")
     lines += bench_engine.rows(r["engine"])
     import bench_prefetch
     lines += bench_prefetch.rows(r["prefetch"])
+    lines += bench_lib.rows(r.get("lib"))
     return "\n".join(lines) + "\n"
 
 
@@ -484,14 +487,16 @@ def main():
                  native_py_reps=3, dash_tasks=500, dash_reps=1,
                  engine_reps=1, engine_idle_s=1,
                  pf_engines=2, pf_tasks=500, pf_rounds=1, pf_mixed=100, pf_long=1, pf_long_s=0.1, pf_scale=[2, 4],
-                 pf_scale_rounds=1)
+                 pf_scale_rounds=1,
+                 lib_reps=1, lib_min_time=0.01)
     else:
         q = dict(quick=False, py_engines=[1, 2, 4, 8], py_tasks=2000, py_rtts=300, cpp_engines=[1, 2, 4, 8],
                  cpp_tasks=30000, cpp_rtts=2000, map_items=500000, data_mib=[1, 16, 64, 256],
                  reg_engines=[16, 64, 256], mem_tasks=100000, native_py_tasks=3000, native_py_reps=20,
                  dash_tasks=30000, dash_reps=6, engine_reps=8, engine_idle_s=5,
                  pf_engines=2, pf_tasks=30000, pf_rounds=4, pf_mixed=10000, pf_long=4, pf_long_s=1.0, pf_scale=[8, 256],
-                 pf_scale_rounds=2)
+                 pf_scale_rounds=2,
+                 lib_reps=9, lib_min_time=0.1)
     os.makedirs(a.out, exist_ok=True)
     r = measure(q)
     with open(os.path.join(a.out, "results.json"), "w") as f:

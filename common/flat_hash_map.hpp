@@ -1,18 +1,19 @@
-// FlatHashMap64: a map from 64-bit hashes to small values in one open-addressed array.
+// FlatHashMap64 / FlatHashSet64: maps and sets keyed by 64-bit hashes (of msg_ids, signatures),
+// held in one open-addressed array each: absl::flat_hash_map / flat_hash_set.
 //
 // The task scheduler remembers every task it has seen (dependencies may name any of them later),
 // hundreds of thousands in a long-lived controller. In node-based containers each entry is its
 // own small allocation, scattered among the message buffers of the moment, and those scattered
 // survivors keep whole pages of freed messages from being returned to the system. One array
-// holds the same entries in ~16 bytes each and leaves nothing behind.
-//
-// Insert and look up only. Keys are hashes: 0 is stored as 1 (the two are one key).
+// holds the same entries in ~20 bytes each (Abseil's tables fill up to 7/8) and leaves nothing
+// behind. This header keeps the small interface its users need (insert and look up only).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <utility>
-#include <vector>
+
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/flat_hash_set.h>
 
 namespace ipp {
 
@@ -20,54 +21,27 @@ template <typename Value>
 class FlatHashMap64 {
  public:
   // The value for `key`, inserted (value-initialized) if absent.
-  Value& operator[](uint64_t key) {
-    if ((size_ + 1) * 2 > slots_.size()) Grow();
-    Slot& s = Probe(slots_, Normal(key));
-    if (s.key == 0) {
-      s.key = Normal(key);
-      ++size_;
-    }
-    return s.value;
-  }
-  void insert(uint64_t key) { (void)(*this)[key]; }
+  Value& operator[](uint64_t key) { return map_[key]; }
   const Value* find(uint64_t key) const {
-    if (slots_.empty()) return nullptr;
-    const Slot& s = Probe(slots_, Normal(key));
-    return s.key ? &s.value : nullptr;
+    auto it = map_.find(key);
+    return it == map_.end() ? nullptr : &it->second;
   }
-  bool contains(uint64_t key) const { return find(key) != nullptr; }
-  size_t size() const { return size_; }
+  bool contains(uint64_t key) const { return map_.contains(key); }
+  size_t size() const { return map_.size(); }
 
  private:
-  struct Slot {
-    uint64_t key = 0;  // 0: empty
-    [[no_unique_address]] Value value{};
-  };
-  static uint64_t Normal(uint64_t key) { return key ? key : 1; }
-  // The slot holding `key`, or the empty slot where it would go (linear probing).
-  template <typename Slots>  // std::vector<Slot>, const or not
-  static auto& Probe(Slots& slots, uint64_t key) {
-    size_t mask = slots.size() - 1;
-    for (size_t i = (key * 0x9E3779B97F4A7C15ull) >> 20 & mask;; i = (i + 1) & mask) {
-      if (slots[i].key == key || slots[i].key == 0) return slots[i];
-    }
-  }
-  void Grow() {
-    std::vector<Slot> bigger(slots_.empty() ? 64 : slots_.size() * 2);
-    for (Slot& s : slots_) {
-      if (s.key) Probe(bigger, s.key) = std::move(s);
-    }
-    slots_.swap(bigger);
-  }
-
-  std::vector<Slot> slots_;  // size: a power of two, at most half full
-  size_t size_ = 0;
+  absl::flat_hash_map<uint64_t, Value> map_;
 };
 
-namespace detail {
-struct NoValue {};
-}  // namespace detail
-// A set of 64-bit hashes (msg_ids, signatures): the map with nothing stored per key.
-using FlatHashSet64 = FlatHashMap64<detail::NoValue>;
+// A set of 64-bit hashes (msg_ids, signatures).
+class FlatHashSet64 {
+ public:
+  void insert(uint64_t key) { set_.insert(key); }
+  bool contains(uint64_t key) const { return set_.contains(key); }
+  size_t size() const { return set_.size(); }
+
+ private:
+  absl::flat_hash_set<uint64_t> set_;
+};
 
 }  // namespace ipp

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "protocol/clock.hpp"
 #include "protocol/json_fields.hpp"
 
 namespace ipp::controller {
@@ -19,9 +20,20 @@ constexpr std::array<std::string_view, 3> kVaryingKeys = {"msg_id", "date", "sta
 // A record's one result buffer up to this size is kept in its own block, not in a Rare.
 constexpr size_t kMaxSmallResult = 256;
 
+// Hole codes: a hole that is exactly one of these bytes stands for the record's msg_id or one of
+// its times, as the quoted JSON string they were read from. A real hole is JSON text, which
+// never starts with a control character.
+enum HoleCode : char { kSameMsgId = '\x02', kSubmitted, kStarted, kCompleted, kReceived };
+
+// What a record's holes most often repeat: its msg_id and its times, quoted as in the messages.
+struct Repeats {
+  std::string msg_id;
+  std::string times[4];  // submitted, started, completed, received ("" if none)
+};
+
 // Appends the holes of `text` to `holes` and returns its skeleton; *whole: the text is kept as
 // it is (no holes: it holds the marker, or it is not a JSON object the scanner reads).
-std::string Split(std::string_view text, std::string& holes, bool* whole) {
+std::string Split(std::string_view text, const Repeats& repeats, std::string& holes, bool* whole) {
   std::optional<protocol::JsonFields> fields;
   if (text.find(kHole) == std::string_view::npos) fields = protocol::JsonFields::Scan(text);
   *whole = !fields;
@@ -40,7 +52,17 @@ std::string Split(std::string_view text, std::string& holes, bool* whole) {
   for (size_t i = 0; i < n; ++i) {
     skeleton.append(at, cuts[i].data());
     skeleton += kHole;
-    holes.append(cuts[i]);
+    if (cuts[i] == repeats.msg_id) {
+      holes += kSameMsgId;
+    } else {
+      size_t t = 0;
+      while (t < 4 && cuts[i] != repeats.times[t]) ++t;
+      if (t < 4) {
+        holes += static_cast<char>(kSubmitted + t);
+      } else {
+        holes.append(cuts[i]);
+      }
+    }
     holes += kHole;
     at = cuts[i].data() + cuts[i].size();
   }
@@ -48,8 +70,8 @@ std::string Split(std::string_view text, std::string& holes, bool* whole) {
   return skeleton;
 }
 
-// Splices holes (from holes[*cursor] on) into a skeleton.
-std::string Join(const std::string& skeleton, std::string_view holes, size_t* cursor) {
+// Splices holes (from holes[*cursor] on) into a skeleton; `repeats` gives what codes stand for.
+std::string Join(const std::string& skeleton, std::string_view holes, const Repeats& repeats, size_t* cursor) {
   std::string text;
   text.reserve(skeleton.size() + 64);
   for (char c : skeleton) {
@@ -58,14 +80,21 @@ std::string Join(const std::string& skeleton, std::string_view holes, size_t* cu
       continue;
     }
     size_t end = holes.find(kHole, *cursor);
-    text.append(holes.substr(*cursor, end - *cursor));
+    std::string_view hole = holes.substr(*cursor, end - *cursor);
+    if (hole.size() == 1 && hole[0] == kSameMsgId) {
+      text += repeats.msg_id;
+    } else if (hole.size() == 1 && hole[0] >= kSubmitted && hole[0] <= kReceived) {
+      text += repeats.times[hole[0] - kSubmitted];
+    } else {
+      text.append(hole);
+    }
     *cursor = end + 1;
   }
   return text;
 }
 
-const std::string* AcquireOrNull(TextPool& pool, const std::string& text) {
-  return text.empty() ? nullptr : pool.Acquire(text);
+const std::string* InternOrNull(TextPool& pool, const std::string& text) {
+  return text.empty() ? nullptr : pool.Intern(text);
 }
 
 std::string TextOf(const std::string* interned) { return interned ? *interned : std::string(); }
@@ -74,10 +103,9 @@ std::string TextOf(const std::string* interned) { return interned ? *interned : 
 
 // ---------------------------------------------------------------------------------------------
 
-const std::string* TextPool::Acquire(std::string_view text) {
+const std::string* TextPool::Intern(std::string_view text) {
   auto it = texts_.find(text);
   if (it == texts_.end()) it = texts_.emplace(std::string(text), 0).first;
-  ++it->second;
   return &it->first;
 }
 
@@ -85,6 +113,41 @@ void TextPool::Release(const std::string* text) {
   if (!text) return;
   auto it = texts_.find(std::string_view(*text));
   if (it != texts_.end() && --it->second == 0) texts_.erase(it);
+}
+
+size_t TextPool::ShapeHash::operator()(const Shape& s) const {
+  // Texts are interned: equal texts are the same pointer, so the pointers identify the shape.
+  size_t h = s.whole;
+  for (const std::string* p : s.skeletons) h = h * 0x9E3779B97F4A7C15ull + reinterpret_cast<uintptr_t>(p);
+  for (const std::string* p : {s.client_uuid, s.engine_uuid, s.queue}) {
+    h = h * 0x9E3779B97F4A7C15ull + reinterpret_cast<uintptr_t>(p);
+  }
+  return h ^ (h >> 29);
+}
+
+const TextPool::Shape* TextPool::AcquireShape(const Shape& shape) {
+  auto [it, added] = shapes_.try_emplace(shape, 0);
+  if (added) {
+    // A new shape holds its texts; Intern() made them with no holder.
+    for (const std::string* p : shape.skeletons) {
+      if (p) ++texts_.find(std::string_view(*p))->second;
+    }
+    for (const std::string* p : {shape.client_uuid, shape.engine_uuid, shape.queue}) {
+      if (p) ++texts_.find(std::string_view(*p))->second;
+    }
+  }
+  ++it->second;
+  return &it->first;
+}
+
+void TextPool::ReleaseShape(const Shape* shape) {
+  if (!shape) return;
+  auto it = shapes_.find(*shape);
+  if (it == shapes_.end() || --it->second > 0) return;
+  Shape gone = it->first;
+  shapes_.erase(it);
+  for (const std::string* p : gone.skeletons) Release(p);
+  for (const std::string* p : {gone.client_uuid, gone.engine_uuid, gone.queue}) Release(p);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -96,12 +159,8 @@ CompactRecord& CompactRecord::operator=(CompactRecord&& other) noexcept {
   data_ = std::exchange(other.data_, nullptr);
   msg_id_size_ = std::exchange(other.msg_id_size_, 0);
   data_size_ = std::exchange(other.data_size_, 0);
-  whole_ = other.whole_;
+  shape_ = std::exchange(other.shape_, nullptr);
   small_result_ = std::exchange(other.small_result_, 0);
-  for (size_t i = 0; i < kParts; ++i) skeletons_[i] = std::exchange(other.skeletons_[i], nullptr);
-  client_uuid_ = std::exchange(other.client_uuid_, nullptr);
-  engine_uuid_ = std::exchange(other.engine_uuid_, nullptr);
-  queue_ = std::exchange(other.queue_, nullptr);
   submitted_ = other.submitted_;
   started_ = other.started_;
   completed_ = other.completed_;
@@ -118,18 +177,37 @@ void CompactRecord::FreeData() {
   msg_id_size_ = data_size_ = 0;
 }
 
+namespace {
+
+Repeats RepeatsOf(std::string_view msg_id, const std::optional<TimePoint> (&times)[4]) {
+  Repeats r;
+  r.msg_id = protocol::JsonString(msg_id);
+  for (size_t t = 0; t < 4; ++t) {
+    if (times[t]) r.times[t] = protocol::JsonString(protocol::Iso8601(*times[t]));
+  }
+  return r;
+}
+
+}  // namespace
+
 CompactRecord CompactRecord::From(TaskRecord&& r, TextPool& pool, std::pmr::memory_resource* memory) {
   CompactRecord c;
+  const Repeats repeats = RepeatsOf(r.msg_id, {r.submitted, r.started, r.completed, r.received});
   std::string data = std::move(r.msg_id);
   c.msg_id_size_ = static_cast<uint32_t>(data.size());
   const std::string* parts[kParts] = {&r.header,        &r.metadata,        &r.content,
                                       &r.result_header, &r.result_metadata, &r.result_content};
+  TextPool::Shape shape;
   for (size_t i = 0; i < kParts; ++i) {
     if (parts[i]->empty()) continue;
     bool whole = false;
-    c.skeletons_[i] = pool.Acquire(Split(*parts[i], data, &whole));
-    if (whole) c.whole_ |= 1u << i;
+    shape.skeletons[i] = pool.Intern(Split(*parts[i], repeats, data, &whole));
+    if (whole) shape.whole |= 1u << i;
   }
+  shape.client_uuid = InternOrNull(pool, r.client_uuid);
+  shape.engine_uuid = InternOrNull(pool, r.engine_uuid);
+  shape.queue = InternOrNull(pool, r.queue);
+  c.shape_ = pool.AcquireShape(shape);
   bool only_rare_is_one_result_buffer =
       r.result_buffers.size() == 1 && r.buffers.empty() && r.resubmitted.empty() && r.execute_input.empty() &&
       r.execute_result.empty() && r.error.empty() && r.stdout_text.empty() && r.stderr_text.empty();
@@ -143,13 +221,10 @@ CompactRecord CompactRecord::From(TaskRecord&& r, TextPool& pool, std::pmr::memo
   c.data_size_ = static_cast<uint32_t>(data.size());
   c.data_ = static_cast<char*>(memory->allocate(std::max<size_t>(1, data.size()), 1));
   std::memcpy(c.data_, data.data(), data.size());
-  c.client_uuid_ = AcquireOrNull(pool, r.client_uuid);
-  c.engine_uuid_ = AcquireOrNull(pool, r.engine_uuid);
-  c.queue_ = AcquireOrNull(pool, r.queue);
-  c.submitted_ = r.submitted;
-  c.started_ = r.started;
-  c.completed_ = r.completed;
-  c.received_ = r.received;
+  c.submitted_ = Nanos(r.submitted);
+  c.started_ = Nanos(r.started);
+  c.completed_ = Nanos(r.completed);
+  c.received_ = Nanos(r.received);
   bool rare = !r.buffers.empty() || !r.result_buffers.empty() || !r.resubmitted.empty() ||
               !r.execute_input.empty() || !r.execute_result.empty() || !r.error.empty() ||
               !r.stdout_text.empty() || !r.stderr_text.empty();
@@ -165,20 +240,24 @@ CompactRecord CompactRecord::From(TaskRecord&& r, TextPool& pool, std::pmr::memo
 TaskRecord CompactRecord::Expand() const {
   TaskRecord r;
   r.msg_id = msg_id();
-  std::string* parts[kParts] = {&r.header,        &r.metadata,        &r.content,
-                                &r.result_header, &r.result_metadata, &r.result_content};
-  size_t cursor = 0;
-  for (size_t i = 0; i < kParts; ++i) {
-    if (!skeletons_[i]) continue;
-    *parts[i] = (whole_ >> i) & 1 ? *skeletons_[i] : Join(*skeletons_[i], holes(), &cursor);
+  r.submitted = Time(submitted_);
+  r.started = Time(started_);
+  r.completed = Time(completed_);
+  r.received = Time(received_);
+  if (shape_) {
+    const Repeats repeats = RepeatsOf(r.msg_id, {r.submitted, r.started, r.completed, r.received});
+    std::string* parts[kParts] = {&r.header,        &r.metadata,        &r.content,
+                                  &r.result_header, &r.result_metadata, &r.result_content};
+    size_t cursor = 0;
+    for (size_t i = 0; i < kParts; ++i) {
+      const std::string* skeleton = shape_->skeletons[i];
+      if (!skeleton) continue;
+      *parts[i] = (shape_->whole >> i) & 1 ? *skeleton : Join(*skeleton, holes(), repeats, &cursor);
+    }
+    r.client_uuid = TextOf(shape_->client_uuid);
+    r.engine_uuid = TextOf(shape_->engine_uuid);
+    r.queue = TextOf(shape_->queue);
   }
-  r.client_uuid = TextOf(client_uuid_);
-  r.engine_uuid = TextOf(engine_uuid_);
-  r.queue = TextOf(queue_);
-  r.submitted = submitted_;
-  r.started = started_;
-  r.completed = completed_;
-  r.received = received_;
   if (rare_) {
     r.buffers = protocol::ShareFrames(rare_->buffers);
     r.result_buffers = protocol::ShareFrames(rare_->result_buffers);
@@ -194,14 +273,7 @@ TaskRecord CompactRecord::Expand() const {
 }
 
 void CompactRecord::Release(TextPool& pool) {
-  for (const std::string*& s : skeletons_) {
-    pool.Release(s);
-    s = nullptr;
-  }
-  for (const std::string** s : {&client_uuid_, &engine_uuid_, &queue_}) {
-    pool.Release(*s);
-    *s = nullptr;
-  }
+  pool.ReleaseShape(std::exchange(shape_, nullptr));
   FreeData();
   rare_.reset();
 }
@@ -210,7 +282,9 @@ size_t CompactRecord::ApproximateBytes() const {
   // Pooled texts are counted in full by every holder: the store's size limit errs on the side
   // of culling early.
   size_t n = sizeof(CompactRecord) + data_size_;
-  for (const std::string* s : skeletons_) n += s ? s->size() : 0;
+  if (shape_) {
+    for (const std::string* s : shape_->skeletons) n += s ? s->size() : 0;
+  }
   if (rare_) {
     n += sizeof(Rare);
     for (const auto* frames : {&rare_->buffers, &rare_->result_buffers}) {

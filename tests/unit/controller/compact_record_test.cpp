@@ -142,5 +142,43 @@ TEST(CompactRecordTest, StoreCompactsOnCompletionAndStillAnswersQueriesAndUpdate
   EXPECT_FALSE(store.Contains(expected.msg_id));
 }
 
+TEST(CompactRecordTest, HolesThatRepeatTheMsgIdOrATimeCostOneByte) {
+  // As the hub makes them: the request header names the record's msg_id, and the dates the hub
+  // read its times from are in the texts.
+  TaskRecord r = Finished(5);
+  r.submitted = protocol::ParseIso8601("2026-11-25T23:24:00.100005Z");
+  r.started = protocol::ParseIso8601("2026-11-25T23:24:00.500000Z");
+  r.completed = protocol::ParseIso8601("2026-11-25T23:24:01.000001Z");
+  r.received = *r.completed + std::chrono::microseconds(3);
+  r.header = R"({"msg_id": ")" + r.msg_id + R"(", "date": "2026-11-25T23:24:00.100005Z"})";
+  r.result_header = R"({"msg_id": "reply-5", "date": "2026-11-25T23:24:01.000001Z"})";
+  r.result_metadata = R"({"started": "2026-11-25T23:24:00.500000Z", "status": "ok"})";
+  TextPool pool;
+  CompactRecord c = CompactRecord::From(r.Clone(), pool, std::pmr::get_default_resource());
+  ExpectSame(c.Expand(), r);
+  // Holes: msg_id, date | msg_id "reply-5", date | started: two bytes each but the one real value.
+  size_t own = c.ApproximateBytes() - sizeof(CompactRecord);
+  size_t skeletons = 0;
+  for (const std::string* part : {&r.header, &r.metadata, &r.content, &r.result_header, &r.result_metadata,
+                                  &r.result_content}) {
+    skeletons += part->size();
+  }
+  skeletons -= r.msg_id.size() + 2 + 3 * 29 + std::string_view("\"reply-5\"").size();  // less the holes
+  skeletons += 5;                                                                     // a marker per hole
+  // The msg_id, then per hole its code or value and an end marker.
+  EXPECT_EQ(own - skeletons, r.msg_id.size() + 4 + std::string_view("\"reply-5\"").size() + 5);
+  c.Release(pool);
+}
+
+TEST(CompactRecordTest, RecordsOfOneMapShareOneShape) {
+  TextPool pool;
+  std::vector<CompactRecord> records;
+  for (int i = 0; i < 30; ++i) records.push_back(CompactRecord::From(Finished(3 * i), pool, std::pmr::get_default_resource()));
+  EXPECT_LE(sizeof(CompactRecord), 96u);  // one pointer for every text it shares
+  for (int i = 0; i < 30; ++i) ExpectSame(records[i].Expand(), Finished(3 * i));
+  for (auto& r : records) r.Release(pool);
+  EXPECT_EQ(pool.size(), 0u);
+}
+
 }  // namespace
 }  // namespace ipp::controller

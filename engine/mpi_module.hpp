@@ -19,5 +19,5 @@ void ipp_engine_mpi_finalize();
 
 }  // extern "C"
 
-// Its file name, and the name of the function that starts it (for dlsym).
+// The module's file name, looked for beside ipengine (engine/mpi_world.hpp).
 inline constexpr const char* kIppMpiModuleName = "libipp_engine_mpi.so";

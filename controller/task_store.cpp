@@ -32,8 +32,8 @@ Status MemoryTaskStore::Update(const std::string& msg_id,
   Slot& slot = records_.at(seq);
   bytes_ -= slot.bytes();
   // The index's key points into the record's msg_id, which changes place when the record is
-  // compacted or expanded: unindex first, index again after.
-  index_.erase(found);
+  // compacted or expanded: then it is indexed again (most updates leave it where it was).
+  const char* key_at = found->first.data();
   bool was_completed = !slot.pending;
   if (was_completed) {  // rare: output that arrives after the result
     slot.pending = std::make_unique<TaskRecord>(slot.done.Expand());
@@ -42,13 +42,16 @@ Status MemoryTaskStore::Update(const std::string& msg_id,
   }
   TaskRecord& r = *slot.pending;
   change(r);
-  r.msg_id = msg_id;  // the key cannot change
+  if (r.msg_id != msg_id) r.msg_id = msg_id;  // the key cannot change
   if (r.completed) {
     slot.done = CompactRecord::From(std::move(r), pool_, &memory_);
     slot.pending.reset();
   }
   bytes_ += slot.bytes();
-  index_.emplace(std::string_view(slot.msg_id()), seq);
+  if (slot.msg_id().data() != key_at) {
+    index_.erase(found);  // nothing was inserted since it was found: still valid
+    index_.emplace(slot.msg_id(), seq);
+  }
   if (!was_completed && !slot.pending) completed_order_.push_back(seq);
   CullIfNeeded();
   return Status::OK();

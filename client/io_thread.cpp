@@ -111,7 +111,7 @@ Status ClientImpl::Open() {
   if (wake_fd < 0) return Status::IOError(std::string("eventfd: ") + strerror(errno));
   io = std::thread([this] {
     pthread_setname_np(pthread_self(), "ipp-client-io");
-    reactor.run_shared(io_mutex, wake_fd, [this] { OnWake(); });
+    reactor.run_shared(io_mutex, wake_fd, [this] { OnWake(); }, [this] { return here_count.load() > 0; });
   });
   return Status::OK();
 }
@@ -142,8 +142,11 @@ void ClientImpl::Close() {
 
 void ClientImpl::Post(Command* cmd) {
   queued.fetch_add(1);
-  std::lock_guard lock(submit_mutex);
-  submit.send(PointerFrame(cmd), zmq::send_flags::none);
+  {
+    std::lock_guard lock(submit_mutex);
+    submit.send(PointerFrame(cmd), zmq::send_flags::none);
+  }
+  WakeIo();  // the I/O thread may be leaving its sockets to a thread in WaitHere
 }
 
 std::string ClientImpl::UuidOf(int id) const {
@@ -275,6 +278,7 @@ bool ClientImpl::WaitHereFor(ResultState& state, std::chrono::steady_clock::time
     if (closing) return false;
     reactor.append_fd_items(fds);
     here_fds.push_back(mine.fd);
+    here_count.fetch_add(1);
   }
   {
     std::lock_guard lock(state.mutex);
@@ -318,6 +322,7 @@ bool ClientImpl::WaitHereFor(ResultState& state, std::chrono::steady_clock::time
   }
   std::lock_guard io(io_mutex);
   std::erase(here_fds, mine.fd);
+  here_count.fetch_sub(1);
   return done;
 }
 

@@ -109,6 +109,8 @@ struct ClientImpl {
   std::mutex io_mutex;
   bool closing = false;          // set by Close(): WaitHere gives up
   std::vector<int> here_fds;     // eventfds of the threads in WaitHere, woken by Close()
+  // Threads in WaitHere (read without the lock by the I/O thread, which then leaves the sockets to them).
+  std::atomic<int> here_count{0};
   // Messages completed by a user thread whose callbacks the I/O thread is to run.
   std::vector<std::pair<std::shared_ptr<ResultState>, size_t>> deferred;
   protocol::Session session;

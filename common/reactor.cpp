@@ -137,20 +137,23 @@ void Reactor::append_fd_items(std::vector<zmq::pollitem_t>& out) const {
   }
 }
 
-void Reactor::run_shared(std::mutex& lock, int wake_fd, Handler on_wake) {
+void Reactor::run_shared(std::mutex& lock, int wake_fd, Handler on_wake, std::function<bool()> defer) {
   std::unique_lock held(lock);
   std::vector<zmq::pollitem_t> fds;
+  bool woken = false;  // asked to look: the sockets are handled even if deferring
   while (!stopped_) {
+    bool deferring = !woken && defer && defer();
+    woken = false;
     // Drained before waiting: a socket's ZMQ_FD stays quiet while a message it announced waits.
-    if (dispatch_ready()) {
+    if (!deferring && dispatch_ready()) {
       run_timers();
       continue;
     }
     if (stopped_) break;
     fds.clear();
     fds.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-    append_fd_items(fds);
-    auto timeout = until_next_timer(std::chrono::milliseconds(1000));
+    if (!deferring) append_fd_items(fds);
+    auto timeout = until_next_timer(deferring ? kDeferCheck : std::chrono::milliseconds(1000));
     held.unlock();
     int n = 0;
     try {
@@ -163,6 +166,7 @@ void Reactor::run_shared(std::mutex& lock, int wake_fd, Handler on_wake) {
       uint64_t count = 0;
       if (read(wake_fd, &count, sizeof count) < 0 && errno != EAGAIN) log_->error("wake fd: {}", strerror(errno));
       invoke(on_wake, "wake");
+      woken = true;
     }
     run_timers();
   }

@@ -46,7 +46,11 @@ class Reactor {
   // a socket itself would be using it). Another thread that used a socket may have taken its
   // ZMQ_FD's signal with a message still waiting: it must then make `wake_fd` (an eventfd)
   // readable; the loop reads it and calls `on_wake`, then handles what is waiting.
-  void run_shared(std::mutex& lock, int wake_fd, Handler on_wake);
+  // While `defer()` holds (another thread is reading the sockets, and waits on them itself), the
+  // loop leaves the sockets to it: it waits on `wake_fd` and timers only, and looks again after
+  // kDeferCheck at most (two threads woken for each message would race for it).
+  void run_shared(std::mutex& lock, int wake_fd, Handler on_wake, std::function<bool()> defer);
+  static constexpr std::chrono::milliseconds kDeferCheck{2};
   // Runs the handler of every socket that has a message waiting; true if any ran. Any thread
   // holding run_shared's lock (or the reactor's own thread).
   bool dispatch_ready();

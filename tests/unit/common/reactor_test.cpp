@@ -96,7 +96,7 @@ TEST_F(ReactorTest, SharedLoopHandlesMessagesAnotherThreadLeftAfterAWake) {
       if (got.back() == "stop") reactor_.stop();
     }
   });
-  std::thread loop([&] { reactor_.run_shared(lock, wake, [&] { ++wakes; }); });
+  std::thread loop([&] { reactor_.run_shared(lock, wake, [&] { ++wakes; }, nullptr); });
   auto has = [&](const std::string& what) {
     std::lock_guard held(lock);
     return std::find(got.begin(), got.end(), what) != got.end();
@@ -116,6 +116,36 @@ TEST_F(ReactorTest, SharedLoopHandlesMessagesAnotherThreadLeftAfterAWake) {
   EXPECT_TRUE(PollUntil([&] { return has("b"); }, 5s));
   EXPECT_GE(wakes.load(), 1);
   push.send(zmq::str_buffer("stop"));
+  loop.join();
+  close(wake);
+}
+
+// While deferring, the loop leaves the sockets alone, but a wake still brings it to them; when
+// deferring ends it handles them again without a wake.
+TEST_F(ReactorTest, SharedLoopDefersToAnotherReaderUntilWokenOrDone) {
+  zmq::socket_t pull(ctx_, zmq::socket_type::pull), push(ctx_, zmq::socket_type::push);
+  pull.bind("inproc://deferred");
+  push.connect("inproc://deferred");
+  std::mutex lock;
+  int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  ASSERT_GE(wake, 0);
+  std::atomic<bool> defer{true};
+  std::atomic<int> handled{0};
+  reactor_.add(pull, [&] {
+    zmq::message_t m;
+    while (pull.recv(m, zmq::recv_flags::dontwait)) {
+      ++handled;
+      if (m.to_string() == "stop") reactor_.stop();
+    }
+  });
+  std::thread loop([&] { reactor_.run_shared(lock, wake, [] {}, [&] { return defer.load(); }); });
+  push.send(zmq::str_buffer("x"));
+  uint64_t one = 1;
+  ASSERT_EQ(write(wake, &one, sizeof one), static_cast<ssize_t>(sizeof one));
+  EXPECT_TRUE(PollUntil([&] { return handled.load() == 1; }, 5s));
+  defer = false;
+  push.send(zmq::str_buffer("stop"));
+  EXPECT_TRUE(PollUntil([&] { return handled.load() == 2; }, 5s));
   loop.join();
   close(wake);
 }

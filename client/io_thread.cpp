@@ -297,6 +297,10 @@ bool ClientImpl::WaitHereFor(ResultState& state, std::chrono::steady_clock::time
       for (int round = 0; round < 64 && !(done = AllDone(state)); ++round) {
         if (!(more = reactor.dispatch_ready())) break;
       }
+      // Done after a round that ran handlers: whatever they left is read here, so that the I/O
+      // thread is woken only for what is really left (waking it each time cost a wake-up per
+      // round trip).
+      if (done && more) more = reactor.dispatch_ready();
       defer_callbacks = nullptr;
       if (!later.empty()) {
         deferred.insert(deferred.end(), std::make_move_iterator(later.begin()), std::make_move_iterator(later.end()));

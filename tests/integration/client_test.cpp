@@ -554,5 +554,60 @@ TEST_F(ClientTest, RequestsAChannelDoesNotCarryAreRefusedWhileAMapRuns) {
   EXPECT_TRUE(client_->queue_status().ok());
 }
 
+// A thread waiting for a result reads the replies itself, but on_each's callbacks stay the I/O
+// thread's: never the waiting thread's, whose own result it may be or another's.
+TEST_F(ClientTest, CallbacksRunOnTheIoThreadWhileAUserThreadWaits) {
+  auto view = client_->direct_view({0});
+  for (int i = 0; i < 5; ++i) {
+    auto r = view.apply("ipp.sleep", {{"seconds", 0.05}, {"result", i}});
+    auto other = client_->direct_view({1}).apply("ipp.sleep", {{"seconds", 0.02}, {"result", i}});
+    std::promise<std::thread::id> ran, other_ran;
+    r.on_each([&](size_t, const TaskInfo&) { ran.set_value(std::this_thread::get_id()); });
+    other.on_each([&](size_t, const TaskInfo&) { other_ran.set_value(std::this_thread::get_id()); });
+    EXPECT_EQ(r.get_one(10s), i);  // wait() returns once every callback has run
+    EXPECT_TRUE(ran.get_future().get() != std::this_thread::get_id());
+    EXPECT_TRUE(other.wait(10s));
+    EXPECT_TRUE(other_ran.get_future().get() != std::this_thread::get_id());
+  }
+}
+
+// Threads sending and waiting for round trips at once, beside a load-balanced map and on_each
+// callbacks handled by the I/O thread: every result arrives, to the thread that asked.
+TEST_F(ClientTest, ConcurrentRoundTripsFromManyThreadsAllComplete) {
+  auto lb = client_->load_balanced_view();
+  std::vector<Json> items(2000, 1);
+  std::atomic<int> seen{0};
+  auto m = lb.map("ipp.echo", items, 1);
+  m.on_each([&](size_t, const TaskInfo&) { ++seen; });
+  std::vector<std::future<int>> workers;
+  for (int t = 0; t < 4; ++t) {
+    workers.push_back(std::async(std::launch::async, [&, t] {
+      auto view = client_->direct_view({t % 2});
+      int ok = 0;
+      for (int i = 0; i < 100; ++i) ok += view.apply("ipp.echo", Json::array({t, i})).get_one(10s) == Json::array({t, i});
+      return ok;
+    }));
+  }
+  for (auto& w : workers) EXPECT_EQ(w.get(), 100);
+  EXPECT_EQ(m.get(30s).size(), items.size());
+  EXPECT_EQ(seen.load(), 2000);
+}
+
+// A thread waiting for a result (reading the client's sockets itself) when the client is
+// destroyed: the destruction does not hang on it, and the result never completes.
+TEST_F(ClientTest, AWaitingThreadDoesNotHoldUpTheClientsDestruction) {
+  auto client = Client::Connect(ClientOptions::File(cluster_.client_file().string()));
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  ASSERT_TRUE((*client)->wait_for_engines(2, 30s).ok());
+  auto r = (*client)->direct_view({0}).apply("ipp.sleep", 1);
+  auto waiter = std::async(std::launch::async, [&] { return r.wait(3s); });
+  ASSERT_EQ(waiter.wait_for(200ms), std::future_status::timeout);  // it is waiting
+  auto t0 = std::chrono::steady_clock::now();
+  client->reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  EXPECT_FALSE(waiter.get());
+  EXPECT_TRUE(client_->direct_view({1}).apply("ipp.echo", 1).wait(10s));  // the other client is unaffected
+}
+
 }  // namespace
 }  // namespace ipp

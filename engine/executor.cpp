@@ -8,10 +8,6 @@
 #include <thread>
 #include <typeinfo>
 
-#ifdef IPP_HAVE_MPI
-#include <mpi.h>
-#endif
-
 namespace ipp::engine {
 
 namespace {
@@ -106,11 +102,7 @@ std::string HostName() {
 
 Executor::Executor(Logger log) : log_(std::move(log)) {}
 
-Executor::~Executor() {
-#ifdef IPP_HAVE_MPI
-  if (mpi_started_) MPI_Finalize();
-#endif
-}
+Executor::~Executor() = default;
 
 void Executor::RegisterBuiltins() {
   auto& f = functions_;
@@ -172,7 +164,7 @@ void Executor::RegisterBuiltins() {
   }, "run a shell command: {\"command\", \"timeout\" (s), \"check\"}");
   f.add("ipp.info", [this](const Json&, CallContext& ctx) {
     return Json{{"id", ctx.engine_id()}, {"uuid", info_.uuid}, {"hostname", HostName()},
-                {"pid", getpid()}, {"mpi_rank", mpi_rank_}, {"mpi_size", mpi_size_}};
+                {"pid", getpid()}, {"mpi_rank", mpi_rank()}, {"mpi_size", mpi_size()}};
   }, "engine id, uuid, hostname, pid and MPI rank/size");
   f.add("ipp.map", [this](const Json& args, CallContext& ctx) {
     std::string name = args.at("function").get<std::string>();
@@ -218,19 +210,11 @@ void Executor::RegisterBuiltins() {
 
 Status Executor::Start(ExecutorInfo info, const std::vector<std::string>& plugins) {
   info_ = std::move(info);
-#ifdef IPP_HAVE_MPI
   if (info_.mpi) {
-    int provided = 0;
-    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
-    mpi_started_ = true;
-    MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank_);
-    MPI_Comm_size(MPI_COMM_WORLD, &mpi_size_);
-    static MPI_Comm world = MPI_COMM_WORLD;
-    mpi_comm_ = &world;
+    auto world = MpiWorld::Start();
+    if (!world.ok()) return world.status();
+    mpi_ = std::move(world).value();
   }
-#else
-  if (info_.mpi) return Status::InvalidArgument("this ipengine was built without MPI");
-#endif
   RegisterBuiltins();
   for (const std::string& path : plugins) {
     auto added = functions_.Load(path);
@@ -242,7 +226,7 @@ Status Executor::Start(ExecutorInfo info, const std::vector<std::string>& plugin
 
 void Executor::Execute(WorkItem& item, const OutputCallback& on_output) {
   control_.interrupt.store(false);  // an interrupt is for the work running when it came
-  Context context(info_, mpi_rank_, mpi_size_, mpi_comm_, item, namespace_, on_output, control_);
+  Context context(info_, mpi_rank(), mpi_size(), mpi_ ? mpi_->comm() : nullptr, item, namespace_, on_output, control_);
   auto fail = [&](std::string ename, std::string evalue) {
     item.ok = false;
     item.ename = std::move(ename);

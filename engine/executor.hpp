@@ -6,11 +6,13 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/logging.hpp"
 #include "engine/function_table.hpp"
+#include "engine/mpi_world.hpp"
 #include "engine/shell_command.hpp"
 #include "ipp/engine_plugin.hpp"
 #include "ipp/status.hpp"
@@ -49,11 +51,11 @@ class Executor {
   explicit Executor(Logger log);
   ~Executor();
 
-  // With info.mpi calls MPI_Init (MPI calls then belong to this thread); loads `plugins`.
+  // With info.mpi starts MPI (MpiWorld: MPI calls then belong to this thread); loads `plugins`.
   Status Start(ExecutorInfo info, const std::vector<std::string>& plugins);
   void set_engine_id(int id) { info_.engine_id = id; }
-  int mpi_rank() const { return mpi_rank_; }
-  int mpi_size() const { return mpi_size_; }
+  int mpi_rank() const { return mpi_ ? mpi_->rank() : 0; }
+  int mpi_size() const { return mpi_ ? mpi_->size() : 1; }
 
   // Runs `item`, filling its results; output is passed to `on_output` as it comes.
   void Execute(WorkItem& item, const OutputCallback& on_output);
@@ -70,9 +72,7 @@ class Executor {
   CommandControl control_;
   FunctionTable functions_;
   Namespace namespace_;
-  int mpi_rank_ = 0, mpi_size_ = 1;
-  const void* mpi_comm_ = nullptr;
-  bool mpi_started_ = false;
+  std::unique_ptr<MpiWorld> mpi_;  // --mpi only: MPI_Finalize when it goes
 };
 
 // This machine's name, as gethostname() gives it.

@@ -1,7 +1,12 @@
 #include "protocol/signer.hpp"
 
+// SHA256_* (deprecated in OpenSSL 3, kept through 3.x): hmac-sha256 without EVP's provider
+// machinery, whose first use loads openssl.cnf and the default provider — a third of an engine's
+// start (callgrind); same speed per signature.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include <array>
 
@@ -40,13 +45,18 @@ Status CheckSignatureScheme(std::string_view scheme) {
 }
 
 // HMAC as RFC 2104 defines it, from two digest states precomputed over the padded key
-// (K ^ ipad and K ^ opad). Each signature copies those states into reusable contexts, so signing
-// allocates nothing — the message path signs every message.
+// (K ^ ipad and K ^ opad). Each signature copies those states, so signing allocates nothing —
+// the message path signs every message. hmac-sha256 (what connection files name) keeps plain
+// SHA256_CTX states; the other schemes EVP contexts.
 struct Signer::Impl {
-  EVP_MD_CTX* inner_keyed = EVP_MD_CTX_new();
-  EVP_MD_CTX* outer_keyed = EVP_MD_CTX_new();
-  EVP_MD_CTX* scratch = EVP_MD_CTX_new();
+  bool sha256 = false;
+  SHA256_CTX inner256{}, outer256{};
+  EVP_MD_CTX* inner_keyed = nullptr;
+  EVP_MD_CTX* outer_keyed = nullptr;
+  EVP_MD_CTX* scratch = nullptr;
   ~Impl() {
+    OPENSSL_cleanse(&inner256, sizeof inner256);
+    OPENSSL_cleanse(&outer256, sizeof outer256);
     EVP_MD_CTX_free(inner_keyed);
     EVP_MD_CTX_free(outer_keyed);
     EVP_MD_CTX_free(scratch);
@@ -57,14 +67,17 @@ Signer::Signer(std::string_view key, std::string_view scheme) : keyed_(!key.empt
   if (key.empty()) return;
   status_ = CheckSignatureScheme(scheme);
   if (!status_.ok()) return;
-  const EVP_MD* md = DigestOf(scheme);
   impl_ = std::make_unique<Impl>();
+  impl_->sha256 = scheme == "hmac-sha256";
+  const EVP_MD* md = impl_->sha256 ? nullptr : DigestOf(scheme);
   constexpr size_t kMaxBlock = 256;  // SHA3-224 has the largest block of the schemes: 144 bytes
-  size_t block_size = static_cast<size_t>(EVP_MD_block_size(md));
+  size_t block_size = impl_->sha256 ? SHA256_CBLOCK : static_cast<size_t>(EVP_MD_block_size(md));
   std::array<unsigned char, kMaxBlock> block{};
   unsigned int length = 0;
   bool ok = block_size > 0 && block_size <= kMaxBlock;
-  if (ok && key.size() > block_size) {
+  if (ok && key.size() > block_size && impl_->sha256) {
+    SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), block.data());
+  } else if (ok && key.size() > block_size) {
     ok = EVP_Digest(key.data(), key.size(), block.data(), &length, md, nullptr) == 1;
   } else if (ok) {
     std::copy(key.begin(), key.end(), block.begin());
@@ -74,11 +87,19 @@ Signer::Signer(std::string_view key, std::string_view scheme) : keyed_(!key.empt
     ipad[i] = block[i] ^ 0x36;
     opad[i] = block[i] ^ 0x5c;
   }
-  ok = ok && impl_->inner_keyed && impl_->outer_keyed && impl_->scratch &&
-       EVP_DigestInit_ex(impl_->inner_keyed, md, nullptr) == 1 &&
-       EVP_DigestUpdate(impl_->inner_keyed, ipad.data(), block_size) == 1 &&
-       EVP_DigestInit_ex(impl_->outer_keyed, md, nullptr) == 1 &&
-       EVP_DigestUpdate(impl_->outer_keyed, opad.data(), block_size) == 1;
+  if (ok && impl_->sha256) {
+    ok = SHA256_Init(&impl_->inner256) == 1 && SHA256_Update(&impl_->inner256, ipad.data(), block_size) == 1 &&
+         SHA256_Init(&impl_->outer256) == 1 && SHA256_Update(&impl_->outer256, opad.data(), block_size) == 1;
+  } else if (ok) {
+    impl_->inner_keyed = EVP_MD_CTX_new();
+    impl_->outer_keyed = EVP_MD_CTX_new();
+    impl_->scratch = EVP_MD_CTX_new();
+    ok = impl_->inner_keyed && impl_->outer_keyed && impl_->scratch &&
+         EVP_DigestInit_ex(impl_->inner_keyed, md, nullptr) == 1 &&
+         EVP_DigestUpdate(impl_->inner_keyed, ipad.data(), block_size) == 1 &&
+         EVP_DigestInit_ex(impl_->outer_keyed, md, nullptr) == 1 &&
+         EVP_DigestUpdate(impl_->outer_keyed, opad.data(), block_size) == 1;
+  }
   OPENSSL_cleanse(block.data(), kMaxBlock);
   OPENSSL_cleanse(ipad.data(), kMaxBlock);
   OPENSSL_cleanse(opad.data(), kMaxBlock);
@@ -96,13 +117,24 @@ std::string Signer::sign(const std::string_view* parts, size_t count) const {
   if (!impl_) return {};  // no key, or a key we cannot use: verify() then refuses everything
   std::array<unsigned char, EVP_MAX_MD_SIZE> inner{}, digest{};
   unsigned int inner_length = 0, length = 0;
-  EVP_MD_CTX* ctx = impl_->scratch;
-  bool ok = EVP_MD_CTX_copy_ex(ctx, impl_->inner_keyed) == 1;
-  for (size_t i = 0; ok && i < count; ++i) ok = EVP_DigestUpdate(ctx, parts[i].data(), parts[i].size()) == 1;
-  ok = ok && EVP_DigestFinal_ex(ctx, inner.data(), &inner_length) == 1;
-  ok = ok && EVP_MD_CTX_copy_ex(ctx, impl_->outer_keyed) == 1;
-  ok = ok && EVP_DigestUpdate(ctx, inner.data(), inner_length) == 1;
-  ok = ok && EVP_DigestFinal_ex(ctx, digest.data(), &length) == 1;
+  bool ok = true;
+  if (impl_->sha256) {
+    SHA256_CTX ctx = impl_->inner256;
+    for (size_t i = 0; i < count; ++i) SHA256_Update(&ctx, parts[i].data(), parts[i].size());
+    SHA256_Final(inner.data(), &ctx);
+    ctx = impl_->outer256;
+    SHA256_Update(&ctx, inner.data(), SHA256_DIGEST_LENGTH);
+    SHA256_Final(digest.data(), &ctx);
+    length = SHA256_DIGEST_LENGTH;
+  } else {
+    EVP_MD_CTX* ctx = impl_->scratch;
+    ok = EVP_MD_CTX_copy_ex(ctx, impl_->inner_keyed) == 1;
+    for (size_t i = 0; ok && i < count; ++i) ok = EVP_DigestUpdate(ctx, parts[i].data(), parts[i].size()) == 1;
+    ok = ok && EVP_DigestFinal_ex(ctx, inner.data(), &inner_length) == 1;
+    ok = ok && EVP_MD_CTX_copy_ex(ctx, impl_->outer_keyed) == 1;
+    ok = ok && EVP_DigestUpdate(ctx, inner.data(), inner_length) == 1;
+    ok = ok && EVP_DigestFinal_ex(ctx, digest.data(), &length) == 1;
+  }
   if (!ok) return {};  // cannot match any real signature, so verification fails closed
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex(length * 2, '\0');

@@ -246,6 +246,21 @@ def test_many_engines_and_idle_memory(make_cluster):
                 rss_kib.append(int(line.split()[1]))
     print(f"idle engine RSS: median {sorted(rss_kib)[n // 2]} KiB, max {max(rss_kib)} KiB")
     assert max(rss_kib) < 40 * 1024
+    # MPI is for --mpi engines only (their module loads it): a plain engine maps no libmpi.
+    maps = open(f"/proc/{cluster.engines[0].pid}/maps").read()
+    assert "libmpi" not in maps and "libipp_engine_mpi" not in maps
+
+
+def test_mpi_engine_without_its_mpi_module_says_so(make_cluster, tmp_path):
+    cluster = make_cluster(engines=0)
+    bare = tmp_path / "bin" / "ipengine"  # an ipengine with no lib/ beside it
+    bare.parent.mkdir()
+    shutil.copy(IPENGINE, bare)
+    out = subprocess.run([str(bare), "--mpi", "--file", cluster.connection_file("engine")], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 1, out
+    assert "ipengine --mpi needs its MPI module libipp_engine_mpi.so" in out.stderr, out.stderr
+    assert str(tmp_path / "lib" / "libipp_engine_mpi.so") in out.stderr, out.stderr
 
 
 @pytest.mark.skipif(shutil.which("mpiexec") is None, reason="mpiexec not installed")

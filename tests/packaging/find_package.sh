@@ -13,6 +13,14 @@ check cmake --install "$build" --prefix "$d/prefix"
 for f in bin/ipcontroller bin/ipengine bin/ipcluster bin/ipp include/ipp/client.hpp lib/ipp/libipp_example_pi.so; do
   [[ -e $d/prefix/$f ]] || { echo "not installed: $f"; exit 1; }
 done
+# With MPI: the installed ipengine --mpi finds its MPI module (it gets as far as registering).
+if [[ -e $build/lib/libipp_engine_mpi.so ]]; then
+  [[ -e $d/prefix/lib/ipp/libipp_engine_mpi.so ]] || { echo "not installed: lib/ipp/libipp_engine_mpi.so"; exit 1; }
+  mpi_out=$(cd "$d" && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_oob_tcp_if_include=lo \
+    IPP_CONNECTION_INFO='{"key": "k", "registration": 9, "interface": "tcp://127.0.0.1"}' \
+    "$d/prefix/bin/ipengine" --mpi --timeout 0.2 2>&1 || true)
+  grep -q 'no answer from the controller' <<< "$mpi_out" || { echo "installed ipengine --mpi: $mpi_out"; exit 1; }
+fi
 check cmake -S "$src/examples/consumer" -B "$d/installed" -G Ninja -DCMAKE_PREFIX_PATH="$d/prefix"
 check cmake --build "$d/installed"
 "$d/installed/consumer" /nonexistent.json | grep -q 'no cluster running'

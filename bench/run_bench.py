@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import bench_engine
+import bench_scale
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("IPP_BIN_DIR", os.path.join(HERE, "..", "build", "bin"))
@@ -381,6 +382,7 @@ def measure(q):
                                  "rss_before_kib": before, "rss_after_kib": after, "rss_after_purge_kib": purged}
             procs.stop()
         results["engine"] = bench_engine.measure(procs, q)
+        results["scale"] = bench_scale.measure(procs, q)
     finally:
         procs.stop()
     return results
@@ -439,6 +441,7 @@ def table(r):
     lines.append(f"| controller RSS before / after {m['tasks']} tasks / after purge (KiB) | {m['rss_before_kib']} / "
                  f"{m['rss_after_kib']} / {m['rss_after_purge_kib']} | | | |")
     lines += bench_engine.rows(r["engine"])
+    lines += bench_scale.rows(r["scale"])
     return "\n".join(lines) + "\n"
 
 
@@ -478,12 +481,14 @@ def main():
         q = dict(quick=True, py_engines=[1], py_tasks=50, py_rtts=20, cpp_engines=[1, 2], cpp_tasks=500, cpp_rtts=50,
                  map_items=2000, data_mib=[1], reg_engines=[4], mem_tasks=1000, native_py_tasks=100,
                  native_py_reps=3, dash_tasks=500, dash_reps=1,
+                 scale_engines=[2, 4], scale_timeout=120, scale_idle_s=2, scale_reps=2,
                  engine_reps=1, engine_idle_s=1)
     else:
         q = dict(quick=False, py_engines=[1, 2, 4, 8], py_tasks=2000, py_rtts=300, cpp_engines=[1, 2, 4, 8],
                  cpp_tasks=30000, cpp_rtts=2000, map_items=500000, data_mib=[1, 16, 64, 256],
                  reg_engines=[16, 64, 256], mem_tasks=100000, native_py_tasks=3000, native_py_reps=20,
-                 dash_tasks=30000, dash_reps=6, engine_reps=8, engine_idle_s=5)
+                 dash_tasks=30000, dash_reps=6,
+                 scale_engines=[1024, 4096], scale_timeout=900, scale_idle_s=30, scale_reps=5, engine_reps=8, engine_idle_s=5)
     os.makedirs(a.out, exist_ok=True)
     r = measure(q)
     with open(os.path.join(a.out, "results.json"), "w") as f:

@@ -25,6 +25,7 @@ constexpr const char* kMonitorUrl = "inproc://ipp-monitor";
 constexpr const char* kNotificationUrl = "inproc://ipp-notification";
 constexpr const char* kTaskUrl = "inproc://ipp-task";
 constexpr const char* kAbortUrl = "inproc://ipp-task-aborts";
+constexpr int kListenBacklog = 4096;
 
 std::string HostName() {
   char name[256] = {};
@@ -107,6 +108,10 @@ Status Controller::SetUpCurve() {
 }
 
 void Controller::Secure(zmq::socket_t& socket) const {
+  // Thousands of engines starting at once connect faster than one I/O thread accepts: with
+  // libzmq's default backlog of 100 the kernel drops their SYNs and they retry with growing
+  // back-off, past their registration timeout. The kernel caps it at net.core.somaxconn.
+  socket.set(zmq::sockopt::backlog, kListenBacklog);
   if (options_.max_message_size > 0) socket.set(zmq::sockopt::maxmsgsize, options_.max_message_size);
   if (curve_secret_.empty()) return;
   socket.set(zmq::sockopt::curve_server, 1);

@@ -42,9 +42,10 @@ class HeartMonitor {
   static constexpr int kOverloadPatience = 10;
   // Most hearts silent in one period (and at least this many): the load, not the engines.
   static constexpr size_t kMassSilence = 8;
-  // What one echo is assumed to cost the machine (engine wake-up, both I/O threads, the hub):
-  // re-pings for registering engines are spaced so that their echoes take about 10% of a core.
-  static constexpr std::chrono::microseconds kEchoCost{100};
+  // Re-pings for registering engines are spaced by this per heart (at most a period): every
+  // heart answers each one, and on a machine busy starting thousands of engines their echoes
+  // (an engine wake-up, both I/O threads, the hub) must stay a small part of the load.
+  static constexpr std::chrono::microseconds kEchoCost{500};
 
   HeartMonitor(zmq::context_t& context, std::chrono::milliseconds period, int max_misses,
                Callbacks callbacks, Logger log);

@@ -57,6 +57,19 @@ def _cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _first_pid(state):
+    """The controller's pid in the cluster file's launcher state (a list of processes or one)."""
+    if isinstance(state, dict):
+        if "pid" in state:
+            return state["pid"]
+        state = list(state.values())
+    for item in state if isinstance(state, list) else []:
+        pid = _first_pid(item)
+        if pid:
+            return pid
+    return None
+
+
 def one_size(workdir, n, q):
     env = dict(os.environ, IPYTHONDIR=workdir)
     security = os.path.join(workdir, "profile_default", "security")
@@ -72,7 +85,7 @@ def one_size(workdir, n, q):
         row["error"] = (r.stderr or r.stdout)[-1500:]
         return row
     cluster = json.load(open(glob.glob(os.path.join(security, "cluster-*.json"))[0]))
-    pid = cluster["controller"]["state"]["pid"]
+    pid = _first_pid(cluster["controller"]["state"])
     time.sleep(6)  # the controller hands freed heap back every 5 s
     row["controller_rss_kib"] = rss_kib(pid)
     row["controller_fds"] = len(os.listdir(f"/proc/{pid}/fd"))

@@ -19,6 +19,7 @@ import time
 
 import bench_engine
 import bench_lib
+import bench_scale
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("IPP_BIN_DIR", os.path.join(HERE, "..", "build", "bin"))
@@ -385,6 +386,7 @@ def measure(q):
         import bench_prefetch  # it imports this module's helpers
         results["prefetch"] = bench_prefetch.measure(procs, q)
         results["lib"] = bench_lib.measure(procs, q)
+        results["scale"] = bench_scale.measure(procs, q)
     finally:
         procs.stop()
     return results
@@ -451,6 +453,7 @@ def table(r):
     import bench_prefetch
     lines += bench_prefetch.rows(r["prefetch"])
     lines += bench_lib.rows(r.get("lib"))
+    lines += bench_scale.rows(r["scale"])
     return "\n".join(lines) + "\n"
 
 
@@ -493,7 +496,8 @@ def main():
                  engine_reps=1, engine_idle_s=1,
                  pf_engines=2, pf_tasks=500, pf_rounds=1, pf_mixed=100, pf_long=1, pf_long_s=0.1, pf_scale=[2, 4],
                  pf_scale_rounds=1,
-                 lib_reps=1, lib_min_time=0.01)
+                 lib_reps=1, lib_min_time=0.01,
+                 scale_engines=[2, 4], scale_timeout=120, scale_idle_s=2, scale_reps=2)
     else:
         q = dict(quick=False, py_engines=[1, 2, 4, 8], py_tasks=2000, py_rtts=300, cpp_engines=[1, 2, 4, 8],
                  cpp_tasks=30000, cpp_rtts=2000, map_items=500000, data_mib=[1, 16, 64, 256],
@@ -501,7 +505,8 @@ def main():
                  dash_tasks=30000, dash_reps=6, engine_reps=8, engine_idle_s=5,
                  pf_engines=2, pf_tasks=30000, pf_rounds=4, pf_mixed=10000, pf_long=4, pf_long_s=1.0, pf_scale=[8, 256],
                  pf_scale_rounds=2,
-                 lib_reps=9, lib_min_time=0.1)
+                 lib_reps=9, lib_min_time=0.1,
+                 scale_engines=[1024, 4096], scale_timeout=900, scale_idle_s=30, scale_reps=5)
     os.makedirs(a.out, exist_ok=True)
     r = measure(q)
     with open(os.path.join(a.out, "results.json"), "w") as f:

@@ -1,6 +1,7 @@
 #include "controller/controller.hpp"
 
 #include <malloc.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -24,11 +25,31 @@ constexpr const char* kMonitorUrl = "inproc://ipp-monitor";
 constexpr const char* kNotificationUrl = "inproc://ipp-notification";
 constexpr const char* kTaskUrl = "inproc://ipp-task";
 constexpr const char* kAbortUrl = "inproc://ipp-task-aborts";
+constexpr int kListenBacklog = 4096;
 
 std::string HostName() {
   char name[256] = {};
   if (gethostname(name, sizeof name - 1) != 0) return "localhost";
   return name;
+}
+
+// Each engine costs the controller a descriptor per connection: the soft limit (often 1,024)
+// is raised to the hard limit, as servers commonly do; the hard limit is the administrator's
+// to raise (`ulimit -Hn`, systemd's LimitNOFILE), not ours, even when running as root.
+void RaiseFdLimit(const Logger& log) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  rlim_t before = limit.rlim_cur;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = before;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return;
+  long room = (static_cast<long>(limit.rlim_cur) - Hub::kFdReserve) / Hub::kFdsPerEngine;
+  log->info("file descriptors: limit {}{} (hard limit {}): room for about {} engines ({} descriptors each)",
+            limit.rlim_cur, before != limit.rlim_cur ? " (raised from " + std::to_string(before) + ")" : std::string(),
+            limit.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(limit.rlim_max),
+            std::max(room, 0L), Hub::kFdsPerEngine);
 }
 
 // Binds `socket` to `interface` on `port` (0: any free port) and returns the port bound.
@@ -87,6 +108,10 @@ Status Controller::SetUpCurve() {
 }
 
 void Controller::Secure(zmq::socket_t& socket) const {
+  // Thousands of engines starting at once connect faster than one I/O thread accepts: with
+  // libzmq's default backlog of 100 the kernel drops their SYNs and they retry with growing
+  // back-off, past their registration timeout. The kernel caps it at net.core.somaxconn.
+  socket.set(zmq::sockopt::backlog, kListenBacklog);
   if (options_.max_message_size > 0) socket.set(zmq::sockopt::maxmsgsize, options_.max_message_size);
   if (curve_secret_.empty()) return;
   socket.set(zmq::sockopt::curve_server, 1);
@@ -100,6 +125,7 @@ Status Controller::Start() {
     options_.enable_curve = true;
   }
   if (Status s = SetUpCurve(); !s.ok()) return s;
+  RaiseFdLimit(log_);
   try {
     return Build();
   } catch (const zmq::error_t& e) {

@@ -57,11 +57,20 @@ struct HubOptions {
 
 class Hub {
  public:
+  // File descriptors: each engine holds up to this many connections to the controller
+  // (registration, control, mux, task, broadcast, two on iopub, heartbeat ping and pong), one
+  // descriptor each; kFdReserve are kept for clients, files and the dashboard. A registration
+  // that would leave less is refused: past the limit accept() fails and libzmq retries it in
+  // a busy loop, and a socket that cannot get its descriptor aborts the process.
+  static constexpr long kFdsPerEngine = 9;
+  static constexpr long kFdReserve = 128;
   // Called once, on the hub thread, after a client asked the hub to shut down.
   using ShutdownCallback = std::function<void()>;
 
   Hub(zmq::context_t& context, const std::string& key, HubOptions options,
       std::unique_ptr<TaskStore> store, Logger log, ShutdownCallback on_shutdown);
+  // Saves the engine list if a save is still pending.
+  ~Hub();
   struct BoundPorts {
     int registration, notification, hb_ping, hb_pong;
   };
@@ -104,9 +113,11 @@ class Hub {
   struct Incoming {
     int id;
     std::string uuid;
-    Reactor::TimerId stall_timer;
+    std::chrono::steady_clock::time_point deadline;  // purged if no heartbeat by then
     std::optional<protocol::Capabilities> capabilities;
   };
+  // Empty when there is room for one more engine; else why not, for the refusal.
+  std::string FdShortage();
   using QueryHandler = void (Hub::*)(protocol::Message&);
 
   // Query channel.
@@ -138,7 +149,15 @@ class Hub {
   void UnregisterEngine(int id, const std::string& why, bool dead = false);
   void HandleStranded(int id, const std::string& uuid, const std::string& why, std::vector<std::string> msg_ids);
   Result<std::vector<int>> ValidateTargets(const nlohmann::json& targets) const;
-  void SaveEngineState() const;
+  // Saves the engine list: at once for the first kSavesAtOnce changes in a second, then once a
+  // second and after at least 50 times what the last save took. A save writes every engine and
+  // fsyncs: once per registration in a storm of thousands would be quadratic and would block
+  // the hub on the disk thousands of times.
+  static constexpr int kSavesAtOnce = 20;
+  void EngineStateChanged();
+  void SaveEngineState();
+  // Registrations that got no heartbeat by their deadline.
+  void PurgeStalledRegistrations();
   void LoadEngineState();
   // --restore with a journal: the recorded requests become pending again at once (queries see
   // them), and go to the task scheduler after restore_tasks_after, under their own msg_ids and
@@ -181,6 +200,13 @@ class Hub {
   dashboard::Aggregator* dashboard_ = nullptr;
   Reactor* reactor_ = nullptr;
   Reactor::TimerId reping_timer_ = 0;
+  Reactor::TimerId save_timer_ = 0;
+  std::chrono::steady_clock::time_point last_save_{}, save_window_start_{};
+  int saves_in_window_ = 0;
+  std::chrono::steady_clock::duration last_save_cost_{};
+  // Open descriptors as last counted (counting reads /proc/self/fd: O(descriptors)), and when.
+  long fds_counted_ = 0;
+  std::chrono::steady_clock::time_point fds_counted_at_{};
   bool shutting_down_ = false;
   const std::string instance_ = protocol::NewId();  // connection_reply's "ipp_controller"
 

@@ -1,5 +1,8 @@
 // Hub: engines — registration, heartbeats, unregistration and the work they strand, and the
 // engine list saved for --restore.
+#include <dirent.h>
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <fstream>
 
@@ -26,7 +29,42 @@ std::string Describe(const std::optional<protocol::Capabilities>& c) {
   if (!c->resources.empty()) out += ", resources " + c->ResourcesJson().dump();
   return out;
 }
+
+// Open file descriptors of this process; -1 if /proc cannot tell.
+long CountOpenFds() {
+  DIR* dir = opendir("/proc/self/fd");
+  if (!dir) return -1;
+  long n = 0;
+  while (readdir(dir)) ++n;
+  closedir(dir);
+  return n - 3;  // ".", ".." and the directory's own descriptor
+}
 }  // namespace
+
+std::string Hub::FdShortage() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return "";
+  const long soft = static_cast<long>(limit.rlim_cur);
+  auto needed = [&] { return fds_counted_ + kFdsPerEngine + kFdReserve; };
+  auto now = std::chrono::steady_clock::now();
+  // Recounted once a second, and before a refusal (at most every 100 ms: refusals can come in
+  // storms too); in between, each accepted engine counts as kFdsPerEngine. Engines accepted
+  // but not beating yet may still be opening their connections: counted in full.
+  if (now - fds_counted_at_ > std::chrono::seconds(1) ||
+      (needed() > soft && now - fds_counted_at_ > std::chrono::milliseconds(100))) {
+    long counted = CountOpenFds();
+    if (counted < 0) return "";
+    fds_counted_ = counted + kFdsPerEngine * static_cast<long>(incoming_.size());
+    fds_counted_at_ = now;
+  }
+  if (needed() <= soft) return "";
+  std::string hard = limit.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(limit.rlim_max);
+  return "the controller is out of file descriptors: about " + std::to_string(fds_counted_) +
+         " in use (engines still connecting included), limit " + std::to_string(soft) +
+         " (RLIMIT_NOFILE; hard limit " + hard + "); each engine needs up to " + std::to_string(kFdsPerEngine) +
+         " and " + std::to_string(kFdReserve) + " are kept for clients. " + std::to_string(engines_.size()) +
+         " engines are registered and keep working; for more, start the controller with a higher limit (ulimit -n)";
+}
 
 int Hub::NewEngineId(const json& requested) {
   if (requested.is_number_integer()) {
@@ -66,6 +104,12 @@ void Hub::RegistrationRequest(Message& m) {
     }
     capabilities = std::move(*parsed);
   }
+  if (std::string shortage = FdShortage(); !shortage.empty()) {
+    log_->error("registration of {} refused: {}", uuid, shortage);
+    Reply(m, "registration_reply", protocol::ErrorContent("RuntimeError", shortage));
+    return;
+  }
+  fds_counted_ += kFdsPerEngine;
   int id = NewEngineId(m.content.value("id", json()));
   // ipp_hub: our engines send ipp_engine_update only to a hub that says it takes them.
   Reply(m, "registration_reply",
@@ -74,18 +118,15 @@ void Hub::RegistrationRequest(Message& m) {
          {"hb_period", options_.ping_period.count()},
          {"connection_info", options_.engine_info},
          {"ipp_hub", true}});
-  auto stall = reactor_->after(options_.registration_timeout, [this, uuid] {
-    auto it = incoming_.find(uuid);
-    if (it == incoming_.end()) return;
-    log_->warn("purging stalled registration {}:{} (no heartbeat within {} ms)", it->second.id,
-               uuid, options_.registration_timeout.count());
-    incoming_.erase(it);
-  });
   log_->info("accepting registration {}:{} ({})", id, uuid, Describe(capabilities));
-  incoming_[uuid] = Incoming{id, uuid, stall, std::move(capabilities)};
-  // Beat again soon, so the new engine's first echo does not wait for the next period.
+  incoming_[uuid] = Incoming{id, uuid, std::chrono::steady_clock::now() + options_.registration_timeout,
+                             std::move(capabilities)};
+  // Beat again soon, so the new engine's first echo does not wait for the next period. One
+  // timer for all registrations (not one each: thousands of timers would slow every turn of
+  // the loop), which also purges the stalled ones.
   if (!reping_timer_) {
     reping_timer_ = reactor_->every(std::chrono::milliseconds(100), [this] {
+      PurgeStalledRegistrations();
       if (incoming_.empty()) {
         reactor_->cancel(reping_timer_);
         reping_timer_ = 0;
@@ -96,18 +137,30 @@ void Hub::RegistrationRequest(Message& m) {
   }
 }
 
+void Hub::PurgeStalledRegistrations() {
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = incoming_.begin(); it != incoming_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    log_->warn("purging stalled registration {}:{} (no heartbeat within {} ms)", it->second.id,
+               it->first, options_.registration_timeout.count());
+    it = incoming_.erase(it);
+  }
+}
+
 void Hub::FinishRegistration(const std::string& uuid) {
   auto it = incoming_.find(uuid);
   if (it == incoming_.end()) return;
   Incoming reg = it->second;
   incoming_.erase(it);
-  if (reg.stall_timer) reactor_->cancel(reg.stall_timer);
   Engine& engine = engines_[reg.id] = Engine{reg.id, uuid, {}, {}, 0, {}, std::move(reg.capabilities)};
   by_uuid_[uuid] = reg.id;
   Notify("registration_notification", RegistrationNotice(reg.id, engine));
   if (dashboard_) dashboard_->EngineRegistered(reg.id, uuid, engine.capabilities);
   log_->info("engine {} connected ({})", reg.id, uuid);
-  SaveEngineState();
+  EngineStateChanged();
 }
 
 void Hub::EngineUpdate(Message& m) {
@@ -144,7 +197,7 @@ void Hub::EngineUpdate(Message& m) {
   log_->info("engine {} updated: {}", id, Describe(*stored));
   if (live == engines_.end()) return;
   NotifyInternal("ipp_engine_update", {{"id", id}, {"uuid", uuid}, {"ipp", (*stored)->ToJson()}});
-  SaveEngineState();
+  EngineStateChanged();
 }
 
 std::vector<std::pair<std::string, protocol::Capabilities>> Hub::engine_capabilities() const {
@@ -160,7 +213,6 @@ void Hub::UnregistrationRequest(Message& m) {
     // does), so that a heartbeat still in flight cannot complete it.
     auto pending = std::find_if(incoming_.begin(), incoming_.end(), [id](const auto& kv) { return kv.second.id == id; });
     if (pending != incoming_.end()) {
-      if (pending->second.stall_timer) reactor_->cancel(pending->second.stall_timer);
       log_->info("registration of engine {} cancelled: it asked to leave", id);
       incoming_.erase(pending);
       return;
@@ -191,7 +243,7 @@ void Hub::UnregisterEngine(int id, const std::string& why, bool dead) {
   }
   Notify("unregistration_notification", {{"id", id}, {"uuid", engine.uuid}, {"reason", why}});
   if (dashboard_) dashboard_->EngineLeft(engine.uuid, dead, why);
-  SaveEngineState();
+  EngineStateChanged();
   // MUX requests still on the engine fail with EngineError; the schedulers answer clients for
   // load-balanced ones. Wait a moment: a result may still be on its way.
   std::vector<std::string> stranded(engine.queue.begin(), engine.queue.end());
@@ -238,7 +290,6 @@ void Hub::EngineExit(Message& m) {
                                          [&](const auto& kv) { return matches(kv.second.capabilities); });
              pending != incoming_.end()) {
     engine_id = pending->second.id;
-    if (pending->second.stall_timer) reactor_->cancel(pending->second.stall_timer);
     log_->warn("registration of engine {} cancelled: its process {}", pending->second.id, how);
     dead_.push_back({pending->second.id, pending->second.uuid, hostname, pid, how, "", protocol::Iso8601(protocol::WallClock::now())});
     if (dead_.size() > kDeadKept) dead_.pop_front();
@@ -303,8 +354,34 @@ Result<std::vector<int>> Hub::ValidateTargets(const json& targets) const {
 // ---------------------------------------------------------------------------------------------
 // Engine state (for --restore)
 
-void Hub::SaveEngineState() const {
+Hub::~Hub() {
+  if (save_timer_) SaveEngineState();
+}
+
+void Hub::EngineStateChanged() {
+  if (options_.engine_state_file.empty() || save_timer_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (now - save_window_start_ > std::chrono::seconds(1)) {
+    save_window_start_ = now;
+    saves_in_window_ = 0;
+  }
+  if (saves_in_window_ < kSavesAtOnce || !reactor_) {
+    ++saves_in_window_;
+    SaveEngineState();
+    return;
+  }
+  auto at = std::max(save_window_start_ + std::chrono::seconds(1), last_save_ + 50 * last_save_cost_);
+  save_timer_ = reactor_->after(std::chrono::ceil<std::chrono::milliseconds>(at - now), [this] {
+    save_timer_ = 0;
+    save_window_start_ = std::chrono::steady_clock::now();
+    saves_in_window_ = 1;
+    SaveEngineState();
+  });
+}
+
+void Hub::SaveEngineState() {
   if (options_.engine_state_file.empty()) return;
+  auto started = std::chrono::steady_clock::now();
   json engines = json::object(), capabilities = json::object();
   for (const auto& [id, e] : engines_) {
     engines[std::to_string(id)] = e.uuid;
@@ -315,6 +392,8 @@ void Hub::SaveEngineState() const {
   json state = {{"engines", engines}, {"capabilities", capabilities}, {"next_id", next_id_}};
   Status s = protocol::WritePrivateFile(options_.engine_state_file, state.dump());
   if (!s.ok()) log_->error("cannot save engine state: {}", s.ToString());
+  last_save_ = std::chrono::steady_clock::now();
+  last_save_cost_ = last_save_ - started;
 }
 
 void Hub::LoadEngineState() {

@@ -194,6 +194,7 @@ Status Engine::Connect(const json& reply_info) {
   reactor_.add(ping_, [this] { OnPing(); });
   reactor_.add(registration_, [this] { OnRegistrationReply(); });
   reactor_.add(from_shell_, [this] { OnShellNews(); });
+  last_pinged_ = std::chrono::steady_clock::now();
   reactor_.every(hb_period_ + std::chrono::milliseconds(500), [this] { CheckHeartbeat(); });
   // Signals only set a flag; checking it 5 times a second keeps hundreds of idle engines from
   // waking the machine thousands of times a second.
@@ -402,14 +403,25 @@ void Engine::OnPing() {
 }
 
 void Engine::CheckHeartbeat() {
+  OnPing();  // a ping that came while this thread was busy counts
+  auto now = std::chrono::steady_clock::now();
+  auto interval = hb_period_ + std::chrono::milliseconds(500);
+  // A check that ran half an interval late means this process was starved of CPU (thousands
+  // of engines starting on a few cores): pings it could not see are not the controller's
+  // fault, so the check does not count, up to 10 times the usual tolerance of silence.
+  bool starved = last_heartbeat_check_ != std::chrono::steady_clock::time_point{} &&
+                 now - last_heartbeat_check_ > interval * 3 / 2;
+  last_heartbeat_check_ = now;
   if (pinged_) {
     pinged_ = false;
     missed_checks_ = 0;
+    last_pinged_ = now;
     return;
   }
-  if (++missed_checks_ < options_.max_heartbeat_misses) return;
+  if (!starved) ++missed_checks_;
+  if (missed_checks_ < options_.max_heartbeat_misses && now - last_pinged_ < 10 * options_.max_heartbeat_misses * interval) return;
   log_->error("no heartbeat from the controller for {} ms ({} checks in a row); exiting",
-              (hb_period_.count() + 500) * missed_checks_, missed_checks_);
+              std::chrono::duration_cast<std::chrono::milliseconds>(now - last_pinged_).count(), missed_checks_);
   Leave(1);
 }
 

@@ -159,6 +159,7 @@ class Engine {
   std::thread control_thread_;
   bool pinged_ = false;
   int missed_checks_ = 0;
+  std::chrono::steady_clock::time_point last_heartbeat_check_{}, last_pinged_ = std::chrono::steady_clock::now();
 
   std::atomic<int> exit_code_{0};
   // Set when the engine starts to leave (a signal, a shutdown request): what that interrupts

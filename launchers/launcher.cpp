@@ -28,12 +28,12 @@ namespace fs = std::filesystem;
 // Processes
 
 Result<pid_t> Spawn(const std::vector<std::string>& argv, const fs::path& log,
-                    const std::map<std::string, std::string>& environment) {
+                    const std::map<std::string, std::string>& environment, SpawnOptions::Group group) {
   int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return Status::IOError("cannot open log file " + log.string());
   SpawnOptions options;
   for (const auto& [name, value] : environment) options.environment.push_back(name + "=" + value);
-  options.group = SpawnOptions::Group::kNewSession;
+  options.group = group;
   options.stdout_fd = options.stderr_fd = fd;
   options.default_signals = {SIGINT, SIGTERM, SIGPIPE};
   Result<pid_t> pid = ipp::Spawn(argv, options);
@@ -356,7 +356,7 @@ class ProcessSetLauncher : public Launcher {
     // What the ended process left in its group (an mpiexec's ranks, an engine's children) would
     // otherwise run on beside the replacement.
     StopGroups({ended}, std::chrono::seconds(2));
-    Result<pid_t> pid = Spawn(next.argv, next.log, next.environment);
+    Result<pid_t> pid = Spawn(next.argv, next.log, next.environment, group());
     if (!pid.ok()) return pid.status();
     next.pid = *pid;
     procs_.push_back(std::move(next));
@@ -365,11 +365,17 @@ class ProcessSetLauncher : public Launcher {
 
  protected:
   explicit ProcessSetLauncher(LaunchContext context) : context_(std::move(context)) {}
+  // With the kernel's autogroup scheduling (the default on desktop and many server kernels)
+  // every session shares the CPU equally: thousands of local engines each in a session of
+  // their own would leave the controller 1/N of the machine while they start, and it could
+  // not register them. Local engines share ipcluster's session (one group of sessions for
+  // all of them); the controller keeps its own.
+  virtual SpawnOptions::Group group() const { return SpawnOptions::Group::kNewSession; }
 
   // `job`: the Local job (--adapt) the process belongs to, "" for none.
   Status Launch(const std::vector<std::string>& argv, const fs::path& log,
                 const std::map<std::string, std::string>& environment = {}, const std::string& job = "") {
-    Result<pid_t> pid = Spawn(argv, log, environment);
+    Result<pid_t> pid = Spawn(argv, log, environment, group());
     if (!pid.ok()) return pid.status();
     Proc p;
     p.pid = *pid;
@@ -463,6 +469,10 @@ class ProcessLauncher : public ProcessSetLauncher {
  public:
   ProcessLauncher(std::string kind, LaunchContext context, bool controller)
       : ProcessSetLauncher(std::move(context)), kind_(std::move(kind)), controller_(controller) {}
+
+  SpawnOptions::Group group() const override {
+    return controller_ || kind_ != "Local" ? SpawnOptions::Group::kNewSession : SpawnOptions::Group::kNewGroup;
+  }
 
   Status Start(int n) override {
     if (controller_) return StartOne(ControllerCommand(context_), "ipcontroller");

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/spawn.hpp"
 #include "ipp/status.hpp"
 #include "launchers/restart_budget.hpp"
 
@@ -117,9 +118,11 @@ std::vector<std::string> ControllerCommand(const LaunchContext& context);
 std::vector<std::string> EngineCommand(const LaunchContext& context, bool mpi = false);
 
 // Spawns argv in a new session (so it outlives us and can be stopped as a group), output
-// appended to `log`, with `environment` over ours. Returns the pid.
+// appended to `log`, with `environment` over ours. Returns the pid. kNewGroup: its own process
+// group in our session (see ProcessSetLauncher::group()).
 Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::filesystem::path& log,
-                    const std::map<std::string, std::string>& environment = {});
+                    const std::map<std::string, std::string>& environment = {},
+                    SpawnOptions::Group group = SpawnOptions::Group::kNewSession);
 // SIGTERM to each process group, then SIGKILL to those left after `grace`; true once every
 // member of every group is gone (or a zombie). Our own children among the leaders are reaped.
 bool StopGroups(const std::vector<pid_t>& groups, std::chrono::milliseconds grace = std::chrono::seconds(5));

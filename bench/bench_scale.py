@@ -28,10 +28,10 @@ import ipyparallel as ipp
 f, n, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rc = ipp.Client(f, timeout=60)
 rc.wait_for_engines(n, timeout=300)
-uuids = [rc._engines[i] for i in rc.ids]
+targets = [(rc._engines[i], i) for i in rc.ids]  # (uuid, id), as BroadcastView sends them
 def once():
     fut = rc._send(rc._broadcast_stream, "apply_request", content={"ipp_call": {"function": "ipp.echo", "args": 1}},
-                   metadata={"targets": uuids, "is_broadcast": True, "is_coalescing": True}, track_outstanding=True)
+                   metadata={"targets": targets, "is_broadcast": True, "is_coalescing": True}, track_outstanding=True)
     r = ipp.AsyncResult(rc, [fut], fname="ipp.echo").get(300)
     assert len(r[0]) == n, len(r[0])
 ms = []

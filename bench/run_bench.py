@@ -17,9 +17,6 @@ import sys
 import tempfile
 import time
 
-import bench_engine
-import bench_lib
-import bench_scale
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("IPP_BIN_DIR", os.path.join(HERE, "..", "build", "bin"))
@@ -382,8 +379,9 @@ def measure(q):
             results["memory"] = {"tasks": q["mem_tasks"], "bytes_per_record": (after - before) * 1024 / q["mem_tasks"],
                                  "rss_before_kib": before, "rss_after_kib": after, "rss_after_purge_kib": purged}
             procs.stop()
+        # Imported here: each imports this module's helpers.
+        import bench_engine, bench_lib, bench_prefetch, bench_scale
         results["engine"] = bench_engine.measure(procs, q)
-        import bench_prefetch  # it imports this module's helpers
         results["prefetch"] = bench_prefetch.measure(procs, q)
         results["lib"] = bench_lib.measure(procs, q)
         results["scale"] = bench_scale.measure(procs, q)
@@ -449,8 +447,8 @@ def table(r):
     lines.append(f"| controller memory per finished task record (bytes) | {m['bytes_per_record']:.0f} | | | <= 512 |")
     lines.append(f"| controller RSS before / after {m['tasks']} tasks / after purge (KiB) | {m['rss_before_kib']} / "
                  f"{m['rss_after_kib']} / {m['rss_after_purge_kib']} | | | |")
+    import bench_engine, bench_lib, bench_prefetch, bench_scale
     lines += bench_engine.rows(r["engine"])
-    import bench_prefetch
     lines += bench_prefetch.rows(r["prefetch"])
     lines += bench_lib.rows(r.get("lib"))
     lines += bench_scale.rows(r["scale"])

@@ -6,10 +6,7 @@
 // (median, p99, µs), and the floor: a raw ZeroMQ DEALER->ROUTER->ROUTER->DEALER echo with the
 // same hops — client, relay and echo in three processes, as client, controller and engine are
 // (raw_zmq_rtt) — and, for reference, the same echo between threads of this process
-// (raw_zmq_rtt_threads: one ZeroMQ I/O thread serves every socket, no process boundary). With
-// --rtt-breakdown, also the three-process echo over ipc:// (raw_zmq_rtt_ipc), and over tcp://
-// with the two thread hand-offs a client with an I/O thread adds (raw_zmq_rtt_handoffs: caller
-// -> a thread that makes the round trip -> caller), timed in the same alternating blocks.
+// (raw_zmq_rtt_threads: one ZeroMQ I/O thread serves every socket, no process boundary).
 //
 //   ipp_bench --file <f> --lb-only --tasks 20000     only the load-balanced no-op throughput
 //   ipp_bench --file <f> --mixed 10000 --long 4      only a mixed workload's makespan: 1 ms tasks
@@ -24,9 +21,7 @@
 #include <cstring>
 #include <functional>
 #include <chrono>
-#include <condition_variable>
 #include <iostream>
-#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -131,50 +126,8 @@ std::vector<std::vector<double>> TimeAlternating(int n, const std::vector<std::f
   return us;
 }
 
-// A raw round trip made by another thread, as a client with an I/O thread makes it: the caller
-// hands the request over through an inproc PUSH/PULL pair and waits on a condition variable.
-class HandoffRoundTrip {
- public:
-  HandoffRoundTrip(zmq::context_t& ctx, const std::string& relay_front) : push_(ctx, zmq::socket_type::push) {
-    zmq::socket_t pull(ctx, zmq::socket_type::pull);
-    std::string endpoint = "inproc://handoff-" + std::to_string(reinterpret_cast<uintptr_t>(this));
-    pull.bind(endpoint);
-    push_.connect(endpoint);
-    thread_ = std::thread([this, &ctx, relay_front, pull = std::move(pull)]() mutable {
-      zmq::socket_t client = RawClient(ctx, relay_front);
-      while (true) {
-        zmq::message_t token;
-        (void)pull.recv(token);
-        if (token.size() == 0) return;
-        RawRoundTrip(client);
-        std::lock_guard lock(mutex_);
-        done_ = true;
-        changed_.notify_all();
-      }
-    });
-  }
-  ~HandoffRoundTrip() {
-    push_.send(zmq::message_t(), zmq::send_flags::none);
-    thread_.join();
-  }
-  void operator()() {
-    push_.send(zmq::str_buffer("go"), zmq::send_flags::none);
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return done_; });
-    done_ = false;
-  }
-
- private:
-  zmq::socket_t push_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool done_ = false;
-  std::thread thread_;
-};
-
-// Hidden roles of this program for the three-process echo: "--raw-relay [ipc]" binds (on
-// loopback tcp, or ipc), prints its two endpoints and relays; "--raw-echo <endpoint>" echoes.
-// Both end with their parent.
+// Hidden roles of this program for the three-process echo: "--raw-relay" binds, prints its two
+// endpoints and relays; "--raw-echo <endpoint>" echoes. Both end with their parent.
 int RunRawRole(int argc, char** argv) {
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   static std::atomic<bool> stop{false};
@@ -182,14 +135,8 @@ int RunRawRole(int argc, char** argv) {
   zmq::context_t ctx;
   if (std::string(argv[1]) == "--raw-relay") {
     zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
-    if (argc == 3 && std::string(argv[2]) == "ipc") {
-      std::string base = "ipc:///tmp/ipp-bench-" + std::to_string(getpid());
-      front.bind(base + "-front");
-      back.bind(base + "-back");
-    } else {
-      front.bind("tcp://127.0.0.1:*");
-      back.bind("tcp://127.0.0.1:*");
-    }
+    front.bind("tcp://127.0.0.1:*");
+    back.bind("tcp://127.0.0.1:*");
     std::cout << front.get(zmq::sockopt::last_endpoint) << " " << back.get(zmq::sockopt::last_endpoint) << std::endl;
     RawRelay(front, back, stop);
   } else if (argc == 3) {
@@ -228,9 +175,9 @@ pid_t SpawnRawRole(std::vector<std::string> args, FILE** out) {
 // and the echo are this program in its hidden roles, stopped when this goes.
 class RawEchoPath {
  public:
-  explicit RawEchoPath(bool ipc = false) {
+  RawEchoPath() {
     FILE* relay_out = nullptr;
-    relay_ = ipc ? SpawnRawRole({"--raw-relay", "ipc"}, &relay_out) : SpawnRawRole({"--raw-relay"}, &relay_out);
+    relay_ = SpawnRawRole({"--raw-relay"}, &relay_out);
     char front[256] = {}, back[256] = {};
     if (relay_ > 0 && relay_out && fscanf(relay_out, "%255s %255s", front, back) == 2) {
       echo_ = SpawnRawRole({"--raw-echo", back}, nullptr);
@@ -321,7 +268,6 @@ int main(int argc, char** argv) {
   std::string file;
   int tasks = 20000, latency = 2000, items = 200000, chunk = 1000, fanout = 0, mixed = 0, long_tasks = 4;
   double short_s = 0.001, long_s = 1.0;
-  bool breakdown = false;
   std::vector<int> data_mib;
   po::options_description o("ipp_bench options");
   o.add_options()("help,h", "help")("file,f", po::value(&file), "client connection file")
@@ -335,8 +281,7 @@ int main(int argc, char** argv) {
       ("mixed", po::value(&mixed)->default_value(0), "measure only a mixed workload: this many short tasks")
       ("long", po::value(&long_tasks)->default_value(4), "--mixed: long tasks, spread evenly among the short ones")
       ("short-s", po::value(&short_s)->default_value(0.001), "--mixed: seconds a short task sleeps")
-      ("long-s", po::value(&long_s)->default_value(1.0), "--mixed: seconds a long task sleeps")
-      ("rtt-breakdown", po::bool_switch(&breakdown), "also time the raw echo over ipc and with two thread hand-offs");
+      ("long-s", po::value(&long_s)->default_value(1.0), "--mixed: seconds a long task sleeps");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, o), vm);
   po::notify(vm);
@@ -386,29 +331,19 @@ int main(int argc, char** argv) {
   out["map_items_per_s"] = items / Seconds(Clock::now() - t0);
 
   // The direct round trip and its floor, timed in alternating blocks (see TimeAlternating).
-  RawEchoPath raw_path, raw_ipc_path(true);
-  if (!raw_path.ok() || !raw_ipc_path.ok()) {
+  RawEchoPath raw_path;
+  if (!raw_path.ok()) {
     std::cerr << "ipp_bench: could not start the raw echo processes" << std::endl;
     return 1;
   }
   auto one = client->direct_view({client->ids().front()});
   {
     zmq::context_t ctx;
-    zmq::socket_t raw_client = RawClient(ctx, raw_path.front()), ipc_client = RawClient(ctx, raw_ipc_path.front());
-    HandoffRoundTrip handoff(ctx, raw_path.front());
+    zmq::socket_t raw_client = RawClient(ctx, raw_path.front());
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    std::vector<std::function<void()>> kinds = {[&] { one.apply("ipp.echo").get(); }, [&] { RawRoundTrip(raw_client); }};
-    if (breakdown) {
-      kinds.push_back([&] { handoff(); });
-      kinds.push_back([&] { RawRoundTrip(ipc_client); });
-    }
-    auto us = TimeAlternating(latency, kinds);
+    auto us = TimeAlternating(latency, {[&] { one.apply("ipp.echo").get(); }, [&] { RawRoundTrip(raw_client); }});
     out["direct_rtt"] = Percentiles(us[0]);
     out["raw_zmq_rtt"] = Percentiles(us[1]);
-    if (breakdown) {
-      out["raw_zmq_rtt_handoffs"] = Percentiles(us[2]);
-      out["raw_zmq_rtt_ipc"] = Percentiles(us[3]);
-    }
   }
   out["raw_zmq_rtt_threads"] = RawZmqRoundTripThreads(latency);
   out["direct_rtt_ratio_to_raw"] = out["direct_rtt"]["median_us"].get<double>() / out["raw_zmq_rtt"]["median_us"].get<double>();

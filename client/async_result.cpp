@@ -1,12 +1,7 @@
 // AsyncResult: the user's side of a batch of messages, read under the ResultState's lock.
 #include "client/result_state.hpp"
 
-#include <unistd.h>
-
-#include <algorithm>
 #include <optional>
-
-#include "client/io_thread.hpp"
 
 namespace ipp {
 
@@ -47,10 +42,6 @@ ResultState::ResultState(std::vector<std::string> ids) : msg_ids(std::move(ids))
 
 void ResultState::MaybeComplete(size_t i, std::unique_lock<std::mutex>& lock) {
   if (done[i] || !got_reply[i] || (needs_idle[i] && !got_idle[i])) return;
-  if (defer_callbacks && !callbacks.empty()) {
-    defer_callbacks->emplace_back(shared_from_this(), i);
-    return;
-  }
   done[i] = 1;
   TaskInfo snapshot;
   if (!callbacks.empty()) snapshot = tasks[i];  // callbacks see it without the lock held
@@ -67,13 +58,7 @@ void ResultState::MaybeComplete(size_t i, std::unique_lock<std::mutex>& lock) {
   completion_order.push_back(i);
   // Waiters wait for all (wait()): waking them for each of 100,000 messages cost the client a
   // context switch per task.
-  if (done_count == msg_ids.size()) {
-    changed.notify_all();
-    for (int fd : wake_fds) {
-      uint64_t one = 1;
-      (void)!write(fd, &one, sizeof one);
-    }
-  }
+  if (done_count == msg_ids.size()) changed.notify_all();
 }
 
 }  // namespace detail
@@ -91,12 +76,6 @@ bool AsyncResult::ready() const {
 
 bool AsyncResult::wait(Millis timeout) const {
   if (!state_) return true;
-  auto deadline = timeout == kForever ? std::chrono::steady_clock::time_point::max()
-                                      : std::chrono::steady_clock::now() + timeout;
-  if (state_->link && detail::ClientImpl::WaitHere(state_->link, *state_, deadline)) return true;
-  if (timeout != kForever) {
-    timeout = std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now()));
-  }
   std::unique_lock lock(state_->mutex);
   auto all_done = [&] { return state_->done_count == state_->msg_ids.size(); };
   if (timeout == kForever) {

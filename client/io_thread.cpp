@@ -1,11 +1,7 @@
 // ClientImpl: the client's I/O thread and the user-side helpers that feed it.
 #include "client/io_thread.hpp"
 
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
-
-#include <cstring>
 
 #include "common/pointer_frame.hpp"
 #include "protocol/clock.hpp"
@@ -24,12 +20,6 @@ std::string StringField(const Json& j, const char* key) {
 ClientImpl::ClientImpl(ClientOptions o, protocol::ConnectionInfo i)
     : options(std::move(o)), info(std::move(i)), session(info.key, "username", info.signature_scheme) {
   id_prefix = protocol::NewId() + "_" + std::to_string(getpid()) + "_";
-  wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  link->impl = this;
-}
-
-ClientImpl::~ClientImpl() {
-  if (wake_fd >= 0) close(wake_fd);
 }
 
 Status ClientImpl::Configure(zmq::socket_t& s) {
@@ -108,32 +98,14 @@ Status ClientImpl::Open() {
   // engine list is re-read from the hub soon after connecting, and then now and then.
   reactor.after(std::chrono::milliseconds(300), [this] { SyncEngines(); });
   reactor.every(std::chrono::seconds(2), [this] { SyncEngines(); });
-  if (wake_fd < 0) return Status::IOError(std::string("eventfd: ") + strerror(errno));
   io = std::thread([this] {
     pthread_setname_np(pthread_self(), "ipp-client-io");
-    reactor.run_shared(io_mutex, wake_fd, [this] { OnWake(); }, [this] { return here_count.load() > 0; });
+    reactor.run();
   });
   return Status::OK();
 }
 
 void ClientImpl::Close() {
-  // Threads waiting in WaitHere leave (to wait on their states) before the sockets go.
-  {
-    std::lock_guard lock(link->mutex);
-    link->impl = nullptr;
-  }
-  {
-    std::lock_guard io(io_mutex);
-    closing = true;
-    for (int fd : here_fds) {
-      uint64_t one = 1;
-      (void)!write(fd, &one, sizeof one);
-    }
-  }
-  {
-    std::unique_lock lock(link->mutex);
-    link->idle.wait(lock, [&] { return link->waiting == 0; });
-  }
   auto* cmd = new Command();
   cmd->kind = Command::Kind::kStop;
   Post(cmd);
@@ -141,12 +113,8 @@ void ClientImpl::Close() {
 }
 
 void ClientImpl::Post(Command* cmd) {
-  queued.fetch_add(1);
-  {
-    std::lock_guard lock(submit_mutex);
-    submit.send(PointerFrame(cmd), zmq::send_flags::none);
-  }
-  WakeIo();  // the I/O thread may be leaving its sockets to a thread in WaitHere
+  std::lock_guard lock(submit_mutex);
+  submit.send(PointerFrame(cmd), zmq::send_flags::none);
 }
 
 std::string ClientImpl::UuidOf(int id) const {
@@ -181,7 +149,6 @@ void ClientImpl::OnCommands() {
     zmq::message_t frame;
     if (!commands.recv(frame, zmq::recv_flags::dontwait)) return;
     std::unique_ptr<Command> cmd(FromPointerFrame<Command>(frame));
-    queued.fetch_sub(1);
     if (!cmd) continue;
     if (cmd->kind == Command::Kind::kStop) {
       reactor.stop();
@@ -201,133 +168,6 @@ void ClientImpl::OnCommands() {
     }
     for (Outgoing& out : cmd->messages) Send(cmd->state, out);
   }
-}
-
-void ClientImpl::WakeIo() {
-  uint64_t one = 1;
-  (void)!write(wake_fd, &one, sizeof one);
-}
-
-void ClientImpl::OnWake() {
-  std::vector<std::pair<std::shared_ptr<ResultState>, size_t>> now;
-  now.swap(deferred);
-  for (auto& [state, index] : now) {
-    std::unique_lock lock(state->mutex);
-    state->MaybeComplete(index, lock);
-  }
-}
-
-bool ClientImpl::SendHere(const std::shared_ptr<ResultState>& state, std::vector<Outgoing>& messages) {
-  if (messages.size() > kSendHereMax || queued.load() != 0) return false;
-  std::lock_guard io(io_mutex);
-  if (queued.load() != 0 || closing) return false;
-  bool used[5] = {};
-  for (Outgoing& out : messages) {
-    Send(state, out);
-    used[static_cast<int>(out.channel)] = true;
-  }
-  // Sending made the socket take in its pending commands: a reply that had just arrived no
-  // longer makes its ZMQ_FD readable, and the I/O thread would not see it.
-  for (Channel c : {Channel::kMux, Channel::kTask, Channel::kControl, Channel::kBroadcast, Channel::kQuery}) {
-    if (used[static_cast<int>(c)] && (SocketFor(c).get(zmq::sockopt::events) & ZMQ_POLLIN)) {
-      WakeIo();
-      break;
-    }
-  }
-  return true;
-}
-
-bool ClientImpl::WaitHere(const std::shared_ptr<IoLink>& link, ResultState& state,
-                          std::chrono::steady_clock::time_point deadline) {
-  ClientImpl* impl = nullptr;
-  {
-    std::lock_guard lock(link->mutex);
-    if (!link->impl) return false;
-    impl = link->impl;
-    ++link->waiting;
-  }
-  bool done = impl->WaitHereFor(state, deadline);
-  {
-    std::lock_guard lock(link->mutex);
-    --link->waiting;
-  }
-  link->idle.notify_all();
-  return done;
-}
-
-namespace {
-// This thread's eventfd for WaitHere: made readable when its state is done or its client closes.
-struct ThreadWakeFd {
-  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  ~ThreadWakeFd() {
-    if (fd >= 0) close(fd);
-  }
-};
-bool AllDone(ResultState& state) {
-  std::lock_guard lock(state.mutex);
-  return state.done_count == state.msg_ids.size();
-}
-}  // namespace
-
-bool ClientImpl::WaitHereFor(ResultState& state, std::chrono::steady_clock::time_point deadline) {
-  thread_local ThreadWakeFd mine;
-  if (mine.fd < 0) return false;
-  std::vector<zmq::pollitem_t> fds{{nullptr, mine.fd, ZMQ_POLLIN, 0}};
-  {
-    std::lock_guard io(io_mutex);
-    if (closing) return false;
-    reactor.append_fd_items(fds);
-    here_fds.push_back(mine.fd);
-    here_count.fetch_add(1);
-  }
-  {
-    std::lock_guard lock(state.mutex);
-    state.wake_fds.push_back(mine.fd);
-  }
-  bool done = false;
-  while (true) {
-    {
-      std::lock_guard io(io_mutex);
-      if (closing) break;
-      std::vector<std::pair<std::shared_ptr<ResultState>, size_t>> later;
-      defer_callbacks = &later;
-      // Reads until this state is done or nothing is left; a bounded number of rounds, then
-      // the rest is the I/O thread's.
-      bool more = false;
-      for (int round = 0; round < 64 && !(done = AllDone(state)); ++round) {
-        if (!(more = reactor.dispatch_ready())) break;
-      }
-      // Done after a round that ran handlers: whatever they left is read here, so that the I/O
-      // thread is woken only for what is really left (waking it each time cost a wake-up per
-      // round trip).
-      if (done && more) more = reactor.dispatch_ready();
-      defer_callbacks = nullptr;
-      if (!later.empty()) {
-        deferred.insert(deferred.end(), std::make_move_iterator(later.begin()), std::make_move_iterator(later.end()));
-        more = true;
-      }
-      // Messages read meanwhile from other sockets no longer signal their ZMQ_FD.
-      if (more) WakeIo();
-    }
-    if (done || std::chrono::steady_clock::now() >= deadline) break;
-    auto left = std::chrono::ceil<Millis>(deadline - std::chrono::steady_clock::now());
-    try {
-      zmq::poll(fds.data(), fds.size(), std::clamp(left, Millis(0), Millis(1000)));
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) break;
-    }
-    uint64_t count = 0;
-    (void)!read(mine.fd, &count, sizeof count);
-  }
-  {
-    std::lock_guard lock(state.mutex);
-    std::erase(state.wake_fds, mine.fd);
-    done = state.done_count == state.msg_ids.size();
-  }
-  std::lock_guard io(io_mutex);
-  std::erase(here_fds, mine.fd);
-  here_count.fetch_sub(1);
-  return done;
 }
 
 void ClientImpl::Send(const std::shared_ptr<ResultState>& state, Outgoing& out) {
@@ -776,8 +616,6 @@ AsyncResult ClientImpl::Submit(std::vector<Outgoing> messages, bool flatten, boo
   auto state = std::make_shared<ResultState>(std::move(ids));
   state->flatten = flatten;
   state->unordered = unordered;
-  state->link = link;
-  if (SendHere(state, messages)) return ResultAccess::Make(state);
   auto* cmd = new Command();
   cmd->state = state;
   cmd->messages = std::move(messages);

@@ -1,9 +1,5 @@
-// ClientImpl: the client's core. The sockets and the state that goes with them (the "I/O state")
-// are used under io_mutex: by the I/O thread, which waits on the sockets' ZMQ_FD with the lock
-// released (Reactor::run_shared), and by user threads, which send a small request themselves
-// (SendHere) and read the replies themselves while they wait for a result (WaitHere), so that a
-// round trip needs no wake-up of another thread. Big batches, queries and the rest go to the I/O
-// thread through an inproc PUSH/PULL pair carrying Command pointers (ownership travels with the
+// ClientImpl: the client's core, an I/O thread that owns every socket, fed by user threads
+// through an inproc PUSH/PULL pair carrying Command pointers (ownership travels with the
 // pointer). Private to the client library (not installed).
 //
 // Threads: members are grouped by who touches them, and each group says so. Result state shared
@@ -72,9 +68,6 @@ std::string StringField(const Json& j, const char* key);
 
 struct ClientImpl {
   ClientImpl(ClientOptions o, protocol::ConnectionInfo i);
-  ~ClientImpl();
-  ClientImpl(const ClientImpl&) = delete;
-  ClientImpl& operator=(const ClientImpl&) = delete;
 
   ClientOptions options;
   protocol::ConnectionInfo info;
@@ -86,12 +79,6 @@ struct ClientImpl {
   // User side of the command channel. Guarded by submit_mutex (several user threads may submit).
   std::mutex submit_mutex;
   zmq::socket_t submit{context, zmq::socket_type::push};
-  // Commands posted and not handled yet: a request sent here meanwhile would overtake them.
-  std::atomic<int> queued{0};
-  // Shared with the states this client sent (see WaitHere); its impl is cleared by Close().
-  std::shared_ptr<IoLink> link = std::make_shared<IoLink>();
-  // An eventfd that wakes the I/O thread (see Reactor::run_shared). Any thread.
-  int wake_fd = -1;
 
   // Engines, written by the I/O thread, read by users. Guarded by engines_mutex.
   mutable std::mutex engines_mutex;
@@ -105,14 +92,7 @@ struct ClientImpl {
   // Written by the I/O thread, read by anyone.
   std::atomic<uint64_t> replies{0}, unmatched_replies{0}, dropped_messages{0};
 
-  // The I/O state from here on: guarded by io_mutex (the I/O thread, SendHere, WaitHere).
-  std::mutex io_mutex;
-  bool closing = false;          // set by Close(): WaitHere gives up
-  std::vector<int> here_fds;     // eventfds of the threads in WaitHere, woken by Close()
-  // Threads in WaitHere (read without the lock by the I/O thread, which then leaves the sockets to them).
-  std::atomic<int> here_count{0};
-  // Messages completed by a user thread whose callbacks the I/O thread is to run.
-  std::vector<std::pair<std::shared_ptr<ResultState>, size_t>> deferred;
+  // I/O thread only from here on.
   protocol::Session session;
   zmq::socket_t commands{context, zmq::socket_type::pull};
   zmq::socket_t query{context, zmq::socket_type::dealer}, mux{context, zmq::socket_type::dealer},
@@ -170,23 +150,7 @@ struct ClientImpl {
   std::string UuidOf(int id) const;
   int IdOf(const std::string& uuid) const;
 
-  // Makes the I/O thread look at its sockets and `deferred`. Any thread.
-  void WakeIo();
-  // Sends `messages` from the calling thread, unless there are too many (the I/O thread then
-  // serializes them while this thread goes on) or posted commands are still waiting (they must
-  // leave first). False: nothing was sent.
-  bool SendHere(const std::shared_ptr<ResultState>& state, std::vector<Outgoing>& messages);
-  static constexpr size_t kSendHereMax = 16;
-  // Waits until `state` is done or `deadline`, reading the client's sockets on this thread
-  // meanwhile (the I/O thread wakes as well; whichever takes io_mutex first reads). True: done.
-  // False: not done by the deadline, or the client is closing (then the caller waits on the
-  // state's condition variable). Any user thread; takes io_mutex.
-  static bool WaitHere(const std::shared_ptr<IoLink>& link, ResultState& state,
-                       std::chrono::steady_clock::time_point deadline);
-  bool WaitHereFor(ResultState& state, std::chrono::steady_clock::time_point deadline);
-
-  // --- I/O state (io_mutex held) ----------------------------------------------------------
-  void OnWake();
+  // --- I/O thread -------------------------------------------------------------------------
 
   zmq::socket_t& SocketFor(Channel c);
   void OnCommands();

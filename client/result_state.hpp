@@ -1,14 +1,12 @@
 // What an AsyncResult shares with the client's I/O thread: the state of a batch of messages.
 // Private to the client library (not installed): users see only AsyncResult.
 //
-// Threads: the I/O work (done by the I/O thread, or by a user thread waiting for a result: see
-// ClientImpl::WaitHere) writes a ResultState as replies and output arrive; user threads read it
-// through AsyncResult and block on it. Everything in it is guarded by `mutex`.
+// Threads: the I/O thread writes a ResultState as replies and output arrive; user threads read
+// it through AsyncResult and block on it. Everything in it is guarded by `mutex`.
 #pragma once
 
 #include <condition_variable>
 #include <functional>
-#include <utility>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,22 +16,7 @@
 
 namespace ipp::detail {
 
-struct ResultState;
-
-// The client a state's waiters may do the I/O work for (ClientImpl::WaitHere): shared by the
-// client and its states, as a state may outlive its client. Guarded by `mutex`.
-struct IoLink {
-  std::mutex mutex;
-  std::condition_variable idle;
-  ClientImpl* impl = nullptr;  // null once the client is closing
-  int waiting = 0;             // threads in WaitHere, which Close() waits out
-};
-
-// Set by a user thread while it does the I/O work: callbacks are the I/O thread's (see
-// on_each), so a message with callbacks is left to it, listed here, not completed.
-inline thread_local std::vector<std::pair<std::shared_ptr<ResultState>, size_t>>* defer_callbacks = nullptr;
-
-struct ResultState : std::enable_shared_from_this<ResultState> {
+struct ResultState {
   // Guards everything below.
   mutable std::mutex mutex;
   mutable std::condition_variable changed;
@@ -45,9 +28,6 @@ struct ResultState : std::enable_shared_from_this<ResultState> {
   bool unordered = false;  // get() in completion order
   std::vector<size_t> completion_order;
   std::vector<std::function<void(size_t, const TaskInfo&)>> callbacks;
-  // Eventfds of the threads waiting in WaitHere, written when the last message is done.
-  std::vector<int> wake_fds;
-  std::shared_ptr<IoLink> link;  // set for the messages a client sent; null for a failed request
 
   explicit ResultState(std::vector<std::string> ids);
 

@@ -1,10 +1,6 @@
 #include "common/reactor.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 
 namespace ipp {
 
@@ -71,7 +67,15 @@ void Reactor::run_timers() {
 }
 
 void Reactor::run_once(std::chrono::milliseconds timeout) {
-  timeout = until_next_timer(timeout);
+  if (!timers_.empty()) {
+    auto next = std::min_element(timers_.begin(), timers_.end(), [](auto& a, auto& b) {
+                  return a.second.due < b.second.due;
+                })->second.due;
+    // Rounded up: a timer 0.4 ms away truncated to a 0 ms poll would spin for that 0.4 ms, and
+    // with 20 ms timers that spin cost a few per cent of a core in every reactor, idle or not.
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
+    timeout = std::clamp(wait, std::chrono::milliseconds(0), timeout);
+  }
   try {
     zmq::poll(items_.data(), items_.size(), timeout);
   } catch (const zmq::error_t& e) {
@@ -82,27 +86,11 @@ void Reactor::run_once(std::chrono::milliseconds timeout) {
     if (e.num() != EINTR) log_->error("poll failed: {}", e.what());
     return;
   }
+  // Handlers may add or remove sockets: iterate over a snapshot of what was ready.
   std::vector<void*> ready;
   for (auto& item : items_) {
     if (item.revents & ZMQ_POLLIN) ready.push_back(item.socket);
   }
-  dispatch(ready);
-  run_timers();
-}
-
-std::chrono::milliseconds Reactor::until_next_timer(std::chrono::milliseconds at_most) const {
-  if (timers_.empty()) return at_most;
-  auto next = std::min_element(timers_.begin(), timers_.end(), [](auto& a, auto& b) {
-                return a.second.due < b.second.due;
-              })->second.due;
-  // Rounded up: a timer 0.4 ms away truncated to a 0 ms poll would spin for that 0.4 ms, and
-  // with 20 ms timers that spin cost a few per cent of a core in every reactor, idle or not.
-  auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
-  return std::clamp(wait, std::chrono::milliseconds(0), at_most);
-}
-
-void Reactor::dispatch(const std::vector<void*>& ready) {
-  // Handlers may add or remove sockets: `ready` is a snapshot.
   for (void* socket : ready) {
     for (size_t i = 0; i < items_.size(); ++i) {
       if (items_[i].socket == socket) {
@@ -112,64 +100,7 @@ void Reactor::dispatch(const std::vector<void*>& ready) {
       }
     }
   }
-}
-
-bool Reactor::dispatch_ready() {
-  std::vector<void*> ready;
-  for (auto& item : items_) {
-    int events = 0;
-    size_t size = sizeof events;
-    if (zmq_getsockopt(item.socket, ZMQ_EVENTS, &events, &size) != 0) {
-      if (zmq_errno() == ETERM) stopped_ = true;
-      continue;
-    }
-    if (events & ZMQ_POLLIN) ready.push_back(item.socket);
-  }
-  dispatch(ready);
-  return !ready.empty();
-}
-
-void Reactor::append_fd_items(std::vector<zmq::pollitem_t>& out) const {
-  for (const auto& item : items_) {
-    int fd = -1;
-    size_t size = sizeof fd;
-    if (zmq_getsockopt(item.socket, ZMQ_FD, &fd, &size) == 0) out.push_back({nullptr, fd, ZMQ_POLLIN, 0});
-  }
-}
-
-void Reactor::run_shared(std::mutex& lock, int wake_fd, Handler on_wake, std::function<bool()> defer) {
-  std::unique_lock held(lock);
-  std::vector<zmq::pollitem_t> fds;
-  bool woken = false;  // asked to look: the sockets are handled even if deferring
-  while (!stopped_) {
-    bool deferring = !woken && defer && defer();
-    woken = false;
-    // Drained before waiting: a socket's ZMQ_FD stays quiet while a message it announced waits.
-    if (!deferring && dispatch_ready()) {
-      run_timers();
-      continue;
-    }
-    if (stopped_) break;
-    fds.clear();
-    fds.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-    if (!deferring) append_fd_items(fds);
-    auto timeout = until_next_timer(deferring ? kDeferCheck : std::chrono::milliseconds(1000));
-    held.unlock();
-    int n = 0;
-    try {
-      n = zmq::poll(fds.data(), fds.size(), timeout);
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) log_->error("poll failed: {}", e.what());
-    }
-    held.lock();
-    if (n > 0 && (fds[0].revents & ZMQ_POLLIN)) {
-      uint64_t count = 0;
-      if (read(wake_fd, &count, sizeof count) < 0 && errno != EAGAIN) log_->error("wake fd: {}", strerror(errno));
-      invoke(on_wake, "wake");
-      woken = true;
-    }
-    run_timers();
-  }
+  run_timers();
 }
 
 void Reactor::run() {

@@ -31,10 +31,8 @@
 //  - In an AsyncResult, a failure found by the client or the hub (not by an engine) has engine
 //    id -1 and ename "IndexError" (unknown engine), "KeyError" (unknown msg_id) or "TimeoutError".
 //
-// Threads: a Client runs one I/O thread for its sockets; a small request is sent from the
-// calling thread, and a thread waiting for a result reads the replies meanwhile itself (so a
-// round trip wakes no other thread). Its methods, the views and AsyncResults may be used from
-// any thread. An on_each callback runs on the I/O thread for a
+// Threads: a Client runs one I/O thread that owns all its sockets. Its methods, the views and
+// AsyncResults may be used from any thread. An on_each callback runs on the I/O thread for a
 // message that completes after it was added (it must not block), and at once on the calling
 // thread for each message already done.
 //

@@ -178,6 +178,19 @@ void TaskScheduler::HandleStranded(const std::string& uuid) {
   int engine_id = state->second.id;
   std::string why = std::move(state->second.gone_reason);
   engines_.erase(state);
+  // An engine runs one request at a time, in the order they arrived: only the first one sent
+  // can have started. With the adaptive prefetch (our default) the others only waited there,
+  // so they go back to the queue as they are, as they would have stayed queued here with hwm 1.
+  // With --hwm N every outstanding task counts, as in ipyparallel.
+  if (!options_.hwm && lost.size() > 1) {
+    auto first = std::min_element(lost.begin(), lost.end(), [](auto& a, auto& b) { return a->sent < b->sent; });
+    std::iter_swap(lost.begin(), first);
+    for (size_t i = 1; i < lost.size(); ++i) {
+      log_->info("task {} was queued on dead engine {} and never started; resubmitting", lost[i]->msg_id, uuid);
+      Retry(std::move(lost[i]), uuid);
+    }
+    lost.resize(1);
+  }
   std::sort(lost.begin(), lost.end(),
             [](auto& a, auto& b) { return RunsBefore(a->priority, a->seq, b->priority, b->seq); });
   for (auto& job : lost) {

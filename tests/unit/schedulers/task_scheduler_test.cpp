@@ -688,5 +688,31 @@ TEST_F(PrefetchSchedulerTest, OneLongTaskBringsTheDepthBackToOne) {
   EXPECT_EQ(OutstandingAfter({}, {{12, 10us}, {1, 2s}}), 1u);
 }
 
+// Only the first task sent to an engine can have started there: the others it held only waited,
+// and when it dies they run elsewhere instead of failing with it.
+TEST_F(PrefetchSchedulerTest, TasksQueuedOnAnEngineThatDiesRunElsewhere) {
+  Start({.stranded_grace = 10ms});
+  FakePeer& a = AddEngine("engine-a");
+  RunOneByOne(a, 12, 10us);
+  size_t held = Outstanding(a, 5);
+  ASSERT_GT(held, 1u);
+  FakePeer& b = AddEngine("engine-b");
+  std::optional<protocol::Message> failed;
+  ASSERT_TRUE(Notify("unregistration_notification", {{"uuid", "engine-a"}, {"id", 0}, {"reason", "test"}},
+                     [&] { return (failed = client_.Next(reactor_, 0ms)).has_value(); }));
+  EXPECT_EQ(failed->parent_id(), tasks_[0].msg_id());  // the one that may have started
+  EXPECT_EQ(failed->content.value("ename", ""), "EngineError");
+  std::set<std::string> rerun;
+  for (int turn = 0; turn < 500 && rerun.size() < held - 1; ++turn) {
+    reactor_.run_once(1ms);
+    while (auto frames = protocol::TryRecv(b.socket())) {
+      protocol::Message task = std::move(b.session().parse(std::move(*frames))).value();
+      rerun.insert(task.msg_id());
+      AnswerAfter(b, task, 10us);  // engine-b is new: it holds one task at a time
+    }
+  }
+  for (size_t i = 1; i < held; ++i) EXPECT_EQ(rerun.count(tasks_[i].msg_id()), 1u) << i;
+}
+
 }  // namespace
 }  // namespace ipp::schedulers

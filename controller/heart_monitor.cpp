@@ -100,6 +100,10 @@ void HeartMonitor::Beat() {
   size_t silent = hearts_.size() > responses_.size() ? hearts_.size() - responses_.size() : 0;
   bool hub_overloaded = hub_late > period_ / 2;
   bool mass_silence = silent >= kMassSilence && 2 * silent > hearts_.size();
+  // Late answers say the machine is slow: the silence is load. Without them it is excused only
+  // for a few periods, then hearts that stay silent are judged as usual.
+  mass_silent_periods_ = mass_silence && late_answers_ == 0 ? mass_silent_periods_ + 1 : 0;
+  if (mass_silent_periods_ > kMassSilenceGrace) mass_silence = false;
   bool judged = !hub_overloaded && !mass_silence;
   const auto patience = kOverloadPatience * (max_misses_ + 1) * period_;
   size_t missed = 0;

@@ -42,6 +42,9 @@ class HeartMonitor {
   static constexpr int kOverloadPatience = 10;
   // Most hearts silent in one period (and at least this many): the load, not the engines.
   static constexpr size_t kMassSilence = 8;
+  // Periods of mass silence excused in a row while no heart answers late: engines that were
+  // all killed at once (a node lost) answer nothing, late or not, and must still be dropped.
+  static constexpr int kMassSilenceGrace = 2;
   // Re-pings for registering engines are spaced by this per heart (at most a period): every
   // heart answers each one, and on a machine busy starting thousands of engines their echoes
   // (an engine wake-up, both I/O threads, the hub) must stay a small part of the load.
@@ -83,6 +86,7 @@ class HeartMonitor {
   std::string current_ping_, last_ping_;
   std::unordered_map<std::string, Heart> hearts_;
   std::unordered_set<std::string> responses_;
+  int mass_silent_periods_ = 0;  // in a row, with no late answers
   size_t late_answers_ = 0;  // this period's echoes of the previous beat, for the summary
 };
 

@@ -91,5 +91,19 @@ TEST_F(HeartMonitorTest, ABusyHubStillStopsASilentHeart) {
   EXPECT_EQ(stopped_, std::set<std::string>{"heart-7"});
 }
 
+// Most hearts going silent at once and never answering again, late or not, is not load: they
+// (a node's engines, killed together) are dropped after a few periods, long before the patience
+// that bounds an overloaded hub's excuses (kOverloadPatience periods).
+TEST_F(HeartMonitorTest, HeartsThatAllStopAtOnceAreDroppedSoon) {
+  ASSERT_TRUE(Until([&] { return fresh_.size() == kHearts; }, 0ms, 5s)) << fresh_.size() << " hearts seen";
+  for (int i = 0; i < 200; ++i) hearts_[i]->beating = false;
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(Until([&] { return stopped_.size() == 200; }, 0ms, 5s)) << stopped_.size();
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, HeartMonitor::kOverloadPatience * (kMaxMisses + 1) * kPeriod * 3 / 4)
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_EQ(stopped_.count("heart-250"), 0u);
+}
+
 }  // namespace
 }  // namespace ipp::controller

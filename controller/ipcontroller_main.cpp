@@ -101,8 +101,13 @@ int main(int argc, char** argv) {
   }
 
   ipp::controller::Controller controller(o);
-  if (auto s = controller.Start(); !s.ok()) return fail(s.message());
+  // Before Start(), which writes the connection and dashboard files: a SIGTERM from then on
+  // only sets the flag Run() checks, and Run() removes them (the default action left them).
   ipp::cli::StopOnSignals(&controller);
+  if (auto s = controller.Start(); !s.ok()) {
+    ipp::cli::StopOnSignals<ipp::controller::Controller>(nullptr);
+    return fail(s.message());
+  }
   int code = controller.Run();
   ipp::cli::StopOnSignals<ipp::controller::Controller>(nullptr);
   return code;

@@ -3,6 +3,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <thread>
 #include <tuple>
 
 #include <gtest/gtest.h>
@@ -640,12 +641,15 @@ class PrefetchSchedulerTest : public TaskSchedulerTest {
     }
     return got;
   }
-  // Runs `n` tasks one after the other, each answered as having run for `run`.
+  // Runs `n` tasks one after the other, each answered as having run for `run`, 20 ms after it
+  // was sent: a round trip long enough that a loaded machine's scheduling stalls (a few ms under
+  // the sanitizers) do not look like a task running long.
   void RunOneByOne(FakePeer& engine, int n, std::chrono::microseconds run) {
     for (int i = 0; i < n; ++i) {
       std::string id = Submit();
       protocol::Message task = NextTask(engine);
       ASSERT_EQ(task.msg_id(), id);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
       AnswerAfter(engine, task, run);
       ASSERT_EQ(std::get<1>(NextReply()), "ok");
     }

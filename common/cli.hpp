@@ -12,6 +12,11 @@ namespace ipp::cli {
 
 namespace po = boost::program_options;
 
+// ipengine's exit status when the controller refused its registration (out of file descriptors,
+// its uuid in use, ...): sysexits' EX_UNAVAILABLE. ipcluster does not restart such an engine,
+// since the same registration would be refused again.
+constexpr int kExitRegistrationRefused = 69;
+
 // Parses argv against `options`. Prints usage and returns 0 for --help, prints a one-line error
 // and returns 2 for bad arguments, returns -1 to go on. Unknown `--Class.trait=value` arguments
 // (ipyparallel's traitlets config) are collected into `*traitlets` when it is given, else rejected.

@@ -150,7 +150,8 @@ Status Engine::Register() {
       continue;
     }
     if (reply->content.value("status", "") != "ok") {
-      return Status::Unavailable("registration refused: " + reply->content.value("ename", std::string("error")) +
+      // Infeasible: the hub said no, and the same registration would be refused again.
+      return Status::Infeasible("registration refused: " + reply->content.value("ename", std::string("error")) +
                                  ": " + reply->content.value("evalue", std::string("")));
     }
     id_ = reply->content.at("id").get<int>();

@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
       return 128 + signal;  // the shell's convention for a process ended by a signal
     }
     log->error("{}", s.message());
-    return 1;
+    return s.code() == ipp::Status::Code::kInfeasible ? ipp::cli::kExitRegistrationRefused : 1;
   }
   int code = engine.Run();
   ipp::cli::StopOnSignals<ipp::engine::Engine>(nullptr);

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -131,7 +132,7 @@ Json Cluster::Describe(int n) const {
 
 Status Cluster::Save(const Json& description) const { return protocol::WritePrivateFile(file(), description.dump(2)); }
 
-Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set) {
+Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set, Refused* refused) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   ClientOptions o = ClientOptions::ProfileDir(context_.profile_dir.string(), context_.cluster_id);
   o.timeout = std::chrono::seconds(10);
@@ -163,6 +164,13 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
     size_t registered = client->ids().size();
     bool no_more = watched && !exits.empty() && static_cast<size_t>(alive) <= registered &&
                    (alive == 0 || registered + exits.size() >= total);
+    if (no_more && refused && registered > 0 &&
+        std::all_of(exits.begin(), exits.end(), [](const ProcessExit& e) { return e.refused; })) {
+      refused->registered = registered;
+      refused->why = std::to_string(registered) + " of " + std::to_string(total) + " engines registered; the controller refused " +
+                     std::to_string(exits.size()) + " (they are not restarted):" + DescribeExits(exits);
+      return Status::OK();
+    }
     if (no_more) {
       return Status::Unavailable("only " + std::to_string(registered) + " of " + std::to_string(total) +
                                  " engines registered (" + std::to_string(exits.size()) + " exited" +

@@ -56,7 +56,14 @@ class Cluster {
   // as soon as no more can come: every launcher process has exited (an mpiexec refusing its
   // ranks exits at once), or each one still running has registered and the rest have exited.
   // Batch jobs cannot be watched: then only the timeout ends it.
-  Status WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set = 0);
+  // Engines the controller refused (out of file descriptors) do not fail it when some registered:
+  // the cluster goes on with those, and `*refused` says how many and why.
+  struct Refused {
+    size_t registered = 0;
+    std::string why;  // empty: none refused
+  };
+  Status WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set = 0,
+                        Refused* refused = nullptr);
 
   // Until `stop` or the controller's end: reaps the engines, logs how each that ends did,
   // restarts them as context().restart allows (SuperviseEngines) and records it in the cluster

@@ -31,6 +31,9 @@ std::vector<EngineEnd> EngineSupervisor::Tick(std::vector<std::unique_ptr<Launch
       const std::string mpi = set.kind() == "MPI" ? " (one rank's end ends mpiexec's whole job: all its ranks are one slot)" : "";
       if (e.requested) {
         log_->info("{}; not restarted: it was asked to stop; its log: {}", what, e.log.string());
+      } else if (e.refused) {
+        log_->warn("{}; not restarted: the controller would refuse it again; the end of its log {}:\n{}", what,
+                   e.log.string(), Tail(e.log, 10));
       } else if (i == adaptive_set) {
         log_->warn("{}; not restarted: --adapt submits new jobs while work waits; the end of its log {}:\n{}", what,
                    e.log.string(), Tail(e.log, 10));

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -264,12 +265,17 @@ int Start(int argc, char** argv) {
   if (daemonize) description["ipcluster_log"] = own_log.string();
   if (auto s = cluster.Save(description); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
   auto started = std::chrono::steady_clock::now();
-  if (auto s = cluster.WaitForEngines(static_cast<size_t>(n), Seconds(timeout)); !s.ok()) {
+  ipp::launchers::Cluster::Refused refused;
+  if (auto s = cluster.WaitForEngines(static_cast<size_t>(n), Seconds(timeout), 0, &refused); !s.ok()) {
     cluster.StopAll();
     description.erase("ipcluster_log");  // the daemon never got to write it
     return Fail(s.message() + "\n" + ipp::launchers::LogLine(ipp::launchers::LogsOf(description)));
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!refused.why.empty()) {
+    std::cerr << "ipcluster: warning: " << refused.why << std::endl;
+    n = static_cast<int>(refused.registered);
+  }
   std::cout << "ipcluster: cluster" << (c.cluster_id.empty() ? "" : " " + c.cluster_id) << " started with "
             << (adaptive ? std::to_string(adapt.min_engines) + " to " + std::to_string(adapt.max_engines) + " engine(s) on demand, " +
                                std::to_string(adapt.engines_per_job) + " per " + engines_kind + " job (--adapt)"
@@ -399,10 +405,22 @@ int List(int argc, char** argv) {
       engines = std::to_string(r["registered"].get<size_t>()) + " registered / " + std::to_string(r["engines"].get<int>()) + " launched";
     }
     if (!r["exited"].empty()) {
+      // Grouped by how they ended, a few pids each: a thousand engines the controller refused
+      // are one entry, not a thousand.
+      std::vector<std::pair<std::string, std::vector<pid_t>>> by_how;
+      for (const auto& e : r["exited"]) {
+        const std::string how = e["how"].get<std::string>();
+        auto group = std::find_if(by_how.begin(), by_how.end(), [&](const auto& g) { return g.first == how; });
+        if (group == by_how.end()) group = by_how.insert(by_how.end(), {how, {}});
+        group->second.push_back(e["pid"].get<pid_t>());
+      }
       engines += " (" + std::to_string(r["exited"].size()) + " exited:";
-      for (size_t i = 0; i < r["exited"].size(); ++i) {
-        const auto& e = r["exited"][i];
-        engines += std::string(i ? "," : "") + " pid " + std::to_string(e["pid"].get<pid_t>()) + " " + e["how"].get<std::string>();
+      for (size_t i = 0; i < by_how.size(); ++i) {
+        const auto& [how, pids] = by_how[i];
+        engines += std::string(i ? ";" : "") + (pids.size() == 1 ? " pid " : " pids ");
+        for (size_t k = 0; k < std::min<size_t>(pids.size(), 3); ++k) engines += (k ? ", " : "") + std::to_string(pids[k]);
+        if (pids.size() > 3) engines += " and " + std::to_string(pids.size() - 3) + " more";
+        engines += " " + how;
       }
       engines += ")";
     }

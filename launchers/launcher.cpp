@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/cli.hpp"
 #include "common/spawn.hpp"
 #include "launchers/batch.hpp"
 #include "protocol/connection_file.hpp"
@@ -112,6 +113,10 @@ bool StopGroups(const std::vector<pid_t>& groups, std::chrono::milliseconds grac
   }
 }
 
+bool RefusedByTheController(int status) {
+  return WIFEXITED(status) && WEXITSTATUS(status) == cli::kExitRegistrationRefused;
+}
+
 std::string DescribeWaitStatus(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
@@ -123,6 +128,7 @@ std::string DescribeWaitStatus(int status) {
 }
 
 std::string DescribeEnd(int status, bool killed_by_us) {
+  if (RefusedByTheController(status)) return DescribeWaitStatus(status) + " (the controller refused its registration)";
   if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !killed_by_us) {
     return std::string("killed (SIGKILL; possibly out of memory)") + (WCOREDUMP(status) ? " (core dumped)" : "");
   }
@@ -277,7 +283,7 @@ class ProcessSetLauncher : public Launcher {
   std::vector<ProcessExit> Exits() override {
     std::vector<ProcessExit> exits;
     for (auto& p : procs_) {
-      if (!Poll(p)) exits.push_back({p.pid, p.how, p.log, p.slot, p.requested});
+      if (!Poll(p)) exits.push_back({p.pid, p.how, p.log, p.slot, p.requested, p.refused});
     }
     return exits;
   }
@@ -435,6 +441,7 @@ class ProcessSetLauncher : public Launcher {
     int restart = 0;  // 0: the slot's first process; n: its n-th replacement
     bool ended = false;
     bool requested = false;  // ended with status 0, or while we stopped it
+    bool refused = false;    // see ProcessExit::refused
     std::string how;
     std::string job;                                  // the --adapt Local job it belongs to
     std::map<std::string, std::string> environment;  // what it was started with (restarts too)
@@ -449,6 +456,7 @@ class ProcessSetLauncher : public Launcher {
       p.ended = true;
       p.how = DescribeEnd(status, stopping_);
       p.requested = stopping_ || (WIFEXITED(status) && WEXITSTATUS(status) == 0);
+      p.refused = RefusedByTheController(status);
       return false;
     }
     if (r == 0 || ProcessAlive(p.pid)) return true;

@@ -53,6 +53,8 @@ struct ProcessExit {
   int slot = -1;  // its place in its set: a replacement takes the same slot
   // Ended as asked: status 0 (ipp shutdown, an engine's shutdown_request) or stopped by us.
   bool requested = false;
+  // An engine that exited with cli::kExitRegistrationRefused: the controller said no.
+  bool refused = false;
 };
 
 // A batch job of engines (for the Local launcher, a set of engine processes) as its launcher
@@ -129,6 +131,8 @@ bool StopGroups(const std::vector<pid_t>& groups, std::chrono::milliseconds grac
 bool ProcessAlive(pid_t pid);
 // "exited with status 1", "killed by SIGKILL (core dumped)": a waitpid status in words.
 std::string DescribeWaitStatus(int status);
+// Whether a wait status is an engine's exit for a registration the controller refused.
+bool RefusedByTheController(int status);
 // As DescribeWaitStatus, but a SIGKILL we did not send is "killed (SIGKILL; possibly out of
 // memory)": the kernel's OOM killer sends it, and that is all a parent can know.
 std::string DescribeEnd(int status, bool killed_by_us);

@@ -320,6 +320,26 @@ def test_config_errors_name_the_place_and_the_nearest_key(env):
     assert processes_using(env["IPYTHONDIR"]) == []
 
 
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux) to lower the fd limit")
+def test_engines_the_controller_refuses_are_not_restarted_and_the_cluster_runs(env):
+    # A controller started with 250 descriptors has room for a few engines only: the others are
+    # refused at registration, exit with status 69, and ipcluster keeps the cluster up.
+    r = run(["prlimit", "--nofile=250:250", IPCLUSTER, "start", "-n", "20", "--daemonize"], env)
+    assert "the controller refused" in r.stderr and "out of file descriptors" in r.stderr, r.stderr
+    row = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    refused = [e for e in row["exited"] if "the controller refused its registration" in e["how"]]
+    assert 0 < row["registered"] < 20 and len(refused) == 20 - row["registered"], row
+    assert f"started with {row['registered']} engine(s)" in r.stdout, r.stdout
+    time.sleep(3)  # past the first restart's backoff
+    row = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    assert row.get("restarts", 0) == 0, row
+    text = run([IPCLUSTER, "list"], env).stdout
+    assert " more exited with status 69 (the controller refused its registration))" in text, text
+    out = subprocess.run([IPP, "map", "ipp.echo", "-"], env=env, input="1\n2\n3\n", capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split() == ["1", "2", "3"], (out.stdout, out.stderr)
+    run([IPCLUSTER, "stop"], env)
+
+
 def test_dead_engine_is_logged_and_listed(env):
     out = run([IPCLUSTER, "start", "-n", "3", "--daemonize"], env).stdout
     assert "logs: controller " in out and "; engines " in out, out

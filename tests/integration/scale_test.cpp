@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/cli.hpp"
 #include "controller/hub.hpp"
 #include "ipp/client.hpp"
 #include "tests/testutil/testutil.hpp"
@@ -57,8 +58,9 @@ TEST(FdLimitTest, RegistrationsPastTheDescriptorLimitAreRefusedAndEnginesInKeepW
       ASSERT_EQ(client->ids().size(), static_cast<size_t>(i + 1)) << testutil::ReadFile(dir.path() / "controller.log");
     }
   }
-  // The one past the limit: refused, it says why and exits.
-  EXPECT_NE(engines.back()->wait(30s), 0);
+  // The one past the limit: refused, it says why and exits with the status ipcluster does not
+  // restart.
+  EXPECT_EQ(engines.back()->wait(30s), cli::kExitRegistrationRefused);
   std::string refused = testutil::ReadFile(dir.path() / ("engine-" + std::to_string(kFit) + ".log"));
   EXPECT_NE(refused.find("registration refused: RuntimeError: the controller is out of file descriptors"), std::string::npos)
       << refused;

@@ -31,8 +31,8 @@ class FakeSet : public Launcher {
     restarted.push_back(ended);
     return next_pid++;
   }
-  void End(pid_t pid, int slot, std::string how, bool requested = false) {
-    exits.push_back({pid, std::move(how), "/no/such.log", slot, requested});
+  void End(pid_t pid, int slot, std::string how, bool requested = false, bool refused = false) {
+    exits.push_back({pid, std::move(how), "/no/such.log", slot, requested, refused});
   }
 
   std::vector<ProcessExit> exits;
@@ -98,6 +98,27 @@ TEST(EngineSupervisorTest, ARequestedEndIsNotRestarted) {
   EXPECT_TRUE(f.set->restarted.empty());
   EXPECT_EQ(sup.pending(), 0u);
   EXPECT_NE(f.text.str().find("not restarted: it was asked to stop"), std::string::npos) << f.text.str();
+}
+
+TEST(EngineSupervisorTest, AnEngineTheControllerRefusedIsNotRestarted) {
+  Fixture f;
+  EngineSupervisor sup(Limits(5), f.log);
+  bool changed = false;
+  f.set->End(11, 0, "exited with status 69 (the controller refused its registration)", false, /*refused=*/true);
+  auto ends = sup.Tick(f.sets, Clock::time_point{}, &changed);
+  ASSERT_EQ(ends.size(), 1u);
+  EXPECT_FALSE(ends[0].requested);  // reported as an unexpected end
+  sup.Tick(f.sets, Clock::time_point{} + 1h, &changed);
+  EXPECT_TRUE(f.set->restarted.empty());
+  EXPECT_EQ(sup.pending(), 0u);
+  EXPECT_NE(f.text.str().find("not restarted: the controller would refuse it again"), std::string::npos) << f.text.str();
+}
+
+TEST(EngineSupervisorTest, RefusedIsExitStatus69) {
+  EXPECT_TRUE(RefusedByTheController(69 << 8));
+  EXPECT_FALSE(RefusedByTheController(1 << 8));
+  EXPECT_FALSE(RefusedByTheController(SIGKILL));
+  EXPECT_EQ(DescribeEnd(69 << 8, false), "exited with status 69 (the controller refused its registration)");
 }
 
 TEST(EngineSupervisorTest, NoRestartLeavesItDeadAndSaysWhy) {

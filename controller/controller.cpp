@@ -46,10 +46,10 @@ void RaiseFdLimit(const Logger& log) {
   }
   if (limit.rlim_cur == RLIM_INFINITY) return;
   long room = (static_cast<long>(limit.rlim_cur) - Hub::kFdReserve) / Hub::kFdsPerEngine;
-  log->info("file descriptors: limit {}{} (hard limit {}): room for about {} engines ({} descriptors each)",
-            limit.rlim_cur, before != limit.rlim_cur ? " (raised from " + std::to_string(before) + ")" : std::string(),
-            limit.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(limit.rlim_max),
-            std::max(room, 0L), Hub::kFdsPerEngine);
+  log->info("file descriptors: {}{}: room for at most about {} engines ({} descriptors each)",
+            Hub::FdLimitText(limit.rlim_cur, limit.rlim_max),
+            before != limit.rlim_cur ? ", raised from " + std::to_string(before) : std::string(), std::max(room, 0L),
+            Hub::kFdsPerEngine);
 }
 
 // Binds `socket` to `interface` on `port` (0: any free port) and returns the port bound.

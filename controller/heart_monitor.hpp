@@ -25,6 +25,7 @@
 
 #include "common/logging.hpp"
 #include "common/reactor.hpp"
+#include "protocol/heartbeat.hpp"
 
 namespace ipp::controller {
 
@@ -39,7 +40,7 @@ class HeartMonitor {
   };
   // A silent heart is stopped after this many times (max_misses + 1) periods even when no
   // period could be judged (the hub or the machine overloaded throughout).
-  static constexpr int kOverloadPatience = 10;
+  static constexpr int kOverloadPatience = protocol::kHeartbeatOverloadPatience;
   // Most hearts silent in one period (and at least this many): the load, not the engines.
   static constexpr size_t kMassSilence = 8;
   // Periods of mass silence excused in a row while no heart answers late: engines that were

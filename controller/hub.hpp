@@ -20,6 +20,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include <zmq.hpp>
 
 #include "common/logging.hpp"
@@ -64,6 +66,8 @@ class Hub {
   // a busy loop, and a socket that cannot get its descriptor aborts the process.
   static constexpr long kFdsPerEngine = 9;
   static constexpr long kFdReserve = 128;
+  // "limit N (hard limit M)" for the log and the refusal: M may be "unlimited".
+  static std::string FdLimitText(rlim_t soft, rlim_t hard);
   // Called once, on the hub thread, after a client asked the hub to shut down.
   using ShutdownCallback = std::function<void()>;
 

@@ -41,6 +41,11 @@ long CountOpenFds() {
 }
 }  // namespace
 
+std::string Hub::FdLimitText(rlim_t soft, rlim_t hard) {
+  auto text = [](rlim_t n) { return n == RLIM_INFINITY ? std::string("unlimited") : std::to_string(n); };
+  return "limit " + text(soft) + " (hard limit " + text(hard) + ")";
+}
+
 std::string Hub::FdShortage() {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return "";
@@ -58,10 +63,9 @@ std::string Hub::FdShortage() {
     fds_counted_at_ = now;
   }
   if (needed() <= soft) return "";
-  std::string hard = limit.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(limit.rlim_max);
   return "the controller is out of file descriptors: about " + std::to_string(fds_counted_) +
-         " in use (engines still connecting included), limit " + std::to_string(soft) +
-         " (RLIMIT_NOFILE; hard limit " + hard + "); each engine needs up to " + std::to_string(kFdsPerEngine) +
+         " in use (engines still connecting included), RLIMIT_NOFILE " + FdLimitText(limit.rlim_cur, limit.rlim_max) +
+         "; each engine needs up to " + std::to_string(kFdsPerEngine) +
          " and " + std::to_string(kFdReserve) + " are kept for clients. " + std::to_string(engines_.size()) +
          " engines are registered and keep working; for more, start the controller with a higher limit (ulimit -n)";
 }

@@ -9,6 +9,7 @@
 #include "protocol/clock.hpp"
 #include "protocol/curve.hpp"
 #include "protocol/errors.hpp"
+#include "protocol/heartbeat.hpp"
 #include "protocol/json_fields.hpp"
 #include "protocol/no_answer.hpp"
 #include "protocol/pickle.hpp"
@@ -420,7 +421,10 @@ void Engine::CheckHeartbeat() {
     return;
   }
   if (!starved) ++missed_checks_;
-  if (missed_checks_ < options_.max_heartbeat_misses && now - last_pinged_ < 10 * options_.max_heartbeat_misses * interval) return;
+  if (missed_checks_ < options_.max_heartbeat_misses &&
+      now - last_pinged_ < protocol::kHeartbeatOverloadPatience * options_.max_heartbeat_misses * interval) {
+    return;
+  }
   log_->error("no heartbeat from the controller for {} ms ({} checks in a row); exiting",
               std::chrono::duration_cast<std::chrono::milliseconds>(now - last_pinged_).count(), missed_checks_);
   Leave(1);

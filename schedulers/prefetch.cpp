@@ -46,11 +46,6 @@ struct Adaptive : Prefetch {
     auto fits = budget.count() / run.count();
     return 1 + static_cast<int>(std::min<long long>({cover, fits, kMaxQueued}));
   }
-  int FillBelow(const TaskTimings& observed) const override {
-    if (observed.samples() < kMinSamples || !observed.round_trip_known()) return 0;
-    auto within = observed.round_trip().count() / std::max(observed.run(), Micros(1)).count();
-    return static_cast<int>(std::min<long long>(within, kMaxQueued));
-  }
 };
 
 }  // namespace

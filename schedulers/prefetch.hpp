@@ -47,15 +47,6 @@ class Prefetch {
   // answered so far; `waited`: how long it has had work without answering any (zero when it
   // has none).
   virtual int Depth(const TaskTimings& observed, int answered, Micros waited) const = 0;
-  // Engines holding fewer tasks than this are filled first, the most loaded of them first
-  // (leastload; 0 or 1: plain leastload). The adaptive depth fills an engine with what it runs
-  // within one round trip: a task queued there starts about as soon as one sent to an idle
-  // engine would arrive, and one engine awake does the work of many asleep (waking hundreds of
-  // engines on a few cores for a task each costs more than the tasks).
-  virtual int FillBelow(const TaskTimings& observed) const {
-    (void)observed;
-    return 0;
-  }
 };
 
 // `hwm` given: that fixed depth (0: kUnlimited); nullopt: the adaptive depth.

@@ -226,10 +226,8 @@ void TaskScheduler::Reindex(uint32_t slot, std::chrono::steady_clock::time_point
 
 std::optional<uint32_t> TaskScheduler::PickIndexed() {
   auto now = std::chrono::steady_clock::now();
-  const int fill = prefetch_->FillBelow(timings_);
   while (!index_->empty()) {
-    std::optional<uint32_t> filling = fill > 1 ? index_->PickFilling(fill) : std::nullopt;
-    uint32_t slot = filling ? *filling : index_->Pick(rng_);
+    uint32_t slot = index_->Pick(rng_);
     if (HasRoom(slots_[slot], now)) return slot;
     index_->Erase(slot);
     slots_[slot].indexed = false;

@@ -45,16 +45,6 @@ TEST(PrefetchTest, ShortTasksFillTheRoundTripAndNoMore) {
   EXPECT_LE(noop, 129);
 }
 
-TEST(PrefetchTest, EnginesAreFilledWithWhatTheyRunWithinARoundTrip) {
-  auto adaptive = MakePrefetch(std::nullopt);
-  EXPECT_EQ(adaptive->FillBelow(Seen(100, 10us, 200us)), 20);
-  EXPECT_EQ(adaptive->FillBelow(Seen(100, 1ms, 200us)), 0);     // longer than a round trip: spread
-  EXPECT_EQ(adaptive->FillBelow(Seen(100, 1us, 10ms)), 128);    // at most the deepest queue
-  EXPECT_EQ(adaptive->FillBelow(Seen(3, 10us, 200us)), 0);      // too few seen
-  EXPECT_EQ(MakePrefetch(1)->FillBelow(Seen(100, 10us, 200us)), 0);  // a given hwm: plain scheme
-  EXPECT_EQ(MakePrefetch(0)->FillBelow(Seen(100, 10us, 200us)), 0);
-}
-
 TEST(PrefetchTest, AnEngineSilentForLongerThanItsTasksTakeHoldsOne) {
   auto adaptive = MakePrefetch(std::nullopt);
   TaskTimings t = Seen(100, 50us, 200us);

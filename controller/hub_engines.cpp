@@ -63,7 +63,7 @@ std::string Hub::FdShortage() {
     fds_counted_at_ = now;
   }
   if (needed() <= soft) return "";
-  return "the controller is out of file descriptors: about " + std::to_string(fds_counted_) +
+  return std::string(protocol::kOutOfFdsText) + ": about " + std::to_string(fds_counted_) +
          " in use (engines still connecting included), RLIMIT_NOFILE " + FdLimitText(limit.rlim_cur, limit.rlim_max) +
          "; each engine needs up to " + std::to_string(kFdsPerEngine) +
          " and " + std::to_string(kFdReserve) + " are kept for clients. " + std::to_string(engines_.size()) +

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <thread>
 
 #include "protocol/clock.hpp"
 #include "protocol/curve.hpp"
@@ -129,6 +130,9 @@ Status Engine::Register() {
   protocol::Send(registration_, control_out_.session.serialize(control_out_.session.make("registration_request", content)));
   zmq::pollitem_t item{registration_.handle(), 0, ZMQ_POLLIN, 0};
   auto deadline = std::chrono::steady_clock::now() + options_.registration_timeout;
+  // A refusal for want of descriptors is asked again after 1, 2 and 4 s (protocol::kOutOfFdsText).
+  std::chrono::seconds again(1);
+  constexpr std::chrono::seconds kLastAgain(4);
   while (true) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
@@ -151,9 +155,23 @@ Status Engine::Register() {
       continue;
     }
     if (reply->content.value("status", "") != "ok") {
-      // Infeasible: the hub said no, and the same registration would be refused again.
-      return Status::Infeasible("registration refused: " + reply->content.value("ename", std::string("error")) +
-                                 ": " + reply->content.value("evalue", std::string("")));
+      const std::string ename = reply->content.value("ename", std::string("error"));
+      const std::string evalue = reply->content.value("evalue", std::string(""));
+      if (ename == "RuntimeError" && evalue.rfind(protocol::kOutOfFdsText, 0) == 0 && again <= kLastAgain) {
+        log_->warn("registration refused: {}; asking again in {} s", evalue, again.count());
+        for (auto until = std::chrono::steady_clock::now() + again; std::chrono::steady_clock::now() < until;) {
+          if (stop_requested_.load()) return Status::Unavailable("interrupted while registering");
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        again *= 2;
+        protocol::Send(registration_,
+                       control_out_.session.serialize(control_out_.session.make("registration_request", content)));
+        deadline = std::chrono::steady_clock::now() + options_.registration_timeout;
+        continue;
+      }
+      // Infeasible: the hub said no, and the same registration would be refused again (ipengine
+      // exits with cli::kExitRegistrationRefused, which ipcluster does not restart).
+      return Status::Infeasible("registration refused: " + ename + ": " + evalue);
     }
     id_ = reply->content.at("id").get<int>();
     auto ipp_hub = reply->content.find("ipp_hub");

@@ -164,7 +164,10 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
     size_t registered = client->ids().size();
     bool no_more = watched && !exits.empty() && static_cast<size_t>(alive) <= registered &&
                    (alive == 0 || registered + exits.size() >= total);
-    if (no_more && refused && registered > 0 &&
+    // Not for MPI: mpiexec ends the whole job, the ranks that registered too, when one is refused.
+    bool mpi = std::any_of(engine_sets_.begin() + static_cast<long>(std::min(first_set, engine_sets_.size())),
+                           engine_sets_.end(), [](const auto& set) { return set->kind() == "MPI"; });
+    if (no_more && refused && registered > 0 && !mpi &&
         std::all_of(exits.begin(), exits.end(), [](const ProcessExit& e) { return e.refused; })) {
       refused->registered = registered;
       refused->why = std::to_string(registered) + " of " + std::to_string(total) + " engines registered; the controller refused " +

@@ -25,7 +25,7 @@ std::vector<EngineEnd> EngineSupervisor::Tick(std::vector<std::unique_ptr<Launch
       if (!seen_.insert({i, e.pid}).second) continue;
       *changed = true;
       auto [host, engine_pid] = set.EngineProcess(e);
-      EngineEnd end{set.kind(), e.pid, host, engine_pid, e.how, Tail(e.log, 10, ""), e.requested};
+      EngineEnd end{set.kind(), e.pid, host, engine_pid, e.how, Tail(e.log, 10, ""), e.requested, e.refused};
       const std::string what = set.kind() + " engine process pid " + std::to_string(e.pid) + " " + e.how;
       // mpiexec ends its whole job when one rank ends: its ranks are one slot.
       const std::string mpi = set.kind() == "MPI" ? " (one rank's end ends mpiexec's whole job: all its ranks are one slot)" : "";
@@ -98,7 +98,7 @@ void Cluster::ReportEnds(const Logger& log, const std::vector<EngineEnd>& ends) 
     return;
   }
   for (const EngineEnd& e : ends) {
-    if (e.host.empty() || e.engine_pid <= 0) continue;  // the hub could not tell which engine it was
+    if (e.host.empty() || e.engine_pid <= 0 || e.refused) continue;  // no engine the hub knows
     auto id = (*client)->report_engine_exit(e.host, e.engine_pid, e.how, e.log_tail);
     if (!id.ok()) {
       log->warn("could not tell the controller how engine process pid {} ended: {}", e.pid, id.status().message());

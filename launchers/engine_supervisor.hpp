@@ -35,6 +35,7 @@ struct EngineEnd {
   std::string how;
   std::string log_tail;  // the last lines of its log
   bool requested = false;
+  bool refused = false;  // the controller refused its registration: it never was an engine there
 };
 
 class EngineSupervisor {

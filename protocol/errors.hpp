@@ -28,4 +28,9 @@ inline std::string EngineDiedText(int id, const std::string& uuid, const std::st
   return why.empty() ? text : text + ": " + why;
 }
 
+// How our hub's refusal of a registration for want of file descriptors begins (a RuntimeError).
+// Its count of the descriptors engines still connecting will need is on the safe side, so in a
+// start storm an engine refused now may fit a little later: our engines ask again a few times.
+inline constexpr const char* kOutOfFdsText = "the controller is out of file descriptors";
+
 }  // namespace ipp::protocol

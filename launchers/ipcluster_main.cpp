@@ -493,7 +493,15 @@ int Engines(int argc, char** argv) {
     if (cluster.recorded().contains(kept)) saved[kept] = cluster.recorded()[kept];
   }
   if (auto s = cluster.Save(saved); !s.ok()) return Fail(s.message());
-  if (auto s = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set); !s.ok()) return Fail(s.message());
+  ipp::launchers::Cluster::Refused refused;
+  if (auto s = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set, &refused); !s.ok()) {
+    return Fail(s.message());
+  }
+  if (!refused.why.empty()) {
+    if (refused.registered <= before) return Fail(refused.why);
+    std::cerr << "ipcluster: warning: " << refused.why << std::endl;
+    n = static_cast<int>(refused.registered - before);
+  }
   std::cout << "ipcluster: added " << n << " engine(s); logs: " << cluster.engine_set(new_set).LogLocation() << std::endl;
   return 0;
 }

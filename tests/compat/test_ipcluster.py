@@ -337,6 +337,10 @@ def test_engines_the_controller_refuses_are_not_restarted_and_the_cluster_runs(e
     assert " more exited with status 69 (the controller refused its registration))" in text, text
     out = subprocess.run([IPP, "map", "ipp.echo", "-"], env=env, input="1\n2\n3\n", capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.split() == ["1", "2", "3"], (out.stdout, out.stderr)
+    # Adding engines when none fit fails and says why; the cluster keeps running.
+    more = run([IPCLUSTER, "engines", "-n", "2"], env, check=False)
+    assert more.returncode != 0 and "the controller refused 2" in more.stderr, more.stderr
+    assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]["registered"] == row["registered"]
     run([IPCLUSTER, "stop"], env)
 
 

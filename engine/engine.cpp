@@ -127,7 +127,10 @@ Status Engine::Register() {
   content["ipp"] = Capabilities().ToJson();  // the stock controller ignores it
   announced_loads_ = executor_.functions().loads();
   log_->info("registering with the controller at {}", *url);
-  protocol::Send(registration_, control_out_.session.serialize(control_out_.session.make("registration_request", content)));
+  auto ask = [&] {
+    protocol::Send(registration_, control_out_.session.serialize(control_out_.session.make("registration_request", content)));
+  };
+  ask();
   zmq::pollitem_t item{registration_.handle(), 0, ZMQ_POLLIN, 0};
   auto deadline = std::chrono::steady_clock::now() + options_.registration_timeout;
   // A refusal for want of descriptors is asked again after 1, 2 and 4 s (protocol::kOutOfFdsText).
@@ -164,8 +167,7 @@ Status Engine::Register() {
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
         again *= 2;
-        protocol::Send(registration_,
-                       control_out_.session.serialize(control_out_.session.make("registration_request", content)));
+        ask();
         deadline = std::chrono::steady_clock::now() + options_.registration_timeout;
         continue;
       }

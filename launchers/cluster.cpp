@@ -149,6 +149,10 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
     }
   }
   const size_t sets = engine_sets_.size() - std::min(first_set, engine_sets_.size());
+  // Refusals do not end the wait early for MPI: mpiexec ends the whole job, the ranks that
+  // registered too, when one is refused.
+  const bool mpi = std::any_of(engine_sets_.end() - static_cast<long>(sets), engine_sets_.end(),
+                               [](const auto& set) { return set->kind() == "MPI"; });
   while (client->ids().size() < total) {
     if (stop_) return Status::Unavailable("interrupted");
     int alive = 0;
@@ -164,9 +168,6 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
     size_t registered = client->ids().size();
     bool no_more = watched && !exits.empty() && static_cast<size_t>(alive) <= registered &&
                    (alive == 0 || registered + exits.size() >= total);
-    // Not for MPI: mpiexec ends the whole job, the ranks that registered too, when one is refused.
-    bool mpi = std::any_of(engine_sets_.begin() + static_cast<long>(std::min(first_set, engine_sets_.size())),
-                           engine_sets_.end(), [](const auto& set) { return set->kind() == "MPI"; });
     if (no_more && refused && registered > 0 && !mpi &&
         std::all_of(exits.begin(), exits.end(), [](const ProcessExit& e) { return e.refused; })) {
       refused->registered = registered;

@@ -64,6 +64,9 @@ class Cluster {
   };
   Status WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set = 0,
                         Refused* refused = nullptr);
+  // Writes the engine sets' states and logs, --adapt's state and the restart count into the
+  // cluster file, keeping what `ipcluster engines` added.
+  void SaveEngineSets(const Logger& log);
 
   // Until `stop` or the controller's end: reaps the engines, logs how each that ends did,
   // restarts them as context().restart allows (SuperviseEngines) and records it in the cluster
@@ -101,9 +104,6 @@ class Cluster {
   // Batch engine sets started without --adapt: a job that ends (walltime, scancel) is submitted
   // again, within a RestartBudget (launchers/cluster_adapt.cpp).
   void ReplaceEndedJobs(const Logger& log);
-  // Writes the engine sets' states and logs, --adapt's state and the restart count into the
-  // cluster file, keeping what `ipcluster engines` added.
-  void SaveEngineSets(const Logger& log);
   // One tick of engine supervision (engine_supervisor.cpp): ends logged and told to the
   // controller (ipp_engine_exit_request), restarts started, the cluster file brought up to date.
   void SuperviseEngines(const Logger& log, EngineSupervisor::Clock::time_point now);

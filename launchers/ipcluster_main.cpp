@@ -275,8 +275,7 @@ int Start(int argc, char** argv) {
   if (!refused.why.empty()) {
     std::cerr << "ipcluster: warning: " << refused.why << std::endl;
     // In the cluster file before we return: `ipcluster list` right after says how they ended.
-    description["engines"] = cluster.Describe(n)["engines"];
-    if (auto s = cluster.Save(description); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
+    cluster.SaveEngineSets(ipp::MakeLogger("ipcluster"));
     n = static_cast<int>(refused.registered);
   }
   std::cout << "ipcluster: cluster" << (c.cluster_id.empty() ? "" : " " + c.cluster_id) << " started with "

@@ -194,7 +194,7 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
   return Status::OK();
 }
 
-void Cluster::SaveEngineSets(const Logger& log) {
+void Cluster::SaveEngineSets(const Logger& log, size_t first_set) {
   // Re-read: `ipcluster engines` may have added sets since we wrote the file (a write of its own
   // in the few microseconds between our read and our rename would be lost). Ours are the first
   // sets; theirs follow.
@@ -202,7 +202,7 @@ void Cluster::SaveEngineSets(const Logger& log) {
   Json recorded = Json::parse(in, nullptr, false);
   if (!recorded.is_object()) return;
   Json& sets = recorded["engines"]["sets"];
-  for (size_t i = 0; sets.is_array() && i < sets.size() && i < engine_sets_.size(); ++i) {
+  for (size_t i = first_set; sets.is_array() && i < sets.size() && i < engine_sets_.size(); ++i) {
     sets[i]["state"] = engine_sets_[i]->State();
     sets[i]["logs"] = engine_sets_[i]->LogLocation();
   }

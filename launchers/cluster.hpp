@@ -64,9 +64,10 @@ class Cluster {
   };
   Status WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set = 0,
                         Refused* refused = nullptr);
-  // Writes the engine sets' states and logs, --adapt's state and the restart count into the
-  // cluster file, keeping what `ipcluster engines` added.
-  void SaveEngineSets(const Logger& log);
+  // Writes the states and logs of the engine sets from `first_set` on, --adapt's state and the
+  // restart count into the cluster file, keeping the other sets as recorded: the supervising
+  // ipcluster writes its own (the first ones), `ipcluster engines` only the set it added.
+  void SaveEngineSets(const Logger& log, size_t first_set = 0);
 
   // Until `stop` or the controller's end: reaps the engines, logs how each that ends did,
   // restarts them as context().restart allows (SuperviseEngines) and records it in the cluster

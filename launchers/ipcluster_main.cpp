@@ -493,9 +493,11 @@ int Engines(int argc, char** argv) {
   }
   if (auto s = cluster.Save(saved); !s.ok()) return Fail(s.message());
   ipp::launchers::Cluster::Refused refused;
-  if (auto s = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set, &refused); !s.ok()) {
-    return Fail(s.message());
-  }
+  ipp::Status waited = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set, &refused);
+  // How the added engines that ended did: they are not the supervising ipcluster's children,
+  // so it (and `ipcluster list`) could only see them gone.
+  cluster.SaveEngineSets(ipp::MakeLogger("ipcluster"), new_set);
+  if (!waited.ok()) return Fail(waited.message());
   if (!refused.why.empty()) {
     if (refused.registered <= before) return Fail(refused.why);
     std::cerr << "ipcluster: warning: " << refused.why << std::endl;

@@ -1,11 +1,17 @@
 #include "common/reactor.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace ipp {
 
 void Reactor::add(zmq::socket_ref socket, Handler on_readable) {
   items_.push_back({socket.handle(), 0, ZMQ_POLLIN, 0});
+  handlers_.push_back(std::make_shared<Handler>(std::move(on_readable)));
+}
+
+void Reactor::add_fd(int fd, Handler on_readable) {
+  items_.push_back({nullptr, fd, ZMQ_POLLIN, 0});
   handlers_.push_back(std::make_shared<Handler>(std::move(on_readable)));
 }
 
@@ -86,14 +92,15 @@ void Reactor::run_once(std::chrono::milliseconds timeout) {
     if (e.num() != EINTR) log_->error("poll failed: {}", e.what());
     return;
   }
-  // Handlers may add or remove sockets: iterate over a snapshot of what was ready.
-  std::vector<void*> ready;
+  // Handlers may add or remove sockets: iterate over a snapshot of what was ready (a socket,
+  // or a file descriptor with no socket).
+  std::vector<std::pair<void*, int>> ready;
   for (auto& item : items_) {
-    if (item.revents & ZMQ_POLLIN) ready.push_back(item.socket);
+    if (item.revents & ZMQ_POLLIN) ready.emplace_back(item.socket, item.socket ? 0 : item.fd);
   }
-  for (void* socket : ready) {
+  for (auto [socket, fd] : ready) {
     for (size_t i = 0; i < items_.size(); ++i) {
-      if (items_[i].socket == socket) {
+      if (items_[i].socket == socket && (socket || items_[i].fd == fd)) {
         std::shared_ptr<Handler> fn = handlers_[i];
         invoke(*fn, "socket");
         break;

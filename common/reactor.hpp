@@ -29,6 +29,10 @@ class Reactor {
   // Calls `on_readable` whenever `socket` has a message; the handler should drain what it can.
   // "socket" must outlive the Reactor or be removed first.
   void add(zmq::socket_ref socket, Handler on_readable);
+  // The same for a file descriptor (level-triggered: the handler must read what makes it
+  // readable, or stop the loop). Lets another thread or a signal handler wake the loop through
+  // an eventfd instead of the loop polling a flag on a timer.
+  void add_fd(int fd, Handler on_readable);
   void remove(zmq::socket_ref socket);
   TimerId every(std::chrono::milliseconds period, Handler fn);
   TimerId after(std::chrono::milliseconds delay, Handler fn);

@@ -76,7 +76,7 @@ Controller::Controller(ControllerOptions options)
 }
 
 Controller::~Controller() {
-  stop_.store(true);
+  stop_.raise();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
@@ -306,7 +306,7 @@ Status Controller::Build() {
   Result<std::unique_ptr<TaskStore>> store = MakeTaskStore();
   if (!store.ok()) return store.status();
   parts->hub = std::make_unique<Hub>(context_, key_, MakeHubOptions(*ports), std::move(store).value(),
-                                     MakeLogger("hub"), [this] { stop_.store(true); });
+                                     MakeLogger("hub"), [this] { stop_.raise(); });
   if (options_.task_journal) {
     fs::path file = profile_.log_dir() / ("tasks" + options_.cluster_id + ".journal");
     Result<std::unique_ptr<TaskJournal>> journal = TaskJournal::Open(file, options_.restore);
@@ -380,14 +380,9 @@ void Controller::RemoveDashboardFile() {
 }
 
 int Controller::Run() {
-  auto watch = [this](Reactor& r) {
-    r.every(std::chrono::milliseconds(50), [this, &r] {
-      if (stop_.load()) r.stop();
-    });
-  };
-  watch(*parts_->relay_reactor);
-  watch(*parts_->task_reactor);
-  watch(*parts_->hub_reactor);
+  for (Reactor* r : {parts_->relay_reactor.get(), parts_->task_reactor.get(), parts_->hub_reactor.get()}) {
+    stop_.watch(*r, [r] { r->stop(); });
+  }
   // Messages are allocated by one thread (libzmq's I/O thread) and freed by another, and glibc
   // keeps what is freed in per-thread arenas: after a burst (a purge, a flood of output) the
   // RSS would stay at its peak for good. Handing free memory back every few seconds keeps the
@@ -405,7 +400,7 @@ int Controller::Run() {
   log_->info("controller running (pid {}): {} engines may register at {}", getpid(),
              "any number of", *engine_info_.url("registration"));
   parts_->hub_reactor->run();
-  stop_.store(true);
+  stop_.raise();
   for (auto& t : threads_) t.join();
   threads_.clear();
   if (dashboard_server_) dashboard_server_->Stop();

@@ -5,7 +5,6 @@
 // engines from the hub's notifications.
 #pragma once
 
-#include <atomic>
 #include <map>
 #include <memory>
 #include <thread>
@@ -14,6 +13,7 @@
 #include <zmq.hpp>
 
 #include "common/logging.hpp"
+#include "common/stop_flag.hpp"
 #include "dashboard/aggregator.hpp"
 #include "dashboard/server.hpp"
 #include "controller/controller_options.hpp"
@@ -37,7 +37,7 @@ class Controller {
   // the scheduler threads and removes the connection files unless --reuse.
   int Run();
   // Async-signal-safe.
-  void Stop() { stop_.store(true); }
+  void Stop() { stop_.raise(); }
 
   const protocol::ConnectionInfo& client_info() const { return client_info_; }
   const protocol::ConnectionInfo& engine_info() const { return engine_info_; }
@@ -82,7 +82,7 @@ class Controller {
   std::unique_ptr<dashboard::Aggregator> dashboard_;
   std::unique_ptr<dashboard::Server> dashboard_server_;
   std::vector<std::thread> threads_;
-  std::atomic<bool> stop_{false};
+  StopFlag stop_;
   protocol::ConnectionInfo client_info_, engine_info_;
   std::string curve_public_, curve_secret_;  // Z85; empty unless CURVE is enabled
 };

@@ -117,10 +117,12 @@ void Hub::Attach(Reactor& reactor) {
     }  // replies to resubmitted tasks live in the DB; nobody waits on this socket
   });
   heart_.Attach(reactor);
-  reactor.every(TaskStore::kFlushPeriod, [this] {
-    store_->Flush();
-    if (journal_) journal_->Flush();
-  });
+  if (store_->flushes() || journal_) {  // DictDB without a journal has nothing to flush
+    reactor.every(TaskStore::kFlushPeriod, [this] {
+      store_->Flush();
+      if (journal_) journal_->Flush();
+    });
+  }
   if (options_.restore) LoadEngineState();
   if (options_.restore && journal_) RestoreTasks();
   log_->info("hub ready, task database: {}", store_->name());

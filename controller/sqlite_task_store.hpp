@@ -33,6 +33,7 @@ class SqliteTaskStore : public TaskStore {
   size_t size() const override;
   const char* name() const override { return "SQLiteDB"; }
   void Flush() override;
+  bool flushes() const override { return true; }
 
  private:
   SqliteTaskStore() = default;

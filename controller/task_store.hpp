@@ -37,6 +37,7 @@ class TaskStore {
   // Makes what was written durable; the hub calls it every kFlushPeriod, which bounds what a
   // crash can lose. In-memory stores: nothing.
   virtual void Flush() {}
+  virtual bool flushes() const { return false; }  // whether Flush() does anything
   static constexpr std::chrono::milliseconds kFlushPeriod{20};
 };
 

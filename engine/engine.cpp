@@ -83,7 +83,7 @@ Engine::Engine(EngineOptions options, Logger log)
 Engine::~Engine() {
   if (control_thread_.joinable()) {
     // Run() was not called: the control thread leaves as on a signal.
-    stop_requested_.store(true);
+    stop_.raise();
     control_thread_.join();
   }
 }
@@ -148,7 +148,7 @@ Status Engine::Register() {
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;  // a signal: Stop() set the flag checked below
     }
-    if (stop_requested_.load()) return Status::Unavailable("interrupted while registering");
+    if (stop_.raised()) return Status::Unavailable("interrupted while registering");
     if (ready == 0) continue;
     auto frames = protocol::TryRecv(registration_);
     if (!frames) continue;
@@ -163,7 +163,7 @@ Status Engine::Register() {
       if (ename == "RuntimeError" && evalue.rfind(protocol::kOutOfFdsText, 0) == 0 && again <= kLastAgain) {
         log_->warn("registration refused: {}; asking again in {} s", evalue, again.count());
         for (auto until = std::chrono::steady_clock::now() + again; std::chrono::steady_clock::now() < until;) {
-          if (stop_requested_.load()) return Status::Unavailable("interrupted while registering");
+          if (stop_.raised()) return Status::Unavailable("interrupted while registering");
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
         again *= 2;
@@ -218,13 +218,9 @@ Status Engine::Connect(const json& reply_info) {
   reactor_.add(from_shell_, [this] { OnShellNews(); });
   last_pinged_ = std::chrono::steady_clock::now();
   reactor_.every(hb_period_ + std::chrono::milliseconds(500), [this] { CheckHeartbeat(); });
-  // Signals only set a flag; checking it 5 times a second keeps hundreds of idle engines from
-  // waking the machine thousands of times a second.
-  reactor_.every(std::chrono::milliseconds(200), [this] {
-    if (stop_requested_.load()) {
-      log_->info("engine {} stopping on a signal", id_);
-      Leave(0);
-    }
+  stop_.watch(reactor_, [this] {
+    log_->info("engine {} stopping on a signal", id_);
+    Leave(0);
   });
   // The control sockets move to their thread here (thread creation orders the hand-over).
   control_thread_ = std::thread([this] {

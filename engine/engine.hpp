@@ -29,6 +29,7 @@
 #include "common/logging.hpp"
 #include "common/recent_ids.hpp"
 #include "common/reactor.hpp"
+#include "common/stop_flag.hpp"
 #include "engine/executor.hpp"
 #include "protocol/capabilities.hpp"
 #include "protocol/connection_file.hpp"
@@ -60,7 +61,7 @@ class Engine {
   // Serves shell requests on this thread until shutdown_request, a signal (Stop) or lost
   // heartbeats. Returns the exit code.
   int Run();
-  void Stop() { stop_requested_.store(true); }  // async-signal-safe
+  void Stop() { stop_.raise(); }  // async-signal-safe
 
   int id() const { return id_; }
   const std::string& uuid() const { return uuid_; }
@@ -165,7 +166,7 @@ class Engine {
   // Set when the engine starts to leave (a signal, a shutdown request): what that interrupts
   // ends as EngineError, as when an engine dies, not as a user's KeyboardInterrupt.
   std::atomic<bool> leaving_{false};
-  std::atomic<bool> stop_requested_{false};
+  StopFlag stop_;
 };
 
 }  // namespace ipp::engine

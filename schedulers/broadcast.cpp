@@ -26,11 +26,8 @@ BroadcastScheduler::BroadcastScheduler(zmq::context_t& context, const std::strin
 void BroadcastScheduler::Attach(Reactor& reactor) {
   reactor.add(client_, [this] { OnSubmission(); });
   reactor.add(engine_, [this] { OnReply(); });
-  reactor.every(PendingDelivery::kRetryPeriod, [this] {
-    if (to_engines_.empty()) return;
-    to_engines_.Retry([this](Frames&& frames) {
-      log_->warn("broadcast to engine {:?} dropped: it never connected", protocol::view(frames[0]));
-    });
+  to_engines_.Attach(reactor, [this](Frames&& frames) {
+    log_->warn("broadcast to engine {:?} dropped: it never connected", protocol::view(frames[0]));
   });
 }
 

@@ -8,18 +8,35 @@ bool PendingDelivery::TrySend(protocol::Frames& frames) {
   return protocol::Send(socket_, std::move(frames), true);
 }
 
+void PendingDelivery::Attach(Reactor& reactor, Expired expired) {
+  reactor_ = &reactor;
+  expired_ = std::move(expired);
+  if (!held_.empty()) ArmRetry();
+}
+
 void PendingDelivery::Send(protocol::Frames&& frames) {
   std::string peer(protocol::view(frames[0]));
   auto it = held_.find(peer);
   if (it == held_.end()) {  // nothing kept for this peer: sending now keeps the order
     if (TrySend(frames)) return;
     held_[peer].push_back({std::move(frames), Clock::now() + patience_});
+    ArmRetry();
     return;
   }
   it->second.push_back({std::move(frames), Clock::now() + patience_});
 }
 
-void PendingDelivery::Retry(const Expired& expired) {
+void PendingDelivery::ArmRetry() {
+  if (retry_armed_ || !reactor_) return;
+  retry_armed_ = true;
+  reactor_->after(kRetryPeriod, [this] {
+    retry_armed_ = false;
+    Retry();
+    if (!held_.empty()) ArmRetry();
+  });
+}
+
+void PendingDelivery::Retry() {
   auto now = Clock::now();
   for (auto it = held_.begin(); it != held_.end();) {
     auto& queue = it->second;
@@ -27,7 +44,7 @@ void PendingDelivery::Retry(const Expired& expired) {
     while (!queue.empty() && queue.front().deadline <= now) {
       protocol::Frames frames = std::move(queue.front().frames);
       queue.pop_front();
-      expired(std::move(frames));
+      expired_(std::move(frames));
     }
     it = queue.empty() ? held_.erase(it) : std::next(it);
   }

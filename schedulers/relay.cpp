@@ -53,12 +53,9 @@ void RouterRelay::Attach(Reactor& reactor) {
     for (int i = 0; i < protocol::kBatch && Forward(engine_, client_, out_topic_, false); ++i) {
     }
   });
-  reactor.every(PendingDelivery::kRetryPeriod, [this] {
-    if (to_engines_.empty()) return;
-    to_engines_.Retry([this](Frames&& frames) {
-      Result<RawMessage> raw = RawMessage::FromFrames(std::move(frames));
-      if (raw.ok()) ReplyUnroutable(*raw);
-    });
+  to_engines_.Attach(reactor, [this](Frames&& frames) {
+    Result<RawMessage> raw = RawMessage::FromFrames(std::move(frames));
+    if (raw.ok()) ReplyUnroutable(*raw);
   });
 }
 

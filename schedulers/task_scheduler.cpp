@@ -58,9 +58,7 @@ void TaskScheduler::Attach(Reactor& reactor) {
   reactor.add(client_, [this] { OnSubmission(); });
   reactor.add(engine_, [this] { OnResult(); });
   reactor.add(aborts_, [this] { OnAbort(); });
-  reactor.every(PendingDelivery::kRetryPeriod, [this] {
-    if (!to_engines_.empty()) to_engines_.Retry([this](Frames&& f) { Undeliverable(std::move(f)); });
-  });
+  to_engines_.Attach(reactor, [this](Frames&& f) { Undeliverable(std::move(f)); });
   log_->info("task scheduler started: scheme {}, hwm {}", options_.scheme,
              options_.hwm ? std::to_string(*options_.hwm) : std::string("adaptive"));
 }

@@ -1,8 +1,13 @@
 #include "common/reactor.hpp"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <stdexcept>
+#include <thread>
+
+#include "common/stop_flag.hpp"
 
 namespace ipp {
 namespace {
@@ -55,6 +60,40 @@ TEST_F(ReactorTest, WaitsForATimerWithoutSpinning) {
     ++waits;
   }
   EXPECT_LE(waits, 10) << "the reactor woke " << waits << " times for 5 timer firings";
+}
+
+TEST_F(ReactorTest, DispatchesAReadableFileDescriptor) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::string got;
+  reactor_.add_fd(fds[0], [&] {
+    char c;
+    while (got.size() < 2 && read(fds[0], &c, 1) == 1) got += c;
+  });
+  ASSERT_EQ(write(fds[1], "ab", 2), 2);
+  for (int i = 0; i < 100 && got.size() < 2; ++i) reactor_.run_once(std::chrono::milliseconds(50));
+  EXPECT_EQ(got, "ab");
+  close(fds[0]);
+  close(fds[1]);
+}
+
+TEST_F(ReactorTest, AStopFlagRaisedElsewhereWakesEveryReactorWatchingIt) {
+  // No timer anywhere: only the flag's descriptor can end these waits early.
+  StopFlag flag;
+  Reactor other{MakeLogger("test.reactor2")};
+  flag.watch(reactor_, [this] { reactor_.stop(); });
+  flag.watch(other, [&] { other.stop(); });
+  std::thread second([&] { other.run(); });
+  auto t0 = std::chrono::steady_clock::now();
+  std::thread raiser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    flag.raise();
+  });
+  reactor_.run();  // polls for up to a second at a time
+  second.join();
+  raiser.join();
+  EXPECT_TRUE(flag.raised());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
 }
 
 }  // namespace

@@ -75,6 +75,16 @@ TEST_F(RouterRelayTest, AnswersARequestForAnEngineThatNeverConnectsWithEngineErr
   EXPECT_EQ(reply->msg_type(), "kernel_info_reply");
 }
 
+TEST_F(RouterRelayTest, DeliversARequestHeldForAnEngineThatConnectsLate) {
+  std::string id = Request("engine-late");
+  reactor_.run_once(0ms);  // forwarded while nobody is connected as engine-late: held
+  FakePeer late{context_, zmq::socket_type::dealer, kKey, "engine-late"};
+  late.socket().connect("inproc://mux-engines");
+  std::optional<protocol::Message> request = late.Next(reactor_);
+  ASSERT_TRUE(request.has_value());
+  EXPECT_EQ(request->msg_id(), id);
+}
+
 TEST_F(RouterRelayTest, RefusesRequestsItDoesNotCarry) {
   std::string id = Request("engine-a", "db_request");
   std::optional<protocol::Message> reply = client_.Next(reactor_);

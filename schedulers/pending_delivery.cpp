@@ -1,5 +1,8 @@
 #include "schedulers/pending_delivery.hpp"
 
+#include <exception>
+#include <vector>
+
 namespace ipp::schedulers {
 
 // A ROUTER_MANDATORY send to an unknown peer fails on the routing frame, before anything is
@@ -31,20 +34,37 @@ void PendingDelivery::ArmRetry() {
   retry_armed_ = true;
   reactor_->after(kRetryPeriod, [this] {
     retry_armed_ = false;
-    Retry();
+    std::vector<protocol::Frames> expired;
+    std::exception_ptr error;
+    try {
+      Retry(&expired);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    // Armed before any callback runs: one that throws, or that sends again and has to hold,
+    // must not leave anything held without a timer.
     if (!held_.empty()) ArmRetry();
+    for (protocol::Frames& frames : expired) {
+      try {
+        expired_(std::move(frames));
+      } catch (...) {
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);  // the reactor logs it and keeps serving
   });
 }
 
-void PendingDelivery::Retry() {
+// Makes no callback: `expired` may send again (a task retried elsewhere), which would change
+// held_ while this walks it.
+void PendingDelivery::Retry(std::vector<protocol::Frames>* expired) {
   auto now = Clock::now();
   for (auto it = held_.begin(); it != held_.end();) {
     auto& queue = it->second;
     while (!queue.empty() && TrySend(queue.front().frames)) queue.pop_front();
     while (!queue.empty() && queue.front().deadline <= now) {
-      protocol::Frames frames = std::move(queue.front().frames);
+      expired->push_back(std::move(queue.front().frames));
       queue.pop_front();
-      expired_(std::move(frames));
     }
     it = queue.empty() ? held_.erase(it) : std::next(it);
   }

@@ -14,6 +14,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <zmq.hpp>
 
@@ -44,7 +45,7 @@ class PendingDelivery {
   bool empty() const { return held_.empty(); }
 
  private:
-  void Retry();
+  void Retry(std::vector<protocol::Frames>* expired);
   void ArmRetry();
 
   struct Held {

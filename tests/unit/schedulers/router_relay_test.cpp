@@ -75,6 +75,22 @@ TEST_F(RouterRelayTest, AnswersARequestForAnEngineThatNeverConnectsWithEngineErr
   EXPECT_EQ(reply->msg_type(), "kernel_info_reply");
 }
 
+TEST_F(RouterRelayTest, AnswersARequestWithANumberForItsMsgIdForAnEngineThatNeverConnects) {
+  // Its reply is made when the held request expires: a throw there once left every request
+  // held after it without a retry.
+  protocol::Message m = client_.session().make("apply_request");
+  m.header["msg_id"] = 42;
+  m.identities.emplace_back("engine-gone", 11);
+  client_.Send(std::move(m));
+  std::string id = Request("engine-gone");
+  std::optional<protocol::Message> reply = client_.Next(reactor_);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->content.value("ename", ""), "EngineError");
+  if (reply->parent_header.value("msg_id", json()) == json(42)) reply = client_.Next(reactor_);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->parent_id(), id);
+}
+
 TEST_F(RouterRelayTest, DeliversARequestHeldForAnEngineThatConnectsLate) {
   std::string id = Request("engine-late");
   reactor_.run_once(0ms);  // forwarded while nobody is connected as engine-late: held

@@ -447,8 +447,10 @@ void Engine::CheckHeartbeat() {
 }
 
 void Engine::Leave(int exit_code) {
+  // Once: a signal and a lost heartbeat in the same pass must not unregister twice, nor turn
+  // the first reason's exit code into the second's.
+  if (leaving_.exchange(true)) return;
   exit_code_.store(exit_code);
-  leaving_.store(true);
   executor_.control().interrupt.store(true);  // the running work, if any, should end now
   Unregister();
   TellShell({"stop"});

@@ -1,7 +1,11 @@
 #include "launchers/cluster.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <fstream>
@@ -115,11 +119,13 @@ Status Cluster::StartEngines(const std::string& kind, int n) {
   return Status::OK();
 }
 
+Json Cluster::DescribeSet(const Launcher& set) {
+  return {{"class", set.kind()}, {"state", set.State()}, {"logs", set.LogLocation()}};
+}
+
 Json Cluster::Describe(int n) const {
   Json sets = Json::array();
-  for (const auto& s : engine_sets_) {
-    sets.push_back({{"class", s->kind()}, {"state", s->State()}, {"logs", s->LogLocation()}});
-  }
+  for (const auto& s : engine_sets_) sets.push_back(DescribeSet(*s));
   Json controller = {{"class", controller_ ? controller_->kind() : ""}, {"state", controller_ ? controller_->State() : Json()}};
   if (controller_) controller["logs"] = controller_->LogLocation();
   Json out = {{"cluster", {{"profile_dir", context_.profile_dir.string()}, {"cluster_id", context_.cluster_id}, {"n", n}}},
@@ -130,7 +136,47 @@ Json Cluster::Describe(int n) const {
   return out;
 }
 
-Status Cluster::Save(const Json& description) const { return protocol::WritePrivateFile(file(), description.dump(2)); }
+namespace {
+
+// An exclusive flock on a directory, held while it lives (no lock file is left behind).
+class DirectoryLock {
+ public:
+  explicit DirectoryLock(const fs::path& dir) : fd_(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    while (fd_ >= 0 && flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~DirectoryLock() {
+    if (fd_ >= 0) close(fd_);  // releases the lock
+  }
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+Status Cluster::Save(const Json& description) const {
+  DirectoryLock lock(SecurityDir(context_));
+  return protocol::WritePrivateFile(file(), description.dump(2));
+}
+
+Status Cluster::Update(const std::function<void(Json&)>& change) const {
+  DirectoryLock lock(SecurityDir(context_));
+  std::ifstream in(file());
+  if (!in) return Status::NotFound("no cluster file " + file().string() + ": the cluster was stopped");
+  Json recorded = Json::parse(in, nullptr, false);
+  if (!recorded.is_object()) return Status::InvalidArgument(file().string() + " is not valid JSON");
+  change(recorded);
+  return protocol::WritePrivateFile(file(), recorded.dump(2));
+}
+
+void Cluster::RemoveFile() const {
+  DirectoryLock lock(SecurityDir(context_));
+  std::error_code ec;
+  fs::remove(file(), ec);
+}
 
 Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set, Refused* refused) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -194,21 +240,18 @@ Status Cluster::WaitForEngines(size_t total, std::chrono::milliseconds timeout, 
   return Status::OK();
 }
 
-void Cluster::SaveEngineSets(const Logger& log, size_t first_set) {
-  // Re-read: `ipcluster engines` may have added sets since we wrote the file (a write of its own
-  // in the few microseconds between our read and our rename would be lost). Ours are the first
-  // sets; theirs follow.
-  std::ifstream in(file());
-  Json recorded = Json::parse(in, nullptr, false);
-  if (!recorded.is_object()) return;
-  Json& sets = recorded["engines"]["sets"];
-  for (size_t i = first_set; sets.is_array() && i < sets.size() && i < engine_sets_.size(); ++i) {
-    sets[i]["state"] = engine_sets_[i]->State();
-    sets[i]["logs"] = engine_sets_[i]->LogLocation();
-  }
-  if (adapter_) recorded["adapt"] = adapter_->Describe();
-  if (engine_supervisor_) recorded["restarts"] = engine_supervisor_->restarts();
-  if (auto st = Save(recorded); !st.ok()) log->error("{}", st.message());
+void Cluster::SaveEngineSets(const Logger& log) {
+  // Ours are the first sets; those `ipcluster engines` added follow and are theirs to write.
+  Status s = Update([this](Json& recorded) {
+    Json& sets = recorded["engines"]["sets"];
+    for (size_t i = 0; sets.is_array() && i < sets.size() && i < engine_sets_.size(); ++i) {
+      sets[i]["state"] = engine_sets_[i]->State();
+      sets[i]["logs"] = engine_sets_[i]->LogLocation();
+    }
+    if (adapter_) recorded["adapt"] = adapter_->Describe();
+    if (engine_supervisor_) recorded["restarts"] = engine_supervisor_->restarts();
+  });
+  if (!s.ok() && s.code() != Status::Code::kNotFound) log->error("{}", s.message());
 }
 
 // Engines `ipcluster engines` added later are not our children: the cluster file only tells
@@ -272,8 +315,7 @@ void Cluster::StopAll() {
     recorded.controller_.reset();
     recorded.Stop();
   }
-  std::error_code ec;
-  fs::remove(file(), ec);
+  RemoveFile();
 }
 
 LaunchContext ContextFor(const protocol::ProfileDir& profile, const std::string& cluster_id, const Json& config) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,7 +51,15 @@ class Cluster {
 
   // The cluster file's content: its launchers' classes, states and logs, `n` engines, our pid.
   Json Describe(int n) const;
+  static Json DescribeSet(const Launcher& set);
+  // The cluster file is written by the supervising ipcluster and by `ipcluster engines` and
+  // `stop` runs beside it: each write holds a lock on the security directory, and Update()
+  // re-reads the file under it, so that no writer's change is lost to another's stale copy.
   Status Save(const Json& description) const;
+  // Applies `change` to the file as it is now; NotFound once the cluster was stopped (the file
+  // is not brought back).
+  Status Update(const std::function<void(Json&)>& change) const;
+  void RemoveFile() const;
 
   // Waits for `total` engines to register, watching the engine sets from `first_set` on. Fails
   // as soon as no more can come: every launcher process has exited (an mpiexec refusing its
@@ -64,10 +73,9 @@ class Cluster {
   };
   Status WaitForEngines(size_t total, std::chrono::milliseconds timeout, size_t first_set = 0,
                         Refused* refused = nullptr);
-  // Writes the states and logs of the engine sets from `first_set` on, --adapt's state and the
-  // restart count into the cluster file, keeping the other sets as recorded: the supervising
-  // ipcluster writes its own (the first ones), `ipcluster engines` only the set it added.
-  void SaveEngineSets(const Logger& log, size_t first_set = 0);
+  // Writes our engine sets' states and logs, --adapt's state and the restart count into the
+  // cluster file, keeping the sets `ipcluster engines` added after ours.
+  void SaveEngineSets(const Logger& log);
 
   // Until `stop` or the controller's end: reaps the engines, logs how each that ends did,
   // restarts them as context().restart allows (SuperviseEngines) and records it in the cluster
@@ -88,6 +96,7 @@ class Cluster {
 
   size_t engine_sets() const { return engine_sets_.size(); }
   const Launcher& engine_set(size_t i) const { return *engine_sets_[i]; }
+  Status StopEngineSet(size_t i) { return engine_sets_[i]->Stop(); }
 
  private:
   // Removes the connection files unless the user asked the controller to keep them (--reuse,

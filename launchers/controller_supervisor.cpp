@@ -1,7 +1,6 @@
 // Cluster: the controller's supervision — a controller that dies is started again with
 // --restore, within the restart limits (context().restart, as for engines).
 #include <algorithm>
-#include <fstream>
 
 #include "launchers/cluster.hpp"
 
@@ -37,13 +36,11 @@ bool Cluster::SuperviseController(const Logger& log) {
     log->warn("controller restarted with --restore ({} restart(s) within the window); its log: {}",
               controller_budget_.recent(), controller_->LogLocation());
     // `ipcluster list` and `stop` find the new controller (engines sets are left as recorded).
-    std::ifstream in(file());
-    Json recorded = Json::parse(in, nullptr, false);
-    if (recorded.is_object()) {
+    Status saved = Update([this](Json& recorded) {
       recorded["controller"]["state"] = controller_->State();
       recorded["controller"]["logs"] = controller_->LogLocation();
-      if (Status saved = Save(recorded); !saved.ok()) log->error("{}", saved.message());
-    }
+    });
+    if (!saved.ok()) log->error("{}", saved.message());
     return true;
   }
   if (controller_->Alive() != 0) return true;

@@ -310,8 +310,7 @@ int Stop(int argc, char** argv) {
   cluster.StopOwner(std::chrono::seconds(15));
   // Whatever it left, or all of it when it is gone.
   cluster.Stop();
-  std::error_code ec;
-  fs::remove(cluster.file(), ec);
+  cluster.RemoveFile();
   std::cout << "ipcluster: stopped" << (c.cluster_id.empty() ? "" : " cluster " + c.cluster_id) << std::endl;
   return 0;
 }
@@ -484,19 +483,29 @@ int Engines(int argc, char** argv) {
   }
   const size_t new_set = cluster.engine_sets();
   if (auto s = cluster.StartEngines(kind, n); !s.ok()) return Fail(s.message());
-  Json saved = cluster.Describe(cluster.recorded()["cluster"].value("n", 0) + n);
-  saved["ipcluster_pid"] = cluster.recorded().value("ipcluster_pid", 0);
-  saved["engine_args"] = start_args;
-  saved["env"] = start_env;
-  for (const char* kept : {"ipcluster_log", "adapt", "restarts"}) {  // the supervisor's, not ours to drop
-    if (cluster.recorded().contains(kept)) saved[kept] = cluster.recorded()[kept];
+  // Appended to the file as it is now (the supervisor may have changed it since we read it),
+  // at a place that stays ours: sets are only ever appended.
+  const ipp::launchers::Launcher& added = cluster.engine_set(new_set);
+  size_t at = 0;
+  ipp::Status recorded = cluster.Update([&](Json& j) {
+    Json& sets = j["engines"]["sets"];
+    if (!sets.is_array()) sets = Json::array();
+    sets.push_back(ipp::launchers::Cluster::DescribeSet(added));
+    at = sets.size() - 1;
+    j["cluster"]["n"] = j["cluster"].value("n", 0) + n;
+  });
+  if (!recorded.ok()) {
+    if (auto s = cluster.StopEngineSet(new_set); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
+    return Fail(recorded.message());
   }
-  if (auto s = cluster.Save(saved); !s.ok()) return Fail(s.message());
   ipp::launchers::Cluster::Refused refused;
   ipp::Status waited = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set, &refused);
   // How the added engines that ended did: they are not the supervising ipcluster's children,
   // so it (and `ipcluster list`) could only see them gone.
-  cluster.SaveEngineSets(ipp::MakeLogger("ipcluster"), new_set);
+  (void)cluster.Update([&](Json& j) {
+    Json& sets = j["engines"]["sets"];
+    if (sets.is_array() && at < sets.size()) sets[at] = ipp::launchers::Cluster::DescribeSet(added);
+  });
   if (!waited.ok()) return Fail(waited.message());
   if (!refused.why.empty()) {
     if (refused.registered <= before) return Fail(refused.why);

@@ -72,6 +72,7 @@ Status ClientImpl::Open() {
     const Json listed = reply->content.value("engines", Json::object());  // .items() needs a live object
     for (auto& [id, uuid] : listed.items()) {
       engines[std::stoi(id)] = uuid.get<std::string>();
+      ids_by_uuid[uuid.get<std::string>()] = std::stoi(id);
     }
   }
   controller_instance = StringField(reply->content, "ipp_controller");
@@ -125,12 +126,8 @@ std::string ClientImpl::UuidOf(int id) const {
 
 int ClientImpl::IdOf(const std::string& uuid) const {
   std::lock_guard lock(engines_mutex);
-  for (const auto* known : {&engines, &gone}) {
-    for (auto& [id, u] : *known) {
-      if (u == uuid) return id;
-    }
-  }
-  return -1;
+  auto it = ids_by_uuid.find(uuid);
+  return it == ids_by_uuid.end() ? -1 : it->second;
 }
 
 zmq::socket_t& ClientImpl::SocketFor(Channel c) {
@@ -408,11 +405,13 @@ void ClientImpl::OnNotification() {
     if (m->msg_type() == "registration_notification") {
       std::lock_guard lock(engines_mutex);
       engines[id] = uuid;
+      ids_by_uuid[uuid] = id;
     } else if (m->msg_type() == "unregistration_notification") {
       {
         std::lock_guard lock(engines_mutex);
         engines.erase(id);
         gone[id] = uuid;
+        ids_by_uuid[uuid] = id;
       }
       // Direct and broadcast requests still on that engine will never be answered.
       auto stranded = on_engine.find(uuid);
@@ -546,7 +545,9 @@ void ClientImpl::OnQueryReply() {
         std::lock_guard lock(engines_mutex);
         for (auto& [id, uuid] : listed.items()) {
           int eid = std::stoi(id);
-          if (uuid.is_string() && !gone.count(eid)) engines.emplace(eid, uuid.get<std::string>());
+          if (uuid.is_string() && !gone.count(eid) && engines.emplace(eid, uuid.get<std::string>()).second) {
+            ids_by_uuid[uuid.get<std::string>()] = eid;
+          }
         }
       }
       engines_changed.notify_all();

@@ -87,6 +87,9 @@ struct ClientImpl {
   // Unregistered ids and their uuids: the hub never reuses an id, so never re-add one; a failure
   // reported after the unregistration still names its engine by id.
   std::map<int, std::string> gone;
+  // Every uuid in engines or gone, to its id: each reply names its engine by uuid, and a walk of
+  // the engine list per reply cost O(engines) (O(engines^2) for an apply to all).
+  std::unordered_map<std::string, int> ids_by_uuid;
   std::unordered_map<std::string, EngineKind> kinds;  // by uuid, as learnt by engine_kinds()
 
   // Written by the I/O thread, read by anyone.

@@ -96,6 +96,13 @@ TEST_F(AbortTest, RetriesDoNotRunAnAbortedTask) {
 TEST_F(AbortTest, IppAbortWithoutIdsAbortsEverythingQueued) {
   auto lb = client_->load_balanced_view();
   AsyncResult blocker = QueueBehindBlocker([&](const std::string& command) { return lb.shell(command); });
+  // An abort without ids applies to what is queued when it arrives: the submissions, sent by the
+  // client's I/O thread, must be in the scheduler before the other process's abort overtakes
+  // them (it did under TSan).
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    auto s = client_->queue_status();
+    return s.ok() && s->value("unassigned", 0) >= static_cast<int>(queued_.size());
+  }, 10s)) << client_->queue_status()->dump();
   // Another process, as a user would: it knows none of the ids.
   std::string out;
   ASSERT_EQ(testutil::RunCommand({std::string(IPP_BIN_DIR) + "/ipp", "abort",

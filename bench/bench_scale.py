@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 
-from run_bench import BIN, PY, ipp_bench, log, rss_kib
+from run_bench import BIN, PY, ipp_bench, log, registered_engines, rss_kib
 
 FDS_PER_ENGINE = 9
 
@@ -60,12 +60,6 @@ def _fd_limit(n):
     return apply
 
 
-def _registered(cf, env):
-    r = subprocess.run([os.path.join(BIN, "ipp"), "status", "--json", "-f", cf], env=env, capture_output=True,
-                       text=True, timeout=120)
-    return len([k for k in json.loads(r.stdout) if k.isdigit()]) if r.returncode == 0 else 0
-
-
 def _cpu_s(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -100,7 +94,7 @@ def one_size(workdir, n, q):
         return row
     # Engines the controller refused (out of descriptors) do not fail the start: it goes on with
     # those that registered, and says so.
-    row["registered"] = _registered(cf, env)
+    row["registered"] = registered_engines(env, cf)
     if row["registered"] < n:
         row["refused_why"] = r.stderr[-600:]
     cluster = json.load(open(glob.glob(os.path.join(security, "cluster-*.json"))[0]))

@@ -105,15 +105,18 @@ def start_cluster(procs, workdir, controller, engines, n, controller_args=()):
     return env, client_file, ctl
 
 
+def registered_engines(env, client_file):
+    """How many engines the controller has registered (0 when it does not answer)."""
+    r = subprocess.run([os.path.join(BIN, "ipp"), "status", "--json", "-f", client_file], env=env,
+                       capture_output=True, text=True, timeout=120)
+    return len([k for k in json.loads(r.stdout) if k.isdigit()]) if r.returncode == 0 else 0
+
+
 def wait_engines(env, client_file, n, timeout=120):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        r = subprocess.run([os.path.join(BIN, "ipp"), "status", "--json", "-f", client_file], env=env,
-                           capture_output=True, text=True)
-        if r.returncode == 0:
-            s = json.loads(r.stdout)
-            if len([k for k in s if k.isdigit()]) >= n:
-                return
+        if registered_engines(env, client_file) >= n:
+            return
         time.sleep(0.2)
     raise TimeoutError(f"{n} engines did not register")
 

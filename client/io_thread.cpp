@@ -12,11 +12,6 @@
 
 namespace ipp::detail {
 
-std::string StringField(const Json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 ClientImpl::ClientImpl(ClientOptions o, protocol::ConnectionInfo i)
     : options(std::move(o)), info(std::move(i)), session(info.key, "username", info.signature_scheme) {
   id_prefix = protocol::NewId() + "_" + std::to_string(getpid()) + "_";

@@ -63,8 +63,7 @@ struct Command {
   std::promise<Result<Message>> query_reply;
 };
 
-// A string field of a JSON object; empty if absent or not a string.
-std::string StringField(const Json& j, const char* key);
+using protocol::StringField;
 
 struct ClientImpl {
   ClientImpl(ClientOptions o, protocol::ConnectionInfo i);

@@ -23,10 +23,7 @@ std::string Text(const RawMessage& raw, RawMessage::Part part) {
   return (v == "{}" || v == "null") && part != RawMessage::kHeader ? std::string() : std::string(v);
 }
 
-std::string StringField(const json& object, const char* key) {
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
+using protocol::StringField;
 
 // The same for message parts read without building a tree (the monitor channel's hot path).
 std::string StringField(const protocol::PartFields& fields, const char* key) {

@@ -245,8 +245,7 @@ void Cluster::SaveEngineSets(const Logger& log) {
   Status s = Update([this](Json& recorded) {
     Json& sets = recorded["engines"]["sets"];
     for (size_t i = 0; sets.is_array() && i < sets.size() && i < engine_sets_.size(); ++i) {
-      sets[i]["state"] = engine_sets_[i]->State();
-      sets[i]["logs"] = engine_sets_[i]->LogLocation();
+      sets[i] = DescribeSet(*engine_sets_[i]);
     }
     if (adapter_) recorded["adapt"] = adapter_->Describe();
     if (engine_supervisor_) recorded["restarts"] = engine_supervisor_->restarts();

@@ -502,10 +502,11 @@ int Engines(int argc, char** argv) {
   ipp::Status waited = cluster.WaitForEngines(before + static_cast<size_t>(n), Seconds(timeout), new_set, &refused);
   // How the added engines that ended did: they are not the supervising ipcluster's children,
   // so it (and `ipcluster list`) could only see them gone.
-  (void)cluster.Update([&](Json& j) {
+  ipp::Status ended = cluster.Update([&](Json& j) {
     Json& sets = j["engines"]["sets"];
     if (sets.is_array() && at < sets.size()) sets[at] = ipp::launchers::Cluster::DescribeSet(added);
   });
+  if (!ended.ok() && ended.code() != ipp::Status::Code::kNotFound) std::cerr << "ipcluster: " << ended.message() << std::endl;
   if (!waited.ok()) return Fail(waited.message());
   if (!refused.why.empty()) {
     if (refused.registered <= before) return Fail(refused.why);

@@ -6,10 +6,12 @@
 
 namespace ipp::protocol {
 
-std::string Message::parent_id() const {
-  auto it = parent_header.find("msg_id");
-  return it != parent_header.end() && it->is_string() ? it->get<std::string>() : std::string();
+std::string StringField(const json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
+
+std::string Message::parent_id() const { return StringField(parent_header, "msg_id"); }
 
 std::string PeerName(std::string_view identity) {
   bool printable = !identity.empty() &&

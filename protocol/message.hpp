@@ -30,6 +30,9 @@ inline std::string_view view(const zmq::message_t& frame) {
   return {static_cast<const char*>(frame.data()), frame.size()};
 }
 
+// object[key] when it is a string, else "" (absent, or of another type: peers send what they send).
+std::string StringField(const json& object, const char* key);
+
 // A routing id for logs: as it is when printable ASCII (the stock client's session id), else
 // "0x" and hex (ZeroMQ's generated ids start with a zero byte).
 std::string PeerName(std::string_view identity);

@@ -42,7 +42,6 @@ class PendingDelivery {
   void Attach(Reactor& reactor, Expired expired);
   // Sends frames (frames[0] is the peer's routing id) now, or keeps them to retry.
   void Send(protocol::Frames&& frames);
-  bool empty() const { return held_.empty(); }
 
  private:
   void Retry(std::vector<protocol::Frames>* expired);

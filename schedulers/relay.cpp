@@ -113,13 +113,9 @@ void RouterRelay::ReplyUnroutable(RawMessage& raw) {
   Result<nlohmann::json> header = raw.parse_object(RawMessage::kHeader);
   if (!header.ok()) return;
   // Fields of any type: a signed message with a number for its msg_id still gets its reply.
-  auto text = [&](const char* key) {
-    auto it = header->find(key);
-    return it != header->end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  std::string type = text("msg_type");
+  std::string type = protocol::StringField(*header, "msg_type");
   if (type.empty()) type = "apply_request";
-  log_->warn("no engine {:?} connected for {} {}", engine, type, text("msg_id"));
+  log_->warn("no engine {:?} connected for {} {}", engine, type, protocol::StringField(*header, "msg_id"));
   protocol::Message reply = session_.make(
       ReplyType(type), protocol::ErrorContent("EngineError", "engine '" + engine + "' is not connected"),
       *header, {{"status", "error"}, {"engine", engine}});

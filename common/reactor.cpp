@@ -1,24 +1,33 @@
 #include "common/reactor.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 namespace ipp {
 
 void Reactor::add(zmq::socket_ref socket, Handler on_readable) {
-  items_.push_back({socket.handle(), 0, ZMQ_POLLIN, 0});
-  handlers_.push_back(std::make_shared<Handler>(std::move(on_readable)));
+  int fd = -1;
+  size_t size = sizeof fd;
+  if (zmq_getsockopt(socket.handle(), ZMQ_FD, &fd, &size) != 0) throw zmq::error_t();
+  add_item({socket.handle(), fd}, std::move(on_readable));
 }
 
-void Reactor::add_fd(int fd, Handler on_readable) {
-  items_.push_back({nullptr, fd, ZMQ_POLLIN, 0});
+void Reactor::add_fd(int fd, Handler on_readable) { add_item({nullptr, fd}, std::move(on_readable)); }
+
+void Reactor::add_item(Item item, Handler on_readable) {
+  items_.push_back(item);
+  pollfds_.push_back({item.fd, POLLIN, 0});
   handlers_.push_back(std::make_shared<Handler>(std::move(on_readable)));
+  ask_all_ = true;
 }
 
 void Reactor::remove(zmq::socket_ref socket) {
   for (size_t i = 0; i < items_.size(); ++i) {
     if (items_[i].socket == socket.handle()) {
       items_.erase(items_.begin() + static_cast<long>(i));
+      pollfds_.erase(pollfds_.begin() + static_cast<long>(i));
       handlers_.erase(handlers_.begin() + static_cast<long>(i));
       return;
     }
@@ -72,46 +81,91 @@ void Reactor::run_timers() {
   }
 }
 
+std::chrono::milliseconds Reactor::until_next_timer(std::chrono::milliseconds at_most) const {
+  if (timers_.empty()) return at_most;
+  auto next = std::min_element(timers_.begin(), timers_.end(), [](auto& a, auto& b) {
+                return a.second.due < b.second.due;
+              })->second.due;
+  // Rounded up: a timer 0.4 ms away truncated to a 0 ms poll would spin for that 0.4 ms, and
+  // with 20 ms timers that spin cost a few per cent of a core in every reactor, idle or not.
+  auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
+  return std::clamp(wait, std::chrono::milliseconds(0), at_most);
+}
+
+bool Reactor::has_input(void* socket) {
+  int events = 0;
+  size_t size = sizeof events;
+  if (zmq_getsockopt(socket, ZMQ_EVENTS, &events, &size) != 0) {
+    if (zmq_errno() == ETERM) stopped_ = true;
+    return false;
+  }
+  return (events & ZMQ_POLLIN) != 0;
+}
+
 void Reactor::run_once(std::chrono::milliseconds timeout) {
-  if (!timers_.empty()) {
-    auto next = std::min_element(timers_.begin(), timers_.end(), [](auto& a, auto& b) {
-                  return a.second.due < b.second.due;
-                })->second.due;
-    // Rounded up: a timer 0.4 ms away truncated to a 0 ms poll would spin for that 0.4 ms, and
-    // with 20 ms timers that spin cost a few per cent of a core in every reactor, idle or not.
-    auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
-    timeout = std::clamp(wait, std::chrono::milliseconds(0), timeout);
+  ask_all_ = true;  // the caller may have used the sockets since the last round
+  step(timeout);
+}
+
+namespace {
+// The sockets the handlers and timers of the reactor round running on this thread have used.
+thread_local std::vector<void*>* t_used = nullptr;
+}  // namespace
+
+void Reactor::NoteUse(void* socket) {
+  if (t_used && std::find(t_used->begin(), t_used->end(), socket) == t_used->end()) t_used->push_back(socket);
+}
+
+void Reactor::step(std::chrono::milliseconds timeout) {
+  // Handlers may add or remove sockets: what is ready is a snapshot, found again by identity.
+  std::vector<Item> ready;
+  for (const Item& item : items_) {
+    bool ask = ask_all_ || std::find(ask_.begin(), ask_.end(), item.socket) != ask_.end();
+    if (item.socket && ask && has_input(item.socket)) ready.push_back(item);
   }
-  try {
-    zmq::poll(items_.data(), items_.size(), timeout);
-  } catch (const zmq::error_t& e) {
-    if (e.num() == ETERM) {
-      stopped_ = true;
-      return;
-    }
-    if (e.num() != EINTR) log_->error("poll failed: {}", e.what());
-    return;
+  ask_all_ = false;
+  ask_.clear();
+  if (stopped_) return;
+  // With work in hand only a glance at the descriptors (the others, and stop flags, are not
+  // starved); otherwise a wait for the next one or the next timer.
+  int wait = ready.empty() ? static_cast<int>(until_next_timer(timeout).count()) : 0;
+  int n = poll(pollfds_.data(), pollfds_.size(), wait);
+  if (n < 0 && errno != EINTR) log_->error("poll failed: {}", strerror(errno));
+  // A wait that ended with nothing to do asks every socket next time: should a signal ever go
+  // unseen (a socket used without NoteUse), its message waits for the next timeout, not for ever.
+  if (n == 0 && ready.empty()) ask_all_ = true;
+  for (size_t i = 0; n > 0 && i < pollfds_.size(); ++i) {
+    if (!(pollfds_[i].revents & (POLLIN | POLLERR | POLLHUP))) continue;
+    const Item& item = items_[i];
+    bool listed = std::any_of(ready.begin(), ready.end(), [&](const Item& r) { return r.socket == item.socket && r.fd == item.fd; });
+    // A socket's descriptor firing means only "ask it" (reading ZMQ_EVENTS resets it).
+    if (!listed && (!item.socket || has_input(item.socket))) ready.push_back(item);
   }
-  // Handlers may add or remove sockets: iterate over a snapshot of what was ready (a socket,
-  // or a file descriptor with no socket).
-  std::vector<std::pair<void*, int>> ready;
-  for (auto& item : items_) {
-    if (item.revents & ZMQ_POLLIN) ready.emplace_back(item.socket, item.socket ? 0 : item.fd);
+  // Asked next round: the sockets whose handlers ran (they may have left messages), and those
+  // the handlers and timers used (NoteUse).
+  std::vector<void*>* outer = std::exchange(t_used, &ask_);
+  for (const Item& r : ready) {
+    if (r.socket) ask_.push_back(r.socket);
   }
-  for (auto [socket, fd] : ready) {
+  dispatch(ready);
+  run_timers();
+  t_used = outer;
+}
+
+void Reactor::dispatch(const std::vector<Item>& ready) {
+  for (const Item& r : ready) {
     for (size_t i = 0; i < items_.size(); ++i) {
-      if (items_[i].socket == socket && (socket || items_[i].fd == fd)) {
+      if (items_[i].socket == r.socket && items_[i].fd == r.fd) {
         std::shared_ptr<Handler> fn = handlers_[i];
         invoke(*fn, "socket");
         break;
       }
     }
   }
-  run_timers();
 }
 
 void Reactor::run() {
-  while (!stopped_) run_once(std::chrono::milliseconds(1000));
+  while (!stopped_) step(std::chrono::milliseconds(1000));
 }
 
 }  // namespace ipp

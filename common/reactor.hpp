@@ -1,8 +1,16 @@
-// Reactor: a single-threaded event loop over zmq::poll with timers.
+// Reactor: a single-threaded event loop over ZeroMQ sockets, file descriptors and timers.
 //
 // A Reactor and the sockets registered with it belong to the thread that calls run(). Handlers
 // run on that thread; an exception escaping a handler is logged and the loop keeps serving
 // (ipyparallel wraps its on_recv callbacks in @log_errors for the same reason).
+//
+// It waits with poll(2) on each socket's ZMQ_FD instead of zmq::poll: asking a socket whether it
+// has input (ZMQ_EVENTS) costs two system calls when it has none (libzmq's fork check and a poll
+// of its mailbox), and zmq::poll asks every socket twice per wake-up, so a thread with seven
+// sockets made ~30 system calls for each message. ZMQ_FD only says "look again": any use of a
+// socket may take in the signal of a message that then waits with the descriptor quiet. So a
+// socket is asked when its descriptor fires, and again before the loop sleeps if its handler ran
+// or a handler or timer used it (NoteUse, which protocol::Send and TryRecv call).
 #pragma once
 
 #include <chrono>
@@ -11,6 +19,8 @@
 #include <map>
 #include <memory>
 #include <vector>
+
+#include <poll.h>
 
 #include <zmq.hpp>
 
@@ -45,18 +55,40 @@ class Reactor {
   void stop() { stopped_ = true; }
   bool stopped() const { return stopped_; }
 
+  // Says that code running in this thread used `socket` (sent, received, read an option): if a
+  // handler or timer of a Reactor round on this thread is running, the round asks that socket
+  // for input before it sleeps. Elsewhere, nothing. Code that uses a Reactor's sockets outside
+  // protocol::Send and protocol::TryRecv calls it.
+  static void NoteUse(void* socket);
+
  private:
   struct Timer {
     Clock::time_point due;
     std::chrono::milliseconds period;  // zero: one-shot
     Handler fn;
   };
+  struct Item {
+    void* socket;  // null: a plain file descriptor
+    int fd;        // the socket's ZMQ_FD, or the descriptor
+  };
   void invoke(const Handler& fn, const char* what);
   void run_timers();
+  // One round of run(): a wait for a descriptor, a timer or at most `timeout`, then handlers.
+  void step(std::chrono::milliseconds timeout);
+  std::chrono::milliseconds until_next_timer(std::chrono::milliseconds at_most) const;
+  // Whether `socket` has a message waiting (ZMQ_EVENTS). A terminated context stops the loop.
+  bool has_input(void* socket);
+  void add_item(Item item, Handler on_readable);
+  void dispatch(const std::vector<Item>& ready);
 
   Logger log_;
-  std::vector<zmq::pollitem_t> items_;
+  std::vector<Item> items_;
+  std::vector<pollfd> pollfds_;  // one per item, in the same order
   std::vector<std::shared_ptr<Handler>> handlers_;  // shared: a handler may remove itself
+  // Sockets to ask for input before the next wait (see NoteUse); all of them after a wait that
+  // timed out, on run_once, and when sockets were added.
+  std::vector<void*> ask_;
+  bool ask_all_ = true;
   std::map<TimerId, Timer> timers_;
   TimerId next_timer_ = 1;
   bool stopped_ = false;

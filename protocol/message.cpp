@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/reactor.hpp"
 #include "common/tsan.hpp"
 
 namespace ipp::protocol {
@@ -107,6 +108,7 @@ void RawMessage::swap_first_identities() {
 namespace ipp::protocol {
 
 std::optional<Subscription> TryRecvSubscription(zmq::socket_ref xpub) {
+  Reactor::NoteUse(xpub.handle());
   while (true) {
     zmq::message_t frame;
     if (!xpub.recv(frame, zmq::recv_flags::dontwait)) return std::nullopt;
@@ -117,6 +119,7 @@ std::optional<Subscription> TryRecvSubscription(zmq::socket_ref xpub) {
 }
 
 std::optional<Frames> TryRecv(zmq::socket_ref socket) {
+  Reactor::NoteUse(socket.handle());
   Frames frames;
   zmq::message_t first;
   if (!socket.recv(first, zmq::recv_flags::dontwait)) return std::nullopt;
@@ -133,6 +136,7 @@ std::optional<Frames> TryRecv(zmq::socket_ref socket) {
 }
 
 bool Send(zmq::socket_ref socket, Frames&& frames, bool dontwait) {
+  Reactor::NoteUse(socket.handle());
   for (const auto& f : frames) TsanRelease(f.data());  // see TryRecv
   for (size_t i = 0; i < frames.size(); ++i) {
     zmq::send_flags flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;

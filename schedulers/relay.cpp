@@ -43,8 +43,8 @@ void RouterRelay::TapAbort(const RawMessage& raw) {
 }
 
 void RouterRelay::Attach(Reactor& reactor) {
-  // Bounded batches so one busy direction cannot starve the other; zmq::poll is level-triggered
-  // and comes straight back for what is left.
+  // Bounded batches so one busy direction cannot starve the other; the reactor asks a socket
+  // whose handler ran again before it sleeps, and comes straight back for what is left.
   reactor.add(client_, [this] {
     for (int i = 0; i < protocol::kBatch && Forward(client_, engine_, in_topic_, true); ++i) {
     }

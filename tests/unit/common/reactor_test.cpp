@@ -96,5 +96,48 @@ TEST_F(ReactorTest, AStopFlagRaisedElsewhereWakesEveryReactorWatchingIt) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
 }
 
+// A socket's ZMQ_FD signals a new message once; any use of the socket (here a send from another
+// socket's handler) may take that signal in and leave the message waiting with the descriptor
+// quiet. With NoteUse (protocol::Send calls it) the loop still hands the message over at once,
+// not at its next timeout.
+TEST_F(ReactorTest, AMessageWhoseSignalAHandlerTookInIsHandledAtOnce) {
+  zmq::socket_t mine(ctx_, zmq::socket_type::pair), peer(ctx_, zmq::socket_type::pair);
+  zmq::socket_t other(ctx_, zmq::socket_type::pair), other_peer(ctx_, zmq::socket_type::pair);
+  mine.bind("inproc://taken");
+  peer.connect("inproc://taken");
+  other.bind("inproc://other");
+  other_peer.connect("inproc://other");
+  std::chrono::steady_clock::time_point sent;
+  std::chrono::steady_clock::duration latency{};
+  reactor_.add(mine, [&] {
+    zmq::message_t m;
+    while (mine.recv(m, zmq::recv_flags::dontwait)) {
+      if (m.to_string() != "x") continue;
+      latency = std::chrono::steady_clock::now() - sent;
+      reactor_.stop();
+    }
+  });
+  reactor_.add(other, [&] {
+    zmq::message_t m;
+    while (other.recv(m, zmq::recv_flags::dontwait)) {
+    }
+    sent = std::chrono::steady_clock::now();
+    peer.send(zmq::str_buffer("x"));
+    // libzmq takes in a socket's pending signals on a send at most once a millisecond.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    mine.send(zmq::str_buffer("ping"));
+    Reactor::NoteUse(mine.handle());
+  });
+  reactor_.after(std::chrono::milliseconds(3000), [&] { reactor_.stop(); });
+  std::thread poke([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    other_peer.send(zmq::str_buffer("go"));
+  });
+  reactor_.run();
+  poke.join();
+  ASSERT_GT(latency.count(), 0) << "the message was never handled";
+  EXPECT_LT(latency, std::chrono::milliseconds(300));
+}
+
 }  // namespace
 }  // namespace ipp

@@ -24,8 +24,14 @@ void Reactor::add_item(Item item, Handler on_readable) {
 }
 
 void Reactor::remove(zmq::socket_ref socket) {
+  for (const Item& item : items_) {
+    if (item.socket == socket.handle()) return remove_item(item);
+  }
+}
+
+void Reactor::remove_item(Item item) {
   for (size_t i = 0; i < items_.size(); ++i) {
-    if (items_[i].socket == socket.handle()) {
+    if (items_[i].socket == item.socket && items_[i].fd == item.fd) {
       items_.erase(items_.begin() + static_cast<long>(i));
       pollfds_.erase(pollfds_.begin() + static_cast<long>(i));
       handlers_.erase(handlers_.begin() + static_cast<long>(i));
@@ -110,6 +116,18 @@ void Reactor::run_once(std::chrono::milliseconds timeout) {
 namespace {
 // The sockets the handlers and timers of the reactor round running on this thread have used.
 thread_local std::vector<void*>* t_used = nullptr;
+
+// Points t_used at a round's list for as long as the round runs its handlers and timers.
+class UseScope {
+ public:
+  explicit UseScope(std::vector<void*>* list) : outer_(std::exchange(t_used, list)) {}
+  ~UseScope() { t_used = outer_; }
+  UseScope(const UseScope&) = delete;
+  UseScope& operator=(const UseScope&) = delete;
+
+ private:
+  std::vector<void*>* outer_;
+};
 }  // namespace
 
 void Reactor::NoteUse(void* socket) {
@@ -117,6 +135,12 @@ void Reactor::NoteUse(void* socket) {
 }
 
 void Reactor::step(std::chrono::milliseconds timeout) {
+  // Every socket is asked now and then, also while others keep the loop busy: should a signal
+  // ever go unseen (a registered socket used outside its handler without NoteUse), its message
+  // waits that long, not for ever.
+  auto now = Clock::now();
+  if (now - asked_all_at_ >= kAskAllEvery) ask_all_ = true;
+  if (ask_all_) asked_all_at_ = now;
   // Handlers may add or remove sockets: what is ready is a snapshot, found again by identity.
   std::vector<Item> ready;
   for (const Item& item : items_) {
@@ -131,25 +155,30 @@ void Reactor::step(std::chrono::milliseconds timeout) {
   int wait = ready.empty() ? static_cast<int>(until_next_timer(timeout).count()) : 0;
   int n = poll(pollfds_.data(), pollfds_.size(), wait);
   if (n < 0 && errno != EINTR) log_->error("poll failed: {}", strerror(errno));
-  // A wait that ended with nothing to do asks every socket next time: should a signal ever go
-  // unseen (a socket used without NoteUse), its message waits for the next timeout, not for ever.
+  // A wait that ended with nothing to do asks every socket next time (see kAskAllEvery).
   if (n == 0 && ready.empty()) ask_all_ = true;
+  std::vector<Item> closed;
   for (size_t i = 0; n > 0 && i < pollfds_.size(); ++i) {
-    if (!(pollfds_[i].revents & (POLLIN | POLLERR | POLLHUP))) continue;
     const Item& item = items_[i];
+    if (pollfds_[i].revents & POLLNVAL) closed.push_back(item);
+    if (!(pollfds_[i].revents & (POLLIN | POLLERR | POLLHUP))) continue;
     bool listed = std::any_of(ready.begin(), ready.end(), [&](const Item& r) { return r.socket == item.socket && r.fd == item.fd; });
     // A socket's descriptor firing means only "ask it" (reading ZMQ_EVENTS resets it).
     if (!listed && (!item.socket || has_input(item.socket))) ready.push_back(item);
   }
+  // A descriptor closed while registered would make every wait return at once, for ever.
+  for (const Item& c : closed) {
+    log_->error("{} {} was closed while registered; no longer watched", c.socket ? "the socket on descriptor" : "descriptor", c.fd);
+    remove_item(c);
+  }
   // Asked next round: the sockets whose handlers ran (they may have left messages), and those
   // the handlers and timers used (NoteUse).
-  std::vector<void*>* outer = std::exchange(t_used, &ask_);
+  UseScope scope(&ask_);
   for (const Item& r : ready) {
     if (r.socket) ask_.push_back(r.socket);
   }
   dispatch(ready);
   run_timers();
-  t_used = outer;
 }
 
 void Reactor::dispatch(const std::vector<Item>& ready) {
@@ -165,6 +194,7 @@ void Reactor::dispatch(const std::vector<Item>& ready) {
 }
 
 void Reactor::run() {
+  ask_all_ = true;  // the sockets may have been used since the last run
   while (!stopped_) step(std::chrono::milliseconds(1000));
 }
 

@@ -6,11 +6,12 @@
 //
 // It waits with poll(2) on each socket's ZMQ_FD instead of zmq::poll: asking a socket whether it
 // has input (ZMQ_EVENTS) costs two system calls when it has none (libzmq's fork check and a poll
-// of its mailbox), and zmq::poll asks every socket twice per wake-up, so a thread with seven
+// of its mailbox), and zmq::poll asks every socket twice per wake-up, so a thread with eight
 // sockets made ~30 system calls for each message. ZMQ_FD only says "look again": any use of a
 // socket may take in the signal of a message that then waits with the descriptor quiet. So a
 // socket is asked when its descriptor fires, and again before the loop sleeps if its handler ran
-// or a handler or timer used it (NoteUse, which protocol::Send and TryRecv call).
+// or a handler or timer used it (NoteUse, which protocol::Send and TryRecv call); all of them
+// after a wait that timed out, and at least every kAskAllEvery.
 #pragma once
 
 #include <chrono>
@@ -57,9 +58,11 @@ class Reactor {
 
   // Says that code running in this thread used `socket` (sent, received, read an option): if a
   // handler or timer of a Reactor round on this thread is running, the round asks that socket
-  // for input before it sleeps. Elsewhere, nothing. Code that uses a Reactor's sockets outside
-  // protocol::Send and protocol::TryRecv calls it.
+  // for input before it sleeps. Elsewhere, nothing. protocol::Send, TryRecv and
+  // TryRecvSubscription call it; other code that uses a registered socket outside that socket's
+  // own handler must call it too.
   static void NoteUse(void* socket);
+  static constexpr std::chrono::milliseconds kAskAllEvery{100};
 
  private:
   struct Timer {
@@ -79,6 +82,7 @@ class Reactor {
   // Whether `socket` has a message waiting (ZMQ_EVENTS). A terminated context stops the loop.
   bool has_input(void* socket);
   void add_item(Item item, Handler on_readable);
+  void remove_item(Item item);
   void dispatch(const std::vector<Item>& ready);
 
   Logger log_;
@@ -89,6 +93,7 @@ class Reactor {
   // timed out, on run_once, and when sockets were added.
   std::vector<void*> ask_;
   bool ask_all_ = true;
+  Clock::time_point asked_all_at_{};
   std::map<TimerId, Timer> timers_;
   TimerId next_timer_ = 1;
   bool stopped_ = false;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <stdexcept>
 #include <thread>
 
@@ -137,6 +138,68 @@ TEST_F(ReactorTest, AMessageWhoseSignalAHandlerTookInIsHandledAtOnce) {
   poke.join();
   ASSERT_GT(latency.count(), 0) << "the message was never handled";
   EXPECT_LT(latency, std::chrono::milliseconds(300));
+}
+
+// The same without NoteUse, while another socket keeps the loop busy (no wait ever times out):
+// the loop asks every socket at least every kAskAllEvery, so the message still gets through.
+TEST_F(ReactorTest, AMessageWhoseSignalWentUnnotedWaitsAtMostAFewRounds) {
+  zmq::socket_t mine(ctx_, zmq::socket_type::pair), peer(ctx_, zmq::socket_type::pair);
+  zmq::socket_t other(ctx_, zmq::socket_type::pair), other_peer(ctx_, zmq::socket_type::pair);
+  mine.bind("inproc://unnoted");
+  peer.connect("inproc://unnoted");
+  other.bind("inproc://busy");
+  other_peer.connect("inproc://busy");
+  std::chrono::steady_clock::time_point sent;
+  std::chrono::steady_clock::duration latency{};
+  bool swallowed = false;
+  reactor_.add(mine, [&] {
+    zmq::message_t m;
+    while (mine.recv(m, zmq::recv_flags::dontwait)) {
+      if (m.to_string() != "x") continue;
+      latency = std::chrono::steady_clock::now() - sent;
+      reactor_.stop();
+    }
+  });
+  reactor_.add(other, [&] {
+    zmq::message_t m;
+    while (other.recv(m, zmq::recv_flags::dontwait)) {
+    }
+    if (swallowed) return;
+    swallowed = true;
+    sent = std::chrono::steady_clock::now();
+    peer.send(zmq::str_buffer("x"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    mine.send(zmq::str_buffer("ping"));  // no NoteUse
+  });
+  std::atomic<bool> done{false};
+  std::thread poke([&] {
+    for (int i = 0; i < 300 && !done; ++i) {
+      other_peer.send(zmq::str_buffer("busy"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  reactor_.after(std::chrono::milliseconds(3000), [&] { reactor_.stop(); });
+  reactor_.run();
+  done = true;
+  poke.join();
+  ASSERT_GT(latency.count(), 0) << "the message was never handled";
+  EXPECT_LT(latency, Reactor::kAskAllEvery * 5);
+}
+
+// A descriptor closed while registered is dropped with an error instead of making every wait
+// return at once.
+TEST_F(ReactorTest, ADescriptorClosedWhileRegisteredIsDropped) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  int calls = 0;
+  reactor_.add_fd(fds[0], [&] { ++calls; });
+  close(fds[0]);
+  reactor_.run_once(std::chrono::milliseconds(0));  // sees it closed
+  auto t0 = std::chrono::steady_clock::now();
+  reactor_.run_once(std::chrono::milliseconds(50));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(40)) << "the wait returned at once";
+  EXPECT_EQ(calls, 0);
+  close(fds[1]);
 }
 
 }  // namespace

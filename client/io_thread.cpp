@@ -226,7 +226,16 @@ void ClientImpl::Complete(const std::string& reply_id, const std::function<void(
     unanswered_tasks.erase(reply_id);
   }
   std::unique_lock lock(slot.state->mutex);
-  fill(slot.state->tasks[slot.index]);
+  TaskInfo& task = slot.state->tasks[slot.index];
+  fill(task);
+  if (is_reply && task.engine_id < 0 && !task.engine_uuid.empty()) {
+    if (unnamed_count >= kMaxUnnamed) {  // engines a hub never announces (e.g. gone for good)
+      unnamed_by_uuid.clear();
+      unnamed_count = 0;
+    }
+    unnamed_by_uuid[task.engine_uuid].push_back({slot.state, slot.index});
+    ++unnamed_count;
+  }
   if (is_reply) {
     slot.state->got_reply[slot.index] = 1;
     if (slot.state->needs_idle[slot.index] && !slot.state->got_idle[slot.index]) {
@@ -235,6 +244,21 @@ void ClientImpl::Complete(const std::string& reply_id, const std::function<void(
     }
   }
   slot.state->MaybeComplete(slot.index, lock);
+}
+
+void ClientImpl::NameEngine(const std::string& uuid, int id) {
+  auto it = unnamed_by_uuid.find(uuid);
+  if (it == unnamed_by_uuid.end()) return;
+  for (const Unnamed& u : it->second) {
+    std::shared_ptr<ResultState> state = u.state.lock();
+    if (!state) continue;
+    std::lock_guard lock(state->mutex);
+    TaskInfo& t = state->tasks[u.index];
+    t.engine_id = id;
+    if (t.error && t.error->engine_id() < 0) t.error = RemoteError(t.error->ename(), t.error->evalue(), t.error->traceback(), id);
+  }
+  unnamed_count -= it->second.size();
+  unnamed_by_uuid.erase(it);
 }
 
 void ClientImpl::ArmIdleCheck() {
@@ -398,9 +422,12 @@ void ClientImpl::OnNotification() {
     int id = m->content.value("id", -1);
     std::string uuid = StringField(m->content, "uuid");
     if (m->msg_type() == "registration_notification") {
-      std::lock_guard lock(engines_mutex);
-      engines[id] = uuid;
-      ids_by_uuid[uuid] = id;
+      {
+        std::lock_guard lock(engines_mutex);
+        engines[id] = uuid;
+        ids_by_uuid[uuid] = id;
+      }
+      NameEngine(uuid, id);
     } else if (m->msg_type() == "unregistration_notification") {
       {
         std::lock_guard lock(engines_mutex);

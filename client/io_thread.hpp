@@ -135,6 +135,16 @@ struct ClientImpl {
     Reactor::Clock::time_point replied;
   };
   std::vector<AwaitingIdle> awaiting_idle;
+  // Replies from an engine whose registration_notification had not come yet (it takes another
+  // path than the reply): named by id when it comes. Bounded by kMaxUnnamed.
+  struct Unnamed {
+    std::weak_ptr<ResultState> state;
+    size_t index;
+  };
+  std::unordered_map<std::string, std::vector<Unnamed>> unnamed_by_uuid;
+  size_t unnamed_count = 0;
+  static constexpr size_t kMaxUnnamed = 4096;
+  void NameEngine(const std::string& uuid, int id);
   Reactor::Clock::time_point last_iopub;  // when an IOPub message last arrived
   bool idle_check_armed = false;
   Reactor reactor{MakeLogger("client.io")};

@@ -150,14 +150,15 @@ int RunRawRole(int argc, char** argv) {
 pid_t SpawnRawRole(std::vector<std::string> args, FILE** out) {
   int fds[2];
   if (pipe(fds) != 0) return -1;
+  // Made before fork: the child of a threaded process may not allocate before exec.
+  std::vector<char*> argv = {const_cast<char*>("ipp_bench")};
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
-    std::vector<char*> argv = {const_cast<char*>("ipp_bench")};
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     execv("/proc/self/exe", argv.data());
     _exit(127);
   }

@@ -1,6 +1,7 @@
 #include "common/spawn.hpp"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -51,12 +52,17 @@ Result<pid_t> Spawn(const std::vector<std::string>& argv, const SpawnOptions& op
     env.push_back(nullptr);
   }
 
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
     // Only async-signal-safe calls from here to exec. glibc's execvp searches $PATH in stack
     // buffers, without allocating.
     if (options.group == SpawnOptions::Group::kNewSession) setsid();
     if (options.group == SpawnOptions::Group::kNewGroup) setpgid(0, 0);
+    if (options.die_with_parent) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);  // it died before prctl took effect
+    }
     dup2(in, 0);
     if (options.stdout_fd >= 0) dup2(options.stdout_fd, 1);
     if (options.stderr_fd >= 0) dup2(options.stderr_fd, 2);

@@ -33,6 +33,9 @@ struct SpawnOptions {
   std::string program;
   // "NAME=VALUE" entries set in the child's environment (ours otherwise; a name here replaces ours).
   std::vector<std::string> environment;
+  // The child is killed (SIGKILL) when the thread that spawned it ends (PR_SET_PDEATHSIG), and
+  // does not start if we are already gone: test harnesses whose children must not outlive them.
+  bool die_with_parent = false;
   // The program (a name without '/' is looked up in $PATH) is exec'd; when that fails the
   // child writes "cannot run <program>: <reason>" to its stderr and exits with 127, as a shell does.
 };

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +9,10 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include <gtest/gtest.h>
+
+#include "common/spawn.hpp"
 
 namespace ipp::testutil {
 
@@ -33,30 +36,20 @@ std::string BindLoopback(zmq::socket_t& socket) {
 
 Process::Process(const std::vector<std::string>& argv, const fs::path& log_file,
                  const std::vector<std::string>& extra_env) {
-  pid_t parent = getpid();
-  pid_ = fork();
-  if (pid_ == 0) {
-    setpgid(0, 0);
-    // If the test process dies without running destructors (a timeout's SIGKILL), its
-    // controllers and engines must not outlive it.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);  // it died before prctl took effect
-    if (!log_file.empty()) {
-      int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-      }
-    }
-    for (const std::string& kv : extra_env) putenv(strdup(kv.c_str()));
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  setpgid(pid_, pid_);
+  // Through Spawn, which prepares everything before fork: the test process has other threads
+  // (a connected client's I/O thread), and a child that allocated between fork and exec could
+  // wait for ever on a lock one of them held (seen as a command that never started).
+  SpawnOptions options;
+  options.environment = extra_env;
+  // If the test process dies without running destructors (a timeout's SIGKILL), its
+  // controllers and engines must not outlive it.
+  options.die_with_parent = true;
+  int fd = log_file.empty() ? -1 : open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  options.stdout_fd = options.stderr_fd = fd;
+  Result<pid_t> pid = Spawn(argv, options);
+  if (fd >= 0) close(fd);
+  pid_ = pid.ok() ? *pid : -1;
+  EXPECT_TRUE(pid.ok()) << pid.status().ToString();
 }
 
 Process::~Process() { kill_group(); }

@@ -11,6 +11,7 @@
 //   ipp_bench --file <f> --lb-only --tasks 20000     only the load-balanced no-op throughput
 //   ipp_bench --file <f> --mixed 10000 --long 4      only a mixed workload's makespan: 1 ms tasks
 //                                                    (ipp.sleep) with 1 s ones spread among them
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -28,6 +29,7 @@
 #include <boost/program_options.hpp>
 #include <zmq.hpp>
 
+#include "common/spawn.hpp"
 #include "ipp/client.hpp"
 
 namespace po = boost::program_options;
@@ -149,26 +151,20 @@ int RunRawRole(int argc, char** argv) {
 // Starts this program in a raw role; its stdout is returned through `out` (may be null).
 pid_t SpawnRawRole(std::vector<std::string> args, FILE** out) {
   int fds[2];
-  if (pipe(fds) != 0) return -1;
-  // Made before fork: the child of a threaded process may not allocate before exec.
-  std::vector<char*> argv = {const_cast<char*>("ipp_bench")};
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    execv("/proc/self/exe", argv.data());
-    _exit(127);
-  }
+  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  ipp::SpawnOptions options;
+  options.program = "/proc/self/exe";
+  options.group = ipp::SpawnOptions::Group::kInherit;
+  options.stdout_fd = fds[1];
+  args.insert(args.begin(), "ipp_bench");
+  ipp::Result<pid_t> pid = ipp::Spawn(args, options);
   close(fds[1]);
-  if (out) {
-    *out = fdopen(fds[0], "r");
-  } else {
+  if (!pid.ok() || !out) {
     close(fds[0]);
+  } else {
+    *out = fdopen(fds[0], "r");
   }
-  return pid;
+  return pid.ok() ? *pid : -1;
 }
 
 // client DEALER -> relay ROUTER/ROUTER -> echo DEALER: the hops of a direct apply (client ->

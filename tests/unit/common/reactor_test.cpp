@@ -97,91 +97,72 @@ TEST_F(ReactorTest, AStopFlagRaisedElsewhereWakesEveryReactorWatchingIt) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
 }
 
-// A socket's ZMQ_FD signals a new message once; any use of the socket (here a send from another
-// socket's handler) may take that signal in and leave the message waiting with the descriptor
-// quiet. With NoteUse (protocol::Send calls it) the loop still hands the message over at once,
-// not at its next timeout.
-TEST_F(ReactorTest, AMessageWhoseSignalAHandlerTookInIsHandledAtOnce) {
-  zmq::socket_t mine(ctx_, zmq::socket_type::pair), peer(ctx_, zmq::socket_type::pair);
-  zmq::socket_t other(ctx_, zmq::socket_type::pair), other_peer(ctx_, zmq::socket_type::pair);
-  mine.bind("inproc://taken");
-  peer.connect("inproc://taken");
-  other.bind("inproc://other");
-  other_peer.connect("inproc://other");
-  std::chrono::steady_clock::time_point sent;
-  std::chrono::steady_clock::duration latency{};
-  reactor_.add(mine, [&] {
-    zmq::message_t m;
-    while (mine.recv(m, zmq::recv_flags::dontwait)) {
-      if (m.to_string() != "x") continue;
-      latency = std::chrono::steady_clock::now() - sent;
-      reactor_.stop();
-    }
-  });
-  reactor_.add(other, [&] {
-    zmq::message_t m;
-    while (other.recv(m, zmq::recv_flags::dontwait)) {
-    }
-    sent = std::chrono::steady_clock::now();
-    peer.send(zmq::str_buffer("x"));
-    // libzmq takes in a socket's pending signals on a send at most once a millisecond.
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    mine.send(zmq::str_buffer("ping"));
-    Reactor::NoteUse(mine.handle());
-  });
-  reactor_.after(std::chrono::milliseconds(3000), [&] { reactor_.stop(); });
-  std::thread poke([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    other_peer.send(zmq::str_buffer("go"));
-  });
-  reactor_.run();
-  poke.join();
+class SwallowedSignalTest : public ReactorTest {
+ protected:
+  // Two socket pairs on the reactor. At the first message to `other`, its handler sends "x" to
+  // `mine` and then uses `mine` itself (a send), which may take in the signal of "x" and leave
+  // it waiting with the descriptor quiet; with `note` it says so (NoteUse). `pokes` messages go
+  // to `other`, 5 ms apart, from 20 ms on. Returns how long "x" waited to be handled (zero: not
+  // within 3 s).
+  std::chrono::steady_clock::duration LatencyOfX(bool note, int pokes) {
+    zmq::socket_t mine(ctx_, zmq::socket_type::pair), peer(ctx_, zmq::socket_type::pair);
+    zmq::socket_t other(ctx_, zmq::socket_type::pair), other_peer(ctx_, zmq::socket_type::pair);
+    mine.bind("inproc://mine");
+    peer.connect("inproc://mine");
+    other.bind("inproc://other");
+    other_peer.connect("inproc://other");
+    std::chrono::steady_clock::time_point sent;
+    std::chrono::steady_clock::duration latency{};
+    bool swallowed = false;
+    reactor_.add(mine, [&] {
+      zmq::message_t m;
+      while (mine.recv(m, zmq::recv_flags::dontwait)) {
+        if (m.to_string() != "x") continue;
+        latency = std::chrono::steady_clock::now() - sent;
+        reactor_.stop();
+      }
+    });
+    reactor_.add(other, [&] {
+      zmq::message_t m;
+      while (other.recv(m, zmq::recv_flags::dontwait)) {
+      }
+      if (swallowed) return;
+      swallowed = true;
+      sent = std::chrono::steady_clock::now();
+      peer.send(zmq::str_buffer("x"));
+      // libzmq takes in a socket's pending signals on a send at most once a millisecond.
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      mine.send(zmq::str_buffer("ping"));
+      if (note) Reactor::NoteUse(mine.handle());
+    });
+    std::atomic<bool> done{false};
+    std::thread poke([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      for (int i = 0; i < pokes && !done; ++i) {
+        other_peer.send(zmq::str_buffer("busy"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+    reactor_.after(std::chrono::milliseconds(3000), [&] { reactor_.stop(); });
+    reactor_.run();
+    done = true;
+    poke.join();
+    return latency;
+  }
+};
+
+// With NoteUse (protocol::Send calls it) the loop hands the message over at once, not at its
+// next timeout.
+TEST_F(SwallowedSignalTest, AMessageWhoseSignalAHandlerTookInIsHandledAtOnce) {
+  auto latency = LatencyOfX(/*note=*/true, /*pokes=*/1);
   ASSERT_GT(latency.count(), 0) << "the message was never handled";
   EXPECT_LT(latency, std::chrono::milliseconds(300));
 }
 
-// The same without NoteUse, while another socket keeps the loop busy (no wait ever times out):
-// the loop asks every socket at least every kAskAllEvery, so the message still gets through.
-TEST_F(ReactorTest, AMessageWhoseSignalWentUnnotedWaitsAtMostAFewRounds) {
-  zmq::socket_t mine(ctx_, zmq::socket_type::pair), peer(ctx_, zmq::socket_type::pair);
-  zmq::socket_t other(ctx_, zmq::socket_type::pair), other_peer(ctx_, zmq::socket_type::pair);
-  mine.bind("inproc://unnoted");
-  peer.connect("inproc://unnoted");
-  other.bind("inproc://busy");
-  other_peer.connect("inproc://busy");
-  std::chrono::steady_clock::time_point sent;
-  std::chrono::steady_clock::duration latency{};
-  bool swallowed = false;
-  reactor_.add(mine, [&] {
-    zmq::message_t m;
-    while (mine.recv(m, zmq::recv_flags::dontwait)) {
-      if (m.to_string() != "x") continue;
-      latency = std::chrono::steady_clock::now() - sent;
-      reactor_.stop();
-    }
-  });
-  reactor_.add(other, [&] {
-    zmq::message_t m;
-    while (other.recv(m, zmq::recv_flags::dontwait)) {
-    }
-    if (swallowed) return;
-    swallowed = true;
-    sent = std::chrono::steady_clock::now();
-    peer.send(zmq::str_buffer("x"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    mine.send(zmq::str_buffer("ping"));  // no NoteUse
-  });
-  std::atomic<bool> done{false};
-  std::thread poke([&] {
-    for (int i = 0; i < 300 && !done; ++i) {
-      other_peer.send(zmq::str_buffer("busy"));
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  });
-  reactor_.after(std::chrono::milliseconds(3000), [&] { reactor_.stop(); });
-  reactor_.run();
-  done = true;
-  poke.join();
+// Without NoteUse, while another socket keeps the loop busy (no wait ever times out): the loop
+// asks every socket at least every kAskAllEvery, so the message still gets through.
+TEST_F(SwallowedSignalTest, AMessageWhoseSignalWentUnnotedWaitsAtMostAFewRounds) {
+  auto latency = LatencyOfX(/*note=*/false, /*pokes=*/300);
   ASSERT_GT(latency.count(), 0) << "the message was never handled";
   EXPECT_LT(latency, Reactor::kAskAllEvery * 5);
 }

@@ -8,9 +8,11 @@
 
 #include "common/endpoint.hpp"
 #include "common/reactor.hpp"
+#include "controller/engine_gateway.hpp"
 #include "controller/hub.hpp"
 #include "controller/sqlite_task_store.hpp"
 #include "protocol/curve.hpp"
+#include "protocol/gateway.hpp"
 #include "schedulers/broadcast.hpp"
 #include "schedulers/relay.hpp"
 #include "schedulers/task_scheduler.hpp"
@@ -18,6 +20,7 @@
 namespace ipp::controller {
 
 namespace fs = std::filesystem;
+namespace gw = protocol::gateway;
 using nlohmann::json;
 
 namespace {
@@ -65,7 +68,8 @@ struct Controller::Parts {
   std::unique_ptr<schedulers::IopubRelay> iopub;
   std::unique_ptr<schedulers::BroadcastScheduler> broadcast;
   std::unique_ptr<schedulers::TaskScheduler> task;
-  std::unique_ptr<Reactor> hub_reactor, relay_reactor, task_reactor;
+  std::unique_ptr<EngineGateway> gateway;  // null: --engine-gateway never
+  std::unique_ptr<Reactor> hub_reactor, relay_reactor, task_reactor, gateway_reactor;
 };
 
 Controller::Controller(ControllerOptions options)
@@ -157,6 +161,7 @@ Result<Controller::Ports> Controller::ChoosePorts() {
       ports.engine[ch] = e->port(ch).ok() ? *e->port(ch) : 0;
     }
     ports.engine["broadcast"] = e->port("broadcast", 0).ok() ? *e->port("broadcast", 0) : 0;
+    ports.engine[gw::kPortKey] = e->port(gw::kPortKey).ok() ? *e->port(gw::kPortKey) : 0;
     for (const char* ch : {"control", "mux", "task", "iopub", "notification", "broadcast"}) {
       ports.client[ch] = c->port(ch).ok() ? *c->port(ch) : 0;
     }
@@ -172,6 +177,7 @@ Result<Controller::Ports> Controller::ChoosePorts() {
   for (const char* ch : {"control", "mux", "task", "iopub", "notification", "broadcast"}) {
     ports.client[ch] = take();
   }
+  ports.engine[gw::kPortKey] = take();  // ours: after ipyparallel's
   return ports;
 }
 
@@ -195,6 +201,10 @@ void Controller::MakeSchedulers(Parts& parts) {
   task_options.stranded_grace = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(5000), options_.ping);
   task_options.delivery_patience = patience;
   parts.task = std::make_unique<schedulers::TaskScheduler>(context_, key_, task_options, MakeLogger("sched.task"));
+  if (options_.gateway != GatewayUse::kNever) {
+    parts.gateway_reactor = std::make_unique<Reactor>(MakeLogger("gateway"));
+    parts.gateway = std::make_unique<EngineGateway>(context_, patience, MakeLogger("gateway"));
+  }
 }
 
 Controller::Channels Controller::BindSchedulers(Parts& parts, Ports& ports) {
@@ -214,6 +224,16 @@ Controller::Channels Controller::BindSchedulers(Parts& parts, Ports& ports) {
   engine["task"] = BindPort(parts.task->engine_socket(), interface, ports.engine["task"]);
   engine["iopub"] = BindPort(parts.iopub->engine_socket(), interface, ports.engine["iopub"]);
   engine["broadcast"] = json::array({BindPort(parts.broadcast->engine_socket(), interface, ports.engine["broadcast"])});
+  if (parts.gateway) {
+    Secure(parts.gateway->engine_socket());
+    engine[gw::kPortKey] = BindPort(parts.gateway->engine_socket(), interface, ports.engine[gw::kPortKey]);
+    // Where the gateway's pipes for each engine come in (the heart monitor binds its own).
+    parts.control->engine_socket().bind(gw::InternalUrl("control"));
+    parts.mux->engine_socket().bind(gw::InternalUrl("mux"));
+    parts.task->engine_socket().bind(gw::InternalUrl("task"));
+    parts.broadcast->engine_socket().bind(gw::InternalUrl("broadcast"));
+    parts.iopub->engine_socket().bind(gw::InternalUrl(gw::kIopub));
+  }
   client["control"] = BindPort(parts.control->client_socket(), interface, ports.client["control"]);
   client["mux"] = BindPort(parts.mux->client_socket(), interface, ports.client["mux"]);
   client["task"] = BindPort(parts.task->client_socket(), interface, ports.client["task"]);
@@ -241,6 +261,7 @@ HubOptions Controller::MakeHubOptions(const Ports& ports) const {
   hub.restore = options_.restore;
   hub.secure = [this](zmq::socket_t& socket) { Secure(socket); };
   hub.curve_serverkey = curve_public_;
+  hub.gateway = options_.gateway;
   return hub;
 }
 
@@ -287,6 +308,10 @@ void Controller::Connect(Parts& parts) {
   parts.iopub->Attach(*parts.relay_reactor);
   parts.broadcast->Attach(*parts.relay_reactor);
   parts.task->Attach(*parts.task_reactor);
+  if (parts.gateway) {
+    parts.gateway->Connect();
+    parts.gateway->Attach(*parts.gateway_reactor);
+  }
   // Engines restored by the hub are known to the task scheduler before any client asks.
   for (auto& [uuid, capabilities] : parts.hub->engine_capabilities()) parts.task->AddEngine(uuid, std::move(capabilities));
 }
@@ -380,8 +405,9 @@ void Controller::RemoveDashboardFile() {
 }
 
 int Controller::Run() {
-  for (Reactor* r : {parts_->relay_reactor.get(), parts_->task_reactor.get(), parts_->hub_reactor.get()}) {
-    stop_.watch(*r, [r] { r->stop(); });
+  for (Reactor* r : {parts_->relay_reactor.get(), parts_->task_reactor.get(), parts_->hub_reactor.get(),
+                     parts_->gateway_reactor.get()}) {
+    if (r) stop_.watch(*r, [r] { r->stop(); });
   }
   // Messages are allocated by one thread (libzmq's I/O thread) and freed by another, and glibc
   // keeps what is freed in per-thread arenas: after a burst (a purge, a flood of output) the
@@ -397,6 +423,12 @@ int Controller::Run() {
     pthread_setname_np(pthread_self(), "ipc-tasks");
     parts_->task_reactor->run();
   });
+  if (parts_->gateway_reactor) {
+    threads_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "ipc-gateway");
+      parts_->gateway_reactor->run();
+    });
+  }
   log_->info("controller running (pid {}): {} engines may register at {}", getpid(),
              "any number of", *engine_info_.url("registration"));
   parts_->hub_reactor->run();

@@ -9,6 +9,13 @@
 
 namespace ipp::controller {
 
+Result<GatewayUse> ParseGatewayUse(const std::string& text) {
+  if (text == "auto") return GatewayUse::kAuto;
+  if (text == "always") return GatewayUse::kAlways;
+  if (text == "never") return GatewayUse::kNever;
+  return Status::InvalidArgument("--engine-gateway must be auto, always or never, not '" + text + "'");
+}
+
 Result<std::vector<int>> ParsePortList(const std::string& text) {
   std::vector<int> ports;
   size_t start = 0;

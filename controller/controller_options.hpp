@@ -12,6 +12,9 @@
 namespace ipp::controller {
 
 enum class DbBackend { kDict, kSqlite, kNone };
+// Whether our engines come in through the gateway (controller/engine_gateway.hpp): kAuto once
+// half of the controller's descriptors are in use, so that engines past that still fit.
+enum class GatewayUse { kAuto, kAlways, kNever };
 
 struct ControllerOptions {
   std::string profile = "default";
@@ -52,7 +55,11 @@ struct ControllerOptions {
   bool dashboard = true;
   std::string dashboard_ip = "127.0.0.1";
   int dashboard_port = 0;
+  GatewayUse gateway = GatewayUse::kAuto;
 };
+
+// "auto", "always" or "never".
+Result<GatewayUse> ParseGatewayUse(const std::string& text);
 
 // Parses ipyparallel's port-range syntax: "10101-10105,10108".
 Result<std::vector<int>> ParsePortList(const std::string& text);

@@ -10,6 +10,7 @@
 #include "protocol/connection_file.hpp"
 #include "protocol/curve.hpp"
 #include "protocol/errors.hpp"
+#include "protocol/gateway.hpp"
 #include "protocol/json_fields.hpp"
 
 namespace ipp::controller {
@@ -95,6 +96,9 @@ Hub::BoundPorts Hub::Bind() {
   auto [ping, pong] = heart_.Bind(options_.ping_url, options_.pong_url, options_.secure);
   ports.hb_ping = ping;
   ports.hb_pong = pong;
+  if (options_.gateway != GatewayUse::kNever) {
+    heart_.BindInternal(protocol::gateway::InternalUrl(protocol::gateway::kPing), protocol::gateway::InternalUrl("hb_pong"));
+  }
   return ports;
 }
 

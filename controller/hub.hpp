@@ -26,6 +26,7 @@
 
 #include "common/logging.hpp"
 #include "common/reactor.hpp"
+#include "controller/controller_options.hpp"
 #include "controller/heart_monitor.hpp"
 #include "controller/task_journal.hpp"
 #include "controller/task_store.hpp"
@@ -55,6 +56,8 @@ struct HubOptions {
   std::chrono::milliseconds restore_tasks_after{1000};
   std::function<void(zmq::socket_t&)> secure = [](zmq::socket_t&) {};  // CURVE server setup
   std::string curve_serverkey;  // Z85: set, the resubmit socket connects as a CURVE client
+  // Not kNever: the controller runs the gateway, and the heart monitor listens for it too.
+  GatewayUse gateway = GatewayUse::kNever;
 };
 
 class Hub {
@@ -65,6 +68,8 @@ class Hub {
   // that would leave less is refused: past the limit accept() fails and libzmq retries it in
   // a busy loop, and a socket that cannot get its descriptor aborts the process.
   static constexpr long kFdsPerEngine = 9;
+  // Through the gateway: registration and the gateway connection.
+  static constexpr long kFdsPerGatewayEngine = 2;
   static constexpr long kFdReserve = 128;
   // "limit N (hard limit M)" for the log and the refusal: M may be "unlimited".
   static std::string FdLimitText(rlim_t soft, rlim_t hard);
@@ -119,9 +124,15 @@ class Hub {
     std::string uuid;
     std::chrono::steady_clock::time_point deadline;  // purged if no heartbeat by then
     std::optional<protocol::Capabilities> capabilities;
+    long fds;  // descriptors it may hold: kFdsPerEngine, or kFdsPerGatewayEngine
   };
-  // Empty when there is room for one more engine; else why not, for the refusal.
-  std::string FdShortage();
+  // Refreshes fds_counted_ when it is stale, for an engine that would cost `cost` more; returns the
+  // soft limit, or -1 when there is none (or it cannot be read).
+  long RecountFds(long cost);
+  // Empty when there is room for one more engine that costs `cost`; else why not, for the refusal.
+  std::string FdShortage(long cost);
+  // Whether the engine registering with `m` comes in through the gateway (GatewayUse).
+  bool UseGateway(const protocol::Message& m);
   using QueryHandler = void (Hub::*)(protocol::Message&);
 
   // Query channel.

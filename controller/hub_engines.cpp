@@ -10,6 +10,7 @@
 #include "protocol/clock.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/errors.hpp"
+#include "protocol/gateway.hpp"
 
 namespace ipp::controller {
 
@@ -46,28 +47,44 @@ std::string Hub::FdLimitText(rlim_t soft, rlim_t hard) {
   return "limit " + text(soft) + " (hard limit " + text(hard) + ")";
 }
 
-std::string Hub::FdShortage() {
+long Hub::RecountFds(long cost) {
   rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return "";
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return -1;
   const long soft = static_cast<long>(limit.rlim_cur);
-  auto needed = [&] { return fds_counted_ + kFdsPerEngine + kFdReserve; };
   auto now = std::chrono::steady_clock::now();
   // Recounted once a second, and before a refusal (at most every 100 ms: refusals can come in
-  // storms too); in between, each accepted engine counts as kFdsPerEngine. Engines accepted
+  // storms too); in between, each accepted engine counts as what it may hold. Engines accepted
   // but not beating yet may still be opening their connections: counted in full.
   if (now - fds_counted_at_ > std::chrono::seconds(1) ||
-      (needed() > soft && now - fds_counted_at_ > std::chrono::milliseconds(100))) {
+      (fds_counted_ + cost + kFdReserve > soft && now - fds_counted_at_ > std::chrono::milliseconds(100))) {
     long counted = CountOpenFds();
-    if (counted < 0) return "";
-    fds_counted_ = counted + kFdsPerEngine * static_cast<long>(incoming_.size());
+    if (counted < 0) return -1;
+    for (const auto& [uuid, incoming] : incoming_) counted += incoming.fds;
+    fds_counted_ = counted;
     fds_counted_at_ = now;
   }
-  if (needed() <= soft) return "";
+  return soft;
+}
+
+std::string Hub::FdShortage(long cost) {
+  long soft = RecountFds(cost);
+  if (soft < 0 || fds_counted_ + cost + kFdReserve <= soft) return "";
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
   return std::string(protocol::kOutOfFdsText) + ": about " + std::to_string(fds_counted_) +
          " in use (engines still connecting included), RLIMIT_NOFILE " + FdLimitText(limit.rlim_cur, limit.rlim_max) +
-         "; each engine needs up to " + std::to_string(kFdsPerEngine) +
+         "; each engine needs up to " + std::to_string(cost) +
          " and " + std::to_string(kFdReserve) + " are kept for clients. " + std::to_string(engines_.size()) +
          " engines are registered and keep working; for more, start the controller with a higher limit (ulimit -n)";
+}
+
+bool Hub::UseGateway(const Message& m) {
+  if (options_.gateway == GatewayUse::kNever) return false;
+  auto offer = m.content.find(protocol::gateway::kPortKey);
+  if (offer == m.content.end() || !offer->is_boolean() || !offer->get<bool>()) return false;  // Python engines
+  if (options_.gateway == GatewayUse::kAlways) return true;
+  long soft = RecountFds(kFdsPerEngine);
+  return soft >= 0 && 2 * (fds_counted_ + kFdsPerEngine + kFdReserve) > soft;
 }
 
 int Hub::NewEngineId(const json& requested) {
@@ -108,23 +125,26 @@ void Hub::RegistrationRequest(Message& m) {
     }
     capabilities = std::move(*parsed);
   }
-  if (std::string shortage = FdShortage(); !shortage.empty()) {
+  const bool via_gateway = UseGateway(m);
+  const long fds = via_gateway ? kFdsPerGatewayEngine : kFdsPerEngine;
+  if (std::string shortage = FdShortage(fds); !shortage.empty()) {
     log_->error("registration of {} refused: {}", uuid, shortage);
     Reply(m, "registration_reply", protocol::ErrorContent("RuntimeError", shortage));
     return;
   }
-  fds_counted_ += kFdsPerEngine;
+  fds_counted_ += fds;
   int id = NewEngineId(m.content.value("id", json()));
   // ipp_hub: our engines send ipp_engine_update only to a hub that says it takes them.
-  Reply(m, "registration_reply",
-        {{"status", "ok"},
-         {"id", id},
-         {"hb_period", options_.ping_period.count()},
-         {"connection_info", options_.engine_info},
-         {"ipp_hub", true}});
-  log_->info("accepting registration {}:{} ({})", id, uuid, Describe(capabilities));
+  json reply = {{"status", "ok"},
+                {"id", id},
+                {"hb_period", options_.ping_period.count()},
+                {"connection_info", options_.engine_info},
+                {"ipp_hub", true}};
+  if (via_gateway) reply[protocol::gateway::kPortKey] = true;
+  Reply(m, "registration_reply", reply);
+  log_->info("accepting registration {}:{} ({}{})", id, uuid, Describe(capabilities), via_gateway ? ", through the gateway" : "");
   incoming_[uuid] = Incoming{id, uuid, std::chrono::steady_clock::now() + options_.registration_timeout,
-                             std::move(capabilities)};
+                             std::move(capabilities), fds};
   // Beat again soon, so the new engine's first echo does not wait for the next period. One
   // timer for all registrations (not one each: thousands of timers would slow every turn of
   // the loop), which also purges the stalled ones.

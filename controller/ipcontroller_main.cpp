@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
                                     "Clients and engines find it through the connection files it writes to\n"
                                     "<profile>/security/.");
   ipp::cli::DefaultsFromEnvironment(&process.profile_dir, &process.cluster_id, &o.session_key);
-  std::string ports, ping, hwm;
+  std::string ports, ping, hwm, gateway = "auto";
   const std::string scheme_help = "load-balancing scheme: " + ipp::schedulers::PolicyNameList();
   process.AddProfile("cluster id: connection files become ipcontroller-<id>-{client,engine}.json");
   process.options.add_options()
@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
        "bytes: peers sending a bigger frame are disconnected (0: no limit)")
       ("iopub-backlog", po::value(&o.iopub_backlog)->default_value(0),
        "IOPub messages queued per subscriber before it misses some (0: no limit)")
+      ("engine-gateway", po::value(&gateway)->default_value("auto"),
+       "auto|always|never: our engines connect all channels but registration through one connection\n"
+       "(2 descriptors each instead of 9); auto: once half of the descriptors are in use")
       ("dashboard-ip", po::value(&o.dashboard_ip)->default_value("127.0.0.1"), "interface the dashboard's HTTP server listens on")
       ("dashboard-port", po::value(&o.dashboard_port)->default_value(0), "the dashboard's port (default: any free port)")
       ("no-dashboard", "serve no dashboard");
@@ -70,6 +73,11 @@ int main(int argc, char** argv) {
   o.restore = vm.count("restore") > 0;
   o.task_journal = vm.count("task-journal") > 0;
   o.dashboard = vm.count("no-dashboard") == 0;
+  if (auto g = ipp::controller::ParseGatewayUse(gateway); g.ok()) {
+    o.gateway = *g;
+  } else {
+    return fail(g.status().message());
+  }
   if (o.dashboard_port < 0 || o.dashboard_port > 65535) return fail("--dashboard-port must be 0..65535");
   if (auto s = ipp::controller::ApplyTrait(o, "TaskScheduler.scheme_name", o.scheme); !s.ok()) return fail(s.message());
 

@@ -13,6 +13,7 @@
 #include "protocol/clock.hpp"
 #include "protocol/curve.hpp"
 #include "protocol/errors.hpp"
+#include "protocol/gateway.hpp"
 #include "protocol/heartbeat.hpp"
 #include "protocol/json_fields.hpp"
 #include "protocol/no_answer.hpp"
@@ -91,12 +92,12 @@ Engine::~Engine() {
   }
 }
 
-Status Engine::Configure(zmq::socket_t& socket, bool identity) {
+Status Engine::Configure(zmq::socket_t& socket, bool identity, bool curve) {
   socket.set(zmq::sockopt::linger, 1000);
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.set(zmq::sockopt::rcvhwm, 0);
   if (identity) socket.set(zmq::sockopt::routing_id, uuid_);
-  if (!options_.connection.curve_serverkey) return Status::OK();
+  if (!curve || !options_.connection.curve_serverkey) return Status::OK();
   return protocol::SetUpCurveClient(socket, *options_.connection.curve_serverkey);
 }
 
@@ -128,6 +129,7 @@ Status Engine::Register() {
   json content = {{"uuid", uuid_}};
   if (options_.requested_id) content["id"] = *options_.requested_id;
   content["ipp"] = Capabilities().ToJson();  // the stock controller ignores it
+  content[protocol::gateway::kPortKey] = true;  // may come in through our controller's gateway
   announced_loads_ = executor_.functions().loads();
   log_->info("registering with the controller at {}", *url);
   auto ask = [&] {
@@ -182,29 +184,41 @@ Status Engine::Register() {
     auto ipp_hub = reply->content.find("ipp_hub");
     ipp_hub_ = ipp_hub != reply->content.end() && ipp_hub->is_boolean() && ipp_hub->get<bool>();
     hb_period_ = std::chrono::milliseconds(reply->content.value("hb_period", 3000));
-    return Connect(reply->content.value("connection_info", json::object()));
+    auto via_gateway = reply->content.find(protocol::gateway::kPortKey);
+    return Connect(reply->content.value("connection_info", json::object()),
+                   via_gateway != reply->content.end() && via_gateway->is_boolean() && via_gateway->get<bool>());
   }
 }
 
-Status Engine::Connect(const json& reply_info) {
+Status Engine::Connect(const json& reply_info, bool via_gateway) {
   // Ports from the connection file; the hub's reply carries the same (used if the file lacks one).
   protocol::ConnectionInfo info = options_.connection;
   for (auto& [k, v] : reply_info.items()) {
     if (!info.channels.contains(k) && (v.is_number() || v.is_array())) info.channels[k] = v;
   }
   executor_.set_engine_id(id_);
-  for (zmq::socket_t* s : {&shell_, &control_, &iopub_, &control_iopub_, &pong_}) {
-    if (Status status = Configure(*s, true); !status.ok()) return status;
+  if (via_gateway) {
+    Result<std::string> gateway = info.url(protocol::gateway::kPortKey);
+    if (!gateway.ok()) return Status::Unavailable("the controller asked this engine to use its gateway, but named no port for it");
+    link_ = std::make_unique<GatewayLink>(context_, log_);
+    if (Status s = link_->Open(*gateway, uuid_, options_.connection.curve_serverkey); !s.ok()) return s;
   }
-  if (Status status = Configure(ping_, false); !status.ok()) return status;
+  // Through the gateway, every channel is an inproc endpoint of the link (no CURVE there).
+  auto url = [&](const char* channel, size_t index = 0) {
+    return link_ ? GatewayLink::Url(channel) : *info.url(channel, index);
+  };
+  for (zmq::socket_t* s : {&shell_, &control_, &iopub_, &control_iopub_, &pong_}) {
+    if (Status status = Configure(*s, true, !link_); !status.ok()) return status;
+  }
+  if (Status status = Configure(ping_, false, !link_); !status.ok()) return status;
   ping_.set(zmq::sockopt::subscribe, "");
-  for (const char* channel : {"mux", "task"}) shell_.connect(*info.url(channel));
+  for (const char* channel : {"mux", "task"}) shell_.connect(url(channel));
   size_t broadcasts = info.channels.value("broadcast", json::array()).size();
-  if (broadcasts) shell_.connect(*info.url("broadcast", static_cast<size_t>(id_) % broadcasts));
-  control_.connect(*info.url("control"));
-  for (zmq::socket_t* s : {&iopub_, &control_iopub_}) s->connect(*info.url("iopub"));
-  ping_.connect(*info.url("hb_ping"));
-  pong_.connect(*info.url("hb_pong"));
+  if (broadcasts) shell_.connect(url("broadcast", static_cast<size_t>(id_) % broadcasts));
+  control_.connect(url("control"));
+  for (zmq::socket_t* s : {&iopub_, &control_iopub_}) s->connect(url("iopub"));
+  ping_.connect(url("hb_ping"));
+  pong_.connect(url("hb_pong"));
   for (zmq::socket_t* s : {&from_control_, &to_shell_, &to_control_, &from_shell_}) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::sndhwm, 0);
@@ -215,6 +229,7 @@ Status Engine::Connect(const json& reply_info) {
   from_shell_.bind(kNewsEndpoint);
   to_control_.connect(kNewsEndpoint);
 
+  if (link_) link_->Attach(reactor_);
   reactor_.add(control_, [this] { OnControl(); });
   reactor_.add(ping_, [this] { OnPing(); });
   reactor_.add(registration_, [this] { OnRegistrationReply(); });
@@ -274,6 +289,7 @@ int Engine::Run() {
     Serve(std::move(*request));
   }
   control_thread_.join();
+  if (link_) link_->Drain();  // the last replies of both threads
   return exit_code_.load();
 }
 

@@ -31,6 +31,7 @@
 #include "common/reactor.hpp"
 #include "common/stop_flag.hpp"
 #include "engine/executor.hpp"
+#include "engine/gateway_link.hpp"
 #include "protocol/capabilities.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/session.hpp"
@@ -88,8 +89,9 @@ class Engine {
   };
 
   Status Register();
-  Status Connect(const nlohmann::json& reply);
-  Status Configure(zmq::socket_t& socket, bool identity);
+  // via_gateway: the hub asked for all channels over one connection to its gateway.
+  Status Connect(const nlohmann::json& reply, bool via_gateway);
+  Status Configure(zmq::socket_t& socket, bool identity, bool curve = true);
   // What this engine can run now: its function table, tags and resources. Before the control
   // thread starts, or on the shell thread (the table's owner).
   protocol::Capabilities Capabilities() const;
@@ -157,6 +159,9 @@ class Engine {
   zmq::socket_t registration_, control_, control_iopub_, ping_, pong_, to_shell_, from_shell_;
   Outbox control_out_;
   Reactor reactor_;
+  // Set when the hub asked this engine in through its gateway; its sockets belong to the control
+  // thread (Drain: to the shell thread once that has joined it).
+  std::unique_ptr<GatewayLink> link_;
   std::thread control_thread_;
   bool pinged_ = false;
   int missed_checks_ = 0;

@@ -1,0 +1,128 @@
+#include "controller/engine_gateway.hpp"
+
+#include "protocol/gateway.hpp"
+#include "protocol/message.hpp"
+
+namespace ipp::controller {
+
+namespace gw = protocol::gateway;
+using protocol::Frames;
+
+namespace {
+zmq::message_t Frame(std::string_view text) { return zmq::message_t(text.data(), text.size()); }
+}  // namespace
+
+EngineGateway::EngineGateway(zmq::context_t& context, std::chrono::milliseconds patience, Logger log)
+    : log_(std::move(log)),
+      engines_(context, zmq::socket_type::router),
+      inside_(context, zmq::socket_type::router),
+      iopub_(context, zmq::socket_type::pub),
+      ping_(context, zmq::socket_type::sub),
+      to_engines_(engines_, patience) {
+  for (zmq::socket_t* s : {&engines_, &inside_, &iopub_, &ping_}) protocol::ConfigureUnbounded(*s);
+  // Unknown destinations fail loudly instead of vanishing: a connection that is down is
+  // waited for (PendingDelivery), and a ping to it is not repeated.
+  engines_.set(zmq::sockopt::router_mandatory, 1);
+  inside_.set(zmq::sockopt::router_mandatory, 1);
+  ping_.set(zmq::sockopt::subscribe, "");
+}
+
+void EngineGateway::Connect() {
+  iopub_.connect(gw::InternalUrl(gw::kIopub));
+  ping_.connect(gw::InternalUrl(gw::kPing));
+}
+
+void EngineGateway::Attach(Reactor& reactor) {
+  to_engines_.Attach(reactor, [this](Frames&& frames) {
+    log_->warn("dropped a message for engine {}: its connection to the gateway is gone",
+               frames.empty() ? std::string("?") : std::string(protocol::view(frames[0])));
+  });
+  reactor.add(engines_, [this] { FromEngines(); });
+  reactor.add(inside_, [this] { FromInside(); });
+  reactor.add(ping_, [this] { OnPing(); });
+}
+
+bool EngineGateway::Open(const std::string& uuid) {
+  if (peers_.count(uuid)) return true;
+  if (uuid.empty() || uuid[0] == '\0') return false;  // no routing id of its own: not an engine of ours
+  if (peers_.size() >= kMaxEngines) {
+    auto now = std::chrono::steady_clock::now();
+    if (now - refused_logged_at_ > std::chrono::seconds(1)) {
+      refused_logged_at_ = now;
+      log_->error("gateway: refused engine {}: {} engines have used the gateway since the controller started, its limit",
+                  uuid, kMaxEngines);
+    }
+    return false;
+  }
+  inside_.set(zmq::sockopt::routing_id, uuid);
+  for (std::string_view channel : gw::kRouted) {
+    inside_.set(zmq::sockopt::connect_routing_id, std::string(channel) + ":" + uuid);
+    inside_.connect(gw::InternalUrl(channel));
+  }
+  peers_.emplace(uuid, Peer{});
+  log_->debug("gateway: engine {} opened its channels", uuid);
+  return true;
+}
+
+void EngineGateway::FromEngines() {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    std::optional<Frames> frames = protocol::TryRecv(engines_);
+    if (!frames) return;
+    if (frames->size() < 2) {
+      log_->warn("gateway: dropped a message without a channel");
+      continue;
+    }
+    std::string uuid(protocol::view((*frames)[0]));
+    std::string_view channel = protocol::view((*frames)[1]);
+    if (channel == gw::kIopub) {
+      frames->erase(frames->begin(), frames->begin() + 2);
+      protocol::Send(iopub_, std::move(*frames));
+      continue;
+    }
+    bool routed = gw::IsRouted(channel);
+    if (!routed && channel != gw::kHello) {
+      log_->warn("gateway: dropped a message from {} on unknown channel '{}'", uuid, channel);
+      continue;
+    }
+    if (!Open(uuid)) continue;
+    peers_[uuid].pinged = true;
+    if (!routed) continue;
+    // The routing id of the engine's pipe for this channel replaces the engine's own.
+    (*frames)[0] = Frame(std::string(channel) + ":" + uuid);
+    frames->erase(frames->begin() + 1);
+    protocol::Send(inside_, std::move(*frames));
+  }
+}
+
+void EngineGateway::FromInside() {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    std::optional<Frames> frames = protocol::TryRecv(inside_);
+    if (!frames || frames->empty()) return;
+    std::string_view key = protocol::view((*frames)[0]);
+    size_t colon = key.find(':');
+    if (colon == std::string_view::npos) continue;  // cannot happen: every pipe is named so
+    zmq::message_t channel = Frame(key.substr(0, colon));
+    (*frames)[0] = Frame(key.substr(colon + 1));
+    frames->insert(frames->begin() + 1, std::move(channel));
+    to_engines_.Send(std::move(*frames));
+  }
+}
+
+void EngineGateway::OnPing() {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    std::optional<Frames> ping = protocol::TryRecv(ping_);
+    if (!ping) return;
+    for (auto& [uuid, peer] : peers_) {
+      if (!peer.pinged) continue;
+      Frames frames;
+      frames.reserve(ping->size() + 2);
+      frames.push_back(Frame(uuid));
+      frames.push_back(Frame(gw::kPing));
+      for (zmq::message_t& part : protocol::ShareFrames(*ping)) frames.push_back(std::move(part));
+      // A connection that is gone gets no more pings until the engine speaks again.
+      if (!protocol::Send(engines_, std::move(frames), true)) peer.pinged = false;
+    }
+  }
+}
+
+}  // namespace ipp::controller

@@ -164,11 +164,12 @@ class Hub {
   void UnregisterEngine(int id, const std::string& why, bool dead = false);
   void HandleStranded(int id, const std::string& uuid, const std::string& why, std::vector<std::string> msg_ids);
   Result<std::vector<int>> ValidateTargets(const nlohmann::json& targets) const;
-  // Saves the engine list: at once for the first kSavesAtOnce changes in a second, then once a
-  // second and after at least 50 times what the last save took. A save writes every engine and
-  // fsyncs: once per registration in a storm of thousands would be quadratic and would block
-  // the hub on the disk thousands of times.
+  // Saves the engine list: at once for the first kSavesAtOnce changes in a second while they
+  // took less than kSaveBudget together, then once a second and after at least 50 times what the
+  // last save took. A save writes every engine and fsyncs: once per registration in a storm of
+  // thousands would be quadratic and would block the hub on the disk thousands of times.
   static constexpr int kSavesAtOnce = 20;
+  static constexpr std::chrono::milliseconds kSaveBudget{50};
   void EngineStateChanged();
   void SaveEngineState();
   // Registrations that got no heartbeat by their deadline.
@@ -218,7 +219,7 @@ class Hub {
   Reactor::TimerId save_timer_ = 0;
   std::chrono::steady_clock::time_point last_save_{}, save_window_start_{};
   int saves_in_window_ = 0;
-  std::chrono::steady_clock::duration last_save_cost_{};
+  std::chrono::steady_clock::duration last_save_cost_{}, saved_for_in_window_{};
   // Open descriptors as last counted (counting reads /proc/self/fd: O(descriptors)), and when.
   long fds_counted_ = 0;
   std::chrono::steady_clock::time_point fds_counted_at_{};

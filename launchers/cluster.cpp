@@ -288,10 +288,7 @@ void Cluster::StopOwner(std::chrono::milliseconds timeout) {
   pid_t owner = recorded_.is_object() ? recorded_.value("ipcluster_pid", 0) : 0;
   // A recorded pid may have been reused since: only an ipcluster other than us is asked.
   if (owner <= 0 || owner == getpid() || !ProcessAlive(owner)) return;
-  std::ifstream comm("/proc/" + std::to_string(owner) + "/comm");
-  std::string name;
-  std::getline(comm, name);
-  if (name != "ipcluster") return;
+  if (ReadProcFile(owner, "comm") != "ipcluster\n") return;
   kill(owner, SIGTERM);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (ProcessAlive(owner) && std::chrono::steady_clock::now() < deadline) {

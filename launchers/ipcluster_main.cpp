@@ -252,6 +252,7 @@ int Start(int argc, char** argv) {
 
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  const auto started = std::chrono::steady_clock::now();  // "started with N engines in T s"
   if (auto s = cluster.StartController(controller_kind, Seconds(timeout)); !s.ok()) return Fail(s.message());
   if (auto s = adaptive ? cluster.StartAdaptive(engines_kind, adapt) : cluster.StartEngines(engines_kind, n); !s.ok()) {
     cluster.StopAll();  // the controller kept its connection files for a restart: not now
@@ -264,7 +265,6 @@ int Start(int argc, char** argv) {
   fs::path own_log = OwnLog(profile, c.cluster_id);
   if (daemonize) description["ipcluster_log"] = own_log.string();
   if (auto s = cluster.Save(description); !s.ok()) std::cerr << "ipcluster: " << s.message() << std::endl;
-  auto started = std::chrono::steady_clock::now();
   ipp::launchers::Cluster::Refused refused;
   if (auto s = cluster.WaitForEngines(static_cast<size_t>(n), Seconds(timeout), 0, &refused); !s.ok()) {
     cluster.StopAll();

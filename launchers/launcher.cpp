@@ -42,20 +42,23 @@ Result<pid_t> Spawn(const std::vector<std::string>& argv, const fs::path& log,
   return pid;
 }
 
+std::string ReadProcFile(pid_t pid, const char* name) {
+  // The process may vanish while we read, which libstdc++ reports by throwing.
+  try {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/" + name);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
 bool ProcessAlive(pid_t pid) {
   if (pid <= 0) return false;
   int status = 0;
   if (waitpid(pid, &status, WNOHANG) == pid) return false;  // our child, now reaped
   if (kill(pid, 0) != 0) return false;
-  // A zombie (not our child) still answers kill(0): read its state. It may vanish while we
-  // read, which libstdc++ reports by throwing: then it is gone.
-  std::string text;
-  try {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    text.assign(std::istreambuf_iterator<char>(stat), {});
-  } catch (const std::exception&) {
-    return false;
-  }
+  // A zombie (not our child) still answers kill(0): read its state.
+  std::string text = ReadProcFile(pid, "stat");
   size_t paren = text.rfind(')');
   return !(paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'Z');
 }

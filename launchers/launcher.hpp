@@ -129,6 +129,8 @@ Result<pid_t> Spawn(const std::vector<std::string>& argv, const std::filesystem:
 // member of every group is gone (or a zombie). Our own children among the leaders are reaped.
 bool StopGroups(const std::vector<pid_t>& groups, std::chrono::milliseconds grace = std::chrono::seconds(5));
 bool ProcessAlive(pid_t pid);
+// /proc/<pid>/<name> as text; empty when the process is gone (also while reading).
+std::string ReadProcFile(pid_t pid, const char* name);
 // "exited with status 1", "killed by SIGKILL (core dumped)": a waitpid status in words.
 std::string DescribeWaitStatus(int status);
 // Whether a wait status is an engine's exit for a registration the controller refused.

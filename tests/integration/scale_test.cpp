@@ -95,7 +95,7 @@ TEST(FdLimitTest, RegistrationsPastTheDescriptorLimitAreRefusedAndEnginesInKeepW
 
 // Through the gateway, an engine's requests, replies, output, control messages and heartbeats
 // all pass; it costs the controller two descriptors; and when it dies, the heartbeat says so.
-TEST(GatewayTest, EnginesThroughTheGatewayServeEveryChannel) {
+void EveryChannelThroughTheGateway() {
   testutil::TempDir dir;
   const fs::path profile = dir.path() / "profile";
   const fs::path controller_log = dir.path() / "controller.log";
@@ -111,6 +111,9 @@ TEST(GatewayTest, EnginesThroughTheGatewayServeEveryChannel) {
   for (int i = 0; i < kEngines; ++i) engines.push_back(StartEngine(profile, dir.path() / ("engine-" + std::to_string(i) + ".log")));
   ASSERT_TRUE(client->wait_for_engines(kEngines, 30s).ok()) << testutil::ReadFile(controller_log);
   EXPECT_EQ(Count(testutil::ReadFile(controller_log), "through the gateway"), static_cast<size_t>(kEngines));
+  if (getenv("IPP_ENABLE_CURVE")) {
+    EXPECT_NE(testutil::ReadFile(controller_log).find("CURVE encryption enabled"), std::string::npos);
+  }
   for (int i = 0; i < kEngines; ++i) {
     std::string log = testutil::ReadFile(dir.path() / ("engine-" + std::to_string(i) + ".log"));
     EXPECT_NE(log.find("channels go through the controller's gateway"), std::string::npos) << log;
@@ -148,6 +151,14 @@ TEST(GatewayTest, EnginesThroughTheGatewayServeEveryChannel) {
   engines.push_back(StartEngine(profile, dir.path() / "engine-late.log"));
   ASSERT_TRUE(client->wait_for_engines(kEngines, 30s).ok()) << testutil::ReadFile(controller_log);
   EXPECT_EQ(client->load_balanced_view().map("ipp.echo", items).get(30s), items);
+}
+
+TEST(GatewayTest, EnginesThroughTheGatewayServeEveryChannel) { EveryChannelThroughTheGateway(); }
+
+TEST(GatewayTest, EnginesThroughTheGatewayServeEveryChannelWithCurve) {
+  setenv("IPP_ENABLE_CURVE", "1", 1);  // the controller and engines the test starts inherit it
+  EveryChannelThroughTheGateway();
+  unsetenv("IPP_ENABLE_CURVE");
 }
 
 // With the default (--engine-gateway=auto), engines past half of the descriptors come in through

@@ -6,9 +6,10 @@ BroadcastView(is_coalescing=True): one request, one reply) median times; the con
 open descriptors and CPU while the engines idle (heartbeats only). Memory per engine is the
 slope between the two sizes (the controller's own baseline cancels out).
 
-Each engine costs the controller 9 descriptors: when N engines need more than the hard
-RLIMIT_NOFILE, the benchmark (as root only) raises the hard limit for the cluster it starts,
-an administrator's decision the controller itself does not take.
+A directly connected engine costs the controller 9 descriptors, one through the engine gateway 2
+(our engines use it once half of the descriptors are in use): when N engines could need more than
+the hard RLIMIT_NOFILE, the benchmark (as root only) raises the hard limit for the cluster it
+starts, an administrator's decision the controller itself does not take.
 """
 import glob
 import json

@@ -177,6 +177,10 @@ Result<Controller::Ports> Controller::ChoosePorts() {
   for (const char* ch : {"control", "mux", "task", "iopub", "notification", "broadcast"}) {
     ports.client[ch] = take();
   }
+  if (!options_.ports.empty() && next >= options_.ports.size() && options_.gateway != GatewayUse::kNever) {
+    log_->warn("--ports has no port left for the engine gateway, which listens on a free port instead "
+               "(give one more, or --engine-gateway never)");
+  }
   ports.engine[gw::kPortKey] = take();  // ours: after ipyparallel's
   return ports;
 }

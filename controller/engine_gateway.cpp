@@ -18,8 +18,10 @@ EngineGateway::EngineGateway(zmq::context_t& context, std::chrono::milliseconds 
       inside_(context, zmq::socket_type::router),
       iopub_(context, zmq::socket_type::pub),
       ping_(context, zmq::socket_type::sub),
+      allow_(context, zmq::socket_type::pull),
       to_engines_(engines_, patience) {
-  for (zmq::socket_t* s : {&engines_, &inside_, &iopub_, &ping_}) protocol::ConfigureUnbounded(*s);
+  for (zmq::socket_t* s : {&engines_, &inside_, &iopub_, &ping_, &allow_}) protocol::ConfigureUnbounded(*s);
+  allow_.bind(gw::kAllowUrl);  // before the hub connects to it
   // Unknown destinations fail loudly instead of vanishing: a connection that is down is
   // waited for (PendingDelivery), and a ping to it is not repeated.
   engines_.set(zmq::sockopt::router_mandatory, 1);
@@ -40,25 +42,34 @@ void EngineGateway::Attach(Reactor& reactor) {
   reactor.add(engines_, [this] { FromEngines(); });
   reactor.add(inside_, [this] { FromInside(); });
   reactor.add(ping_, [this] { OnPing(); });
+  reactor.add(allow_, [this] { OnAllow(); });
+}
+
+void EngineGateway::OnAllow() {
+  for (int n = 0; n < protocol::kBatch; ++n) {
+    std::optional<Frames> frames = protocol::TryRecv(allow_);
+    if (!frames) return;
+    if (frames->size() == 1) allowed_.emplace(protocol::view((*frames)[0]));
+  }
 }
 
 bool EngineGateway::Open(const std::string& uuid) {
   if (peers_.count(uuid)) return true;
-  if (uuid.empty() || uuid[0] == '\0') return false;  // no routing id of its own: not an engine of ours
-  if (peers_.size() >= kMaxEngines) {
-    auto now = std::chrono::steady_clock::now();
-    if (now - refused_logged_at_ > std::chrono::seconds(1)) {
-      refused_logged_at_ = now;
-      log_->error("gateway: refused engine {}: {} engines have used the gateway since the controller started, its limit",
-                  uuid, kMaxEngines);
-    }
+  // Not let in by the hub (yet: a restarted controller's hub names its restored engines as it
+  // starts; an engine says hello again until it is pinged).
+  if (!allowed_.count(uuid)) OnAllow();  // the hub's word may be waiting behind the hello
+  if (!allowed_.count(uuid)) {
+    log_->debug("gateway: dropped a message from {}, which the hub did not let in through the gateway", uuid);
     return false;
   }
+  // The hub let it in, so its uuid was a valid routing id for the registration socket; these
+  // cannot throw short of a broken libzmq.
   inside_.set(zmq::sockopt::routing_id, uuid);
   for (std::string_view channel : gw::kRouted) {
     inside_.set(zmq::sockopt::connect_routing_id, std::string(channel) + ":" + uuid);
     inside_.connect(gw::InternalUrl(channel));
   }
+  Reactor::NoteUse(inside_.handle());  // connect() may have taken in the signal of a message
   peers_.emplace(uuid, Peer{});
   log_->debug("gateway: engine {} opened its channels", uuid);
   return true;
@@ -74,6 +85,7 @@ void EngineGateway::FromEngines() {
     }
     std::string uuid(protocol::view((*frames)[0]));
     std::string_view channel = protocol::view((*frames)[1]);
+    if (auto peer = peers_.find(uuid); peer != peers_.end()) peer->second.pinged = true;
     if (channel == gw::kIopub) {
       frames->erase(frames->begin(), frames->begin() + 2);
       protocol::Send(iopub_, std::move(*frames));
@@ -84,9 +96,7 @@ void EngineGateway::FromEngines() {
       log_->warn("gateway: dropped a message from {} on unknown channel '{}'", uuid, channel);
       continue;
     }
-    if (!Open(uuid)) continue;
-    peers_[uuid].pinged = true;
-    if (!routed) continue;
+    if (!Open(uuid) || !routed) continue;
     // The routing id of the engine's pipe for this channel replaces the engine's own.
     (*frames)[0] = Frame(std::string(channel) + ":" + uuid);
     frames->erase(frames->begin() + 1);

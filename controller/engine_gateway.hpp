@@ -8,15 +8,17 @@
 // inproc pipes hold no descriptor. IOPub goes out through one PUB for all engines, and each ping
 // of the heart monitor is sent to every engine the gateway knows.
 //
-// libzmq cannot close one of several inproc pipes to the same endpoint, so an engine's pipes stay
-// after it leaves (a few KiB each, reused if it comes back); at most kMaxEngines are ever opened
-// (PROTOCOL.md). The gateway runs on the thread of the Reactor it is attached to, which owns its
-// sockets.
+// Only engines the hub let in through the gateway (gateway::kAllowUrl) get channels: libzmq cannot
+// close one of several inproc pipes to the same endpoint, so an engine's pipes stay after it
+// leaves (~10 KiB each, reused if it comes back), and the hub lets at most gateway::kMaxEngines
+// through in one controller's life (PROTOCOL.md). The gateway runs on the thread of the Reactor it
+// is attached to, which owns its sockets.
 #pragma once
 
 #include <chrono>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <zmq.hpp>
 
@@ -28,8 +30,6 @@ namespace ipp::controller {
 
 class EngineGateway {
  public:
-  static constexpr size_t kMaxEngines = 65536;
-
   // `patience`: how long a message for an engine whose connection is down waits for it.
   EngineGateway(zmq::context_t& context, std::chrono::milliseconds patience, Logger log);
   zmq::socket_t& engine_socket() { return engines_; }  // bound by the controller
@@ -39,9 +39,10 @@ class EngineGateway {
 
  private:
   void FromEngines();
+  void OnAllow();
   void FromInside();
   void OnPing();
-  // Opens `uuid`'s channels unless they are; false when no more engines may be opened.
+  // Opens `uuid`'s channels unless they are; false when the hub did not let it in.
   bool Open(const std::string& uuid);
 
   struct Peer {
@@ -53,9 +54,10 @@ class EngineGateway {
   zmq::socket_t inside_;   // ROUTER: a pipe per engine and routed channel
   zmq::socket_t iopub_;    // PUB to the IOPub relay
   zmq::socket_t ping_;     // SUB to the heart monitor's pings
+  zmq::socket_t allow_;    // PULL: uuids the hub let in
   schedulers::PendingDelivery to_engines_;
   std::unordered_map<std::string, Peer> peers_;  // by uuid
-  std::chrono::steady_clock::time_point refused_logged_at_{};
+  std::unordered_set<std::string> allowed_;
 };
 
 }  // namespace ipp::controller

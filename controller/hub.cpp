@@ -33,6 +33,7 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
       internal_notifier_(context, zmq::socket_type::xpub),
       monitor_(context, zmq::socket_type::pull),
       resubmit_(context, zmq::socket_type::dealer),
+      gateway_allow_(context, zmq::socket_type::push),
       heart_(context, options_.ping_period, options_.max_heartbeat_misses,
              {[this](const std::vector<std::string>& hearts) {
                 for (const auto& h : hearts) {
@@ -112,6 +113,10 @@ void Hub::Attach(Reactor& reactor) {
     }
   }
   resubmit_.connect(options_.resubmit_url);
+  if (options_.gateway != GatewayUse::kNever) {
+    protocol::ConfigureUnbounded(gateway_allow_);
+    gateway_allow_.connect(protocol::gateway::kAllowUrl);
+  }
   reactor.add(query_, [this] { OnQuery(); });
   reactor.add(notifier_, [this] { OnNotificationSubscriptions(notifier_); });
   reactor.add(internal_notifier_, [this] { OnNotificationSubscriptions(internal_notifier_); });

@@ -133,6 +133,8 @@ class Hub {
   std::string FdShortage(long cost);
   // Whether the engine registering with `m` comes in through the gateway (GatewayUse).
   bool UseGateway(const protocol::Message& m);
+  // Tells the gateway to open `uuid`'s channels when it says hello.
+  void LetInThroughGateway(const std::string& uuid);
   using QueryHandler = void (Hub::*)(protocol::Message&);
 
   // Query channel.
@@ -166,10 +168,12 @@ class Hub {
   Result<std::vector<int>> ValidateTargets(const nlohmann::json& targets) const;
   // Saves the engine list: at once for the first kSavesAtOnce changes in a second while they
   // took less than kSaveBudget together, then once a second and after at least 50 times what the
-  // last save took. A save writes every engine and fsyncs: once per registration in a storm of
-  // thousands would be quadratic and would block the hub on the disk thousands of times.
+  // last save took (at most kSaveDelayMax after the change). A save writes every engine and
+  // fsyncs: once per registration in a storm of thousands would be quadratic and would block the
+  // hub on the disk thousands of times.
   static constexpr int kSavesAtOnce = 20;
   static constexpr std::chrono::milliseconds kSaveBudget{50};
+  static constexpr std::chrono::seconds kSaveDelayMax{5};
   void EngineStateChanged();
   void SaveEngineState();
   // Registrations that got no heartbeat by their deadline.
@@ -212,6 +216,8 @@ class Hub {
   Logger log_;
   ShutdownCallback on_shutdown_;
   zmq::socket_t query_, notifier_, internal_notifier_, monitor_, resubmit_;
+  zmq::socket_t gateway_allow_;  // PUSH: engines let in through the gateway
+  size_t gateway_let_in_ = 0;    // in this controller's life (gateway::kMaxEngines)
   HeartMonitor heart_;
   dashboard::Aggregator* dashboard_ = nullptr;
   Reactor* reactor_ = nullptr;

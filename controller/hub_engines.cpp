@@ -78,8 +78,15 @@ std::string Hub::FdShortage(long cost) {
          " engines are registered and keep working; for more, start the controller with a higher limit (ulimit -n)";
 }
 
+void Hub::LetInThroughGateway(const std::string& uuid) {
+  ++gateway_let_in_;
+  protocol::Frames frames;
+  frames.emplace_back(uuid.data(), uuid.size());
+  protocol::Send(gateway_allow_, std::move(frames));
+}
+
 bool Hub::UseGateway(const Message& m) {
-  if (options_.gateway == GatewayUse::kNever) return false;
+  if (options_.gateway == GatewayUse::kNever || gateway_let_in_ >= protocol::gateway::kMaxEngines) return false;
   auto offer = m.content.find(protocol::gateway::kPortKey);
   if (offer == m.content.end() || !offer->is_boolean() || !offer->get<bool>()) return false;  // Python engines
   if (options_.gateway == GatewayUse::kAlways) return true;
@@ -140,7 +147,10 @@ void Hub::RegistrationRequest(Message& m) {
                 {"hb_period", options_.ping_period.count()},
                 {"connection_info", options_.engine_info},
                 {"ipp_hub", true}};
-  if (via_gateway) reply[protocol::gateway::kPortKey] = true;
+  if (via_gateway) {
+    LetInThroughGateway(uuid);  // before the reply: the engine's hello follows it
+    reply[protocol::gateway::kPortKey] = true;
+  }
   Reply(m, "registration_reply", reply);
   log_->info("accepting registration {}:{} ({}{})", id, uuid, Describe(capabilities), via_gateway ? ", through the gateway" : "");
   incoming_[uuid] = Incoming{id, uuid, std::chrono::steady_clock::now() + options_.registration_timeout,
@@ -398,7 +408,9 @@ void Hub::EngineStateChanged() {
     saved_for_in_window_ += last_save_cost_;
     return;
   }
-  auto at = std::max(save_window_start_ + std::chrono::seconds(1), last_save_ + 50 * last_save_cost_);
+  // At most kSaveDelayMax later, even after a save that stalled on the disk.
+  auto at = std::max(save_window_start_ + std::chrono::seconds(1),
+                     std::min(last_save_ + 50 * last_save_cost_, now + kSaveDelayMax));
   save_timer_ = reactor_->after(std::chrono::ceil<std::chrono::milliseconds>(at - now), [this] {
     save_timer_ = 0;
     save_window_start_ = std::chrono::steady_clock::now();
@@ -451,6 +463,8 @@ void Hub::LoadEngineState() {
     engines_[id] = Engine{id, u, {}, {}, 0, {}, std::move(announced)};
     by_uuid_[u] = id;
     heart_.Adopt(u);  // dropped after max misses if it does not beat any more
+    // It may have come in through the gateway: the restarted gateway must know it.
+    if (options_.gateway != GatewayUse::kNever) LetInThroughGateway(u);
     if (dashboard_) dashboard_->EngineRegistered(id, u, engines_[id].capabilities);
   }
   next_id_ = state.value("next_id", static_cast<int>(engines_.size()));

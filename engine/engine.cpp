@@ -456,6 +456,9 @@ void Engine::CheckHeartbeat() {
     return;
   }
   if (!starved) ++missed_checks_;
+  // The gateway pings only engines it knows: after a controller restart, or a ping sent while
+  // this engine's connection was down, it learns of this one again from a hello.
+  if (link_) link_->Hello();
   if (missed_checks_ < options_.max_heartbeat_misses &&
       now - last_pinged_ < protocol::kHeartbeatOverloadPatience * options_.max_heartbeat_misses * interval) {
     return;
@@ -471,6 +474,7 @@ void Engine::Leave(int exit_code) {
   if (leaving_.exchange(true)) return;
   exit_code_.store(exit_code);
   executor_.control().interrupt.store(true);  // the running work, if any, should end now
+  if (link_) link_->Drain();  // replies already given go before the unregistration
   Unregister();
   TellShell({"stop"});
   reactor_.stop();

@@ -20,7 +20,8 @@ void Configure(zmq::socket_t& socket) {
 }  // namespace
 
 GatewayLink::GatewayLink(zmq::context_t& context, Logger log)
-    : log_(std::move(log)),
+    : context_(context),
+      log_(std::move(log)),
       gateway_(context, zmq::socket_type::dealer),
       iopub_(context, zmq::socket_type::sub),
       ping_(context, zmq::socket_type::pub) {
@@ -48,16 +49,26 @@ Status GatewayLink::Open(const std::string& url, const std::string& uuid, const 
   if (curve_serverkey) {
     if (Status s = protocol::SetUpCurveClient(gateway_, *curve_serverkey); !s.ok()) return s;
   }
+  watch_.emplace(context_, gateway_);
   gateway_.connect(url);
-  protocol::Frames hello;
-  hello.emplace_back(gw::kHello.data(), gw::kHello.size());
-  protocol::Send(gateway_, std::move(hello));
+  Hello();
   log_->info("channels go through the controller's gateway at {}", url);
   return Status::OK();
 }
 
+void GatewayLink::Hello() {
+  protocol::Frames hello;
+  hello.emplace_back(gw::kHello.data(), gw::kHello.size());
+  protocol::Send(gateway_, std::move(hello));
+}
+
 void GatewayLink::Attach(Reactor& reactor) {
   reactor.add(gateway_, [this] { FromGateway(); });
+  reactor.add(watch_->events(), [this] {
+    size_t handshakes = watch_->handshakes();
+    if (handshakes > 1 && handshakes > handshakes_seen_) Hello();  // the first went with Open's
+    handshakes_seen_ = handshakes;
+  });
   for (auto& [channel, socket] : routed_) {
     reactor.add(socket, [this, &socket = socket, channel = std::string_view(channel)] { ToGateway(socket, channel); });
   }

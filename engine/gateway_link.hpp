@@ -16,6 +16,7 @@
 #include "common/logging.hpp"
 #include "common/reactor.hpp"
 #include "protocol/message.hpp"
+#include "protocol/no_answer.hpp"
 #include "ipp/status.hpp"
 
 namespace ipp::engine {
@@ -31,6 +32,8 @@ class GatewayLink {
   static std::string Url(std::string_view channel);
 
   void Attach(Reactor& reactor);
+  // Tells the gateway again that this engine is there (Open says it first).
+  void Hello();
   // Forwards what the engine's sockets still hold to the gateway: its last replies at exit.
   void Drain();
 
@@ -39,8 +42,13 @@ class GatewayLink {
   // Forwards up to `most` messages from `socket` (the engine's side of `channel`) to the gateway.
   void ToGateway(zmq::socket_t& socket, std::string_view channel, int most = protocol::kBatch);
 
+  zmq::context_t& context_;
   Logger log_;
   zmq::socket_t gateway_;
+  // Each (re)connection to the gateway: hello again (a restarted controller's gateway knows no
+  // engine until it hears from it, and the heartbeat only answers pings).
+  std::optional<protocol::ConnectionWatch> watch_;
+  size_t handshakes_seen_ = 0;
   std::map<std::string, zmq::socket_t, std::less<>> routed_;  // by channel
   zmq::socket_t iopub_;  // SUB: the engine's PUBs connect to it
   zmq::socket_t ping_;   // PUB: the engine's heartbeat SUB connects to it

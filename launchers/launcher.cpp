@@ -59,6 +59,7 @@ bool ProcessAlive(pid_t pid) {
   if (kill(pid, 0) != 0) return false;
   // A zombie (not our child) still answers kill(0): read its state.
   std::string text = ReadProcFile(pid, "stat");
+  if (text.empty()) return false;  // gone while we read
   size_t paren = text.rfind(')');
   return !(paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'Z');
 }

@@ -30,6 +30,13 @@ inline bool IsRouted(std::string_view channel) {
   return false;
 }
 
+// Inside the controller: the hub names each engine it let in through the gateway (its uuid, one
+// frame) here; the gateway opens channels for no other.
+inline constexpr const char* kAllowUrl = "inproc://ipp-gateway-allow";
+// The most engines the hub lets through the gateway in one controller's life: their inproc pipes
+// are never freed (controller/engine_gateway.hpp).
+inline constexpr size_t kMaxEngines = 65536;
+
 // Where the controller's engine-facing socket for `channel` also listens, for the gateway.
 inline std::string InternalUrl(std::string_view channel) { return "inproc://ipp-engine-" + std::string(channel); }
 

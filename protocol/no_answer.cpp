@@ -81,7 +81,7 @@ void ConnectionWatch::Drain() {
     uint16_t id = 0;
     std::memcpy(&id, event.data(), sizeof id);
     connected_ = connected_ || id == ZMQ_EVENT_CONNECTED || id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
-    handshaken_ = handshaken_ || id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+    if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) ++handshakes_;
   }
 }
 
@@ -90,9 +90,11 @@ bool ConnectionWatch::connected() {
   return connected_;
 }
 
-bool ConnectionWatch::handshaken() {
+bool ConnectionWatch::handshaken() { return handshakes() > 0; }
+
+size_t ConnectionWatch::handshakes() {
   Drain();
-  return handshaken_;
+  return handshakes_;
 }
 
 std::string NoAnswerMessage(const std::string& url, std::chrono::milliseconds waited, ConnectionWatch& watch,

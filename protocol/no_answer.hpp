@@ -27,13 +27,18 @@ class ConnectionWatch {
   // on it; both read the events that arrived so far.
   bool connected();
   bool handshaken();
+  // How many handshakes completed so far (a reconnection makes another).
+  size_t handshakes();
+  // Readable when an event arrived, for a Reactor on the owning thread.
+  zmq::socket_t& events() { return events_; }
 
  private:
   void Drain();
 
   zmq::socket_ref socket_;
   zmq::socket_t events_;
-  bool active_ = false, connected_ = false, handshaken_ = false;
+  bool active_ = false, connected_ = false;
+  size_t handshakes_ = 0;
 };
 
 // "no answer from the controller at URL within N ms: <why>", where <why> says what the watch saw

@@ -354,3 +354,25 @@ def test_stock_client_calls_native_functions(native_cluster, package):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stdout + p.stderr
     assert "Traceback" not in p.stderr and "Unhandled" not in p.stderr, p.stderr
+
+
+def test_engines_through_the_gateway_come_back_after_a_controller_restart(make_cluster):
+    # Our engines with every channel but registration over one connection (--engine-gateway
+    # always): killed and restarted with --restore, the controller's gateway knows none of them
+    # until each says hello again, as it does when no ping comes; then they serve as before.
+    cluster = make_cluster(engines=0, native_engines=2, controller_args=["--engine-gateway=always"])
+    rc = cluster.client()
+    assert rc.ids == [0, 1]
+    rc[:].execute("true", block=False).get(60)
+    assert cluster.log("controller.log").count("through the gateway") == 2
+    rc.close()
+    cluster.clients.clear()
+    cluster.stop_controller(signal.SIGKILL)
+    cluster.start_controller(extra=["--restore"])
+    rc = cluster.client()
+    wait_for(lambda: len(rc.ids) == 2, what="restored engines")
+    rc[:].execute("echo back", block=False).get(60)
+    # Still registered after more than the engines' heartbeat patience (10 checks of 0.8 s).
+    time.sleep(10)
+    assert len(rc.ids) == 2
+    rc[:].execute("true", block=False).get(60)

@@ -14,6 +14,7 @@
 #include "common/cli.hpp"
 #include "controller/hub.hpp"
 #include "ipp/client.hpp"
+#include "protocol/gateway.hpp"
 #include "tests/testutil/testutil.hpp"
 
 namespace ipp {
@@ -141,6 +142,22 @@ void EveryChannelThroughTheGateway() {
   EXPECT_EQ(outputs.size(), static_cast<size_t>(kEngines));
   // Control.
   EXPECT_EQ(client->direct_view().kernel_info().get(30s).size(), static_cast<size_t>(kEngines));
+
+  // A peer the hub did not let in gets no channels, however it says hello.
+  if (!getenv("IPP_ENABLE_CURVE")) {  // (with CURVE it cannot even connect without the key)
+    Json info = Json::parse(testutil::ReadFile(profile / "security" / "ipcontroller-engine.json"));
+    zmq::context_t context;
+    zmq::socket_t intruder(context, zmq::socket_type::dealer);
+    intruder.set(zmq::sockopt::linger, 0);
+    intruder.set(zmq::sockopt::routing_id, "intruder");
+    intruder.connect("tcp://127.0.0.1:" + std::to_string(info.at(protocol::gateway::kPortKey).get<int>()));
+    intruder.send(zmq::str_buffer("hello"));
+    intruder.send(zmq::str_buffer("mux"), zmq::send_flags::sndmore);
+    intruder.send(zmq::str_buffer("junk"));
+    EXPECT_TRUE(testutil::WaitFor(
+        [&] { return testutil::ReadFile(controller_log).find("from intruder, which the hub did not let in") != std::string::npos; }, 10s));
+    EXPECT_EQ(testutil::ReadFile(controller_log).find("gateway: engine intruder opened"), std::string::npos);
+  }
 
   // Heartbeats: a killed engine is noticed and dropped; the others keep working.
   engines[0]->signal(SIGKILL);

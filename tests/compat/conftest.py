@@ -220,6 +220,18 @@ class Cluster:
         except ProcessLookupError:
             pass
 
+    def kill_and_restore(self, engines):
+        """Closes the clients, SIGKILLs the controller, starts it with --restore, and returns a new
+        client once `engines` engines are back."""
+        for c in self.clients:
+            c.close()
+        self.clients.clear()
+        self.stop_controller(signal.SIGKILL)
+        self.start_controller(extra=["--restore"])
+        rc = self.client()
+        wait_for(lambda: len(rc.ids) == engines, what="restored engines")
+        return rc
+
     def stop_controller(self, sig=signal.SIGTERM):
         if self.controller and self.controller.poll() is None:
             self.kill_group(self.controller, sig)

@@ -351,12 +351,7 @@ def test_restart_with_restore(make_cluster):
     cluster = make_cluster(engines=2)
     rc = cluster.client()
     assert rc[:].apply_sync(lambda: 1) == [1, 1]
-    rc.close()
-    cluster.clients.clear()
-    cluster.stop_controller(signal.SIGKILL)
-    cluster.start_controller(extra=["--restore"])
-    rc = cluster.client()
-    wait_for(lambda: len(rc.ids) == 2, what="restored engines")
+    rc = cluster.kill_and_restore(2)
     assert rc[:].apply_sync(lambda: 2) == [2, 2]
     assert rc.load_balanced_view().apply_sync(lambda: 3) == 3
 

@@ -365,12 +365,7 @@ def test_engines_through_the_gateway_come_back_after_a_controller_restart(make_c
     assert rc.ids == [0, 1]
     rc[:].execute("true", block=False).get(60)
     assert cluster.log("controller.log").count("through the gateway") == 2
-    rc.close()
-    cluster.clients.clear()
-    cluster.stop_controller(signal.SIGKILL)
-    cluster.start_controller(extra=["--restore"])
-    rc = cluster.client()
-    wait_for(lambda: len(rc.ids) == 2, what="restored engines")
+    rc = cluster.kill_and_restore(2)
     rc[:].execute("echo back", block=False).get(60)
     # Still registered after more than the engines' heartbeat patience (10 checks of 0.8 s).
     time.sleep(10)

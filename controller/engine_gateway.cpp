@@ -10,6 +10,8 @@ using protocol::Frames;
 
 namespace {
 zmq::message_t Frame(std::string_view text) { return zmq::message_t(text.data(), text.size()); }
+// The gateway's name for an engine's pipe of one channel (its ZMQ_CONNECT_ROUTING_ID).
+std::string PipeName(std::string_view channel, const std::string& uuid) { return std::string(channel) + ":" + uuid; }
 }  // namespace
 
 EngineGateway::EngineGateway(zmq::context_t& context, std::chrono::milliseconds patience, Logger log)
@@ -66,7 +68,7 @@ bool EngineGateway::Open(const std::string& uuid) {
   // cannot throw short of a broken libzmq.
   inside_.set(zmq::sockopt::routing_id, uuid);
   for (std::string_view channel : gw::kRouted) {
-    inside_.set(zmq::sockopt::connect_routing_id, std::string(channel) + ":" + uuid);
+    inside_.set(zmq::sockopt::connect_routing_id, PipeName(channel, uuid));
     inside_.connect(gw::InternalUrl(channel));
   }
   Reactor::NoteUse(inside_.handle());  // connect() may have taken in the signal of a message
@@ -98,7 +100,7 @@ void EngineGateway::FromEngines() {
     }
     if (!Open(uuid) || !routed) continue;
     // The routing id of the engine's pipe for this channel replaces the engine's own.
-    (*frames)[0] = Frame(std::string(channel) + ":" + uuid);
+    (*frames)[0] = Frame(PipeName(channel, uuid));
     frames->erase(frames->begin() + 1);
     protocol::Send(inside_, std::move(*frames));
   }
@@ -110,7 +112,7 @@ void EngineGateway::FromInside() {
     if (!frames || frames->empty()) return;
     std::string_view key = protocol::view((*frames)[0]);
     size_t colon = key.find(':');
-    if (colon == std::string_view::npos) continue;  // cannot happen: every pipe is named so
+    if (colon == std::string_view::npos) continue;  // cannot happen: every pipe has a PipeName
     zmq::message_t channel = Frame(key.substr(0, colon));
     (*frames)[0] = Frame(key.substr(colon + 1));
     frames->insert(frames->begin() + 1, std::move(channel));

@@ -87,8 +87,7 @@ void Hub::LetInThroughGateway(const std::string& uuid) {
 
 bool Hub::UseGateway(const Message& m) {
   if (options_.gateway == GatewayUse::kNever || gateway_let_in_ >= protocol::gateway::kMaxEngines) return false;
-  auto offer = m.content.find(protocol::gateway::kPortKey);
-  if (offer == m.content.end() || !offer->is_boolean() || !offer->get<bool>()) return false;  // Python engines
+  if (!protocol::FlagSet(m.content, protocol::gateway::kPortKey)) return false;  // Python engines
   if (options_.gateway == GatewayUse::kAlways) return true;
   long soft = RecountFds(kFdsPerEngine);
   return soft >= 0 && 2 * (fds_counted_ + kFdsPerEngine + kFdReserve) > soft;

@@ -93,9 +93,7 @@ Engine::~Engine() {
 }
 
 Status Engine::Configure(zmq::socket_t& socket, bool identity, bool curve) {
-  socket.set(zmq::sockopt::linger, 1000);
-  socket.set(zmq::sockopt::sndhwm, 0);
-  socket.set(zmq::sockopt::rcvhwm, 0);
+  ConfigureEngineSocket(socket);
   if (identity) socket.set(zmq::sockopt::routing_id, uuid_);
   if (!curve || !options_.connection.curve_serverkey) return Status::OK();
   return protocol::SetUpCurveClient(socket, *options_.connection.curve_serverkey);
@@ -181,12 +179,10 @@ Status Engine::Register() {
       return Status::Infeasible("registration refused: " + ename + ": " + evalue);
     }
     id_ = reply->content.at("id").get<int>();
-    auto ipp_hub = reply->content.find("ipp_hub");
-    ipp_hub_ = ipp_hub != reply->content.end() && ipp_hub->is_boolean() && ipp_hub->get<bool>();
+    ipp_hub_ = protocol::FlagSet(reply->content, "ipp_hub");
     hb_period_ = std::chrono::milliseconds(reply->content.value("hb_period", 3000));
-    auto via_gateway = reply->content.find(protocol::gateway::kPortKey);
     return Connect(reply->content.value("connection_info", json::object()),
-                   via_gateway != reply->content.end() && via_gateway->is_boolean() && via_gateway->get<bool>());
+                   protocol::FlagSet(reply->content, protocol::gateway::kPortKey));
   }
 }
 

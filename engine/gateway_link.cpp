@@ -10,14 +10,11 @@ namespace ipp::engine {
 
 namespace gw = protocol::gateway;
 
-namespace {
-// As the engine's own sockets: never drop, never block, a second to deliver at exit.
-void Configure(zmq::socket_t& socket) {
+void ConfigureEngineSocket(zmq::socket_t& socket) {
   socket.set(zmq::sockopt::linger, 1000);
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.set(zmq::sockopt::rcvhwm, 0);
 }
-}  // namespace
 
 GatewayLink::GatewayLink(zmq::context_t& context, Logger log)
     : context_(context),
@@ -36,15 +33,15 @@ std::string GatewayLink::Url(std::string_view channel) { return "inproc://ipp-li
 
 Status GatewayLink::Open(const std::string& url, const std::string& uuid, const std::optional<std::string>& curve_serverkey) {
   for (auto& [channel, socket] : routed_) {
-    Configure(socket);
+    ConfigureEngineSocket(socket);
     socket.bind(Url(channel));
   }
-  Configure(iopub_);
+  ConfigureEngineSocket(iopub_);
   iopub_.set(zmq::sockopt::subscribe, "");
   iopub_.bind(Url(gw::kIopub));
-  Configure(ping_);
+  ConfigureEngineSocket(ping_);
   ping_.bind(Url(gw::kPing));
-  Configure(gateway_);
+  ConfigureEngineSocket(gateway_);
   gateway_.set(zmq::sockopt::routing_id, uuid);
   if (curve_serverkey) {
     if (Status s = protocol::SetUpCurveClient(gateway_, *curve_serverkey); !s.ok()) return s;

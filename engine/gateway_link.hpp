@@ -21,6 +21,10 @@
 
 namespace ipp::engine {
 
+// Options of every socket of an engine, its link's too: never drop, never block, and a second
+// to deliver what is queued at exit.
+void ConfigureEngineSocket(zmq::socket_t& socket);
+
 class GatewayLink {
  public:
   GatewayLink(zmq::context_t& context, Logger log);

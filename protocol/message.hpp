@@ -37,6 +37,13 @@ std::string StringField(const json& object, const char* key);
 // "0x" and hex (ZeroMQ's generated ids start with a zero byte).
 std::string PeerName(std::string_view identity);
 
+// Whether `object` has `key` set to true: absent, or any other type, is false (json::value would
+// throw on a peer's non-boolean).
+inline bool FlagSet(const json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_boolean() && it->get<bool>();
+}
+
 // Parsed wire message. Buffers stay zmq messages end to end (zero copy).
 struct Message {
   Frames identities;

@@ -65,8 +65,12 @@ void BroadcastScheduler::OnSubmission() {
     for (size_t i = 0; i < raw->identity_count(); ++i) client_ids.emplace_back(raw->identity(i));
     std::string content(raw->part(RawMessage::kContent));
     std::string parent(raw->part(RawMessage::kParent));
-    Pending pending{client_ids, (*md)["targets"], {}, {}};
-    for (const json& target : (*md)["targets"]) {
+    Pending pending{client_ids, std::move((*md)["targets"]), {}, {}};
+    // Engines are not sent the target list (no engine reads it): with it, every engine's copy
+    // grew with the number of targets, and a broadcast to n engines cost O(n^2) bytes.
+    md->erase("targets");
+    const std::string to_engine_md = md->dump();
+    for (const json& target : pending.targets) {
       std::string uuid = target.is_array() && !target.empty() ? target[0].get<std::string>() : "";
       if (uuid.empty()) continue;
       json h = *header;
@@ -74,7 +78,7 @@ void BroadcastScheduler::OnSubmission() {
       Frames ids;
       ids.emplace_back(uuid.data(), uuid.size());
       for (const auto& c : client_ids) ids.emplace_back(c.data(), c.size());
-      Frames out = session_.serialize_parts(std::move(ids), h.dump(), parent, md->dump(), content,
+      Frames out = session_.serialize_parts(std::move(ids), h.dump(), parent, to_engine_md, content,
                                             raw->share_buffers());
       to_engines_.Send(std::move(out));
       pending.order.push_back(uuid);

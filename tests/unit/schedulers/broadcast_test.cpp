@@ -62,6 +62,9 @@ TEST_F(BroadcastSchedulerTest, SendsToEveryTargetAndReturnsEachReply) {
     std::string uuid = e == &a_ ? "engine-a" : "engine-b";
     EXPECT_EQ(request->msg_id(), id + "_" + uuid);  // one msg_id per engine
     EXPECT_EQ(request->metadata["original_msg_id"], id);
+    // Not the whole target list: each engine's copy would grow with the number of engines.
+    EXPECT_FALSE(request->metadata.contains("targets")) << request->metadata.dump();
+    EXPECT_EQ(request->metadata["is_coalescing"], false);
     Answer(*e, *request, uuid);
   }
   for (int n = 0; n < 2; ++n) {

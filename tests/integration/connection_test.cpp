@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <optional>
 #include <regex>
 #include <string>
@@ -205,15 +206,23 @@ TEST(HubLogTest, EachClientIsLoggedOnceAndReadably) {
   Json info = Json::parse(testutil::ReadFile(cluster.client_file()));
   protocol::Session session(info["key"].get<std::string>());
   zmq::context_t context;
+  // One socket per identity, kept open as a client keeps its own: a second socket with the same
+  // identity would be refused by the hub's ROUTER while the first one's disconnection is still
+  // on its way, and its request lost.
+  std::map<std::string, zmq::socket_t> dealers;
   auto requests = [&](const std::string& identity, int n) {
-    zmq::socket_t dealer(context, zmq::socket_type::dealer);
-    dealer.set(zmq::sockopt::linger, 0);
-    dealer.set(zmq::sockopt::routing_id, identity);
-    dealer.connect(info["interface"].get<std::string>() + ":" + std::to_string(info["registration"].get<int>()));
+    auto [it, fresh] = dealers.try_emplace(identity, context, zmq::socket_type::dealer);
+    zmq::socket_t& dealer = it->second;
+    if (fresh) {
+      dealer.set(zmq::sockopt::linger, 0);
+      dealer.set(zmq::sockopt::routing_id, identity);
+      dealer.connect(info["interface"].get<std::string>() + ":" + std::to_string(info["registration"].get<int>()));
+    }
     for (int i = 0; i < n; ++i) {
       protocol::Send(dealer, session.serialize(session.make("connection_request")));
       zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
-      ASSERT_EQ(zmq::poll(&item, 1, 10s), 1);
+      ASSERT_EQ(zmq::poll(&item, 1, 10s), 1) << "request " << i << " of " << n << " unanswered\n"
+                                             << cluster.Log("controller.log");
       ASSERT_TRUE(protocol::TryRecv(dealer));
     }
   };

@@ -140,7 +140,12 @@ void Hub::SaveResult(RawMessage& raw, Topic topic, const std::string& engine_hin
   if (!header.ok() || !md.ok()) return;
   std::string engine_uuid = StringField(*md, "engine");
   if (engine_uuid.empty()) engine_uuid = engine_hint;
-  if (dashboard_ && topic != Topic::kBroadcastReply) dashboard_->TaskReplied(raw, engine_uuid);
+  const std::string status = StringField(*md, "status");
+  const auto completed = DateField(*header, "date");
+  const auto started = DateField(*md, "started");
+  if (dashboard_ && topic != Topic::kBroadcastReply) {
+    dashboard_->TaskReplied({msg_id, status, engine_uuid, started, completed, raw.part(RawMessage::kContent)});
+  }
   bool was_pending = pending_.erase(msg_id) > 0;
   if (journal_ && topic == Topic::kTaskReply) journal_->Finished(msg_id);
   unassigned_.erase(msg_id);
@@ -158,15 +163,13 @@ void Hub::SaveResult(RawMessage& raw, Topic topic, const std::string& engine_hin
       Engine& e = engines_[it->second];
       if (topic == Topic::kMuxReply) EraseValue(e.queue, msg_id);
       if (topic == Topic::kTaskReply) EraseValue(e.tasks, msg_id);
-      if (StringField(*md, "status") != "aborted") {
+      if (status != "aborted") {
         ++e.completed_count;
         e.recent_completed.push_back(msg_id);
         if (e.recent_completed.size() > kRecentCompleted) e.recent_completed.pop_front();
       }
     }
   }
-  auto completed = DateField(*header, "date");
-  auto started = DateField(*md, "started");
   auto now = protocol::WallClock::now();
   std::string header_text(raw.part(RawMessage::kHeader));
   std::string md_text(raw.part(RawMessage::kMetadata));
@@ -263,11 +266,11 @@ void Hub::StopWaiting(const std::string& msg_id) {
 }
 
 void Hub::SaveIopub(RawMessage& raw) {
-  Result<json> header = raw.parse_object(RawMessage::kHeader);
+  Result<protocol::PartFields> header = protocol::PartFields::Of(raw.part(RawMessage::kHeader));
   if (!header.ok()) return;
   std::string msg_type = StringField(*header, "msg_type");
   if (msg_type == "status" || msg_type == "shutdown_reply") return;
-  Result<json> parent = raw.parse_object(RawMessage::kParent);
+  Result<protocol::PartFields> parent = protocol::PartFields::Of(raw.part(RawMessage::kParent));
   if (!parent.ok()) return;
   std::string msg_id = StringField(*parent, "msg_id");
   if (msg_id.empty()) return;

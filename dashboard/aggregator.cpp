@@ -224,28 +224,21 @@ void Aggregator::Forget(std::unordered_map<std::string, InFlight>::iterator it) 
   in_flight_.erase(it);
 }
 
-void Aggregator::TaskReplied(RawMessage& raw, const std::string& engine_uuid) {
-  Result<protocol::PartFields> parent = protocol::PartFields::Of(raw.part(RawMessage::kParent));
-  std::string msg_id = Field(parent, "msg_id");
+void Aggregator::TaskReplied(const Reply& reply) {
+  const std::string& msg_id = reply.msg_id;
   auto it = in_flight_.find(msg_id);
   if (it == in_flight_.end()) return;
-  Result<protocol::PartFields> md = protocol::PartFields::Of(raw.part(RawMessage::kMetadata));
-  Result<protocol::PartFields> header = protocol::PartFields::Of(raw.part(RawMessage::kHeader));
-  std::string status = Field(md, "status");
-  if (status.empty()) status = "ok";
-  std::string engine = Field(md, "engine");
-  if (engine.empty()) engine = engine_uuid.empty() ? it->second.engine : engine_uuid;
-  auto started = protocol::ParseIso8601(Field(md, "started"));
-  auto completed = protocol::ParseIso8601(Field(header, "date"));
+  std::string status = reply.status.empty() ? "ok" : reply.status;
+  std::string engine = reply.engine.empty() ? it->second.engine : reply.engine;
   std::optional<double> duration_ms;
-  if (started && completed && *completed >= *started) {
-    duration_ms = std::chrono::duration<double, std::milli>(*completed - *started).count();
+  if (reply.started && reply.completed && *reply.completed >= *reply.started) {
+    duration_ms = std::chrono::duration<double, std::milli>(*reply.completed - *reply.started).count();
   }
   Clock::time_point now = Clock::now();
   InFlight task = it->second;  // Forget() reads the engine it is on
   Forget(it);
   if (status == "error") {
-    json content = json::parse(raw.part(RawMessage::kContent), nullptr, false);
+    json content = json::parse(reply.content, nullptr, false);
     std::vector<std::string> traceback;
     std::string ename, evalue;
     if (content.is_object()) {

@@ -16,10 +16,12 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "protocol/capabilities.hpp"
+#include "protocol/clock.hpp"
 #include "protocol/message.hpp"
 
 namespace ipp::dashboard {
@@ -119,8 +121,15 @@ class Aggregator {
   // A request seen on the monitor channel: queue "mux" (with the engine's uuid) or "task".
   void TaskSubmitted(protocol::RawMessage& raw, const std::string& queue, const std::string& engine_uuid);
   void TaskAssigned(const std::string& msg_id, const std::string& engine_uuid);
-  // A reply seen on the monitor channel.
-  void TaskReplied(protocol::RawMessage& raw, const std::string& engine_uuid);
+  // A reply seen on the monitor channel, as the hub read it (its fields are read once, for both).
+  struct Reply {
+    std::string msg_id;  // of the request
+    std::string status;  // the metadata's; "" reads as "ok"
+    std::string engine;  // uuid; "" when unknown (then the engine it was assigned to)
+    std::optional<protocol::WallClock::time_point> started, completed;
+    std::string_view content;  // read only for an error's ename, evalue and traceback
+  };
+  void TaskReplied(const Reply& reply);
   // A task that will get no reply from an engine (the controller failed it itself).
   void TaskLost(const std::string& msg_id, const std::string& ename, const std::string& evalue);
   // Publishes a new snapshot when the last one is older than the publish period; samples the

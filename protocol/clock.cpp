@@ -5,33 +5,37 @@
 
 namespace ipp::protocol {
 
+namespace {
+
+// Writes `value` as `n` decimal digits at `out` (zero-padded; value < 10^n).
+void Digits(char* out, int n, long value) {
+  for (int i = n - 1; i >= 0; --i, value /= 10) out[i] = static_cast<char>('0' + value % 10);
+}
+
+}  // namespace
+
 std::string Iso8601(WallClock::time_point t) {
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
-  std::time_t seconds = static_cast<std::time_t>(micros / 1000000);
-  long fraction = static_cast<long>(micros % 1000000);
-  if (fraction < 0) {
-    fraction += 1000000;
-    --seconds;
-  }
-  // Every message carries a date: format the "YYYY-MM-DDTHH:MM:SS." part once a second.
-  thread_local std::time_t cached_second = -1;
-  thread_local char cached[80];
-  if (seconds != cached_second) {
-    std::tm tm{};
-    gmtime_r(&seconds, &tm);
-    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    cached_second = seconds;
-  }
-  std::string text(cached);
-  char digits[8] = {0, 0, 0, 0, 0, 0, 'Z', 0};
-  for (int i = 5; i >= 0; --i, fraction /= 10) digits[i] = static_cast<char>('0' + fraction % 10);
-  text.append(digits, 7);
-  return text;
+  // Every message carries a date and the hub formats several per task: digits by hand and the
+  // calendar from <chrono>, not gmtime and snprintf.
+  using namespace std::chrono;
+  auto micros = duration_cast<microseconds>(t.time_since_epoch());
+  sys_days day = floor<days>(sys_time<microseconds>(micros));
+  year_month_day date(day);
+  long of_day = (micros - duration_cast<microseconds>(day.time_since_epoch())).count();
+  long second_of_day = of_day / 1000000;
+  char text[] = "YYYY-MM-DDTHH:MM:SS.ffffffZ";
+  Digits(text, 4, static_cast<int>(date.year()));
+  Digits(text + 5, 2, static_cast<unsigned>(date.month()));
+  Digits(text + 8, 2, static_cast<unsigned>(date.day()));
+  Digits(text + 11, 2, second_of_day / 3600);
+  Digits(text + 14, 2, second_of_day / 60 % 60);
+  Digits(text + 17, 2, second_of_day % 60);
+  Digits(text + 20, 6, of_day % 1000000);
+  return std::string(text, sizeof text - 1);
 }
 
 std::optional<WallClock::time_point> ParseIso8601(std::string_view text) {
-  std::string s(text);
+  std::string_view s = text;
   int year, month, day, hour, minute, second, consumed = 0;
   // Every header carries a date, nearly always in exactly this layout: read it by position
   // (the hub parses one per message; sscanf is slow for that); anything else goes the sscanf way.
@@ -48,8 +52,8 @@ std::optional<WallClock::time_point> ParseIso8601(std::string_view text) {
                digits(14, 2, &minute) && digits(17, 2, &second);
   if (fixed) {
     consumed = 19;
-  } else if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute,
-                         &second, &consumed) != 6) {
+  } else if (std::sscanf(std::string(s).c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour,
+                         &minute, &second, &consumed) != 6) {
     return std::nullopt;
   }
   // Out-of-range fields would be normalised by timegm into dates a nanosecond time_point cannot
@@ -70,7 +74,9 @@ std::optional<WallClock::time_point> ParseIso8601(std::string_view text) {
   long offset_seconds = 0;
   if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
     int oh = 0, om = 0;
-    if (std::sscanf(s.c_str() + pos + 1, "%2d:%2d", &oh, &om) < 1) return std::nullopt;
+    // "+00:00" is what Python's isoformat writes (the stock peers' dates): read it by position.
+    bool exact = s.size() >= pos + 6 && s[pos + 3] == ':' && digits(pos + 1, 2, &oh) && digits(pos + 4, 2, &om);
+    if (!exact && std::sscanf(std::string(s.substr(pos + 1)).c_str(), "%2d:%2d", &oh, &om) < 1) return std::nullopt;
     if (oh < 0 || oh > 23 || om < 0 || om > 59) return std::nullopt;
     offset_seconds = (oh * 3600L + om * 60L) * (s[pos] == '-' ? -1 : 1);
   } else if (pos < s.size() && s[pos] != 'Z') {

@@ -154,11 +154,20 @@ void IopubRelay::Attach(Reactor& reactor) {
         log_->warn("dropped iopub message: {}", s.ToString());
         continue;
       }
-      monitor::Send(monitor_, monitor::Topic::kIopub, raw->frames());  // first, as for replies
+      // The hub records output, never an engine's busy/idle: those (two per request) stay off
+      // the monitor channel.
+      if (!IsStatus(*raw)) monitor::Send(monitor_, monitor::Topic::kIopub, raw->frames());  // first, as for replies
       protocol::Send(client_, std::move(*raw).release());
     }
   });
   reactor.add(client_, [this] { OnSubscriptions(); });
+}
+
+bool IopubRelay::IsStatus(const RawMessage& raw) {
+  // Most output is not a status: a header without the word needs no scan.
+  if (raw.part(RawMessage::kHeader).find("\"status\"") == std::string_view::npos) return false;
+  Result<protocol::PartFields> header = protocol::PartFields::Of(raw.part(RawMessage::kHeader));
+  return header.ok() && header->string("msg_type") == "status";
 }
 
 void IopubRelay::OnSubscriptions() {

@@ -75,6 +75,7 @@ class IopubRelay {
 
  private:
   void OnSubscriptions();
+  static bool IsStatus(const protocol::RawMessage& raw);
 
   protocol::Session session_;
   Logger log_;

@@ -35,13 +35,9 @@ class AggregatorTest : public ::testing::Test {
              std::chrono::milliseconds took = 10ms) {
     json content = {{"status", status}};
     if (status == "error") content.update({{"ename", "ValueError"}, {"evalue", "bad"}, {"traceback", {"line 1", "line 2"}}});
-    protocol::Message m = session_.make("apply_reply", content);
-    m.parent_header = {{"msg_id", msg_id}};
     auto done = protocol::WallClock::now();
-    m.header["date"] = protocol::Iso8601(done);
-    m.metadata = {{"status", status}, {"engine", engine}, {"started", protocol::Iso8601(done - took)}};
-    protocol::RawMessage raw = Raw(std::move(m));
-    a.TaskReplied(raw, engine);
+    const std::string text = content.dump();
+    a.TaskReplied({msg_id, status, engine, done - took, done, text});
   }
   static protocol::Capabilities Native(const std::string& host, long pid) {
     protocol::Capabilities c;

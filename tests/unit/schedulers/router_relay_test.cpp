@@ -10,13 +10,13 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 using testutil::FakePeer;
 
-constexpr const char* kKey = "relay-test-key";
+constexpr const char* kRelayKey = "relay-test-key";
 
 // A MUX relay over inproc with a client, an engine and the hub's monitor PULL.
 class RouterRelayTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    relay_ = std::make_unique<RouterRelay>(context_, kKey, protocol::monitor::Topic::kMuxRequest,
+    relay_ = std::make_unique<RouterRelay>(context_, kRelayKey, protocol::monitor::Topic::kMuxRequest,
                                            protocol::monitor::Topic::kMuxReply, 20ms, MakeLogger("test.mux"),
                                            RequestChannel::kMux);
     relay_->client_socket().bind("inproc://mux-clients");
@@ -41,9 +41,9 @@ class RouterRelayTest : public ::testing::Test {
   zmq::context_t context_;
   Reactor reactor_{MakeLogger("test.reactor")};
   std::unique_ptr<RouterRelay> relay_;
-  FakePeer monitor_{context_, zmq::socket_type::pull, kKey};
-  FakePeer client_{context_, zmq::socket_type::dealer, kKey};
-  FakePeer engine_{context_, zmq::socket_type::dealer, kKey, "engine-a"};
+  FakePeer monitor_{context_, zmq::socket_type::pull, kRelayKey};
+  FakePeer client_{context_, zmq::socket_type::dealer, kRelayKey};
+  FakePeer engine_{context_, zmq::socket_type::dealer, kRelayKey, "engine-a"};
 };
 
 TEST_F(RouterRelayTest, ForwardsARequestToTheNamedEngineAndTheReplyBack) {
@@ -94,7 +94,7 @@ TEST_F(RouterRelayTest, AnswersARequestWithANumberForItsMsgIdForAnEngineThatNeve
 TEST_F(RouterRelayTest, DeliversARequestHeldForAnEngineThatConnectsLate) {
   std::string id = Request("engine-late");
   reactor_.run_once(0ms);  // forwarded while nobody is connected as engine-late: held
-  FakePeer late{context_, zmq::socket_type::dealer, kKey, "engine-late"};
+  FakePeer late{context_, zmq::socket_type::dealer, kRelayKey, "engine-late"};
   late.socket().connect("inproc://mux-engines");
   std::optional<protocol::Message> request = late.Next(reactor_);
   ASSERT_TRUE(request.has_value());
@@ -134,16 +134,16 @@ TEST_F(RouterRelayTest, DropsForgedMessagesEitherWay) {
 TEST(ControlRelayTest, PassesAbortRequestsToTheTaskSchedulersTap) {
   zmq::context_t context;
   Reactor reactor(MakeLogger("test.reactor"));
-  RouterRelay control(context, kKey, std::nullopt, std::nullopt, 20ms, MakeLogger("test.control"));
+  RouterRelay control(context, kRelayKey, std::nullopt, std::nullopt, 20ms, MakeLogger("test.control"));
   control.client_socket().bind("inproc://control-clients");
   control.engine_socket().bind("inproc://control-engines");
-  FakePeer tap(context, zmq::socket_type::pull, kKey);
+  FakePeer tap(context, zmq::socket_type::pull, kRelayKey);
   tap.socket().bind("inproc://control-aborts");
   control.TapAborts("inproc://control-aborts");
   control.Attach(reactor);
-  FakePeer client(context, zmq::socket_type::dealer, kKey);
+  FakePeer client(context, zmq::socket_type::dealer, kRelayKey);
   client.socket().connect("inproc://control-clients");
-  FakePeer engine(context, zmq::socket_type::dealer, kKey, "engine-a");
+  FakePeer engine(context, zmq::socket_type::dealer, kRelayKey, "engine-a");
   engine.socket().connect("inproc://control-engines");
 
   for (std::string type : {"clear_request", "abort_request"}) {

@@ -1,5 +1,6 @@
 #include "protocol/clock.hpp"
 
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 
@@ -8,7 +9,7 @@ namespace ipp::protocol {
 namespace {
 
 // Writes `value` as `n` decimal digits at `out` (zero-padded; value < 10^n).
-void Digits(char* out, int n, long value) {
+void Digits(char* out, int n, int64_t value) {
   for (int i = n - 1; i >= 0; --i, value /= 10) out[i] = static_cast<char>('0' + value % 10);
 }
 
@@ -21,8 +22,8 @@ std::string Iso8601(WallClock::time_point t) {
   auto micros = duration_cast<microseconds>(t.time_since_epoch());
   sys_days day = floor<days>(sys_time<microseconds>(micros));
   year_month_day date(day);
-  long of_day = (micros - duration_cast<microseconds>(day.time_since_epoch())).count();
-  long second_of_day = of_day / 1000000;
+  int64_t of_day = (micros - duration_cast<microseconds>(day.time_since_epoch())).count();
+  int64_t second_of_day = of_day / 1000000;
   char text[] = "YYYY-MM-DDTHH:MM:SS.ffffffZ";
   Digits(text, 4, static_cast<int>(date.year()));
   Digits(text + 5, 2, static_cast<unsigned>(date.month()));

@@ -12,7 +12,7 @@
 //                                                     for "reason" ("": no longer, yet queued)
 //   inbcast    [inbcast, client..., <msg>]            a broadcast request
 //   outbcast   [outbcast, (engine,) client..., <msg>] a broadcast reply (one engine or coalesced)
-//   iopub      [iopub, topic..., <msg>]               engine output
+//   iopub      [iopub, topic..., <msg>]               engine output (not busy/idle status)
 // <msg> is a whole wire message from its delimiter on, signed by its sender. The producers
 // verify it before reporting it, so the hub does not verify it again; the channel is inproc.
 #pragma once

@@ -13,7 +13,7 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 using testutil::FakePeer;
 
-constexpr const char* kKey = "broadcast-test-key";
+constexpr const char* kBroadcastKey = "broadcast-test-key";
 
 // [[uuid, id], ...] as a client sends them (braces alone would make an object).
 json Targets() { return json::array({json::array({"engine-a", 0}), json::array({"engine-b", 1})}); }
@@ -21,7 +21,7 @@ json Targets() { return json::array({json::array({"engine-a", 0}), json::array({
 class BroadcastSchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    scheduler_ = std::make_unique<BroadcastScheduler>(context_, kKey, 20ms, MakeLogger("test.broadcast"));
+    scheduler_ = std::make_unique<BroadcastScheduler>(context_, kBroadcastKey, 20ms, MakeLogger("test.broadcast"));
     scheduler_->client_socket().bind("inproc://bcast-clients");
     scheduler_->engine_socket().bind("inproc://bcast-engines");
     monitor_.bind("inproc://bcast-monitor");
@@ -48,9 +48,9 @@ class BroadcastSchedulerTest : public ::testing::Test {
   Reactor reactor_{MakeLogger("test.reactor")};
   std::unique_ptr<BroadcastScheduler> scheduler_;
   zmq::socket_t monitor_{context_, zmq::socket_type::pull};
-  FakePeer client_{context_, zmq::socket_type::dealer, kKey};
-  FakePeer a_{context_, zmq::socket_type::dealer, kKey, "engine-a"};
-  FakePeer b_{context_, zmq::socket_type::dealer, kKey, "engine-b"};
+  FakePeer client_{context_, zmq::socket_type::dealer, kBroadcastKey};
+  FakePeer a_{context_, zmq::socket_type::dealer, kBroadcastKey, "engine-a"};
+  FakePeer b_{context_, zmq::socket_type::dealer, kBroadcastKey, "engine-b"};
 };
 
 TEST_F(BroadcastSchedulerTest, SendsToEveryTargetAndReturnsEachReply) {

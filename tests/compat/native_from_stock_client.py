@@ -70,7 +70,13 @@ assert results == [([3], b"blob"), ([3], b"blob")], results
 f1 = send(rc._mux_socket, "ipp.echo", "a", e0, buffers=[b"1"])
 f2 = send(rc._mux_socket, "ipp.echo", {"b": 2}, e1, buffers=[b"2", b"3"])
 f3 = send(rc._task_socket, "ipp.echo", [4])
-assert [f.result(timeout=30) for f in (f1, f2, f3)] == [("a", b"1"), ({"b": 2}, b"2", b"3"), [4]]
+got = []
+for name, f in (("MUX to engine 0", f1), ("MUX to engine 1", f2), ("load-balanced", f3)):
+    try:
+        got.append(f.result(timeout=30))
+    except TimeoutError:
+        raise AssertionError(f"no reply in 30 s to the {name} request {f.msg_id}; outstanding: {rc.outstanding}")
+assert got == [("a", b"1"), ({"b": 2}, b"2", b"3"), [4]], got
 rc2 = ipp.Client(sys.argv[1], timeout=30)
 assert rc2.get_result([f1.msg_id, f2.msg_id, f3.msg_id]).get(30) == [("a", b"1"), ({"b": 2}, b"2", b"3"), [4]]
 rc2.close()

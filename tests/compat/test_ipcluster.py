@@ -465,9 +465,20 @@ def test_max_restarts_stops_a_crash_loop(env, tmp_path):
     text = open(own_log).read()
     assert "exited with status 3; restarting it in 0.1 s (restart 2 of at most 2" in text, text
     assert "boom: cannot start" in text, text  # the end of the crashing engine's log
-    row = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
-    assert [e["how"] for e in row["exited"]] == ["killed (SIGKILL; possibly out of memory)", "exited with status 3",
-                                                  "exited with status 3"], row
+    # ipcluster logs its decision, then records the exit in the cluster file that `list` reads:
+    # until then the last one shows as plainly "exited".
+    expected = ["killed (SIGKILL; possibly out of memory)", "exited with status 3", "exited with status 3"]
+    rows = []
+
+    def listed():
+        rows.append(json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0])
+        return [e["how"] for e in rows[-1]["exited"]] == expected
+
+    try:
+        wait_for(listed, timeout=15, what="the three exits in ipcluster list")
+    except TimeoutError:
+        raise AssertionError(rows[-1])
+    row = rows[-1]
     assert row["restarts"] == 2 and row["running"], row
     run([IPCLUSTER, "stop"], env)
     assert processes_using(env["IPYTHONDIR"]) == []

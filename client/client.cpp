@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <unordered_map>
 
 #include "client/io_thread.hpp"
@@ -265,19 +266,27 @@ AsyncResult Client::get_result(const std::vector<std::string>& msg_ids) {
 
 namespace {
 // Sends the control request `type` to `targets` (empty: every engine registered now) and waits
-// up to the client's timeout for every reply.
+// up to the client's timeout for every reply. `extra(id)`: more contents of the same type for
+// engine `id`, sent right after its first (so that they reach it together).
 Status ControlRequest(detail::ClientImpl& impl, const std::string& type, const Json& content,
-                      const std::vector<int>& targets) {
-  std::vector<Outgoing> out;
+                      const std::vector<int>& targets,
+                      const std::function<std::vector<Json>(int)>& extra = nullptr) {
+  std::vector<std::pair<int, std::string>> to;
   if (targets.empty()) {
     std::lock_guard lock(impl.engines_mutex);
-    for (auto& [id, uuid] : impl.engines) out.push_back(impl.Request(Channel::kControl, type, content, uuid));
+    for (auto& [id, uuid] : impl.engines) to.emplace_back(id, uuid);
   } else {
     for (int id : targets) {
       std::string uuid = impl.UuidOf(id);
       if (uuid.empty()) return impl.NoEngine(id).result().status();
-      out.push_back(impl.Request(Channel::kControl, type, content, uuid));
+      to.emplace_back(id, uuid);
     }
+  }
+  std::vector<Outgoing> out;
+  for (const auto& [id, uuid] : to) {
+    out.push_back(impl.Request(Channel::kControl, type, content, uuid));
+    if (!extra) continue;
+    for (const Json& more : extra(id)) out.push_back(impl.Request(Channel::kControl, type, more, uuid));
   }
   if (out.empty()) return Status::OK();
   return impl.Submit(std::move(out)).result(impl.options.timeout).status();
@@ -285,8 +294,33 @@ Status ControlRequest(detail::ClientImpl& impl, const std::string& type, const J
 }  // namespace
 
 Status Client::abort(const std::vector<std::string>& msg_ids, std::vector<int> targets) {
-  return ControlRequest(*impl_, "abort_request", {{"msg_ids", msg_ids.empty() ? Json(nullptr) : Json(msg_ids)}},
-                        targets);
+  // No ids (every request waiting) is an empty list, not null: the stock engines iterate it.
+  Json content = {{"msg_ids", Json(msg_ids)}};
+  if (!msg_ids.empty()) return ControlRequest(*impl_, "abort_request", content, targets);
+  // A stock Python engine told to abort without ids aborts only the execute requests waiting
+  // (ipykernel): it also gets the ids of every request the hub lists as its own, in the same
+  // breath, so that both are read before its next request starts.
+  std::map<int, std::vector<std::string>> waiting;
+  std::vector<int> python;
+  for (const auto& [id, kind] : engine_kinds(targets)) {
+    if (kind == EngineKind::kPython) python.push_back(id);
+  }
+  if (!python.empty()) {
+    Result<Json> queues = queue_status(python, true);
+    if (!queues.ok()) return queues.status();
+    for (int id : python) {
+      Json engine = queues->value(std::to_string(id), Json::object());
+      for (const char* list : {"queue", "tasks"}) {
+        for (const Json& m : engine.value(list, Json::array())) {
+          if (m.is_string()) waiting[id].push_back(m.get<std::string>());
+        }
+      }
+    }
+  }
+  return ControlRequest(*impl_, "abort_request", content, targets, [&](int id) {
+    auto it = waiting.find(id);
+    return it == waiting.end() ? std::vector<Json>{} : std::vector<Json>{Json{{"msg_ids", it->second}}};
+  });
 }
 
 Status Client::send_signal(int sig, std::vector<int> targets) {

@@ -10,7 +10,7 @@ import zmq
 import ipyparallel as ipp
 from ipyparallel import error
 
-from conftest import ipyparallel_at_least, wait_for
+from conftest import BIN_DIR, ipyparallel_at_least, wait_for
 
 needs_labels = pytest.mark.skipif(not ipyparallel_at_least(9, 1), reason="task labels are new in ipyparallel 9.1")
 
@@ -231,6 +231,31 @@ def test_abort_load_balanced_tasks_held_by_the_scheduler(make_cluster, tmp_path)
     assert lview.apply_sync(lambda: "alive") == "alive"
     assert not any(m.exists() for m in markers)
     assert rc.queue_status()["unassigned"] == 0
+
+
+def test_ipp_abort_without_ids_aborts_what_waits_on_stock_engines(make_cluster, tmp_path):
+    """`ipp abort` with no ids sends an empty msg_ids list: the stock engine iterates it (null
+    raised a TypeError in the engine and the command waited in vain for its reply)."""
+    import subprocess
+    cluster = make_cluster(engines=1)
+    rc = cluster.client()
+    e0 = rc[0]
+    go = tmp_path / "go"
+    blocker = e0.apply_async(wait_for, go.exists, 30)
+    queued = e0.apply_async(lambda: "ran")
+    wait_for(lambda: rc.queue_status()[0]["queue"] == 2, what="both requests to reach the engine")
+    # The stock engine answers the abort only once the blocker is done: release it meanwhile.
+    p = subprocess.Popen([os.path.join(BIN_DIR, "ipp"), "abort", "-f", cluster.connection_file("client")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    go.touch()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, out + err
+    blocker.get(30)
+    with pytest.raises(error.TaskAborted):
+        queued.get(10)
+    assert "TypeError" not in cluster.log("engine-0.log")
+    assert e0.apply_sync(lambda: "alive") == "alive"
 
 
 def test_forged_message_is_dropped(shared_cluster):

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <map>
 #include <set>
@@ -60,6 +61,27 @@ struct Common {
   }
   ipp::protocol::ProfileDir Profile() const { return ipp::protocol::ProfileDir::Resolve(profile, profile_dir); }
 };
+
+// Of the arguments `ipcluster start` did not recognize, ipyparallel's `--Class.trait=value`
+// settings and its other ipcluster options are ignored with a warning, so that a command written
+// for the stock ipcluster still starts a cluster; anything else is a typo and an error (exit 2),
+// as in our other programs. Returns -1 to go on.
+int JudgeUnrecognized(const std::vector<std::string>& args) {
+  static const std::set<std::string> kStockOptions = {
+      "all", "clean-logs", "config", "debug", "delay", "force", "init", "ipython-dir", "location", "log-level",
+      "log-to-file", "log-url", "quiet", "show-config", "show-config-json", "signal", "work-dir"};
+  for (const std::string& arg : args) {
+    std::string name = arg.substr(0, arg.find('='));
+    bool trait = name.rfind("--", 0) == 0 && name.find('.') != std::string::npos;
+    bool stock = name.rfind("--", 0) == 0 && kStockOptions.count(name.substr(2));
+    if (!trait && !stock) {
+      std::cerr << "ipcluster: unrecognised option '" << arg << "'\n(see ipcluster start --help)" << std::endl;
+      return 2;
+    }
+  }
+  for (const auto& arg : args) std::cerr << "ipcluster: " << arg << " is not supported; ignored" << std::endl;
+  return -1;
+}
 
 Json LoadConfig(const ipp::protocol::ProfileDir& p, std::string* error) {
   auto config = ipp::launchers::LoadClusterConfig(p.root() / "ipcluster_config.json");
@@ -182,12 +204,12 @@ int Start(int argc, char** argv) {
                    "is in ipcluster's log, ipcluster list, ipp engines and the dashboard.",
                    &traitlets);
   if (rc >= 0) return rc;
+  if (int bad = JudgeUnrecognized(traitlets); bad >= 0) return bad;
   auto profile = c.Profile();
   if (auto s = profile.Ensure(); !s.ok()) return Fail(s.message());
   std::string error;
   Json cfg = LoadConfig(profile, &error);
   if (!error.empty()) return Fail(error);
-  for (const auto& t : traitlets) std::cerr << "ipcluster: " << t << " is not supported; ignored" << std::endl;
   if (!c.vm.count("n")) n = cfg.value("n", static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   if (n < 1) return Fail("-n must be at least 1 (a cluster without engines: run ipcontroller)");
   if (engines_kind.empty()) engines_kind = cfg.value("engines", std::string("Local"));
@@ -282,7 +304,7 @@ int Start(int argc, char** argv) {
             << (adaptive ? std::to_string(adapt.min_engines) + " to " + std::to_string(adapt.max_engines) + " engine(s) on demand, " +
                                std::to_string(adapt.engines_per_job) + " per " + engines_kind + " job (--adapt)"
                          : std::to_string(n) + " engine(s) (" + std::to_string(cluster.engine_sets()) + " " + engines_kind + " set)")
-            << " in " << secs
+            << " in " << std::fixed << std::setprecision(secs < 10 ? 2 : 1) << secs << std::defaultfloat
             << " s; profile " << profile.root().string() << "\nipcluster: "
             << ipp::launchers::LogLine(ipp::launchers::LogsOf(description)) << std::endl;
   if (std::string url = DashboardUrl(profile.security_dir(), c.cluster_id); !url.empty()) {

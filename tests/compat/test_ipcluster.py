@@ -320,6 +320,17 @@ def test_config_errors_name_the_place_and_the_nearest_key(env):
     assert processes_using(env["IPYTHONDIR"]) == []
 
 
+def test_a_mistyped_option_is_an_error_and_stock_ones_are_ignored(env):
+    for typo in ("--deamonize", "--engine-args=--load=/x.so"):
+        r = run([IPCLUSTER, "start", "-n", "1", typo], env, check=False)
+        assert r.returncode == 2 and f"unrecognised option '{typo}'" in r.stderr, r.stderr
+    assert processes_using(env["IPYTHONDIR"]) == []
+    # What the stock ipcluster takes (its options, traitlets settings) still starts a cluster.
+    r = run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--debug", "--IPCluster.delay=2"], env)
+    assert "--debug is not supported; ignored" in r.stderr and "--IPCluster.delay=2 is not supported" in r.stderr
+    run([IPCLUSTER, "stop"], env)
+
+
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux) to lower the fd limit")
 def test_engines_the_controller_refuses_are_not_restarted_and_the_cluster_runs(env):
     # A controller started with 250 descriptors has room for a few engines only (with all their

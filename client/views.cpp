@@ -132,8 +132,20 @@ Result<std::vector<Json>> DirectView::gather(const std::string& name, Millis tim
 }
 
 AsyncResult DirectView::load_plugin(const std::string& path) {
+  // Into the native engines only, as `ipp load`: a Python engine has no plugins, and the stock
+  // one answers a native call with a bare "not enough buffers!" AssertionError.
+  std::vector<int> native;
+  if (!targets_.empty()) {
+    std::map<int, EngineKind> kinds = client_->engine_kinds(targets_);
+    for (int id : targets_) {
+      if (kinds[id] != EngineKind::kPython) native.push_back(id);
+    }
+  }
+  if (native.empty() && !targets_.empty()) {
+    return client_->impl_->Failed("ValueError", "no native engines in this view (Python engines have no plugins)");
+  }
   std::error_code ec;
-  return apply("ipp.load", {{"path", std::filesystem::absolute(path, ec).string()}});
+  return DirectView(client_, std::move(native)).apply("ipp.load", {{"path", std::filesystem::absolute(path, ec).string()}});
 }
 
 AsyncResult DirectView::kernel_info() {
@@ -151,8 +163,8 @@ AsyncResult DirectView::abort(const std::vector<std::string>& msg_ids) {
   auto& impl = *client_->impl_;
   std::vector<Outgoing> out;
   for (int id : targets_) {
-    Outgoing o = impl.Request(Channel::kControl, "abort_request",
-                              {{"msg_ids", msg_ids.empty() ? Json(nullptr) : Json(msg_ids)}}, impl.UuidOf(id));
+    // An empty list, not null, for none: the stock engines iterate it (see Client::abort).
+    Outgoing o = impl.Request(Channel::kControl, "abort_request", {{"msg_ids", msg_ids}}, impl.UuidOf(id));
     if (o.engine_uuid.empty()) return impl.NoEngine(id);
     out.push_back(std::move(o));
   }

@@ -165,7 +165,9 @@ int Load(int argc, char** argv) {
   Json out = Json::array();
   for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
     const ipp::TaskInfo& t = tasks[i];
-    Json row = {{"engine", targets[i]}, {"status", ipp::TaskStatusName(t.status)}};
+    // load_plugin leaves out the Python engines among named targets: the reply names its engine.
+    const int engine = t.engine_id >= 0 ? t.engine_id : targets[i];
+    Json row = {{"engine", engine}, {"status", ipp::TaskStatusName(t.status)}};
     if (t.status == ipp::TaskStatus::kOk) {
       row["added"] = t.result;
     } else {
@@ -177,9 +179,9 @@ int Load(int argc, char** argv) {
     } else if (t.status == ipp::TaskStatus::kOk) {
       std::string names;
       for (const Json& n : t.result) names += (names.empty() ? "" : ", ") + (n.is_string() ? n.get<std::string>() : n.dump());
-      std::cout << "[engine " << targets[i] << "] added " << t.result.size() << ": " << names << "\n";
+      std::cout << "[engine " << engine << "] added " << t.result.size() << ": " << names << "\n";
     } else {
-      std::cout << "[error:" << targets[i] << "] " << row["error"].get<std::string>() << "\n";
+      std::cout << "[error:" << engine << "] " << row["error"].get<std::string>() << "\n";
     }
   }
   if (c.json) std::cout << out.dump() << std::endl;

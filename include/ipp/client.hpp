@@ -243,6 +243,8 @@ class DirectView {
   Result<std::vector<Json>> pull(const std::vector<std::string>& names, Millis timeout = kForever);
   Status scatter(const std::string& name, const std::vector<Json>& items, Millis timeout = kForever);
   Result<std::vector<Json>> gather(const std::string& name, Millis timeout = kForever);
+  // Loads the plugin into the view's native engines (one result each); Python engines in the view
+  // are skipped, as by `ipp load`. A view of Python engines only gets a ValueError.
   AsyncResult load_plugin(const std::string& path);
   // Each engine's kernel_info_reply content (implementation, language_info...), asked on the
   // control channel: answered at once, also by a busy engine, and by every kind of engine.

@@ -3,6 +3,7 @@
 #include "ipp/client.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <functional>
 #include <unordered_map>
@@ -298,21 +299,17 @@ Status Client::abort(const std::vector<std::string>& msg_ids, std::vector<int> t
   Json content = {{"msg_ids", Json(msg_ids)}};
   if (!msg_ids.empty()) return ControlRequest(*impl_, "abort_request", content, targets);
   // A stock Python engine told to abort without ids aborts only the execute requests waiting
-  // (ipykernel): it also gets the ids of every request the hub lists as its own, in the same
-  // breath, so that both are read before its next request starts.
+  // (ipykernel): every engine also gets, in the same breath, an abort naming the requests the hub
+  // lists as its own, so that a stock engine reads both before its next request starts. (Not by
+  // kind: against the stock controller that takes a kernel_info, which a busy engine answers
+  // only after its request, and starts the next one before the abort is sent.)
   std::map<int, std::vector<std::string>> waiting;
-  std::vector<int> python;
-  for (const auto& [id, kind] : engine_kinds(targets)) {
-    if (kind == EngineKind::kPython) python.push_back(id);
-  }
-  if (!python.empty()) {
-    Result<Json> queues = queue_status(python, true);
-    if (!queues.ok()) return queues.status();
-    for (int id : python) {
-      Json engine = queues->value(std::to_string(id), Json::object());
+  if (Result<Json> queues = queue_status(targets, true); queues.ok()) {
+    for (const auto& [key, engine] : queues->items()) {
+      if (!engine.is_object() || key.empty() || !std::isdigit(static_cast<unsigned char>(key[0]))) continue;
       for (const char* list : {"queue", "tasks"}) {
         for (const Json& m : engine.value(list, Json::array())) {
-          if (m.is_string()) waiting[id].push_back(m.get<std::string>());
+          if (m.is_string()) waiting[std::stoi(key)].push_back(m.get<std::string>());
         }
       }
     }

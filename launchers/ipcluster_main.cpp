@@ -70,7 +70,9 @@ int JudgeUnrecognized(const std::vector<std::string>& args) {
   static const std::set<std::string> kStockOptions = {
       "all", "clean-logs", "config", "debug", "delay", "force", "init", "ipython-dir", "location", "log-level",
       "log-to-file", "log-url", "quiet", "show-config", "show-config-json", "signal", "work-dir"};
-  for (const std::string& arg : args) {
+  std::vector<std::string> ignored;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
     std::string name = arg.substr(0, arg.find('='));
     bool trait = name.rfind("--", 0) == 0 && name.find('.') != std::string::npos;
     bool stock = name.rfind("--", 0) == 0 && kStockOptions.count(name.substr(2));
@@ -78,8 +80,11 @@ int JudgeUnrecognized(const std::vector<std::string>& args) {
       std::cerr << "ipcluster: unrecognised option '" << arg << "'\n(see ipcluster start --help)" << std::endl;
       return 2;
     }
+    ignored.push_back(arg);
+    // Traitlets also takes "--log-level DEBUG": the value is the next word.
+    if (name == arg && i + 1 < args.size() && args[i + 1].rfind("-", 0) != 0) ignored.back() += " " + args[++i];
   }
-  for (const auto& arg : args) std::cerr << "ipcluster: " << arg << " is not supported; ignored" << std::endl;
+  for (const auto& arg : ignored) std::cerr << "ipcluster: " << arg << " is not supported; ignored" << std::endl;
   return -1;
 }
 

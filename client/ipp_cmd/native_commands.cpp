@@ -157,6 +157,11 @@ int Load(int argc, char** argv) {
   std::vector<int> targets;
   auto client = ConnectForNative(c, targets_spec, &targets, &error);
   if (!client) return Fail(error);
+  // Named targets may include Python engines, which have no plugins (load_plugin skips them too):
+  // left out here, so that the progress line names only engines that are asked.
+  std::map<int, ipp::EngineKind> kinds = client->engine_kinds(targets);
+  std::erase_if(targets, [&](int id) { return kinds[id] == ipp::EngineKind::kPython; });
+  if (targets.empty()) return Fail("no native engines among the targets (Python engines have no plugins)");
   // No bound: a busy engine loads the plugin when its current work ends (it is queued there).
   auto r = client->direct_view(targets).load_plugin(path);
   WaitShowingProgress(r, targets, 0);

@@ -244,10 +244,11 @@ def test_ipp_abort_without_ids_aborts_what_waits_on_stock_engines(make_cluster, 
     blocker = e0.apply_async(wait_for, go.exists, 30)
     queued = e0.apply_async(lambda: "ran")
     wait_for(lambda: rc.queue_status()[0]["queue"] == 2, what="both requests to reach the engine")
-    # The stock engine answers the abort only once the blocker is done: release it meanwhile.
+    # The stock 7.1 engine answers the abort only once the blocker is done: released after the
+    # aborts have surely been sent (the blocker would wait 30 s).
     p = subprocess.Popen([os.path.join(BIN_DIR, "ipp"), "abort", "-f", cluster.connection_file("client")],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    time.sleep(3)
     go.touch()
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, out + err

@@ -48,7 +48,7 @@ def test_ipp_tells_python_engines_from_native_ones(make_cluster, stock_controlle
     assert load.returncode == 0, load.stdout + load.stderr
     assert f"[engine {native_id}]" in load.stdout and f"[engine {python_id}]" not in load.stdout, load.stdout
     load = ipp(cluster, "load", "-t", str(python_id), PI_PLUGIN)
-    assert load.returncode != 0 and "no native engines in this view" in load.stdout + load.stderr, load.stdout + load.stderr
+    assert load.returncode != 0 and "no native engines" in load.stdout + load.stderr, load.stdout + load.stderr
     if not stock_controller:  # (the stock controller cannot tell a new client when IOPub reaches it)
         px = ipp(cluster, "px", "--", "echo", "shell-$$")
         assert px.returncode == 0, px.stdout + px.stderr

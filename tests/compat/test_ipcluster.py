@@ -326,8 +326,9 @@ def test_a_mistyped_option_is_an_error_and_stock_ones_are_ignored(env):
         assert r.returncode == 2 and f"unrecognised option '{typo}'" in r.stderr, r.stderr
     assert processes_using(env["IPYTHONDIR"]) == []
     # What the stock ipcluster takes (its options, traitlets settings) still starts a cluster.
-    r = run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--debug", "--IPCluster.delay=2"], env)
+    r = run([IPCLUSTER, "start", "-n", "1", "--daemonize", "--debug", "--IPCluster.delay=2", "--log-level", "DEBUG"], env)
     assert "--debug is not supported; ignored" in r.stderr and "--IPCluster.delay=2 is not supported" in r.stderr
+    assert "--log-level DEBUG is not supported; ignored" in r.stderr, r.stderr
     run([IPCLUSTER, "stop"], env)
 
 

@@ -1,9 +1,11 @@
 // ipp map: a native function over JSON lines, load-balanced.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include "client/ipp_cmd/commands.hpp"
 #include "client/ipp_cmd/wind_down.hpp"
@@ -102,18 +104,15 @@ int Map(int argc, char** argv) {
     Json slice(std::vector<Json>(items.begin() + static_cast<long>(begin), items.begin() + static_cast<long>(end)));
     tasks.push_back(view.apply("ipp.map", {{"function", function}, {"items", std::move(slice)}, {"keep_going", true}}));
   }
-  for (auto& t : tasks) {
-    while (!Interrupted() && !t.wait(ipp::Millis(200))) {
-    }
-  }
-  if (Interrupted()) WindDown(*client, tasks, kWindDownGrace);
   size_t failed = 0, unfinished = items.size() - std::min(items.size(), tasks.size() * chunk);
-  for (size_t k = 0; k < tasks.size(); ++k) {
+  // Prints task k's items (results on stdout, errors on stderr); one that did not finish counts
+  // as unfinished.
+  auto print = [&](size_t k) {
     ipp::TaskInfo t = tasks[k].info()[0];
     size_t begin = k * chunk, end = std::min(items.size(), begin + chunk);
     if (!tasks[k].ready() || t.status == ipp::TaskStatus::kAborted) {
       unfinished += end - begin;
-      continue;
+      return;
     }
     // Per item: a result, an item's own error, or the task's error for all of its items.
     const Json* results = t.status == ipp::TaskStatus::kOk ? &t.result : nullptr;
@@ -155,6 +154,36 @@ int Map(int argc, char** argv) {
         std::cerr << "ipp: line " << lines[i] << ": [engine " << t.engine_id << "] " << ename << ": " << evalue << std::endl;
       }
     }
+    std::cout.flush();  // as each comes: a long map shows its progress
+  };
+  // Work no connected engine can run waits for one (an engine may still connect, or --adapt
+  // start one); say so once per reason, as the hub tells it (our controller only), instead of
+  // waiting without a word.
+  std::set<std::string> told;
+  auto checked = std::chrono::steady_clock::now();
+  auto tell_waiting = [&] {
+    auto now = std::chrono::steady_clock::now();
+    if (now - checked < std::chrono::seconds(3)) return;
+    checked = now;
+    auto status = client->queue_status();
+    if (!status.ok() || !status->is_object()) return;
+    Json waiting = status->value("waiting", Json::object());
+    for (const auto& [reason, count] : waiting.items()) {
+      if (!count.is_number_integer() || !told.insert(reason).second) continue;
+      std::fprintf(stderr, "ipp: %ld task(s) wait for %s: no connected engine can run them (Ctrl-C to stop)\n",
+                   count.get<long>(), reason.c_str());
+    }
+  };
+  // In input order, each as soon as it and those before it are done.
+  size_t next = 0;
+  for (; next < tasks.size(); ++next) {
+    while (!Interrupted() && !tasks[next].wait(ipp::Millis(200))) tell_waiting();
+    if (Interrupted()) break;
+    print(next);
+  }
+  if (Interrupted()) {
+    WindDown(*client, tasks, kWindDownGrace);
+    for (; next < tasks.size(); ++next) print(next);
   }
   std::cout.flush();
   if (Interrupted()) {

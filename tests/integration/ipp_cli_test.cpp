@@ -285,6 +285,34 @@ TEST_F(IppCliTest, MapCtrlCAbortsQueuedAndInterruptsRunningItems) {
   EXPECT_EQ(s["1"]["tasks"], 0) << out;
 }
 
+TEST_F(IppCliTest, MapPrintsEachResultAsItComesAndSaysWhatWorkNoEngineCanRunWaitsFor) {
+  // The first item's result shows while the second still runs (in input order, not at the end).
+  auto input = dir_.path() / "two.jsonl";
+  std::ofstream(input) << "0.1\n60\n";
+  auto log = dir_.path() / "stream.log";
+  testutil::Process map({std::string(IPP_BIN_DIR) + "/ipp", "map", "--profile-dir=" + cluster_.profile_dir().string(),
+                         "ipp.sleep", input.string()},
+                        log);
+  EXPECT_TRUE(testutil::WaitFor([&] { return testutil::ReadFile(log).find("null") != std::string::npos; }, 30s))
+      << testutil::ReadFile(log);
+  map.signal(SIGINT);
+  EXPECT_EQ(map.wait(20s), 130) << testutil::ReadFile(log);
+
+  // Work that needs a tag no engine has: the command says so instead of waiting silently.
+  auto one = dir_.path() / "one.jsonl";
+  std::ofstream(one) << "1\n";
+  auto waiting_log = dir_.path() / "waiting.log";
+  testutil::Process waiting({std::string(IPP_BIN_DIR) + "/ipp", "map", "--profile-dir=" + cluster_.profile_dir().string(),
+                             "ipp.echo", "--requires", "tpu", one.string()},
+                            waiting_log);
+  EXPECT_TRUE(testutil::WaitFor([&] {
+    return testutil::ReadFile(waiting_log).find("1 task(s) wait for an engine with function ipp.echo and tag tpu") !=
+           std::string::npos;
+  }, 30s)) << testutil::ReadFile(waiting_log);
+  waiting.signal(SIGINT);
+  EXPECT_EQ(waiting.wait(20s), 130) << testutil::ReadFile(waiting_log);
+}
+
 TEST_F(IppCliTest, FarmRecordsResultsAndResumes) {
   auto commands = dir_.path() / "commands.txt";
   auto marker = dir_.path() / "marker";

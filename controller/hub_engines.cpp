@@ -226,6 +226,8 @@ void Hub::EngineUpdate(Message& m) {
   Result<protocol::Capabilities> parsed = protocol::Capabilities::FromJson(m.content.value("ipp", json()));
   if (!parsed.ok()) return refuse("ValueError", "engine " + std::to_string(id) + ": malformed \"ipp\" field: " + parsed.status().message());
   *stored = std::move(*parsed);
+  // An engine still registering gets its capabilities to the dashboard with its registration.
+  if (dashboard_ && live != engines_.end()) dashboard_->EngineUpdated(uuid, **stored);
   Reply(m, "ipp_engine_update_reply", {{"status", "ok"}});
   log_->info("engine {} updated: {}", id, Describe(*stored));
   if (live == engines_.end()) return;

@@ -72,6 +72,15 @@ Aggregator::Engine* Aggregator::FindEngine(const std::string& uuid) {
   return e == engines_.end() ? nullptr : &e->second;
 }
 
+Aggregator::Engine* Aggregator::EngineEverSeen(const std::string& uuid) {
+  if (Engine* e = FindEngine(uuid)) return e;
+  // Departed engines stay listed: their late replies, and the tasks lost with them, count for them.
+  for (auto& [id, candidate] : engines_) {
+    if (!uuid.empty() && candidate.view.uuid == uuid) return &candidate;
+  }
+  return nullptr;
+}
+
 void Aggregator::EngineRegistered(int id, const std::string& uuid, const std::optional<protocol::Capabilities>& c) {
   if (auto old = engines_.find(id); old != engines_.end()) by_uuid_.erase(old->second.view.uuid);
   Engine& e = engines_[id] = Engine{};
@@ -103,6 +112,14 @@ void Aggregator::EngineRegistered(int id, const std::string& uuid, const std::op
   dirty_ = true;
 }
 
+void Aggregator::EngineUpdated(const std::string& uuid, const protocol::Capabilities& capabilities) {
+  Engine* e = FindEngine(uuid);
+  if (!e) return;
+  e->view.tags.assign(capabilities.tags.begin(), capabilities.tags.end());
+  e->view.functions = capabilities.functions.size();
+  dirty_ = true;
+}
+
 void Aggregator::EngineLeft(const std::string& uuid, bool dead, const std::string& why) {
   Engine* e = FindEngine(uuid);
   if (!e) return;
@@ -111,7 +128,9 @@ void Aggregator::EngineLeft(const std::string& uuid, bool dead, const std::strin
   // Its tasks get their replies (or a failure) from the schedulers; it runs none of them now.
   for (const std::string& msg_id : e->tasks) {
     auto it = in_flight_.find(msg_id);
-    if (it != in_flight_.end() && it->second.engine == uuid) it->second.engine.clear();
+    if (it == in_flight_.end() || it->second.engine != uuid) continue;
+    it->second.left_with = uuid;
+    it->second.engine.clear();
   }
   counters_.running -= e->tasks.size();
   e->tasks.clear();
@@ -250,7 +269,7 @@ void Aggregator::TaskReplied(const Reply& reply) {
         }
       }
     }
-    Engine* e = FindEngine(engine);
+    Engine* e = EngineEverSeen(engine);
     RecordFailure(e ? e->view.id : -1, task.function, std::move(ename), std::move(evalue), std::move(traceback), now);
   }
   Finish(msg_id, task, engine, status, duration_ms, now);
@@ -262,7 +281,9 @@ void Aggregator::TaskLost(const std::string& msg_id, const std::string& ename, c
   InFlight task = it->second;  // Forget() reads the engine it is on
   Forget(it);
   Clock::time_point now = Clock::now();
-  RecordFailure(-1, task.function, ename, evalue, {}, now);
+  // The engine it was lost with: the one it is on, or the one that left with it.
+  Engine* e = EngineEverSeen(task.engine.empty() ? task.left_with : task.engine);
+  RecordFailure(e ? e->view.id : -1, task.function, ename, evalue, {}, now);
   Finish(msg_id, task, task.engine, "error", std::nullopt, now);
 }
 
@@ -281,13 +302,7 @@ void Aggregator::RecordFailure(int engine, const std::string& function, std::str
 
 void Aggregator::Finish(const std::string& msg_id, InFlight& task, const std::string& engine_uuid,
                         const std::string& status, std::optional<double> duration_ms, Clock::time_point now) {
-  Engine* e = FindEngine(engine_uuid);
-  if (!e) {
-    // Departed engines stay listed: their late replies still count for them.
-    for (auto& [id, candidate] : engines_) {
-      if (candidate.view.uuid == engine_uuid) e = &candidate;
-    }
-  }
+  Engine* e = EngineEverSeen(engine_uuid);
   if (status != "aborted") {
     ++counters_.done;
     if (e) ++e->view.done;

@@ -112,6 +112,8 @@ class Aggregator {
   // --- Hub thread ---
   // `capabilities`: nullopt for an engine that announced none (a stock Python engine).
   void EngineRegistered(int id, const std::string& uuid, const std::optional<protocol::Capabilities>& capabilities);
+  // An engine's new capabilities (ipp_engine_update: a plugin loaded); its state and counts stay.
+  void EngineUpdated(const std::string& uuid, const protocol::Capabilities& capabilities);
   // dead: dropped for missed heartbeats; otherwise it asked to leave (gone).
   void EngineLeft(const std::string& uuid, bool dead, const std::string& why);
   // How a dead engine's process ended, as its launcher (ipcluster) told the hub, possibly after
@@ -143,6 +145,7 @@ class Aggregator {
   struct InFlight {
     std::string function, client;
     std::string engine;  // uuid; "" while unassigned
+    std::string left_with;  // uuid of the engine it was on when that engine left, if any
     Clock::time_point submitted{}, assigned{};
     bool load_balanced = false, has_deps = false;
   };
@@ -158,6 +161,7 @@ class Aggregator {
     size_t next = 0;
   };
   Engine* FindEngine(const std::string& uuid);
+  Engine* EngineEverSeen(const std::string& uuid);  // FindEngine, or a departed one still listed
   void Finish(const std::string& msg_id, InFlight& task, const std::string& engine_uuid, const std::string& status,
               std::optional<double> duration_ms, Clock::time_point now);
   void RecordFailure(int engine, const std::string& function, std::string ename, std::string evalue,

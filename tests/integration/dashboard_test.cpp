@@ -213,6 +213,54 @@ TEST_F(DashboardTest, KilledEngineTurnsDeadWithItsReason) {
   EXPECT_TRUE(seen) << engines.dump();
 }
 
+TEST_F(DashboardTest, APluginLoadShowsInTheEnginesFunctions) {
+  // The cluster's engines start with the pi plugin: one more engine without it.
+  testutil::TempDir dir;
+  testutil::Process plain({std::string(IPP_BIN_DIR) + "/ipengine", "--profile-dir=" + cluster_.profile_dir().string()},
+                          dir.path() / "plain-engine.log");
+  ASSERT_TRUE(client_->wait_for_engines(3, 30s).ok()) << testutil::ReadFile(dir.path() / "plain-engine.log");
+  json before = PollJson("/api/engines", [](const json& list) { return list.size() == 3; });
+  ASSERT_TRUE(before.is_array() && before.size() == 3) << before;
+  json fewest = before[0];
+  for (const json& e : before) {
+    if (e["functions"] < fewest["functions"]) fewest = e;
+  }
+  int id = fewest["id"], functions = fewest["functions"];
+  client_->direct_view({id}).load_plugin(testutil::PiPlugin()).get(20s);
+  json after = PollJson("/api/engines", [&](const json& list) {
+    for (const json& e : list) {
+      if (e["id"] == id) return e["functions"] > functions;
+    }
+    return false;
+  });
+  bool grew = false;
+  for (const json& e : after) grew = grew || (e["id"] == id && e["functions"] > functions);
+  EXPECT_TRUE(grew) << after;
+}
+
+TEST_F(DashboardTest, ATaskLostWithAKilledEngineNamesThatEngine) {
+  int id = client_->ids()[0];
+  AsyncResult running = client_->direct_view({id}).apply("ipp.sleep", 60);
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    Result<Json> status = client_->queue_status({id});
+    return status.ok() && (*status)[std::to_string(id)].value("queue", 0) == 1;
+  }, 20s));
+  int victim = -1;
+  for (const json& e : PollJson("/api/engines", [](const json& list) { return list.size() == 2; })) {
+    if (e["id"] == id) victim = e["pid"];
+  }
+  bool killed = false;
+  for (auto& engine : cluster_.engines()) {
+    if (engine->pid() != victim) continue;
+    engine->signal(SIGKILL);
+    killed = true;
+  }
+  ASSERT_TRUE(killed) << "no engine process with pid " << victim;
+  json stats = PollJson("/api/stats", [](const json& s) { return !s["failures"].empty(); }, 30s);
+  ASSERT_TRUE(stats.is_object() && !stats["failures"].empty()) << stats << cluster_.Log("controller.log");
+  EXPECT_EQ(stats["failures"][0]["engine"], id) << stats["failures"];
+}
+
 TEST_F(DashboardTest, EveryPathNeedsTheToken) {
   for (const std::string path : {"/", "/api/engines", "/api/tasks", "/api/stats", "/api/stream", "/static/chart.js", "/nope"}) {
     httplib::Result none = Get(path, false);

@@ -154,6 +154,42 @@ TEST_F(AggregatorTest, FailuresAreCountedAndListedWithTheirTraceback) {
   EXPECT_EQ(tasks["tasks"][0]["engine"], 3);
 }
 
+TEST_F(AggregatorTest, ATaskLostWithItsEngineIsAFailureOfThatEngine) {
+  Aggregator a;
+  a.EngineRegistered(0, "u0", Native("h", 1));
+  a.EngineRegistered(4, "u4", Native("h", 2));
+  std::string t = Submit(a, "pi.sample", "mux", "u4");
+  a.TaskAssigned(t, "u4");
+  a.EngineLeft("u4", true, "it stopped answering heartbeats");
+  a.TaskLost(t, "EngineError", "Engine 4 died while running task");
+  json stats = StatsJson(*Publish(a), Clock::now());
+  ASSERT_EQ(stats["failures"].size(), 1u);
+  EXPECT_EQ(stats["failures"][0]["engine"], 4) << stats["failures"];
+  EXPECT_EQ(stats["failures"][0]["ename"], "EngineError");
+  // Never assigned: no engine to name.
+  std::string waiting = Submit(a, "pi.sample");
+  a.TaskLost(waiting, "ImpossibleDependency", "no engine");
+  stats = StatsJson(*Publish(a), Clock::now());
+  ASSERT_EQ(stats["failures"].size(), 2u);
+  EXPECT_TRUE(stats["failures"][1]["engine"].is_null()) << stats["failures"];
+}
+
+TEST_F(AggregatorTest, AnEngineUpdateChangesItsFunctionsAndTagsOnly) {
+  Aggregator a;
+  a.EngineRegistered(2, "u2", Native("h", 7));
+  std::string t = Submit(a, "pi.sample", "mux", "u2");
+  a.TaskAssigned(t, "u2");
+  protocol::Capabilities more = Native("h", 7);
+  more.functions.insert("vec.sum");
+  more.tags = {"gpu", "big"};
+  a.EngineUpdated("u2", more);
+  json engine = EnginesJson(*Publish(a), Clock::now())[0];
+  EXPECT_EQ(engine["functions"], 3) << engine;
+  EXPECT_EQ(engine["tags"].size(), 2u) << engine;
+  EXPECT_EQ(engine["state"], "busy") << engine;
+  a.EngineUpdated("nobody", more);  // an engine it does not know: nothing happens
+}
+
 TEST_F(AggregatorTest, RingsStayBounded) {
   Limits limits;
   limits.tasks = 512;

@@ -328,6 +328,8 @@ void Aggregator::Finish(const std::string& msg_id, InFlight& task, const std::st
       f.recent_ms[f.next] = *duration_ms;
       f.next = (f.next + 1) % limits_.durations;
     }
+  } else {
+    ++counters_.aborted;
   }
   TaskView t;
   t.seq = ++seq_;

@@ -81,7 +81,7 @@ struct Sample {
 };
 
 struct Counters {
-  uint64_t submitted = 0, done = 0, failed = 0;
+  uint64_t submitted = 0, done = 0, failed = 0, aborted = 0;  // done includes failed, not aborted
   size_t running = 0, queued_lb = 0, waiting_deps = 0;
 };
 

@@ -84,6 +84,7 @@ json StatsJson(const Snapshot& s, Clock::time_point now) {
            {{"submitted", c.submitted},
             {"done", c.done},
             {"failed", c.failed},
+            {"aborted", c.aborted},
             {"running", c.running},
             {"queued_lb", c.queued_lb},
             {"waiting_deps", c.waiting_deps}}},

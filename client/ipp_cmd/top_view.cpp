@@ -130,7 +130,8 @@ std::vector<TopLine> RenderTop(const TopInput& in, int width) {
   Add(lines, summary);
   Add(lines, "tasks: running " + Count(counters, "running") + "   queued " + Count(counters, "queued_lb") +
                  "   waiting on deps " + Count(counters, "waiting_deps") + "   done " + Count(counters, "done") +
-                 "   failed " + Count(counters, "failed") + "   submitted " + Count(counters, "submitted"));
+                 "   failed " + Count(counters, "failed") + "   aborted " + Count(counters, "aborted") + "   submitted " +
+                 Count(counters, "submitted"));
   if (const json* c = Field(stats, "controller")) {
     double cpu, rss;
     std::string text = "controller: cpu " + (Number(*c, "cpu_percent", &cpu) ? Printf("%.1f%%", cpu) : "-");

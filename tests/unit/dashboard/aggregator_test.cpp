@@ -190,6 +190,20 @@ TEST_F(AggregatorTest, AnEngineUpdateChangesItsFunctionsAndTagsOnly) {
   a.EngineUpdated("nobody", more);  // an engine it does not know: nothing happens
 }
 
+TEST_F(AggregatorTest, AbortedTasksAreCountedApartFromDoneOnes) {
+  Aggregator a;
+  a.EngineRegistered(0, "u0", Native("h", 1));
+  std::string done = Submit(a, "pi.sample");
+  a.TaskAssigned(done, "u0");
+  Reply(a, done, "u0");
+  std::string aborted = Submit(a, "pi.sample");
+  Reply(a, aborted, "", "aborted");
+  json counters = StatsJson(*Publish(a), Clock::now())["counters"];
+  EXPECT_EQ(counters["submitted"], 2) << counters;
+  EXPECT_EQ(counters["done"], 1) << counters;
+  EXPECT_EQ(counters["aborted"], 1) << counters;
+}
+
 TEST_F(AggregatorTest, RingsStayBounded) {
   Limits limits;
   limits.tasks = 512;

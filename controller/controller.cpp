@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 
 #include "common/endpoint.hpp"
 #include "common/reactor.hpp"
@@ -369,15 +370,41 @@ fs::path Controller::DashboardFile() const {
 }
 
 Status Controller::StartDashboard() {
+  // A controller restored after a crash (ipcluster restarts it so) serves the dashboard where the
+  // last one did, with its token, so that a page left open goes on working. Any other start
+  // gets a new token: the previous run's file is stale.
+  std::string token = dashboard::NewToken();
+  int port = options_.dashboard_port;
+  bool same_port = false;
+  if (options_.restore) {
+    std::ifstream in(DashboardFile());
+    json previous = json::parse(in, nullptr, false);
+    if (previous.is_object() && previous.value("token", json()).is_string() && previous.value("url", json()).is_string()) {
+      token = previous["token"].get<std::string>();
+      std::string url = previous["url"].get<std::string>();
+      size_t colon = url.rfind(':'), slash = url.find('/', colon == std::string::npos ? 0 : colon);
+      if (port == 0 && colon != std::string::npos && slash != std::string::npos && slash > colon + 1) {
+        port = std::atoi(url.substr(colon + 1, slash - colon - 1).c_str());
+        same_port = port > 0;
+      }
+    }
+  }
   std::error_code ec;
-  fs::remove(DashboardFile(), ec);  // a previous run's, even with --reuse: its token is stale
+  fs::remove(DashboardFile(), ec);
   if (!dashboard_) return Status::OK();
   dashboard::ServerOptions server;
   server.ip = options_.dashboard_ip;
-  server.port = options_.dashboard_port;
-  server.token = dashboard::NewToken();
+  server.port = port;
+  server.token = token;
   dashboard_server_ = std::make_unique<dashboard::Server>(*dashboard_, server, MakeLogger("dashboard"));
-  if (Status s = dashboard_server_->Start(); !s.ok()) return s;
+  Status started = dashboard_server_->Start();
+  if (!started.ok() && same_port) {
+    log_->warn("dashboard: port {} of the last run is taken ({}); serving on another", port, started.message());
+    server.port = 0;
+    dashboard_server_ = std::make_unique<dashboard::Server>(*dashboard_, server, MakeLogger("dashboard"));
+    started = dashboard_server_->Start();
+  }
+  if (!started.ok()) return started;
   parts_->hub_reactor->every(std::chrono::milliseconds(250), [this] { dashboard_->Publish(); });
   std::string url = dashboard_server_->url();
   json file = {{"url", url}, {"token", server.token}, {"pid", getpid()}};

@@ -167,3 +167,19 @@ def test_no_restart_keeps_a_dead_controller_dead(env):
     wait_for(lambda: not alive(owner), timeout=30, what="ipcluster to stop the cluster")
     security = os.path.join(e["IPYTHONDIR"], "profile_default", "security")
     assert not os.path.exists(os.path.join(security, "ipcontroller-client.json"))
+
+
+def test_a_restarted_controller_serves_the_dashboard_where_it_was(env):
+    # A page left open on the dashboard goes on working: same port, same token.
+    import urllib.request
+    e = start_cluster(env)
+    path = os.path.join(e["IPYTHONDIR"], "profile_default", "security", "ipcontroller-dashboard.json")
+    before = json.load(open(path))
+    kill_controller_and_wait_for_restart(e)
+    wait_for(lambda: os.path.exists(path) and json.load(open(path))["pid"] == controller_pid(e), timeout=30,
+             what="the restarted controller's dashboard file")
+    after = json.load(open(path))
+    assert after["url"] == before["url"] and after["token"] == before["token"], (before, after)
+    base = before["url"].split("/?")[0]
+    with urllib.request.urlopen(f"{base}/api/engines?token={before['token']}", timeout=10) as r:
+        assert r.status == 200 and isinstance(json.load(r), list)

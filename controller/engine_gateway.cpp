@@ -1,5 +1,7 @@
 #include "controller/engine_gateway.hpp"
 
+#include <algorithm>
+
 #include "protocol/gateway.hpp"
 #include "protocol/message.hpp"
 
@@ -14,20 +16,21 @@ zmq::message_t Frame(std::string_view text) { return zmq::message_t(text.data(),
 std::string PipeName(std::string_view channel, const std::string& uuid) { return std::string(channel) + ":" + uuid; }
 }  // namespace
 
-EngineGateway::EngineGateway(zmq::context_t& context, std::chrono::milliseconds patience, Logger log)
+EngineGateway::EngineGateway(zmq::context_t& context, std::chrono::milliseconds patience, Logger log,
+                             size_t generation_size)
     : log_(std::move(log)),
+      context_(context),
+      generation_size_(std::max<size_t>(1, generation_size)),
       engines_(context, zmq::socket_type::router),
-      inside_(context, zmq::socket_type::router),
       iopub_(context, zmq::socket_type::pub),
       ping_(context, zmq::socket_type::sub),
       allow_(context, zmq::socket_type::pull),
       to_engines_(engines_, patience) {
-  for (zmq::socket_t* s : {&engines_, &inside_, &iopub_, &ping_, &allow_}) protocol::ConfigureUnbounded(*s);
+  for (zmq::socket_t* s : {&engines_, &iopub_, &ping_, &allow_}) protocol::ConfigureUnbounded(*s);
   allow_.bind(gw::kAllowUrl);  // before the hub connects to it
   // Unknown destinations fail loudly instead of vanishing: a connection that is down is
   // waited for (PendingDelivery), and a ping to it is not repeated.
   engines_.set(zmq::sockopt::router_mandatory, 1);
-  inside_.set(zmq::sockopt::router_mandatory, 1);
   ping_.set(zmq::sockopt::subscribe, "");
 }
 
@@ -41,8 +44,8 @@ void EngineGateway::Attach(Reactor& reactor) {
     log_->warn("dropped a message for engine {}: its connection to the gateway is gone",
                frames.empty() ? std::string("?") : std::string(protocol::view(frames[0])));
   });
+  reactor_ = &reactor;
   reactor.add(engines_, [this] { FromEngines(); });
-  reactor.add(inside_, [this] { FromInside(); });
   reactor.add(ping_, [this] { OnPing(); });
   reactor.add(allow_, [this] { OnAllow(); });
 }
@@ -52,29 +55,72 @@ void EngineGateway::OnAllow() {
     std::optional<Frames> frames = protocol::TryRecv(allow_);
     if (!frames) return;
     if (frames->size() == 1) allowed_.emplace(protocol::view((*frames)[0]));
+    if (frames->size() == 2 && protocol::view((*frames)[1]) == gw::kGone) Gone(std::string(protocol::view((*frames)[0])));
   }
 }
 
-bool EngineGateway::Open(const std::string& uuid) {
-  if (peers_.count(uuid)) return true;
+void EngineGateway::Gone(const std::string& uuid) {
+  allowed_.erase(uuid);
+  auto peer = peers_.find(uuid);
+  if (peer == peers_.end() || !peer->second.live) return;
+  peer->second.live = false;
+  uint64_t number = peer->second.generation;
+  --generations_.at(number).live;
+  CloseIfDone(number);
+}
+
+void EngineGateway::CloseIfDone(uint64_t number) {
+  auto it = generations_.find(number);
+  if (it == generations_.end() || it->second.opened < generation_size_ || it->second.live > 0) return;
+  // Full, and every engine in it gone: closing its socket frees all of their pipes at once.
+  reactor_->remove(it->second.inside);
+  it->second.inside.set(zmq::sockopt::linger, 0);
+  it->second.inside.close();
+  generations_.erase(it);
+  std::erase_if(peers_, [number](const auto& kv) { return kv.second.generation == number; });
+  log_->debug("gateway: closed generation {} of {} engines, all gone", number, generation_size_);
+}
+
+zmq::socket_t* EngineGateway::Open(const std::string& uuid) {
+  if (auto peer = peers_.find(uuid); peer != peers_.end()) {
+    Generation& g = generations_.at(peer->second.generation);
+    if (!peer->second.live) {  // back: its pipes are still there
+      peer->second.live = true;
+      ++g.live;
+    }
+    return &g.inside;
+  }
   // Not let in by the hub (yet: a restarted controller's hub names its restored engines as it
   // starts; an engine says hello again until it is pinged).
   if (!allowed_.count(uuid)) OnAllow();  // the hub's word may be waiting behind the hello
   if (!allowed_.count(uuid)) {
     log_->debug("gateway: dropped a message from {}, which the hub did not let in through the gateway", uuid);
-    return false;
+    return nullptr;
   }
+  if (generations_.empty() || generations_.rbegin()->second.opened >= generation_size_) {
+    uint64_t number = next_generation_++;
+    Generation& fresh = generations_[number];
+    fresh.inside = zmq::socket_t(context_, zmq::socket_type::router);
+    protocol::ConfigureUnbounded(fresh.inside);
+    fresh.inside.set(zmq::sockopt::router_mandatory, 1);
+    zmq::socket_t* inside = &fresh.inside;
+    reactor_->add(fresh.inside, [this, inside] { FromInside(*inside); });
+  }
+  uint64_t number = generations_.rbegin()->first;
+  Generation& g = generations_.rbegin()->second;
   // The hub let it in, so its uuid was a valid routing id for the registration socket; these
   // cannot throw short of a broken libzmq.
-  inside_.set(zmq::sockopt::routing_id, uuid);
+  g.inside.set(zmq::sockopt::routing_id, uuid);
   for (std::string_view channel : gw::kRouted) {
-    inside_.set(zmq::sockopt::connect_routing_id, PipeName(channel, uuid));
-    inside_.connect(gw::InternalUrl(channel));
+    g.inside.set(zmq::sockopt::connect_routing_id, PipeName(channel, uuid));
+    g.inside.connect(gw::InternalUrl(channel));
   }
-  Reactor::NoteUse(inside_.handle());  // connect() may have taken in the signal of a message
-  peers_.emplace(uuid, Peer{});
-  log_->debug("gateway: engine {} opened its channels", uuid);
-  return true;
+  Reactor::NoteUse(g.inside.handle());  // connect() may have taken in the signal of a message
+  ++g.opened;
+  ++g.live;
+  peers_.emplace(uuid, Peer{number});
+  log_->debug("gateway: engine {} opened its channels (generation {})", uuid, number);
+  return &g.inside;
 }
 
 void EngineGateway::FromEngines() {
@@ -98,17 +144,18 @@ void EngineGateway::FromEngines() {
       log_->warn("gateway: dropped a message from {} on unknown channel '{}'", uuid, channel);
       continue;
     }
-    if (!Open(uuid) || !routed) continue;
+    zmq::socket_t* inside = Open(uuid);
+    if (!inside || !routed) continue;
     // The routing id of the engine's pipe for this channel replaces the engine's own.
     (*frames)[0] = Frame(PipeName(channel, uuid));
     frames->erase(frames->begin() + 1);
-    protocol::Send(inside_, std::move(*frames));
+    protocol::Send(*inside, std::move(*frames));
   }
 }
 
-void EngineGateway::FromInside() {
+void EngineGateway::FromInside(zmq::socket_t& inside) {
   for (int n = 0; n < protocol::kBatch; ++n) {
-    std::optional<Frames> frames = protocol::TryRecv(inside_);
+    std::optional<Frames> frames = protocol::TryRecv(inside);
     if (!frames || frames->empty()) return;
     std::string_view key = protocol::view((*frames)[0]);
     size_t colon = key.find(':');
@@ -125,7 +172,7 @@ void EngineGateway::OnPing() {
     std::optional<Frames> ping = protocol::TryRecv(ping_);
     if (!ping) return;
     for (auto& [uuid, peer] : peers_) {
-      if (!peer.pinged) continue;
+      if (!peer.pinged || !peer.live) continue;
       Frames frames;
       frames.reserve(ping->size() + 2);
       frames.push_back(Frame(uuid));

@@ -135,6 +135,7 @@ class Hub {
   bool UseGateway(const protocol::Message& m);
   // Tells the gateway to open `uuid`'s channels when it says hello.
   void LetInThroughGateway(const std::string& uuid);
+  void GoneFromGateway(const std::string& uuid);  // if it came in through it
   using QueryHandler = void (Hub::*)(protocol::Message&);
 
   // Query channel.
@@ -216,8 +217,8 @@ class Hub {
   Logger log_;
   ShutdownCallback on_shutdown_;
   zmq::socket_t query_, notifier_, internal_notifier_, monitor_, resubmit_;
-  zmq::socket_t gateway_allow_;  // PUSH: engines let in through the gateway
-  size_t gateway_let_in_ = 0;    // in this controller's life (gateway::kMaxEngines)
+  zmq::socket_t gateway_allow_;  // PUSH: engines let in through the gateway, and gone
+  std::unordered_set<std::string> through_gateway_;  // uuids let in and not gone (gateway::kMaxEngines)
   HeartMonitor heart_;
   dashboard::Aggregator* dashboard_ = nullptr;
   Reactor* reactor_ = nullptr;

@@ -79,14 +79,23 @@ std::string Hub::FdShortage(long cost) {
 }
 
 void Hub::LetInThroughGateway(const std::string& uuid) {
-  ++gateway_let_in_;
+  through_gateway_.insert(uuid);
   protocol::Frames frames;
   frames.emplace_back(uuid.data(), uuid.size());
   protocol::Send(gateway_allow_, std::move(frames));
 }
 
+void Hub::GoneFromGateway(const std::string& uuid) {
+  // The gateway frees an engine's pipes once it knows it is gone (controller/engine_gateway.hpp).
+  if (!through_gateway_.erase(uuid)) return;
+  protocol::Frames frames;
+  frames.emplace_back(uuid.data(), uuid.size());
+  frames.emplace_back(protocol::gateway::kGone.data(), protocol::gateway::kGone.size());
+  protocol::Send(gateway_allow_, std::move(frames));
+}
+
 bool Hub::UseGateway(const Message& m) {
-  if (options_.gateway == GatewayUse::kNever || gateway_let_in_ >= protocol::gateway::kMaxEngines) return false;
+  if (options_.gateway == GatewayUse::kNever || through_gateway_.size() >= protocol::gateway::kMaxEngines) return false;
   if (!protocol::FlagSet(m.content, protocol::gateway::kPortKey)) return false;  // Python engines
   if (options_.gateway == GatewayUse::kAlways) return true;
   long soft = RecountFds(kFdsPerEngine);
@@ -179,6 +188,7 @@ void Hub::PurgeStalledRegistrations() {
     }
     log_->warn("purging stalled registration {}:{} (no heartbeat within {} ms)", it->second.id,
                it->first, options_.registration_timeout.count());
+    GoneFromGateway(it->first);
     it = incoming_.erase(it);
   }
 }
@@ -249,6 +259,7 @@ void Hub::UnregistrationRequest(Message& m) {
     auto pending = std::find_if(incoming_.begin(), incoming_.end(), [id](const auto& kv) { return kv.second.id == id; });
     if (pending != incoming_.end()) {
       log_->info("registration of engine {} cancelled: it asked to leave", id);
+      GoneFromGateway(pending->first);
       incoming_.erase(pending);
       return;
     }
@@ -266,6 +277,7 @@ void Hub::UnregisterEngine(int id, const std::string& why, bool dead) {
   engines_.erase(it);
   by_uuid_.erase(engine.uuid);
   heart_.Forget(engine.uuid);
+  GoneFromGateway(engine.uuid);
   log_->warn("engine {} (uuid {}) unregistered: {}", id, engine.uuid, why);
   if (dead) {
     DeadEngine d{id, engine.uuid, "", std::nullopt, why, "", protocol::Iso8601(protocol::WallClock::now())};
@@ -328,6 +340,7 @@ void Hub::EngineExit(Message& m) {
     log_->warn("registration of engine {} cancelled: its process {}", pending->second.id, how);
     dead_.push_back({pending->second.id, pending->second.uuid, hostname, pid, how, "", protocol::Iso8601(protocol::WallClock::now())});
     if (dead_.size() > kDeadKept) dead_.pop_front();
+    GoneFromGateway(pending->first);
     incoming_.erase(pending);
   }
   if (DeadEngine* d = FindDead(hostname, pid)) {

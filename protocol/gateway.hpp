@@ -31,11 +31,15 @@ inline bool IsRouted(std::string_view channel) {
 }
 
 // Inside the controller: the hub names each engine it let in through the gateway (its uuid, one
-// frame) here; the gateway opens channels for no other.
+// frame) here, and each engine that is gone (its uuid and kGone); the gateway opens channels for
+// no other.
 inline constexpr const char* kAllowUrl = "inproc://ipp-gateway-allow";
-// The most engines the hub lets through the gateway in one controller's life: their inproc pipes
-// are never freed (controller/engine_gateway.hpp).
+inline constexpr std::string_view kGone = "gone";
+// The most engines the hub lets through the gateway at once.
 inline constexpr size_t kMaxEngines = 65536;
+// Engines that share one of the gateway's inside sockets; their pipes are freed together, once
+// all of them are gone (controller/engine_gateway.hpp).
+inline constexpr size_t kGenerationSize = 64;
 
 // Where the controller's engine-facing socket for `channel` also listens, for the gateway.
 inline std::string InternalUrl(std::string_view channel) { return "inproc://ipp-engine-" + std::string(channel); }

@@ -49,7 +49,7 @@ int Map(int argc, char** argv) {
   long long chunksize = 1;
   std::vector<std::string> requirements;
   std::string label;
-  int priority = 0;
+  int priority = 0, retries = 0;
   cl.options.add_options()("function", po::value(&function), "native function to call on each item")
       ("input", po::value(&input)->default_value("-"), "file with one JSON value per line, or - for stdin")
       ("chunksize", po::value(&chunksize)->default_value(1), "items per task (1 or more)")
@@ -57,11 +57,15 @@ int Map(int argc, char** argv) {
        "run only on engines with this tag or resource (repeatable), e.g. --requires gpu --requires gpus>=2")
       ("label", po::value(&label), "label the tasks carry into the task database (db_query finds them by it)")
       ("priority", po::value(&priority)->default_value(0),
-       "higher runs first among load-balanced tasks waiting for an engine (default 0)");
+       "higher runs first among load-balanced tasks waiting for an engine (default 0)")
+      ("retries", po::value(&retries)->default_value(0),
+       "run a failed task again on another engine, at most this many times (an engine that dies, or an item's "
+       "error: a task of --chunksize items is run again whole)");
   cl.positional.add("function", 1).add("input", 1);
   if (int rc = cl.Parse(argc, argv, Usage("map FUNCTION [FILE|-]", kMapHelp)); rc >= 0) return rc;
   if (function.empty()) return Fail("map needs a function name");
   if (chunksize < 1) return Fail("--chunksize must be 1 or more (got " + std::to_string(chunksize) + ")");
+  if (retries < 0) return Fail("--retries must be 0 or more (got " + std::to_string(retries) + ")");
   std::ifstream file;
   if (input != "-") {
     file.open(input);
@@ -96,6 +100,7 @@ int Map(int argc, char** argv) {
   options.requirements = requirements;
   options.label = label;
   options.priority = priority;
+  options.retries = retries;
   auto view = client->load_balanced_view(options);
   size_t chunk = static_cast<size_t>(chunksize);
   std::vector<ipp::AsyncResult> tasks;

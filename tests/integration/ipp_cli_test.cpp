@@ -313,6 +313,27 @@ TEST_F(IppCliTest, MapPrintsEachResultAsItComesAndSaysWhatWorkNoEngineCanRunWait
   EXPECT_EQ(waiting.wait(20s), 130) << testutil::ReadFile(waiting_log);
 }
 
+TEST_F(IppCliTest, MapRetriesTheTaskOfAnEngineThatDies) {
+  std::string out;
+  EXPECT_EQ(Ipp({"map", "ipp.echo", "-", "--retries", "-1"}, &out, "1\n"), 1) << out;
+  EXPECT_NE(out.find("--retries must be 0 or more"), std::string::npos) << out;
+  // Two long items, one per engine; one engine is killed: its item runs again on the other.
+  auto input = dir_.path() / "two.jsonl";
+  std::ofstream(input) << "2\n2\n";
+  auto log = dir_.path() / "retries.log";
+  testutil::Process map({std::string(IPP_BIN_DIR) + "/ipp", "map", "--profile-dir=" + cluster_.profile_dir().string(),
+                         "ipp.sleep", input.string(), "--retries", "1"},
+                        log);
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    if (Ipp({"status", "--json"}, &out) != 0) return false;
+    json s = json::parse(out, nullptr, false);
+    return s["0"]["tasks"] == 1 && s["1"]["tasks"] == 1;
+  }, 30s)) << out;
+  cluster_.engines()[0]->signal(SIGKILL);
+  EXPECT_EQ(map.wait(60s), 0) << testutil::ReadFile(log);
+  EXPECT_EQ(testutil::ReadFile(log), "null\nnull\n");
+}
+
 TEST_F(IppCliTest, FarmRecordsResultsAndResumes) {
   auto commands = dir_.path() / "commands.txt";
   auto marker = dir_.path() / "marker";

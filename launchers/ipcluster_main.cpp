@@ -376,6 +376,12 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
           {"logs", ipp::launchers::LogsOf(j)},
           {"dashboard", running ? Json(DashboardUrl(profile_dir / "security", cluster_id)) : Json()}};
   if (j.contains("adapt")) row["adapt"] = j["adapt"];  // --adapt: its jobs and why submitting stopped
+  // The ipcluster process that restarts what dies (and adapts): a running cluster whose
+  // supervisor was killed goes on, but nothing is restarted any more.
+  if (pid_t supervisor = j.value("ipcluster_pid", 0); running && supervisor > 0) {
+    row["supervisor_pid"] = supervisor;
+    row["supervised"] = ipp::launchers::ProcessAlive(supervisor);
+  }
   // Engine processes ipcluster started again: only when there were any.
   if (int restarts = j.value("restarts", 0); restarts > 0) row["restarts"] = restarts;
   return row;
@@ -458,6 +464,10 @@ int List(int argc, char** argv) {
     std::printf("%-16s %-16s %-8s  %s\n", r["profile"].get<std::string>().c_str(), r["cluster_id"].get<std::string>().c_str(),
                 r["running"].get<bool>() ? "running" : "stopped", engines.c_str());
     std::printf("  %s\n", ipp::launchers::LogLine(r["logs"]).c_str());
+    if (r.contains("supervised") && !r["supervised"].get<bool>()) {
+      std::printf("  UNSUPERVISED: its ipcluster (pid %d) is gone, so nothing that dies is restarted; "
+                  "ipcluster stop still stops the cluster\n", r["supervisor_pid"].get<int>());
+    }
     if (const Json& a = r.value("adapt", Json()); a.is_object()) {
       std::printf("  adapt: %d to %d engines, %d per job, %zu job(s) now, idle timeout %d s\n", a.value("min_engines", 0),
                   a.value("max_engines", 0), a.value("engines_per_job", 0), a.value("jobs", Json::array()).size(),

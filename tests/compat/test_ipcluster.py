@@ -320,6 +320,18 @@ def test_config_errors_name_the_place_and_the_nearest_key(env):
     assert processes_using(env["IPYTHONDIR"]) == []
 
 
+def test_list_says_when_the_supervising_ipcluster_is_gone(env):
+    run([IPCLUSTER, "start", "-n", "1", "--daemonize"], env)
+    row = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    assert row["supervised"] is True, row
+    os.kill(row["supervisor_pid"], signal.SIGKILL)
+    wait_for(lambda: not alive(row["supervisor_pid"]), timeout=10, what="ipcluster to die")
+    out = run([IPCLUSTER, "list"], env).stdout
+    assert f"UNSUPERVISED: its ipcluster (pid {row['supervisor_pid']}) is gone" in out, out
+    assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]["supervised"] is False
+    run([IPCLUSTER, "stop"], env)
+
+
 def test_a_mistyped_option_is_an_error_and_stock_ones_are_ignored(env):
     for typo in ("--deamonize", "--engine-args=--load=/x.so"):
         r = run([IPCLUSTER, "start", "-n", "1", typo], env, check=False)

@@ -109,8 +109,9 @@ def test_start_list_grow_stop(env):
     listed = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)
     logs = listed[0].pop("logs")
     assert listed[0].pop("dashboard").startswith("http://127.0.0.1:")
+    assert alive(listed[0].pop("supervisor_pid"))
     assert listed == [{"profile": "default", "cluster_id": "", "engines": 3, "running": True, "controller": "Local",
-                       "registered": 3, "exited": []}]
+                       "registered": 3, "exited": [], "supervised": True}]
     assert os.path.isfile(logs["controller"]) and os.path.isfile(logs["ipcluster"]), logs
     # the stock Python client uses the cluster as it would a stock one
     os.environ["IPYTHONDIR"] = env["IPYTHONDIR"]

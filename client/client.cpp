@@ -3,7 +3,6 @@
 #include "ipp/client.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <functional>
 #include <unordered_map>
@@ -305,11 +304,12 @@ Status Client::abort(const std::vector<std::string>& msg_ids, std::vector<int> t
   // only after its request, and starts the next one before the abort is sent.)
   std::map<int, std::vector<std::string>> waiting;
   if (Result<Json> queues = queue_status(targets, true); queues.ok()) {
-    for (const auto& [key, engine] : queues->items()) {
-      if (!engine.is_object() || key.empty() || !std::isdigit(static_cast<unsigned char>(key[0]))) continue;
+    for (int id : targets.empty() ? ids() : targets) {
+      Json engine = queues->value(std::to_string(id), Json::object());
+      if (!engine.is_object()) continue;
       for (const char* list : {"queue", "tasks"}) {
         for (const Json& m : engine.value(list, Json::array())) {
-          if (m.is_string()) waiting[std::stoi(key)].push_back(m.get<std::string>());
+          if (m.is_string()) waiting[id].push_back(m.get<std::string>());
         }
       }
     }

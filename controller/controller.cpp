@@ -379,13 +379,11 @@ Status Controller::StartDashboard() {
   if (options_.restore) {
     std::ifstream in(DashboardFile());
     json previous = json::parse(in, nullptr, false);
-    if (previous.is_object() && previous.value("token", json()).is_string() && previous.value("url", json()).is_string()) {
+    if (previous.is_object() && previous.value("token", json()).is_string()) {
       token = previous["token"].get<std::string>();
-      std::string url = previous["url"].get<std::string>();
-      size_t colon = url.rfind(':'), slash = url.find('/', colon == std::string::npos ? 0 : colon);
-      if (port == 0 && colon != std::string::npos && slash != std::string::npos && slash > colon + 1) {
-        port = std::atoi(url.substr(colon + 1, slash - colon - 1).c_str());
-        same_port = port > 0;
+      if (json last = previous.value("port", json()); port == 0 && last.is_number_integer() && last.get<int>() > 0) {
+        port = last.get<int>();
+        same_port = true;
       }
     }
   }
@@ -407,7 +405,7 @@ Status Controller::StartDashboard() {
   if (!started.ok()) return started;
   parts_->hub_reactor->every(std::chrono::milliseconds(250), [this] { dashboard_->Publish(); });
   std::string url = dashboard_server_->url();
-  json file = {{"url", url}, {"token", server.token}, {"pid", getpid()}};
+  json file = {{"url", url}, {"token", server.token}, {"port", dashboard_server_->port()}, {"pid", getpid()}};
   if (Status s = protocol::WritePrivateFile(DashboardFile(), file.dump(2) + "\n"); !s.ok()) return s;
   log_->info("dashboard: {}", url);
   return Status::OK();

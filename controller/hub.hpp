@@ -136,6 +136,9 @@ class Hub {
   // Tells the gateway to open `uuid`'s channels when it says hello.
   void LetInThroughGateway(const std::string& uuid);
   void GoneFromGateway(const std::string& uuid);  // if it came in through it
+  using IncomingMap = std::unordered_map<std::string, Incoming>;
+  // Forgets a registration that will not complete (and tells the gateway); the next entry.
+  IncomingMap::iterator CancelRegistration(IncomingMap::iterator it);
   using QueryHandler = void (Hub::*)(protocol::Message&);
 
   // Query channel.
@@ -256,7 +259,7 @@ class Hub {
   std::deque<DeadEngine> dead_;
   DeadEngine* FindDead(const std::string& hostname, long pid);
   std::unordered_map<std::string, int> by_uuid_;
-  std::unordered_map<std::string, Incoming> incoming_;  // by uuid, awaiting the first heartbeat
+  IncomingMap incoming_;  // by uuid, awaiting the first heartbeat
   int next_id_ = 0;
   std::unordered_set<std::string> pending_;     // submitted, no result yet
   std::unordered_set<std::string> unassigned_;  // load-balanced, not yet on an engine

@@ -94,6 +94,11 @@ void Hub::GoneFromGateway(const std::string& uuid) {
   protocol::Send(gateway_allow_, std::move(frames));
 }
 
+Hub::IncomingMap::iterator Hub::CancelRegistration(IncomingMap::iterator it) {
+  GoneFromGateway(it->first);
+  return incoming_.erase(it);
+}
+
 bool Hub::UseGateway(const Message& m) {
   if (options_.gateway == GatewayUse::kNever || through_gateway_.size() >= protocol::gateway::kMaxEngines) return false;
   if (!protocol::FlagSet(m.content, protocol::gateway::kPortKey)) return false;  // Python engines
@@ -188,8 +193,7 @@ void Hub::PurgeStalledRegistrations() {
     }
     log_->warn("purging stalled registration {}:{} (no heartbeat within {} ms)", it->second.id,
                it->first, options_.registration_timeout.count());
-    GoneFromGateway(it->first);
-    it = incoming_.erase(it);
+    it = CancelRegistration(it);
   }
 }
 
@@ -259,8 +263,7 @@ void Hub::UnregistrationRequest(Message& m) {
     auto pending = std::find_if(incoming_.begin(), incoming_.end(), [id](const auto& kv) { return kv.second.id == id; });
     if (pending != incoming_.end()) {
       log_->info("registration of engine {} cancelled: it asked to leave", id);
-      GoneFromGateway(pending->first);
-      incoming_.erase(pending);
+      CancelRegistration(pending);
       return;
     }
     log_->info("unregistration of engine {}: already gone", id);
@@ -340,8 +343,7 @@ void Hub::EngineExit(Message& m) {
     log_->warn("registration of engine {} cancelled: its process {}", pending->second.id, how);
     dead_.push_back({pending->second.id, pending->second.uuid, hostname, pid, how, "", protocol::Iso8601(protocol::WallClock::now())});
     if (dead_.size() > kDeadKept) dead_.pop_front();
-    GoneFromGateway(pending->first);
-    incoming_.erase(pending);
+    CancelRegistration(pending);
   }
   if (DeadEngine* d = FindDead(hostname, pid)) {
     engine_id = d->id;

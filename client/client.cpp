@@ -242,6 +242,32 @@ Result<std::optional<int>> Client::report_engine_exit(const std::string& hostnam
   return std::optional<int>();
 }
 
+namespace {
+
+Result<std::vector<std::string>> PluginsQuery(detail::ClientImpl& impl, Json content) {
+  if (!impl.our_controller) {
+    return Status::Infeasible("the stock controller keeps no plugins for engines that register later");
+  }
+  Result<Message> m = impl.Query("ipp_plugins_request", std::move(content));
+  if (!m.ok()) return m.status();
+  std::vector<std::string> out;
+  for (const Json& path : m->content.value("plugins", Json::array())) {
+    if (path.is_string()) out.push_back(path.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> Client::register_plugin(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  if (ec || path.empty()) return Status::InvalidArgument("not a plugin path: '" + path + "'");
+  return PluginsQuery(*impl_, {{"add", absolute.lexically_normal().string()}});
+}
+
+Result<std::vector<std::string>> Client::registered_plugins() { return PluginsQuery(*impl_, Json::object()); }
+
 AsyncResult Client::get_result(const std::vector<std::string>& msg_ids) {
   auto state = std::make_shared<detail::ResultState>(msg_ids);
   Result<Message> m = impl_->Ask("result_request", {{"msg_ids", msg_ids}, {"status_only", false}});

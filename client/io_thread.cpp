@@ -71,6 +71,7 @@ Status ClientImpl::Open() {
     }
   }
   controller_instance = StringField(reply->content, "ipp_controller");
+  our_controller = !controller_instance.empty();
   if (auto welcome = reply->content.find("iopub_welcome"); welcome != reply->content.end() && *welcome == true) {
     // Our controller greets each IOPub subscriber: once anything has arrived, our subscription
     // is in place and no output of our requests can be dropped for want of it. (The message
@@ -577,6 +578,7 @@ void ClientImpl::OnQueryReply() {
       if (!instance.empty() && instance != controller_instance) {
         bool restarted = !controller_instance.empty();
         controller_instance = instance;
+        our_controller = true;
         if (restarted) Recover();
       }
       continue;

@@ -93,6 +93,7 @@ struct ClientImpl {
 
   // Written by the I/O thread, read by anyone.
   std::atomic<uint64_t> replies{0}, unmatched_replies{0}, dropped_messages{0};
+  std::atomic<bool> our_controller{false};  // controller_instance is not empty
 
   // I/O thread only from here on.
   protocol::Session session;

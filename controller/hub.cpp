@@ -61,6 +61,7 @@ Hub::Hub(zmq::context_t& context, const std::string& key, HubOptions options,
       {"unregistration_request", {&Hub::UnregistrationRequest, false}},  // catches up itself
       {"ipp_engine_update", {&Hub::EngineUpdate, false}},
       {"ipp_engine_exit_request", {&Hub::EngineExit, false}},  // catches up itself
+      {"ipp_plugins_request", {&Hub::PluginsRequest, false}},
       {"queue_request", {&Hub::QueueRequest, true}},
       {"load_request", {&Hub::LoadRequest, true}},
       {"result_request", {&Hub::ResultRequest, true}},

@@ -151,6 +151,8 @@ class Hub {
   void EngineUpdate(protocol::Message& m);  // ipp_engine_update: an engine's functions changed
   // ipp_engine_exit_request: ipcluster says how an engine process it launched ended.
   void EngineExit(protocol::Message& m);
+  // ipp_plugins_request: lists, and with "add" extends, the plugins engines load as they register.
+  void PluginsRequest(protocol::Message& m);
   void QueueRequest(protocol::Message& m);
   void LoadRequest(protocol::Message& m);
   void ResultRequest(protocol::Message& m);
@@ -260,6 +262,11 @@ class Hub {
   DeadEngine* FindDead(const std::string& hostname, long pid);
   std::unordered_map<std::string, int> by_uuid_;
   IncomingMap incoming_;  // by uuid, awaiting the first heartbeat
+  // Plugin libraries (absolute paths, in the order added) that every native engine loads when it
+  // registers, so that engines started or restarted later have what `ipp load` gave the others.
+  // The registration reply names them ("ipp_plugins"; stock engines ignore it); saved with the
+  // engine state.
+  std::vector<std::string> plugins_;
   int next_id_ = 0;
   std::unordered_set<std::string> pending_;     // submitted, no result yet
   std::unordered_set<std::string> unassigned_;  // load-balanced, not yet on an engine

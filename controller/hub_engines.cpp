@@ -160,6 +160,7 @@ void Hub::RegistrationRequest(Message& m) {
                 {"hb_period", options_.ping_period.count()},
                 {"connection_info", options_.engine_info},
                 {"ipp_hub", true}};
+  if (!plugins_.empty()) reply["ipp_plugins"] = plugins_;
   if (via_gateway) {
     LetInThroughGateway(uuid);  // before the reply: the engine's hello follows it
     reply[protocol::gateway::kPortKey] = true;
@@ -247,6 +248,24 @@ void Hub::EngineUpdate(Message& m) {
   if (live == engines_.end()) return;
   NotifyInternal("ipp_engine_update", {{"id", id}, {"uuid", uuid}, {"ipp", (*stored)->ToJson()}});
   EngineStateChanged();
+}
+
+void Hub::PluginsRequest(Message& m) {
+  if (m.content.contains("add")) {
+    const json& add = m.content["add"];
+    // Absolute: the path is read by engines started later, in directories of their own.
+    if (!add.is_string() || add.get_ref<const std::string&>().empty() || add.get_ref<const std::string&>()[0] != '/') {
+      Reply(m, "ipp_plugins_reply", protocol::ErrorContent("ValueError", "\"add\" must be an absolute path, not " + add.dump()));
+      return;
+    }
+    const std::string& path = add.get_ref<const std::string&>();
+    if (std::find(plugins_.begin(), plugins_.end(), path) == plugins_.end()) {
+      plugins_.push_back(path);
+      log_->info("engines that register from now on load the plugin {}", path);
+      EngineStateChanged();
+    }
+  }
+  Reply(m, "ipp_plugins_reply", {{"status", "ok"}, {"plugins", plugins_}});
 }
 
 std::vector<std::pair<std::string, protocol::Capabilities>> Hub::engine_capabilities() const {
@@ -446,7 +465,7 @@ void Hub::SaveEngineState() {
   }
   // "capabilities": only engines that announced theirs (a missing key reads as a Python engine,
   // as in files written before there were any).
-  json state = {{"engines", engines}, {"capabilities", capabilities}, {"next_id", next_id_}};
+  json state = {{"engines", engines}, {"capabilities", capabilities}, {"next_id", next_id_}, {"plugins", plugins_}};
   Status s = protocol::WritePrivateFile(options_.engine_state_file, state.dump());
   if (!s.ok()) log_->error("cannot save engine state: {}", s.ToString());
   last_save_ = std::chrono::steady_clock::now();
@@ -484,6 +503,9 @@ void Hub::LoadEngineState() {
     if (dashboard_) dashboard_->EngineRegistered(id, u, engines_[id].capabilities);
   }
   next_id_ = state.value("next_id", static_cast<int>(engines_.size()));
+  for (const json& path : state.value("plugins", json::array())) {
+    if (path.is_string()) plugins_.push_back(path.get<std::string>());
+  }
   log_->info("restored {} engine(s) from {}", engines_.size(), options_.engine_state_file.string());
 }
 

@@ -181,6 +181,7 @@ Status Engine::Register() {
     id_ = reply->content.at("id").get<int>();
     ipp_hub_ = protocol::FlagSet(reply->content, "ipp_hub");
     hb_period_ = std::chrono::milliseconds(reply->content.value("hb_period", 3000));
+    LoadClusterPlugins(reply->content.value("ipp_plugins", json::array()));
     return Connect(reply->content.value("connection_info", json::object()),
                    protocol::FlagSet(reply->content, protocol::gateway::kPortKey));
   }
@@ -257,6 +258,7 @@ int Engine::Run() {
   // each descriptor to signal its next message. (zmq::poll would ask both sockets twice more
   // whether they have one, two system calls each, on every request.)
   pollfd fds[] = {{from_control_.get(zmq::sockopt::fd), POLLIN, 0}, {shell_.get(zmq::sockopt::fd), POLLIN, 0}};
+  AnnounceIfFunctionsChanged();  // the plugins loaded after the registration request went
   while (true) {
     // Commands first, one request at a time: an abort or clear that came while the last
     // request ran applies to every request after it.
@@ -305,6 +307,17 @@ void Engine::HandleCommands() {
     } else if (kind == "abort") {
       for (size_t i = 1; i < frames->size(); ++i) aborted_.insert(std::string(protocol::view((*frames)[i])));
     }
+  }
+}
+
+void Engine::LoadClusterPlugins(const json& paths) {
+  if (!paths.is_array()) return;
+  for (const json& path : paths) {
+    if (!path.is_string()) continue;
+    // Not fatal: the other engines have it; this host may lack the file, or it may not load
+    // here. The functions it would add are then missing here, which ipp functions shows.
+    auto added = executor_.Load(path.get<std::string>());
+    if (!added.ok()) log_->warn("cannot load the cluster's plugin {}: {}", path.get<std::string>(), added.status().message());
   }
 }
 

@@ -104,6 +104,8 @@ class Engine {
   void ReplyTakenAborts();
   void AbortWaiting();
   void AnnounceIfFunctionsChanged();
+  // The plugins our hub has every engine load as it registers (after `ipp load`).
+  void LoadClusterPlugins(const nlohmann::json& paths);
 
   // Control thread.
   void OnControl();

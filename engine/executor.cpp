@@ -144,7 +144,7 @@ void Executor::RegisterBuiltins() {
   f.add("ipp.names", [](const Json&, CallContext& ctx) { return Json(ctx.ns().names()); },
         "the names in the namespace");
   f.add("ipp.load", [this](const Json& args, CallContext&) {
-    auto added = functions_.Load(args.at("path").get<std::string>());
+    auto added = Load(args.at("path").get<std::string>());
     if (!added.ok()) throw NamedError("ImportError", added.status().message());
     return Json(*added);
   }, "load a plugin library: {\"path\": ...}");
@@ -217,11 +217,16 @@ Status Executor::Start(ExecutorInfo info, const std::vector<std::string>& plugin
   }
   RegisterBuiltins();
   for (const std::string& path : plugins) {
-    auto added = functions_.Load(path);
+    auto added = Load(path);
     if (!added.ok()) return Status::InvalidArgument(added.status().message());
-    log_->info("loaded {} function(s) from {}", added->size(), path);
   }
   return Status::OK();
+}
+
+Result<std::vector<std::string>> Executor::Load(const std::string& path) {
+  auto added = functions_.Load(path);
+  if (added.ok()) log_->info("loaded {} function(s) from {}", added->size(), path);
+  return added;
 }
 
 void Executor::Execute(WorkItem& item, const OutputCallback& on_output) {

@@ -53,6 +53,8 @@ class Executor {
 
   // With info.mpi starts MPI (MpiWorld: MPI calls then belong to this thread); loads `plugins`.
   Status Start(ExecutorInfo info, const std::vector<std::string>& plugins);
+  // Loads a plugin library into the function table (this thread only); the names it added.
+  Result<std::vector<std::string>> Load(const std::string& path);
   void set_engine_id(int id) { info_.engine_id = id; }
   int mpi_rank() const { return mpi_ ? mpi_->rank() : 0; }
   int mpi_size() const { return mpi_ ? mpi_->size() : 1; }

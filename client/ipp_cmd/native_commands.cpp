@@ -144,30 +144,21 @@ int Functions(int argc, char** argv) {
 }
 
 // Loads a plugin library on the engines (ipp.load) and says what each added.
-int Load(int argc, char** argv) {
-  CommandLine cl;
-  const Common& c = cl.common;
-  std::string targets_spec, path;
-  cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"), "engines: all (native ones), 0,2 or 1-3")
-      ("path", po::value(&path), "the plugin library (.so), as the engines' hosts see it");
-  cl.positional.add("path", 1);
-  if (int rc = cl.Parse(argc, argv, Usage("load PATH [--targets SPEC]", "Load a plugin library on the engines; print the functions each engine added.")); rc >= 0) return rc;
-  if (path.empty()) return Fail("load needs the path of a plugin library: ipp load ./libmyfuncs.so");
-  std::string error;
-  std::vector<int> targets;
-  auto client = ConnectForNative(c, targets_spec, &targets, &error);
-  if (!client) return Fail(error);
-  // Named targets may include Python engines, which have no plugins (load_plugin skips them too):
-  // left out here, so that the progress line names only engines that are asked.
-  std::map<int, ipp::EngineKind> kinds = client->engine_kinds(targets);
-  std::erase_if(targets, [&](int id) { return kinds[id] == ipp::EngineKind::kPython; });
-  if (targets.empty()) return Fail("no native engines among the targets (Python engines have no plugins)");
+namespace {
+
+// Loads `path` into `targets` (native engines) and prints, or adds to `out` with --json, what
+// each added. Whether every engine loaded it and whether any did.
+struct LoadOutcome {
+  bool all_ok = true, any_ok = false;
+};
+
+LoadOutcome LoadInto(ipp::Client& client, const std::vector<int>& targets, const std::string& path, const Common& c,
+                     Json& out) {
+  LoadOutcome outcome;
   // No bound: a busy engine loads the plugin when its current work ends (it is queued there).
-  auto r = client->direct_view(targets).load_plugin(path);
+  auto r = client.direct_view(targets).load_plugin(path);
   WaitShowingProgress(r, targets, 0);
   auto tasks = r.info();
-  int rc = 0;
-  Json out = Json::array();
   for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
     const ipp::TaskInfo& t = tasks[i];
     // load_plugin leaves out the Python engines among named targets: the reply names its engine.
@@ -175,9 +166,10 @@ int Load(int argc, char** argv) {
     Json row = {{"engine", engine}, {"status", ipp::TaskStatusName(t.status)}};
     if (t.status == ipp::TaskStatus::kOk) {
       row["added"] = t.result;
+      outcome.any_ok = true;
     } else {
       row["error"] = t.error ? t.error->ename() + ": " + t.error->evalue() : std::string("no answer");
-      rc = 1;
+      outcome.all_ok = false;
     }
     if (c.json) {
       out.push_back(row);
@@ -189,8 +181,83 @@ int Load(int argc, char** argv) {
       std::cout << "[error:" << engine << "] " << row["error"].get<std::string>() << "\n";
     }
   }
+  return outcome;
+}
+
+int ListPlugins(const Common& c) {
+  std::string error;
+  auto client = Connect(c, &error);
+  if (!client) return Fail(error);
+  ipp::Result<std::vector<std::string>> plugins = client->registered_plugins();
+  if (!plugins.ok()) return Fail(plugins.status().message());
+  if (c.json) {
+    std::cout << Json(*plugins).dump() << std::endl;
+  } else if (plugins->empty()) {
+    std::cout << "no plugins: engines that register load only their own --load plugins\n";
+  } else {
+    for (const std::string& p : *plugins) std::cout << p << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int Load(int argc, char** argv) {
+  CommandLine cl;
+  const Common& c = cl.common;
+  std::string targets_spec, path;
+  bool now_only = false, list = false;
+  cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"),
+                           "engines: all (native ones, and those that register later), 0,2 or 1-3 (those only)")
+      ("now-only", po::bool_switch(&now_only), "with all engines: not into engines that register later")
+      ("list", po::bool_switch(&list), "list the plugins engines load as they register, and exit")
+      ("path", po::value(&path), "the plugin library (.so), as the engines' hosts see it");
+  cl.positional.add("path", 1);
+  if (int rc = cl.Parse(argc, argv, Usage("load PATH [--targets SPEC] [--now-only] | load --list",
+                                          "Load a plugin library on the engines; print the functions each engine added.\n"
+                                          "Into all engines (the default), engines started or restarted later load it too\n"
+                                          "(our controller keeps the list: `ipp load --list`).")); rc >= 0) {
+    return rc;
+  }
+  if (list) return ListPlugins(c);
+  if (path.empty()) return Fail("load needs the path of a plugin library: ipp load ./libmyfuncs.so");
+  const bool for_later = targets_spec == "all" && !now_only;
+  std::string error;
+  std::vector<int> targets;
+  auto client = ConnectForNative(c, targets_spec, &targets, &error);
+  if (!client) return Fail(error);
+  // Named targets may include Python engines, which have no plugins (load_plugin skips them too):
+  // left out here, so that the progress line names only engines that are asked.
+  std::map<int, ipp::EngineKind> kinds = client->engine_kinds(targets);
+  std::erase_if(targets, [&](int id) { return kinds[id] == ipp::EngineKind::kPython; });
+  if (targets.empty()) return Fail("no native engines among the targets (Python engines have no plugins)");
+  Json out = Json::array();
+  LoadOutcome outcome = LoadInto(*client, targets, path, c, out);
+  // Kept for later engines only once it loads somewhere: a mistyped path is not kept.
+  if (for_later && outcome.any_ok) {
+    ipp::Result<std::vector<std::string>> kept = client->register_plugin(path);
+    if (!kept.ok()) {
+      std::cerr << "ipp: note: engines that register later will not load it: " << kept.status().message() << "\n";
+    } else {
+      // Engines that registered while it loaded may have missed both: load it there too (again is
+      // harmless).
+      std::vector<int> late;
+      for (int id : client->ids()) {
+        if (std::find(targets.begin(), targets.end(), id) == targets.end()) late.push_back(id);
+      }
+      if (!late.empty()) {
+        std::map<int, ipp::EngineKind> late_kinds = client->engine_kinds(late);
+        std::erase_if(late, [&](int id) { return late_kinds[id] == ipp::EngineKind::kPython; });
+      }
+      if (!late.empty()) {
+        LoadOutcome more = LoadInto(*client, late, path, c, out);
+        outcome.all_ok = outcome.all_ok && more.all_ok;
+      }
+      if (!c.json) std::cerr << "ipp: engines that register later load it too (ipp load --list)\n";
+    }
+  }
   if (c.json) std::cout << out.dump() << std::endl;
-  return rc;
+  return outcome.all_ok ? 0 : 1;
 }
 
 }  // namespace ipp_cmd

@@ -330,6 +330,12 @@ class Client {
   // drops that engine at once. The stock controller does not know the request (an error).
   Result<std::optional<int>> report_engine_exit(const std::string& hostname, long pid, const std::string& how,
                                                 const std::string& log_tail);
+  // Plugin libraries that every native engine loads as it registers, from now on: engines started
+  // or restarted later get what load_plugin gave those running now (it does not load them there;
+  // `ipp load` does both). Returns the whole list. `path` is made absolute here. Our controller
+  // only: the stock one has no such list (kInfeasible, nothing sent).
+  Result<std::vector<std::string>> register_plugin(const std::string& path);
+  Result<std::vector<std::string>> registered_plugins();
   // Results of earlier messages, also those submitted by other clients. Asks the hub (blocking
   // up to the client's timeout); a message still pending then completes when it ends (the I/O
   // thread asks the hub again until it has, as Python's AsyncHubResult polls).

@@ -39,9 +39,12 @@ def test_ipp_tells_python_engines_from_native_ones(make_cluster, stock_controlle
     assert f.returncode == 0, f.stderr
     assert f"skipping Python engine {python_id}" in f.stderr
     assert {fn["name"]: fn["engines"] for fn in json.loads(f.stdout)}["pi.sample"] == [native_id]
-    load = ipp(cluster, "load", PI_PLUGIN)
+    load_all = load = ipp(cluster, "load", PI_PLUGIN)
     assert load.returncode == 0, load.stdout + load.stderr
     assert f"[engine {native_id}] added" in load.stdout and f"[engine {python_id}]" not in load.stdout
+    if stock_controller:
+        # It keeps no list for later engines, and is not asked to (it would log "Bad Query Type").
+        assert "engines that register later will not load it" in load.stderr, load.stderr
     # Named targets too (DirectView::load_plugin skips Python engines): only the native one loads,
     # and a Python engine alone is a clear error.
     load = ipp(cluster, "load", "-t", f"{python_id},{native_id}", PI_PLUGIN)
@@ -55,9 +58,26 @@ def test_ipp_tells_python_engines_from_native_ones(make_cluster, stock_controlle
         assert px.stdout.count("[stdout:") == 1 and f"[stdout:{native_id}] shell-" in px.stdout, px.stdout
         assert "skipping Python engine" in px.stderr
 
-    # Nothing it was sent left a trace of a failure in the Python engine's log.
-    log = cluster.log("engine-0.log")
-    assert "Traceback" not in log and "not enough buffers" not in log, log[-3000:]
+    if not stock_controller:
+        # Our hub names the plugin in every registration reply from now on: a stock engine that
+        # registers then ignores it, and a native one loads it.
+        assert "engines that register later load it too" in load_all.stderr, load_all.stderr
+        cluster.start_engines(1)
+        cluster.start_native_engines(1)
+        def later_native_has_it():
+            f = ipp(cluster, "functions", "--json")
+            return f.returncode == 0 and len({fn["name"]: fn["engines"] for fn in json.loads(f.stdout)}.get("pi.sample", [])) == 2
+        wait_for(later_native_has_it, what="the native engine started later to have pi.sample")
+        kinds = [e["kind"] for e in json.loads(ipp(cluster, "engines", "--json").stdout)]
+        assert sorted(kinds) == ["native", "native", "python", "python"], kinds
+        assert json.loads(ipp(cluster, "load", "--list", "--json").stdout) == [PI_PLUGIN]
+    # Nothing it was sent left a trace of a failure in the Python engines' logs, nor in the stock
+    # controller's.
+    for name in ["engine-0.log"] + ([] if stock_controller else ["engine-2.log"]):
+        log = cluster.log(name)
+        assert "Traceback" not in log and "not enough buffers" not in log, log[-3000:]
+    if stock_controller:
+        assert "Bad Query Type" not in cluster.log("controller.log")
 
 
 @pytest.mark.parametrize("stock_controller", [False, True], ids=["our_controller", "stock_controller"])

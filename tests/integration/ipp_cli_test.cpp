@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -188,6 +189,48 @@ TEST_F(IppCliTest, LoadReportsWhatEachEngineAddedOrWhyItFailed) {
   EXPECT_NE(out.find("load needs the path"), std::string::npos) << out;
 }
 
+// `ipp load` into all engines also gives the plugin to engines that register later (started, or
+// restarted by ipcluster); into named engines, with --now-only, or when it loads nowhere, not.
+TEST_F(IppCliTest, LoadIntoAllEnginesReachesEnginesThatRegisterLater) {
+  // A second plugin: every engine of this cluster was started with the pi one.
+  const std::string plugin = std::string(IPP_BIN_DIR) + "/../lib/libipp_test_greet.so";
+  auto kept = [&] {
+    std::string out;
+    EXPECT_EQ(Ipp({"load", "--list", "--json"}, &out), 0) << out;
+    return json::parse(out, nullptr, false);
+  };
+  auto engines_with = [&](const std::string& function) {
+    std::string out;
+    if (Ipp({"functions", "--json"}, &out) != 0) return json();
+    for (const json& f : json::parse(out)) {
+      if (f["name"] == function) return f["engines"];
+    }
+    return json::array();
+  };
+  std::string out;
+  EXPECT_EQ(kept(), json::array());
+  EXPECT_EQ(Ipp({"load", (dir_.path() / "libnothere.so").string()}, &out), 1) << out;
+  EXPECT_EQ(kept(), json::array()) << "a path that loads nowhere is not kept";
+  ASSERT_EQ(Ipp({"load", plugin, "-t", "1"}, &out), 0) << out;
+  ASSERT_EQ(Ipp({"load", plugin, "--now-only"}, &out), 0) << out;
+  EXPECT_EQ(kept(), json::array()) << "named engines or --now-only: those engines only";
+  EXPECT_EQ(out.find("register later"), std::string::npos) << out;
+
+  ASSERT_EQ(Ipp({"load", plugin}, &out), 0) << out;
+  EXPECT_NE(out.find("engines that register later load it too"), std::string::npos) << out;
+  const std::string absolute = std::filesystem::path(plugin).lexically_normal().string();
+  EXPECT_EQ(kept(), json::array({absolute}));
+  ASSERT_EQ(Ipp({"load", plugin}, &out), 0) << out;
+  EXPECT_EQ(kept(), json::array({absolute})) << "kept once";
+
+  cluster_.AddEngine();  // started with the pi plugin only
+  EXPECT_TRUE(testutil::WaitFor([&] { return engines_with("test.greet") == json::array({0, 1, 2}); }, 30s))
+      << engines_with("test.greet");
+  EXPECT_EQ(engines_with("pi.sample"), json::array({0, 1, 2}));
+  EXPECT_NE(cluster_.Log("engine-2.log").find("loaded 1 function(s) from " + absolute), std::string::npos)
+      << cluster_.Log("engine-2.log");
+}
+
 TEST_F(IppCliTest, MapKeepsInputOrder) {
   std::string input;
   for (int i = 0; i < 30; ++i) input += std::to_string(i) + "\n";
@@ -283,6 +326,31 @@ TEST_F(IppCliTest, MapCtrlCAbortsQueuedAndInterruptsRunningItems) {
   EXPECT_EQ(s["unassigned"], 0) << out;
   EXPECT_EQ(s["0"]["tasks"], 0) << out;
   EXPECT_EQ(s["1"]["tasks"], 0) << out;
+}
+
+// --timeout bounds the whole map: what finished is printed, what runs is interrupted at once,
+// what waits is aborted; it exits 1 saying so, and leaves nothing in the cluster.
+TEST_F(IppCliTest, MapTimeoutStopsTheRestAndPrintsWhatFinished) {
+  std::string out;
+  EXPECT_EQ(Ipp({"map", "ipp.echo", "-", "--timeout", "-1"}, &out, "1\n"), 1) << out;
+  EXPECT_NE(out.find("--timeout must be 0"), std::string::npos) << out;
+  // Two quick items, then four of 60 s on two engines.
+  std::string slow;
+  for (int i = 0; i < 4; ++i) slow += R"({"seconds": 60})" "\n";
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Ipp({"map", "ipp.sleep", "-", "--timeout", "2"}, &out,
+                "{\"seconds\": 0, \"result\": \"a\"}\n{\"seconds\": 0, \"result\": \"b\"}\n" + slow), 1) << out;
+  // Not the 3 s Ctrl-C grace before the interrupt: the timeout interrupts at once.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 8s) << out;
+  EXPECT_EQ(out.rfind("\"a\"\n\"b\"\n", 0), 0u) << out;  // what finished, in order, first
+  EXPECT_NE(out.find("TimeoutError: "), std::string::npos) << out;
+  EXPECT_NE(out.find("of 6 item(s) not done after --timeout 2 s"), std::string::npos) << out;
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    if (Ipp({"status", "--json"}, &out) != 0) return false;
+    json s = json::parse(out, nullptr, false);
+    return s["unassigned"] == 0 && s["0"]["tasks"] == 0 && s["1"]["tasks"] == 0 && s["0"]["queue"] == 0 &&
+           s["1"]["queue"] == 0;
+  }, 10s)) << out;
 }
 
 TEST_F(IppCliTest, MapPrintsEachResultAsItComesAndSaysWhatWorkNoEngineCanRunWaitsFor) {

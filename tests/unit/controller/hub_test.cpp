@@ -290,6 +290,43 @@ TEST_F(HubTest, RestoredEnginesKeepWhatTheyCanRun) {
   EXPECT_FALSE(announced["python-b"].contains("ipp"));
 }
 
+// `ipp load` into all engines: the hub keeps the plugin's path (absolute, once) and names its
+// plugins in every registration reply from then on, also after a restore.
+TEST_F(HubTest, KeepsPluginsForEnginesThatRegisterLaterAcrossARestore) {
+  EXPECT_EQ(Query("ipp_plugins_request", json::object()), json({{"status", "ok"}, {"plugins", json::array()}}));
+  json refused = Query("ipp_plugins_request", {{"add", "lib/relative.so"}});
+  EXPECT_EQ(refused.value("ename", ""), "ValueError") << refused.dump();
+  EXPECT_EQ(Query("ipp_plugins_request", {{"add", 3}}).value("ename", ""), "ValueError");
+  Query("ipp_plugins_request", {{"add", "/opt/a.so"}});
+  Query("ipp_plugins_request", {{"add", "/opt/b.so"}});
+  json kept = Query("ipp_plugins_request", {{"add", "/opt/a.so"}});
+  EXPECT_EQ(kept["plugins"], json({"/opt/a.so", "/opt/b.so"})) << kept.dump();
+
+  FakePeer engine(context_, zmq::socket_type::dealer, kKey, "late-engine");
+  engine.socket().connect("inproc://hub-query");
+  engine.Send("registration_request", {{"uuid", "late-engine"}});
+  std::optional<protocol::Message> reply = Next(engine);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->content["ipp_plugins"], json({"/opt/a.so", "/opt/b.so"})) << reply->content.dump();
+
+  HubOptions options = options_;
+  for (std::string* url : {&options.query_url, &options.notification_url, &options.internal_notification_url,
+                           &options.monitor_url, &options.ping_url, &options.pong_url}) {
+    *url += "-restored";
+  }
+  options.restore = true;
+  Reactor reactor(MakeLogger("test.reactor2"));
+  Hub restored(context_, kKey, options, std::make_unique<MemoryTaskStore>(), MakeLogger("test.hub2"), [] {});
+  restored.Bind();
+  restored.Attach(reactor);
+  FakePeer client(context_, zmq::socket_type::dealer, kKey);
+  client.socket().connect(options.query_url);
+  client.Send("ipp_plugins_request", json::object());
+  std::optional<protocol::Message> listed = client.Next(reactor);
+  ASSERT_TRUE(listed.has_value());
+  EXPECT_EQ(listed->content["plugins"], json({"/opt/a.so", "/opt/b.so"})) << listed->content.dump();
+}
+
 TEST_F(HubTest, UnregistersAnEngineThatStopsAnsweringHeartbeats) {
   FakeEngine& engine = Register("engine-a");
   ASSERT_TRUE(NextNotification("registration_notification").has_value());

@@ -174,7 +174,7 @@ int Farm(int argc, char** argv) {
     }
   }
   std::vector<std::string> unanswered;
-  if (Interrupted()) unanswered = WindDown(*client, results, kWindDownGrace);
+  if (Interrupted()) unanswered = WindDown(*client, results, kWindDownGrace, kWindDownGrace);
   bool rewritten;
   {
     std::lock_guard lock(mutex);

@@ -38,7 +38,8 @@ input order; each failed item on stderr with its input line number (exit 1 if an
 failed). What the function printed goes to stderr. --json: one object per item on
 stdout, in order: {"line", "ok", "result" | "ename", "evalue", "engine"},
 the first item of each task also with its "stdout"/"stderr" when not empty.
-Ctrl-C aborts what has not started and exits 130 after printing what finished.)";
+Ctrl-C aborts what has not started and exits 130 after printing what finished;
+--timeout S does the same after S seconds and exits 1.)";
 
 }  // namespace
 
@@ -50,6 +51,7 @@ int Map(int argc, char** argv) {
   std::vector<std::string> requirements;
   std::string label;
   int priority = 0, retries = 0;
+  double timeout_s = 0;
   cl.options.add_options()("function", po::value(&function), "native function to call on each item")
       ("input", po::value(&input)->default_value("-"), "file with one JSON value per line, or - for stdin")
       ("chunksize", po::value(&chunksize)->default_value(1), "items per task (1 or more)")
@@ -60,12 +62,16 @@ int Map(int argc, char** argv) {
        "higher runs first among load-balanced tasks waiting for an engine (default 0)")
       ("retries", po::value(&retries)->default_value(0),
        "run a failed task again on another engine, at most this many times (an engine that dies, or an item's "
-       "error: a task of --chunksize items is run again whole)");
+       "error: a task of --chunksize items is run again whole)")
+      ("timeout", po::value(&timeout_s)->default_value(0),
+       "seconds to wait for the whole map; then, as on Ctrl-C, what has not started is aborted, what runs is "
+       "interrupted, and what finished is printed (0: no limit)");
   cl.positional.add("function", 1).add("input", 1);
   if (int rc = cl.Parse(argc, argv, Usage("map FUNCTION [FILE|-]", kMapHelp)); rc >= 0) return rc;
   if (function.empty()) return Fail("map needs a function name");
   if (chunksize < 1) return Fail("--chunksize must be 1 or more (got " + std::to_string(chunksize) + ")");
   if (retries < 0) return Fail("--retries must be 0 or more (got " + std::to_string(retries) + ")");
+  if (timeout_s < 0) return Fail("--timeout must be 0 (no limit) or more");
   std::ifstream file;
   if (input != "-") {
     file.open(input);
@@ -179,21 +185,33 @@ int Map(int argc, char** argv) {
                    count.get<long>(), reason.c_str());
     }
   };
+  // The deadline counts from the submission: reading the input and connecting are not the map.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                               std::chrono::duration<double>(timeout_s));
+  auto timed_out = [&] { return timeout_s > 0 && std::chrono::steady_clock::now() >= deadline; };
+  auto stopping = [&] { return Interrupted() || timed_out(); };
   // In input order, each as soon as it and those before it are done.
   size_t next = 0;
   for (; next < tasks.size(); ++next) {
-    while (!Interrupted() && !tasks[next].wait(ipp::Millis(200))) tell_waiting();
-    if (Interrupted()) break;
+    while (!stopping() && !tasks[next].wait(ipp::Millis(200))) tell_waiting();
+    if (!tasks[next].ready() && stopping()) break;
     print(next);
   }
-  if (Interrupted()) {
-    WindDown(*client, tasks, kWindDownGrace);
+  const bool interrupted = Interrupted(), stopped = next < tasks.size();
+  if (stopped) {
+    // Past --timeout what runs is interrupted at once, as by `ipp px --timeout`.
+    WindDown(*client, tasks, kWindDownGrace, interrupted ? kWindDownGrace : ipp::Millis(0));
     for (; next < tasks.size(); ++next) print(next);
   }
   std::cout.flush();
-  if (Interrupted()) {
+  if (interrupted) {
     std::cerr << "ipp: interrupted: " << unfinished << " of " << items.size() << " item(s) not done" << std::endl;
     return 130;
+  }
+  if (stopped) {
+    std::cerr << "ipp: TimeoutError: " << unfinished << " of " << items.size() << " item(s) not done after --timeout "
+              << timeout_s << " s" << (failed ? ", " + std::to_string(failed) + " failed" : "") << std::endl;
+    return 1;
   }
   if (failed) std::cerr << "ipp: " << failed << " of " << items.size() << " item(s) failed" << std::endl;
   return failed ? 1 : 0;

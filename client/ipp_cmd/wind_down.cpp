@@ -54,9 +54,10 @@ bool WaitAll(const std::vector<ipp::AsyncResult>& results, std::chrono::steady_c
 }  // namespace
 
 // After a first Ctrl-C: every request of `results` still queued (in the scheduler or on an
-// engine) is aborted; what runs gets `grace` to end, then the engines running it get SIGINT
-// and as long again. Returns the msg_ids still unanswered after that.
-std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::AsyncResult>& results, ipp::Millis grace) {
+// engine) is aborted; what runs gets `before_signal` to end, then the engines running it get
+// SIGINT and `grace` to answer. Returns the msg_ids still unanswered after that.
+std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::AsyncResult>& results, ipp::Millis grace,
+                                  ipp::Millis before_signal) {
   std::set<std::string> pending;
   for (const auto& r : results) {
     if (!r.ready()) pending.insert(r.msg_ids().begin(), r.msg_ids().end());
@@ -65,7 +66,7 @@ std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::As
   // Not waiting for the engines' acknowledgements: a stock engine gives them only once its
   // running task is done.
   client.direct_view().abort({pending.begin(), pending.end()});
-  if (WaitAll(results, std::chrono::steady_clock::now() + grace)) return {};
+  if (WaitAll(results, std::chrono::steady_clock::now() + before_signal)) return {};
   // The engines running what is left, from the hub's view of their queues.
   std::vector<int> busy;
   if (auto status = client.queue_status({}, /*verbose=*/true); status.ok()) {

@@ -17,8 +17,10 @@ bool Interrupted();
 std::unique_ptr<ipp::Client> ConnectInterruptible(const Common& c, std::string* error);
 
 // After a first Ctrl-C: aborts what of `results` has not started, then interrupts what runs
-// (see wind_down.cpp). Returns the msg_ids still unanswered after that.
-std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::AsyncResult>& results, ipp::Millis grace);
+// once it has had `before_signal` to end (see wind_down.cpp). Returns the msg_ids still
+// unanswered after that.
+std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::AsyncResult>& results, ipp::Millis grace,
+                                  ipp::Millis before_signal);
 
 constexpr ipp::Millis kWindDownGrace{3000};
 

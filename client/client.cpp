@@ -244,11 +244,45 @@ Result<std::optional<int>> Client::report_engine_exit(const std::string& hostnam
 
 namespace {
 
-Result<std::vector<std::string>> PluginsQuery(detail::ClientImpl& impl, Json content) {
+// ipp_plugins_request (see PROTOCOL.md); our controller only: the stock hub would log "Bad Query
+// Type".
+Result<Message> PluginsQuery(detail::ClientImpl& impl, Json content) {
   if (!impl.our_controller) {
     return Status::Infeasible("the stock controller keeps no plugins for engines that register later");
   }
-  Result<Message> m = impl.Query("ipp_plugins_request", std::move(content));
+  return impl.Query("ipp_plugins_request", std::move(content));
+}
+
+}  // namespace
+
+std::string detail::PluginPath(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::absolute(path, ec).lexically_normal().string();
+}
+
+Result<std::vector<int>> Client::register_plugin(const std::string& path) {
+  if (path.empty()) return Status::InvalidArgument("register_plugin needs the path of a plugin library");
+  Result<Message> m = PluginsQuery(*impl_, {{"add", detail::PluginPath(path)}});
+  if (!m.ok()) return m.status();
+  std::vector<int> before;
+  for (const Json& id : m->content.value("registered_before", Json::array())) {
+    if (id.is_number_integer()) before.push_back(id.get<int>());
+  }
+  return before;
+}
+
+Status Client::forget_plugin(const std::string& path) {
+  if (path.empty()) return Status::InvalidArgument("forget_plugin needs the path of a plugin library");
+  Result<Message> m = PluginsQuery(*impl_, {{"remove", detail::PluginPath(path)}});
+  if (!m.ok()) return m.status();
+  if (!protocol::FlagSet(m->content, "removed")) {
+    return Status::NotFound("no plugin " + detail::PluginPath(path) + " is kept for engines that register later");
+  }
+  return Status::OK();
+}
+
+Result<std::vector<std::string>> Client::registered_plugins() {
+  Result<Message> m = PluginsQuery(*impl_, Json::object());
   if (!m.ok()) return m.status();
   std::vector<std::string> out;
   for (const Json& path : m->content.value("plugins", Json::array())) {
@@ -256,17 +290,6 @@ Result<std::vector<std::string>> PluginsQuery(detail::ClientImpl& impl, Json con
   }
   return out;
 }
-
-}  // namespace
-
-Result<std::vector<std::string>> Client::register_plugin(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::path absolute = std::filesystem::absolute(path, ec);
-  if (ec || path.empty()) return Status::InvalidArgument("not a plugin path: '" + path + "'");
-  return PluginsQuery(*impl_, {{"add", absolute.lexically_normal().string()}});
-}
-
-Result<std::vector<std::string>> Client::registered_plugins() { return PluginsQuery(*impl_, Json::object()); }
 
 AsyncResult Client::get_result(const std::vector<std::string>& msg_ids) {
   auto state = std::make_shared<detail::ResultState>(msg_ids);

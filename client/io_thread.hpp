@@ -38,6 +38,10 @@ using protocol::Message;
 
 enum class Channel { kMux, kTask, kControl, kBroadcast, kQuery };
 
+// A plugin's path as engines are given it (load_plugin, register_plugin): absolute from the
+// client's directory, normalized, so that the hub keeps each library once.
+std::string PluginPath(const std::string& path);
+
 struct Outgoing {
   Channel channel;
   std::string msg_type;

@@ -144,8 +144,7 @@ AsyncResult DirectView::load_plugin(const std::string& path) {
   if (native.empty() && !targets_.empty()) {
     return client_->impl_->Failed("ValueError", "no native engines in this view (Python engines have no plugins)");
   }
-  std::error_code ec;
-  return DirectView(client_, std::move(native)).apply("ipp.load", {{"path", std::filesystem::absolute(path, ec).string()}});
+  return DirectView(client_, std::move(native)).apply("ipp.load", {{"path", detail::PluginPath(path)}});
 }
 
 AsyncResult DirectView::kernel_info() {

@@ -251,21 +251,48 @@ void Hub::EngineUpdate(Message& m) {
 }
 
 void Hub::PluginsRequest(Message& m) {
-  if (m.content.contains("add")) {
-    const json& add = m.content["add"];
-    // Absolute: the path is read by engines started later, in directories of their own.
-    if (!add.is_string() || add.get_ref<const std::string&>().empty() || add.get_ref<const std::string&>()[0] != '/') {
-      Reply(m, "ipp_plugins_reply", protocol::ErrorContent("ValueError", "\"add\" must be an absolute path, not " + add.dump()));
-      return;
+  // Absolute: the path is read by engines started later, in directories of their own.
+  auto path_in = [&](const char* key) -> std::optional<std::string> {
+    const json& v = m.content[key];
+    if (!v.is_string() || v.get_ref<const std::string&>().empty() || v.get_ref<const std::string&>()[0] != '/') {
+      Reply(m, "ipp_plugins_reply",
+            protocol::ErrorContent("ValueError", "\"" + std::string(key) + "\" must be an absolute path, not " + v.dump()));
+      return std::nullopt;
     }
-    const std::string& path = add.get_ref<const std::string&>();
-    if (std::find(plugins_.begin(), plugins_.end(), path) == plugins_.end()) {
-      plugins_.push_back(path);
-      log_->info("engines that register from now on load the plugin {}", path);
+    return v.get<std::string>();
+  };
+  json reply = {{"status", "ok"}};
+  if (m.content.contains("add")) {
+    std::optional<std::string> path = path_in("add");
+    if (!path) return;
+    if (std::find(plugins_.begin(), plugins_.end(), *path) == plugins_.end()) {
+      plugins_.push_back(*path);
+      log_->info("engines that register from now on load the plugin {}", *path);
       EngineStateChanged();
     }
+    // The native engines whose registration reply went out without it: those the client does
+    // not know yet (still registering, or their notification still on its way) need it too.
+    json before = json::array();
+    auto native = [](const std::optional<protocol::Capabilities>& c) { return c && c->kind == protocol::EngineKind::kNative; };
+    for (const auto& [id, e] : engines_) {
+      if (native(e.capabilities)) before.push_back(id);
+    }
+    for (const auto& [uuid, e] : incoming_) {
+      if (native(e.capabilities)) before.push_back(e.id);
+    }
+    reply["registered_before"] = std::move(before);
+  } else if (m.content.contains("remove")) {
+    std::optional<std::string> path = path_in("remove");
+    if (!path) return;
+    const bool removed = std::erase(plugins_, *path) > 0;
+    if (removed) {
+      log_->info("engines that register from now on no longer load the plugin {}", *path);
+      EngineStateChanged();
+    }
+    reply["removed"] = removed;
   }
-  Reply(m, "ipp_plugins_reply", {{"status", "ok"}, {"plugins", plugins_}});
+  reply["plugins"] = plugins_;
+  Reply(m, "ipp_plugins_reply", reply);
 }
 
 std::vector<std::pair<std::string, protocol::Capabilities>> Hub::engine_capabilities() const {

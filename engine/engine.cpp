@@ -181,7 +181,11 @@ Status Engine::Register() {
     id_ = reply->content.at("id").get<int>();
     ipp_hub_ = protocol::FlagSet(reply->content, "ipp_hub");
     hb_period_ = std::chrono::milliseconds(reply->content.value("hb_period", 3000));
-    LoadClusterPlugins(reply->content.value("ipp_plugins", json::array()));
+    // Loaded once connected: a slow plugin must not hold up the heartbeats that complete the
+    // registration.
+    for (const json& path : reply->content.value("ipp_plugins", json::array())) {
+      if (path.is_string()) cluster_plugins_.push_back(path.get<std::string>());
+    }
     return Connect(reply->content.value("connection_info", json::object()),
                    protocol::FlagSet(reply->content, protocol::gateway::kPortKey));
   }
@@ -258,7 +262,8 @@ int Engine::Run() {
   // each descriptor to signal its next message. (zmq::poll would ask both sockets twice more
   // whether they have one, two system calls each, on every request.)
   pollfd fds[] = {{from_control_.get(zmq::sockopt::fd), POLLIN, 0}, {shell_.get(zmq::sockopt::fd), POLLIN, 0}};
-  AnnounceIfFunctionsChanged();  // the plugins loaded after the registration request went
+  LoadClusterPlugins();
+  AnnounceIfFunctionsChanged();  // with the plugins loaded since the registration request
   while (true) {
     // Commands first, one request at a time: an abort or clear that came while the last
     // request ran applies to every request after it.
@@ -310,15 +315,17 @@ void Engine::HandleCommands() {
   }
 }
 
-void Engine::LoadClusterPlugins(const json& paths) {
-  if (!paths.is_array()) return;
-  for (const json& path : paths) {
-    if (!path.is_string()) continue;
+void Engine::LoadClusterPlugins() {
+  for (const std::string& path : cluster_plugins_) {
+    if (executor_.functions().Loaded(path)) continue;  // given with --load too
     // Not fatal: the other engines have it; this host may lack the file, or it may not load
     // here. The functions it would add are then missing here, which ipp functions shows.
-    auto added = executor_.Load(path.get<std::string>());
-    if (!added.ok()) log_->warn("cannot load the cluster's plugin {}: {}", path.get<std::string>(), added.status().message());
+    // Said first: a plugin that crashes the process as it loads is then named in the log.
+    log_->info("loading the cluster's plugin {}", path);
+    auto added = executor_.Load(path);
+    if (!added.ok()) log_->warn("cannot load the cluster's plugin {}: {}", path, added.status().message());
   }
+  cluster_plugins_.clear();
 }
 
 void Engine::AnnounceIfFunctionsChanged() {

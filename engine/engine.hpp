@@ -104,8 +104,9 @@ class Engine {
   void ReplyTakenAborts();
   void AbortWaiting();
   void AnnounceIfFunctionsChanged();
-  // The plugins our hub has every engine load as it registers (after `ipp load`).
-  void LoadClusterPlugins(const nlohmann::json& paths);
+  // The plugins our hub has every engine load as it registers (after `ipp load`), kept from the
+  // registration reply and loaded by the shell thread before it serves.
+  void LoadClusterPlugins();
 
   // Control thread.
   void OnControl();
@@ -147,6 +148,7 @@ class Engine {
   zmq::socket_t shell_, iopub_, from_control_, to_control_;
   Outbox shell_out_;
   size_t announced_loads_ = 0;  // the function table's loads() last announced to the hub
+  std::vector<std::string> cluster_plugins_;
   int execution_count_ = 0;
   // msg_ids to refuse when they arrive. Bounded: most named ids never come here (the scheduler
   // dropped them, or they went to another engine).

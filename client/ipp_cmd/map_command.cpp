@@ -1,6 +1,7 @@
 // ipp map: a native function over JSON lines, load-balanced.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -38,8 +39,10 @@ input order; each failed item on stderr with its input line number (exit 1 if an
 failed). What the function printed goes to stderr. --json: one object per item on
 stdout, in order: {"line", "ok", "result" | "ename", "evalue", "engine"},
 the first item of each task also with its "stdout"/"stderr" when not empty.
-Ctrl-C aborts what has not started and exits 130 after printing what finished;
---timeout S does the same after S seconds and exits 1.)";
+The input is read whole before the first task is sent. Ctrl-C aborts what has not
+started and exits 130 after printing what finished; --timeout S does the same S seconds
+after the tasks were sent and exits 1. With --json an item that never ran is
+{"line", "ok": false, "ename": "TaskAborted"}.)";
 
 }  // namespace
 
@@ -64,14 +67,14 @@ int Map(int argc, char** argv) {
        "run a failed task again on another engine, at most this many times (an engine that dies, or an item's "
        "error: a task of --chunksize items is run again whole)")
       ("timeout", po::value(&timeout_s)->default_value(0),
-       "seconds to wait for the whole map; then, as on Ctrl-C, what has not started is aborted, what runs is "
-       "interrupted, and what finished is printed (0: no limit)");
+       "seconds to wait for the map once its input is read; then what has not started is aborted, what runs is "
+       "interrupted at once, and what finished is printed (0: no limit)");
   cl.positional.add("function", 1).add("input", 1);
   if (int rc = cl.Parse(argc, argv, Usage("map FUNCTION [FILE|-]", kMapHelp)); rc >= 0) return rc;
   if (function.empty()) return Fail("map needs a function name");
   if (chunksize < 1) return Fail("--chunksize must be 1 or more (got " + std::to_string(chunksize) + ")");
   if (retries < 0) return Fail("--retries must be 0 or more (got " + std::to_string(retries) + ")");
-  if (timeout_s < 0) return Fail("--timeout must be 0 (no limit) or more");
+  if (!std::isfinite(timeout_s) || timeout_s < 0) return Fail("--timeout must be a number of seconds, or 0 for no limit");
   std::ifstream file;
   if (input != "-") {
     file.open(input);
@@ -116,6 +119,7 @@ int Map(int argc, char** argv) {
     tasks.push_back(view.apply("ipp.map", {{"function", function}, {"items", std::move(slice)}, {"keep_going", true}}));
   }
   size_t failed = 0, unfinished = items.size() - std::min(items.size(), tasks.size() * chunk);
+  bool timed_out_now = false;  // set once --timeout has passed: says why items were interrupted
   // Prints task k's items (results on stdout, errors on stderr); one that did not finish counts
   // as unfinished.
   auto print = [&](size_t k) {
@@ -123,6 +127,11 @@ int Map(int argc, char** argv) {
     size_t begin = k * chunk, end = std::min(items.size(), begin + chunk);
     if (!tasks[k].ready() || t.status == ipp::TaskStatus::kAborted) {
       unfinished += end - begin;
+      for (size_t i = begin; c.json && i < end; ++i) {
+        std::cout << Json{{"line", lines[i]}, {"ok", false}, {"ename", "TaskAborted"},
+                          {"evalue", "not run: the map was stopped (Ctrl-C or --timeout) before it started"}}.dump()
+                  << "\n";
+      }
       return;
     }
     // Per item: a result, an item's own error, or the task's error for all of its items.
@@ -146,6 +155,8 @@ int Map(int argc, char** argv) {
         auto e = errors.find(i - begin);
         ename = e != errors.end() ? e->second.first : (t.error ? t.error->ename() : "Error");
         evalue = e != errors.end() ? e->second.second : (t.error ? t.error->evalue() : "no result");
+        // Interrupted by us: the engine reports the SIGINT it was sent.
+        if (timed_out_now && ename == "KeyboardInterrupt") evalue += " (stopped by --timeout)";
       }
       if (c.json) {
         Json j = {{"line", lines[i]}, {"ok", ok}, {"engine", t.engine_id}};
@@ -199,8 +210,13 @@ int Map(int argc, char** argv) {
   }
   const bool interrupted = Interrupted(), stopped = next < tasks.size();
   if (stopped) {
+    timed_out_now = !interrupted;
+    std::cerr << (interrupted ? "ipp: stopping: what has not started is aborted; what runs gets 3 s, then SIGINT "
+                                "(Ctrl-C again exits at once)"
+                              : "ipp: --timeout passed: what has not started is aborted, what runs is interrupted")
+              << std::endl;
     // Past --timeout what runs is interrupted at once, as by `ipp px --timeout`.
-    WindDown(*client, tasks, kWindDownGrace, interrupted ? kWindDownGrace : ipp::Millis(0));
+    WindDown(*client, tasks, interrupted ? kWindDownGrace : ipp::Millis(0), kWindDownGrace);
     for (; next < tasks.size(); ++next) print(next);
   }
   std::cout.flush();
@@ -209,8 +225,8 @@ int Map(int argc, char** argv) {
     return 130;
   }
   if (stopped) {
-    std::cerr << "ipp: TimeoutError: " << unfinished << " of " << items.size() << " item(s) not done after --timeout "
-              << timeout_s << " s" << (failed ? ", " + std::to_string(failed) + " failed" : "") << std::endl;
+    std::cerr << "ipp: TimeoutError: stopped after --timeout " << timeout_s << " s: " << unfinished << " of " << items.size()
+              << " item(s) not run" << (failed ? ", " + std::to_string(failed) + " interrupted or failed" : "") << std::endl;
     return 1;
   }
   if (failed) std::cerr << "ipp: " << failed << " of " << items.size() << " item(s) failed" << std::endl;

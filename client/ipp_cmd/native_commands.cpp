@@ -2,10 +2,12 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "client/ipp_cmd/commands.hpp"
 #include "client/ipp_cmd/targets.hpp"
@@ -143,15 +145,14 @@ int Functions(int argc, char** argv) {
   return rc;
 }
 
-// Loads a plugin library on the engines (ipp.load) and says what each added.
 namespace {
 
-// Loads `path` into `targets` (native engines) and prints, or adds to `out` with --json, what
-// each added. Whether every engine loaded it and whether any did.
 struct LoadOutcome {
-  bool all_ok = true, any_ok = false;
+  bool all_ok = true, any_ok = false;  // every engine loaded it; some engine did
 };
 
+// Loads `path` into `targets` (native engines) and prints, or adds to `out` with --json, what
+// each added.
 LoadOutcome LoadInto(ipp::Client& client, const std::vector<int>& targets, const std::string& path, const Common& c,
                      Json& out) {
   LoadOutcome outcome;
@@ -161,7 +162,6 @@ LoadOutcome LoadInto(ipp::Client& client, const std::vector<int>& targets, const
   auto tasks = r.info();
   for (size_t i = 0; i < tasks.size() && i < targets.size(); ++i) {
     const ipp::TaskInfo& t = tasks[i];
-    // load_plugin leaves out the Python engines among named targets: the reply names its engine.
     const int engine = t.engine_id >= 0 ? t.engine_id : targets[i];
     Json row = {{"engine", engine}, {"status", ipp::TaskStatusName(t.status)}};
     if (t.status == ipp::TaskStatus::kOk) {
@@ -184,10 +184,52 @@ LoadOutcome LoadInto(ipp::Client& client, const std::vector<int>& targets, const
   return outcome;
 }
 
-int ListPlugins(const Common& c) {
+// `ids` without the Python engines, which have no plugins (load_plugin skips them too; left out
+// here so that the progress line names only engines that are asked).
+std::vector<int> NativeOnly(ipp::Client& client, std::vector<int> ids) {
+  if (ids.empty()) return ids;
+  std::map<int, ipp::EngineKind> kinds = client.engine_kinds(ids);
+  std::erase_if(ids, [&](int id) { return kinds[id] == ipp::EngineKind::kPython; });
+  return ids;
+}
+
+// Keeps `path` for engines that register later and loads it into those that registered while it
+// was loading into `loaded` (their registration reply went out before the hub kept it).
+void KeepForLater(ipp::Client& client, const std::string& path, const std::vector<int>& loaded, const Common& c,
+                  LoadOutcome& outcome, Json& out) {
+  ipp::Result<std::vector<int>> before = client.register_plugin(path);
+  if (!before.ok()) {
+    std::cerr << "ipp: note: engines that register later will not load it: " << before.status().message() << "\n";
+    return;
+  }
+  std::vector<int> late;
+  for (int id : *before) {
+    if (std::find(loaded.begin(), loaded.end(), id) == loaded.end()) late.push_back(id);
+  }
+  // Some may still be registering: the client learns of them within a heartbeat or two.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(std::max(c.timeout, 1.0));
+  auto unknown = [&] {
+    std::vector<int> ids = client.ids();
+    return std::count_if(late.begin(), late.end(), [&](int id) { return std::find(ids.begin(), ids.end(), id) == ids.end(); });
+  };
+  while (unknown() > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::vector<int> ids = client.ids();
+  std::erase_if(late, [&](int id) { return std::find(ids.begin(), ids.end(), id) == ids.end(); });  // never finished
+  late = NativeOnly(client, std::move(late));
+  if (!late.empty()) {
+    LoadOutcome more = LoadInto(client, late, path, c, out);
+    outcome.all_ok = outcome.all_ok && more.all_ok;
+  }
+  if (!c.json) std::cerr << "ipp: engines that register later load it too (ipp load --list; --forget PATH stops that)\n";
+}
+
+int ListPlugins(const Common& c, const std::string& forget) {
   std::string error;
   auto client = Connect(c, &error);
   if (!client) return Fail(error);
+  if (!forget.empty()) {
+    if (ipp::Status s = client->forget_plugin(forget); !s.ok()) return Fail(s.message());
+  }
   ipp::Result<std::vector<std::string>> plugins = client->registered_plugins();
   if (!plugins.ok()) return Fail(plugins.status().message());
   if (c.json) {
@@ -202,60 +244,49 @@ int ListPlugins(const Common& c) {
 
 }  // namespace
 
+// Loads a plugin library on the engines (ipp.load) and says what each added; into all engines,
+// also keeps it for engines that register later.
 int Load(int argc, char** argv) {
   CommandLine cl;
   const Common& c = cl.common;
-  std::string targets_spec, path;
+  std::string targets_spec, path, forget;
   bool now_only = false, list = false;
   cl.options.add_options()("targets,t", po::value(&targets_spec)->default_value("all"),
                            "engines: all (native ones, and those that register later), 0,2 or 1-3 (those only)")
       ("now-only", po::bool_switch(&now_only), "with all engines: not into engines that register later")
       ("list", po::bool_switch(&list), "list the plugins engines load as they register, and exit")
+      ("forget", po::value(&forget), "engines that register later no longer load this plugin (then --list)")
       ("path", po::value(&path), "the plugin library (.so), as the engines' hosts see it");
   cl.positional.add("path", 1);
-  if (int rc = cl.Parse(argc, argv, Usage("load PATH [--targets SPEC] [--now-only] | load --list",
+  if (int rc = cl.Parse(argc, argv, Usage("load PATH [--targets SPEC] [--now-only] | load --list | load --forget PATH",
                                           "Load a plugin library on the engines; print the functions each engine added.\n"
                                           "Into all engines (the default), engines started or restarted later load it too\n"
                                           "(our controller keeps the list: `ipp load --list`).")); rc >= 0) {
     return rc;
   }
-  if (list) return ListPlugins(c);
+  if (list || !forget.empty()) {
+    if (!path.empty() || targets_spec != "all" || now_only) return Fail("--list and --forget take no plugin, --targets or --now-only");
+    return ListPlugins(c, forget);
+  }
   if (path.empty()) return Fail("load needs the path of a plugin library: ipp load ./libmyfuncs.so");
-  const bool for_later = targets_spec == "all" && !now_only;
   std::string error;
   std::vector<int> targets;
   auto client = ConnectForNative(c, targets_spec, &targets, &error);
   if (!client) return Fail(error);
-  // Named targets may include Python engines, which have no plugins (load_plugin skips them too):
-  // left out here, so that the progress line names only engines that are asked.
-  std::map<int, ipp::EngineKind> kinds = client->engine_kinds(targets);
-  std::erase_if(targets, [&](int id) { return kinds[id] == ipp::EngineKind::kPython; });
+  std::vector<int> named = targets;
+  targets = NativeOnly(*client, std::move(targets));
   if (targets.empty()) return Fail("no native engines among the targets (Python engines have no plugins)");
+  if (targets_spec != "all") {  // (with all, ConnectForNative has said which it skips)
+    for (int id : named) {
+      if (std::find(targets.begin(), targets.end(), id) == targets.end()) {
+        std::cerr << "ipp: note: skipping Python engine " << id << " (Python engines have no plugins)\n";
+      }
+    }
+  }
   Json out = Json::array();
   LoadOutcome outcome = LoadInto(*client, targets, path, c, out);
   // Kept for later engines only once it loads somewhere: a mistyped path is not kept.
-  if (for_later && outcome.any_ok) {
-    ipp::Result<std::vector<std::string>> kept = client->register_plugin(path);
-    if (!kept.ok()) {
-      std::cerr << "ipp: note: engines that register later will not load it: " << kept.status().message() << "\n";
-    } else {
-      // Engines that registered while it loaded may have missed both: load it there too (again is
-      // harmless).
-      std::vector<int> late;
-      for (int id : client->ids()) {
-        if (std::find(targets.begin(), targets.end(), id) == targets.end()) late.push_back(id);
-      }
-      if (!late.empty()) {
-        std::map<int, ipp::EngineKind> late_kinds = client->engine_kinds(late);
-        std::erase_if(late, [&](int id) { return late_kinds[id] == ipp::EngineKind::kPython; });
-      }
-      if (!late.empty()) {
-        LoadOutcome more = LoadInto(*client, late, path, c, out);
-        outcome.all_ok = outcome.all_ok && more.all_ok;
-      }
-      if (!c.json) std::cerr << "ipp: engines that register later load it too (ipp load --list)\n";
-    }
-  }
+  if (targets_spec == "all" && !now_only && outcome.any_ok) KeepForLater(*client, path, targets, c, outcome, out);
   if (c.json) std::cout << out.dump() << std::endl;
   return outcome.all_ok ? 0 : 1;
 }

@@ -17,7 +17,12 @@ namespace {
 std::atomic<int> g_interrupts{0};
 
 extern "C" void OnInterrupt(int) {
-  if (g_interrupts.fetch_add(1) >= 1) _exit(130);
+  if (g_interrupts.fetch_add(1) >= 1) {
+    static const char kSaid[] = "\nipp: second Ctrl-C: exiting now; what was sent may still wait or run (ipp status, ipp abort)\n";
+    ssize_t ignored = write(2, kSaid, sizeof kSaid - 1);  // async-signal-safe, unlike iostreams
+    (void)ignored;
+    _exit(130);
+  }
 }
 
 }  // namespace
@@ -53,11 +58,11 @@ bool WaitAll(const std::vector<ipp::AsyncResult>& results, std::chrono::steady_c
 
 }  // namespace
 
-// After a first Ctrl-C: every request of `results` still queued (in the scheduler or on an
-// engine) is aborted; what runs gets `before_signal` to end, then the engines running it get
-// SIGINT and `grace` to answer. Returns the msg_ids still unanswered after that.
-std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::AsyncResult>& results, ipp::Millis grace,
-                                  ipp::Millis before_signal) {
+// Every request of `results` still queued (in the scheduler or on an engine) is aborted; what
+// runs gets `before_signal` to end, then the engines running it get SIGINT and `after_signal` to
+// answer.
+std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::AsyncResult>& results,
+                                  ipp::Millis before_signal, ipp::Millis after_signal) {
   std::set<std::string> pending;
   for (const auto& r : results) {
     if (!r.ready()) pending.insert(r.msg_ids().begin(), r.msg_ids().end());
@@ -83,7 +88,7 @@ std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::As
     }
   }
   if (!busy.empty()) (void)client.send_signal(SIGINT, busy);
-  WaitAll(results, std::chrono::steady_clock::now() + grace);
+  WaitAll(results, std::chrono::steady_clock::now() + after_signal);
   std::vector<std::string> left;
   for (const auto& r : results) {
     if (!r.ready()) left.insert(left.end(), r.msg_ids().begin(), r.msg_ids().end());

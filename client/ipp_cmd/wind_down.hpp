@@ -16,11 +16,11 @@ bool Interrupted();
 // Connect() with SIGINT caught (see wind_down.cpp). Call from the main thread.
 std::unique_ptr<ipp::Client> ConnectInterruptible(const Common& c, std::string* error);
 
-// After a first Ctrl-C: aborts what of `results` has not started, then interrupts what runs
-// once it has had `before_signal` to end (see wind_down.cpp). Returns the msg_ids still
-// unanswered after that.
-std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::AsyncResult>& results, ipp::Millis grace,
-                                  ipp::Millis before_signal);
+// After a first Ctrl-C (or ipp map's --timeout): aborts what of `results` has not started, then
+// interrupts what runs once it has had `before_signal` to end, and waits `after_signal` for its
+// answers (see wind_down.cpp). Returns the msg_ids still unanswered after that.
+std::vector<std::string> WindDown(ipp::Client& client, const std::vector<ipp::AsyncResult>& results,
+                                  ipp::Millis before_signal, ipp::Millis after_signal);
 
 constexpr ipp::Millis kWindDownGrace{3000};
 

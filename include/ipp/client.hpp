@@ -331,10 +331,14 @@ class Client {
   Result<std::optional<int>> report_engine_exit(const std::string& hostname, long pid, const std::string& how,
                                                 const std::string& log_tail);
   // Plugin libraries that every native engine loads as it registers, from now on: engines started
-  // or restarted later get what load_plugin gave those running now (it does not load them there;
-  // `ipp load` does both). Returns the whole list. `path` is made absolute here. Our controller
-  // only: the stock one has no such list (kInfeasible, nothing sent).
-  Result<std::vector<std::string>> register_plugin(const std::string& path);
+  // or restarted later get what load_plugin gave those running now. register_plugin does not
+  // load it anywhere; it returns the native engines that registered before it (load_plugin into
+  // them; some may still be registering, and appear in ids() shortly). `path` is made absolute
+  // from this process's directory. forget_plugin: engines registering later no longer load it
+  // (kNotFound if none did).
+  // Our controller only: the stock one keeps no such list (kInfeasible, nothing sent).
+  Result<std::vector<int>> register_plugin(const std::string& path);
+  Status forget_plugin(const std::string& path);
   Result<std::vector<std::string>> registered_plugins();
   // Results of earlier messages, also those submitted by other clients. Asks the hub (blocking
   // up to the client's timeout); a message still pending then completes when it ends (the I/O

@@ -229,6 +229,18 @@ TEST_F(IppCliTest, LoadIntoAllEnginesReachesEnginesThatRegisterLater) {
   EXPECT_EQ(engines_with("pi.sample"), json::array({0, 1, 2}));
   EXPECT_NE(cluster_.Log("engine-2.log").find("loaded 1 function(s) from " + absolute), std::string::npos)
       << cluster_.Log("engine-2.log");
+  // The hub knows it too (what routing reads), not only the engine asked directly.
+  EXPECT_TRUE(testutil::WaitFor([&] {
+    if (Ipp({"engines", "--json"}, &out) != 0) return false;
+    json rows = json::parse(out, nullptr, false);
+    return rows.size() == 3 && rows[2]["functions"] == rows[0]["functions"];
+  }, 10s)) << out;
+
+  EXPECT_EQ(Ipp({"load", "--list", plugin}, &out), 1) << out;
+  ASSERT_EQ(Ipp({"load", "--forget", plugin}, &out), 0) << out;
+  EXPECT_EQ(kept(), json::array());
+  EXPECT_EQ(Ipp({"load", "--forget", plugin}, &out), 1) << out;
+  EXPECT_NE(out.find("no plugin " + absolute + " is kept"), std::string::npos) << out;
 }
 
 TEST_F(IppCliTest, MapKeepsInputOrder) {
@@ -332,8 +344,10 @@ TEST_F(IppCliTest, MapCtrlCAbortsQueuedAndInterruptsRunningItems) {
 // what waits is aborted; it exits 1 saying so, and leaves nothing in the cluster.
 TEST_F(IppCliTest, MapTimeoutStopsTheRestAndPrintsWhatFinished) {
   std::string out;
-  EXPECT_EQ(Ipp({"map", "ipp.echo", "-", "--timeout", "-1"}, &out, "1\n"), 1) << out;
-  EXPECT_NE(out.find("--timeout must be 0"), std::string::npos) << out;
+  for (const char* bad : {"-1", "inf", "nan"}) {
+    EXPECT_EQ(Ipp({"map", "ipp.echo", "-", "--timeout", bad}, &out, "1\n"), 1) << out;
+    EXPECT_NE(out.find("--timeout must be a number of seconds"), std::string::npos) << bad << ": " << out;
+  }
   // Two quick items, then four of 60 s on two engines.
   std::string slow;
   for (int i = 0; i < 4; ++i) slow += R"({"seconds": 60})" "\n";
@@ -344,13 +358,25 @@ TEST_F(IppCliTest, MapTimeoutStopsTheRestAndPrintsWhatFinished) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 8s) << out;
   EXPECT_EQ(out.rfind("\"a\"\n\"b\"\n", 0), 0u) << out;  // what finished, in order, first
   EXPECT_NE(out.find("TimeoutError: "), std::string::npos) << out;
-  EXPECT_NE(out.find("of 6 item(s) not done after --timeout 2 s"), std::string::npos) << out;
+  EXPECT_NE(out.find("stopped after --timeout 2 s: "), std::string::npos) << out;
+  EXPECT_NE(out.find("(stopped by --timeout)"), std::string::npos) << out;  // the running ones
   ASSERT_TRUE(testutil::WaitFor([&] {
     if (Ipp({"status", "--json"}, &out) != 0) return false;
     json s = json::parse(out, nullptr, false);
     return s["unassigned"] == 0 && s["0"]["tasks"] == 0 && s["1"]["tasks"] == 0 && s["0"]["queue"] == 0 &&
            s["1"]["queue"] == 0;
   }, 10s)) << out;
+  // --json: one object per item, also for those that never ran.
+  ASSERT_EQ(Ipp({"map", "ipp.sleep", "-", "--timeout", "1", "--json"}, &out, "0\n" + slow), 1) << out;
+  std::map<int, json> by_line;
+  std::istringstream rows(out);
+  for (std::string row; std::getline(rows, row);) {
+    json j = json::parse(row, nullptr, false);
+    if (j.is_object()) by_line[j["line"]] = j;
+  }
+  ASSERT_EQ(by_line.size(), 5u) << out;
+  EXPECT_EQ(by_line[1]["ok"], true) << out;
+  EXPECT_EQ(by_line[5]["ename"], "TaskAborted") << out;  // the last: queued behind the two running
 }
 
 TEST_F(IppCliTest, MapPrintsEachResultAsItComesAndSaysWhatWorkNoEngineCanRunWaitsFor) {

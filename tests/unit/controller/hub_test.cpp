@@ -302,6 +302,18 @@ TEST_F(HubTest, KeepsPluginsForEnginesThatRegisterLaterAcrossARestore) {
   json kept = Query("ipp_plugins_request", {{"add", "/opt/a.so"}});
   EXPECT_EQ(kept["plugins"], json({"/opt/a.so", "/opt/b.so"})) << kept.dump();
 
+  // A native engine registered before an add did not get it at registration: the reply says so.
+  Register("native-early", kGpuEngine);
+  ASSERT_TRUE(NextNotification("registration_notification").has_value());
+  Register("python-early");
+  ASSERT_TRUE(NextNotification("registration_notification").has_value());
+  json added = Query("ipp_plugins_request", {{"add", "/opt/c.so"}});
+  EXPECT_EQ(added["registered_before"], json::array({0})) << added.dump();
+  json removed = Query("ipp_plugins_request", {{"remove", "/opt/c.so"}});
+  EXPECT_EQ(removed["removed"], true) << removed.dump();
+  EXPECT_EQ(Query("ipp_plugins_request", {{"remove", "/opt/c.so"}})["removed"], false);
+  EXPECT_EQ(Query("ipp_plugins_request", {{"remove", "c.so"}}).value("ename", ""), "ValueError");
+
   FakePeer engine(context_, zmq::socket_type::dealer, kKey, "late-engine");
   engine.socket().connect("inproc://hub-query");
   engine.Send("registration_request", {{"uuid", "late-engine"}});

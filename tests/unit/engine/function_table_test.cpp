@@ -1,6 +1,11 @@
 #include "engine/function_table.hpp"
 
+#include <chrono>
+#include <filesystem>
+
 #include <gtest/gtest.h>
+
+#include "tests/testutil/testutil.hpp"
 
 namespace ipp::engine {
 namespace {
@@ -67,6 +72,36 @@ TEST(FunctionTableTest, BadLibrariesAreClearErrors) {
   auto not_a_library = table.Load("/etc/hostname");
   ASSERT_FALSE(not_a_library.ok());
   EXPECT_NE(not_a_library.status().message().find("cannot load"), std::string::npos);
+}
+
+// A plugin loaded again: unchanged, it gives its names and nothing else happens; rebuilt since,
+// it is refused (dlopen would keep running the old code); a second library defining the same
+// names is refused and leaves the first one's functions in place.
+TEST(FunctionTableTest, ReloadsAndNameClashesAreRefusedWithTheReason) {
+  testutil::TempDir dir;
+  const auto copy = dir.path() / "libpi_copy.so";
+  std::filesystem::copy_file(kPiPlugin, copy);
+  FunctionTable table;
+  ASSERT_TRUE(table.Load(copy.string()).ok());
+  const size_t loads = table.loads();
+  auto again = table.Load((dir.path() / "." / "libpi_copy.so").string());
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_NE(std::find(again->begin(), again->end(), "pi.sample"), again->end());
+  EXPECT_EQ(table.loads(), loads) << "an unchanged file is not loaded twice";
+  EXPECT_TRUE(table.Loaded(copy.string()));
+
+  std::filesystem::last_write_time(copy, std::filesystem::last_write_time(copy) + std::chrono::seconds(5));
+  auto rebuilt = table.Load(copy.string());
+  ASSERT_FALSE(rebuilt.ok());
+  EXPECT_NE(rebuilt.status().message().find("changed since this engine loaded it"), std::string::npos)
+      << rebuilt.status().message();
+
+  auto clash = table.Load(kPiPlugin);  // the same functions from another file
+  ASSERT_FALSE(clash.ok());
+  EXPECT_NE(clash.status().message().find("would replace '"), std::string::npos) << clash.status().message();
+  EXPECT_NE(clash.status().message().find(copy.string()), std::string::npos) << clash.status().message();
+  EXPECT_EQ(table.find("pi.sample")->origin, copy.lexically_normal().string());
+  EXPECT_FALSE(table.Loaded(kPiPlugin));
 }
 
 TEST(NamespaceTest, SetGetEraseWithSharedBuffers) {

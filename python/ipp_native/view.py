@@ -12,6 +12,7 @@ on rc's I/O thread, which resolves the returned AsyncResults.
 import json
 import math
 import os
+import time
 
 from ipyparallel import error
 from ipyparallel.client.asyncresult import AsyncResult
@@ -266,10 +267,46 @@ class NativeView:
             results[eid] = r
         return results
 
-    def load(self, path, timeout=60):
+    def load(self, path, timeout=60, keep=None):
         """Loads a plugin (a shared library) on every native engine of the view (ipp.load).
-        Returns {engine id: [names of the functions it added]}."""
-        return self._on_each("ipp.load", {"path": os.path.abspath(path)}, timeout)
+        Returns {engine id: [names of the functions it added]}.
+
+        keep: also have every native engine that registers later load it (started, or restarted
+        by ipcluster), as `ipp load` does; our controller keeps the list. Default: for a
+        load-balanced view (every engine) when the controller is ours. keep=True with the stock
+        controller, which keeps no such list, raises ValueError before anything is loaded."""
+        path = os.path.normpath(os.path.abspath(path))
+        routes_by_kind = self._decide_routing()[0]
+        if keep and routes_by_kind is False:
+            raise ValueError("keep=True needs our controller: the stock one keeps no plugins for engines that register later")
+        if keep is None:
+            keep = self.targets is None and routes_by_kind is True
+        loaded = self._on_each("ipp.load", {"path": path}, timeout)
+        if keep:
+            loaded.update(self._keep_for_later(path, loaded, timeout))
+        return loaded
+
+    def _keep_for_later(self, path, loaded, timeout):
+        """Has the hub keep `path`, and loads it into the native engines whose registration
+        reply went out before (those not in `loaded`); {engine id: names} of those."""
+        reply = self.client._send_recv(self.client._query_stream, "ipp_plugins_request", content={"add": path})
+        content = reply["content"]
+        if content.get("status") != "ok":
+            raise ValueError(f"the controller did not keep {path}: {content.get('evalue', content)}")
+        late = [eid for eid in content.get("registered_before", []) if eid not in loaded]
+        # Some may still be registering: the client hears of them within a heartbeat or two.
+        deadline = time.monotonic() + 10
+        while any(eid not in self.client.ids for eid in late) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        futures = {eid: self._send(self.client._mux_stream, "ipp.load", {"path": path}, ident=self._uuid(eid))
+                   for eid in late if eid in self.client.ids}
+        results = {}
+        for eid, future in futures.items():
+            r = future.result(timeout=timeout)
+            if isinstance(r, error.RemoteError):
+                raise r
+            results[eid] = r
+        return results
 
     def functions(self, timeout=30):
         """{name: doc} of the functions the view's native engines have (ipp.functions)."""

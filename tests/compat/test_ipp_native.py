@@ -238,6 +238,33 @@ def test_requirements_refused_by_stock_controller(make_cluster):
         NativeView(rc).apply("ipp.echo", 1, requires="gpu")
 
 
+GREET_PLUGIN = os.path.abspath(os.path.join(LIB_DIR, "libipp_test_greet.so"))
+
+
+@pytest.mark.parametrize("stock_controller", [False, True], ids=["our_controller", "stock_controller"])
+def test_load_keeps_the_plugin_for_engines_that_register_later(make_cluster, stock_controller):
+    """NativeView.load over every engine: with our controller, an engine started afterwards has
+    the plugin's functions too; the stock controller keeps no list (keep=True is an error)."""
+    cluster = make_cluster(engines=0, native_engines=1, stock_controller=stock_controller)
+    rc = cluster.client()
+    rc.wait_for_engines(1, timeout=30)
+    nv = NativeView(rc)
+    if stock_controller:
+        with pytest.raises(ValueError, match="keep=True needs our controller"):
+            nv.load(GREET_PLUGIN, keep=True)
+        assert nv.load(GREET_PLUGIN) == {rc.ids[0]: ["test.greet"]}
+        assert "Bad Query Type" not in cluster.log("controller.log")
+        return
+    assert nv.load(GREET_PLUGIN) == {rc.ids[0]: ["test.greet"]}
+    kept = rc._send_recv(rc._query_stream, "ipp_plugins_request", content={})["content"]["plugins"]
+    assert kept == [GREET_PLUGIN]
+    cluster.start_native_engines(1)
+    rc.wait_for_engines(2, timeout=30)
+    late = max(rc.ids)
+    wait_for(lambda: "test.greet" in NativeView(rc, targets=late).functions(), what="the later engine to load it")
+    assert NativeView(rc, targets=late).apply("test.greet", "there").get(30) == f"hello there from engine {late}"
+
+
 def test_mixed_cluster_two_clients_ten_thousand_tasks(make_cluster):
     """2 stock Python engines + 2 native ones (one tagged gpu) under our controller; two client
     processes at once send 10,000 interleaved Python and native load-balanced tasks."""

@@ -248,7 +248,10 @@ void Cluster::SaveEngineSets(const Logger& log) {
       sets[i] = DescribeSet(*engine_sets_[i]);
     }
     if (adapter_) recorded["adapt"] = adapter_->Describe();
-    if (engine_supervisor_) recorded["restarts"] = engine_supervisor_->restarts();
+    if (engine_supervisor_) {
+      recorded["restarts"] = engine_supervisor_->restarts();
+      recorded["given_up"] = engine_supervisor_->given_up();
+    }
   });
   if (!s.ok() && s.code() != Status::Code::kNotFound) log->error("{}", s.message());
 }

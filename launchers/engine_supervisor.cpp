@@ -47,6 +47,7 @@ std::vector<EngineEnd> EngineSupervisor::Tick(std::vector<std::unique_ptr<Launch
                      std::chrono::duration_cast<std::chrono::seconds>(limits_.window).count(), e.log.string(),
                      Tail(e.log, 10));
         } else {
+          if (limits_.enabled) ++given_up_;  // (with --no-restart none is restarted: nothing to say)
           log_->error("{}{}; {}; the end of its log {}:\n{}", what, mpi, budget->second.Refusal(), e.log.string(),
                       Tail(e.log, 10));
         }

@@ -52,6 +52,7 @@ class EngineSupervisor {
                               size_t adaptive_set = SIZE_MAX);
 
   int restarts() const { return restarts_; }  // replacements started so far
+  int given_up() const { return given_up_; }  // slots left dead: past their restart limit
   size_t pending() const { return pending_.size(); }
 
  private:
@@ -67,6 +68,7 @@ class EngineSupervisor {
   std::map<std::pair<size_t, int>, RestartBudget> budgets_;  // by (set, slot)
   std::vector<Pending> pending_;
   int restarts_ = 0;
+  int given_up_ = 0;
 };
 
 }  // namespace ipp::launchers

@@ -384,6 +384,7 @@ Json DescribeCluster(const fs::path& profile_dir, const Json& j) {
   }
   // Engine processes ipcluster started again: only when there were any.
   if (int restarts = j.value("restarts", 0); restarts > 0) row["restarts"] = restarts;
+  if (int given_up = j.value("given_up", 0); given_up > 0) row["given_up"] = given_up;
   return row;
 }
 
@@ -460,6 +461,9 @@ int List(int argc, char** argv) {
     }
     if (int restarts = r.value("restarts", 0); restarts > 0) {
       engines += ", " + std::to_string(restarts) + " restarted";
+    }
+    if (int given_up = r.value("given_up", 0); given_up > 0) {
+      engines += ", " + std::to_string(given_up) + " given up after the restart limit (ipcluster's log says why)";
     }
     std::printf("%-16s %-16s %-8s  %s\n", r["profile"].get<std::string>().c_str(), r["cluster_id"].get<std::string>().c_str(),
                 r["running"].get<bool>() ? "running" : "stopped", engines.c_str());

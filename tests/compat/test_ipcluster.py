@@ -466,7 +466,8 @@ def test_no_restart_leaves_a_killed_engine_dead(env):
     wait_for(lambda: "restarts are off (--no-restart)" in open(own_log).read(), timeout=10, what="the refusal")
     wait_for(lambda: sorted(engine_pids(env)) == [1], timeout=10, what="the hub to drop engine 0")
     assert len(cluster_file(env)["engines"]["sets"][0]["state"]["processes"]) == 2
-    assert "restarts" not in json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    listed = json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0]
+    assert "restarts" not in listed and "given_up" not in listed, listed
     run([IPCLUSTER, "stop"], env)
     assert processes_using(env["IPYTHONDIR"]) == []
 
@@ -505,6 +506,9 @@ def test_max_restarts_stops_a_crash_loop(env, tmp_path):
         raise AssertionError(rows[-1])
     row = rows[-1]
     assert row["restarts"] == 2 and row["running"], row
+    wait_for(lambda: json.loads(run([IPCLUSTER, "list", "--json"], env).stdout)[0].get("given_up") == 1, timeout=10,
+             what="the given-up slot in ipcluster list")
+    assert "1 given up after the restart limit" in run([IPCLUSTER, "list"], env).stdout
     run([IPCLUSTER, "stop"], env)
     assert processes_using(env["IPYTHONDIR"]) == []
 

@@ -155,6 +155,7 @@ TEST(EngineSupervisorTest, ACrashLoopStopsAtTheLimitPerSlot) {
   EXPECT_EQ(f.set->restarted.size(), 3u);  // slot 1 has its own budget
   EXPECT_NE(f.text.str().find("restarted 2 times within 60 s (--max-restarts 2, --restart-window 60); not restarting"),
             std::string::npos) << f.text.str();
+  EXPECT_EQ(sup.given_up(), 1);  // slot 0, at its third end (the loop's fourth End repeats that pid)
 }
 
 TEST(EngineSupervisorTest, AnMpiSetIsOneSlotAndTheLogSaysSo) {

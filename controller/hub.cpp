@@ -142,7 +142,6 @@ void Hub::Attach(Reactor& reactor) {
 // Query channel
 
 void Hub::OnQuery() {
-  bool caught_up = false;  // once per batch, as the catching up is bounded work of its own
   for (int n = 0; n < protocol::kBatch; ++n) {
     auto frames = protocol::TryRecv(query_);
     if (!frames) break;
@@ -170,10 +169,11 @@ void Hub::OnQuery() {
       Reply(m, "hub_error", protocol::ErrorContent("KeyError", "Bad Message Type: '" + m.msg_type() + "'"));
       continue;
     }
-    if (handler->second.needs_monitor && !caught_up) {
-      CatchUpMonitor();
-      caught_up = true;
-    }
+    // Before each such query, not once per batch: a query read later in the batch may come from
+    // a client that has since been given a result whose report reached the monitor channel after
+    // the last catch-up (the hub thread may lose its core between two reads). With nothing
+    // waiting there this costs one non-blocking read.
+    if (handler->second.needs_monitor) CatchUpMonitor();
     try {
       (this->*(handler->second.handler))(m);
     } catch (const json::exception& e) {

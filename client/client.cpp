@@ -29,7 +29,8 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   std::error_code ec;
   if (!std::filesystem::exists(file, ec)) {
     return Status::NotFound("no cluster running: connection file " + file.string() +
-                            " not found (start one with ipcluster start, or name the file)");
+                            " not found (start one with ipcluster start, or name the file)" +
+                            protocol::OtherClustersHint(file.parent_path(), options.cluster_id));
   }
   Result<protocol::ConnectionInfo> info = protocol::ReadConnectionFile(file);
   if (!info.ok()) return info.status();

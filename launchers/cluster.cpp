@@ -52,7 +52,10 @@ fs::path Cluster::file() const { return SecurityDir(context_) / ("cluster-" + co
 Status Cluster::Load() {
   const fs::path path = file();
   std::ifstream in(path);
-  if (!in) return Status::NotFound("no cluster file " + path.string() + " (is a cluster running with this profile and cluster id?)");
+  if (!in) {
+    return Status::NotFound("no cluster file " + path.string() + " (is a cluster running with this profile and cluster id?)" +
+                            protocol::OtherClustersHint(path.parent_path(), context_.cluster_id));
+  }
   Json j = Json::parse(in, nullptr, false);
   if (j.is_discarded()) return Status::InvalidArgument(path.string() + " is not valid JSON");
   recorded_ = j;

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "protocol/signer.hpp"
@@ -189,6 +190,26 @@ std::string ConnectionFileName(std::string_view role, std::string_view cluster_i
   std::string name = "ipcontroller-";
   if (!cluster_id.empty()) name.append(cluster_id).append("-");
   return name.append(role).append(".json");
+}
+
+std::string OtherClustersHint(const std::filesystem::path& security_dir, std::string_view cluster_id) {
+  constexpr std::string_view kPrefix = "ipcontroller-", kSuffix = "client.json";
+  std::set<std::string> ids;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(security_dir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.size() < kPrefix.size() + kSuffix.size() || !name.starts_with(kPrefix) || !name.ends_with(kSuffix)) continue;
+    std::string id = name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
+    if (!id.empty() && id.back() != '-') continue;  // not a client connection file
+    if (!id.empty()) id.pop_back();
+    if (id != cluster_id) ids.insert(id.empty() ? "\"\"" : id);
+  }
+  if (ids.empty()) return "";
+  std::string hint = " (this profile has ";
+  hint += ids.size() == 1 ? "a cluster" : "clusters";
+  hint += " with --cluster-id ";
+  for (auto it = ids.begin(); it != ids.end(); ++it) hint += (it == ids.begin() ? "" : ", ") + *it;
+  return hint + ")";
 }
 
 }  // namespace ipp::protocol

@@ -51,4 +51,9 @@ Status WritePrivateFile(const std::filesystem::path& path, std::string_view cont
 // "ipcontroller-client.json" or, with a cluster id, "ipcontroller-ID-client.json".
 std::string ConnectionFileName(std::string_view role, std::string_view cluster_id);
 
+// For "not found" errors: " (this profile has clusters with --cluster-id a, b)" naming the other
+// cluster ids whose client connection file is in `security_dir` (the default cluster as ""), or
+// "" when there are none.
+std::string OtherClustersHint(const std::filesystem::path& security_dir, std::string_view cluster_id);
+
 }  // namespace ipp::protocol

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <cerrno>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -78,7 +80,7 @@ int Map(int argc, char** argv) {
   std::ifstream file;
   if (input != "-") {
     file.open(input);
-    if (!file) return Fail("cannot read " + input);
+    if (!file) return Fail("cannot read " + input + ": " + std::strerror(errno));
   }
   std::istream& in = input == "-" ? std::cin : file;
   std::vector<Json> items;

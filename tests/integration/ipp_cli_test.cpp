@@ -628,6 +628,12 @@ TEST(IppCliErrorsTest, ClearLinesAndExitCodes) {
   std::string ipp = std::string(IPP_BIN_DIR) + "/ipp";
   EXPECT_EQ(testutil::RunCommand({ipp, "engines", "--profile-dir=" + dir.path().string()}, &out), 1);
   EXPECT_NE(out.find("no cluster running"), std::string::npos) << out;
+  EXPECT_EQ(out.find("--cluster-id"), std::string::npos) << out;
+  // A cluster with another id in the profile: the error names it.
+  std::filesystem::create_directories(dir.path() / "security");
+  std::ofstream(dir.path() / "security" / "ipcontroller-w2-client.json") << "{}";
+  EXPECT_EQ(testutil::RunCommand({ipp, "engines", "--profile-dir=" + dir.path().string()}, &out), 1);
+  EXPECT_NE(out.find("(this profile has a cluster with --cluster-id w2)"), std::string::npos) << out;
   auto missing = (dir.path() / "nope.json").string();
   EXPECT_EQ(testutil::RunCommand({ipp, "engines", "-f", missing}, &out), 1);
   EXPECT_EQ(out, "ipp: no connection file " + missing + " (--file)\n");

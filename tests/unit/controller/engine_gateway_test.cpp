@@ -89,9 +89,12 @@ class EngineGatewayTest : public ::testing::Test {
 };
 
 TEST_F(EngineGatewayTest, AGenerationsPipesAreFreedOnceAllOfItsEnginesAreGone) {
-  // a and b fill the first generation; c opens the second.
-  for (const char* uuid : {"a", "b", "c"}) Arrive(uuid);
-  for (const char* uuid : {"a", "b", "c"}) ASSERT_TRUE(BecomesReachable(uuid, true)) << uuid;
+  // a and b fill the first generation; c opens the second. One at a time: generations fill in
+  // the order the hellos come, and three TCP connections may deliver theirs in any order.
+  for (const char* uuid : {"a", "b", "c"}) {
+    Arrive(uuid);
+    ASSERT_TRUE(BecomesReachable(uuid, true)) << uuid;
+  }
   // One engine of a generation gone: its pipes stay while the other is in.
   Hub("a", true);
   Turn(20);
@@ -115,8 +118,10 @@ TEST_F(EngineGatewayTest, AGenerationsPipesAreFreedOnceAllOfItsEnginesAreGone) {
 }
 
 TEST_F(EngineGatewayTest, AnEngineThatComesBackBeforeItsGenerationClosesKeepsItsPipes) {
-  for (const char* uuid : {"a", "b"}) Arrive(uuid);
-  for (const char* uuid : {"a", "b"}) ASSERT_TRUE(BecomesReachable(uuid, true)) << uuid;
+  for (const char* uuid : {"a", "b"}) {  // in this order (see above)
+    Arrive(uuid);
+    ASSERT_TRUE(BecomesReachable(uuid, true)) << uuid;
+  }
   Hub("a", true);
   Turn(20);
   Hub("a");  // let in again (a controller that lost and found it), and it speaks

@@ -258,6 +258,11 @@ class NativeView:
         ids = self.engines()
         if not ids:
             raise error.NoEnginesRegistered("no native engine is connected")
+        return self._call_each(ids, function, args, timeout)
+
+    def _call_each(self, ids, function, args, timeout):
+        """{engine id: result} of `function` called directly on each engine of `ids`; the first
+        remote error raises."""
         futures = {eid: self._send(self.client._mux_stream, function, args, ident=self._uuid(eid)) for eid in ids}
         results = {}
         for eid, future in futures.items():
@@ -298,15 +303,7 @@ class NativeView:
         deadline = time.monotonic() + 10
         while any(eid not in self.client.ids for eid in late) and time.monotonic() < deadline:
             time.sleep(0.05)
-        futures = {eid: self._send(self.client._mux_stream, "ipp.load", {"path": path}, ident=self._uuid(eid))
-                   for eid in late if eid in self.client.ids}
-        results = {}
-        for eid, future in futures.items():
-            r = future.result(timeout=timeout)
-            if isinstance(r, error.RemoteError):
-                raise r
-            results[eid] = r
-        return results
+        return self._call_each([eid for eid in late if eid in self.client.ids], "ipp.load", {"path": path}, timeout)
 
     def functions(self, timeout=30):
         """{name: doc} of the functions the view's native engines have (ipp.functions)."""

@@ -113,6 +113,17 @@ class HubTest : public ::testing::Test {
     }
     return e;
   }
+  // A second hub's options, as after a controller restart with --restore: it reads this one's
+  // engine state file, on endpoints of its own.
+  HubOptions RestoredOptions() const {
+    HubOptions options = options_;
+    for (std::string* url : {&options.query_url, &options.notification_url, &options.internal_notification_url,
+                             &options.monitor_url, &options.ping_url, &options.pong_url}) {
+      *url += "-restored";
+    }
+    options.restore = true;
+    return options;
+  }
   // What a scheduler reports on the monitor channel: [topic, routing ids..., <msg>].
   void Report(std::string_view topic, std::vector<std::string> ids, protocol::Message message) {
     for (const auto& id : ids) message.identities.emplace_back(id.data(), id.size());
@@ -263,12 +274,7 @@ TEST_F(HubTest, RestoredEnginesKeepWhatTheyCanRun) {
   ASSERT_TRUE(NextNotification("registration_notification").has_value());
 
   // A second hub, as after a controller restart with --restore, reading the first one's file.
-  HubOptions options = options_;
-  for (std::string* url : {&options.query_url, &options.notification_url, &options.internal_notification_url,
-                           &options.monitor_url, &options.ping_url, &options.pong_url}) {
-    *url += "-restored";
-  }
-  options.restore = true;
+  HubOptions options = RestoredOptions();
   Reactor reactor(MakeLogger("test.reactor2"));
   Hub restored(context_, kKey, options, std::make_unique<MemoryTaskStore>(), MakeLogger("test.hub2"), [] {});
   restored.Bind();
@@ -321,12 +327,7 @@ TEST_F(HubTest, KeepsPluginsForEnginesThatRegisterLaterAcrossARestore) {
   ASSERT_TRUE(reply.has_value());
   EXPECT_EQ(reply->content["ipp_plugins"], json({"/opt/a.so", "/opt/b.so"})) << reply->content.dump();
 
-  HubOptions options = options_;
-  for (std::string* url : {&options.query_url, &options.notification_url, &options.internal_notification_url,
-                           &options.monitor_url, &options.ping_url, &options.pong_url}) {
-    *url += "-restored";
-  }
-  options.restore = true;
+  HubOptions options = RestoredOptions();
   Reactor reactor(MakeLogger("test.reactor2"));
   Hub restored(context_, kKey, options, std::make_unique<MemoryTaskStore>(), MakeLogger("test.hub2"), [] {});
   restored.Bind();

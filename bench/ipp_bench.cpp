@@ -11,6 +11,8 @@
 //   ipp_bench --file <f> --lb-only --tasks 20000     only the load-balanced no-op throughput
 //   ipp_bench --file <f> --mixed 10000 --long 4      only a mixed workload's makespan: 1 ms tasks
 //                                                    (ipp.sleep) with 1 s ones spread among them
+//   ipp_bench --file <f> --burst 8 --long-s 0.5      only a burst's makespan: 8 long tasks at once
+//                                                    right after 2,000 no-op ones
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -19,6 +21,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <chrono>
@@ -263,7 +266,7 @@ int main(int argc, char** argv) {
     return RunRawRole(argc, argv);
   }
   std::string file;
-  int tasks = 20000, latency = 2000, items = 200000, chunk = 1000, fanout = 0, mixed = 0, long_tasks = 4;
+  int tasks = 20000, latency = 2000, items = 200000, chunk = 1000, fanout = 0, mixed = 0, long_tasks = 4, burst = 0;
   double short_s = 0.001, long_s = 1.0;
   std::vector<int> data_mib;
   po::options_description o("ipp_bench options");
@@ -278,7 +281,9 @@ int main(int argc, char** argv) {
       ("mixed", po::value(&mixed)->default_value(0), "measure only a mixed workload: this many short tasks")
       ("long", po::value(&long_tasks)->default_value(4), "--mixed: long tasks, spread evenly among the short ones")
       ("short-s", po::value(&short_s)->default_value(0.001), "--mixed: seconds a short task sleeps")
-      ("long-s", po::value(&long_s)->default_value(1.0), "--mixed: seconds a long task sleeps");
+      ("long-s", po::value(&long_s)->default_value(1.0), "--mixed, --burst: seconds a long task sleeps")
+      ("burst", po::value(&burst)->default_value(0),
+       "measure only a burst's makespan: this many long tasks at once, right after many no-op ones");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, o), vm);
   po::notify(vm);
@@ -295,6 +300,20 @@ int main(int argc, char** argv) {
   ipp::Json out = {{"engines", client->ids().size()}};
   auto lb = client->load_balanced_view();
   lb.map("ipp.echo", std::vector<ipp::Json>(200, 0)).get();  // warm up
+
+  if (burst > 0) {
+    // Long tasks right after short ones: the scheduler has seen only no-op tasks when the burst
+    // comes, and must not leave it queued on a few engines while others idle.
+    lb.map("ipp.echo", std::vector<ipp::Json>(2000, 0), 1).get();
+    auto start = Clock::now();
+    lb.map("ipp.sleep", std::vector<ipp::Json>(burst, long_s), 1).get();
+    double makespan = Seconds(Clock::now() - start);
+    size_t engines = client->ids().size();
+    out["burst"] = {{"tasks", burst}, {"long_s", long_s}, {"makespan_s", makespan},
+                    {"ideal_s", std::ceil(burst / static_cast<double>(engines)) * long_s}};
+    std::cout << out.dump() << std::endl;
+    return 0;
+  }
 
   if (mixed > 0) {
     // Makespan: from the first submission to the last reply, one task per item.

@@ -29,6 +29,7 @@ constexpr const char* kMonitorUrl = "inproc://ipp-monitor";
 constexpr const char* kNotificationUrl = "inproc://ipp-notification";
 constexpr const char* kTaskUrl = "inproc://ipp-task";
 constexpr const char* kAbortUrl = "inproc://ipp-task-aborts";
+constexpr const char* kControlUrl = "inproc://ipp-control";  // the task scheduler's work stealing
 constexpr int kListenBacklog = 4096;
 
 std::string HostName() {
@@ -240,6 +241,7 @@ Controller::Channels Controller::BindSchedulers(Parts& parts, Ports& ports) {
     parts.iopub->engine_socket().bind(gw::InternalUrl(gw::kIopub));
   }
   client["control"] = BindPort(parts.control->client_socket(), interface, ports.client["control"]);
+  parts.control->client_socket().bind(kControlUrl);
   client["mux"] = BindPort(parts.mux->client_socket(), interface, ports.client["mux"]);
   client["task"] = BindPort(parts.task->client_socket(), interface, ports.client["task"]);
   parts.task->client_socket().bind(kTaskUrl);  // the hub's resubmissions
@@ -305,6 +307,7 @@ void Controller::Connect(Parts& parts) {
   parts.broadcast->ConnectMonitor(kMonitorUrl);
   parts.task->Connect(kNotificationUrl, kMonitorUrl);
   parts.task->ListenForAborts(kAbortUrl);
+  parts.task->ConnectControl(kControlUrl);
   parts.control->TapAborts(kAbortUrl);
 
   parts.hub->Attach(*parts.hub_reactor);

@@ -289,6 +289,11 @@ int Engine::Run() {
       ReplyAborted(shell_out_, *request);
       continue;
     }
+    if (!released_.Start(request->message.msg_id())) {
+      // Given back to the task scheduler, which runs it elsewhere: no reply from here.
+      SPDLOG_LOGGER_DEBUG(log_, "request {} was released; dropped", request->message.msg_id());
+      continue;
+    }
     Serve(std::move(*request));
   }
   control_thread_.join();
@@ -347,7 +352,7 @@ void Engine::AbortWaiting() {
 void Engine::ReplyTakenAborts() {
   for (auto& frames : taken_aborts_) {
     Result<Request> request = ParseRequest(shell_out_, std::move(frames));
-    if (request.ok()) ReplyAborted(shell_out_, *request);
+    if (request.ok() && released_.Start(request->message.msg_id())) ReplyAborted(shell_out_, *request);
   }
   taken_aborts_.clear();
 }
@@ -585,6 +590,20 @@ void Engine::OnControl() {
             false);
     } else if (type == "kernel_info_request") {
       Reply(control_out_, request, "kernel_info_reply", KernelInfo(), true);
+    } else if (type == "ipp_release_request") {
+      // Our task scheduler wants back the tasks it queued here behind a long one (see
+      // ReleasedRequests): those that have not started are dropped when they come off the
+      // shell socket, and run elsewhere.
+      std::vector<std::string> ids;
+      json named = content.value("msg_ids", json::array());
+      if (named.is_array()) {
+        for (const auto& id : named) {
+          if (id.is_string()) ids.push_back(id.get<std::string>());
+        }
+      }
+      std::vector<std::string> released = released_.Release(ids);
+      if (!released.empty()) log_->info("gave back {} of {} queued task(s) to the scheduler", released.size(), ids.size());
+      Reply(control_out_, request, "ipp_release_reply", {{"status", "ok"}, {"released", released}}, false);
     } else {
       ReplyError(control_out_, request, "KeyError", "unsupported control request '" + type + "'");
     }

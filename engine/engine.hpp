@@ -11,7 +11,9 @@
 // the function table (ipp.load), the shell thread hands the engine's new capabilities to the
 // control thread, which owns the registration socket and tells our hub (ipp_engine_update; never
 // a stock controller, which would log an unknown query type). Each thread owns its sockets and
-// its Session.
+// its Session. The one state both touch beyond atomics is ReleasedRequests (with its own mutex):
+// the control thread gives queued load-balanced requests back to our task scheduler
+// (ipp_release_request) while the shell thread runs a long one.
 #pragma once
 
 #include <atomic>
@@ -32,6 +34,7 @@
 #include "common/stop_flag.hpp"
 #include "engine/executor.hpp"
 #include "engine/gateway_link.hpp"
+#include "engine/released_requests.hpp"
 #include "protocol/capabilities.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/session.hpp"
@@ -170,6 +173,9 @@ class Engine {
   bool pinged_ = false;
   int missed_checks_ = 0;
   std::chrono::steady_clock::time_point last_heartbeat_check_{}, last_pinged_ = std::chrono::steady_clock::now();
+
+  // Both threads (its own mutex): queued requests given back to the task scheduler.
+  ReleasedRequests released_;
 
   std::atomic<int> exit_code_{0};
   // Set when the engine starts to leave (a signal, a shutdown request): what that interrupts

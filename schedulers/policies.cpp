@@ -1,8 +1,11 @@
 #include "schedulers/policies.hpp"
 
 #include <algorithm>
+#include <iterator>
+#include <limits>
 #include <set>
 #include <tuple>
+#include <type_traits>
 
 namespace ipp::schedulers {
 
@@ -59,6 +62,11 @@ T& At(std::vector<T>& v, uint32_t slot) {
   return v[slot];
 }
 
+using ByAge = std::tuple<int64_t, uint32_t>;
+ByAge AgeKey(uint32_t slot, int, int64_t last_use) { return {last_use, slot}; }
+using ByLoad = std::tuple<int, int64_t, uint32_t>;
+ByLoad LoadKey(uint32_t slot, int load, int64_t last_use) { return {load, last_use, slot}; }
+
 // lru and leastload: the first of the engines ordered by a key.
 template <typename Key, Key (*MakeKey)(uint32_t, int, int64_t)>
 struct OrderedIndex : EngineIndex {
@@ -69,14 +77,18 @@ struct OrderedIndex : EngineIndex {
   void Erase(uint32_t slot) override { order.erase(keys.at(slot)); }
   bool empty() const override { return order.empty(); }
   uint32_t Pick(std::mt19937&) const override { return std::get<uint32_t>(*order.begin()); }
+  std::optional<uint32_t> PickFilling(int load) const override {
+    if constexpr (!std::is_same_v<Key, ByLoad>) {
+      return EngineIndex::PickFilling(load);
+    } else {
+      auto under = order.lower_bound(Key{load, std::numeric_limits<int64_t>::min(), 0});
+      if (under == order.begin()) return std::nullopt;
+      return std::get<uint32_t>(*std::prev(under));
+    }
+  }
   std::set<Key> order;
   std::vector<Key> keys;
 };
-
-using ByAge = std::tuple<int64_t, uint32_t>;
-ByAge AgeKey(uint32_t slot, int, int64_t last_use) { return {last_use, slot}; }
-using ByLoad = std::tuple<int, int64_t, uint32_t>;
-ByLoad LoadKey(uint32_t slot, int load, int64_t last_use) { return {load, last_use, slot}; }
 
 // plainrandom and twobin: uniform draws from an array of the members.
 struct UniformIndex : EngineIndex {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,6 +34,13 @@ class EngineIndex {
   virtual bool empty() const = 0;
   // Not empty: the slot the policy picks, as RoutingPolicy::Pick would from the same engines.
   virtual uint32_t Pick(std::mt19937& rng) const = 0;
+  // leastload only (others: nullopt): the most loaded engine whose load is under `load` (the
+  // most recently used among equals); nullopt when every engine's load is `load` or more. Many
+  // short tasks then wake few engines instead of all of them (see Prefetch::FillBelow).
+  virtual std::optional<uint32_t> PickFilling(int load) const {
+    (void)load;
+    return std::nullopt;
+  }
 };
 
 // lru, leastload, weighted, twobin, plainrandom; nullptr for an unknown name.

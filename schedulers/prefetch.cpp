@@ -16,6 +16,10 @@ void TaskTimings::Observe(Micros run, std::optional<Micros> round_trip) {
   ++round_trip_samples_;
 }
 
+void TaskTimings::RunningFor(Micros run) {
+  if (samples_ > 0) run_ = std::max(run_, run);
+}
+
 namespace {
 
 struct Fixed : Prefetch {
@@ -45,6 +49,18 @@ struct Adaptive : Prefetch {
     auto cover = (round_trip.count() + run.count() - 1) / run.count();  // ceil(round trip / run)
     auto fits = budget.count() / run.count();
     return 1 + static_cast<int>(std::min<long long>({cover, fits, kMaxQueued}));
+  }
+  // How long past the expected time an engine's queue counts as stuck: a release costs a
+  // control round trip and a resend, so only a clearly long task is worth one.
+  static constexpr Micros kStealSlack{20000};
+  bool Overdue(const TaskTimings& observed, Micros waited) const override {
+    if (observed.samples() < kMinSamples || !observed.round_trip_known()) return false;
+    return waited > 2 * (observed.round_trip() + 4 * observed.run()) + kStealSlack;
+  }
+  int FillBelow(const TaskTimings& observed) const override {
+    if (observed.samples() < kMinSamples || !observed.round_trip_known()) return 0;
+    auto within = observed.round_trip().count() / std::max(observed.run(), Micros(1)).count();
+    return static_cast<int>(std::min<long long>(within, kMaxQueued));
   }
 };
 

@@ -26,6 +26,10 @@ class TaskTimings {
   // "started"); `round_trip`: the time from its send to its reply less `run`, known when the
   // engine had no other task then (otherwise that time includes waiting in the engine's queue).
   void Observe(Micros run, std::optional<Micros> round_trip);
+  // A task has run at least `run` so far, unanswered: the typical run time is at least that
+  // long too (before it ends, when its queue is taken back: what was queued behind it, and
+  // what comes next, is then spread one task per engine instead of filling one again).
+  void RunningFor(Micros run);
 
   int samples() const { return samples_; }
   // A typical run time: rises to a longer sample at once, decays towards shorter ones.
@@ -47,6 +51,23 @@ class Prefetch {
   // answered so far; `waited`: how long it has had work without answering any (zero when it
   // has none).
   virtual int Depth(const TaskTimings& observed, int answered, Micros waited) const = 0;
+  // Engines holding fewer tasks than this are filled first, the most loaded of them first
+  // (leastload; 0 or 1: plain leastload). The adaptive depth fills an engine with what it runs
+  // within one round trip: a task queued there starts about as soon as one sent to an idle
+  // engine would arrive, and one engine awake does the work of many asleep (waking hundreds of
+  // engines on a few cores for a task each costs more than the tasks).
+  virtual int FillBelow(const TaskTimings& observed) const {
+    (void)observed;
+    return 0;
+  }
+  // Whether an engine that has held work for `waited` without answering any is running a task
+  // far longer than those seen (or is stuck), so that what is queued behind it had better run on
+  // an idle engine. Never with a fixed depth: `--hwm N` keeps ipyparallel's meaning.
+  virtual bool Overdue(const TaskTimings& observed, Micros waited) const {
+    (void)observed;
+    (void)waited;
+    return false;
+  }
 };
 
 // `hwm` given: that fixed depth (0: kUnlimited); nullopt: the adaptive depth.

@@ -67,6 +67,10 @@ class TaskScheduler {
   void Connect(const std::string& notification_url, const std::string& monitor_url);
   // Binds the PULL the control relay passes abort_request contents to (RouterRelay::TapAborts).
   void ListenForAborts(const std::string& url);
+  // Connects to the control relay's client side: the scheduler asks our engines there for tasks
+  // queued behind a long one (ipp_release_request), as a client asks for an abort. Without it
+  // (or with a fixed --hwm) no task is ever taken back.
+  void ConnectControl(const std::string& url);
   // Engines already registered before we started (or restored); {} is a Python engine.
   void AddEngine(const std::string& uuid, protocol::Capabilities caps = {});
   void Attach(Reactor& reactor);
@@ -167,6 +171,17 @@ class TaskScheduler {
   void RegisterEngine(const std::string& uuid, Caps caps);
   void UnregisterEngine(const std::string& uuid);
   void HandleStranded(const std::string& uuid);
+  // Work stealing: while some engine is idle, an engine that holds tasks queued behind one that
+  // has run far longer than tasks here take (Prefetch::Overdue) is asked to give back those that
+  // have not started; they then run elsewhere. Runs on a timer while any engine holds a queue.
+  void ArmStealing();
+  void Steal();
+  void AskRelease(uint32_t slot);
+  // ipp_release_reply (or the relay's error for an engine gone): the released jobs go back to
+  // the queue, in their turn, without counting as a retry.
+  void OnReleaseReply();
+  // Changes a released job's metadata ("ipp_resent") and signs it again.
+  void Resign(Job& job);
   // A connected engine's slot, or nullptr.
   struct Slot;
   Slot* SlotOf(const std::string& uuid);
@@ -214,7 +229,9 @@ class TaskScheduler {
   std::unique_ptr<RoutingPolicy> policy_;
   std::mt19937 rng_;
   Logger log_;
-  zmq::socket_t client_, engine_, notifications_, monitor_, aborts_;
+  zmq::socket_t client_, engine_, notifications_, monitor_, aborts_, control_;
+  bool control_connected_ = false;
+  Reactor::TimerId steal_timer_ = 0;
   PendingDelivery to_engines_;
   Reactor* reactor_ = nullptr;
 
@@ -229,6 +246,10 @@ class TaskScheduler {
     std::chrono::steady_clock::time_point waiting_since;  // of its oldest unanswered task (load > 0)
     bool indexed = false;  // in index_
     bool connected = false;
+    // Asked to give back its queued tasks, no answer yet; gave_back: holds one task (its depth
+    // is 1) until it answers one, so that what it gave back is not sent to it again.
+    bool releasing = false, gave_back = false;
+    bool cannot_release = false;  // answered the request with an error (not our engine, or an old one)
   };
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;

@@ -1,7 +1,8 @@
 // Load-balanced work goes only to engines that can run it, with real ipcontroller and ipengine
 // processes: work no connected engine can run waits (and `ipp status` says why), runs when such
 // an engine registers, ends with a clear error at its timeout; tagged work runs only on tagged
-// engines; work stranded on a killed engine is retried on another engine with its function.
+// engines; work stranded on a killed engine is retried on another engine with its function; a
+// burst of long tasks queued on one engine is taken back for idle ones.
 #include <algorithm>
 #include <csignal>
 #include <fstream>
@@ -242,6 +243,32 @@ TEST_F(PriorityTest, FarmAndMapSendTheirLabelAndPriority) {
   EXPECT_EQ((*mapped)[0]["metadata"]["priority"], -2);
   std::string bad_out;
   EXPECT_NE(testutil::RunCommand({kIpp, "farm", commands.string(), profile, "--priority", "high"}, &bad_out), 0);
+}
+
+// Work stealing with four real engines: after many no-op tasks the default prefetch queues
+// several tasks on one engine (a no-op runs well within a round trip); a burst of long tasks
+// then lands on few engines, and the scheduler takes back those that have not started
+// (ipp_release_request) for the idle ones. Without that, one engine ran most of the burst.
+class StealingTest : public testutil::ConnectedClusterTest<4> {};
+
+TEST_F(StealingTest, ALongBurstAfterNoOpTasksSpreadsOverTheIdleEngines) {
+  auto view = client_->load_balanced_view();
+  ASSERT_TRUE(view.map("ipp.echo", std::vector<Json>(2000, 0), 1).result().ok());
+  constexpr int kBurst = 8;
+  constexpr double kSeconds = 0.5;
+  auto start = std::chrono::steady_clock::now();
+  std::vector<AsyncResult> burst;
+  for (int i = 0; i < kBurst; ++i) burst.push_back(view.apply("ipp.sleep", kSeconds));
+  std::set<int> engines;
+  for (auto& r : burst) {
+    ASSERT_TRUE(r.wait(60s));
+    ASSERT_EQ(r.info()[0].status, TaskStatus::kOk) << r.info()[0].error->what();
+    engines.insert(r.info()[0].engine_id);
+  }
+  double makespan = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // Two rounds of four would be 1 s; one engine running half the burst, 2 s.
+  EXPECT_GE(engines.size(), 3u);
+  EXPECT_LT(makespan, 4 * kSeconds) << cluster_.Log("controller.log");
 }
 
 }  // namespace

@@ -108,6 +108,28 @@ TEST_P(EngineIndexTest, ErasedEnginesAreNeverPickedAndSlotsAreReused) {
 
 INSTANTIATE_TEST_SUITE_P(Schemes, EngineIndexTest, ::testing::ValuesIn(PolicyNames()));
 
+TEST_F(PolicyTest, LeastloadFillsTheMostLoadedEngineUnderTheLimitAndOthersDoNot) {
+  auto index = MakeEngineIndex("leastload");
+  // slot: load, last use
+  index->Insert(0, 0, 5);
+  index->Insert(1, 2, 9);
+  index->Insert(2, 2, 4);
+  index->Insert(3, 5, 1);
+  index->Insert(4, 0, 8);
+  EXPECT_EQ(index->PickFilling(3), std::optional<uint32_t>(1));  // load 2, the more recently used
+  EXPECT_EQ(index->PickFilling(2), std::optional<uint32_t>(4));  // load 0, the more recently used
+  EXPECT_EQ(index->PickFilling(9), std::optional<uint32_t>(3));
+  index->Erase(0);
+  index->Erase(4);
+  EXPECT_EQ(index->PickFilling(2), std::nullopt);  // none under 2
+  EXPECT_EQ(index->Pick(rng_), 2u);                // plain leastload is unchanged
+  for (const char* other : {"lru", "weighted", "twobin", "plainrandom"}) {
+    auto o = MakeEngineIndex(other);
+    o->Insert(0, 1, 1);
+    EXPECT_EQ(o->PickFilling(3), std::nullopt) << other;
+  }
+}
+
 TEST_F(PolicyTest, UnknownNameIsRejected) {
   EXPECT_EQ(MakePolicy("pure"), nullptr);
   EXPECT_EQ(MakeEngineIndex("pure"), nullptr);

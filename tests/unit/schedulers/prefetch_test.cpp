@@ -45,11 +45,46 @@ TEST(PrefetchTest, ShortTasksFillTheRoundTripAndNoMore) {
   EXPECT_LE(noop, 129);
 }
 
+TEST(PrefetchTest, EnginesAreFilledWithWhatTheyRunWithinARoundTrip) {
+  auto adaptive = MakePrefetch(std::nullopt);
+  EXPECT_EQ(adaptive->FillBelow(Seen(100, 10us, 200us)), 20);
+  EXPECT_EQ(adaptive->FillBelow(Seen(100, 1ms, 200us)), 0);     // longer than a round trip: spread
+  EXPECT_EQ(adaptive->FillBelow(Seen(100, 1us, 10ms)), 128);    // at most the deepest queue
+  EXPECT_EQ(adaptive->FillBelow(Seen(3, 10us, 200us)), 0);      // too few seen
+  EXPECT_EQ(MakePrefetch(1)->FillBelow(Seen(100, 10us, 200us)), 0);  // a given hwm: plain scheme
+  EXPECT_EQ(MakePrefetch(0)->FillBelow(Seen(100, 10us, 200us)), 0);
+}
+
 TEST(PrefetchTest, AnEngineSilentForLongerThanItsTasksTakeHoldsOne) {
   auto adaptive = MakePrefetch(std::nullopt);
   TaskTimings t = Seen(100, 50us, 200us);
   EXPECT_EQ(adaptive->Depth(t, 50, 300us), 5);
   EXPECT_EQ(adaptive->Depth(t, 50, 100ms), 1);
+}
+
+TEST(PrefetchTest, AQueueBehindATaskFarLongerThanThoseSeenIsOverdue) {
+  auto adaptive = MakePrefetch(std::nullopt);
+  TaskTimings t = Seen(100, 10us, 200us);
+  // 2 x (200 us + 4 x 10 us) + 20 ms of slack.
+  EXPECT_FALSE(adaptive->Overdue(t, 20ms));
+  EXPECT_TRUE(adaptive->Overdue(t, 21ms));
+  EXPECT_FALSE(adaptive->Overdue(Seen(100, 100ms, 200us), 500ms));  // tasks that long take that long
+  EXPECT_FALSE(adaptive->Overdue(Seen(3, 10us, 200us), 10s));       // too few seen
+  EXPECT_FALSE(MakePrefetch(1)->Overdue(t, 10s));  // a given hwm: nothing is taken back
+  EXPECT_FALSE(MakePrefetch(0)->Overdue(t, 10s));
+}
+
+TEST(PrefetchTest, ATaskStillRunningLongStopsFillingAtOnce) {
+  auto adaptive = MakePrefetch(std::nullopt);
+  TaskTimings t = Seen(100, 10us, 200us);
+  EXPECT_EQ(adaptive->FillBelow(t), 20);
+  t.RunningFor(40ms);
+  EXPECT_EQ(t.run(), 40ms);
+  EXPECT_EQ(adaptive->FillBelow(t), 0);
+  EXPECT_EQ(adaptive->Depth(t, 50, 0us), 1);
+  EXPECT_EQ(t.samples(), 100);  // not a finished task
+  t.RunningFor(1ms);             // shorter than the typical run: no news
+  EXPECT_EQ(t.run(), 40ms);
 }
 
 TEST(PrefetchTest, OneLongTaskStopsPrefetchAtOnceAndShortOnesBringItBackSlowly) {

@@ -692,6 +692,31 @@ TEST_F(PrefetchSchedulerTest, OneLongTaskBringsTheDepthBackToOne) {
   EXPECT_EQ(OutstandingAfter({}, {{12, 10us}, {1, 2s}}), 1u);
 }
 
+// Tasks far shorter than the round trip go to an engine already awake with room, not one task
+// to each idle engine (plain leastload would give engine-b one).
+TEST_F(PrefetchSchedulerTest, ShortTasksFillAnEngineBeforeWakingAnother) {
+  Start();
+  FakePeer& a = AddEngine("engine-a");
+  RunOneByOne(a, 12, 10us);
+  FakePeer& b = AddEngine("engine-b");
+  EXPECT_EQ(Outstanding(a, 6), 6u);
+  EXPECT_FALSE(protocol::TryRecv(b.socket()).has_value());
+}
+
+TEST_F(PrefetchSchedulerTest, AGivenHwmSpreadsAsLeastloadDoes) {
+  Start({.hwm = 0});
+  FakePeer& a = AddEngine("engine-a");
+  RunOneByOne(a, 12, 10us);
+  FakePeer& b = AddEngine("engine-b");
+  EXPECT_EQ(Outstanding(a, 6), 3u);
+  size_t on_b = 0;
+  for (int turn = 0; turn < 50 && on_b < 3; ++turn) {
+    reactor_.run_once(1ms);
+    while (protocol::TryRecv(b.socket())) ++on_b;
+  }
+  EXPECT_EQ(on_b, 3u);
+}
+
 // Only the first task sent to an engine can have started there: the others it held only waited,
 // and when it dies they run elsewhere instead of failing with it.
 TEST_F(PrefetchSchedulerTest, TasksQueuedOnAnEngineThatDiesRunElsewhere) {

@@ -3,7 +3,9 @@
 (a) load-balanced no-op tasks, C++ client and engines: defaults vs --hwm=0 vs --hwm=1;
 (b) a mixed workload on 4 engines (1 ms tasks with a few 1 s ones among them): makespan with
     the defaults vs --hwm=1;
-(c) load-balanced no-op throughput with many engines vs few, defaults.
+(c) load-balanced no-op throughput with many engines vs few, defaults;
+(d) a burst of long tasks right after many no-op ones on 4 engines (work stealing): makespan with
+    the defaults vs --hwm=1.
 Every comparison restarts the cluster for each side, alternating the order (ABBA...) within one
 run; medians. Only ratios mean anything on a shared machine.
 """
@@ -29,7 +31,8 @@ def alternate(procs, rounds, sides, run):
 
 
 def measure(procs, q):
-    return {"noop": measure_noop(procs, q), "mixed": measure_mixed(procs, q), "scale": measure_scale(procs, q)}
+    return {"noop": measure_noop(procs, q), "mixed": measure_mixed(procs, q), "scale": measure_scale(procs, q),
+            "burst": measure_burst(procs, q)}
 
 
 def measure_noop(procs, q):
@@ -54,6 +57,16 @@ def measure_mixed(procs, q):
             "short": q["pf_mixed"], "long": q["pf_long"], "long_s": q["pf_long_s"]}
 
 
+def measure_burst(procs, q):
+    def burst(d, mode):
+        log(f"prefetch: a burst of long tasks after no-op ones, 4 engines, {mode}")
+        env, cf, _ = start_cluster(procs, d, "ours", "ours", 4, MODES[mode])
+        return ipp_bench(cf, env, ["--burst", str(q["pf_burst"]), "--long-s", str(q["pf_burst_s"])])["burst"]["makespan_s"]
+
+    got = alternate(procs, q["pf_rounds"], ["defaults", "hwm1"], burst)
+    return {**{mode: statistics.median(v) for mode, v in got.items()}, "tasks": q["pf_burst"], "long_s": q["pf_burst_s"]}
+
+
 def measure_scale(procs, q):
     few, many = q["pf_scale"]
 
@@ -68,7 +81,7 @@ def measure_scale(procs, q):
 
 
 def rows(r):
-    n, m, s = r["noop"], r["mixed"], r["scale"]
+    n, m, s, b = r["noop"], r["mixed"], r["scale"], r["burst"]
     return [
         f"| LB no-op tasks/s, C++ client + {n['engines']} C++ engines, defaults vs --hwm=0 | {n['defaults']:.0f} | "
         f"{n['hwm0']:.0f} | {n['defaults'] / n['hwm0']:.2f}x | >= 0.8x |",
@@ -78,4 +91,6 @@ def rows(r):
         f"--hwm=1 (s) | {m['defaults']:.2f} | {m['hwm1']:.2f} | {m['defaults'] / m['hwm1']:.2f}x | <= 1.1x |",
         f"| LB no-op tasks/s, defaults, {s['many']} engines vs {s['few']} | {s['many_tasks_per_s']:.0f} | "
         f"{s['few_tasks_per_s']:.0f} | {s['many_tasks_per_s'] / s['few_tasks_per_s']:.2f}x | >= 0.8x |",
+        f"| burst makespan, 4 engines, {b['tasks']} x {b['long_s']:g} s right after 2,000 no-op tasks, defaults vs "
+        f"--hwm=1 (s) | {b['defaults']:.2f} | {b['hwm1']:.2f} | {b['defaults'] / b['hwm1']:.2f}x | <= 1.1x |",
     ]

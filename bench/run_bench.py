@@ -491,7 +491,7 @@ def main():
                  native_py_reps=3, dash_tasks=500, dash_reps=1,
                  engine_reps=1, engine_idle_s=1,
                  pf_engines=2, pf_tasks=500, pf_rounds=1, pf_mixed=100, pf_long=1, pf_long_s=0.1, pf_scale=[2, 4],
-                 pf_scale_rounds=1,
+                 pf_scale_rounds=1, pf_burst=4, pf_burst_s=0.1,
                  lib_reps=1, lib_min_time=0.01,
                  scale_engines=[2, 4], scale_timeout=120, scale_idle_s=2, scale_reps=2)
     else:
@@ -500,7 +500,7 @@ def main():
                  reg_engines=[16, 64, 256], mem_tasks=100000, native_py_tasks=3000, native_py_reps=20,
                  dash_tasks=30000, dash_reps=6, engine_reps=8, engine_idle_s=5,
                  pf_engines=2, pf_tasks=30000, pf_rounds=4, pf_mixed=10000, pf_long=4, pf_long_s=1.0, pf_scale=[8, 256],
-                 pf_scale_rounds=2,
+                 pf_scale_rounds=2, pf_burst=8, pf_burst_s=0.5,
                  lib_reps=9, lib_min_time=0.1,
                  scale_engines=[1024, 4096], scale_timeout=900, scale_idle_s=30, scale_reps=5)
     os.makedirs(a.out, exist_ok=True)

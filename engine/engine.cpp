@@ -281,17 +281,19 @@ int Engine::Run() {
       log_->warn("dropped shell message: {}", request.status().ToString());
       continue;
     }
+    if (!released_.Start(request->message.msg_id())) {
+      // Given back to the task scheduler, which runs it elsewhere: nothing from here, not even
+      // an error or an abort's reply.
+      SPDLOG_LOGGER_DEBUG(log_, "request {} was released; dropped", request->message.msg_id());
+      aborted_.take(request->message.msg_id());
+      continue;
+    }
     if (!request->invalid.empty()) {
       ReplyError(shell_out_, *request, "InvalidRequest", "malformed " + request->message.msg_type() + ": " + request->invalid);
       continue;
     }
     if (aborted_.take(request->message.msg_id())) {
       ReplyAborted(shell_out_, *request);
-      continue;
-    }
-    if (!released_.Start(request->message.msg_id())) {
-      // Given back to the task scheduler, which runs it elsewhere: no reply from here.
-      SPDLOG_LOGGER_DEBUG(log_, "request {} was released; dropped", request->message.msg_id());
       continue;
     }
     Serve(std::move(*request));

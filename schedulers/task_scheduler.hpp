@@ -10,8 +10,13 @@
 // with retries left, or one whose engine died, is resubmitted elsewhere; otherwise its client
 // gets a reply — a result or an error (EngineError, ImpossibleDependency, TaskTimeout...).
 //
-// Single-threaded: runs on the Reactor it is attached to and owns its sockets. It is wired
-// (sockets bound, Connect, ListenForAborts, Attach, AddEngine) before that reactor runs; from
+// Work stealing (task_scheduler_stealing.cpp): with the adaptive prefetch, tasks queued on an
+// engine behind one far longer than those seen go back to the queue while another engine idles;
+// the scheduler asks our engines for them over the control relay, as a client asks for an abort.
+//
+// Single-threaded: runs on the Reactor it is attached to and owns its sockets (the control
+// relay's DEALER too). It is wired (sockets bound, Connect, ListenForAborts, ConnectControl,
+// Attach, AddEngine) before that reactor runs; from
 // then on only the reactor's thread touches it — no method is safe to call from another thread.
 // The unit tests drive it over inproc:// on the test's own thread (tests/unit/schedulers).
 #pragma once
@@ -249,7 +254,8 @@ class TaskScheduler {
     // Asked to give back its queued tasks, no answer yet; gave_back: holds one task (its depth
     // is 1) until it answers one, so that what it gave back is not sent to it again.
     bool releasing = false, gave_back = false;
-    bool cannot_release = false;  // answered the request with an error (not our engine, or an old one)
+    bool cannot_release = false;  // answered the request with KeyError (not our engine, or an old one)
+    std::chrono::steady_clock::time_point release_sent;
   };
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;

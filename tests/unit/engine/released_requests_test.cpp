@@ -1,5 +1,6 @@
 #include "engine/released_requests.hpp"
 
+#include <algorithm>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -53,6 +54,18 @@ TEST(ReleasedRequestsTest, EachIdIsStartedOrReleasedNeverBoth) {
     EXPECT_EQ(started.size() + released.size(), ids.size());
     for (const auto& id : released) EXPECT_EQ(std::count(started.begin(), started.end(), id), 0) << id;
   }
+}
+
+TEST(ReleasedRequestsTest, ManyReleasesNeverDropACopyThatWasNotReleased) {
+  // An id released again after its first copy came gets a fresh place in the bounded order: the
+  // old place aging out must not forget the new release.
+  ReleasedRequests r;
+  EXPECT_EQ(r.Release({"x"}), (Ids{"x"}));
+  EXPECT_FALSE(r.Start("x"));
+  EXPECT_EQ(r.Release({"x"}), (Ids{"x"}));  // a second copy, sent here again and released again
+  // Enough that the first place ages out, not the second.
+  for (int i = 0; i < (1 << 14) - 1; ++i) r.Release({"filler-" + std::to_string(i)});
+  EXPECT_FALSE(r.Start("x")) << "the second release was forgotten";
 }
 
 }  // namespace

@@ -233,7 +233,12 @@ void Hub::LogStoreFailure(const Status& s, std::string_view what, const std::str
 }
 
 void Hub::SaveTaskDestination(const std::string& msg_id, const std::string& engine_uuid) {
-  unassigned_.erase(msg_id);
+  // No engine: the scheduler took it back from its engine (work stealing) to run elsewhere.
+  if (engine_uuid.empty()) {
+    unassigned_.insert(msg_id);
+  } else {
+    unassigned_.erase(msg_id);
+  }
   StopWaiting(msg_id);
   if (dashboard_) dashboard_->TaskAssigned(msg_id, engine_uuid);
   auto it = by_uuid_.find(engine_uuid);

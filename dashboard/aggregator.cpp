@@ -196,6 +196,11 @@ void Aggregator::TaskAssigned(const std::string& msg_id, const std::string& engi
     --(task.has_deps ? counters_.waiting_deps : counters_.queued_lb);
   }
   task.engine = engine_uuid;
+  if (engine_uuid.empty()) {  // given back to the queue (work stealing): queued again
+    task.assigned = Clock::time_point{};
+    ++(task.has_deps ? counters_.waiting_deps : counters_.queued_lb);
+    return;
+  }
   task.assigned = Clock::now();
   if (Engine* e = FindEngine(engine_uuid)) {
     e->tasks.push_back(msg_id);

@@ -2,7 +2,7 @@
 // task_scheduler.hpp; the reactor's thread, as all of the scheduler).
 #include <algorithm>
 
-#include "protocol/errors.hpp"
+#include "protocol/monitor.hpp"
 #include "schedulers/task_scheduler.hpp"
 
 namespace ipp::schedulers {
@@ -131,7 +131,11 @@ void TaskScheduler::OnReleaseReply() {
     std::sort(jobs.begin(), jobs.end(),
               [](auto& a, auto& b) { return RunsBefore(a->priority, a->seq, b->priority, b->seq); });
     // In their turn: before what was submitted after them.
-    for (auto& job : jobs) Dispatch(std::move(job), &TaskScheduler::Wait);
+    for (auto& job : jobs) {
+      // Off that engine: the hub and dashboard count it as queued until its next destination.
+      protocol::Send(monitor_, protocol::monitor::TaskDestination(job->msg_id, ""));
+      Dispatch(std::move(job), &TaskScheduler::Wait);
+    }
     std::stable_sort(queue_.begin(), queue_.end());
   }
 }

@@ -442,6 +442,34 @@ TEST_F(HubTest, TracksATaskThroughTheMonitorChannel) {
   EXPECT_EQ(done["completed"], json::array({msg_id})) << done.dump();
 }
 
+TEST_F(HubTest, ATaskGivenBackByItsEngineIsUnassignedUntilItsNextDestination) {
+  Register("engine-a");
+  Register("engine-b");
+  std::map<std::string, std::string> ids;  // uuid -> engine id
+  for (int n = 0; n < 2; ++n) {
+    std::optional<protocol::Message> note = NextNotification("registration_notification");
+    ASSERT_TRUE(note.has_value());
+    ids[note->content["uuid"]] = std::to_string(note->content["id"].get<int>());
+  }
+  const std::string id_a = ids["engine-a"], id_b = ids["engine-b"];
+  protocol::Session client("hub-test-key");
+  protocol::Message request = client.make("apply_request");
+  std::string msg_id = request.msg_id();
+  Report("intask", {"client-1"}, std::move(request));
+  protocol::Send(monitor_, protocol::monitor::TaskDestination(msg_id, "engine-a"));
+  json queue = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_EQ(queue[id_a]["tasks"], 1) << queue.dump();
+  // Work stealing: the scheduler took it back, and it waits there for an engine.
+  protocol::Send(monitor_, protocol::monitor::TaskDestination(msg_id, ""));
+  queue = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_EQ(queue["unassigned"], 1) << queue.dump();
+  EXPECT_EQ(queue[id_a]["tasks"], 0) << queue.dump();
+  protocol::Send(monitor_, protocol::monitor::TaskDestination(msg_id, "engine-b"));
+  queue = Query("queue_request", {{"targets", nullptr}});
+  EXPECT_EQ(queue["unassigned"], 0) << queue.dump();
+  EXPECT_EQ(queue[id_b]["tasks"], 1) << queue.dump();
+}
+
 TEST_F(HubTest, CountsTasksWaitingForAnEngineByReasonUntilTheyStopWaiting) {
   Register("engine-a");
   protocol::Session client("hub-test-key");

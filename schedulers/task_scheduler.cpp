@@ -129,6 +129,7 @@ void TaskScheduler::RegisterEngine(const std::string& uuid, Caps caps) {
   s.caps = caps;
   s.connected = true;
   ++connected_;
+  CountStealable(s, +1);
   auto& state = engines_[uuid];
   state.slot = slot;
   state.alive = true;
@@ -147,7 +148,9 @@ void TaskScheduler::SetCapabilities(const std::string& uuid, Caps caps) {
     log_->warn("capabilities of engine {} dropped: not a connected engine", uuid);
     return;
   }
+  CountStealable(*slot, -1);
   slot->caps = caps;
+  CountStealable(*slot, +1);
   engines_[uuid].caps = std::move(caps);
   ++caps_generation_;
   log_->info("engine {}: capabilities updated", uuid);
@@ -161,6 +164,7 @@ void TaskScheduler::UnregisterEngine(const std::string& uuid) {
   if (state == engines_.end() || state->second.slot == kNoSlot) return;
   uint32_t slot = state->second.slot;
   if (slots_[slot].indexed) index_->Erase(slot);
+  CountStealable(slots_[slot], -1);
   slots_[slot] = Slot{};
   free_slots_.push_back(slot);
   --connected_;
@@ -234,7 +238,7 @@ void TaskScheduler::Reindex(uint32_t slot, std::chrono::steady_clock::time_point
 
 std::optional<uint32_t> TaskScheduler::PickIndexed() {
   auto now = std::chrono::steady_clock::now();
-  const int fill = prefetch_->FillBelow(timings_);
+  const int fill = unstealable_ == 0 && control_connected_ ? prefetch_->FillBelow(timings_) : 0;
   while (!index_->empty()) {
     std::optional<uint32_t> filling = fill > 1 ? index_->PickFilling(fill) : std::nullopt;
     uint32_t slot = filling ? *filling : index_->Pick(rng_);

@@ -190,6 +190,10 @@ class TaskScheduler {
   // A connected engine's slot, or nullptr.
   struct Slot;
   Slot* SlotOf(const std::string& uuid);
+  // Whether the scheduler could take queued tasks back from this engine.
+  bool Stealable(const Slot& slot) const;
+  // Adds (+1) or removes (-1) a connected slot in unstealable_.
+  void CountStealable(const Slot& slot, int sign);
   // Whether the engine can take one more task now (its prefetch depth).
   bool HasRoom(const Slot& slot, std::chrono::steady_clock::time_point now) const;
   // Puts the slot in index_ or takes it out, after its load (or anything its depth rests on)
@@ -236,6 +240,10 @@ class TaskScheduler {
   Logger log_;
   zmq::socket_t client_, engine_, notifications_, monitor_, aborts_, control_;
   bool control_connected_ = false;
+  // Connected engines that cannot give back queued tasks (stock ones, or answered KeyError):
+  // while there are any, short tasks are spread as plain leastload does instead of filling an
+  // awake engine first, since a burst of long ones could not be taken back from them.
+  size_t unstealable_ = 0;
   Reactor::TimerId steal_timer_ = 0;
   PendingDelivery to_engines_;
   Reactor* reactor_ = nullptr;

@@ -10,6 +10,14 @@ namespace ipp::schedulers {
 using nlohmann::json;
 using protocol::RawMessage;
 
+bool TaskScheduler::Stealable(const Slot& slot) const {
+  return slot.caps && slot.caps->kind == protocol::EngineKind::kNative && !slot.cannot_release;
+}
+
+void TaskScheduler::CountStealable(const Slot& slot, int sign) {
+  if (!Stealable(slot)) unstealable_ = static_cast<size_t>(static_cast<long>(unstealable_) + sign);
+}
+
 void TaskScheduler::ArmStealing() {
   if (steal_timer_ || !control_connected_ || options_.hwm) return;
   // Often enough that a stuck queue moves within a few of Overdue's slack, rarely enough that
@@ -35,7 +43,7 @@ void TaskScheduler::Steal() {
     queues = true;
     // An answer lost (the engine went and came back): ask again later.
     if (s.releasing && now - s.release_sent > kReleasePatience) s.releasing = false;
-    if (s.releasing || s.cannot_release || s.caps->kind != protocol::EngineKind::kNative) continue;
+    if (s.releasing || !Stealable(s)) continue;
     if (prefetch_->Overdue(timings_, std::chrono::duration_cast<Micros>(now - s.waiting_since))) overdue.push_back(i);
   }
   if (idle > 0) {
@@ -108,7 +116,11 @@ void TaskScheduler::OnReleaseReply() {
       // An engine that does not know the request (not ours, or an older build) answers KeyError:
       // never again. Anything else (the relay's EngineError for an engine reconnecting) passes.
       bool unknown = protocol::StringField(content, "ename") == "KeyError";
-      if (slot && unknown) slot->cannot_release = true;
+      if (slot && unknown && !slot->cannot_release) {
+        CountStealable(*slot, -1);
+        slot->cannot_release = true;
+        CountStealable(*slot, +1);
+      }
       log_->info("engine {} did not give back queued tasks ({}: {})", engine, protocol::StringField(content, "ename"),
                  protocol::StringField(content, "evalue"));
     }

@@ -25,7 +25,9 @@ constexpr const char* kKey = "task-test-key";
 // and a client, all over inproc; engines are added per test.
 class TaskSchedulerTest : public ::testing::Test {
  protected:
-  void Start(TaskSchedulerOptions options = {}) {
+  // `control`: with a control relay (a ROUTER here that never answers), as the controller wires
+  // it for work stealing.
+  void Start(TaskSchedulerOptions options = {}, bool control = false) {
     options.seed = 7;
     scheduler_ = std::make_unique<TaskScheduler>(context_, kKey, options, MakeLogger("test.task"));
     scheduler_->client_socket().bind("inproc://task-clients");
@@ -35,6 +37,10 @@ class TaskSchedulerTest : public ::testing::Test {
     scheduler_->Connect("inproc://task-notifications", "inproc://task-monitor");
     scheduler_->ListenForAborts("inproc://task-aborts");
     aborts_.connect("inproc://task-aborts");
+    if (control) {
+      control_relay_.bind("inproc://task-control");
+      scheduler_->ConnectControl("inproc://task-control");
+    }
     scheduler_->Attach(reactor_);
     client_.socket().connect("inproc://task-clients");
   }
@@ -167,6 +173,7 @@ class TaskSchedulerTest : public ::testing::Test {
   FakePeer hub_{context_, zmq::socket_type::pub, kKey};
   FakePeer monitor_{context_, zmq::socket_type::pull, kKey};
   zmq::socket_t aborts_{context_, zmq::socket_type::push};
+  zmq::socket_t control_relay_{context_, zmq::socket_type::router};
   std::unique_ptr<TaskScheduler> scheduler_;
   FakePeer client_{context_, zmq::socket_type::dealer, kKey};
   std::vector<std::unique_ptr<FakePeer>> engines_;
@@ -628,9 +635,11 @@ class PrefetchSchedulerTest : public TaskSchedulerTest {
     std::string started = protocol::Iso8601(protocol::WallClock::now() - run);
     engine.Reply(task, "apply_reply", {{"status", "ok"}}, {{"status", "ok"}, {"dependencies_met", true}, {"started", started}});
   }
+  // A task for a native engine (`native_`) or a Python one.
+  std::string SubmitTask() { return native_ ? SubmitCall("ipp.echo") : Submit().get<std::string>(); }
   // Submits `n` tasks and returns how many reach `engine` while none is answered.
   size_t Outstanding(FakePeer& engine, int n) {
-    for (int i = 0; i < n; ++i) held_.push_back(Submit());
+    for (int i = 0; i < n; ++i) held_.push_back(SubmitTask());
     size_t got = 0;
     for (int turn = 0; turn < 200; ++turn) {
       reactor_.run_once(1ms);
@@ -646,7 +655,7 @@ class PrefetchSchedulerTest : public TaskSchedulerTest {
   // the sanitizers) do not look like a task running long.
   void RunOneByOne(FakePeer& engine, int n, std::chrono::microseconds run) {
     for (int i = 0; i < n; ++i) {
-      std::string id = Submit();
+      std::string id = SubmitTask();
       protocol::Message task = NextTask(engine);
       ASSERT_EQ(task.msg_id(), id);
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -664,6 +673,7 @@ class PrefetchSchedulerTest : public TaskSchedulerTest {
   }
   std::vector<std::string> held_;
   std::vector<protocol::Message> tasks_;
+  bool native_ = false;
 };
 
 TEST_F(PrefetchSchedulerTest, ShortTasksSeenLetAnEngineHoldSeveral) {
@@ -695,12 +705,38 @@ TEST_F(PrefetchSchedulerTest, OneLongTaskBringsTheDepthBackToOne) {
 // Tasks far shorter than the round trip go to an engine already awake with room, not one task
 // to each idle engine (plain leastload would give engine-b one).
 TEST_F(PrefetchSchedulerTest, ShortTasksFillAnEngineBeforeWakingAnother) {
-  Start();
-  FakePeer& a = AddEngine("engine-a");
+  Start({}, /*control=*/true);
+  native_ = true;
+  FakePeer& a = AddEngine("engine-a", Native({"ipp.echo"}));
   RunOneByOne(a, 12, 10us);
-  FakePeer& b = AddEngine("engine-b");
+  FakePeer& b = AddEngine("engine-b", Native({"ipp.echo"}));
   EXPECT_EQ(Outstanding(a, 6), 6u);
   EXPECT_FALSE(protocol::TryRecv(b.socket()).has_value());
+}
+
+// Work stealing takes queued tasks back only from our engines: with a stock (Python) engine
+// connected, or without a control relay, short tasks are spread as plain leastload does, so a
+// burst of long ones never queues behind another where it could not be taken back.
+TEST_F(PrefetchSchedulerTest, WithAStockEngineConnectedShortTasksAreSpread) {
+  Start({}, /*control=*/true);
+  native_ = true;
+  FakePeer& a = AddEngine("engine-a", Native({"ipp.echo"}));
+  RunOneByOne(a, 12, 10us);
+  FakePeer& b = AddEngine("engine-b", Native({"ipp.echo"}));
+  AddEngine("python-c");
+  // Engine-b, new, holds one (the adaptive depth of an engine that answered none).
+  EXPECT_EQ(Outstanding(a, 6), 5u);
+  EXPECT_TRUE(protocol::TryRecv(b.socket()).has_value());
+}
+
+TEST_F(PrefetchSchedulerTest, WithoutAControlRelayShortTasksAreSpread) {
+  Start();
+  native_ = true;
+  FakePeer& a = AddEngine("engine-a", Native({"ipp.echo"}));
+  RunOneByOne(a, 12, 10us);
+  FakePeer& b = AddEngine("engine-b", Native({"ipp.echo"}));
+  EXPECT_EQ(Outstanding(a, 6), 5u);
+  EXPECT_TRUE(protocol::TryRecv(b.socket()).has_value());
 }
 
 TEST_F(PrefetchSchedulerTest, AGivenHwmSpreadsAsLeastloadDoes) {

@@ -635,6 +635,13 @@ class PrefetchSchedulerTest : public TaskSchedulerTest {
     std::string started = protocol::Iso8601(protocol::WallClock::now() - run);
     engine.Reply(task, "apply_reply", {{"status", "ok"}}, {{"status", "ok"}, {"dependencies_met", true}, {"started", started}});
   }
+  // Two native engines: engine-a has run 12 no-op tasks one by one, engine-b has just joined.
+  std::pair<FakePeer&, FakePeer&> NativePair() {
+    native_ = true;
+    FakePeer& a = AddEngine("engine-a", Native({"ipp.echo"}));
+    RunOneByOne(a, 12, 10us);
+    return {a, AddEngine("engine-b", Native({"ipp.echo"}))};
+  }
   // A task for a native engine (`native_`) or a Python one.
   std::string SubmitTask() { return native_ ? SubmitCall("ipp.echo") : Submit().get<std::string>(); }
   // Submits `n` tasks and returns how many reach `engine` while none is answered.
@@ -706,10 +713,7 @@ TEST_F(PrefetchSchedulerTest, OneLongTaskBringsTheDepthBackToOne) {
 // to each idle engine (plain leastload would give engine-b one).
 TEST_F(PrefetchSchedulerTest, ShortTasksFillAnEngineBeforeWakingAnother) {
   Start({}, /*control=*/true);
-  native_ = true;
-  FakePeer& a = AddEngine("engine-a", Native({"ipp.echo"}));
-  RunOneByOne(a, 12, 10us);
-  FakePeer& b = AddEngine("engine-b", Native({"ipp.echo"}));
+  auto [a, b] = NativePair();
   EXPECT_EQ(Outstanding(a, 6), 6u);
   EXPECT_FALSE(protocol::TryRecv(b.socket()).has_value());
 }
@@ -719,10 +723,7 @@ TEST_F(PrefetchSchedulerTest, ShortTasksFillAnEngineBeforeWakingAnother) {
 // burst of long ones never queues behind another where it could not be taken back.
 TEST_F(PrefetchSchedulerTest, WithAStockEngineConnectedShortTasksAreSpread) {
   Start({}, /*control=*/true);
-  native_ = true;
-  FakePeer& a = AddEngine("engine-a", Native({"ipp.echo"}));
-  RunOneByOne(a, 12, 10us);
-  FakePeer& b = AddEngine("engine-b", Native({"ipp.echo"}));
+  auto [a, b] = NativePair();
   AddEngine("python-c");
   // Engine-b, new, holds one (the adaptive depth of an engine that answered none).
   EXPECT_EQ(Outstanding(a, 6), 5u);
@@ -731,10 +732,7 @@ TEST_F(PrefetchSchedulerTest, WithAStockEngineConnectedShortTasksAreSpread) {
 
 TEST_F(PrefetchSchedulerTest, WithoutAControlRelayShortTasksAreSpread) {
   Start();
-  native_ = true;
-  FakePeer& a = AddEngine("engine-a", Native({"ipp.echo"}));
-  RunOneByOne(a, 12, 10us);
-  FakePeer& b = AddEngine("engine-b", Native({"ipp.echo"}));
+  auto [a, b] = NativePair();
   EXPECT_EQ(Outstanding(a, 6), 5u);
   EXPECT_TRUE(protocol::TryRecv(b.socket()).has_value());
 }

@@ -269,6 +269,9 @@ class Hub {
   std::vector<std::string> plugins_;
   int next_id_ = 0;
   std::unordered_set<std::string> pending_;     // submitted, no result yet
+  // Pending load-balanced msg_id -> the engine the scheduler last sent it to (kept here: the task
+  // store may keep no records, with --nodb).
+  std::unordered_map<std::string, std::string> task_engine_;
   std::unordered_set<std::string> unassigned_;  // load-balanced, not yet on an engine
   // Unassigned tasks that no connected engine can run, by what they wait for (queue_status'
   // "waiting"): each reason text is kept once, with how many tasks wait for it; a task is

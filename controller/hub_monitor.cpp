@@ -150,11 +150,15 @@ void Hub::SaveResult(RawMessage& raw, Topic topic, const std::string& engine_hin
   if (journal_ && topic == Topic::kTaskReply) journal_->Finished(msg_id);
   unassigned_.erase(msg_id);
   StopWaiting(msg_id);
+  std::string sent_to;  // load-balanced: the engine the hub last saw it sent to
+  if (auto where = task_engine_.find(msg_id); where != task_engine_.end()) {
+    sent_to = std::move(where->second);
+    task_engine_.erase(where);
+  }
   if (was_pending && engine_uuid.empty() && topic == Topic::kTaskReply) {
     // Failed by the scheduler itself (e.g. every allowed engine failed it): on the engine the
     // hub last saw it sent to.
-    auto r = store_->FindIds({msg_id});
-    auto it = r.ok() && !r->empty() ? by_uuid_.find(r->front().engine_uuid) : by_uuid_.end();
+    auto it = by_uuid_.find(sent_to);
     if (it != by_uuid_.end()) EraseValue(engines_[it->second].tasks, msg_id);
   }
   if (was_pending) {
@@ -241,15 +245,19 @@ void Hub::SaveTaskDestination(const std::string& msg_id, const std::string& engi
   }
   StopWaiting(msg_id);
   if (dashboard_) dashboard_->TaskAssigned(msg_id, engine_uuid);
-  auto it = by_uuid_.find(engine_uuid);
-  if (it != by_uuid_.end()) engines_[it->second].tasks.push_back(msg_id);
+  // A retry or a task given back: only this tells the hub that the task left the engine it was
+  // on (the scheduler kept a failed attempt's reply; a given-back task never had one).
   std::string previous;
-  LogStoreFailure(store_->Update(msg_id, [&](TaskRecord& r) { previous = std::exchange(r.engine_uuid, engine_uuid); }),
-                  "engine", msg_id);
-  // A retry: the scheduler kept the failed attempt's reply, so only this tells the hub that
-  // the task left the engine it was on.
-  if (previous.empty() || previous == engine_uuid) return;
-  if (auto old = by_uuid_.find(previous); old != by_uuid_.end()) EraseValue(engines_[old->second].tasks, msg_id);
+  if (auto where = task_engine_.find(msg_id); where != task_engine_.end()) {
+    previous = std::move(where->second);
+    task_engine_.erase(where);
+  }
+  if (!engine_uuid.empty()) task_engine_[msg_id] = engine_uuid;
+  if (previous != engine_uuid) {
+    if (auto old = by_uuid_.find(previous); old != by_uuid_.end()) EraseValue(engines_[old->second].tasks, msg_id);
+    if (auto it = by_uuid_.find(engine_uuid); it != by_uuid_.end()) engines_[it->second].tasks.push_back(msg_id);
+  }
+  LogStoreFailure(store_->Update(msg_id, [&](TaskRecord& r) { r.engine_uuid = engine_uuid; }), "engine", msg_id);
 }
 
 void Hub::SaveTaskWaiting(const std::string& msg_id, const std::string& reason) {

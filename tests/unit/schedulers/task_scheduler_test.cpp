@@ -718,13 +718,14 @@ TEST_F(PrefetchSchedulerTest, ShortTasksFillAnEngineBeforeWakingAnother) {
   EXPECT_FALSE(protocol::TryRecv(b.socket()).has_value());
 }
 
-// Work stealing takes queued tasks back only from our engines: with a stock (Python) engine
-// connected, or without a control relay, short tasks are spread as plain leastload does, so a
+// Work stealing takes queued tasks back only from our engines: with stock (Python) engines, or
+// without a control relay, short tasks are spread as plain leastload does, so a
 // burst of long ones never queues behind another where it could not be taken back.
-TEST_F(PrefetchSchedulerTest, WithAStockEngineConnectedShortTasksAreSpread) {
+TEST_F(PrefetchSchedulerTest, WithStockEnginesShortTasksAreSpread) {
   Start({}, /*control=*/true);
-  auto [a, b] = NativePair();
-  AddEngine("python-c");
+  FakePeer& a = AddEngine("python-a");
+  RunOneByOne(a, 12, 10us);
+  FakePeer& b = AddEngine("python-b");
   // Engine-b, new, holds one (the adaptive depth of an engine that answered none).
   EXPECT_EQ(Outstanding(a, 6), 5u);
   EXPECT_TRUE(protocol::TryRecv(b.socket()).has_value());

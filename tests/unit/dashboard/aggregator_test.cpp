@@ -132,6 +132,27 @@ TEST_F(AggregatorTest, TasksOfADeadEngineStopRunningAndCountWhereTheyFinish) {
   EXPECT_EQ(s->engines[0].done, 0u);
 }
 
+TEST_F(AggregatorTest, ATaskGivenBackIsQueuedAgainUntilItsNextEngine) {
+  Aggregator a;
+  a.EngineRegistered(0, "u0", std::nullopt);
+  a.EngineRegistered(1, "u1", std::nullopt);
+  std::string t = Submit(a, "pi.sample");
+  a.TaskAssigned(t, "u0");
+  a.TaskAssigned(t, "");  // work stealing: the scheduler took it back
+  std::shared_ptr<const Snapshot> s = Publish(a);
+  EXPECT_EQ(s->counters.running, 0u);
+  EXPECT_EQ(s->counters.queued_lb, 1u);
+  EXPECT_EQ(EnginesJson(*s, Clock::now())[0]["state"], "idle");
+  a.TaskAssigned(t, "u1");
+  s = Publish(a);
+  EXPECT_EQ(s->counters.running, 1u);
+  EXPECT_EQ(s->counters.queued_lb, 0u);
+  Reply(a, t, "u1");
+  s = Publish(a);
+  EXPECT_EQ(s->counters.running, 0u);
+  EXPECT_EQ(s->counters.done, 1u);
+}
+
 TEST_F(AggregatorTest, FailuresAreCountedAndListedWithTheirTraceback) {
   Aggregator a;
   a.EngineRegistered(3, "u3", Native("h", 1));

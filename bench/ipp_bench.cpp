@@ -5,8 +5,10 @@
 // load-balanced no-op throughput (tasks/s), chunked map (items/s), direct round-trip latency
 // (median, p99, µs), and the floor: a raw ZeroMQ DEALER->ROUTER->ROUTER->DEALER echo with the
 // same hops — client, relay and echo in three processes, as client, controller and engine are
-// (raw_zmq_rtt) — and, for reference, the same echo between threads of this process
-// (raw_zmq_rtt_threads: one ZeroMQ I/O thread serves every socket, no process boundary).
+// (raw_zmq_rtt over TCP, raw_zmq_rtt_ipc over ipc://, which our client and engines use on the
+// controller's host: "transport" says which this client used) — and, for reference, the same
+// echo between threads of this process (raw_zmq_rtt_threads: one ZeroMQ I/O thread serves every
+// socket, no process boundary).
 //
 //   ipp_bench --file <f> --lb-only --tasks 20000     only the load-balanced no-op throughput
 //   ipp_bench --file <f> --mixed 10000 --long 4      only a mixed workload's makespan: 1 ms tasks
@@ -34,6 +36,7 @@
 
 #include "common/spawn.hpp"
 #include "ipp/client.hpp"
+#include "protocol/connection_file.hpp"
 
 namespace po = boost::program_options;
 using Clock = std::chrono::steady_clock;
@@ -131,17 +134,18 @@ std::vector<std::vector<double>> TimeAlternating(int n, const std::vector<std::f
   return us;
 }
 
-// Hidden roles of this program for the three-process echo: "--raw-relay" binds, prints its two
-// endpoints and relays; "--raw-echo <endpoint>" echoes. Both end with their parent.
+// Hidden roles of this program for the three-process echo: "--raw-relay tcp|ipc" binds, prints
+// its two endpoints and relays; "--raw-echo <endpoint>" echoes. Both end with their parent.
 int RunRawRole(int argc, char** argv) {
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   static std::atomic<bool> stop{false};
   signal(SIGTERM, [](int) { stop = true; });
   zmq::context_t ctx;
-  if (std::string(argv[1]) == "--raw-relay") {
+  if (std::string(argv[1]) == "--raw-relay" && argc == 3) {
     zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
-    front.bind("tcp://127.0.0.1:*");
-    back.bind("tcp://127.0.0.1:*");
+    const char* endpoint = std::string(argv[2]) == "ipc" ? "ipc://*" : "tcp://127.0.0.1:*";
+    front.bind(endpoint);
+    back.bind(endpoint);
     std::cout << front.get(zmq::sockopt::last_endpoint) << " " << back.get(zmq::sockopt::last_endpoint) << std::endl;
     RawRelay(front, back, stop);
   } else if (argc == 3) {
@@ -175,9 +179,9 @@ pid_t SpawnRawRole(std::vector<std::string> args, FILE** out) {
 // and the echo are this program in its hidden roles, stopped when this goes.
 class RawEchoPath {
  public:
-  RawEchoPath() {
+  explicit RawEchoPath(const std::string& transport) {  // "tcp" or "ipc"
     FILE* relay_out = nullptr;
-    relay_ = SpawnRawRole({"--raw-relay"}, &relay_out);
+    relay_ = SpawnRawRole({"--raw-relay", transport}, &relay_out);
     char front[256] = {}, back[256] = {};
     if (relay_ > 0 && relay_out && fscanf(relay_out, "%255s %255s", front, back) == 2) {
       echo_ = SpawnRawRole({"--raw-echo", back}, nullptr);
@@ -346,23 +350,30 @@ int main(int argc, char** argv) {
   lb.map("ipp.echo", many, chunk).get();
   out["map_items_per_s"] = items / Seconds(Clock::now() - t0);
 
-  // The direct round trip and its floor, timed in alternating blocks (see TimeAlternating).
-  RawEchoPath raw_path;
-  if (!raw_path.ok()) {
+  // The direct round trip and its floors, timed in alternating blocks (see TimeAlternating).
+  RawEchoPath raw_path("tcp"), raw_ipc_path("ipc");
+  if (!raw_path.ok() || !raw_ipc_path.ok()) {
     std::cerr << "ipp_bench: could not start the raw echo processes" << std::endl;
     return 1;
   }
   auto one = client->direct_view({client->ids().front()});
   {
     zmq::context_t ctx;
-    zmq::socket_t raw_client = RawClient(ctx, raw_path.front());
+    zmq::socket_t raw_client = RawClient(ctx, raw_path.front()), raw_ipc_client = RawClient(ctx, raw_ipc_path.front());
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    auto us = TimeAlternating(latency, {[&] { one.apply("ipp.echo").get(); }, [&] { RawRoundTrip(raw_client); }});
+    auto us = TimeAlternating(latency, {[&] { one.apply("ipp.echo").get(); }, [&] { RawRoundTrip(raw_client); },
+                                        [&] { RawRoundTrip(raw_ipc_client); }});
     out["direct_rtt"] = Percentiles(us[0]);
     out["raw_zmq_rtt"] = Percentiles(us[1]);
+    out["raw_zmq_rtt_ipc"] = Percentiles(us[2]);
   }
   out["raw_zmq_rtt_threads"] = RawZmqRoundTripThreads(latency);
-  out["direct_rtt_ratio_to_raw"] = out["direct_rtt"]["median_us"].get<double>() / out["raw_zmq_rtt"]["median_us"].get<double>();
+  double direct = out["direct_rtt"]["median_us"].get<double>();
+  out["direct_rtt_ratio_to_raw"] = direct / out["raw_zmq_rtt"]["median_us"].get<double>();
+  out["direct_rtt_ratio_to_raw_ipc"] = direct / out["raw_zmq_rtt_ipc"]["median_us"].get<double>();
+  if (ipp::Result<ipp::protocol::ConnectionInfo> info = ipp::protocol::ReadConnectionFile(file); info.ok()) {
+    out["transport"] = ipp::protocol::PreferLocalTransport(*info) ? "ipc" : "tcp";
+  }
 
   // Data: a buffer to one engine and back (ipp.echo), MB/s of payload moved both ways, beside
   // a memcpy of the same size and the same payload through the raw ZeroMQ echo path.

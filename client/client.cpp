@@ -36,7 +36,9 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   if (!info.ok()) return info.status();
   protocol::ConnectionInfo connection = *info;
   std::unique_ptr<detail::SshTunnel> tunnel;
-  if (!options.ssh_server.empty()) {
+  if (options.ssh_server.empty()) {
+    protocol::PreferLocalTransport(connection);
+  } else {
     tunnel = std::make_unique<detail::SshTunnel>();
     if (Status s = tunnel->Open(options.ssh_server, options.ssh_args, connection, options.timeout); !s.ok()) return s;
   }

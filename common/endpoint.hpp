@@ -1,6 +1,8 @@
 // The port a socket's last bind() got, for endpoints that ask ZeroMQ for any free port ("*").
 #pragma once
 
+#include <string>
+
 #include <zmq.hpp>
 
 namespace ipp {
@@ -8,5 +10,9 @@ namespace ipp {
 // The TCP port of the socket's last bound endpoint; 0 for a transport without ports
 // (inproc://, ipc://), so objects that bind can also be driven over inproc:// in tests.
 int BoundPort(zmq::socket_ref socket);
+
+// Connects to the Unix stream socket at `path` (an ipc:// endpoint's file) and hangs up at once:
+// 0 if a process listens there, else the errno of connect() (ECONNREFUSED: nobody does).
+int ProbeUnixSocket(const std::string& path);
 
 }  // namespace ipp

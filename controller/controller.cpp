@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "common/endpoint.hpp"
+#include "common/host.hpp"
 #include "common/reactor.hpp"
 #include "controller/engine_gateway.hpp"
 #include "controller/hub.hpp"
@@ -32,12 +33,6 @@ constexpr const char* kAbortUrl = "inproc://ipp-task-aborts";
 constexpr const char* kControlUrl = "inproc://ipp-control";  // the task scheduler's work stealing
 constexpr int kListenBacklog = 4096;
 
-std::string HostName() {
-  char name[256] = {};
-  if (gethostname(name, sizeof name - 1) != 0) return "localhost";
-  return name;
-}
-
 // Each engine costs the controller a descriptor per connection: the soft limit (often 1,024)
 // is raised to the hard limit, as servers commonly do; the hard limit is the administrator's
 // to raise (`ulimit -Hn`, systemd's LimitNOFILE), not ours, even when running as root.
@@ -57,11 +52,6 @@ void RaiseFdLimit(const Logger& log) {
             Hub::kFdsPerEngine);
 }
 
-// Binds `socket` to `interface` on `port` (0: any free port) and returns the port bound.
-int BindPort(zmq::socket_t& socket, const std::string& interface, int port) {
-  socket.bind(interface + ":" + (port ? std::to_string(port) : std::string("*")));
-  return BoundPort(socket);
-}
 }  // namespace
 
 struct Controller::Parts {
@@ -88,6 +78,16 @@ Controller::~Controller() {
   }
   dashboard_server_.reset();
   parts_.reset();
+  ipc_dir_.reset();
+}
+
+std::string Controller::LocalInterface() const { return ipc_dir_ ? ipc_dir_->interface() : std::string(); }
+
+int Controller::BindPort(zmq::socket_t& socket, int port) const {
+  socket.bind(Interface() + ":" + (port ? std::to_string(port) : std::string("*")));
+  int bound = BoundPort(socket);
+  if (ipc_dir_) socket.bind(protocol::ChannelUrl(ipc_dir_->interface(), bound));
+  return bound;
 }
 
 Status Controller::SetUpCurve() {
@@ -164,6 +164,7 @@ Result<Controller::Ports> Controller::ChoosePorts() {
     }
     ports.engine["broadcast"] = e->port("broadcast", 0).ok() ? *e->port("broadcast", 0) : 0;
     ports.engine[gw::kPortKey] = e->port(gw::kPortKey).ok() ? *e->port(gw::kPortKey) : 0;
+    reused_local_ = e->local_interface;
     for (const char* ch : {"control", "mux", "task", "iopub", "notification", "broadcast"}) {
       ports.client[ch] = c->port(ch).ok() ? *c->port(ch) : 0;
     }
@@ -221,18 +222,17 @@ Controller::Channels Controller::BindSchedulers(Parts& parts, Ports& ports) {
                                 &parts.iopub->client_socket(), &parts.broadcast->client_socket()}) {
     Secure(*socket);
   }
-  const std::string interface = Interface();
   Channels channels;
   json& engine = channels.engine;
   json& client = channels.client;
-  engine["control"] = BindPort(parts.control->engine_socket(), interface, ports.engine["control"]);
-  engine["mux"] = BindPort(parts.mux->engine_socket(), interface, ports.engine["mux"]);
-  engine["task"] = BindPort(parts.task->engine_socket(), interface, ports.engine["task"]);
-  engine["iopub"] = BindPort(parts.iopub->engine_socket(), interface, ports.engine["iopub"]);
-  engine["broadcast"] = json::array({BindPort(parts.broadcast->engine_socket(), interface, ports.engine["broadcast"])});
+  engine["control"] = BindPort(parts.control->engine_socket(), ports.engine["control"]);
+  engine["mux"] = BindPort(parts.mux->engine_socket(), ports.engine["mux"]);
+  engine["task"] = BindPort(parts.task->engine_socket(), ports.engine["task"]);
+  engine["iopub"] = BindPort(parts.iopub->engine_socket(), ports.engine["iopub"]);
+  engine["broadcast"] = json::array({BindPort(parts.broadcast->engine_socket(), ports.engine["broadcast"])});
   if (parts.gateway) {
     Secure(parts.gateway->engine_socket());
-    engine[gw::kPortKey] = BindPort(parts.gateway->engine_socket(), interface, ports.engine[gw::kPortKey]);
+    engine[gw::kPortKey] = BindPort(parts.gateway->engine_socket(), ports.engine[gw::kPortKey]);
     // Where the gateway's pipes for each engine come in (the heart monitor binds its own).
     parts.control->engine_socket().bind(gw::InternalUrl("control"));
     parts.mux->engine_socket().bind(gw::InternalUrl("mux"));
@@ -240,13 +240,13 @@ Controller::Channels Controller::BindSchedulers(Parts& parts, Ports& ports) {
     parts.broadcast->engine_socket().bind(gw::InternalUrl("broadcast"));
     parts.iopub->engine_socket().bind(gw::InternalUrl(gw::kIopub));
   }
-  client["control"] = BindPort(parts.control->client_socket(), interface, ports.client["control"]);
+  client["control"] = BindPort(parts.control->client_socket(), ports.client["control"]);
   parts.control->client_socket().bind(kControlUrl);
-  client["mux"] = BindPort(parts.mux->client_socket(), interface, ports.client["mux"]);
-  client["task"] = BindPort(parts.task->client_socket(), interface, ports.client["task"]);
+  client["mux"] = BindPort(parts.mux->client_socket(), ports.client["mux"]);
+  client["task"] = BindPort(parts.task->client_socket(), ports.client["task"]);
   parts.task->client_socket().bind(kTaskUrl);  // the hub's resubmissions
-  client["iopub"] = BindPort(parts.iopub->client_socket(), interface, ports.client["iopub"]);
-  client["broadcast"] = BindPort(parts.broadcast->client_socket(), interface, ports.client["broadcast"]);
+  client["iopub"] = BindPort(parts.iopub->client_socket(), ports.client["iopub"]);
+  client["broadcast"] = BindPort(parts.broadcast->client_socket(), ports.client["broadcast"]);
   return channels;
 }
 
@@ -261,6 +261,7 @@ HubOptions Controller::MakeHubOptions(const Ports& ports) const {
   hub.resubmit_url = kTaskUrl;
   hub.ping_url = url(ports.engine.at("hb_ping"));
   hub.pong_url = url(ports.engine.at("hb_pong"));
+  hub.local_interface = LocalInterface();
   hub.ping_period = options_.ping;
   hub.max_heartbeat_misses = options_.max_heartbeat_misses;
   hub.registration_timeout = options_.registration_timeout;
@@ -294,6 +295,8 @@ void Controller::SetConnectionInfo(const Channels& channels) {
     info.key = key_;
     info.location = options_.location;
     info.channels = channel_ports;
+    info.local_interface = LocalInterface();
+    if (!info.local_interface.empty()) info.local_host = HostName();
     if (!curve_public_.empty()) info.curve_serverkey = curve_public_;
   };
   fill(engine_info_, channels.engine);
@@ -327,6 +330,15 @@ void Controller::Connect(Parts& parts) {
 Status Controller::Build() {
   Result<Ports> ports = ChoosePorts();
   if (!ports.ok()) return ports.status();
+  if (options_.local_ipc) {
+    Result<std::unique_ptr<IpcDir>> dir = IpcDir::Create(reused_local_);
+    if (dir.ok()) {
+      ipc_dir_ = std::move(dir).value();
+      log_->info("peers on this host connect over {}", ipc_dir_->interface());
+    } else {
+      log_->warn("peers on this host connect over TCP: no directory for ipc:// endpoints ({})", dir.status().message());
+    }
+  }
   if (key_.empty()) key_ = options_.session_key.empty() ? protocol::NewId() : options_.session_key;
 
   // Schedulers first: their tcp ports go into the hub's engine_info.

@@ -17,6 +17,7 @@
 #include "dashboard/aggregator.hpp"
 #include "dashboard/server.hpp"
 #include "controller/controller_options.hpp"
+#include "controller/ipc_dir.hpp"
 #include "protocol/connection_file.hpp"
 #include "protocol/profile_dir.hpp"
 
@@ -60,6 +61,11 @@ class Controller {
   void SetConnectionInfo(const Channels& channels);
   void Connect(Parts& parts);  // the internal channels, then each part to its reactor
   std::string Interface() const { return "tcp://" + options_.ip; }
+  // The ipc:// interface every channel is also bound on; "" without one.
+  std::string LocalInterface() const;
+  // Binds `socket` on the interface at `port` (0: any free port), and on the local interface at
+  // the same number; returns the port bound.
+  int BindPort(zmq::socket_t& socket, int port) const;
   Status SetUpCurve();
   // Applies the limits every peer-facing socket gets: the maximum message size, and CURVE
   // (server side) when it is enabled.
@@ -76,6 +82,8 @@ class Controller {
   std::string key_;
   zmq::context_t context_;
   Logger log_;
+  std::string reused_local_;  // the local interface of reused connection files
+  std::unique_ptr<IpcDir> ipc_dir_;  // removed after parts_ has closed its sockets
   std::unique_ptr<Parts> parts_;
   // Fed on the hub thread; the server's threads read its snapshots. Declared before parts_'s
   // users are destroyed: the server stops (in ~Controller/Run) before the aggregator goes.

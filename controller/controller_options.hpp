@@ -56,6 +56,9 @@ struct ControllerOptions {
   std::string dashboard_ip = "127.0.0.1";
   int dashboard_port = 0;
   GatewayUse gateway = GatewayUse::kAuto;
+  // Every channel is also served over ipc:// in a private directory, for peers on this host
+  // (controller/ipc_dir.hpp); --no-ipc: TCP only.
+  bool local_ipc = true;
 };
 
 // "auto", "always" or "never".

@@ -30,7 +30,7 @@ std::pair<int, int> HeartMonitor::Bind(const std::string& ping_url, const std::s
   return {BoundPort(ping_), BoundPort(pong_)};
 }
 
-void HeartMonitor::BindInternal(const std::string& ping_url, const std::string& pong_url) {
+void HeartMonitor::BindAlso(const std::string& ping_url, const std::string& pong_url) {
   ping_.bind(ping_url);
   pong_.bind(pong_url);
 }

@@ -56,8 +56,8 @@ class HeartMonitor {
   // Returns the ports bound (the urls may ask for any free port with "*").
   std::pair<int, int> Bind(const std::string& ping_url, const std::string& pong_url,
                            const std::function<void(zmq::socket_t&)>& secure);
-  // Also listens on inproc endpoints (the engine gateway's).
-  void BindInternal(const std::string& ping_url, const std::string& pong_url);
+  // Also listens on these endpoints (the engine gateway's inproc ones, the local ipc:// ones).
+  void BindAlso(const std::string& ping_url, const std::string& pong_url);
   void Attach(Reactor& reactor);
   // An engine left on purpose: stop tracking it without reporting it as stopped.
   void Forget(const std::string& heart);

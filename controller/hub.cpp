@@ -98,8 +98,13 @@ Hub::BoundPorts Hub::Bind() {
   auto [ping, pong] = heart_.Bind(options_.ping_url, options_.pong_url, options_.secure);
   ports.hb_ping = ping;
   ports.hb_pong = pong;
+  if (!options_.local_interface.empty()) {
+    query_.bind(protocol::ChannelUrl(options_.local_interface, ports.registration));
+    notifier_.bind(protocol::ChannelUrl(options_.local_interface, ports.notification));
+    heart_.BindAlso(protocol::ChannelUrl(options_.local_interface, ping), protocol::ChannelUrl(options_.local_interface, pong));
+  }
   if (options_.gateway != GatewayUse::kNever) {
-    heart_.BindInternal(protocol::gateway::InternalUrl(protocol::gateway::kPing), protocol::gateway::InternalUrl("hb_pong"));
+    heart_.BindAlso(protocol::gateway::InternalUrl(protocol::gateway::kPing), protocol::gateway::InternalUrl("hb_pong"));
   }
   return ports;
 }

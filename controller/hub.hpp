@@ -45,6 +45,9 @@ struct HubOptions {
   std::string monitor_url;         // bind (inproc)
   std::string resubmit_url;        // connect: the task scheduler's client side
   std::string ping_url, pong_url;  // bind
+  // Not empty: the query, notification and heartbeat sockets also bind there, at the port
+  // each got over TCP (protocol::ChannelUrl).
+  std::string local_interface;
   nlohmann::json engine_info;  // connection_info handed to engines; set after Bind()
   std::chrono::milliseconds ping_period{3000};
   int max_heartbeat_misses = 3;

@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
        "(2 descriptors each instead of 9); auto: once half of the descriptors are in use")
       ("dashboard-ip", po::value(&o.dashboard_ip)->default_value("127.0.0.1"), "interface the dashboard's HTTP server listens on")
       ("dashboard-port", po::value(&o.dashboard_port)->default_value(0), "the dashboard's port (default: any free port)")
-      ("no-dashboard", "serve no dashboard");
+      ("no-dashboard", "serve no dashboard")
+      ("no-ipc", "serve clients and engines on this host over TCP too (default: over ipc://, in a private directory)");
   process.AddProcess();
   if (int rc = process.Parse(argc, argv); rc >= 0) return rc;
   const po::variables_map& vm = process.vm;
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
   o.restore = vm.count("restore") > 0;
   o.task_journal = vm.count("task-journal") > 0;
   o.dashboard = vm.count("no-dashboard") == 0;
+  o.local_ipc = vm.count("no-ipc") == 0;
   if (auto g = ipp::controller::ParseGatewayUse(gateway); g.ok()) {
     o.gateway = *g;
   } else {

@@ -10,6 +10,7 @@
 #include <system_error>
 #include <thread>
 
+#include "common/host.hpp"
 #include "protocol/clock.hpp"
 #include "protocol/curve.hpp"
 #include "protocol/errors.hpp"
@@ -111,14 +112,16 @@ protocol::Capabilities Engine::Capabilities() const {
   for (std::string& name : executor_.functions().Names()) out.functions.insert(std::move(name));
   out.tags = options_.tags;
   out.resources = options_.resources;
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) == 0) out.hostname = host;
+  out.hostname = HostName();
   out.pid = getpid();
   out.job = protocol::BatchJobFromEnvironment();
   return out;
 }
 
 Status Engine::Register() {
+  if (protocol::PreferLocalTransport(options_.connection)) {
+    log_->debug("connecting over {} (this is the controller's host)", options_.connection.interface);
+  }
   Result<std::string> url = options_.connection.url("registration");
   if (!url.ok()) return url.status();
   if (Status s = Configure(registration_, true); !s.ok()) return s;

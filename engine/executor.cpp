@@ -8,6 +8,8 @@
 #include <thread>
 #include <typeinfo>
 
+#include "common/host.hpp"
+
 namespace ipp::engine {
 
 namespace {
@@ -93,12 +95,6 @@ CallError CurrentError(const std::string& function) {
 }
 
 }  // namespace
-
-std::string HostName() {
-  char name[256] = {};
-  gethostname(name, sizeof name - 1);
-  return name;
-}
 
 Executor::Executor(Logger log) : log_(std::move(log)) {}
 

@@ -77,7 +77,4 @@ class Executor {
   std::unique_ptr<MpiWorld> mpi_;  // --mpi only: MPI_Finalize when it goes
 };
 
-// This machine's name, as gethostname() gives it.
-std::string HostName();
-
 }  // namespace ipp::engine

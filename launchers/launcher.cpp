@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/cli.hpp"
+#include "common/host.hpp"
 #include "common/spawn.hpp"
 #include "launchers/batch.hpp"
 #include "protocol/connection_file.hpp"
@@ -173,11 +174,6 @@ Status Launcher::CanSubmitJobs() const {
 }
 Status Launcher::Cancel(const std::string&) { return Status::InvalidArgument(kind() + " engines have no jobs to cancel"); }
 Result<std::vector<JobState>> Launcher::Jobs() { return Status::InvalidArgument(kind() + " engines have no job states to read"); }
-
-std::string HostName() {
-  char name[256] = {};
-  return gethostname(name, sizeof name - 1) == 0 ? name : "";
-}
 
 // ---------------------------------------------------------------------------------------------
 // Commands

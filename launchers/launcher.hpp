@@ -140,6 +140,5 @@ bool RefusedByTheController(int status);
 std::string DescribeEnd(int status, bool killed_by_us);
 // The last `lines` lines of `file`, each prefixed with `indent`.
 std::string Tail(const std::filesystem::path& file, size_t lines = 15, const std::string& indent = "    ");
-std::string HostName();
 
 }  // namespace ipp::launchers

@@ -10,13 +10,15 @@
 #include <set>
 #include <sstream>
 
+#include "common/endpoint.hpp"
+#include "common/host.hpp"
 #include "protocol/signer.hpp"
 
 namespace ipp::protocol {
 
 namespace {
 const char* const kCommonFields[] = {"interface", "key", "signature_scheme", "location", "ssh",
-                                     "pack", "unpack", "curve_serverkey", "task_scheme"};
+                                     "pack", "unpack", "curve_serverkey", "task_scheme", "ipp_local"};
 }
 
 Result<int> ConnectionInfo::port(std::string_view channel, size_t index) const {
@@ -42,8 +44,25 @@ Result<int> ConnectionInfo::port(std::string_view channel, size_t index) const {
 Result<std::string> ConnectionInfo::url(std::string_view channel, size_t index) const {
   Result<int> p = port(channel, index);
   if (!p.ok()) return p.status();
+  return ChannelUrl(interface, *p);
+}
+
+std::string ChannelUrl(std::string_view interface, int port) {
   bool ipc = interface.rfind("ipc://", 0) == 0;
-  return interface + (ipc ? "-" : ":") + std::to_string(*p);
+  return std::string(interface) + (ipc ? "-" : ":") + std::to_string(port);
+}
+
+bool PreferLocalTransport(ConnectionInfo& info) {
+  constexpr std::string_view kIpc = "ipc://";
+  if (info.local_interface.rfind(kIpc, 0) != 0 || info.local_host != HostName()) return false;
+  Result<int> registration = info.port("registration");
+  if (!registration.ok()) return false;
+  // Another machine with the same name, or a container with its own /tmp, has no such socket; a
+  // peer of another user cannot enter the controller's private directory; a killed controller's
+  // socket has nobody listening. Those go on over TCP and get its errors.
+  if (ProbeUnixSocket(ChannelUrl(info.local_interface, *registration).substr(kIpc.size())) != 0) return false;
+  info.interface = info.local_interface;
+  return true;
 }
 
 void to_json(nlohmann::json& j, const ConnectionInfo& info) {
@@ -58,6 +77,9 @@ void to_json(nlohmann::json& j, const ConnectionInfo& info) {
   j["pack"] = info.pack;
   j["unpack"] = info.unpack;
   j["signature_scheme"] = info.signature_scheme;
+  if (!info.local_interface.empty()) {
+    j["ipp_local"] = {{"host", info.local_host}, {"interface", info.local_interface}};
+  }
 }
 
 namespace {
@@ -106,6 +128,10 @@ void from_json(const nlohmann::json& j, ConnectionInfo& info) {
   info.task_scheme = OptionalString(j, "task_scheme", "");
   auto curve = j.find("curve_serverkey");
   if (curve != j.end() && curve->is_string()) info.curve_serverkey = curve->get<std::string>();
+  if (auto local = j.find("ipp_local"); local != j.end() && local->is_object()) {
+    info.local_interface = OptionalString(*local, "interface", "");
+    info.local_host = OptionalString(*local, "host", "");
+  }
   info.channels = nlohmann::json::object();
   for (auto& [name, value] : j.items()) {
     bool common = false;

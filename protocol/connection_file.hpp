@@ -5,7 +5,9 @@
 //    "location": "host", "pack": "json", "unpack": "json", "signature_scheme": "hmac-sha256"}
 //
 // Engine files add hb_ping, hb_pong and a list of broadcast ports; client files add
-// notification, task_scheme and a single broadcast port.
+// notification, task_scheme and a single broadcast port. Our controller adds
+// "ipp_local": {"host": "name", "interface": "ipc:///run/user/1000/ipp-1234-aB3dE9/ipp"}: every
+// channel is served there too, for peers on that host (stock peers ignore the key).
 #pragma once
 
 #include <filesystem>
@@ -30,12 +32,23 @@ struct ConnectionInfo {
   std::string task_scheme;  // client files only
   // Channel name -> port number, or (engine "broadcast") a list of ports.
   nlohmann::json channels = nlohmann::json::object();
+  // "ipp_local": the same channels over ipc:// for peers on local_host; empty if not served.
+  std::string local_interface;
+  std::string local_host;
 
   // The port of a channel; index picks from a list. Fails if absent or not a port.
   Result<int> port(std::string_view channel, size_t index = 0) const;
   // "tcp://127.0.0.1:51701"; "ipc://path-51701" for ipc like ipyparallel's construct_url.
   Result<std::string> url(std::string_view channel, size_t index = 0) const;
 };
+
+// interface + ":" + port, or interface + "-" + port for ipc:// (as ipyparallel's construct_url).
+std::string ChannelUrl(std::string_view interface, int port);
+
+// Switches `info.interface` to its local one when this process runs on the controller's host
+// and can reach the registration socket there: ipc:// skips the TCP stack (a shorter round
+// trip and less kernel work in every process). Returns whether it switched.
+bool PreferLocalTransport(ConnectionInfo& info);
 
 void to_json(nlohmann::json& j, const ConnectionInfo& info);
 // Throws nlohmann::json::exception on missing or mistyped fields; use ReadConnectionFile.

@@ -170,6 +170,46 @@ TEST_F(ConnectionFileTest, StaleFileSaysNothingListensAndWhetherTheControllerRun
   EXPECT_NE(output.find(", which is still running"), std::string::npos) << output;
 }
 
+// On the controller's host, clients and engines connect over ipc:// in its private directory:
+// with the file's TCP interface made unreachable they still work, and not when the file names
+// another host. The directory goes with the controller; --no-ipc serves TCP only.
+TEST_F(ConnectionFileTest, PeersOnTheControllersHostConnectOverIpc) {
+  StartController();
+  Json file = Json::parse(testutil::ReadFile(cluster_->client_file()));
+  ASSERT_TRUE(file.contains("ipp_local")) << file.dump();
+  std::string interface = file["ipp_local"]["interface"].get<std::string>();
+  ASSERT_EQ(interface.rfind("ipc://", 0), 0u) << interface;
+  fs::path dir = fs::path(interface.substr(6)).parent_path();
+  EXPECT_TRUE(fs::is_socket(dir / ("ipp-" + std::to_string(file["mux"].get<int>()))));
+
+  const Json unreachable = "tcp://192.0.2.1";  // TEST-NET-1: nothing answers there
+  fs::path engine_file = EditedEngineFile("interface", unreachable);
+  testutil::Process engine({std::string(IPP_BIN_DIR) + "/ipengine", "--file=" + engine_file.string(), "--timeout=10"},
+                           dir_.path() / "engine.log");
+  ClientOptions options = ClientOptions::File(EditedClientFile("interface", unreachable).string());
+  options.timeout = 10s;
+  auto client = Client::Connect(options);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  ASSERT_TRUE((*client)->wait_for_engines(1, 20s).ok()) << testutil::ReadFile(dir_.path() / "engine.log");
+  auto echoed = (*client)->direct_view().apply("ipp.echo", {{"x", 1}}).result(10s);
+  ASSERT_TRUE(echoed.ok()) << echoed.status().ToString();
+
+  Json elsewhere = file["ipp_local"];
+  elsewhere["host"] = "not-" + elsewhere["host"].get<std::string>();
+  fs::path remote = EditedCopy(EditedClientFile("interface", unreachable, "remote"), dir_.path() / "remote",
+                               "ipp_local", elsewhere);
+  EXPECT_FALSE(ConnectError(remote).empty()) << "another host's peers go over TCP";
+
+  client->reset();
+  cluster_->controller().signal(SIGINT);
+  ASSERT_GE(cluster_->controller().wait(10s), 0);
+  EXPECT_FALSE(fs::exists(dir)) << "left behind by a controller that stopped";
+
+  testutil::LocalCluster tcp_only(0, {"--no-ipc"});
+  ASSERT_TRUE(tcp_only.ok()) << tcp_only.Log("controller.log");
+  EXPECT_FALSE(Json::parse(testutil::ReadFile(tcp_only.client_file())).contains("ipp_local"));
+}
+
 // An engine interrupted (Ctrl-C, SIGTERM) while it still waits for a controller that does not
 // answer exits as a process ended by that signal would (128 + signal), saying why; it does not
 // abort on the interrupted poll.

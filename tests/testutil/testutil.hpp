@@ -63,6 +63,10 @@ int RunCommand(const std::vector<std::string>& argv, std::string* output,
 
 std::string ReadFile(const std::filesystem::path& path);
 
+// Leaves a Unix socket file at `path` that nobody listens on, as a killed process leaves its
+// ipc:// endpoints. Returns false if it could not.
+bool MakeStaleUnixSocket(const std::filesystem::path& path);
+
 }  // namespace ipp::testutil
 
 namespace ipp::testutil {

@@ -5,7 +5,9 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+#include <zmq.hpp>
 
+#include "common/host.hpp"
 #include "protocol/profile_dir.hpp"
 #include "tests/testutil/testutil.hpp"
 
@@ -136,6 +138,55 @@ TEST(ConnectionFileTest, IpcUrlsUseDash) {
   info.interface = "ipc:///tmp/ctl";
   info.channels = {{"mux", 3}};
   EXPECT_EQ(*info.url("mux"), "ipc:///tmp/ctl-3");
+}
+
+TEST(ConnectionFileTest, LocalInterfaceRoundTripsUnderItsOwnKey) {
+  ConnectionInfo info;
+  info.key = "k";
+  info.channels = {{"registration", 5}};
+  info.local_interface = "ipc:///tmp/ipp-1-abcdef/ipp";
+  info.local_host = "node7";
+  nlohmann::json j = info;
+  EXPECT_EQ(j["ipp_local"], (nlohmann::json{{"host", "node7"}, {"interface", "ipc:///tmp/ipp-1-abcdef/ipp"}}));
+  Result<ConnectionInfo> back = ParseConnectionInfo(j.dump(), "test");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->local_interface, info.local_interface);
+  EXPECT_EQ(back->local_host, "node7");
+  EXPECT_FALSE(back->channels.contains("ipp_local")) << "not a channel";
+  // Stock files have none, and then none is written.
+  Result<ConnectionInfo> stock = ParseConnectionInfo(kStockEngineFile, "test");
+  ASSERT_TRUE(stock.ok());
+  EXPECT_TRUE(stock->local_interface.empty());
+  EXPECT_FALSE(nlohmann::json(*stock).contains("ipp_local"));
+  EXPECT_EQ(ChannelUrl("tcp://10.0.0.1", 80), "tcp://10.0.0.1:80");
+  EXPECT_EQ(ChannelUrl("ipc:///tmp/x/ipp", 80), "ipc:///tmp/x/ipp-80");
+}
+
+TEST(ConnectionFileTest, LocalTransportOnlyOnTheControllersHostWithSomeoneListening) {
+  testutil::TempDir dir;
+  ConnectionInfo info;
+  info.channels = {{"registration", 4242}, {"mux", 4243}};
+  info.local_interface = "ipc://" + (dir.path() / "ipp").string();
+  info.local_host = HostName();
+  const std::string tcp = info.interface;
+
+  EXPECT_FALSE(PreferLocalTransport(info)) << "nothing at the path yet";
+  ASSERT_TRUE(testutil::MakeStaleUnixSocket(dir.path() / "ipp-4242"));
+  EXPECT_FALSE(PreferLocalTransport(info)) << "a killed controller's socket";
+  EXPECT_EQ(info.interface, tcp);
+
+  zmq::context_t context;
+  zmq::socket_t listener(context, zmq::socket_type::router);
+  listener.bind(ChannelUrl(info.local_interface, 4242));  // replaces the stale file, as libzmq does
+  ConnectionInfo elsewhere = info;
+  elsewhere.local_host = HostName() + "-other";
+  EXPECT_FALSE(PreferLocalTransport(elsewhere)) << "another host";
+  ConnectionInfo stock = info;
+  stock.local_interface.clear();
+  EXPECT_FALSE(PreferLocalTransport(stock));
+
+  ASSERT_TRUE(PreferLocalTransport(info));
+  EXPECT_EQ(*info.url("mux"), "ipc://" + (dir.path() / "ipp-4243").string());
 }
 
 TEST(ProfileDirTest, ResolvesLikeIPython) {

@@ -339,10 +339,6 @@ Result<ClientImpl::ReplyBody> ClientImpl::ParseReply(Frames&& frames, std::strin
 }
 
 void ClientImpl::OnReplies(zmq::socket_t& socket) {
-  // A reply from an engine that registered a moment ago can be readable before the hub's
-  // notification of it, which takes another path: read notifications first, so that the reply
-  // names the engine by its id.
-  OnNotification();
   for (int n = 0; n < protocol::kBatch; ++n) {
     auto frames = protocol::TryRecv(socket);
     if (!frames) return;
@@ -358,6 +354,14 @@ void ClientImpl::OnReplies(zmq::socket_t& socket) {
       direct_engine.erase(d);
     }
     int engine_id = IdOf(engine_uuid);
+    if (engine_id < 0) {
+      // A reply from an engine that registered a moment ago can be readable before the hub's
+      // notification of it, which takes another path: read the notifications that are in, so
+      // that the reply names the engine by its id. (Not before every reply: looking costs two
+      // system calls.)
+      OnNotification();
+      engine_id = IdOf(engine_uuid);
+    }
     const std::string& status = m->status;
     bool printed = m->printed_stdout || m->printed_stderr;
     if (printed) outputs.erase(msg_id);  // the reply has it all: a late IOPub copy would double it

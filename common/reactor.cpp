@@ -134,6 +134,10 @@ void Reactor::NoteUse(void* socket) {
   if (t_used && std::find(t_used->begin(), t_used->end(), socket) == t_used->end()) t_used->push_back(socket);
 }
 
+void Reactor::NoteDrained(void* socket) {
+  if (t_used) std::erase(*t_used, socket);
+}
+
 void Reactor::step(std::chrono::milliseconds timeout) {
   // Every socket is asked now and then, also while others keep the loop busy: should a signal
   // ever go unseen (a registered socket used outside its handler without NoteUse), its message

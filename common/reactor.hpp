@@ -62,6 +62,10 @@ class Reactor {
   // TryRecvSubscription call it; other code that uses a registered socket outside that socket's
   // own handler must call it too.
   static void NoteUse(void* socket);
+  // Says that a receive on `socket` just found nothing (EAGAIN): libzmq took in every signal
+  // first, so its descriptor fires for the next message and asking it again before the wait
+  // (two system calls) would learn nothing. A later NoteUse (a send) makes it asked again.
+  static void NoteDrained(void* socket);
   static constexpr std::chrono::milliseconds kAskAllEvery{100};
 
  private:

@@ -122,7 +122,10 @@ std::optional<Frames> TryRecv(zmq::socket_ref socket) {
   Reactor::NoteUse(socket.handle());
   Frames frames;
   zmq::message_t first;
-  if (!socket.recv(first, zmq::recv_flags::dontwait)) return std::nullopt;
+  if (!socket.recv(first, zmq::recv_flags::dontwait)) {
+    Reactor::NoteDrained(socket.handle());
+    return std::nullopt;
+  }
   bool more = first.more();
   frames.push_back(std::move(first));
   while (more) {

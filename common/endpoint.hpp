@@ -11,8 +11,9 @@ namespace ipp {
 // (inproc://, ipc://), so objects that bind can also be driven over inproc:// in tests.
 int BoundPort(zmq::socket_ref socket);
 
-// Connects to the Unix stream socket at `path` (an ipc:// endpoint's file) and hangs up at once:
-// 0 if a process listens there, else the errno of connect() (ECONNREFUSED: nobody does).
+// Connects to the Unix stream socket at `path` (an ipc:// endpoint's file) and hangs up at once,
+// without waiting: 0 if a process listens there, else the errno of connect() (ECONNREFUSED:
+// nobody does; EAGAIN: its backlog is full, e.g. a stopped or overloaded listener).
 int ProbeUnixSocket(const std::string& path);
 
 }  // namespace ipp

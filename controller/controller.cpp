@@ -330,11 +330,18 @@ void Controller::Connect(Parts& parts) {
 Status Controller::Build() {
   Result<Ports> ports = ChoosePorts();
   if (!ports.ok()) return ports.status();
+  if (!options_.local_ipc && !reused_local_.empty()) {
+    log_->warn("--no-ipc: engines that connected to the last run over {} cannot reconnect (restart them)", reused_local_);
+  }
   if (options_.local_ipc) {
     Result<std::unique_ptr<IpcDir>> dir = IpcDir::Create(reused_local_);
     if (dir.ok()) {
       ipc_dir_ = std::move(dir).value();
       log_->info("peers on this host connect over {}", ipc_dir_->interface());
+      if (!reused_local_.empty() && ipc_dir_->interface() != reused_local_) {
+        log_->warn("{} is served by another controller or not ours: engines that connected to the last run "
+                   "over it cannot reconnect (restart them)", reused_local_);
+      }
     } else {
       log_->warn("peers on this host connect over TCP: no directory for ipc:// endpoints ({})", dir.status().message());
     }

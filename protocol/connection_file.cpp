@@ -128,9 +128,13 @@ void from_json(const nlohmann::json& j, ConnectionInfo& info) {
   info.task_scheme = OptionalString(j, "task_scheme", "");
   auto curve = j.find("curve_serverkey");
   if (curve != j.end() && curve->is_string()) info.curve_serverkey = curve->get<std::string>();
+  // Ours, so not checked as the stock fields are: a malformed one is ignored, as stock peers do.
   if (auto local = j.find("ipp_local"); local != j.end() && local->is_object()) {
-    info.local_interface = OptionalString(*local, "interface", "");
-    info.local_host = OptionalString(*local, "host", "");
+    auto interface = local->find("interface"), host = local->find("host");
+    if (interface != local->end() && interface->is_string() && host != local->end() && host->is_string()) {
+      info.local_interface = interface->get<std::string>();
+      info.local_host = host->get<std::string>();
+    }
   }
   info.channels = nlohmann::json::object();
   for (auto& [name, value] : j.items()) {

@@ -167,6 +167,40 @@ TEST_F(SwallowedSignalTest, AMessageWhoseSignalWentUnnotedWaitsAtMostAFewRounds)
   EXPECT_LT(latency, Reactor::kAskAllEvery * 5);
 }
 
+// A socket whose receive found nothing is not asked again before the wait (NoteDrained, as
+// protocol::TryRecv says): its descriptor alone must wake the loop for the next message, well
+// before the wait's timeout (1 s) would make the loop ask every socket.
+TEST_F(ReactorTest, ADrainedSocketsNextMessageWakesTheLoopAtOnce) {
+  using Clock = std::chrono::steady_clock;
+  zmq::socket_t mine(ctx_, zmq::socket_type::pair), peer(ctx_, zmq::socket_type::pair);
+  mine.bind("inproc://drained");
+  peer.connect("inproc://drained");
+  std::atomic<int> handled{0};
+  std::atomic<Clock::rep> sent{0};
+  std::vector<Clock::duration> latencies;
+  reactor_.add(mine, [&] {
+    zmq::message_t m;
+    while (mine.recv(m, zmq::recv_flags::dontwait)) {
+      latencies.push_back(Clock::now().time_since_epoch() - Clock::duration(sent.load()));
+      if (++handled == 3) reactor_.stop();
+    }
+    Reactor::NoteDrained(mine.handle());
+  });
+  std::thread sender([&] {
+    for (int i = 0; i < 3; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the loop is waiting again
+      sent = Clock::now().time_since_epoch().count();
+      peer.send(zmq::str_buffer("x"));
+      while (handled <= i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  reactor_.after(std::chrono::milliseconds(10000), [&] { reactor_.stop(); });
+  reactor_.run();
+  sender.join();
+  ASSERT_EQ(handled.load(), 3);
+  for (auto latency : latencies) EXPECT_LT(latency, std::chrono::milliseconds(300));
+}
+
 // A descriptor closed while registered is dropped with an error instead of making every wait
 // return at once.
 TEST_F(ReactorTest, ADescriptorClosedWhileRegisteredIsDropped) {

@@ -158,6 +158,13 @@ TEST(ConnectionFileTest, LocalInterfaceRoundTripsUnderItsOwnKey) {
   ASSERT_TRUE(stock.ok());
   EXPECT_TRUE(stock->local_interface.empty());
   EXPECT_FALSE(nlohmann::json(*stock).contains("ipp_local"));
+  // A malformed one is ignored, as stock peers ignore it, not a reason to refuse the file.
+  for (nlohmann::json bad : {nlohmann::json(5), nlohmann::json{{"interface", 5}, {"host", "h"}}, nlohmann::json{{"interface", "ipc:///x"}}}) {
+    j["ipp_local"] = bad;
+    Result<ConnectionInfo> ignored = ParseConnectionInfo(j.dump(), "test");
+    ASSERT_TRUE(ignored.ok()) << bad.dump() << ": " << ignored.status().ToString();
+    EXPECT_TRUE(ignored->local_interface.empty()) << bad.dump();
+  }
   EXPECT_EQ(ChannelUrl("tcp://10.0.0.1", 80), "tcp://10.0.0.1:80");
   EXPECT_EQ(ChannelUrl("ipc:///tmp/x/ipp", 80), "ipc:///tmp/x/ipp-80");
 }

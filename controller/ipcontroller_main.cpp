@@ -49,8 +49,8 @@ int main(int argc, char** argv) {
       ("dashboard-ip", po::value(&o.dashboard_ip)->default_value("127.0.0.1"), "interface the dashboard's HTTP server listens on")
       ("dashboard-port", po::value(&o.dashboard_port)->default_value(0), "the dashboard's port (default: any free port)")
       ("no-dashboard", "serve no dashboard")
-      ("no-ipc", "clients and engines on this host connect over TCP, as remote ones do (default: over ipc://,\n"
-                 "in a private directory in $TMPDIR or /tmp)");
+      ("no-ipc", "clients and engines on this host connect over TCP, as remote ones do (default: over "
+                 "ipc://, in a private directory in $TMPDIR or /tmp)");
   process.AddProcess();
   if (int rc = process.Parse(argc, argv); rc >= 0) return rc;
   const po::variables_map& vm = process.vm;

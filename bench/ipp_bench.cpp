@@ -143,6 +143,8 @@ int RunRawRole(int argc, char** argv) {
   zmq::context_t ctx;
   if (std::string(argv[1]) == "--raw-relay" && argc == 3) {
     zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
+    // libzmq makes an ipc:// wildcard's socket in $TMPDIR, or else in the working directory.
+    setenv("TMPDIR", "/tmp", /*overwrite=*/0);
     const char* endpoint = std::string(argv[2]) == "ipc" ? "ipc://*" : "tcp://127.0.0.1:*";
     front.bind(endpoint);
     back.bind(endpoint);

@@ -1,6 +1,9 @@
 // The port a socket's last bind() got, for endpoints that ask ZeroMQ for any free port ("*").
 #pragma once
 
+#include <sys/un.h>
+
+#include <optional>
 #include <string>
 
 #include <zmq.hpp>
@@ -15,5 +18,7 @@ int BoundPort(zmq::socket_ref socket);
 // without waiting: 0 if a process listens there, else the errno of connect() (ECONNREFUSED:
 // nobody does; EAGAIN: its backlog is full, e.g. a stopped or overloaded listener).
 int ProbeUnixSocket(const std::string& path);
+// The address of the Unix socket at `path`; nullopt if the path is too long for one.
+std::optional<sockaddr_un> UnixSocketAddress(const std::string& path);
 
 }  // namespace ipp

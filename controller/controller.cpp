@@ -330,10 +330,11 @@ void Controller::Connect(Parts& parts) {
 Status Controller::Build() {
   Result<Ports> ports = ChoosePorts();
   if (!ports.ok()) return ports.status();
-  if (!options_.local_ipc && !reused_local_.empty()) {
-    log_->warn("--no-ipc: engines that connected to the last run over {} cannot reconnect (restart them)", reused_local_);
-  }
-  if (options_.local_ipc) {
+  if (!options_.local_ipc) {
+    if (!reused_local_.empty()) {
+      log_->warn("--no-ipc: engines that connected to the last run over {} cannot reconnect (restart them)", reused_local_);
+    }
+  } else {
     Result<std::unique_ptr<IpcDir>> dir = IpcDir::Create(reused_local_);
     if (dir.ok()) {
       ipc_dir_ = std::move(dir).value();

@@ -30,9 +30,12 @@ std::vector<fs::path> Bases() {
   return bases;
 }
 
-bool IsEndpointName(const std::string& name) {
+// One of the sockets a controller binds in its directory: "ipp-<port>", a socket, not a link.
+bool IsEndpointSocket(const fs::path& path) {
   static const std::regex kSocketName("ipp-[0-9]+");
-  return std::regex_match(name, kSocketName);
+  struct stat st {};
+  return std::regex_match(path.filename().string(), kSocketName) && ::lstat(path.c_str(), &st) == 0 &&
+         S_ISSOCK(st.st_mode);
 }
 
 // A directory this user's controllers on this host make: not a symlink, this user's, private,
@@ -55,8 +58,7 @@ Contents Inspect(const fs::path& dir) {
   Contents contents;
   std::error_code ec;
   for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
-    struct stat st {};
-    if (::lstat(entry.path().c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || !IsEndpointName(entry.path().filename().string())) {
+    if (!IsEndpointSocket(entry.path())) {
       contents.foreign = true;
     } else if (ProbeUnixSocket(entry.path().string()) != ECONNREFUSED) {
       contents.served = true;
@@ -70,10 +72,7 @@ Contents Inspect(const fs::path& dir) {
 bool RemoveOurDir(const fs::path& dir) {
   std::error_code ec;
   for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
-    struct stat st {};
-    if (::lstat(entry.path().c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && IsEndpointName(entry.path().filename().string())) {
-      ::unlink(entry.path().c_str());
-    }
+    if (IsEndpointSocket(entry.path())) ::unlink(entry.path().c_str());
   }
   return ::rmdir(dir.c_str()) == 0;
 }

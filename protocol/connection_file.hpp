@@ -6,7 +6,7 @@
 //
 // Engine files add hb_ping, hb_pong and a list of broadcast ports; client files add
 // notification, task_scheme and a single broadcast port. Our controller adds
-// "ipp_local": {"host": "name", "interface": "ipc:///run/user/1000/ipp-1234-aB3dE9/ipp"}: every
+// "ipp_local": {"host": "name", "interface": "ipc:///tmp/ipp-4049c22c-1234-aB3dE9/ipp"}: every
 // channel is served there too, for peers on that host (stock peers ignore the key).
 #pragma once
 

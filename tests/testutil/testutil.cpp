@@ -3,18 +3,17 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "common/endpoint.hpp"
 #include "common/spawn.hpp"
 
 namespace ipp::testutil {
@@ -33,14 +32,11 @@ TempDir::~TempDir() {
 }
 
 bool MakeStaleUnixSocket(const fs::path& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::string text = path.string();
-  if (text.size() >= sizeof address.sun_path) return false;
-  std::memcpy(address.sun_path, text.c_str(), text.size() + 1);
+  std::optional<sockaddr_un> address = UnixSocketAddress(path.string());
+  if (!address) return false;
   int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
   if (fd < 0) return false;
-  bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&*address), sizeof *address) == 0;
   ::close(fd);  // the file stays: only unlink() removes it
   return bound;
 }

@@ -327,7 +327,9 @@ void Hub::UnregisterEngine(int id, const std::string& why, bool dead) {
   by_uuid_.erase(engine.uuid);
   heart_.Forget(engine.uuid);
   GoneFromGateway(engine.uuid);
-  log_->warn("engine {} (uuid {}) unregistered: {}", id, engine.uuid, why);
+  // An engine that asked to leave is a normal stop; one that died is worth a warning.
+  log_->log(dead ? spdlog::level::warn : spdlog::level::info, "engine {} (uuid {}) unregistered: {}", id, engine.uuid,
+            why);
   if (dead) {
     DeadEngine d{id, engine.uuid, "", std::nullopt, why, "", protocol::Iso8601(protocol::WallClock::now())};
     if (engine.capabilities) {

@@ -5,12 +5,14 @@
 #include <cstdio>
 #include <cstring>
 #include <cerrno>
-#include <fstream>
+#include <deque>
+#include <optional>
 #include <iostream>
 #include <map>
 #include <set>
 
 #include "client/ipp_cmd/commands.hpp"
+#include "client/ipp_cmd/line_input.hpp"
 #include "client/ipp_cmd/wind_down.hpp"
 
 namespace ipp_cmd {
@@ -35,16 +37,23 @@ bool EnginesHave(ipp::Client& client, const std::string& function, ipp::Millis t
   return false;
 }
 
+// Tasks sent and not printed yet, at most: a long input is read as the map goes, not all at
+// once, and results wait in order behind a slow early task only this far.
+constexpr size_t kMapTasksInFlight = 10000;
+
 // What --help says beyond the usage line.
 constexpr const char* kMapHelp = R"(One JSON value per line in, load-balanced. Each good result is printed on stdout, in
 input order; each failed item on stderr with its input line number (exit 1 if any
 failed). What the function printed goes to stderr. --json: one object per item on
 stdout, in order: {"line", "ok", "result" | "ename", "evalue", "engine"},
 the first item of each task also with its "stdout"/"stderr" when not empty.
-The input is read whole before the first task is sent. Ctrl-C aborts what has not
-started and exits 130 after printing what finished; --timeout S does the same S seconds
-after the tasks were sent and exits 1. With --json an item that never ran is
-{"line", "ok": false, "ename": "TaskAborted"}.)";
+The input is read as it comes (a pipe from a program that is still writing works): each
+chunk is sent once full, and at most 10,000 tasks are out before their results are printed.
+A line that is not JSON is a failed item. Ctrl-C stops reading, aborts what has not started
+and exits 130 after printing what finished; --timeout S does the same S seconds after
+connecting and exits 1. With --json an item that never ran is
+{"line", "ok": false, "ename": "TaskAborted"}, a line that is not JSON
+{"line", "ok": false, "ename": "ValueError"}.)";
 
 }  // namespace
 
@@ -69,31 +78,17 @@ int Map(int argc, char** argv) {
        "run a failed task again on another engine, at most this many times (an engine that dies, or an item's "
        "error: a task of --chunksize items is run again whole)")
       ("timeout", po::value(&timeout_s)->default_value(0),
-       "seconds to wait for the map once its input is read; then what has not started is aborted, what runs is "
-       "interrupted at once, and what finished is printed (0: no limit)");
+       "seconds the map may take once connected; then reading stops, what has not started is aborted, what runs "
+       "is interrupted at once, and what finished is printed (0: no limit)");
   cl.positional.add("function", 1).add("input", 1);
   if (int rc = cl.Parse(argc, argv, Usage("map FUNCTION [FILE|-]", kMapHelp)); rc >= 0) return rc;
   if (function.empty()) return Fail("map needs a function name");
   if (chunksize < 1) return Fail("--chunksize must be 1 or more (got " + std::to_string(chunksize) + ")");
   if (retries < 0) return Fail("--retries must be 0 or more (got " + std::to_string(retries) + ")");
   if (!std::isfinite(timeout_s) || timeout_s < 0) return Fail("--timeout must be a number of seconds, or 0 for no limit");
-  std::ifstream file;
-  if (input != "-") {
-    file.open(input);
-    if (!file) return Fail("cannot read " + input + ": " + std::strerror(errno));
-  }
-  std::istream& in = input == "-" ? std::cin : file;
-  std::vector<Json> items;
-  std::vector<int> lines;  // input line of each item
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    Json v = Json::parse(line, nullptr, false);
-    if (v.is_discarded()) return Fail("line " + std::to_string(n) + " is not JSON: " + line);
-    items.push_back(std::move(v));
-    lines.push_back(n);
-  }
   std::string error;
+  std::unique_ptr<LineInput> in = LineInput::Open(input, &error);  // a missing file fails before connecting
+  if (!in) return Fail(error);
   auto client = ConnectInterruptible(c, &error);
   if (!client) return Fail(error);
   ipp::Millis timeout(static_cast<long>(c.timeout * 1000));
@@ -113,24 +108,65 @@ int Map(int argc, char** argv) {
   options.priority = priority;
   options.retries = retries;
   auto view = client->load_balanced_view(options);
-  size_t chunk = static_cast<size_t>(chunksize);
-  std::vector<ipp::AsyncResult> tasks;
-  for (size_t begin = 0; begin < items.size() && !Interrupted(); begin += chunk) {
-    size_t end = std::min(items.size(), begin + chunk);
-    Json slice(std::vector<Json>(items.begin() + static_cast<long>(begin), items.begin() + static_cast<long>(end)));
-    tasks.push_back(view.apply("ipp.map", {{"function", function}, {"items", std::move(slice)}, {"keep_going", true}}));
-  }
-  size_t failed = 0, unfinished = items.size() - std::min(items.size(), tasks.size() * chunk);
+  const size_t chunk = static_cast<size_t>(chunksize);
+
+  // What was read, in input order, each until it is printed: a task of up to `chunk` items, or a
+  // line that is not JSON (a failed item of its own).
+  struct Entry {
+    std::optional<ipp::AsyncResult> task;
+    std::vector<int> lines;  // input line of each item
+    std::string not_json;    // the line, when it is not JSON
+    bool ready() const { return !task || task->ready(); }
+  };
+  std::deque<Entry> entries;
+  size_t tasks_out = 0;  // entries with a task
+  Entry next_chunk;
+  std::vector<Json> chunk_items;
+  auto send_chunk = [&] {
+    if (chunk_items.empty()) return;
+    next_chunk.task = view.apply("ipp.map", {{"function", function}, {"items", Json(std::move(chunk_items))}, {"keep_going", true}});
+    chunk_items.clear();
+    entries.push_back(std::move(next_chunk));
+    next_chunk = Entry{};
+    ++tasks_out;
+  };
+  size_t items = 0, failed = 0, unfinished = 0;
+  int line_number = 0;
+  auto take = [&](const std::string& line) {
+    ++line_number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) return;
+    ++items;
+    Json v = Json::parse(line, nullptr, false);
+    if (v.is_discarded()) {
+      send_chunk();  // what came before it goes first
+      entries.push_back(Entry{std::nullopt, {line_number}, line});
+      return;
+    }
+    chunk_items.push_back(std::move(v));
+    next_chunk.lines.push_back(line_number);
+    if (chunk_items.size() == chunk) send_chunk();
+  };
+
   bool timed_out_now = false;  // set once --timeout has passed: says why items were interrupted
-  // Prints task k's items (results on stdout, errors on stderr); one that did not finish counts
-  // as unfinished.
-  auto print = [&](size_t k) {
-    ipp::TaskInfo t = tasks[k].info()[0];
-    size_t begin = k * chunk, end = std::min(items.size(), begin + chunk);
-    if (!tasks[k].ready() || t.status == ipp::TaskStatus::kAborted) {
-      unfinished += end - begin;
-      for (size_t i = begin; c.json && i < end; ++i) {
-        std::cout << Json{{"line", lines[i]}, {"ok", false}, {"ename", "TaskAborted"},
+  // Prints an entry's items (results on stdout, errors on stderr); a task that did not finish
+  // counts as unfinished.
+  auto print = [&](const Entry& e) {
+    if (!e.task) {
+      ++failed;
+      if (c.json) {
+        std::cout << Json{{"line", e.lines[0]}, {"ok", false}, {"ename", "ValueError"}, {"evalue", "not JSON: " + e.not_json}}.dump()
+                  << "\n";
+      } else {
+        std::cout.flush();
+        std::cerr << "ipp: line " << e.lines[0] << " is not JSON: " << e.not_json << std::endl;
+      }
+      return;
+    }
+    ipp::TaskInfo t = e.task->info()[0];
+    if (!e.task->ready() || t.status == ipp::TaskStatus::kAborted) {
+      unfinished += e.lines.size();
+      for (size_t i = 0; c.json && i < e.lines.size(); ++i) {
+        std::cout << Json{{"line", e.lines[i]}, {"ok", false}, {"ename", "TaskAborted"},
                           {"evalue", "not run: the map was stopped (Ctrl-C or --timeout) before it started"}}.dump()
                   << "\n";
       }
@@ -141,44 +177,49 @@ int Map(int argc, char** argv) {
     std::map<size_t, std::pair<std::string, std::string>> errors;
     if (t.status != ipp::TaskStatus::kOk && t.result.is_object() && t.result.contains("results")) {
       results = &t.result["results"];
-      for (const auto& e : t.result.value("errors", Json::array())) {
-        errors[e.value("index", size_t{0})] = {e.value("ename", ""), e.value("evalue", "")};
+      for (const auto& err : t.result.value("errors", Json::array())) {
+        errors[err.value("index", size_t{0})] = {err.value("ename", ""), err.value("evalue", "")};
       }
     }
     if (!c.json) {
       if (!t.stdout_text.empty()) std::cerr << t.stdout_text << (t.stdout_text.back() == '\n' ? "" : "\n");
       if (!t.stderr_text.empty()) std::cerr << t.stderr_text << (t.stderr_text.back() == '\n' ? "" : "\n");
     }
-    for (size_t i = begin; i < end; ++i) {
-      bool ok = results && results->is_array() && i - begin < results->size() && !errors.count(i - begin);
+    for (size_t i = 0; i < e.lines.size(); ++i) {
+      bool ok = results && results->is_array() && i < results->size() && !errors.count(i);
       std::string ename, evalue;
       if (!ok) {
         ++failed;
-        auto e = errors.find(i - begin);
-        ename = e != errors.end() ? e->second.first : (t.error ? t.error->ename() : "Error");
-        evalue = e != errors.end() ? e->second.second : (t.error ? t.error->evalue() : "no result");
+        auto err = errors.find(i);
+        ename = err != errors.end() ? err->second.first : (t.error ? t.error->ename() : "Error");
+        evalue = err != errors.end() ? err->second.second : (t.error ? t.error->evalue() : "no result");
         // Interrupted by us: the engine reports the SIGINT it was sent.
         if (timed_out_now && ename == "KeyboardInterrupt") evalue += " (stopped by --timeout)";
       }
       if (c.json) {
-        Json j = {{"line", lines[i]}, {"ok", ok}, {"engine", t.engine_id}};
+        Json j = {{"line", e.lines[i]}, {"ok", ok}, {"engine", t.engine_id}};
         if (ok) {
-          j["result"] = (*results)[i - begin];
+          j["result"] = (*results)[i];
         } else {
           j["ename"] = ename;
           j["evalue"] = evalue;
         }
-        if (i == begin && !t.stdout_text.empty()) j["stdout"] = t.stdout_text;
-        if (i == begin && !t.stderr_text.empty()) j["stderr"] = t.stderr_text;
+        if (i == 0 && !t.stdout_text.empty()) j["stdout"] = t.stdout_text;
+        if (i == 0 && !t.stderr_text.empty()) j["stderr"] = t.stderr_text;
         std::cout << j.dump() << "\n";
       } else if (ok) {
-        std::cout << (*results)[i - begin].dump() << "\n";
+        std::cout << (*results)[i].dump() << "\n";
       } else {
         std::cout.flush();  // keep stdout and stderr in input order on a terminal
-        std::cerr << "ipp: line " << lines[i] << ": [engine " << t.engine_id << "] " << ename << ": " << evalue << std::endl;
+        std::cerr << "ipp: line " << e.lines[i] << ": [engine " << t.engine_id << "] " << ename << ": " << evalue << std::endl;
       }
     }
     std::cout.flush();  // as each comes: a long map shows its progress
+  };
+  auto print_front = [&] {
+    if (entries.front().task) --tasks_out;
+    print(entries.front());
+    entries.pop_front();
   };
   // Work no connected engine can run waits for one (an engine may still connect, or --adapt
   // start one); say so once per reason, as the hub tells it (our controller only), instead of
@@ -198,19 +239,30 @@ int Map(int argc, char** argv) {
                    count.get<long>(), reason.c_str());
     }
   };
-  // The deadline counts from the submission: reading the input and connecting are not the map.
+  // The deadline counts from here: connecting is not the map.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                                                std::chrono::duration<double>(timeout_s));
   auto timed_out = [&] { return timeout_s > 0 && std::chrono::steady_clock::now() >= deadline; };
   auto stopping = [&] { return Interrupted() || timed_out(); };
-  // In input order, each as soon as it and those before it are done.
-  size_t next = 0;
-  for (; next < tasks.size(); ++next) {
-    while (!stopping() && !tasks[next].wait(ipp::Millis(200))) tell_waiting();
-    if (!tasks[next].ready() && stopping()) break;
-    print(next);
+  // Input is read as it comes and sent a chunk at a time, while results are printed in input
+  // order, each as soon as it and those before it are done. At most kMapTasksInFlight tasks are
+  // sent and not printed yet: past that, reading waits for the oldest.
+  bool reading = true;
+  std::vector<std::string> lines;
+  while (!stopping()) {
+    while (!entries.empty() && entries.front().ready()) print_front();
+    if (!reading && entries.empty()) break;
+    if (reading && tasks_out < kMapTasksInFlight) {
+      lines.clear();
+      reading = in->Read(lines, entries.empty() ? ipp::Millis(200) : ipp::Millis(20));
+      for (const std::string& line : lines) take(line);
+      if (!reading) send_chunk();  // the last one, perhaps not full
+    } else {
+      entries.front().task->wait(ipp::Millis(200));
+    }
+    if (!entries.empty() && !entries.front().ready()) tell_waiting();
   }
-  const bool interrupted = Interrupted(), stopped = next < tasks.size();
+  const bool interrupted = Interrupted(), stopped = !entries.empty() || reading;
   if (stopped) {
     timed_out_now = !interrupted;
     std::cerr << (interrupted ? "ipp: stopping: what has not started is aborted; what runs gets 3 s, then SIGINT "
@@ -218,21 +270,34 @@ int Map(int argc, char** argv) {
                               : "ipp: --timeout passed: what has not started is aborted, what runs is interrupted")
               << std::endl;
     // Past --timeout what runs is interrupted at once, as by `ipp px --timeout`.
-    WindDown(*client, tasks, interrupted ? kWindDownGrace : ipp::Millis(0), kWindDownGrace);
-    for (; next < tasks.size(); ++next) print(next);
+    std::vector<ipp::AsyncResult> sent;
+    for (const Entry& e : entries) {
+      if (e.task) sent.push_back(*e.task);
+    }
+    WindDown(*client, sent, interrupted ? kWindDownGrace : ipp::Millis(0), kWindDownGrace);
+    while (!entries.empty()) print_front();
+    // Items read but not in a task yet never ran.
+    unfinished += chunk_items.size();
+    for (size_t i = 0; c.json && i < next_chunk.lines.size(); ++i) {
+      std::cout << Json{{"line", next_chunk.lines[i]}, {"ok", false}, {"ename", "TaskAborted"},
+                        {"evalue", "not run: the map was stopped (Ctrl-C or --timeout) before it started"}}.dump()
+                << "\n";
+    }
   }
   std::cout.flush();
+  const bool unread = !in->error().empty();
+  if (unread) std::cerr << "ipp: " << in->error() << " (the lines before the error were mapped)" << std::endl;
   if (interrupted) {
-    std::cerr << "ipp: interrupted: " << unfinished << " of " << items.size() << " item(s) not done" << std::endl;
+    std::cerr << "ipp: interrupted: " << unfinished << " of " << items << " item(s) not done" << std::endl;
     return 130;
   }
   if (stopped) {
-    std::cerr << "ipp: TimeoutError: stopped after --timeout " << timeout_s << " s: " << unfinished << " of " << items.size()
+    std::cerr << "ipp: TimeoutError: stopped after --timeout " << timeout_s << " s: " << unfinished << " of " << items
               << " item(s) not run" << (failed ? ", " + std::to_string(failed) + " interrupted or failed" : "") << std::endl;
     return 1;
   }
-  if (failed) std::cerr << "ipp: " << failed << " of " << items.size() << " item(s) failed" << std::endl;
-  return failed ? 1 : 0;
+  if (failed) std::cerr << "ipp: " << failed << " of " << items << " item(s) failed" << std::endl;
+  return failed || unread ? 1 : 0;
 }
 
 }  // namespace ipp_cmd

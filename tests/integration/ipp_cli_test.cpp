@@ -253,6 +253,33 @@ TEST_F(IppCliTest, MapKeepsInputOrder) {
   EXPECT_NE(out.find("NameError"), std::string::npos);
   EXPECT_EQ(Ipp({"map", "ipp.echo", "-"}, &out, "not json\n"), 1);
   EXPECT_NE(out.find("line 1 is not JSON"), std::string::npos);
+  // A line that is not JSON is a failed item: the others are mapped.
+  EXPECT_EQ(Ipp({"map", "ipp.echo", "-", "--json"}, &out, "1\nnot json\n3\n"), 1);
+  std::vector<json> rows;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    if (json row = json::parse(line, nullptr, false); row.is_object()) rows.push_back(row);
+  }
+  ASSERT_EQ(rows.size(), 3u) << out;
+  EXPECT_EQ(rows[0]["result"], 1);
+  EXPECT_EQ(rows[1]["ok"], false);
+  EXPECT_EQ(rows[1]["ename"], "ValueError");
+  EXPECT_EQ(rows[1]["line"], 2);
+  EXPECT_EQ(rows[2]["result"], 3);
+}
+
+// The input is mapped as it comes: a producer that writes its second line only once the first
+// result is out finishes (reading the input whole first would wait for it for ever).
+TEST_F(IppCliTest, MapSendsEachLineAsItComes) {
+  auto result = dir_.path() / "out", saw = dir_.path() / "saw";
+  std::string ipp = std::string(IPP_BIN_DIR) + "/ipp map ipp.echo - --profile-dir=" + cluster_.profile_dir().string();
+  std::string producer = "echo 1; for i in $(seq 300); do grep -q . " + result.string() + " && { echo saw > " +
+                         saw.string() + "; break; }; sleep 0.05; done; echo 2";
+  std::string out;
+  ASSERT_EQ(testutil::RunCommand({"/bin/sh", "-c", "(" + producer + ") | " + ipp + " > " + result.string()}, &out), 0)
+      << out;
+  EXPECT_EQ(testutil::ReadFile(result), "1\n2\n");
+  EXPECT_EQ(testutil::ReadFile(saw), "saw\n") << "the first result came only after the input ended";
 }
 
 // A bad item costs only its own result: every good result is printed in order, every error

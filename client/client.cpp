@@ -178,6 +178,11 @@ Result<std::vector<EngineInfo>> Client::engines(Millis timeout) {
           if (value.is_number()) e.resources[name] = value.get<double>();
         }
       }
+      if (auto errors = q.find("plugin_errors"); errors != q.end() && errors->is_object()) {
+        for (const auto& [path, why] : errors->items()) {
+          if (why.is_string()) e.plugin_errors[path] = why.get<std::string>();
+        }
+      }
       e.queue = IntField(q, "queue", 0) + IntField(q, "tasks", 0);
       e.done = IntField(q, "completed", 0);
       out.push_back(std::move(e));

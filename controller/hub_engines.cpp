@@ -240,6 +240,12 @@ void Hub::EngineUpdate(Message& m) {
   }
   Result<protocol::Capabilities> parsed = protocol::Capabilities::FromJson(m.content.value("ipp", json()));
   if (!parsed.ok()) return refuse("ValueError", "engine " + std::to_string(id) + ": malformed \"ipp\" field: " + parsed.status().message());
+  for (const auto& [path, why] : parsed->plugin_errors) {
+    if (*stored && (*stored)->plugin_errors.count(path)) continue;
+    // Not fatal for the engine (the others have the plugin), but its functions are missing there.
+    log_->warn("engine {}{}: the cluster's plugin {} did not load: {} (its functions are missing there; ipp engines)", id,
+               parsed->hostname.empty() ? "" : " on " + parsed->hostname, path, why);
+  }
   *stored = std::move(*parsed);
   // An engine still registering gets its capabilities to the dashboard with its registration.
   if (dashboard_ && live != engines_.end()) dashboard_->EngineUpdated(uuid, **stored);

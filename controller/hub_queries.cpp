@@ -36,6 +36,7 @@ void Hub::QueueRequest(Message& m) {
     engine["tags"] = can.tags;
     engine["resources"] = can.ResourcesJson();
     if (!can.job.empty()) engine["job"] = can.job;  // the batch job it runs in
+    if (!can.plugin_errors.empty()) engine["plugin_errors"] = can.plugin_errors;
   }
   if (verbose) {
     content["unassigned"] = std::vector<std::string>(unassigned_.begin(), unassigned_.end());

@@ -115,6 +115,7 @@ protocol::Capabilities Engine::Capabilities() const {
   out.hostname = HostName();
   out.pid = getpid();
   out.job = protocol::BatchJobFromEnvironment();
+  out.plugin_errors = plugin_errors_;
   return out;
 }
 
@@ -333,15 +334,20 @@ void Engine::LoadClusterPlugins() {
     // Said first: a plugin that crashes the process as it loads is then named in the log.
     log_->info("loading the cluster's plugin {}", path);
     auto added = executor_.Load(path);
-    if (!added.ok()) log_->warn("cannot load the cluster's plugin {}: {}", path, added.status().message());
+    if (!added.ok()) {
+      log_->warn("cannot load the cluster's plugin {}: {}", path, added.status().message());
+      plugin_errors_[path] = added.status().message();
+      plugin_errors_announced_ = false;
+    }
   }
   cluster_plugins_.clear();
 }
 
 void Engine::AnnounceIfFunctionsChanged() {
   size_t loads = executor_.functions().loads();
-  if (loads == announced_loads_) return;
+  if (loads == announced_loads_ && plugin_errors_announced_) return;
   announced_loads_ = loads;
+  plugin_errors_announced_ = true;
   if (!ipp_hub_) return;  // a stock controller: it would log "Bad Query Type"
   std::string ipp = Capabilities().ToJson().dump();
   protocol::Frames frames;

@@ -27,6 +27,7 @@ json Capabilities::ToJson() const {
   if (!hostname.empty()) out["hostname"] = hostname;
   if (pid) out["pid"] = *pid;
   if (!job.empty()) out["job"] = job;
+  if (!plugin_errors.empty()) out["plugin_errors"] = plugin_errors;
   return out;
 }
 
@@ -75,6 +76,11 @@ Result<Capabilities> Capabilities::FromJson(const json& ipp) {
   if (auto h = ipp.find("hostname"); h != ipp.end() && h->is_string()) out.hostname = h->get<std::string>();
   if (auto p = ipp.find("pid"); p != ipp.end() && p->is_number_integer()) out.pid = p->get<long>();
   if (auto j = ipp.find("job"); j != ipp.end() && j->is_string()) out.job = j->get<std::string>();
+  if (auto e = ipp.find("plugin_errors"); e != ipp.end() && e->is_object()) {
+    for (const auto& [path, why] : e->items()) {
+      if (why.is_string()) out.plugin_errors[path] = why.get<std::string>();
+    }
+  }
   return out;
 }
 

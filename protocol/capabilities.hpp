@@ -41,6 +41,9 @@ struct Capabilities {
   // The batch job it runs in (SLURM_JOB_ID, JOB_ID, PBS_JOBID, LSB_JOBID or ipcluster's
   // IPP_JOB_ID): how `ipcluster start --adapt` tells whose engines are idle.
   std::string job;
+  // Plugins the cluster keeps (ipp load) that did not load on this engine: path -> why. Their
+  // functions are missing here; the hub logs it and `ipp engines` shows it.
+  std::map<std::string, std::string> plugin_errors;
 
   // The "ipp" value described above ("hostname", "pid" and "job" only when set).
   nlohmann::json ToJson() const;

@@ -78,7 +78,8 @@ int Engines(int argc, char** argv) {
   cl.options.add_options()("dead", po::bool_switch(&dead_only),
                            "list the engines that died instead (the last 100): how, when, the end of their log");
   auto client = cl.ParseAndConnect(argc, argv, Usage("engines [options]", "List the engines: id, kind (native or python), host, pid, functions (how many),\n"
-                                                                              "tags, queue length, tasks done (--json: also resources); then the\n"
+                                                                              "tags, queue length, tasks done (--json: also resources); the cluster's\n"
+                                                                              "plugins (ipp load) an engine could not load; then the\n"
                                                                               "engines that died and how (--dead: those only, with their logs' ends)."));
   if (!client) return cl.exit_code();
   if (dead_only) return DeadEngines(*client, c.json);
@@ -130,6 +131,7 @@ int Engines(int argc, char** argv) {
       Json row = {{"id", e.id}, {"kind", ipp::EngineKindName(e.kind)}, {"queue", e.queue}, {"done", e.done},
                   {"host", nullptr}, {"pid", nullptr}, {"functions", e.functions < 0 ? Json() : Json(e.functions)},
                   {"tags", e.tags}, {"resources", e.resources}};
+      if (!e.plugin_errors.empty()) row["plugin_errors"] = e.plugin_errors;
       if (auto w = where.find(e.id); w != where.end()) {
         row["host"] = w->second.first;
         row["pid"] = w->second.second;
@@ -152,6 +154,13 @@ int Engines(int argc, char** argv) {
                 r["done"].get<int>(), tags.empty() ? "-" : tags.c_str());
   }
   if (rows.empty()) std::printf("(no engines registered yet)\n");
+  for (const Json& r : rows) {
+    const Json errors = r.value("plugin_errors", Json::object());
+    for (const auto& [path, why] : errors.items()) {
+      std::printf("engine %d could not load the cluster's plugin %s: %s\n", r["id"].get<int>(), path.c_str(),
+                  why.get<std::string>().c_str());
+    }
+  }
   if (Json dead = DeadRows(*client); !dead.empty()) {
     std::printf("\ndead engines (ipp engines --dead: with the end of their logs):\n");
     PrintDead(dead, /*with_logs=*/false);

@@ -223,6 +223,8 @@ struct EngineInfo {
   int functions = -1;  // how many functions it can run (0 for a Python engine); -1: not known (the stock controller)
   std::vector<std::string> tags;             // ipengine --tag
   std::map<std::string, double> resources;   // ipengine --resources
+  // The cluster's plugins (ipp load) that did not load on it: path -> why (its functions are missing).
+  std::map<std::string, std::string> plugin_errors;
   int queue = 0;  // requests waiting or running on it, direct and load-balanced
   int done = 0;   // requests it finished
 };

@@ -243,6 +243,34 @@ TEST_F(IppCliTest, LoadIntoAllEnginesReachesEnginesThatRegisterLater) {
   EXPECT_NE(out.find("no plugin " + absolute + " is kept"), std::string::npos) << out;
 }
 
+// A kept plugin that a new engine cannot load (its host lacks the file) is not fatal for that
+// engine, but it is said where people look: the controller's log and ipp engines.
+TEST_F(IppCliTest, AKeptPluginThatDoesNotLoadOnANewEngineIsShown) {
+  const auto copy = dir_.path() / "libgreet_copy.so";
+  std::filesystem::copy_file(std::string(IPP_BIN_DIR) + "/../lib/libipp_test_greet.so", copy);
+  std::string out;
+  ASSERT_EQ(Ipp({"load", copy.string()}, &out), 0) << out;
+  std::filesystem::remove(copy);  // as on a host without it
+  size_t index = cluster_.AddEngine();
+  json row;
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    if (Ipp({"engines", "--json"}, &out) != 0) return false;
+    json rows = json::parse(out, nullptr, false);
+    if (!rows.is_array() || rows.size() != 3) return false;
+    row = rows[2];
+    return row.contains("plugin_errors");
+  }, 30s)) << out;
+  ASSERT_TRUE(row["plugin_errors"].contains(copy.string())) << row;
+  EXPECT_NE(row["plugin_errors"][copy.string()].get<std::string>().find("does not exist"), std::string::npos) << row;
+  EXPECT_FALSE(json::parse(out)[0].contains("plugin_errors")) << out;
+  ASSERT_EQ(Ipp({"engines"}, &out), 0) << out;
+  EXPECT_NE(out.find("engine 2 could not load the cluster's plugin " + copy.string()), std::string::npos) << out;
+  EXPECT_NE(cluster_.Log("controller.log").find("engine 2 on "), std::string::npos);
+  EXPECT_NE(cluster_.Log("controller.log").find("the cluster's plugin " + copy.string() + " did not load"), std::string::npos)
+      << cluster_.Log("controller.log");
+  EXPECT_NE(cluster_.Log("engine-" + std::to_string(index) + ".log").find("cannot load the cluster's plugin"), std::string::npos);
+}
+
 TEST_F(IppCliTest, MapKeepsInputOrder) {
   std::string input;
   for (int i = 0; i < 30; ++i) input += std::to_string(i) + "\n";

@@ -51,6 +51,19 @@ TEST(CapabilitiesTest, TheBatchJobComesFromTheEnvironmentAndRoundTrips) {
   EXPECT_EQ(Capabilities::FromJson({{"kind", "native"}, {"job", 5}})->job, "");  // descriptive: ignored
 }
 
+TEST(CapabilitiesTest, PluginErrorsRoundTripAndAreDescriptive) {
+  Capabilities c;
+  c.kind = EngineKind::kNative;
+  EXPECT_FALSE(c.ToJson().contains("plugin_errors"));
+  c.plugin_errors = {{"/opt/p.so", "plugin library /opt/p.so does not exist"}};
+  EXPECT_EQ(Capabilities::FromJson(c.ToJson())->plugin_errors, c.plugin_errors);
+  // Descriptive: a malformed value is ignored rather than refusing the engine.
+  EXPECT_TRUE(Capabilities::FromJson({{"kind", "native"}, {"plugin_errors", 5}})->plugin_errors.empty());
+  auto mixed = Capabilities::FromJson({{"kind", "native"}, {"plugin_errors", {{"a.so", "gone"}, {"b.so", 1}}}});
+  ASSERT_TRUE(mixed.ok());
+  EXPECT_EQ(mixed->plugin_errors, (std::map<std::string, std::string>{{"a.so", "gone"}}));
+}
+
 TEST(CapabilitiesTest, WholeResourcesAreWrittenAsIntegers) {
   Capabilities c;
   c.resources = {{"gpus", 2}, {"mem", 0.5}};

@@ -265,9 +265,14 @@ void Hub::SaveTaskWaiting(const std::string& msg_id, const std::string& reason) 
   // The scheduler reports a wait before the task's destination or reply, on the same channel:
   // every entry made here is cleared by one of those.
   if (reason.empty()) return;
-  auto counted = waiting_reasons_.try_emplace(reason, 0).first;
+  auto [counted, first] = waiting_reasons_.try_emplace(reason, 0);
+  if (first) {
+    log_->warn("load-balanced tasks wait for {}: no connected engine can run them (ipp status, ipp top, the dashboard)",
+               reason);
+  }
   ++counted->second;
   waiting_tasks_.emplace(msg_id, counted);
+  if (dashboard_) dashboard_->TasksWaitingFor(waiting_reasons_);
 }
 
 void Hub::StopWaiting(const std::string& msg_id) {
@@ -276,6 +281,7 @@ void Hub::StopWaiting(const std::string& msg_id) {
   if (it == waiting_tasks_.end()) return;
   if (--it->second->second == 0) waiting_reasons_.erase(it->second);
   waiting_tasks_.erase(it);
+  if (dashboard_) dashboard_->TasksWaitingFor(waiting_reasons_);
 }
 
 void Hub::SaveIopub(RawMessage& raw) {

@@ -141,6 +141,11 @@ void Aggregator::EngineLeft(const std::string& uuid, bool dead, const std::strin
   dirty_ = true;
 }
 
+void Aggregator::TasksWaitingFor(const std::map<std::string, size_t>& reasons) {
+  waiting_for_ = reasons;
+  dirty_ = true;
+}
+
 void Aggregator::EngineDeath(const std::string& uuid, const std::string& how, const std::string& log_tail) {
   // Departed engines are no longer in by_uuid_: look through the (bounded) list.
   for (auto& [id, e] : engines_) {
@@ -398,6 +403,7 @@ void Aggregator::BuildSnapshot(Clock::time_point now) {
   }
   s->clients.assign(clients_.begin(), clients_.end());
   std::sort(s->clients.begin(), s->clients.end());
+  s->waiting_for = waiting_for_;
   s->cpu_percent = cpu_percent_;
   s->rss_bytes = rss_bytes_;
   std::shared_ptr<const Snapshot> published = std::move(s);

@@ -99,6 +99,8 @@ struct Snapshot {
   std::vector<FailureView> failures;  // oldest first
   std::vector<FunctionView> functions;
   std::vector<std::pair<std::string, uint64_t>> clients;  // client session, tasks submitted
+  // Load-balanced tasks no connected engine can run, by what they wait for ("a Python engine").
+  std::map<std::string, size_t> waiting_for;
   double cpu_percent = 0;
   uint64_t rss_bytes = 0;
 
@@ -132,6 +134,9 @@ class Aggregator {
     std::string_view content;  // read only for an error's ename, evalue and traceback
   };
   void TaskReplied(const Reply& reply);
+  // The scheduler's count of tasks no connected engine can run, by what they wait for, each
+  // time it changes.
+  void TasksWaitingFor(const std::map<std::string, size_t>& reasons);
   // A task that will get no reply from an engine (the controller failed it itself).
   void TaskLost(const std::string& msg_id, const std::string& ename, const std::string& evalue);
   // Publishes a new snapshot when the last one is older than the publish period; samples the
@@ -184,6 +189,7 @@ class Aggregator {
   std::deque<FailureView> failures_;
   std::map<std::string, FunctionStats> functions_;
   std::unordered_map<std::string, uint64_t> clients_;
+  std::map<std::string, size_t> waiting_for_;
   std::deque<dashboard::Sample> history_;
   uint64_t done_at_last_sample_ = 0;
   Clock::time_point last_sample_{}, last_publish_{};

@@ -77,6 +77,8 @@ json StatsJson(const Snapshot& s, Clock::time_point now) {
   }
   json clients = json::array();
   for (const auto& [id, tasks] : s.clients) clients.push_back({{"id", id}, {"tasks", tasks}});
+  json waiting_for = json::array();
+  for (const auto& [reason, tasks] : s.waiting_for) waiting_for.push_back({{"reason", reason}, {"tasks", tasks}});
   const Counters& c = s.counters;
   return {{"now", s.Seconds(now)},
           {"uptime_s", s.Seconds(now)},
@@ -93,6 +95,7 @@ json StatsJson(const Snapshot& s, Clock::time_point now) {
           {"failures", std::move(failures)},
           {"functions", std::move(functions)},
           {"clients", std::move(clients)},
+          {"waiting_for", std::move(waiting_for)},
           {"controller", {{"cpu_percent", s.cpu_percent}, {"rss_bytes", s.rss_bytes}}}};
 }
 

@@ -132,6 +132,12 @@ std::vector<TopLine> RenderTop(const TopInput& in, int width) {
                  "   waiting on deps " + Count(counters, "waiting_deps") + "   done " + Count(counters, "done") +
                  "   failed " + Count(counters, "failed") + "   aborted " + Count(counters, "aborted") + "   submitted " +
                  Count(counters, "submitted"));
+  if (const json* waiting = Field(stats, "waiting_for"); waiting && waiting->is_array()) {
+    for (const json& w : *waiting) {
+      Add(lines, "!! " + Count(w, "tasks") + " task(s) wait for " + Text(w, "reason", "?") + ": no connected engine can run them",
+          TopLine::Style::kProblem);
+    }
+  }
   if (const json* c = Field(stats, "controller")) {
     double cpu, rss;
     std::string text = "controller: cpu " + (Number(*c, "cpu_percent", &cpu) ? Printf("%.1f%%", cpu) : "-");

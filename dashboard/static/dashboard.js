@@ -212,9 +212,22 @@ function renderTiles() {
   setText("failed-count", fmtCount(c.failed));
   document.querySelector(".tile.failed").classList.toggle("nonzero", (c.failed || 0) > 0);
   if (s.uptime_s !== undefined) setText("uptime", "up " + fmtDuration(s.uptime_s));
+  renderWaitingFor(s.waiting_for || []);
   const ctl = s.controller;
   if (ctl) setText("controller", "controller: CPU " + (ctl.cpu_percent || 0).toFixed(0) + " % · memory " +
                    fmtBytes(ctl.rss_bytes));
+}
+
+// Work no connected engine can run waits for one (as a task with an unmet dependency does), said
+// where people look rather than only in `ipp status`.
+function renderWaitingFor(waiting) {
+  const box = document.getElementById("waiting-for");
+  const text = waiting.map((w) => fmtCount(w.tasks) + (w.tasks === 1 ? " task waits" : " tasks wait") + " for " +
+    w.reason + ": no connected engine can run " + (w.tasks === 1 ? "it" : "them") + ".");
+  if (box.dataset.text === text.join("\n")) return;
+  box.dataset.text = text.join("\n");
+  box.replaceChildren(...text.map((t) => el("p", {}, t)));
+  box.hidden = text.length === 0;
 }
 
 function renderEngines() {

@@ -56,6 +56,9 @@ def screenshot(browser, name):
     return path
 
 
+WAITING_JS = "document.getElementById('waiting-for')"
+
+
 def test_dashboard_in_chromium(make_cluster):
     from ipp_native import NativeView
 
@@ -115,4 +118,14 @@ def test_dashboard_in_chromium(make_cluster):
         wait_for(lambda: browser.eval(PROGRESS_JS)["done"] >= start["done"] + TASKS, timeout=15,
                  what="the done count while polling")
         screenshot(browser, "dashboard-polling.png")
+        assert not browser.errors, browser.errors
+
+        # Work no engine can run (a Python function; the engines are native) is said under the
+        # tiles until it is aborted.
+        waiting = rc.load_balanced_view().apply(lambda: 1)
+        wait_for(lambda: not browser.eval(WAITING_JS + ".hidden"), timeout=15, what="the line saying what waits")
+        text = browser.eval(WAITING_JS + ".textContent")
+        assert text == "1 task waits for a Python engine: no connected engine can run it.", text
+        rc.abort(waiting)
+        wait_for(lambda: browser.eval(WAITING_JS + ".hidden"), timeout=15, what="the waiting line to go")
         assert not browser.errors, browser.errors

@@ -238,6 +238,22 @@ TEST_F(DashboardTest, APluginLoadShowsInTheEnginesFunctions) {
   EXPECT_TRUE(grew) << after;
 }
 
+// Work no connected engine can run is said on the dashboard (and in ipp top, which reads the
+// same stats), not only in queue_status; it goes away once the work is no longer waiting.
+TEST_F(DashboardTest, WorkNoEngineCanRunIsShownUntilItStopsWaiting) {
+  TaskOptions options;
+  options.requirements = {"tpu"};
+  AsyncResult waiting = client_->load_balanced_view(options).apply("pi.sample", 10);
+  json stats = PollJson("/api/stats", [](const json& s) { return !s["waiting_for"].empty(); });
+  ASSERT_TRUE(stats.is_object() && stats["waiting_for"].size() == 1) << stats;
+  EXPECT_EQ(stats["waiting_for"][0]["tasks"], 1);
+  EXPECT_NE(stats["waiting_for"][0]["reason"].get<std::string>().find("tag tpu"), std::string::npos) << stats;
+  ASSERT_TRUE(client_->abort(waiting.msg_ids()).ok());
+  ASSERT_TRUE(waiting.wait(20s));
+  stats = PollJson("/api/stats", [](const json& s) { return s["waiting_for"].empty(); });
+  EXPECT_EQ(stats["waiting_for"], json::array()) << stats;
+}
+
 TEST_F(DashboardTest, ATaskLostWithAKilledEngineNamesThatEngine) {
   int id = client_->ids()[0];
   AsyncResult running = client_->direct_view({id}).apply("ipp.sleep", 60);

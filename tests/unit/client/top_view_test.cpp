@@ -90,6 +90,16 @@ TEST_F(TopViewTest, FailuresNewestFirstOnOneLineEach) {
   EXPECT_NE(lines[heading + 2].text.find("1m00s ago"), std::string::npos) << lines[heading + 2].text;
 }
 
+TEST_F(TopViewTest, WorkNoEngineCanRunIsAProblemLine) {
+  TopInput in = Input();
+  EXPECT_EQ(LineWith(RenderTop(in, 200), "no connected engine"), "");
+  in.stats["waiting_for"] = json::parse(R"([{"reason": "a Python engine", "tasks": 3}])");
+  TopLine::Style style;
+  std::string line = LineWith(RenderTop(in, 200), "no connected engine", &style);
+  EXPECT_NE(line.find("3 task(s) wait for a Python engine"), std::string::npos) << line;
+  EXPECT_EQ(style, TopLine::Style::kProblem);
+}
+
 TEST_F(TopViewTest, ProblemShowsUnderTheTitleAndKeepsTheLastData) {
   TopInput in = Input();
   in.problem = "controller unreachable at http://127.0.0.1:8123: Connection";

@@ -261,6 +261,8 @@ void Hub::SaveTaskDestination(const std::string& msg_id, const std::string& engi
 }
 
 void Hub::SaveTaskWaiting(const std::string& msg_id, const std::string& reason) {
+  // Reported again for the same reason (the scheduler parked it anew): nothing changes.
+  if (auto same = waiting_tasks_.find(msg_id); same != waiting_tasks_.end() && same->second->first == reason) return;
   StopWaiting(msg_id);
   // The scheduler reports a wait before the task's destination or reply, on the same channel:
   // every entry made here is cleared by one of those.
@@ -272,16 +274,16 @@ void Hub::SaveTaskWaiting(const std::string& msg_id, const std::string& reason) 
   }
   ++counted->second;
   waiting_tasks_.emplace(msg_id, counted);
-  if (dashboard_) dashboard_->TasksWaitingFor(waiting_reasons_);
+  if (dashboard_) dashboard_->TaskWaiting(reason, true);
 }
 
 void Hub::StopWaiting(const std::string& msg_id) {
   if (waiting_tasks_.empty()) return;
   auto it = waiting_tasks_.find(msg_id);
   if (it == waiting_tasks_.end()) return;
+  if (dashboard_) dashboard_->TaskWaiting(it->second->first, false);
   if (--it->second->second == 0) waiting_reasons_.erase(it->second);
   waiting_tasks_.erase(it);
-  if (dashboard_) dashboard_->TasksWaitingFor(waiting_reasons_);
 }
 
 void Hub::SaveIopub(RawMessage& raw) {

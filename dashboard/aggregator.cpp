@@ -141,8 +141,12 @@ void Aggregator::EngineLeft(const std::string& uuid, bool dead, const std::strin
   dirty_ = true;
 }
 
-void Aggregator::TasksWaitingFor(const std::map<std::string, size_t>& reasons) {
-  waiting_for_ = reasons;
+void Aggregator::TaskWaiting(const std::string& reason, bool waits) {
+  if (waits) {
+    ++waiting_for_[reason];
+  } else if (auto it = waiting_for_.find(reason); it != waiting_for_.end() && --it->second == 0) {
+    waiting_for_.erase(it);
+  }
   dirty_ = true;
 }
 

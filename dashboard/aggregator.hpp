@@ -134,9 +134,9 @@ class Aggregator {
     std::string_view content;  // read only for an error's ename, evalue and traceback
   };
   void TaskReplied(const Reply& reply);
-  // The scheduler's count of tasks no connected engine can run, by what they wait for, each
-  // time it changes.
-  void TasksWaitingFor(const std::map<std::string, size_t>& reasons);
+  // A load-balanced task started (true) or stopped (false) waiting for `reason`: no connected
+  // engine can run it.
+  void TaskWaiting(const std::string& reason, bool waits);
   // A task that will get no reply from an engine (the controller failed it itself).
   void TaskLost(const std::string& msg_id, const std::string& ename, const std::string& evalue);
   // Publishes a new snapshot when the last one is older than the publish period; samples the

@@ -345,6 +345,10 @@ void Engine::LoadClusterPlugins() {
 
 void Engine::AnnounceIfFunctionsChanged() {
   size_t loads = executor_.functions().loads();
+  // A plugin that did not load as the engine registered may have been loaded since (ipp load).
+  if (std::erase_if(plugin_errors_, [&](const auto& e) { return executor_.functions().Loaded(e.first); }) > 0) {
+    plugin_errors_announced_ = false;
+  }
   if (loads == announced_loads_ && plugin_errors_announced_) return;
   announced_loads_ = loads;
   plugin_errors_announced_ = true;

@@ -153,7 +153,7 @@ class Engine {
   size_t announced_loads_ = 0;  // the function table's loads() last announced to the hub
   std::vector<std::string> cluster_plugins_;
   std::map<std::string, std::string> plugin_errors_;  // the cluster's plugins that did not load here
-  bool plugin_errors_announced_ = true;
+  bool plugin_errors_announced_ = true;  // they change without the function table's loads()
   int execution_count_ = 0;
   // msg_ids to refuse when they arrive. Bounded: most named ids never come here (the scheduler
   // dropped them, or they went to another engine).

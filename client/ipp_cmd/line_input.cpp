@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 namespace ipp_cmd {
 
@@ -23,37 +24,43 @@ LineInput::~LineInput() {
   if (owned_) ::close(fd_);
 }
 
-bool LineInput::Read(std::vector<std::string>& lines, ipp::Millis wait) {
-  if (ended_) return false;
-  // poll, then one read: that read cannot block, and stdin stays as it is (O_NONBLOCK on a
-  // shared terminal or pipe would change it for the other processes using it too).
-  pollfd item{fd_, POLLIN, 0};
-  int ready = ::poll(&item, 1, static_cast<int>(wait.count()));
-  if (ready <= 0) {
-    if (ready < 0 && errno != EINTR) {
-      error_ = "cannot read " + name_ + ": " + std::strerror(errno);
-      ended_ = true;
+void LineInput::End(const std::string& error) {
+  ended_ = true;
+  error_ = error;
+  if (!partial_.empty()) ready_.push_back(std::move(partial_));  // a last line without '\n'
+  partial_.clear();
+}
+
+bool LineInput::Read(std::vector<std::string>& lines, size_t max, std::chrono::milliseconds wait) {
+  if (ready_.empty() && !ended_) {
+    // poll, then one read: that read cannot block, and stdin stays as it is (O_NONBLOCK on a
+    // shared terminal or pipe would change it for the other processes using it too).
+    pollfd item{fd_, POLLIN, 0};
+    int ready = ::poll(&item, 1, static_cast<int>(wait.count()));
+    if (ready < 0 && errno != EINTR) End("cannot read " + name_ + ": " + std::strerror(errno));
+    if (ready > 0) {
+      char buffer[1 << 16];
+      ssize_t n = ::read(fd_, buffer, sizeof buffer);
+      if (n == 0) {
+        End("");
+      } else if (n < 0 && errno != EINTR && errno != EAGAIN) {
+        End("cannot read " + name_ + ": " + std::strerror(errno));
+      } else if (n > 0) {
+        std::string_view data(buffer, static_cast<size_t>(n));
+        for (size_t newline; (newline = data.find('\n')) != std::string_view::npos; data.remove_prefix(newline + 1)) {
+          partial_.append(data.substr(0, newline));
+          ready_.push_back(std::move(partial_));
+          partial_.clear();
+        }
+        partial_.append(data);
+      }
     }
-    return !ended_;
   }
-  char buffer[1 << 16];
-  ssize_t n = ::read(fd_, buffer, sizeof buffer);
-  if (n < 0 && errno == EINTR) return true;
-  if (n < 0) error_ = "cannot read " + name_ + ": " + std::strerror(errno);
-  if (n <= 0) {
-    ended_ = true;
-    if (!partial_.empty()) lines.push_back(std::move(partial_));  // a last line without '\n'
-    partial_.clear();
-    return false;
+  for (; max > 0 && !ready_.empty(); --max) {
+    lines.push_back(std::move(ready_.front()));
+    ready_.pop_front();
   }
-  std::string_view data(buffer, static_cast<size_t>(n));
-  for (size_t newline; (newline = data.find('\n')) != std::string_view::npos; data.remove_prefix(newline + 1)) {
-    partial_.append(data.substr(0, newline));
-    lines.push_back(std::move(partial_));
-    partial_.clear();
-  }
-  partial_.append(data);
-  return true;
+  return !(ended_ && ready_.empty());
 }
 
 }  // namespace ipp_cmd

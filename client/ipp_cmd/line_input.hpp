@@ -3,11 +3,12 @@
 // producer, a terminal) and prints results in between. Owned and used by one thread.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include "ipp/client.hpp"
 
 namespace ipp_cmd {
 
@@ -19,19 +20,21 @@ class LineInput {
   LineInput(const LineInput&) = delete;
   LineInput& operator=(const LineInput&) = delete;
 
-  // Waits at most `wait` for input, then appends the complete lines read (without their '\n') to
-  // `lines`; a signal ends the wait early. False once the input has ended (the call that finds
-  // the end may still append a last line without '\n'); error() then says whether a read error
-  // ended it.
-  bool Read(std::vector<std::string>& lines, ipp::Millis wait);
+  // Appends at most `max` complete lines (without their '\n') to `lines`: those already read,
+  // else what one read brings after waiting at most `wait` for input (a signal ends the wait
+  // early); the rest stay for the next call. False once the input has ended and every line was
+  // given (a last line without '\n' included); error() then says whether a read error ended it.
+  bool Read(std::vector<std::string>& lines, size_t max, std::chrono::milliseconds wait);
   const std::string& error() const { return error_; }
 
  private:
   LineInput(int fd, bool owned, std::string name) : fd_(fd), owned_(owned), name_(std::move(name)) {}
+  void End(const std::string& error);
   int fd_;
   bool owned_;
   std::string name_;
-  std::string partial_;  // a line not ended yet
+  std::deque<std::string> ready_;  // complete lines not given yet
+  std::string partial_;            // a line not ended yet
   bool ended_ = false;
   std::string error_;
 };

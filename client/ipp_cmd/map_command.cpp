@@ -37,9 +37,24 @@ bool EnginesHave(ipp::Client& client, const std::string& function, ipp::Millis t
   return false;
 }
 
-// Tasks sent and not printed yet, at most: a long input is read as the map goes, not all at
-// once, and results wait in order behind a slow early task only this far.
+// Tasks sent (and lines that are not JSON) not printed yet, at most: a long input is read as the
+// map goes, not all at once, and results wait in order behind a slow early task only this far.
 constexpr size_t kMapTasksInFlight = 10000;
+
+// A --json row: bytes that are not UTF-8 (a line in Latin-1, a function's raw output) are
+// replaced rather than ending the map.
+std::string Row(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+Json NotRun(int line) {
+  return {{"line", line}, {"ok", false}, {"ename", "TaskAborted"},
+          {"evalue", "not run: the map was stopped (Ctrl-C or --timeout) before it started"}};
+}
+
+// A line that is not JSON, as an error message shows it: cut to a readable length.
+std::string Excerpt(const std::string& line) {
+  constexpr size_t kShown = 200;
+  return line.size() <= kShown ? line : line.substr(0, kShown) + "... (" + std::to_string(line.size()) + " bytes)";
+}
 
 // What --help says beyond the usage line.
 constexpr const char* kMapHelp = R"(One JSON value per line in, load-balanced. Each good result is printed on stdout, in
@@ -48,12 +63,12 @@ failed). What the function printed goes to stderr. --json: one object per item o
 stdout, in order: {"line", "ok", "result" | "ename", "evalue", "engine"},
 the first item of each task also with its "stdout"/"stderr" when not empty.
 The input is read as it comes (a pipe from a program that is still writing works): each
-chunk is sent once full, and at most 10,000 tasks are out before their results are printed.
-A line that is not JSON is a failed item. Ctrl-C stops reading, aborts what has not started
+chunk is sent once full, or when the input pauses; at most 10,000 tasks are out before
+their results are printed. A line that is not JSON is a failed item. Ctrl-C stops reading, aborts what has not started
 and exits 130 after printing what finished; --timeout S does the same S seconds after
 connecting and exits 1. With --json an item that never ran is
 {"line", "ok": false, "ename": "TaskAborted"}, a line that is not JSON
-{"line", "ok": false, "ename": "ValueError"}.)";
+{"line", "ok": false, "ename": "ValueError"}; lines not read yet when it stops get none.)";
 
 }  // namespace
 
@@ -115,11 +130,10 @@ int Map(int argc, char** argv) {
   struct Entry {
     std::optional<ipp::AsyncResult> task;
     std::vector<int> lines;  // input line of each item
-    std::string not_json;    // the line, when it is not JSON
+    std::string not_json;    // the line (Excerpt), when it is not JSON
     bool ready() const { return !task || task->ready(); }
   };
   std::deque<Entry> entries;
-  size_t tasks_out = 0;  // entries with a task
   Entry next_chunk;
   std::vector<Json> chunk_items;
   auto send_chunk = [&] {
@@ -128,7 +142,6 @@ int Map(int argc, char** argv) {
     chunk_items.clear();
     entries.push_back(std::move(next_chunk));
     next_chunk = Entry{};
-    ++tasks_out;
   };
   size_t items = 0, failed = 0, unfinished = 0;
   int line_number = 0;
@@ -139,7 +152,7 @@ int Map(int argc, char** argv) {
     Json v = Json::parse(line, nullptr, false);
     if (v.is_discarded()) {
       send_chunk();  // what came before it goes first
-      entries.push_back(Entry{std::nullopt, {line_number}, line});
+      entries.push_back(Entry{std::nullopt, {line_number}, Excerpt(line)});
       return;
     }
     chunk_items.push_back(std::move(v));
@@ -154,7 +167,7 @@ int Map(int argc, char** argv) {
     if (!e.task) {
       ++failed;
       if (c.json) {
-        std::cout << Json{{"line", e.lines[0]}, {"ok", false}, {"ename", "ValueError"}, {"evalue", "not JSON: " + e.not_json}}.dump()
+        std::cout << Row(Json{{"line", e.lines[0]}, {"ok", false}, {"ename", "ValueError"}, {"evalue", "not JSON: " + e.not_json}})
                   << "\n";
       } else {
         std::cout.flush();
@@ -166,9 +179,7 @@ int Map(int argc, char** argv) {
     if (!e.task->ready() || t.status == ipp::TaskStatus::kAborted) {
       unfinished += e.lines.size();
       for (size_t i = 0; c.json && i < e.lines.size(); ++i) {
-        std::cout << Json{{"line", e.lines[i]}, {"ok", false}, {"ename", "TaskAborted"},
-                          {"evalue", "not run: the map was stopped (Ctrl-C or --timeout) before it started"}}.dump()
-                  << "\n";
+        std::cout << Row(NotRun(e.lines[i])) << "\n";
       }
       return;
     }
@@ -206,9 +217,9 @@ int Map(int argc, char** argv) {
         }
         if (i == 0 && !t.stdout_text.empty()) j["stdout"] = t.stdout_text;
         if (i == 0 && !t.stderr_text.empty()) j["stderr"] = t.stderr_text;
-        std::cout << j.dump() << "\n";
+        std::cout << Row(j) << "\n";
       } else if (ok) {
-        std::cout << (*results)[i].dump() << "\n";
+        std::cout << Row((*results)[i]) << "\n";
       } else {
         std::cout.flush();  // keep stdout and stderr in input order on a terminal
         std::cerr << "ipp: line " << e.lines[i] << ": [engine " << t.engine_id << "] " << ename << ": " << evalue << std::endl;
@@ -217,7 +228,6 @@ int Map(int argc, char** argv) {
     std::cout.flush();  // as each comes: a long map shows its progress
   };
   auto print_front = [&] {
-    if (entries.front().task) --tasks_out;
     print(entries.front());
     entries.pop_front();
   };
@@ -252,11 +262,14 @@ int Map(int argc, char** argv) {
   while (!stopping()) {
     while (!entries.empty() && entries.front().ready()) print_front();
     if (!reading && entries.empty()) break;
-    if (reading && tasks_out < kMapTasksInFlight) {
+    if (reading && entries.size() < kMapTasksInFlight) {
       lines.clear();
-      reading = in->Read(lines, entries.empty() ? ipp::Millis(200) : ipp::Millis(20));
+      // Each line adds at most one entry (a chunk holds at least one line).
+      reading = in->Read(lines, kMapTasksInFlight - entries.size(), entries.empty() ? ipp::Millis(200) : ipp::Millis(20));
       for (const std::string& line : lines) take(line);
-      if (!reading) send_chunk();  // the last one, perhaps not full
+      // At the end, or while the input is idle, a chunk not full yet goes as it is: a slow
+      // producer's lines do not wait for the next ones.
+      if (!reading || lines.empty()) send_chunk();
     } else {
       entries.front().task->wait(ipp::Millis(200));
     }
@@ -279,9 +292,7 @@ int Map(int argc, char** argv) {
     // Items read but not in a task yet never ran.
     unfinished += chunk_items.size();
     for (size_t i = 0; c.json && i < next_chunk.lines.size(); ++i) {
-      std::cout << Json{{"line", next_chunk.lines[i]}, {"ok", false}, {"ename", "TaskAborted"},
-                        {"evalue", "not run: the map was stopped (Ctrl-C or --timeout) before it started"}}.dump()
-                << "\n";
+      std::cout << Row(NotRun(next_chunk.lines[i])) << "\n";
     }
   }
   std::cout.flush();

@@ -294,6 +294,10 @@ TEST_F(IppCliTest, MapKeepsInputOrder) {
   EXPECT_EQ(rows[1]["ename"], "ValueError");
   EXPECT_EQ(rows[1]["line"], 2);
   EXPECT_EQ(rows[2]["result"], 3);
+  // Bytes that are not UTF-8 (a Latin-1 line) do not end the map.
+  EXPECT_EQ(Ipp({"map", "ipp.echo", "-", "--json"}, &out, "\"caf\xe9\"\n4\n"), 1) << out;
+  EXPECT_NE(out.find("\"ename\":\"ValueError\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"result\":4"), std::string::npos) << out;
 }
 
 // The input is mapped as it comes: a producer that writes its second line only once the first
@@ -301,13 +305,26 @@ TEST_F(IppCliTest, MapKeepsInputOrder) {
 TEST_F(IppCliTest, MapSendsEachLineAsItComes) {
   auto result = dir_.path() / "out", saw = dir_.path() / "saw";
   std::string ipp = std::string(IPP_BIN_DIR) + "/ipp map ipp.echo - --profile-dir=" + cluster_.profile_dir().string();
-  std::string producer = "echo 1; for i in $(seq 300); do grep -q . " + result.string() + " && { echo saw > " +
+  std::string producer = "echo 1; for i in $(seq 1200); do grep -q . " + result.string() + " && { echo saw > " +
                          saw.string() + "; break; }; sleep 0.05; done; echo 2";
   std::string out;
   ASSERT_EQ(testutil::RunCommand({"/bin/sh", "-c", "(" + producer + ") | " + ipp + " > " + result.string()}, &out), 0)
       << out;
   EXPECT_EQ(testutil::ReadFile(result), "1\n2\n");
   EXPECT_EQ(testutil::ReadFile(saw), "saw\n") << "the first result came only after the input ended";
+}
+
+// --timeout also stops a map whose input is still open: a producer that writes a line every
+// 0.2 s for a minute (it ends at its first write after ipp map exits).
+TEST_F(IppCliTest, MapTimeoutStopsWhileTheInputIsStillOpen) {
+  std::string ipp = std::string(IPP_BIN_DIR) + "/ipp map ipp.echo - --timeout 2 --profile-dir=" + cluster_.profile_dir().string();
+  std::string out;
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(testutil::RunCommand({"/bin/sh", "-c", "for i in $(seq 300); do echo $i || exit; sleep 0.2; done | " + ipp}, &out), 1)
+      << out;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
+  EXPECT_NE(out.find("TimeoutError: stopped after --timeout 2 s"), std::string::npos) << out;
+  EXPECT_EQ(out.rfind("1\n2\n", 0), 0u) << "the lines read before the timeout were mapped, in order: " << out;
 }
 
 // A bad item costs only its own result: every good result is printed in order, every error

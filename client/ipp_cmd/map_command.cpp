@@ -64,11 +64,11 @@ stdout, in order: {"line", "ok", "result" | "ename", "evalue", "engine"},
 the first item of each task also with its "stdout"/"stderr" when not empty.
 The input is read as it comes (a pipe from a program that is still writing works): each
 chunk is sent once full, or when the input pauses; at most 10,000 tasks are out before
-their results are printed. A line that is not JSON is a failed item. Ctrl-C stops reading, aborts what has not started
-and exits 130 after printing what finished; --timeout S does the same S seconds after
-connecting and exits 1. With --json an item that never ran is
-{"line", "ok": false, "ename": "TaskAborted"}, a line that is not JSON
-{"line", "ok": false, "ename": "ValueError"}; lines not read yet when it stops get none.)";
+their results are printed. A line that is not JSON is a failed item. Ctrl-C stops
+reading, aborts what has not started and exits 130 after printing what finished;
+--timeout S does the same S seconds after connecting and exits 1. With --json an item
+that never ran is {"line", "ok": false, "ename": "TaskAborted"}, a line that is not
+JSON {"line", "ok": false, "ename": "ValueError"}; lines not read yet get none.)";
 
 }  // namespace
 

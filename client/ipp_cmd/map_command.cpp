@@ -161,6 +161,11 @@ int Map(int argc, char** argv) {
   };
 
   bool timed_out_now = false;  // set once --timeout has passed: says why items were interrupted
+  // Items the stop left unrun: counted, and with --json a row each.
+  auto print_not_run = [&](const std::vector<int>& lines) {
+    unfinished += lines.size();
+    for (size_t i = 0; c.json && i < lines.size(); ++i) std::cout << Row(NotRun(lines[i])) << "\n";
+  };
   // Prints an entry's items (results on stdout, errors on stderr); a task that did not finish
   // counts as unfinished.
   auto print = [&](const Entry& e) {
@@ -176,13 +181,7 @@ int Map(int argc, char** argv) {
       return;
     }
     ipp::TaskInfo t = e.task->info()[0];
-    if (!e.task->ready() || t.status == ipp::TaskStatus::kAborted) {
-      unfinished += e.lines.size();
-      for (size_t i = 0; c.json && i < e.lines.size(); ++i) {
-        std::cout << Row(NotRun(e.lines[i])) << "\n";
-      }
-      return;
-    }
+    if (!e.task->ready() || t.status == ipp::TaskStatus::kAborted) return print_not_run(e.lines);
     // Per item: a result, an item's own error, or the task's error for all of its items.
     const Json* results = t.status == ipp::TaskStatus::kOk ? &t.result : nullptr;
     std::map<size_t, std::pair<std::string, std::string>> errors;
@@ -255,8 +254,8 @@ int Map(int argc, char** argv) {
   auto timed_out = [&] { return timeout_s > 0 && std::chrono::steady_clock::now() >= deadline; };
   auto stopping = [&] { return Interrupted() || timed_out(); };
   // Input is read as it comes and sent a chunk at a time, while results are printed in input
-  // order, each as soon as it and those before it are done. At most kMapTasksInFlight tasks are
-  // sent and not printed yet: past that, reading waits for the oldest.
+  // order, each as soon as it and those before it are done. At most kMapTasksInFlight entries are
+  // not printed yet: past that, reading waits for the oldest.
   bool reading = true;
   std::vector<std::string> lines;
   while (!stopping()) {
@@ -289,11 +288,7 @@ int Map(int argc, char** argv) {
     }
     WindDown(*client, sent, interrupted ? kWindDownGrace : ipp::Millis(0), kWindDownGrace);
     while (!entries.empty()) print_front();
-    // Items read but not in a task yet never ran.
-    unfinished += chunk_items.size();
-    for (size_t i = 0; c.json && i < next_chunk.lines.size(); ++i) {
-      std::cout << Row(NotRun(next_chunk.lines[i])) << "\n";
-    }
+    print_not_run(next_chunk.lines);  // read, not in a task yet
   }
   std::cout.flush();
   const bool unread = !in->error().empty();

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "client/io_thread.hpp"
+#include "protocol/capabilities.hpp"
 #include "protocol/profile_dir.hpp"
 
 namespace ipp {
@@ -178,11 +179,7 @@ Result<std::vector<EngineInfo>> Client::engines(Millis timeout) {
           if (value.is_number()) e.resources[name] = value.get<double>();
         }
       }
-      if (auto errors = q.find("plugin_errors"); errors != q.end() && errors->is_object()) {
-        for (const auto& [path, why] : errors->items()) {
-          if (why.is_string()) e.plugin_errors[path] = why.get<std::string>();
-        }
-      }
+      e.plugin_errors = protocol::PluginErrorsIn(q);
       e.queue = IntField(q, "queue", 0) + IntField(q, "tasks", 0);
       e.done = IntField(q, "completed", 0);
       out.push_back(std::move(e));

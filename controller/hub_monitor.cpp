@@ -274,16 +274,16 @@ void Hub::SaveTaskWaiting(const std::string& msg_id, const std::string& reason) 
   }
   ++counted->second;
   waiting_tasks_.emplace(msg_id, counted);
-  if (dashboard_) dashboard_->TaskWaiting(reason, true);
+  if (dashboard_) dashboard_->WaitingFor(waiting_reasons_);
 }
 
 void Hub::StopWaiting(const std::string& msg_id) {
   if (waiting_tasks_.empty()) return;
   auto it = waiting_tasks_.find(msg_id);
   if (it == waiting_tasks_.end()) return;
-  if (dashboard_) dashboard_->TaskWaiting(it->second->first, false);
   if (--it->second->second == 0) waiting_reasons_.erase(it->second);
   waiting_tasks_.erase(it);
+  if (dashboard_) dashboard_->WaitingFor(waiting_reasons_);
 }
 
 void Hub::SaveIopub(RawMessage& raw) {

@@ -141,12 +141,8 @@ void Aggregator::EngineLeft(const std::string& uuid, bool dead, const std::strin
   dirty_ = true;
 }
 
-void Aggregator::TaskWaiting(const std::string& reason, bool waits) {
-  if (waits) {
-    ++waiting_for_[reason];
-  } else if (auto it = waiting_for_.find(reason); it != waiting_for_.end() && --it->second == 0) {
-    waiting_for_.erase(it);
-  }
+void Aggregator::WaitingFor(const std::map<std::string, size_t>& tasks_by_reason) {
+  waiting_for_ = tasks_by_reason;
   dirty_ = true;
 }
 

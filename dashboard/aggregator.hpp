@@ -134,9 +134,9 @@ class Aggregator {
     std::string_view content;  // read only for an error's ename, evalue and traceback
   };
   void TaskReplied(const Reply& reply);
-  // A load-balanced task started (true) or stopped (false) waiting for `reason`: no connected
-  // engine can run it.
-  void TaskWaiting(const std::string& reason, bool waits);
+  // The load-balanced tasks no connected engine can run, by what they wait for (the hub's
+  // counts, after each change).
+  void WaitingFor(const std::map<std::string, size_t>& tasks_by_reason);
   // A task that will get no reply from an engine (the controller failed it itself).
   void TaskLost(const std::string& msg_id, const std::string& ename, const std::string& evalue);
   // Publishes a new snapshot when the last one is older than the publish period; samples the

@@ -76,10 +76,16 @@ Result<Capabilities> Capabilities::FromJson(const json& ipp) {
   if (auto h = ipp.find("hostname"); h != ipp.end() && h->is_string()) out.hostname = h->get<std::string>();
   if (auto p = ipp.find("pid"); p != ipp.end() && p->is_number_integer()) out.pid = p->get<long>();
   if (auto j = ipp.find("job"); j != ipp.end() && j->is_string()) out.job = j->get<std::string>();
-  if (auto e = ipp.find("plugin_errors"); e != ipp.end() && e->is_object()) {
-    for (const auto& [path, why] : e->items()) {
-      if (why.is_string()) out.plugin_errors[path] = why.get<std::string>();
-    }
+  out.plugin_errors = PluginErrorsIn(ipp);
+  return out;
+}
+
+std::map<std::string, std::string> PluginErrorsIn(const nlohmann::json& object) {
+  std::map<std::string, std::string> out;
+  auto e = object.find("plugin_errors");
+  if (e == object.end() || !e->is_object()) return out;
+  for (const auto& [path, why] : e->items()) {
+    if (why.is_string()) out[path] = why.get<std::string>();
   }
   return out;
 }

@@ -56,6 +56,10 @@ struct Capabilities {
   static Result<Capabilities> FromJson(const nlohmann::json& ipp);
 };
 
+// The "plugin_errors" member of `object` (an engine's "ipp" value, or the hub's queue_status
+// entry for it): path -> why. Descriptive, so a malformed value or entry is left out, not refused.
+std::map<std::string, std::string> PluginErrorsIn(const nlohmann::json& object);
+
 struct Requirement {
   std::string name;
   std::optional<double> at_least;  // set for "name>=N"

@@ -1,18 +1,13 @@
 // ipp map: a native function over JSON lines, load-balanced.
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <cerrno>
-#include <deque>
-#include <optional>
 #include <iostream>
-#include <map>
 #include <set>
 
 #include "client/ipp_cmd/commands.hpp"
 #include "client/ipp_cmd/line_input.hpp"
+#include "client/ipp_cmd/map_stream.hpp"
 #include "client/ipp_cmd/wind_down.hpp"
 
 namespace ipp_cmd {
@@ -41,20 +36,32 @@ bool EnginesHave(ipp::Client& client, const std::string& function, ipp::Millis t
 // map goes, not all at once, and results wait in order behind a slow early task only this far.
 constexpr size_t kMapTasksInFlight = 10000;
 
-// A --json row: bytes that are not UTF-8 (a line in Latin-1, a function's raw output) are
-// replaced rather than ending the map.
-std::string Row(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+// Work no connected engine can run waits for one (an engine may still connect, or --adapt start
+// one); says so once per reason, as the hub tells it (our controller only), instead of waiting
+// without a word.
+class WaitingNotice {
+ public:
+  explicit WaitingNotice(ipp::Client& client) : client_(client) {}
+  // Asks the hub at most every 3 s.
+  void Tell() {
+    auto now = std::chrono::steady_clock::now();
+    if (now - checked_ < std::chrono::seconds(3)) return;
+    checked_ = now;
+    auto status = client_.queue_status();
+    if (!status.ok() || !status->is_object()) return;
+    Json waiting = status->value("waiting", Json::object());
+    for (const auto& [reason, count] : waiting.items()) {
+      if (!count.is_number_integer() || !told_.insert(reason).second) continue;
+      std::fprintf(stderr, "ipp: %ld task(s) wait for %s: no connected engine can run them (Ctrl-C to stop)\n",
+                   count.get<long>(), reason.c_str());
+    }
+  }
 
-Json NotRun(int line) {
-  return {{"line", line}, {"ok", false}, {"ename", "TaskAborted"},
-          {"evalue", "not run: the map was stopped (Ctrl-C or --timeout) before it started"}};
-}
-
-// A line that is not JSON, as an error message shows it: cut to a readable length.
-std::string Excerpt(const std::string& line) {
-  constexpr size_t kShown = 200;
-  return line.size() <= kShown ? line : line.substr(0, kShown) + "... (" + std::to_string(line.size()) + " bytes)";
-}
+ private:
+  ipp::Client& client_;
+  std::set<std::string> told_;
+  std::chrono::steady_clock::time_point checked_ = std::chrono::steady_clock::now();
+};
 
 // What --help says beyond the usage line.
 constexpr const char* kMapHelp = R"(One JSON value per line in, load-balanced. Each good result is printed on stdout, in
@@ -116,138 +123,13 @@ int Map(int argc, char** argv) {
   if (!no_engines && !EnginesHave(*client, function, timeout)) {
     return Fail("NameError: no function '" + function + "' on the engines (ipp functions lists them)");
   }
-  // One ipp.map task per chunk, each item tried (keep_going): a bad item costs only its result.
   ipp::TaskOptions options;
   options.requirements = requirements;
   options.label = label;
   options.priority = priority;
   options.retries = retries;
-  auto view = client->load_balanced_view(options);
-  const size_t chunk = static_cast<size_t>(chunksize);
-
-  // What was read, in input order, each until it is printed: a task of up to `chunk` items, or a
-  // line that is not JSON (a failed item of its own).
-  struct Entry {
-    std::optional<ipp::AsyncResult> task;
-    std::vector<int> lines;  // input line of each item
-    std::string not_json;    // the line (Excerpt), when it is not JSON
-    bool ready() const { return !task || task->ready(); }
-  };
-  std::deque<Entry> entries;
-  Entry next_chunk;
-  std::vector<Json> chunk_items;
-  auto send_chunk = [&] {
-    if (chunk_items.empty()) return;
-    next_chunk.task = view.apply("ipp.map", {{"function", function}, {"items", Json(std::move(chunk_items))}, {"keep_going", true}});
-    chunk_items.clear();
-    entries.push_back(std::move(next_chunk));
-    next_chunk = Entry{};
-  };
-  size_t items = 0, failed = 0, unfinished = 0;
-  int line_number = 0;
-  auto take = [&](const std::string& line) {
-    ++line_number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) return;
-    ++items;
-    Json v = Json::parse(line, nullptr, false);
-    if (v.is_discarded()) {
-      send_chunk();  // what came before it goes first
-      entries.push_back(Entry{std::nullopt, {line_number}, Excerpt(line)});
-      return;
-    }
-    chunk_items.push_back(std::move(v));
-    next_chunk.lines.push_back(line_number);
-    if (chunk_items.size() == chunk) send_chunk();
-  };
-
-  bool timed_out_now = false;  // set once --timeout has passed: says why items were interrupted
-  // Items the stop left unrun: counted, and with --json a row each.
-  auto print_not_run = [&](const std::vector<int>& lines) {
-    unfinished += lines.size();
-    for (size_t i = 0; c.json && i < lines.size(); ++i) std::cout << Row(NotRun(lines[i])) << "\n";
-  };
-  // Prints an entry's items (results on stdout, errors on stderr); a task that did not finish
-  // counts as unfinished.
-  auto print = [&](const Entry& e) {
-    if (!e.task) {
-      ++failed;
-      if (c.json) {
-        std::cout << Row(Json{{"line", e.lines[0]}, {"ok", false}, {"ename", "ValueError"}, {"evalue", "not JSON: " + e.not_json}})
-                  << "\n";
-      } else {
-        std::cout.flush();
-        std::cerr << "ipp: line " << e.lines[0] << " is not JSON: " << e.not_json << std::endl;
-      }
-      return;
-    }
-    ipp::TaskInfo t = e.task->info()[0];
-    if (!e.task->ready() || t.status == ipp::TaskStatus::kAborted) return print_not_run(e.lines);
-    // Per item: a result, an item's own error, or the task's error for all of its items.
-    const Json* results = t.status == ipp::TaskStatus::kOk ? &t.result : nullptr;
-    std::map<size_t, std::pair<std::string, std::string>> errors;
-    if (t.status != ipp::TaskStatus::kOk && t.result.is_object() && t.result.contains("results")) {
-      results = &t.result["results"];
-      for (const auto& err : t.result.value("errors", Json::array())) {
-        errors[err.value("index", size_t{0})] = {err.value("ename", ""), err.value("evalue", "")};
-      }
-    }
-    if (!c.json) {
-      if (!t.stdout_text.empty()) std::cerr << t.stdout_text << (t.stdout_text.back() == '\n' ? "" : "\n");
-      if (!t.stderr_text.empty()) std::cerr << t.stderr_text << (t.stderr_text.back() == '\n' ? "" : "\n");
-    }
-    for (size_t i = 0; i < e.lines.size(); ++i) {
-      bool ok = results && results->is_array() && i < results->size() && !errors.count(i);
-      std::string ename, evalue;
-      if (!ok) {
-        ++failed;
-        auto err = errors.find(i);
-        ename = err != errors.end() ? err->second.first : (t.error ? t.error->ename() : "Error");
-        evalue = err != errors.end() ? err->second.second : (t.error ? t.error->evalue() : "no result");
-        // Interrupted by us: the engine reports the SIGINT it was sent.
-        if (timed_out_now && ename == "KeyboardInterrupt") evalue += " (stopped by --timeout)";
-      }
-      if (c.json) {
-        Json j = {{"line", e.lines[i]}, {"ok", ok}, {"engine", t.engine_id}};
-        if (ok) {
-          j["result"] = (*results)[i];
-        } else {
-          j["ename"] = ename;
-          j["evalue"] = evalue;
-        }
-        if (i == 0 && !t.stdout_text.empty()) j["stdout"] = t.stdout_text;
-        if (i == 0 && !t.stderr_text.empty()) j["stderr"] = t.stderr_text;
-        std::cout << Row(j) << "\n";
-      } else if (ok) {
-        std::cout << Row((*results)[i]) << "\n";
-      } else {
-        std::cout.flush();  // keep stdout and stderr in input order on a terminal
-        std::cerr << "ipp: line " << e.lines[i] << ": [engine " << t.engine_id << "] " << ename << ": " << evalue << std::endl;
-      }
-    }
-    std::cout.flush();  // as each comes: a long map shows its progress
-  };
-  auto print_front = [&] {
-    print(entries.front());
-    entries.pop_front();
-  };
-  // Work no connected engine can run waits for one (an engine may still connect, or --adapt
-  // start one); say so once per reason, as the hub tells it (our controller only), instead of
-  // waiting without a word.
-  std::set<std::string> told;
-  auto checked = std::chrono::steady_clock::now();
-  auto tell_waiting = [&] {
-    auto now = std::chrono::steady_clock::now();
-    if (now - checked < std::chrono::seconds(3)) return;
-    checked = now;
-    auto status = client->queue_status();
-    if (!status.ok() || !status->is_object()) return;
-    Json waiting = status->value("waiting", Json::object());
-    for (const auto& [reason, count] : waiting.items()) {
-      if (!count.is_number_integer() || !told.insert(reason).second) continue;
-      std::fprintf(stderr, "ipp: %ld task(s) wait for %s: no connected engine can run them (Ctrl-C to stop)\n",
-                   count.get<long>(), reason.c_str());
-    }
-  };
+  MapStream stream(client->load_balanced_view(options), function, static_cast<size_t>(chunksize), c.json);
+  WaitingNotice waiting(*client);
   // The deadline counts from here: connecting is not the map.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                                                std::chrono::duration<double>(timeout_s));
@@ -259,51 +141,47 @@ int Map(int argc, char** argv) {
   bool reading = true;
   std::vector<std::string> lines;
   while (!stopping()) {
-    while (!entries.empty() && entries.front().ready()) print_front();
-    if (!reading && entries.empty()) break;
-    if (reading && entries.size() < kMapTasksInFlight) {
+    stream.PrintReady();
+    if (!reading && stream.unprinted() == 0) break;
+    if (reading && stream.unprinted() < kMapTasksInFlight) {
       lines.clear();
       // Each line adds at most one entry (a chunk holds at least one line).
-      reading = in->Read(lines, kMapTasksInFlight - entries.size(), entries.empty() ? ipp::Millis(200) : ipp::Millis(20));
-      for (const std::string& line : lines) take(line);
+      reading = in->Read(lines, kMapTasksInFlight - stream.unprinted(),
+                         stream.unprinted() == 0 ? ipp::Millis(200) : ipp::Millis(20));
+      for (const std::string& line : lines) stream.Take(line);
       // At the end, or while the input is idle, a chunk not full yet goes as it is: a slow
       // producer's lines do not wait for the next ones.
-      if (!reading || lines.empty()) send_chunk();
+      if (!reading || lines.empty()) stream.SendChunk();
     } else {
-      entries.front().task->wait(ipp::Millis(200));
+      stream.WaitFront(ipp::Millis(200));
     }
-    if (!entries.empty() && !entries.front().ready()) tell_waiting();
+    if (stream.FrontWaits()) waiting.Tell();
   }
-  const bool interrupted = Interrupted(), stopped = !entries.empty() || reading;
+  const bool interrupted = Interrupted(), stopped = stream.unprinted() > 0 || reading;
   if (stopped) {
-    timed_out_now = !interrupted;
     std::cerr << (interrupted ? "ipp: stopping: what has not started is aborted; what runs gets 3 s, then SIGINT "
                                 "(Ctrl-C again exits at once)"
                               : "ipp: --timeout passed: what has not started is aborted, what runs is interrupted")
               << std::endl;
     // Past --timeout what runs is interrupted at once, as by `ipp px --timeout`.
-    std::vector<ipp::AsyncResult> sent;
-    for (const Entry& e : entries) {
-      if (e.task) sent.push_back(*e.task);
-    }
-    WindDown(*client, sent, interrupted ? kWindDownGrace : ipp::Millis(0), kWindDownGrace);
-    while (!entries.empty()) print_front();
-    print_not_run(next_chunk.lines);  // read, not in a task yet
+    WindDown(*client, stream.Unprinted(), interrupted ? kWindDownGrace : ipp::Millis(0), kWindDownGrace);
+    stream.PrintAll(!interrupted);
   }
   std::cout.flush();
   const bool unread = !in->error().empty();
   if (unread) std::cerr << "ipp: " << in->error() << " (the lines before the error were mapped)" << std::endl;
   if (interrupted) {
-    std::cerr << "ipp: interrupted: " << unfinished << " of " << items << " item(s) not done" << std::endl;
+    std::cerr << "ipp: interrupted: " << stream.not_run() << " of " << stream.items() << " item(s) not done" << std::endl;
     return 130;
   }
   if (stopped) {
-    std::cerr << "ipp: TimeoutError: stopped after --timeout " << timeout_s << " s: " << unfinished << " of " << items
-              << " item(s) not run" << (failed ? ", " + std::to_string(failed) + " interrupted or failed" : "") << std::endl;
+    std::cerr << "ipp: TimeoutError: stopped after --timeout " << timeout_s << " s: " << stream.not_run() << " of "
+              << stream.items() << " item(s) not run"
+              << (stream.failed() ? ", " + std::to_string(stream.failed()) + " interrupted or failed" : "") << std::endl;
     return 1;
   }
-  if (failed) std::cerr << "ipp: " << failed << " of " << items << " item(s) failed" << std::endl;
-  return failed || unread ? 1 : 0;
+  if (stream.failed()) std::cerr << "ipp: " << stream.failed() << " of " << stream.items() << " item(s) failed" << std::endl;
+  return stream.failed() || unread ? 1 : 0;
 }
 
 }  // namespace ipp_cmd

@@ -38,7 +38,7 @@ constexpr size_t kMapTasksInFlight = 10000;
 
 // Work no connected engine can run waits for one (an engine may still connect, or --adapt start
 // one); says so once per reason, as the hub tells it (our controller only), instead of waiting
-// without a word.
+// without a word. `client` must outlive it.
 class WaitingNotice {
  public:
   explicit WaitingNotice(ipp::Client& client) : client_(client) {}
@@ -164,7 +164,7 @@ int Map(int argc, char** argv) {
                               : "ipp: --timeout passed: what has not started is aborted, what runs is interrupted")
               << std::endl;
     // Past --timeout what runs is interrupted at once, as by `ipp px --timeout`.
-    WindDown(*client, stream.Unprinted(), interrupted ? kWindDownGrace : ipp::Millis(0), kWindDownGrace);
+    WindDown(*client, stream.UnprintedTasks(), interrupted ? kWindDownGrace : ipp::Millis(0), kWindDownGrace);
     stream.PrintAll(!interrupted);
   }
   std::cout.flush();

@@ -59,7 +59,7 @@ void MapStream::WaitFront(ipp::Millis wait) {
   if (FrontWaits()) entries_.front().task->wait(wait);
 }
 
-std::vector<ipp::AsyncResult> MapStream::Unprinted() const {
+std::vector<ipp::AsyncResult> MapStream::UnprintedTasks() const {
   std::vector<ipp::AsyncResult> out;
   for (const Entry& e : entries_) {
     if (e.task) out.push_back(*e.task);

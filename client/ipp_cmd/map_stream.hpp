@@ -1,6 +1,7 @@
 // MapStream: ipp map's items between reading and printing. Lines go in as they are read; each
 // chunk of them goes out as one ipp.map task; results come out in input order, each as soon as it
-// and those before it are done. Used from the main thread only.
+// and those before it are done. Used from the main thread only; the Client behind the view
+// must outlive it.
 #pragma once
 
 #include <deque>
@@ -31,7 +32,7 @@ class MapStream {
   // Waits up to `wait` for the oldest unprinted entry.
   void WaitFront(ipp::Millis wait);
   // The tasks not printed yet, for winding them down.
-  std::vector<ipp::AsyncResult> Unprinted() const;
+  std::vector<ipp::AsyncResult> UnprintedTasks() const;
   // After a stop: prints every entry as it stands (a task that did not finish, and the chunk not
   // sent yet, as items not run). `timed_out` marks items interrupted by --timeout.
   void PrintAll(bool timed_out);

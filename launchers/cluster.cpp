@@ -45,7 +45,9 @@ void PrintError(const Status& status) {
 }  // namespace
 
 Cluster::Cluster(LaunchContext context, const std::atomic<bool>& stop)
-    : context_(std::move(context)), stop_(stop), controller_budget_(context_.restart) {}
+    : context_(std::move(context)), stop_(stop), controller_budget_(context_.restart) {
+  context_.stop = &stop_;
+}
 
 fs::path Cluster::file() const { return SecurityDir(context_) / ("cluster-" + context_.cluster_id + ".json"); }
 

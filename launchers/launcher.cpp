@@ -381,6 +381,10 @@ class ProcessSetLauncher : public Launcher {
   // `job`: the Local job (--adapt) the process belongs to, "" for none.
   Status Launch(const std::vector<std::string>& argv, const fs::path& log,
                 const std::map<std::string, std::string>& environment = {}, const std::string& job = "") {
+    if (context_.stop && context_.stop->load()) {
+      return Status::Unavailable("interrupted while starting " + kind() + " processes (" + std::to_string(procs_.size()) +
+                                 " started; they are stopped)");
+    }
     Result<pid_t> pid = Spawn(argv, log, environment, group());
     if (!pid.ok()) return pid.status();
     Proc p;

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -36,6 +37,9 @@ struct LaunchContext {
   // launcher's own config section may add or override ("slurm": {"environment": {...}}).
   std::map<std::string, std::string> environment;
   RestartLimits restart;                     // --max-restarts, --restart-window, --no-restart
+  // Raised by ipcluster's SIGINT/SIGTERM handler (null: never): a launcher starting many
+  // processes stops starting more, so that a long start storm can be interrupted.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // Whether `name` can be an environment variable's name in a shell: [A-Za-z_][A-Za-z0-9_]*.

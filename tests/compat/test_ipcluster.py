@@ -745,3 +745,24 @@ def test_adapt_stops_submitting_after_failed_jobs_and_says_why(env, tmp_path):
         rc.close()
     finally:
         run([IPCLUSTER, "stop"], env, check=False)
+
+
+def test_ctrl_c_while_engines_are_still_being_started_stops_everything(env):
+    # Hundreds of engines take a while to spawn on 2 cores (each fork and exec ~ms, the engines
+    # already started competing for the CPU): Ctrl-C as soon as the first one's log appears lands
+    # in the spawn loop, which must stop starting more and stop those it started.
+    n = 300
+    p = subprocess.Popen([IPCLUSTER, "start", "-n", str(n)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _started_groups.add(p.pid)
+    log_dir = os.path.join(env["IPYTHONDIR"], "profile_default", "log")
+    wait_for(lambda: os.path.isdir(log_dir) and any(f.startswith("ipengine") for f in os.listdir(log_dir)),
+             timeout=60, what="the first engine to start")
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    started = len([f for f in os.listdir(log_dir) if f.startswith("ipengine")])
+    print(f"{started} of {n} engines were started before Ctrl-C took effect")
+    assert started < n, "the spawn loop went on after Ctrl-C"
+    wait_for(lambda: not processes_using(env["IPYTHONDIR"]), timeout=60, what="every process to stop")
+    assert json.loads(run([IPCLUSTER, "list", "--json"], env).stdout) == []

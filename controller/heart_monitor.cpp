@@ -63,10 +63,10 @@ void HeartMonitor::HandlePongs(size_t max) {
       SPDLOG_LOGGER_DEBUG(log_, "stale heartbeat from {}", heart);
       continue;
     }
-    if (!current) ++late_answers_;
     if (callbacks_.on_beat) callbacks_.on_beat(heart);
     if (current && !hearts_.count(heart)) fresh.push_back(heart);
-    responses_.insert(std::move(heart));
+    // Counted once per heart: a registering engine is pinged again, and answers each copy.
+    if (responses_.insert(std::move(heart)).second && !current) ++late_answers_;
   }
   for (const std::string& heart : fresh) hearts_.try_emplace(heart, Heart{0, now});
   if (!fresh.empty() && callbacks_.on_new_hearts) callbacks_.on_new_hearts(fresh);

@@ -90,7 +90,7 @@ class HeartMonitor {
   std::unordered_map<std::string, Heart> hearts_;
   std::unordered_set<std::string> responses_;
   int mass_silent_periods_ = 0;  // in a row, with no late answers
-  size_t late_answers_ = 0;  // this period's echoes of the previous beat, for the summary
+  size_t late_answers_ = 0;  // this period's hearts that echoed the previous beat, for the summary
 };
 
 }  // namespace ipp::controller

@@ -283,8 +283,9 @@ int Start(int argc, char** argv) {
   if (auto s = cluster.StartController(controller_kind, Seconds(timeout)); !s.ok()) return Fail(s.message());
   if (auto s = adaptive ? cluster.StartAdaptive(engines_kind, adapt) : cluster.StartEngines(engines_kind, n); !s.ok()) {
     cluster.StopAll();  // the controller kept its connection files for a restart: not now
-    Fail(s.message());
-    return g_stop_signal.load() ? 128 + g_stop_signal.load() : 1;
+    if (!g_stop_signal.load()) return Fail(s.message());
+    Fail(s.message() + ": what had started is stopped");
+    return 128 + g_stop_signal.load();
   }
   if (adaptive) n = 0;  // none launched yet: the adapter submits them from Supervise
   Json description = cluster.Describe(n);

@@ -382,8 +382,8 @@ class ProcessSetLauncher : public Launcher {
   Status Launch(const std::vector<std::string>& argv, const fs::path& log,
                 const std::map<std::string, std::string>& environment = {}, const std::string& job = "") {
     if (context_.stop && context_.stop->load()) {
-      return Status::Unavailable("interrupted while starting " + kind() + " processes (" + std::to_string(procs_.size()) +
-                                 " started; they are stopped)");
+      return Status::Unavailable("interrupted while starting " + kind() + " processes, after " +
+                                 std::to_string(procs_.size()));
     }
     Result<pid_t> pid = Spawn(argv, log, environment, group());
     if (!pid.ok()) return pid.status();
